@@ -1,0 +1,82 @@
+import { createHash } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
+import { errorResponses } from '../../contract/common.js';
+import { OidcDiscoverySchema, OidcJwksSchema, PublicPaths, SpiffeBundleSchema, TrustDomainPathParams } from '../../contract/public-api.js';
+import { CairnError } from '../../lib/errors.js';
+import { derToPem } from '../../spiffe/bundle/bundle.js';
+import type { AuthorityService } from '../authority/service.js';
+import { validateTrustDomainName } from '../trust-domains/service.js';
+import type { App } from '../http/types.js';
+import { bundleOf, oidcDiscovery, oidcJwks, spiffeBundleDocument } from './documents.js';
+
+export interface PublicRouteDeps {
+  readonly authority: AuthorityService;
+  /** Externally visible base URL (e.g. https://ca.example.com); else derived from the request. */
+  readonly publicUrl?: string | undefined;
+}
+
+/**
+ * Gateways poll these. Mesh consumers ignore cache headers, generic ones honour them, so a
+ * moderate max-age plus an ETag (answering 304) serves both.
+ */
+function sendCacheable(req: FastifyRequest, reply: FastifyReply, body: string, contentType: string): FastifyReply {
+  const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
+  void reply.header('cache-control', 'public, max-age=300').header('etag', etag).header('access-control-allow-origin', '*');
+  const inm = req.headers['if-none-match'];
+  if (inm && (inm === '*' || inm.split(',').some((t) => t.trim().replace(/^W\//, '') === etag))) {
+    return reply.status(304).send();
+  }
+  return reply.status(200).type(contentType).send(body);
+}
+
+export function baseUrlOf(req: FastifyRequest, configured: string | undefined): string {
+  return (configured ?? `${req.protocol}://${req.host}`).replace(/\/+$/, '');
+}
+
+export function registerPublicRoutes(app: App, deps: PublicRouteDeps): void {
+  const tags = ['public'];
+  const params = TrustDomainPathParams;
+  const published = (name: string) => deps.authority.published(validateTrustDomainName(name));
+
+  app.get(PublicPaths.bundle, {
+    schema: { tags, summary: 'The SPIFFE trust bundle (JWKS form) of a trust domain', params, response: { 200: SpiffeBundleSchema, 304: Type.Null(), ...errorResponses } },
+  }, async (req, reply) => {
+    const { trustDomain, keys } = await published(req.params.trustDomain);
+    return sendCacheable(req, reply, JSON.stringify(spiffeBundleDocument(trustDomain, keys)), 'application/json');
+  });
+
+  app.get(PublicPaths.bundlePem, {
+    schema: { tags, summary: 'The X.509 authorities of a trust domain as PEM', params, response: { 200: Type.String(), 304: Type.Null(), ...errorResponses } },
+  }, async (req, reply) => {
+    const { trustDomain, keys } = await published(req.params.trustDomain);
+    const pem = bundleOf(trustDomain, keys).x509Authorities.map((d) => derToPem(d)).join('');
+    return sendCacheable(req, reply, pem, 'application/x-pem-file');
+  });
+
+  app.get(PublicPaths.jwks, {
+    schema: { tags, summary: 'A plain JWKS of the JWT-SVID signing keys (for Envoy, Istio, cloud federation)', params, response: { 200: OidcJwksSchema, 304: Type.Null(), ...errorResponses } },
+  }, async (req, reply) => {
+    const { keys } = await published(req.params.trustDomain);
+    return sendCacheable(req, reply, JSON.stringify(oidcJwks(keys)), 'application/json');
+  });
+
+  app.get(PublicPaths.oidcDiscovery, {
+    schema: { tags, summary: 'OIDC discovery document; issuer equals the JWT-SVID iss', params, response: { 200: OidcDiscoverySchema, 304: Type.Null(), ...errorResponses } },
+  }, async (req, reply) => {
+    const { trustDomain, keys } = await published(req.params.trustDomain);
+    if (!trustDomain.jwtIssuer) {
+      throw new CairnError('oidc_issuer_not_configured', `trust domain ${trustDomain.name} has no JWT issuer; set jwtIssuer to publish OIDC discovery`);
+    }
+    const jwksUri = `${baseUrlOf(req, deps.publicUrl)}/td/${trustDomain.name}/jwks`;
+    return sendCacheable(req, reply, JSON.stringify(oidcDiscovery(trustDomain.jwtIssuer, jwksUri, keys)), 'application/json');
+  });
+}
+
+export function registerHealthRoutes(app: App, ready: () => Promise<boolean>): void {
+  const Health = Type.Object({ status: Type.String() });
+  app.get(PublicPaths.healthz, { schema: { tags: ['health'], response: { 200: Health } } }, async () => ({ status: 'ok' }));
+  app.get(PublicPaths.readyz, { schema: { tags: ['health'], response: { 200: Health, 503: Health } } }, async (_req, reply) =>
+    (await ready().catch(() => false)) ? { status: 'ready' } : reply.status(503).send({ status: 'not ready' }),
+  );
+}

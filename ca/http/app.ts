@@ -1,0 +1,112 @@
+import Fastify, { type FastifyBaseLogger } from 'fastify';
+import swagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Logger } from '../../lib/log.js';
+import { CairnError } from '../../lib/errors.js';
+import type { AdminAuthService } from '../admin-auth/service.js';
+import type { AuthorityService } from '../authority/service.js';
+import { registerHealthRoutes, registerPublicRoutes } from '../bundle/routes.js';
+import type { InventoryStore } from '../inventory/store.js';
+import { registerMintRoutes } from '../issuance/routes.js';
+import type { IssuanceService } from '../issuance/service.js';
+import { registerInventoryRoutes } from '../inventory/routes.js';
+import { registerTrustDomainRoutes } from '../trust-domains/routes.js';
+import type { TrustDomainService } from '../trust-domains/service.js';
+import { errorHandler, toHttpError } from './errors.js';
+import type { App } from './types.js';
+
+export interface CaServices {
+  readonly adminAuth: AdminAuthService;
+  readonly authority: AuthorityService;
+  readonly trustDomains: TrustDomainService;
+  readonly issuance: IssuanceService;
+  readonly inventory: InventoryStore;
+  readonly ready: () => Promise<boolean>;
+}
+
+export interface CaAppOptions {
+  readonly logger: Logger;
+  readonly publicUrl?: string | undefined;
+  /** Request body cap; a CSR is ~1 KiB, so the default leaves room for batches without inviting floods. */
+  readonly bodyLimit?: number;
+}
+
+export interface RouteInfo {
+  readonly method: string;
+  readonly url: string;
+  readonly access: string;
+}
+
+export interface CaApp {
+  readonly app: App;
+  /** Every route registered, with the access context it was registered in. */
+  readonly routes: RouteInfo[];
+}
+
+export const DEFAULT_BODY_LIMIT = 1024 * 1024;
+
+/**
+ * The CA's HTTP surface in three encapsulated contexts: public (bundle, JWKS, OIDC, health; no
+ * auth), admin (bearer token on every route, enforced by a hook on the context so no route can
+ * skip it), and later the agent context (mTLS). main.ts decides where it listens.
+ */
+export async function buildCaApp(services: CaServices, options: CaAppOptions): Promise<CaApp> {
+  const app = Fastify({
+    loggerInstance: options.logger as FastifyBaseLogger,
+    bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  const routes: RouteInfo[] = [];
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    for (const method of methods) {
+      if (method === 'HEAD') continue;
+      routes.push({ method, url: route.url, access: route.config?.access ?? 'unset' });
+    }
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'Cairn CA', version: '0.1.0', description: 'SPIFFE identity authority: admin, public and agent APIs' },
+      components: { securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } } },
+    },
+  });
+
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((req, reply) => {
+    const { status, body } = toHttpError(new CairnError('not_found', `no route for ${req.method} ${req.url.split('?')[0]}`));
+    void reply.status(status).send(body);
+  });
+
+  await app.register(async (pub) => {
+    pub.addHook('onRoute', (route) => {
+      route.config = { ...route.config, access: 'public' };
+    });
+    pub.addHook('onRequest', async (req) => {
+      req.actor = 'public';
+    });
+    registerHealthRoutes(pub, services.ready);
+    registerPublicRoutes(pub, { authority: services.authority, publicUrl: options.publicUrl });
+    pub.get('/docs', { schema: { hide: true } }, async () => app.swagger());
+    pub.get('/docs/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  });
+
+  await app.register(async (admin) => {
+    admin.addHook('onRoute', (route) => {
+      route.config = { ...route.config, access: 'admin' };
+      route.schema = { ...route.schema, security: [{ adminToken: [] }] };
+    });
+    admin.addHook('onRequest', async (req) => {
+      req.actor = await services.adminAuth.authenticate(req.headers.authorization);
+    });
+    registerTrustDomainRoutes(admin, services.trustDomains);
+    registerMintRoutes(admin, services.issuance);
+    registerInventoryRoutes(admin, services.inventory);
+  });
+
+  await app.ready();
+  return { app, routes };
+}

@@ -1,0 +1,62 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { CairnError, type ErrorCode } from '../../lib/errors.js';
+import { statusOf } from '../../lib/status.js';
+import { SpiffeError } from '../../spiffe/errors.js';
+
+export interface HttpError {
+  readonly status: number;
+  readonly body: { code: ErrorCode; message: string; details?: Record<string, unknown> };
+}
+
+/** Fastify's own request errors (body parsing, limits, schema validation) in our catalogue. */
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_request',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_request',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'malformed_json',
+  FST_ERR_VALIDATION: 'invalid_request',
+};
+
+function fromSpiffe(err: SpiffeError): ErrorCode {
+  switch (err.code) {
+    case 'invalid_spiffe_id':
+      return 'invalid_spiffe_id';
+    case 'invalid_trust_domain':
+      return 'invalid_trust_domain';
+    default:
+      return 'invalid_request';
+  }
+}
+
+/** One mapping from anything thrown to the status and `{code, message}` a client sees. */
+export function toHttpError(err: unknown): HttpError {
+  if (err instanceof CairnError) {
+    const body: HttpError['body'] = { code: err.code, message: err.message };
+    if (err.details) body.details = { ...err.details };
+    return { status: statusOf(err.code).http, body };
+  }
+  if (err instanceof SpiffeError) {
+    const code = fromSpiffe(err);
+    return { status: statusOf(code).http, body: { code, message: err.message } };
+  }
+  const fe = err as Partial<FastifyError> & { validation?: unknown; status?: number; type?: string };
+  if (fe.validation) return { status: 400, body: { code: 'invalid_request', message: fe.message ?? 'request is invalid' } };
+  const mapped = fe.code ? FASTIFY_CODES[fe.code] : undefined;
+  if (mapped) return { status: statusOf(mapped).http, body: { code: mapped, message: fe.message ?? mapped } };
+  // JSON.parse failures surface as SyntaxError with a 400 status from the body parser.
+  if (err instanceof SyntaxError && (fe.statusCode === 400 || fe.status === 400)) {
+    return { status: 400, body: { code: 'malformed_json', message: 'request body is not valid JSON' } };
+  }
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return { status: fe.statusCode, body: { code: 'invalid_request', message: fe.message ?? 'request is invalid' } };
+  }
+  return { status: 500, body: { code: 'internal', message: 'internal error' } };
+}
+
+export function errorHandler(err: unknown, request: FastifyRequest, reply: FastifyReply): void {
+  const { status, body } = toHttpError(err);
+  if (status >= 500) request.log.error({ err, code: body.code }, 'request failed');
+  else request.log.info({ code: body.code, status }, 'request rejected');
+  void reply.status(status).send(body);
+}

@@ -1,0 +1,16 @@
+import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+
+/** A fastify instance whose route schemas type the handlers (TypeBox provider). */
+export type App = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, TypeBoxTypeProvider>;
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Who is calling, for events: "admin:<token name>", "agent:<spiffe id>", or "public". */
+    actor: string;
+  }
+  interface FastifyContextConfig {
+    /** Which access context registered the route; the route-enumeration test reads it. */
+    access?: 'admin' | 'agent' | 'public' | 'bootstrap';
+  }
+}

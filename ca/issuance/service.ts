@@ -1,0 +1,142 @@
+import type { Clock } from '../../lib/clock.js';
+import { addSeconds, minDate } from '../../lib/clock.js';
+import { CairnError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/log.js';
+import { randomSerial, type Random } from '../../lib/random.js';
+import type { SpiffeId } from '../../spiffe/id.js';
+import type { ActiveAuthority, AuthorityService } from '../authority/service.js';
+import { NOT_BEFORE_CUSHION_SECONDS } from '../authority/service.js';
+import type { InventoryStore } from '../inventory/store.js';
+import type { VerifiedCsr } from './csr.js';
+import { buildLeafTbs, signCertificate } from './leaf-template.js';
+import { normalizeAudiences, type X509Policy } from './policy.js';
+
+export interface IssuanceDeps {
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly logger: Logger;
+  readonly authority: AuthorityService;
+  readonly inventory: InventoryStore;
+}
+
+export interface X509Request {
+  readonly csr: VerifiedCsr;
+  readonly policy: X509Policy;
+}
+
+export interface IssuedX509Svid {
+  readonly spiffeId: string;
+  /** DER, leaf first. Cairn's CAs are self-signed roots, so the chain is the leaf alone. */
+  readonly chain: Buffer[];
+  readonly serial: string;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  /** DER of the trust domain's X.509 authorities at issuance time. */
+  readonly bundle: Buffer[];
+}
+
+export interface JwtRequest {
+  readonly spiffeId: SpiffeId;
+  readonly audience: readonly string[];
+  /** Absent: the trust domain's default JWT-SVID TTL. */
+  readonly ttlSeconds?: number | undefined;
+}
+
+export interface MintedJwtSvid {
+  readonly spiffeId: string;
+  readonly token: string;
+  readonly issuedAt: Date;
+  readonly expiresAt: Date;
+}
+
+/**
+ * Issuance as a pipeline: the caller's authorization produced a policy; here it is checked against
+ * the authority (trust domain, lifetime within the CA's), written into the template, signed, and
+ * recorded in the inventory before anything leaves.
+ */
+export class IssuanceService {
+  constructor(private readonly deps: IssuanceDeps) {}
+
+  async issueX509(trustDomain: string, requests: readonly X509Request[], issuedTo: string): Promise<IssuedX509Svid[]> {
+    const authority = await this.deps.authority.active(trustDomain);
+    const bundle = await this.bundleOf(authority);
+    const now = this.deps.clock.now();
+    const issued = requests.map((r) => this.signOne(authority, r, now, bundle));
+    await this.deps.inventory.record(
+      issued.map((s) => ({ serial: s.serial, trustDomain, spiffeId: s.spiffeId, notBefore: s.notBefore, notAfter: s.notAfter, issuedTo, issuedAt: now })),
+    );
+    for (const s of issued) {
+      this.deps.logger.info(
+        { event: 'x509_svid.issued', trustDomain, spiffeId: s.spiffeId, serial: s.serial, notAfter: s.notAfter.toISOString(), issuedTo },
+        'X.509-SVID issued',
+      );
+    }
+    return issued;
+  }
+
+  private signOne(authority: ActiveAuthority, req: X509Request, now: Date, bundle: Buffer[]): IssuedX509Svid {
+    const { spiffeId, ttlSeconds, dnsNames } = req.policy;
+    if (!spiffeId.memberOf(authority.trustDomain.name)) {
+      throw new CairnError('wrong_trust_domain', `${spiffeId.toString()} is not in trust domain ${authority.trustDomain.name}`);
+    }
+    if (spiffeId.isTrustDomainId) throw new CairnError('invalid_spiffe_id', 'an X.509-SVID needs a SPIFFE ID with a path');
+    const notBefore = addSeconds(now, -NOT_BEFORE_CUSHION_SECONDS);
+    const ttl = ttlSeconds ?? authority.trustDomain.x509SvidTtlSeconds;
+    const notAfter = minDate(addSeconds(now, ttl), authority.x509.notAfter);
+    const serial = randomSerial(this.deps.random);
+    const tbs = buildLeafTbs(authority.x509.template, {
+      serial,
+      notBefore,
+      notAfter,
+      spiffeId: spiffeId.toString(),
+      dnsNames,
+      publicKey: req.csr.publicKey,
+    });
+    return {
+      spiffeId: spiffeId.toString(),
+      chain: [signCertificate(authority.x509.template, tbs)],
+      serial: serial.toString('hex'),
+      notBefore,
+      notAfter,
+      bundle,
+    };
+  }
+
+  private async bundleOf(authority: ActiveAuthority): Promise<Buffer[]> {
+    return this.deps.authority.x509Authorities(authority.trustDomain.name);
+  }
+
+  async mintJwt(trustDomain: string, req: JwtRequest, issuedTo: string): Promise<MintedJwtSvid> {
+    const authority = await this.deps.authority.active(trustDomain);
+    if (!req.spiffeId.memberOf(trustDomain)) {
+      throw new CairnError('wrong_trust_domain', `${req.spiffeId.toString()} is not in trust domain ${trustDomain}`);
+    }
+    if (req.spiffeId.isTrustDomainId) throw new CairnError('invalid_spiffe_id', 'a JWT-SVID needs a SPIFFE ID with a path');
+    const minted = mintJwtSvid(authority, req, this.deps.clock.now());
+    this.deps.logger.info(
+      { event: 'jwt_svid.minted', trustDomain, spiffeId: minted.spiffeId, audience: req.audience, expiresAt: minted.expiresAt.toISOString(), issuedTo },
+      'JWT-SVID minted',
+    );
+    return minted;
+  }
+}
+
+/**
+ * JWT-SVID per JWT-SVID.md: header exactly {alg, kid, typ:"JWT"}; claims sub, aud (array), exp, iat,
+ * and iss when the trust domain has an issuer. Lifetime capped at the signing key's expiry.
+ */
+export function mintJwtSvid(authority: ActiveAuthority, req: JwtRequest, now: Date): MintedJwtSvid {
+  const audience = normalizeAudiences(req.audience);
+  const iat = Math.floor(now.getTime() / 1000);
+  const exp = Math.min(iat + (req.ttlSeconds ?? authority.trustDomain.jwtSvidTtlSeconds), Math.floor(authority.jwt.notAfter.getTime() / 1000));
+  const claims: Record<string, unknown> = { sub: req.spiffeId.toString(), aud: audience, exp, iat };
+  if (authority.trustDomain.jwtIssuer) claims.iss = authority.trustDomain.jwtIssuer;
+  const signingInput = `${authority.jwt.encodedHeader}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+  const signature = authority.jwt.sign(Buffer.from(signingInput, 'latin1'));
+  return {
+    spiffeId: req.spiffeId.toString(),
+    token: `${signingInput}.${signature.toString('base64url')}`,
+    issuedAt: new Date(iat * 1000),
+    expiresAt: new Date(exp * 1000),
+  };
+}

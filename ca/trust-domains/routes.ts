@@ -1,0 +1,51 @@
+import { errorResponses } from '../../contract/common.js';
+import {
+  AdminPaths, CreateTrustDomainBody, DeleteQuery, ListQuery, TrustDomainList, TrustDomainParams, TrustDomainView, UpdateTrustDomainBody,
+} from '../../contract/admin-api.js';
+import { Type } from 'typebox';
+import type { App } from '../http/types.js';
+import type { TrustDomain } from './model.js';
+import type { TrustDomainService } from './service.js';
+
+export function trustDomainView(td: TrustDomain): TrustDomainView {
+  return {
+    name: td.name,
+    caKeyType: td.caKeyType,
+    caTtlSeconds: td.caTtlSeconds,
+    x509SvidTtlSeconds: td.x509SvidTtlSeconds,
+    jwtSvidTtlSeconds: td.jwtSvidTtlSeconds,
+    jwtIssuer: td.jwtIssuer,
+    bundleSequence: td.bundleSequence,
+    createdAt: td.createdAt.toISOString(),
+    updatedAt: td.updatedAt.toISOString(),
+  };
+}
+
+export function registerTrustDomainRoutes(app: App, service: TrustDomainService): void {
+  const tags = ['trust domains'];
+  app.post(AdminPaths.trustDomains, {
+    schema: { tags, summary: 'Create a trust domain with a new CA and JWT signing key', body: CreateTrustDomainBody, response: { 201: TrustDomainView, ...errorResponses } },
+  }, async (req, reply) => reply.status(201).send(trustDomainView(await service.create(req.body, req.actor))));
+
+  app.get(AdminPaths.trustDomains, {
+    schema: { tags, summary: 'List trust domains', querystring: ListQuery, response: { 200: TrustDomainList, ...errorResponses } },
+  }, async (req) => {
+    const page = await service.list(req.query.pageSize, req.query.pageToken);
+    return { trustDomains: page.items.map(trustDomainView), ...(page.nextPageToken ? { nextPageToken: page.nextPageToken } : {}) };
+  });
+
+  app.get(AdminPaths.trustDomain, {
+    schema: { tags, summary: 'Get a trust domain', params: TrustDomainParams, response: { 200: TrustDomainView, ...errorResponses } },
+  }, async (req) => trustDomainView(await service.get(req.params.name)));
+
+  app.patch(AdminPaths.trustDomain, {
+    schema: { tags, summary: 'Update TTLs or the JWT issuer', params: TrustDomainParams, body: UpdateTrustDomainBody, response: { 200: TrustDomainView, ...errorResponses } },
+  }, async (req) => trustDomainView(await service.update(req.params.name, req.body, req.actor)));
+
+  app.delete(AdminPaths.trustDomain, {
+    schema: { tags, summary: 'Delete a trust domain (refused while entries exist unless force=true)', params: TrustDomainParams, querystring: DeleteQuery, response: { 204: Type.Null(), ...errorResponses } },
+  }, async (req, reply) => {
+    await service.delete(req.params.name, req.query.force ?? false, req.actor);
+    return reply.status(204).send(null);
+  });
+}

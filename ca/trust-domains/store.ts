@@ -1,0 +1,114 @@
+import type { Database, Queryable } from '../db/database.js';
+import { toDate, toNumber } from '../db/database.js';
+import { guard } from '../db/errors.js';
+import { toPage, type Page } from '../../lib/paging.js';
+import type { KeyType } from '../authority/key-types.js';
+import type { TrustDomain } from './model.js';
+
+interface Row {
+  name: string;
+  ca_key_type: string;
+  ca_ttl_seconds: number;
+  x509_svid_ttl_seconds: number;
+  jwt_svid_ttl_seconds: number;
+  jwt_issuer: string | null;
+  bundle_sequence: number | string;
+  bundle_refresh_hint_seconds: number;
+  created_at: Date | string;
+  updated_at: Date | string;
+}
+
+const COLUMNS = `name, ca_key_type, ca_ttl_seconds, x509_svid_ttl_seconds, jwt_svid_ttl_seconds, jwt_issuer,
+  bundle_sequence, bundle_refresh_hint_seconds, created_at, updated_at`;
+
+function fromRow(r: Row): TrustDomain {
+  return {
+    name: r.name,
+    caKeyType: r.ca_key_type as KeyType,
+    caTtlSeconds: toNumber(r.ca_ttl_seconds),
+    x509SvidTtlSeconds: toNumber(r.x509_svid_ttl_seconds),
+    jwtSvidTtlSeconds: toNumber(r.jwt_svid_ttl_seconds),
+    jwtIssuer: r.jwt_issuer,
+    bundleSequence: toNumber(r.bundle_sequence),
+    bundleRefreshHintSeconds: toNumber(r.bundle_refresh_hint_seconds),
+    createdAt: toDate(r.created_at),
+    updatedAt: toDate(r.updated_at),
+  };
+}
+
+export interface TrustDomainPatch {
+  readonly caTtlSeconds?: number;
+  readonly x509SvidTtlSeconds?: number;
+  readonly jwtSvidTtlSeconds?: number;
+  readonly jwtIssuer?: string | null;
+}
+
+export class TrustDomainStore {
+  constructor(private readonly db: Database) {}
+
+  insert(tx: Queryable, td: TrustDomain): Promise<void> {
+    return guard(
+      async () => {
+        await tx.query(
+          `INSERT INTO trust_domains (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+          [td.name, td.caKeyType, td.caTtlSeconds, td.x509SvidTtlSeconds, td.jwtSvidTtlSeconds, td.jwtIssuer,
+            td.bundleSequence, td.bundleRefreshHintSeconds, td.createdAt, td.updatedAt],
+        );
+      },
+      { trust_domains_pkey: 'trust_domain_exists' },
+    );
+  }
+
+  get(name: string, q: Queryable = this.db): Promise<TrustDomain | undefined> {
+    return guard(async () => {
+      const res = await q.query<Row>(`SELECT ${COLUMNS} FROM trust_domains WHERE name = $1`, [name]);
+      return res.rows[0] && fromRow(res.rows[0]);
+    });
+  }
+
+  list(limit: number, after: string | undefined): Promise<Page<TrustDomain>> {
+    return guard(async () => {
+      const res = await this.db.query<Row>(
+        `SELECT ${COLUMNS} FROM trust_domains WHERE ($1::text IS NULL OR name > $1) ORDER BY name LIMIT $2`,
+        [after ?? null, limit + 1],
+      );
+      return toPage(res.rows.map(fromRow), limit, (td) => [td.name]);
+    });
+  }
+
+  update(name: string, patch: TrustDomainPatch, now: Date): Promise<TrustDomain | undefined> {
+    return guard(async () => {
+      const res = await this.db.query<Row>(
+        `UPDATE trust_domains SET
+           ca_ttl_seconds = COALESCE($2, ca_ttl_seconds),
+           x509_svid_ttl_seconds = COALESCE($3, x509_svid_ttl_seconds),
+           jwt_svid_ttl_seconds = COALESCE($4, jwt_svid_ttl_seconds),
+           jwt_issuer = CASE WHEN $5::boolean THEN $6 ELSE jwt_issuer END,
+           updated_at = $7
+         WHERE name = $1 RETURNING ${COLUMNS}`,
+        [name, patch.caTtlSeconds ?? null, patch.x509SvidTtlSeconds ?? null, patch.jwtSvidTtlSeconds ?? null,
+          patch.jwtIssuer !== undefined, patch.jwtIssuer ?? null, now],
+      );
+      return res.rows[0] && fromRow(res.rows[0]);
+    });
+  }
+
+  /** Deletes the trust domain (its keys cascade). Returns false when it did not exist. */
+  delete(tx: Queryable, name: string): Promise<boolean> {
+    return guard(async () => (await tx.query(`DELETE FROM trust_domains WHERE name = $1`, [name])).rowCount > 0);
+  }
+
+  /** Locks the row for the rest of the transaction (delete vs. concurrent entry creation). */
+  lock(tx: Queryable, name: string): Promise<TrustDomain | undefined> {
+    return guard(async () => {
+      const res = await tx.query<Row>(`SELECT ${COLUMNS} FROM trust_domains WHERE name = $1 FOR UPDATE`, [name]);
+      return res.rows[0] && fromRow(res.rows[0]);
+    });
+  }
+
+  bumpBundleSequence(tx: Queryable, name: string, now: Date): Promise<void> {
+    return guard(async () => {
+      await tx.query(`UPDATE trust_domains SET bundle_sequence = bundle_sequence + 1, updated_at = $2 WHERE name = $1`, [name, now]);
+    });
+  }
+}

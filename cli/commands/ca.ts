@@ -1,0 +1,104 @@
+import { join } from 'node:path';
+import { publicUrls } from '../../contract/public-api.js';
+import { startCa, type CaConfig, type CaHandle } from '../../ca/main.js';
+import { isCairnError } from '../../lib/errors.js';
+import { writeFileAtomic } from '../../lib/fs.js';
+import { parse, UsageError } from '../args.js';
+import { dataDirOf, DEFAULT_HTTP_PORT } from '../client.js';
+import { say } from '../output.js';
+
+export const CA_USAGE = `cairn ca start [--data-dir DIR] [--database-url URL] [--listen HOST:PORT] [--public-url URL] [--kek-file FILE]
+cairn up [--trust-domain example.org] [--data-dir DIR] [--listen HOST:PORT]`;
+
+const CA_OPTIONS = {
+  'database-url': { type: 'string' },
+  listen: { type: 'string' },
+  'public-url': { type: 'string' },
+  'kek-file': { type: 'string' },
+  'trust-domain': { type: 'string' },
+} as const;
+
+function listenOf(flag: string | undefined): { host: string; port: number } {
+  const text = flag ?? process.env.CAIRN_LISTEN ?? `127.0.0.1:${DEFAULT_HTTP_PORT}`;
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text);
+  if (!m) throw new UsageError(`--listen must be HOST:PORT, got ${text}`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port: Number(m[3]) };
+}
+
+/** With no public URL configured, a specific listen address is the best guess; a wildcard is not. */
+function defaultPublicUrl(host: string, port: number): string | undefined {
+  if (port === 0 || host === '0.0.0.0' || host === '::' || host === '') return undefined;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+function caConfigOf(values: { 'data-dir'?: string | undefined; 'database-url'?: string | undefined; listen?: string | undefined; 'public-url'?: string | undefined; 'kek-file'?: string | undefined }): CaConfig {
+  const listen = listenOf(values.listen);
+  return {
+    dataDir: dataDirOf(values['data-dir']),
+    databaseUrl: values['database-url'] ?? process.env.DATABASE_URL ?? process.env.CAIRN_DATABASE_URL,
+    ...listen,
+    publicUrl: values['public-url'] ?? process.env.CAIRN_PUBLIC_URL ?? defaultPublicUrl(listen.host, listen.port),
+    kekFile: values['kek-file'] ?? process.env.CAIRN_KEK_FILE,
+    adminToken: process.env.CAIRN_ADMIN_TOKEN,
+  };
+}
+
+/** Resolves when SIGINT or SIGTERM arrives. */
+function untilSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const done = (sig: string) => () => resolve(sig);
+    process.once('SIGINT', done('SIGINT'));
+    process.once('SIGTERM', done('SIGTERM'));
+  });
+}
+
+async function runUntilSignal(handle: CaHandle, stops: (() => Promise<void>)[] = []): Promise<void> {
+  const signal = await untilSignal();
+  handle.logger.info({ signal }, 'shutting down');
+  for (const stop of stops) await stop();
+  await handle.close();
+}
+
+export async function caCommand(argv: string[]): Promise<void> {
+  const { values, positionals } = parse(argv, CA_OPTIONS);
+  if (positionals[0] !== 'start') throw new UsageError(CA_USAGE);
+  const handle = await startCa(caConfigOf(values));
+  say(`Cairn CA listening on ${handle.url} (${handle.db.kind} store); admin token file: ${handle.adminTokenFile}`);
+  await runUntilSignal(handle);
+}
+
+/**
+ * The main job on one machine: the CA on the embedded store (unless DATABASE_URL is set), a trust
+ * domain ready to use, and every endpoint written to <data-dir>/endpoints.json for scripts.
+ */
+export async function upCommand(argv: string[]): Promise<void> {
+  const { values } = parse(argv, CA_OPTIONS);
+  const config = caConfigOf(values);
+  const trustDomain = values['trust-domain'] ?? process.env.CAIRN_TRUST_DOMAIN ?? 'example.org';
+  const handle = await startCa(config);
+  const base = (config.publicUrl ?? handle.url).replace(/\/+$/, '');
+  const urls = publicUrls(base, trustDomain);
+  try {
+    await handle.core.trustDomains.create({ name: trustDomain, jwtIssuer: urls.defaultIssuer }, 'system:up');
+  } catch (err) {
+    if (!isCairnError(err, 'trust_domain_exists')) throw err;
+  }
+  const endpoints = {
+    trustDomain,
+    caUrl: handle.url,
+    bundleUrl: urls.bundleUrl,
+    jwksUrl: urls.jwksUrl,
+    oidcDiscoveryUrl: urls.oidcDiscoveryUrl,
+    adminTokenFile: handle.adminTokenFile,
+    store: handle.db.kind,
+  };
+  writeFileAtomic(join(config.dataDir, 'endpoints.json'), JSON.stringify(endpoints, null, 2) + '\n', 0o644);
+  say(`Cairn is up: trust domain ${trustDomain}, CA at ${handle.url} (${handle.db.kind} store)`);
+  say(`  bundle:         ${urls.bundleUrl}`);
+  say(`  JWKS:           ${urls.jwksUrl}`);
+  say(`  OIDC discovery: ${urls.oidcDiscoveryUrl}`);
+  say(`  admin token:    ${handle.adminTokenFile}`);
+  say(`  endpoints:      ${join(config.dataDir, 'endpoints.json')}`);
+  say('Press Ctrl-C to stop.');
+  await runUntilSignal(handle);
+}

@@ -1,0 +1,70 @@
+/**
+ * The one domain error type. Every failure a client can see carries a stable `code` from this
+ * catalogue; lib/status.ts maps each code to an HTTP and a gRPC status. Caller mistakes (a bug in
+ * our own code) throw TypeError instead.
+ */
+export const ERROR_CODES = [
+  // request shape
+  'invalid_request',
+  'malformed_json',
+  'payload_too_large',
+  'unsupported_media_type',
+  'not_found',
+  'method_not_allowed',
+  'invalid_page_token',
+  // authentication and authorization
+  'unauthenticated',
+  'permission_denied',
+  'rate_limited',
+  // SPIFFE rules
+  'invalid_spiffe_id',
+  'invalid_trust_domain',
+  'wrong_trust_domain',
+  'reserved_spiffe_id',
+  'invalid_dns_name',
+  'invalid_audience',
+  'invalid_ttl',
+  'invalid_selector',
+  // trust domains and authority
+  'trust_domain_not_found',
+  'trust_domain_exists',
+  'trust_domain_in_use',
+  'oidc_issuer_not_configured',
+  'authority_expired',
+  // issuance
+  'invalid_csr',
+  'csr_signature_invalid',
+  'unsupported_key_type',
+  // tokens, agents, entries
+  'invalid_token',
+  'agent_banned',
+  'agent_not_found',
+  'agent_svid_superseded',
+  'entry_not_found',
+  'entry_exists',
+  'not_entry_parent',
+  'svid_not_found',
+  // infrastructure
+  'conflict',
+  'store_unavailable',
+  'internal',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export class CairnError extends Error {
+  override readonly name = 'CairnError';
+  readonly code: ErrorCode;
+  /** Extra machine-readable details safe to show a client (never secrets). */
+  readonly details: Readonly<Record<string, unknown>> | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.details = options?.details;
+  }
+}
+
+export function isCairnError(err: unknown, code?: ErrorCode): err is CairnError {
+  return err instanceof CairnError && (code === undefined || err.code === code);
+}

@@ -1,0 +1,146 @@
+import 'reflect-metadata';
+import { X509Certificate as NodeX509 } from 'node:crypto';
+import * as x509 from '@peculiar/x509';
+import { SpiffeError } from '../errors.js';
+import { SpiffeId } from '../id.js';
+import type { Bundle } from '../bundle/bundle.js';
+
+export interface X509Svid {
+  readonly spiffeId: SpiffeId;
+  /** DER certificates, leaf first. */
+  readonly certificates: readonly Buffer[];
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  readonly dnsNames: readonly string[];
+}
+
+const invalid = (message: string, cause?: unknown): SpiffeError =>
+  new SpiffeError('invalid_x509_svid', message, cause === undefined ? undefined : { cause });
+
+function parseCert(der: Buffer): x509.X509Certificate {
+  try {
+    return new x509.X509Certificate(der);
+  } catch (err) {
+    throw invalid('certificate is not valid DER', err);
+  }
+}
+
+function uriSans(cert: x509.X509Certificate): string[] {
+  const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
+  return san ? san.names.items.filter((n) => n.type === 'url').map((n) => n.value) : [];
+}
+
+function dnsSans(cert: x509.X509Certificate): string[] {
+  const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
+  return san ? san.names.items.filter((n) => n.type === 'dns').map((n) => n.value) : [];
+}
+
+/** The X509-SVID leaf profile (X509-SVID.md §4/§5, as go-spiffe's ParseRaw enforces it). */
+export function checkLeafProfile(cert: x509.X509Certificate): SpiffeId {
+  const uris = uriSans(cert);
+  if (uris.length !== 1) throw invalid(`leaf must have exactly one URI SAN, found ${uris.length}`);
+  let id: SpiffeId;
+  try {
+    id = SpiffeId.parse(uris[0]!);
+  } catch (err) {
+    throw invalid('leaf URI SAN is not a valid SPIFFE ID', err);
+  }
+  if (id.isTrustDomainId) throw invalid('leaf SPIFFE ID must have a non-root path');
+  const bc = cert.getExtension(x509.BasicConstraintsExtension);
+  if (bc?.ca) throw invalid('leaf certificate must not be a CA');
+  const ku = cert.getExtension(x509.KeyUsagesExtension);
+  if (!ku) throw invalid('leaf certificate must have a key usage extension');
+  if (!ku.critical) throw invalid('leaf key usage extension must be critical');
+  if (!(ku.usages & x509.KeyUsageFlags.digitalSignature)) throw invalid('leaf key usage must include digitalSignature');
+  if (ku.usages & (x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign)) {
+    throw invalid('leaf key usage must not include keyCertSign or cRLSign');
+  }
+  const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
+  if (eku) {
+    const usages = eku.usages.map(String);
+    if (!usages.includes(x509.ExtendedKeyUsage.serverAuth) || !usages.includes(x509.ExtendedKeyUsage.clientAuth)) {
+      throw invalid('leaf extended key usage must include both serverAuth and clientAuth');
+    }
+  }
+  return id;
+}
+
+function checkSigningCert(cert: x509.X509Certificate, what: string): void {
+  const bc = cert.getExtension(x509.BasicConstraintsExtension);
+  if (!bc?.ca) throw invalid(`${what} must be a CA certificate`);
+  const ku = cert.getExtension(x509.KeyUsagesExtension);
+  if (!ku || !(ku.usages & x509.KeyUsageFlags.keyCertSign)) throw invalid(`${what} must allow keyCertSign`);
+}
+
+/** Parses an X509-SVID chain (leaf first) and checks the leaf and intermediate profiles. */
+export function parseX509Svid(chain: readonly Buffer[]): X509Svid {
+  if (chain.length === 0) throw invalid('certificate chain is empty');
+  const certs = chain.map(parseCert);
+  const leaf = certs[0]!;
+  const spiffeId = checkLeafProfile(leaf);
+  certs.slice(1).forEach((c, i) => checkSigningCert(c, `intermediate ${i + 1}`));
+  return {
+    spiffeId,
+    certificates: chain,
+    notBefore: leaf.notBefore,
+    notAfter: leaf.notAfter,
+    dnsNames: dnsSans(leaf),
+  };
+}
+
+/** Splits concatenated DER certificates (the Workload API's chain and bundle encoding). */
+export function splitDerCertificates(blob: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  for (let at = 0; at < blob.length; ) {
+    if (blob[at] !== 0x30 || at + 2 > blob.length) throw invalid('not a concatenation of DER certificates');
+    let len = blob[at + 1]!;
+    let header = 2;
+    if (len & 0x80) {
+      const n = len & 0x7f;
+      if (n < 1 || n > 4 || at + 2 + n > blob.length) throw invalid('bad DER length');
+      len = 0;
+      for (let i = 0; i < n; i++) len = len * 256 + blob[at + 2 + i]!;
+      header += n;
+    }
+    const end = at + header + len;
+    if (end > blob.length) throw invalid('truncated DER certificate');
+    out.push(blob.subarray(at, end));
+    at = end;
+  }
+  return out;
+}
+
+function within(cert: NodeX509, now: Date, what: string): void {
+  if (now.getTime() < new Date(cert.validFrom).getTime()) throw invalid(`${what} is not yet valid`);
+  if (now.getTime() > new Date(cert.validTo).getTime()) throw invalid(`${what} has expired`);
+}
+
+/**
+ * X509-SVID.md §5: path validation against the bundle of the leaf's own trust domain only, then the
+ * leaf checks. `bundleFor` must never pool trust domains.
+ */
+export function verifyX509Svid(
+  chain: readonly Buffer[],
+  bundleFor: (trustDomain: string) => Bundle | undefined,
+  now: Date,
+): X509Svid {
+  const svid = parseX509Svid(chain);
+  const bundle = bundleFor(svid.spiffeId.trustDomain);
+  if (!bundle) throw invalid(`no bundle for trust domain ${svid.spiffeId.trustDomain}`);
+  const roots = bundle.x509Authorities.map((der) => new NodeX509(der));
+  const path = chain.map((der) => new NodeX509(der));
+  path.forEach((c, i) => within(c, now, i === 0 ? 'leaf' : `intermediate ${i}`));
+  for (let i = 0; i < path.length; i++) {
+    const cert = path[i]!;
+    const root = roots.find((r) => cert.checkIssued(r) && cert.verify(r.publicKey));
+    if (root) {
+      within(root, now, 'root');
+      return svid;
+    }
+    const next = path[i + 1];
+    if (!next || !cert.checkIssued(next) || !cert.verify(next.publicKey)) {
+      throw invalid('certificate chain does not lead to an authority in the trust domain bundle');
+    }
+  }
+  throw invalid('certificate chain does not lead to an authority in the trust domain bundle');
+}
