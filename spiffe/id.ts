@@ -19,6 +19,7 @@ function checkTrustDomainName(name: string, fail: (m: string) => SpiffeError): v
   if (name.length === 0) throw fail('trust domain is missing');
   if (Buffer.byteLength(name) > MAX_TRUST_DOMAIN_BYTES) throw fail('trust domain is longer than 255 bytes');
   if (name.includes('@')) throw fail('trust domain cannot contain userinfo');
+  if (name.startsWith('[')) throw fail('trust domain cannot be an IPv6 address');
   if (name.includes(':')) throw fail('trust domain cannot contain a port');
   if (name.includes('%')) throw fail('trust domain cannot contain percent-encoding');
   for (const ch of name) {

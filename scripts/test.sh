@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite: typecheck, build, then every test against BOTH stores: the embedded
+# PostgreSQL (PGlite) and a real PostgreSQL server, which this script installs from Debian's
+# packages when missing, starts as a non-root user on a private port and socket, and stops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== typecheck and build"
+npx tsc -p tsconfig.json --noEmit
+npm run --silent build
+
+source scripts/postgres.sh
+start_private_postgres
+REPORTS=$(mktemp -d /tmp/cairn-reports.XXXXXX)
+trap 'stop_private_postgres; rm -rf "$REPORTS"' EXIT
+
+status=0
+echo "== suite on the embedded store (PGlite)"
+CAIRN_TEST_STORE=embedded npx vitest run --reporter=default --reporter=json --outputFile.json="$REPORTS/embedded.json" "$@" || status=1
+
+echo "== suite on PostgreSQL ($PG_VERSION_STRING)"
+CAIRN_TEST_STORE=postgres DATABASE_URL="$CAIRN_TEST_DATABASE_URL" \
+  npx vitest run --reporter=default --reporter=json --outputFile.json="$REPORTS/postgres.json" "$@" || status=1
+
+node scripts/summarize-tests.mjs "$REPORTS"/*.json
+exit $status
