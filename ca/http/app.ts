@@ -59,13 +59,11 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
     forceCloseConnections: 'idle',
   }).withTypeProvider<TypeBoxTypeProvider>();
 
-  const routes: RouteInfo[] = [];
+  // Child contexts stamp `config.access` in their own onRoute hooks, which run after this one,
+  // so the route options are kept and read once everything is registered.
+  const registered: { method: string | string[]; url: string; config?: { access?: string } }[] = [];
   app.addHook('onRoute', (route) => {
-    const methods = Array.isArray(route.method) ? route.method : [route.method];
-    for (const method of methods) {
-      if (method === 'HEAD') continue;
-      routes.push({ method, url: route.url, access: route.config?.access ?? 'unset' });
-    }
+    registered.push(route);
   });
 
   await app.register(swagger, {
@@ -108,5 +106,10 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
   });
 
   await app.ready();
+  const routes = registered.flatMap((r) =>
+    (Array.isArray(r.method) ? r.method : [r.method])
+      .filter((m) => m !== 'HEAD')
+      .map((method) => ({ method, url: r.url, access: r.config?.access ?? 'unset' })),
+  );
   return { app, routes };
 }

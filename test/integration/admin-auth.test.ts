@@ -1,0 +1,106 @@
+import { statSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestCa, type TestCa } from '../support/ca.js';
+import { storeKind } from '../support/db.js';
+import { startCa } from '../../ca/main.js';
+import { capturingLogger } from '../support/logs.js';
+
+/** Routes anyone may call. Anything else must demand credentials; a new route cannot slip through. */
+const PUBLIC_ROUTES = new Set([
+  'GET /healthz',
+  'GET /readyz',
+  'GET /docs',
+  'GET /docs/openapi.json',
+  'GET /td/:trustDomain/bundle',
+  'GET /td/:trustDomain/bundle.pem',
+  'GET /td/:trustDomain/jwks',
+  'GET /td/:trustDomain/.well-known/openid-configuration',
+]);
+
+function concretePath(url: string): string {
+  return url.replace(/:name|:trustDomain/g, 'example.org').replace(/:[a-zA-Z]+/g, 'x');
+}
+
+describe(`admin authentication (${storeKind()} store)`, () => {
+  let ca: TestCa;
+  beforeAll(async () => {
+    ca = await startTestCa();
+  });
+  afterAll(() => ca.close());
+
+  it('every registered route is public by allow-list or answers 401 without a token', async () => {
+    expect(ca.app.routes.length).toBeGreaterThan(PUBLIC_ROUTES.size);
+    for (const route of ca.app.routes) {
+      const key = `${route.method} ${route.url}`;
+      if (PUBLIC_ROUTES.has(key)) {
+        expect(route.access, key).toBe('public');
+        continue;
+      }
+      expect(route.access, key).toBe('admin');
+      for (const headers of [{} as Record<string, string>, { authorization: 'Bearer cairn-admin.wrong' }, { authorization: 'Basic Zm9vOmJhcg==' }, { authorization: `Bearer ${ca.adminToken}x` }]) {
+        const res = await fetch(ca.url + concretePath(route.url), {
+          method: route.method,
+          headers: { ...headers, 'content-type': 'application/json' },
+          ...(route.method === 'GET' || route.method === 'DELETE' ? {} : { body: '{}' }),
+        });
+        expect(res.status, `${key} with ${JSON.stringify(headers)}`).toBe(401);
+        expect((await res.json()).code).toBe('unauthenticated');
+      }
+    }
+  });
+
+  it('serves an OpenAPI document generated from the route schemas', async () => {
+    const doc = await (await fetch(`${ca.url}/docs`)).json();
+    expect(doc.openapi).toMatch(/^3\./);
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/trust-domains', '/v1/trust-domains/{name}', '/v1/x509-svids', '/v1/jwt-svids', '/td/{trustDomain}/bundle']));
+    expect(doc.paths['/v1/trust-domains'].post.requestBody).toBeDefined();
+    expect(doc.paths['/v1/trust-domains'].post.responses['201']).toBeDefined();
+    expect(doc.paths['/v1/trust-domains'].post.security).toEqual([{ adminToken: [] }]);
+  });
+
+  it('never writes tokens or keys to the logs', async () => {
+    await ca.admin('/v1/trust-domains', { body: { name: 'logs.test' } });
+    const { token } = await (await ca.admin('/v1/jwt-svids', { body: { spiffeId: 'spiffe://logs.test/a', audience: ['x'] } })).json();
+    const logs = ca.logs();
+    expect(logs.length).toBeGreaterThan(100);
+    expect(logs).not.toContain(ca.adminToken);
+    expect(logs).not.toContain(ca.adminToken.slice(12));
+    expect(logs).not.toContain(token);
+    expect(logs).not.toMatch(/PRIVATE KEY/);
+    expect(logs).toContain('"event":"jwt_svid.minted"');
+  });
+});
+
+describe('bootstrap admin token', () => {
+  it('is created once, written 0600 to the data dir, stored only as a hash, and works', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'cairn-boot-'));
+    const { logger, text } = capturingLogger();
+    const databaseUrl = storeKind() === 'postgres' ? (await import('../support/db.js')).createPgDatabase() : undefined;
+    const pgdb = databaseUrl ? await databaseUrl : undefined;
+    try {
+      const ca = await startCa({ dataDir, databaseUrl: pgdb?.url, host: '127.0.0.1', port: 0 }, { logger });
+      const file = join(dataDir, 'admin-token');
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+      expect(statSync(join(dataDir, 'kek')).mode & 0o777).toBe(0o600);
+      const token = readFileSync(file, 'utf8').trim();
+      expect(token).toMatch(/^cairn-admin\.[A-Za-z0-9]{43}$/);
+      const stored = await ca.db.query<{ token_hash: Uint8Array }>('SELECT token_hash FROM admin_tokens');
+      expect(stored.rows).toHaveLength(1);
+      expect(Buffer.from(stored.rows[0]!.token_hash).toString('utf8')).not.toContain(token);
+      const ok = await fetch(`${ca.url}/v1/trust-domains`, { headers: { authorization: `Bearer ${token}` } });
+      expect(ok.status).toBe(200);
+      expect(text()).not.toContain(token);
+      await ca.close();
+      // a second start reuses the database and does not mint another bootstrap token
+      const again = await startCa({ dataDir, databaseUrl: pgdb?.url, host: '127.0.0.1', port: 0 }, { logger });
+      expect(readFileSync(file, 'utf8').trim()).toBe(token);
+      expect((await again.db.query('SELECT 1 FROM admin_tokens')).rows).toHaveLength(1);
+      await again.close();
+    } finally {
+      await pgdb?.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
