@@ -2,6 +2,7 @@ import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { Random } from '../lib/random.js';
 import type { Database } from './db/database.js';
+import { schemaVersion } from './db/migrate.js';
 import { AdminAuthService } from './admin-auth/service.js';
 import { AdminTokenStore } from './admin-auth/store.js';
 import { createSealer } from './authority/sealing.js';
@@ -48,9 +49,6 @@ export function buildCaCore(deps: CoreDeps): CaCore {
     trustDomains: new TrustDomainService({ db, clock, logger, store: trustDomainStore, keys, authority, entries }),
     issuance: new IssuanceService({ clock, random, logger, authority, inventory }),
     inventory,
-    ready: async () => {
-      await db.query('SELECT 1 FROM schema_migrations LIMIT 1');
-      return true;
-    },
+    ready: async () => (await schemaVersion(db)) > 0,
   };
 }

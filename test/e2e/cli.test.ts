@@ -1,0 +1,126 @@
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPgDatabase, storeKind } from '../support/db.js';
+import { opensslVerify } from '../support/openssl.js';
+import { freePort, runCairn, spawnCairn, type Spawned } from '../support/processes.js';
+
+describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () => {
+  let dataDir: string;
+  let up: Spawned;
+  let env: Record<string, string | undefined>;
+  let drop: (() => Promise<void>) | undefined;
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'cairn-e2e-'));
+    const port = await freePort();
+    let databaseUrl: string | undefined;
+    if (storeKind() === 'postgres') ({ url: databaseUrl, drop } = await createPgDatabase());
+    env = { CAIRN_DATA_DIR: dataDir, DATABASE_URL: databaseUrl, CAIRN_SERVER: undefined, CAIRN_ADMIN_TOKEN: undefined };
+    up = spawnCairn(['up', '--listen', `127.0.0.1:${port}`], env);
+    await up.waitFor(/Press Ctrl-C to stop/);
+  });
+
+  afterAll(async () => {
+    await up?.stop();
+    await drop?.();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('`cairn up` writes endpoints.json and serves the trust domain it created', async () => {
+    const endpoints = JSON.parse(readFileSync(join(dataDir, 'endpoints.json'), 'utf8'));
+    expect(endpoints).toMatchObject({ trustDomain: 'example.org', store: storeKind() });
+    for (const key of ['caUrl', 'bundleUrl', 'jwksUrl', 'oidcDiscoveryUrl', 'adminTokenFile']) expect(typeof endpoints[key]).toBe('string');
+    const discovery = await (await fetch(endpoints.oidcDiscoveryUrl)).json();
+    expect(discovery.jwks_uri).toBe(endpoints.jwksUrl);
+    expect(statSync(endpoints.adminTokenFile).mode & 0o777).toBe(0o600);
+  });
+
+  it('admin verbs print only the result on stdout, and --json gives JSON', () => {
+    const created = runCairn(['trust-domain', 'create', 'cli.test', '--x509-svid-ttl', '30m', '--jwt-issuer', 'https://cli.test'], env);
+    expect(created.stderr).toBe('');
+    expect(created.status).toBe(0);
+    expect(created.stdout).toBe('cli.test\n');
+    const shown = runCairn(['trust-domain', 'show', 'cli.test', '--json'], env);
+    expect(JSON.parse(shown.stdout)).toMatchObject({ name: 'cli.test', x509SvidTtlSeconds: 1800, jwtIssuer: 'https://cli.test' });
+    const listed = runCairn(['trust-domain', 'list'], env);
+    expect(listed.stdout).toMatch(/cli\.test\s+ec-p256\s+30m\s+5m\s+https:\/\/cli\.test/);
+    const dup = runCairn(['trust-domain', 'create', 'cli.test'], env);
+    expect(dup.status).toBe(1);
+    expect(dup.stdout).toBe('');
+    expect(dup.stderr).toMatch(/trust_domain_exists/);
+  });
+
+  it('`cairn x509 mint --write` leaves files openssl verifies, with the key kept 0600', () => {
+    const out = join(dataDir, 'minted');
+    const r = runCairn(['x509', 'mint', '--spiffe-id', 'spiffe://example.org/ns/a/sa/b', '--ttl', '10m', '--dns', 'b.example.org', '--write', out], env);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^spiffe:\/\/example\.org\/ns\/a\/sa\/b [0-9a-f]{32} \S+\n$/);
+    const svid = readFileSync(join(out, 'svid.pem'), 'utf8');
+    expect(opensslVerify(svid, readFileSync(join(out, 'bundle.pem'), 'utf8'))).toContain('OK');
+    expect(statSync(join(out, 'svid.key')).mode & 0o777).toBe(0o600);
+    expect(readFileSync(join(out, 'svid.key'), 'utf8')).toContain('BEGIN PRIVATE KEY');
+    const inv = runCairn(['svid', 'list', '--spiffe-id-prefix', 'spiffe://example.org/ns/a/', '--json'], env);
+    expect(JSON.parse(inv.stdout).svids).toHaveLength(1);
+  });
+
+  it('`cairn jwt mint` prints the token alone', () => {
+    const r = runCairn(['jwt', 'mint', '--spiffe-id', 'spiffe://example.org/api', '--audience', 'a', '--audience', 'b'], env);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+\n$/);
+    const claims = JSON.parse(Buffer.from(r.stdout.split('.')[1]!, 'base64url').toString());
+    expect(claims.aud).toEqual(['a', 'b']);
+  });
+
+  it('reports a clear error when the admin token is wrong or the CA is unreachable', () => {
+    const bad = runCairn(['trust-domain', 'list'], { ...env, CAIRN_ADMIN_TOKEN: 'cairn-admin.nope' });
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/unauthenticated/);
+    const gone = runCairn(['trust-domain', 'list', '--server', 'http://127.0.0.1:1'], env);
+    expect(gone.status).toBe(1);
+    expect(gone.stderr).toMatch(/unreachable/);
+    const usage = runCairn(['trust-domain', 'frobnicate'], env);
+    expect(usage.status).toBe(2);
+  });
+
+  it('stops cleanly on SIGTERM and starts again on the same data', async () => {
+    expect(await up.stop('SIGTERM')).toBe(0);
+    const port = await freePort();
+    up = spawnCairn(['up', '--listen', `127.0.0.1:${port}`], env);
+    await up.waitFor(/Press Ctrl-C to stop/);
+    const r = runCairn(['trust-domain', 'show', 'cli.test', '--json'], env);
+    expect(JSON.parse(r.stdout).name).toBe('cli.test');
+  });
+});
+
+describe.runIf(storeKind() === 'postgres')('two CA processes started at once on one PostgreSQL', () => {
+  it('both migrate safely, share the bootstrap admin, and serve the same trust domains', async () => {
+    const { url, drop } = await createPgDatabase();
+    const dirA = mkdtempSync(join(tmpdir(), 'cairn-a-'));
+    const dirB = mkdtempSync(join(tmpdir(), 'cairn-b-'));
+    const kekFile = join(dirA, 'shared-kek');
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(kekFile, Buffer.alloc(32, 7).toString('base64'), { mode: 0o600 });
+    const token = 'cairn-admin.' + 'x'.repeat(43);
+    const common = { DATABASE_URL: url, CAIRN_KEK_FILE: kekFile, CAIRN_ADMIN_TOKEN: token };
+    const [pa, pb] = [await freePort(), await freePort()];
+    const a = spawnCairn(['ca', 'start', '--listen', `127.0.0.1:${pa}`], { ...common, CAIRN_DATA_DIR: dirA });
+    const b = spawnCairn(['ca', 'start', '--listen', `127.0.0.1:${pb}`], { ...common, CAIRN_DATA_DIR: dirB });
+    try {
+      await Promise.all([a.waitFor(/listening/), b.waitFor(/listening/)]);
+      const created = runCairn(['trust-domain', 'create', 'replicas.test'], { CAIRN_SERVER: `http://127.0.0.1:${pa}`, CAIRN_ADMIN_TOKEN: token });
+      expect(created.status).toBe(0);
+      const viaB = await fetch(`http://127.0.0.1:${pb}/td/replicas.test/bundle`);
+      expect(viaB.status).toBe(200);
+      const minted = runCairn(['jwt', 'mint', '--spiffe-id', 'spiffe://replicas.test/w', '--audience', 'x'], { CAIRN_SERVER: `http://127.0.0.1:${pb}`, CAIRN_ADMIN_TOKEN: token });
+      expect(minted.status).toBe(0);
+      expect(a.stderr() + b.stderr()).not.toMatch(/error/i);
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+      await drop();
+      rmSync(dirA, { recursive: true, force: true });
+      rmSync(dirB, { recursive: true, force: true });
+    }
+  });
+});
