@@ -1,4 +1,7 @@
+import type { Server as HttpsServer } from 'node:https';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { SERVER_CERT_TTL_SECONDS } from './server-tls/service.js';
 import { systemClock, type Clock } from '../lib/clock.js';
 import { writeFileAtomic } from '../lib/fs.js';
 import { createLogger, type Logger } from '../lib/log.js';
@@ -23,12 +26,22 @@ export interface CaConfig {
   /** A known admin token to accept (CAIRN_ADMIN_TOKEN), e.g. shared by replicas. */
   readonly adminToken?: string | undefined;
   readonly rotationIntervalMs?: number;
+  /** The TLS listener for agents and devices (token redemption, mTLS); also serves public and admin routes. */
+  readonly tlsHost?: string;
+  readonly tlsPort?: number;
+  /** How bootstrappers reach the TLS listener (goes into tokens); default https://<tlsHost>:<port>. */
+  readonly tlsPublicUrl?: string | undefined;
+  /** Extra DNS names / IPs for the TLS server certificate. */
+  readonly tlsSans?: readonly string[];
 }
 
 export interface CaHandle {
   readonly url: string;
+  /** https URL of the TLS listener (agents, devices). */
+  readonly tlsUrl: string;
   readonly core: CaCore;
   readonly app: CaApp;
+  readonly tlsApp: CaApp;
   readonly db: Database;
   readonly adminTokenFile: string;
   readonly logger: Logger;
@@ -56,34 +69,55 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
     if (applied.length > 0) logger.info({ event: 'db.migrated', versions: applied, store: db.kind }, 'database migrated');
     const { kek, source, generated } = loadKek(config.kekFile, config.dataDir, random);
     if (generated) logger.warn({ kekFile: source }, 'generated a new key-encryption key; replicas sharing this database need the same file (CAIRN_KEK_FILE)');
-    const core = buildCaCore({ db, clock, random, logger, kek });
+    let tlsUrl = '';
+    const core = buildCaCore({ db, clock, random, logger, kek, tlsEndpoint: async () => ({ url: config.tlsPublicUrl ?? tlsUrl, pin: await core.serverTls.pin() }) });
     const adminTokenFile = join(config.dataDir, 'admin-token');
     const bootstrapToken = await core.adminAuth.bootstrap(config.adminToken);
     if (bootstrapToken) {
       writeFileAtomic(adminTokenFile, bootstrapToken + '\n', 0o600);
       logger.info({ adminTokenFile }, 'bootstrap admin token written');
     }
+    const tlsHost = config.tlsHost ?? config.host;
+    const sans = [...new Set([tlsHost, 'localhost', '127.0.0.1', '::1', hostname(), ...(config.tlsSans ?? [])])].filter((h) => h && h !== '0.0.0.0' && h !== '::');
+    let credentials = await core.serverTls.serverCredentials(sans);
+    await core.feed.start();
     const app = await buildCaApp(core, { logger, publicUrl: config.publicUrl });
+    const tlsApp = await buildCaApp(core, { logger, publicUrl: config.publicUrl, tls: { key: credentials.keyPem, cert: credentials.certChainPem } });
     await app.app.listen({ host: config.host, port: config.port });
-    const address = app.app.server.address();
-    const port = typeof address === 'object' && address ? address.port : config.port;
-    const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-    logger.info({ url, store: db.kind }, 'CA listening');
+    await tlsApp.app.listen({ host: tlsHost, port: config.tlsPort ?? 8443 });
+    const url = `http://${hostPort(config.host, app)}`;
+    tlsUrl = `https://${hostPort(tlsHost, tlsApp)}`;
+    logger.info({ url, tlsUrl, store: db.kind }, 'CA listening');
 
-    const rotation = setInterval(() => void rotateAll(core, logger), config.rotationIntervalMs ?? 60_000);
+    const refreshTls = async (): Promise<void> => {
+      const left = credentials.notAfter.getTime() - clock.now().getTime();
+      if (left > (SERVER_CERT_TTL_SECONDS * 1000) / 3) return;
+      credentials = await core.serverTls.serverCredentials(sans);
+      (tlsApp.app.server as unknown as HttpsServer).setSecureContext({ key: credentials.keyPem, cert: credentials.certChainPem });
+      logger.info({ notAfter: credentials.notAfter.toISOString() }, 'TLS server certificate renewed');
+    };
+    const housekeeping = async (): Promise<void> => {
+      await rotateAll(core, logger);
+      await refreshTls().catch((err: unknown) => logger.warn({ err }, 'TLS server certificate renewal failed; will retry'));
+      await core.stores.tokens.purge(new Date(clock.now().getTime() - 86400_000)).catch(() => 0);
+    };
+    const rotation = setInterval(() => void housekeeping(), config.rotationIntervalMs ?? 60_000);
     rotation.unref();
-    void rotateAll(core, logger);
+    void housekeeping();
 
     return {
       url,
+      tlsUrl,
       core,
       app,
+      tlsApp,
       db,
       adminTokenFile,
       logger,
       async close() {
         clearInterval(rotation);
-        await app.app.close();
+        await core.feed.stop();
+        await Promise.all([app.app.close(), tlsApp.app.close()]);
         await db.close();
       },
     };
@@ -91,6 +125,13 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
     await db.close().catch(() => undefined);
     throw err;
   }
+}
+
+function hostPort(host: string, app: CaApp): string {
+  const address = app.app.server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  return `${shown.includes(':') ? `[${shown}]` : shown}:${port}`;
 }
 
 async function rotateAll(core: CaCore, logger: Logger): Promise<void> {

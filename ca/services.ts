@@ -9,6 +9,16 @@ import { createSealer } from './authority/sealing.js';
 import { AuthorityService } from './authority/service.js';
 import { AuthorityKeyStore } from './authority/store.js';
 import { EntryStore } from './entries/store.js';
+import { EntryService } from './entries/service.js';
+import { EnrollmentService } from './enrollment/service.js';
+import { FailureLimiter } from './enrollment/failure-limiter.js';
+import { NodeStore } from './nodes/store.js';
+import { ServerTlsService } from './server-tls/service.js';
+import { ServerTlsStore } from './server-tls/store.js';
+import { ChangeFeed } from './sync/change-feed.js';
+import { SyncService } from './sync/service.js';
+import { TokenService } from './tokens/service.js';
+import { TokenStore } from './tokens/store.js';
 import type { CaServices } from './http/app.js';
 import { InventoryStore } from './inventory/store.js';
 import { IssuanceService } from './issuance/service.js';
@@ -21,6 +31,8 @@ export interface CoreDeps {
   readonly random: Random;
   readonly logger: Logger;
   readonly kek: Buffer;
+  /** The TLS endpoint bootstrappers use and the pin of its trust anchor (known once listening). */
+  readonly tlsEndpoint: () => Promise<{ url: string; pin: string }>;
 }
 
 export interface CaCore extends CaServices {
@@ -29,7 +41,11 @@ export interface CaCore extends CaServices {
     readonly keys: AuthorityKeyStore;
     readonly entries: EntryStore;
     readonly adminTokens: AdminTokenStore;
+    readonly nodes: NodeStore;
+    readonly tokens: TokenStore;
   };
+  readonly serverTls: ServerTlsService;
+  readonly feed: ChangeFeed;
 }
 
 /** Wires stores and services over one database. No I/O happens here. */
@@ -42,12 +58,24 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const inventory = new InventoryStore(db);
   const sealer = createSealer(deps.kek, random);
   const authority = new AuthorityService({ db, clock, random, sealer, keys, trustDomains: trustDomainStore, logger });
+  const nodes = new NodeStore(db);
+  const tokenStore = new TokenStore(db);
+  const issuance = new IssuanceService({ clock, random, logger, authority, inventory });
+  const tokens = new TokenService({ store: tokenStore, trustDomains: trustDomainStore, clock, random, logger, endpoint: deps.tlsEndpoint });
+  const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter: new FailureLimiter(clock) });
+  const feed = new ChangeFeed(db);
   return {
-    stores: { trustDomains: trustDomainStore, keys, entries, adminTokens },
+    stores: { trustDomains: trustDomainStore, keys, entries, adminTokens, nodes, tokens: tokenStore },
+    serverTls: new ServerTlsService({ store: new ServerTlsStore(db), sealer, clock, random, logger }),
+    feed,
+    tokens,
+    entries: new EntryService({ clock, random, logger, store: entries, trustDomains: trustDomainStore }),
+    enrollment,
+    sync: new SyncService({ clock, entries, enrollment, authority, feed }),
     adminAuth: new AdminAuthService({ clock, random, logger, store: adminTokens }),
     authority,
     trustDomains: new TrustDomainService({ db, clock, logger, store: trustDomainStore, keys, authority, entries }),
-    issuance: new IssuanceService({ clock, random, logger, authority, inventory }),
+    issuance,
     inventory,
     ready: async () => (await schemaVersion(db)) > 0,
   };

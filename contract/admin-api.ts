@@ -118,3 +118,105 @@ export const InventoryList = Type.Object({
   svids: Type.Array(IssuedSvidView),
   nextPageToken: Type.Optional(Type.String()),
 });
+
+// ---- one-time tokens, registration entries, attested nodes (issue 3)
+
+export const AdminPaths3 = {
+  tokens: '/v1/tokens',
+  entries: '/v1/entries',
+  entry: '/v1/entries/:id',
+  agents: '/v1/agents',
+  agentBan: '/v1/agents/ban',
+  agentUnban: '/v1/agents/unban',
+  agentEvict: '/v1/agents/evict',
+} as const;
+
+const Selector = Type.String({ minLength: 3, maxLength: 1100, description: 'type:value' });
+
+export const CreateTokenBody = Type.Object(
+  {
+    trustDomain: TrustDomainName,
+    ttlSeconds: Type.Optional(Type.Integer({ minimum: 1 })),
+    agentId: Type.Optional(SpiffeIdString),
+    spiffeId: Type.Optional(SpiffeIdString),
+    selectors: Type.Optional(Type.Array(Selector, { maxItems: 32 })),
+  },
+  { additionalProperties: false },
+);
+export type CreateTokenBody = Static<typeof CreateTokenBody>;
+
+export const CreatedTokenView = Type.Object({
+  id: Type.String(),
+  kind: Type.Union([Type.Literal('join'), Type.Literal('workload')]),
+  token: Type.String({ description: 'shown once; only its hash is stored' }),
+  spiffeId: Type.String({ description: 'the agent ID or workload ID the token will obtain' }),
+  expiresAt: Timestamp,
+});
+
+const EntryFields = {
+  spiffeId: SpiffeIdString,
+  parentId: SpiffeIdString,
+  selectors: Type.Array(Selector, { minItems: 1, maxItems: 32 }),
+  x509SvidTtl: Type.Optional(Type.Union([Type.Integer({ minimum: 1 }), Type.Null()])),
+  jwtSvidTtl: Type.Optional(Type.Union([Type.Integer({ minimum: 1 }), Type.Null()])),
+  dnsNames: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 253 }), { maxItems: 32 })),
+  hint: Type.Optional(Type.Union([Type.String({ maxLength: 1024 }), Type.Null()])),
+  admin: Type.Optional(Type.Boolean()),
+  federatesWith: Type.Optional(Type.Array(TrustDomainName, { maxItems: 32 })),
+  expiresAt: Type.Optional(Type.Union([Timestamp, Type.Null()])),
+};
+
+export const CreateEntryBody = Type.Object(EntryFields, { additionalProperties: false });
+export type CreateEntryBody = Static<typeof CreateEntryBody>;
+export const UpdateEntryBody = Type.Partial(Type.Object(EntryFields), { additionalProperties: false, minProperties: 1 });
+export type UpdateEntryBody = Static<typeof UpdateEntryBody>;
+export const EntryParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
+
+export const EntryView = Type.Object({
+  id: Type.String(),
+  trustDomain: Type.String(),
+  spiffeId: Type.String(),
+  parentId: Type.String(),
+  selectors: Type.Array(Type.String()),
+  x509SvidTtl: Type.Union([Type.Integer(), Type.Null()]),
+  jwtSvidTtl: Type.Union([Type.Integer(), Type.Null()]),
+  dnsNames: Type.Array(Type.String()),
+  hint: Type.Union([Type.String(), Type.Null()]),
+  admin: Type.Boolean(),
+  federatesWith: Type.Array(Type.String()),
+  expiresAt: Type.Union([Timestamp, Type.Null()]),
+  revision: Type.Integer(),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+});
+export type EntryView = Static<typeof EntryView>;
+
+export const EntryListQuery = Type.Object(
+  {
+    ...PageQuery,
+    trustDomain: Type.Optional(TrustDomainName),
+    parentId: Type.Optional(SpiffeIdString),
+    spiffeId: Type.Optional(SpiffeIdString),
+    selector: Type.Optional(Type.Union([Selector, Type.Array(Selector, { maxItems: 32 })])),
+  },
+  { additionalProperties: false },
+);
+export type EntryListQuery = Static<typeof EntryListQuery>;
+export const EntryList = Type.Object({ entries: Type.Array(EntryView), nextPageToken: Type.Optional(Type.String()) });
+
+export const NodeView = Type.Object({
+  spiffeId: Type.String(),
+  trustDomain: Type.String(),
+  kind: Type.String(),
+  attestationType: Type.String(),
+  selectors: Type.Array(Type.String()),
+  serial: Type.String(),
+  expiresAt: Timestamp,
+  banned: Type.Boolean(),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+});
+export type NodeView = Static<typeof NodeView>;
+export const NodeListQuery = Type.Object({ ...PageQuery, trustDomain: Type.Optional(TrustDomainName) }, { additionalProperties: false });
+export const NodeList = Type.Object({ agents: Type.Array(NodeView), nextPageToken: Type.Optional(Type.String()) });
+export const NodeActionBody = Type.Object({ spiffeId: SpiffeIdString }, { additionalProperties: false });

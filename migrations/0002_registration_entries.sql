@@ -26,3 +26,14 @@ CREATE INDEX registration_entries_by_parent ON registration_entries (parent_id);
 CREATE INDEX registration_entries_by_trust_domain ON registration_entries (trust_domain);
 CREATE INDEX registration_entries_by_revision ON registration_entries (revision);
 CREATE INDEX registration_entries_by_selectors ON registration_entries USING gin (selectors);
+
+-- What an agent must drop: a deleted entry, or an entry that moved away from a parent.
+CREATE TABLE entry_tombstones (
+  id           bigserial PRIMARY KEY,
+  entry_id     text NOT NULL,
+  trust_domain text NOT NULL,
+  parent_id    text NOT NULL,
+  revision     bigint NOT NULL DEFAULT nextval('entry_revisions'),
+  created_at   timestamptz NOT NULL
+);
+CREATE INDEX entry_tombstones_by_revision ON entry_tombstones (revision);

@@ -1,13 +1,192 @@
 import type { Database, Queryable } from '../db/database.js';
+import { toDate, toNumber } from '../db/database.js';
 import { guard } from '../db/errors.js';
+import { toPage, type Page } from '../../lib/paging.js';
+import type { Entry, EntryFilter, NewEntry } from './model.js';
+
+interface Row {
+  id: string;
+  trust_domain: string;
+  spiffe_id: string;
+  parent_id: string;
+  selectors: string[];
+  x509_svid_ttl_seconds: number | null;
+  jwt_svid_ttl_seconds: number | null;
+  dns_names: string[];
+  hint: string | null;
+  admin: boolean;
+  federates_with: string[];
+  expires_at: Date | null;
+  revision: number | string;
+  created_at: Date;
+  updated_at: Date;
+}
+
+const COLUMNS = `id, trust_domain, spiffe_id, parent_id, selectors, x509_svid_ttl_seconds, jwt_svid_ttl_seconds, dns_names,
+  hint, admin, federates_with, expires_at, revision, created_at, updated_at`;
+
+/**
+ * Entry writers take this lock so revisions are handed out and committed in order: a reader that
+ * sees revision R has seen everything up to R, which is what makes incremental sync exact.
+ */
+const ENTRY_WRITE_LOCK = 7_352_002;
+
+function fromRow(r: Row): Entry {
+  return {
+    id: r.id,
+    trustDomain: r.trust_domain,
+    spiffeId: r.spiffe_id,
+    parentId: r.parent_id,
+    selectors: r.selectors,
+    x509SvidTtlSeconds: r.x509_svid_ttl_seconds === null ? null : toNumber(r.x509_svid_ttl_seconds),
+    jwtSvidTtlSeconds: r.jwt_svid_ttl_seconds === null ? null : toNumber(r.jwt_svid_ttl_seconds),
+    dnsNames: r.dns_names,
+    hint: r.hint,
+    admin: r.admin,
+    federatesWith: r.federates_with,
+    expiresAt: r.expires_at === null ? null : toDate(r.expires_at),
+    revision: toNumber(r.revision),
+    createdAt: toDate(r.created_at),
+    updatedAt: toDate(r.updated_at),
+  };
+}
+
+const UNIQUE = { registration_entries_identity: 'entry_exists', registration_entries_pkey: 'entry_exists' } as const;
 
 export class EntryStore {
   constructor(private readonly db: Database) {}
 
+  /** Runs `fn` holding the entry write lock; commit order then equals revision order. */
+  write<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return guard(
+      () =>
+        this.db.transaction(async (tx) => {
+          await tx.query('SELECT pg_advisory_xact_lock($1)', [ENTRY_WRITE_LOCK]);
+          return fn(tx);
+        }),
+      UNIQUE,
+    );
+  }
+
+  insert(tx: Queryable, e: NewEntry, now: Date): Promise<Entry> {
+    return guard(async () => {
+      const res = await tx.query<Row>(
+        `INSERT INTO registration_entries (id, trust_domain, spiffe_id, parent_id, selectors, x509_svid_ttl_seconds, jwt_svid_ttl_seconds,
+           dns_names, hint, admin, federates_with, expires_at, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING ${COLUMNS}`,
+        [e.id, e.trustDomain, e.spiffeId, e.parentId, e.selectors, e.x509SvidTtlSeconds, e.jwtSvidTtlSeconds, e.dnsNames, e.hint, e.admin, e.federatesWith, e.expiresAt, now],
+      );
+      return fromRow(res.rows[0]!);
+    }, UNIQUE);
+  }
+
+  replace(tx: Queryable, e: NewEntry, now: Date): Promise<Entry | undefined> {
+    return guard(async () => {
+      const res = await tx.query<Row>(
+        `UPDATE registration_entries SET spiffe_id = $2, parent_id = $3, selectors = $4, x509_svid_ttl_seconds = $5, jwt_svid_ttl_seconds = $6,
+           dns_names = $7, hint = $8, admin = $9, federates_with = $10, expires_at = $11, updated_at = $12, revision = nextval('entry_revisions')
+         WHERE id = $1 RETURNING ${COLUMNS}`,
+        [e.id, e.spiffeId, e.parentId, e.selectors, e.x509SvidTtlSeconds, e.jwtSvidTtlSeconds, e.dnsNames, e.hint, e.admin, e.federatesWith, e.expiresAt, now],
+      );
+      return res.rows[0] && fromRow(res.rows[0]);
+    }, UNIQUE);
+  }
+
+  tombstone(tx: Queryable, entry: Pick<Entry, 'id' | 'trustDomain' | 'parentId'>, now: Date): Promise<void> {
+    return guard(async () => {
+      await tx.query(`INSERT INTO entry_tombstones (entry_id, trust_domain, parent_id, created_at) VALUES ($1, $2, $3, $4)`, [entry.id, entry.trustDomain, entry.parentId, now]);
+    });
+  }
+
+  delete(tx: Queryable, id: string): Promise<Entry | undefined> {
+    return guard(async () => {
+      const res = await tx.query<Row>(`DELETE FROM registration_entries WHERE id = $1 RETURNING ${COLUMNS}`, [id]);
+      return res.rows[0] && fromRow(res.rows[0]);
+    });
+  }
+
+  get(id: string, q: Queryable = this.db): Promise<Entry | undefined> {
+    return guard(async () => {
+      const res = await q.query<Row>(`SELECT ${COLUMNS} FROM registration_entries WHERE id = $1`, [id]);
+      return res.rows[0] && fromRow(res.rows[0]);
+    });
+  }
+
+  getMany(ids: readonly string[]): Promise<Entry[]> {
+    return guard(async () => {
+      const res = await this.db.query<Row>(`SELECT ${COLUMNS} FROM registration_entries WHERE id = ANY($1::text[])`, [ids]);
+      return res.rows.map(fromRow);
+    });
+  }
+
+  list(filter: EntryFilter, limit: number, after: string | undefined): Promise<Page<Entry>> {
+    return guard(async () => {
+      const res = await this.db.query<Row>(
+        `SELECT ${COLUMNS} FROM registration_entries
+         WHERE ($1::text IS NULL OR trust_domain = $1) AND ($2::text IS NULL OR parent_id = $2)
+           AND ($3::text IS NULL OR spiffe_id = $3) AND ($4::text[] IS NULL OR selectors @> $4::text[])
+           AND ($5::text IS NULL OR id > $5)
+         ORDER BY id LIMIT $6`,
+        [filter.trustDomain ?? null, filter.parentId ?? null, filter.spiffeId ?? null, filter.selectors?.length ? filter.selectors : null, after ?? null, limit + 1],
+      );
+      return toPage(res.rows.map(fromRow), limit, (e) => [e.id]);
+    });
+  }
+
   countForTrustDomain(tx: Queryable, trustDomain: string): Promise<number> {
     return guard(async () => {
-      const res = await (tx ?? this.db).query<{ n: number | string }>(`SELECT count(*) AS n FROM registration_entries WHERE trust_domain = $1`, [trustDomain]);
+      const res = await tx.query<{ n: number | string }>(`SELECT count(*) AS n FROM registration_entries WHERE trust_domain = $1`, [trustDomain]);
       return Number(res.rows[0]?.n ?? 0);
+    });
+  }
+
+  /** Node aliases: entries parented to the server whose selectors all belong to the node. */
+  aliasesFor(trustDomain: string, serverId: string, nodeSelectors: readonly string[]): Promise<string[]> {
+    if (nodeSelectors.length === 0) return Promise.resolve([]);
+    return guard(async () => {
+      const res = await this.db.query<{ spiffe_id: string }>(
+        `SELECT DISTINCT spiffe_id FROM registration_entries WHERE trust_domain = $1 AND parent_id = $2 AND selectors <@ $3::text[]`,
+        [trustDomain, serverId, nodeSelectors],
+      );
+      return res.rows.map((r) => r.spiffe_id).sort();
+    });
+  }
+
+  /** The newest committed revision across entries and tombstones. */
+  latestRevision(): Promise<number> {
+    return guard(async () => {
+      const res = await this.db.query<{ r: number | string | null }>(
+        `SELECT GREATEST((SELECT max(revision) FROM registration_entries), (SELECT max(revision) FROM entry_tombstones)) AS r`,
+      );
+      return Number(res.rows[0]?.r ?? 0);
+    });
+  }
+
+  /** Entries under any of `parents` changed after `revision` (all of them when revision is 0). */
+  changedSince(parents: readonly string[], revision: number): Promise<Entry[]> {
+    return guard(async () => {
+      const res = await this.db.query<Row>(
+        `SELECT ${COLUMNS} FROM registration_entries WHERE parent_id = ANY($1::text[]) AND revision > $2 ORDER BY revision`,
+        [parents, revision],
+      );
+      return res.rows.map(fromRow);
+    });
+  }
+
+  removedSince(parents: readonly string[], revision: number): Promise<string[]> {
+    return guard(async () => {
+      const res = await this.db.query<{ entry_id: string }>(
+        `SELECT DISTINCT entry_id FROM entry_tombstones WHERE parent_id = ANY($1::text[]) AND revision > $2`,
+        [parents, revision],
+      );
+      return res.rows.map((r) => r.entry_id);
+    });
+  }
+
+  forParents(parents: readonly string[], ids: readonly string[]): Promise<Entry[]> {
+    return guard(async () => {
+      const res = await this.db.query<Row>(`SELECT ${COLUMNS} FROM registration_entries WHERE parent_id = ANY($1::text[]) AND id = ANY($2::text[])`, [parents, ids]);
+      return res.rows.map(fromRow);
     });
   }
 }

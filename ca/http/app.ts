@@ -13,10 +13,22 @@ import { registerInventoryRoutes } from '../inventory/routes.js';
 import { registerTrustDomainRoutes } from '../trust-domains/routes.js';
 import type { TrustDomainService } from '../trust-domains/service.js';
 import { errorHandler, toHttpError } from './errors.js';
+import { agentRoutes, deviceRoutes, registerBootstrapRoutes, registerNodeContext } from '../enrollment/routes.js';
+import type { EnrollmentService } from '../enrollment/service.js';
+import { registerEntryRoutes } from '../entries/routes.js';
+import type { EntryService } from '../entries/service.js';
+import { registerNodeRoutes } from '../nodes/routes.js';
+import type { SyncService } from '../sync/service.js';
+import { registerTokenRoutes } from '../tokens/routes.js';
+import type { TokenService } from '../tokens/service.js';
 import type { App } from './types.js';
 
 export interface CaServices {
   readonly adminAuth: AdminAuthService;
+  readonly tokens: TokenService;
+  readonly entries: EntryService;
+  readonly enrollment: EnrollmentService;
+  readonly sync: SyncService;
   readonly authority: AuthorityService;
   readonly trustDomains: TrustDomainService;
   readonly issuance: IssuanceService;
@@ -29,6 +41,11 @@ export interface CaAppOptions {
   readonly publicUrl?: string | undefined;
   /** Request body cap; a CSR is ~1 KiB, so the default leaves room for batches without inviting floods. */
   readonly bodyLimit?: number;
+  /**
+   * Serve over TLS with these credentials, and add the enrollment (token redemption) and the
+   * mTLS agent and device contexts, which exist only on the TLS listener.
+   */
+  readonly tls?: { readonly key: string; readonly cert: string } | undefined;
 }
 
 export interface RouteInfo {
@@ -52,6 +69,9 @@ export const DEFAULT_BODY_LIMIT = 1024 * 1024;
  */
 export async function buildCaApp(services: CaServices, options: CaAppOptions): Promise<CaApp> {
   const app = Fastify({
+    ...(options.tls
+      ? { https: { key: options.tls.key, cert: options.tls.cert, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' as const } }
+      : {}),
     loggerInstance: options.logger as FastifyBaseLogger,
     bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
@@ -103,7 +123,24 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
     registerTrustDomainRoutes(admin, services.trustDomains);
     registerMintRoutes(admin, services.issuance);
     registerInventoryRoutes(admin, services.inventory);
+    registerTokenRoutes(admin, services.tokens);
+    registerEntryRoutes(admin, services.entries);
+    registerNodeRoutes(admin, services.enrollment);
   });
+
+  if (options.tls) {
+    await app.register(async (boot) => {
+      boot.addHook('onRoute', (route) => {
+        route.config = { ...route.config, access: 'bootstrap' };
+      });
+      boot.addHook('onRequest', async (req) => {
+        req.actor = `bootstrap:${req.ip}`;
+      });
+      registerBootstrapRoutes(boot, services.enrollment);
+    });
+    await registerNodeContext(app, 'agent', services.enrollment, agentRoutes(services.enrollment, services.sync));
+    await registerNodeContext(app, 'device', services.enrollment, deviceRoutes(services.enrollment));
+  }
 
   await app.ready();
   const routes = registered.flatMap((r) =>

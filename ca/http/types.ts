@@ -8,6 +8,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** Who is calling, for events: "admin:<token name>", "agent:<spiffe id>", or "public". */
     actor: string;
+    /** The attested node behind an mTLS request (agent and device contexts only). */
+    node: import('../nodes/store.js').AttestedNode;
   }
   interface FastifyContextConfig {
     /** Which access context registered the route; the route-enumeration test reads it. */

@@ -1,6 +1,7 @@
 import type { Database, Queryable } from '../db/database.js';
 import { toDate, toNumber } from '../db/database.js';
 import { guard } from '../db/errors.js';
+import { notifyChange } from '../db/changes.js';
 import { toPage, type Page } from '../../lib/paging.js';
 import type { KeyType } from '../authority/key-types.js';
 import type { TrustDomain } from './model.js';
@@ -109,6 +110,7 @@ export class TrustDomainStore {
   bumpBundleSequence(tx: Queryable, name: string, now: Date): Promise<void> {
     return guard(async () => {
       await tx.query(`UPDATE trust_domains SET bundle_sequence = bundle_sequence + 1, updated_at = $2 WHERE name = $1`, [name, now]);
+      await notifyChange(tx, name);
     });
   }
 }

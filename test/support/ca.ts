@@ -1,44 +1,56 @@
-import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Clock } from '../../lib/clock.js';
-import { systemClock } from '../../lib/clock.js';
-import { systemRandom } from '../../lib/random.js';
-import { buildCaApp, type CaApp } from '../../ca/http/app.js';
-import { buildCaCore, type CaCore } from '../../ca/services.js';
+import { startCa, type CaHandle } from '../../ca/main.js';
+import type { CaCore } from '../../ca/services.js';
+import type { CaApp } from '../../ca/http/app.js';
 import { capturingLogger } from './logs.js';
-import { testDatabase, type TestDatabase } from './db.js';
+import { createPgDatabase, storeKind } from './db.js';
 
 export interface TestCa {
   readonly core: CaCore;
   readonly app: CaApp;
-  /** Base URL of the real HTTP listener on 127.0.0.1. */
+  readonly tlsApp: CaApp;
+  /** Base URL of the plain HTTP listener on 127.0.0.1. */
   readonly url: string;
+  /** Base URL of the TLS listener (agents, devices). */
+  readonly tlsUrl: string;
   readonly adminToken: string;
-  readonly database: TestDatabase;
+  readonly handle: CaHandle;
+  readonly dataDir: string;
+  /** Connection string when the store is a real PostgreSQL. */
+  readonly databaseUrl: string | undefined;
   readonly logs: () => string;
   /** fetch against the CA with the admin token. */
   admin(path: string, init?: { method?: string; body?: unknown; headers?: Record<string, string> }): Promise<Response>;
   close(): Promise<void>;
 }
 
-/** A CA over a fresh database of the store under test, listening on a real loopback port. */
-export async function startTestCa(options: { clock?: Clock; publicUrl?: string } = {}): Promise<TestCa> {
-  const database = await testDatabase();
+/** A real CA (both listeners on loopback ports) over a fresh database of the store under test. */
+export async function startTestCa(options: { clock?: Clock; publicUrl?: string; databaseUrl?: string } = {}): Promise<TestCa> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'cairn-ca-'));
+  const pg = options.databaseUrl || storeKind() !== 'postgres' ? undefined : await createPgDatabase();
+  const databaseUrl = options.databaseUrl ?? pg?.url;
   const { logger, text } = capturingLogger();
-  const core = buildCaCore({ db: database.db, clock: options.clock ?? systemClock, random: systemRandom, logger, kek: randomBytes(32) });
-  const adminToken = (await core.adminAuth.bootstrap(undefined))!;
-  const app = await buildCaApp(core, { logger, publicUrl: options.publicUrl });
-  await app.app.listen({ host: '127.0.0.1', port: 0 });
-  const address = app.app.server.address();
-  const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  const handle = await startCa(
+    { dataDir, databaseUrl, host: '127.0.0.1', port: 0, tlsPort: 0, publicUrl: options.publicUrl, rotationIntervalMs: 3_600_000 },
+    { logger, ...(options.clock ? { clock: options.clock } : {}) },
+  );
+  const adminToken = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim() || (process.env.CAIRN_ADMIN_TOKEN ?? '');
   return {
-    core,
-    app,
-    url,
+    core: handle.core,
+    app: handle.app,
+    tlsApp: handle.tlsApp,
+    url: handle.url,
+    tlsUrl: handle.tlsUrl,
     adminToken,
-    database,
+    handle,
+    dataDir,
+    databaseUrl,
     logs: text,
     admin(path, init = {}) {
-      return fetch(url + path, {
+      return fetch(handle.url + path, {
         method: init.method ?? (init.body === undefined ? 'GET' : 'POST'),
         headers: {
           authorization: `Bearer ${adminToken}`,
@@ -49,8 +61,9 @@ export async function startTestCa(options: { clock?: Clock; publicUrl?: string }
       });
     },
     async close() {
-      await app.app.close();
-      await database.close();
+      await handle.close();
+      await pg?.drop();
+      rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

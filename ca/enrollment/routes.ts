@@ -1,0 +1,109 @@
+import type { TLSSocket } from 'node:tls';
+import type { FastifyRequest } from 'fastify';
+import {
+  AgentJwtBody, AgentPaths, AttestBody, BatchX509Body, BatchX509Response, DeviceJwtBody, JwtSvidMessage, RenewBody, SyncQuery, SyncResponse, X509SvidMessage,
+} from '../../contract/agent-api.js';
+import { errorResponses } from '../../contract/common.js';
+import type { App } from '../http/types.js';
+import type { IssuedX509Svid, MintedJwtSvid } from '../issuance/service.js';
+import type { NodeKind } from '../nodes/store.js';
+import type { SyncService } from '../sync/service.js';
+import type { EnrollmentService } from './service.js';
+
+export function x509Message(s: IssuedX509Svid): X509SvidMessage {
+  return {
+    spiffeId: s.spiffeId,
+    chain: s.chain.map((c) => c.toString('base64')),
+    bundle: s.bundle.map((c) => c.toString('base64')),
+    expiresAt: s.notAfter.toISOString(),
+    serial: s.serial,
+  };
+}
+
+const jwtMessage = (m: MintedJwtSvid) => ({ spiffeId: m.spiffeId, token: m.token, expiresAt: m.expiresAt.toISOString() });
+
+/** The certificate chain the client presented on this TLS connection, leaf first, as DER. */
+export function peerChain(req: FastifyRequest): Buffer[] {
+  const socket = req.raw.socket as TLSSocket;
+  if (typeof socket.getPeerCertificate !== 'function') return [];
+  const chain: Buffer[] = [];
+  let cert = socket.getPeerCertificate(true);
+  const seen = new Set<string>();
+  while (cert && cert.raw && !seen.has(cert.fingerprint256)) {
+    seen.add(cert.fingerprint256);
+    chain.push(cert.raw);
+    cert = cert.issuerCertificate;
+  }
+  return chain;
+}
+
+const sourceOf = (req: FastifyRequest): string => req.ip;
+
+/** Token redemption: no client certificate; failures are rate-limited per source address. */
+export function registerBootstrapRoutes(app: App, enrollment: EnrollmentService): void {
+  const tags = ['enrollment'];
+  app.post(AgentPaths.attest, {
+    schema: { tags, summary: 'Attest a node agent with a join token and a CSR', body: AttestBody, response: { 201: X509SvidMessage, ...errorResponses } },
+  }, async (req, reply) => reply.status(201).send(x509Message(await enrollment.attestAgent(req.body.token, req.body.csr, sourceOf(req)))));
+
+  app.post(AgentPaths.deviceRedeem, {
+    schema: { tags, summary: 'Redeem a workload credential (agentless device or sidecar) with a CSR', body: AttestBody, response: { 201: X509SvidMessage, ...errorResponses } },
+  }, async (req, reply) => reply.status(201).send(x509Message(await enrollment.redeemWorkload(req.body.token, req.body.csr, sourceOf(req)))));
+}
+
+/** Registers an mTLS context whose every route first authenticates the node's SVID. */
+export async function registerNodeContext(app: App, kind: NodeKind, enrollment: EnrollmentService, routes: (ctx: App) => void): Promise<void> {
+  await app.register(async (ctx) => {
+    ctx.addHook('onRoute', (route) => {
+      route.config = { ...route.config, access: 'agent' };
+    });
+    ctx.addHook('onRequest', async (req) => {
+      req.node = await enrollment.authenticate(peerChain(req), kind);
+      req.actor = req.node.spiffeId;
+    });
+    routes(ctx);
+  });
+}
+
+export function agentRoutes(enrollment: EnrollmentService, sync: SyncService) {
+  return (app: App): void => {
+    const tags = ['agent'];
+    app.post(AgentPaths.renew, {
+      schema: { tags, summary: "Renew the agent's own SVID", body: RenewBody, response: { 201: X509SvidMessage, ...errorResponses } },
+    }, async (req, reply) => reply.status(201).send(x509Message(await enrollment.renew(req.node, req.body.csr))));
+
+    app.get(AgentPaths.sync, {
+      schema: { tags, summary: 'Entries and bundle changed since a revision (long-poll with wait)', querystring: SyncQuery, response: { 200: SyncResponse, ...errorResponses } },
+    }, async (req, reply) => {
+      const abort = new AbortController();
+      reply.raw.once('close', () => abort.abort());
+      return sync.sync(req.node, { revision: req.query.revision ?? 0, bundleSequence: req.query.bundleSequence ?? 0, waitSeconds: req.query.wait ?? 0 }, abort.signal);
+    });
+
+    app.post(AgentPaths.x509Svids, {
+      schema: { tags, summary: 'Batch X.509-SVID issuance for entries this agent may serve', body: BatchX509Body, response: { 200: BatchX509Response, ...errorResponses } },
+    }, async (req) => ({
+      results: (await enrollment.issueForEntries(req.node, req.body.requests)).map((r) => ({
+        entryId: r.entryId,
+        ...(r.svid ? { svid: x509Message(r.svid) } : {}),
+        ...(r.error ? { error: r.error } : {}),
+      })),
+    }));
+
+    app.post(AgentPaths.jwtSvids, {
+      schema: { tags, summary: 'Mint a JWT-SVID for an entry this agent may serve', body: AgentJwtBody, response: { 201: JwtSvidMessage, ...errorResponses } },
+    }, async (req, reply) => reply.status(201).send(jwtMessage(await enrollment.mintForEntry(req.node, req.body.entryId, req.body.audience))));
+  };
+}
+
+export function deviceRoutes(enrollment: EnrollmentService) {
+  return (app: App): void => {
+    const tags = ['device'];
+    app.post(AgentPaths.deviceRenew, {
+      schema: { tags, summary: "Renew a device's SVID over mTLS with its current SVID", body: RenewBody, response: { 201: X509SvidMessage, ...errorResponses } },
+    }, async (req, reply) => reply.status(201).send(x509Message(await enrollment.renew(req.node, req.body.csr))));
+    app.post(AgentPaths.deviceJwtSvids, {
+      schema: { tags, summary: 'Mint a JWT-SVID for the device identity', body: DeviceJwtBody, response: { 201: JwtSvidMessage, ...errorResponses } },
+    }, async (req, reply) => reply.status(201).send(jwtMessage(await enrollment.mintForDevice(req.node, req.body.audience))));
+  };
+}

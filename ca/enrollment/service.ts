@@ -1,0 +1,210 @@
+import { X509Certificate } from 'node:crypto';
+import type { Clock } from '../../lib/clock.js';
+import { CairnError, isCairnError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/log.js';
+import { decodePageToken, pageSizeOf, type Page } from '../../lib/paging.js';
+import { SpiffeError } from '../../spiffe/errors.js';
+import { SpiffeId } from '../../spiffe/id.js';
+import { parseX509Svid, verifyX509Svid } from '../../spiffe/svid/x509.js';
+import type { AuthorityService } from '../authority/service.js';
+import type { EntryStore } from '../entries/store.js';
+import type { Entry } from '../entries/model.js';
+import { decodeCsrText, verifyCsr } from '../issuance/csr.js';
+import type { IssuanceService, IssuedX509Svid, MintedJwtSvid } from '../issuance/service.js';
+import type { AttestedNode, NodeKind, NodeStore } from '../nodes/store.js';
+import type { TokenService } from '../tokens/service.js';
+import { defaultAgentId } from '../tokens/service.js';
+import type { FailureLimiter } from './failure-limiter.js';
+
+export interface EnrollmentDeps {
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly tokens: TokenService;
+  readonly nodes: NodeStore;
+  readonly entries: EntryStore;
+  readonly issuance: IssuanceService;
+  readonly authority: AuthorityService;
+  readonly limiter: FailureLimiter;
+}
+
+export interface BatchItemResult {
+  readonly entryId: string;
+  readonly svid?: IssuedX509Svid;
+  readonly error?: { code: string; message: string };
+}
+
+export const serverId = (trustDomain: string): string => `spiffe://${trustDomain}/cairn/server`;
+
+/**
+ * The trust bootstrap: one-time tokens become first SVIDs; from then on nodes prove themselves
+ * only with the SVID they hold (mTLS), and only the node's current (or just-issued) serial counts.
+ */
+export class EnrollmentService {
+  constructor(private readonly deps: EnrollmentDeps) {}
+
+  private async redeemOrCount(source: string, work: () => Promise<RedeemedGrant>): Promise<RedeemedGrant> {
+    this.deps.limiter.check(source);
+    try {
+      return await work();
+    } catch (err) {
+      if (isCairnError(err, 'invalid_token')) this.deps.limiter.fail(source);
+      throw err;
+    }
+  }
+
+  /** A node agent's first SVID, from a join token. */
+  async attestAgent(tokenText: string, csrText: string, source: string): Promise<IssuedX509Svid> {
+    const csr = verifyCsr(decodeCsrText(csrText));
+    const grant = await this.redeemOrCount(source, async () => {
+      const t = await this.deps.tokens.redeem(tokenText, 'join');
+      return { trustDomain: t.trustDomain, spiffeId: t.spiffeId ?? defaultAgentId(t.trustDomain, t.id), selectors: t.selectors, tokenId: t.id };
+    });
+    return this.enroll(grant, csr, 'agent', 'join_token');
+  }
+
+  /** An agentless device or sidecar's first SVID, from a workload credential. */
+  async redeemWorkload(tokenText: string, csrText: string, source: string): Promise<IssuedX509Svid> {
+    const csr = verifyCsr(decodeCsrText(csrText));
+    const grant = await this.redeemOrCount(source, async () => {
+      const t = await this.deps.tokens.redeem(tokenText, 'workload');
+      return { trustDomain: t.trustDomain, spiffeId: t.spiffeId!, selectors: t.selectors, tokenId: t.id };
+    });
+    return this.enroll(grant, csr, 'device', 'workload_credential');
+  }
+
+  private async enroll(grant: RedeemedGrant, csr: ReturnType<typeof verifyCsr>, kind: NodeKind, attestationType: string): Promise<IssuedX509Svid> {
+    const existing = await this.deps.nodes.get(grant.spiffeId);
+    if (existing?.banned) throw new CairnError('agent_banned', `${grant.spiffeId} is banned`);
+    const [svid] = await this.deps.issuance.issueX509(
+      grant.trustDomain,
+      [{ csr, policy: { spiffeId: SpiffeId.parse(grant.spiffeId), dnsNames: [] } }],
+      `token:${grant.tokenId}`,
+    );
+    const now = this.deps.clock.now();
+    await this.deps.nodes.transaction(async (tx) => {
+      const locked = await this.deps.nodes.lock(tx, grant.spiffeId);
+      if (locked?.banned) throw new CairnError('agent_banned', `${grant.spiffeId} is banned`);
+      await this.deps.nodes.upsert(tx, { spiffeId: grant.spiffeId, trustDomain: grant.trustDomain, kind, attestationType, selectors: grant.selectors, serial: svid!.serial, expiresAt: svid!.notAfter }, now);
+    });
+    this.deps.logger.info({ event: `${kind}.attested`, spiffeId: grant.spiffeId, attestationType, serial: svid!.serial }, 'node attested');
+    return svid!;
+  }
+
+  /**
+   * mTLS: the presented chain must verify against the bundle of its own trust domain, belong to a
+   * known node of the right kind that is not banned, and carry its current or just-issued serial.
+   */
+  async authenticate(chain: readonly Buffer[], kind: NodeKind): Promise<AttestedNode> {
+    if (chain.length === 0) throw new CairnError('unauthenticated', 'a client certificate (the node SVID) is required');
+    let id: SpiffeId;
+    try {
+      const claimed = parseX509Svid(chain).spiffeId.trustDomain;
+      const authorities = await this.deps.authority.x509Authorities(claimed).catch(() => [] as Buffer[]);
+      id = verifyX509Svid(chain, (td) => (td === claimed ? { trustDomain: td, x509Authorities: authorities, jwtAuthorities: [] } : undefined), this.deps.clock.now()).spiffeId;
+    } catch (err) {
+      if (!(err instanceof SpiffeError)) throw err;
+      throw new CairnError('unauthenticated', `client certificate is not a valid SVID: ${err.message}`, { cause: err });
+    }
+    const serial = serialOf(chain[0]!);
+    const node = await this.deps.nodes.get(id.toString());
+    if (!node || node.kind !== kind) throw new CairnError('unauthenticated', `${id.toString()} is not an attested ${kind}; attest again`);
+    if (node.banned) throw new CairnError('agent_banned', `${node.spiffeId} is banned`);
+    if (serial === node.newSerial) {
+      await this.deps.nodes.promote(node.spiffeId, serial, this.deps.clock.now());
+    } else if (serial !== node.serial) {
+      throw new CairnError('agent_svid_superseded', 'this SVID has been superseded by a newer one; use the latest');
+    }
+    return node;
+  }
+
+  async renew(node: AttestedNode, csrText: string): Promise<IssuedX509Svid> {
+    const csr = verifyCsr(decodeCsrText(csrText));
+    const [svid] = await this.deps.issuance.issueX509(node.trustDomain, [{ csr, policy: { spiffeId: SpiffeId.parse(node.spiffeId), dnsNames: [] } }], node.spiffeId);
+    await this.deps.nodes.setNewSerial(node.spiffeId, svid!.serial, svid!.notAfter, this.deps.clock.now());
+    this.deps.logger.info({ event: `${node.kind}.renewed`, spiffeId: node.spiffeId, serial: svid!.serial }, 'node SVID renewed');
+    return svid!;
+  }
+
+  /** The agent's own ID and its node aliases: entries under any of these are the agent's to serve. */
+  async parentsOf(node: AttestedNode): Promise<string[]> {
+    const aliases = await this.deps.entries.aliasesFor(node.trustDomain, serverId(node.trustDomain), node.selectors);
+    return [node.spiffeId, ...aliases.filter((a) => a !== node.spiffeId)];
+  }
+
+  /** Batch issuance: identity, TTL and DNS names from each entry, only the key from each CSR. */
+  async issueForEntries(node: AttestedNode, requests: readonly { entryId: string; csr: string }[]): Promise<BatchItemResult[]> {
+    const parents = await this.parentsOf(node);
+    const entries = new Map((await this.deps.entries.forParents(parents, requests.map((r) => r.entryId))).map((e) => [e.id, e]));
+    const now = this.deps.clock.now();
+    const results: BatchItemResult[] = [];
+    const accepted: { index: number; entry: Entry; csr: ReturnType<typeof verifyCsr> }[] = [];
+    requests.forEach((r, index) => {
+      const entry = entries.get(r.entryId);
+      if (!entry) {
+        results[index] = { entryId: r.entryId, error: { code: 'not_entry_parent', message: 'this agent is not authorized for that entry (unknown entry or another parent)' } };
+        return;
+      }
+      if (entry.expiresAt && entry.expiresAt <= now) {
+        results[index] = { entryId: r.entryId, error: { code: 'entry_not_found', message: 'the entry has expired' } };
+        return;
+      }
+      try {
+        accepted.push({ index, entry, csr: verifyCsr(decodeCsrText(r.csr)) });
+      } catch (err) {
+        if (!(err instanceof CairnError)) throw err;
+        results[index] = { entryId: r.entryId, error: { code: err.code, message: err.message } };
+      }
+    });
+    if (accepted.length > 0) {
+      const issued = await this.deps.issuance.issueX509(
+        node.trustDomain,
+        accepted.map((a) => ({ csr: a.csr, policy: { spiffeId: SpiffeId.parse(a.entry.spiffeId), ttlSeconds: a.entry.x509SvidTtlSeconds ?? undefined, dnsNames: a.entry.dnsNames } })),
+        node.spiffeId,
+      );
+      accepted.forEach((a, i) => (results[a.index] = { entryId: a.entry.id, svid: issued[i]! }));
+    }
+    return results;
+  }
+
+  async mintForEntry(node: AttestedNode, entryId: string, audience: readonly string[]): Promise<MintedJwtSvid> {
+    const parents = await this.parentsOf(node);
+    const [entry] = await this.deps.entries.forParents(parents, [entryId]);
+    if (!entry) throw new CairnError('not_entry_parent', 'this agent is not authorized for that entry (unknown entry or another parent)');
+    return this.deps.issuance.mintJwt(node.trustDomain, { spiffeId: SpiffeId.parse(entry.spiffeId), audience, ttlSeconds: entry.jwtSvidTtlSeconds ?? undefined }, node.spiffeId);
+  }
+
+  async mintForDevice(node: AttestedNode, audience: readonly string[]): Promise<MintedJwtSvid> {
+    return this.deps.issuance.mintJwt(node.trustDomain, { spiffeId: SpiffeId.parse(node.spiffeId), audience }, node.spiffeId);
+  }
+
+  // ---- admin: cairn agent list | ban | evict
+
+  list(trustDomain: string | undefined, pageSize: number | undefined, pageToken: string | undefined): Promise<Page<AttestedNode>> {
+    const after = decodePageToken(pageToken, 1)?.[0] as string | undefined;
+    return this.deps.nodes.list({ trustDomain }, pageSizeOf(pageSize), after);
+  }
+
+  async setBanned(spiffeId: string, banned: boolean, actor: string): Promise<AttestedNode> {
+    const node = await this.deps.nodes.setBanned(spiffeId, banned, this.deps.clock.now());
+    if (!node) throw new CairnError('agent_not_found', `${spiffeId} is not an attested node`);
+    this.deps.logger.info({ event: banned ? 'node.banned' : 'node.unbanned', spiffeId, actor }, banned ? 'node banned' : 'node unbanned');
+    return node;
+  }
+
+  async evict(spiffeId: string, actor: string): Promise<void> {
+    if (!(await this.deps.nodes.delete(spiffeId))) throw new CairnError('agent_not_found', `${spiffeId} is not an attested node`);
+    this.deps.logger.info({ event: 'node.evicted', spiffeId, actor }, 'node evicted; it must attest again');
+  }
+}
+
+interface RedeemedGrant {
+  readonly trustDomain: string;
+  readonly spiffeId: string;
+  readonly selectors: readonly string[];
+  readonly tokenId: string;
+}
+
+/** Serial of a DER certificate as lowercase hex, as the inventory stores it. */
+export function serialOf(der: Buffer): string {
+  return new X509Certificate(der).serialNumber.toLowerCase();
+}

@@ -1,0 +1,141 @@
+import type { Clock } from '../../lib/clock.js';
+import { CairnError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/log.js';
+import { decodePageToken, pageSizeOf, type Page } from '../../lib/paging.js';
+import { randomAlphanumeric, type Random } from '../../lib/random.js';
+import { checkTtl, normalizeDnsNames } from '../issuance/policy.js';
+import { refuseReserved } from '../issuance/reserved.js';
+import { notifyChange } from '../db/changes.js';
+import type { TrustDomainStore } from '../trust-domains/store.js';
+import { TTL_LIMITS } from '../trust-domains/model.js';
+import type { Entry, EntryFilter, NewEntry } from './model.js';
+import type { EntryStore } from './store.js';
+import { normalizeSelectors, parseId, parseTrustDomains } from './validation.js';
+
+export interface EntryInput {
+  readonly spiffeId: string;
+  readonly parentId: string;
+  readonly selectors: readonly string[];
+  readonly x509SvidTtl?: number | null | undefined;
+  readonly jwtSvidTtl?: number | null | undefined;
+  readonly dnsNames?: readonly string[] | undefined;
+  readonly hint?: string | null | undefined;
+  readonly admin?: boolean | undefined;
+  readonly federatesWith?: readonly string[] | undefined;
+  readonly expiresAt?: string | null | undefined;
+}
+
+export interface EntryDeps {
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly logger: Logger;
+  readonly store: EntryStore;
+  readonly trustDomains: TrustDomainStore;
+}
+
+export class EntryService {
+  constructor(private readonly deps: EntryDeps) {}
+
+  private async validate(id: string, input: EntryInput): Promise<NewEntry> {
+    const spiffeId = parseId(input.spiffeId, 'spiffeId');
+    if (spiffeId.isTrustDomainId) throw new CairnError('invalid_spiffe_id', 'spiffeId must have a path');
+    refuseReserved(spiffeId);
+    const parentId = parseId(input.parentId, 'parentId');
+    if (!parentId.memberOf(spiffeId.trustDomain)) throw new CairnError('wrong_trust_domain', 'parentId must be in the same trust domain as spiffeId');
+    if (parentId.isTrustDomainId) throw new CairnError('invalid_spiffe_id', 'parentId must have a path (an agent ID or a node alias)');
+    if (!(await this.deps.trustDomains.get(spiffeId.trustDomain))) {
+      throw new CairnError('trust_domain_not_found', `trust domain ${spiffeId.trustDomain} does not exist`);
+    }
+    const hint = input.hint ?? null;
+    if (hint !== null && (hint.length > 1024 || /[\u0000-\u001f]/.test(hint))) throw new CairnError('invalid_request', 'hint must be at most 1024 printable characters');
+    let expiresAt: Date | null = null;
+    if (input.expiresAt) {
+      expiresAt = new Date(input.expiresAt);
+      if (Number.isNaN(expiresAt.getTime())) throw new CairnError('invalid_request', 'expiresAt must be an RFC 3339 timestamp');
+    }
+    return {
+      id,
+      trustDomain: spiffeId.trustDomain,
+      spiffeId: spiffeId.toString(),
+      parentId: parentId.toString(),
+      selectors: normalizeSelectors(input.selectors),
+      x509SvidTtlSeconds: input.x509SvidTtl == null ? null : checkTtl(input.x509SvidTtl, TTL_LIMITS.x509SvidTtlSeconds, 'x509SvidTtl'),
+      jwtSvidTtlSeconds: input.jwtSvidTtl == null ? null : checkTtl(input.jwtSvidTtl, TTL_LIMITS.jwtSvidTtlSeconds, 'jwtSvidTtl'),
+      dnsNames: normalizeDnsNames(input.dnsNames ?? []),
+      hint,
+      admin: input.admin ?? false,
+      federatesWith: parseTrustDomains(input.federatesWith ?? [], spiffeId.trustDomain),
+      expiresAt,
+    };
+  }
+
+  async create(input: EntryInput, actor: string): Promise<Entry> {
+    const entry = await this.validate(randomAlphanumeric(this.deps.random, 24), input);
+    const now = this.deps.clock.now();
+    const created = await this.deps.store.write(async (tx) => {
+      const e = await this.deps.store.insert(tx, entry, now);
+      await notifyChange(tx, e.trustDomain);
+      return e;
+    });
+    this.deps.logger.info({ event: 'entry.created', entryId: created.id, spiffeId: created.spiffeId, parentId: created.parentId, actor }, 'registration entry created');
+    return created;
+  }
+
+  async get(id: string): Promise<Entry> {
+    const entry = await this.deps.store.get(id);
+    if (!entry) throw new CairnError('entry_not_found', `registration entry ${id} does not exist`);
+    return entry;
+  }
+
+  list(filter: EntryFilter, pageSize: number | undefined, pageToken: string | undefined): Promise<Page<Entry>> {
+    const after = decodePageToken(pageToken, 1)?.[0] as string | undefined;
+    const normalized: EntryFilter = {
+      trustDomain: filter.trustDomain,
+      parentId: filter.parentId === undefined ? undefined : parseId(filter.parentId, 'parentId').toString(),
+      spiffeId: filter.spiffeId === undefined ? undefined : parseId(filter.spiffeId, 'spiffeId').toString(),
+      selectors: filter.selectors === undefined ? undefined : normalizeSelectors(filter.selectors, { allowEmpty: true }),
+    };
+    return this.deps.store.list(normalized, pageSizeOf(pageSize), after);
+  }
+
+  /** Applies a partial change; a change of parent leaves a tombstone so the old parent's agents drop it. */
+  async update(id: string, patch: Partial<EntryInput>, actor: string): Promise<Entry> {
+    const current = await this.get(id);
+    const merged: EntryInput = {
+      spiffeId: patch.spiffeId ?? current.spiffeId,
+      parentId: patch.parentId ?? current.parentId,
+      selectors: patch.selectors ?? current.selectors,
+      x509SvidTtl: patch.x509SvidTtl === undefined ? current.x509SvidTtlSeconds : patch.x509SvidTtl,
+      jwtSvidTtl: patch.jwtSvidTtl === undefined ? current.jwtSvidTtlSeconds : patch.jwtSvidTtl,
+      dnsNames: patch.dnsNames ?? current.dnsNames,
+      hint: patch.hint === undefined ? current.hint : patch.hint,
+      admin: patch.admin ?? current.admin,
+      federatesWith: patch.federatesWith ?? current.federatesWith,
+      expiresAt: patch.expiresAt === undefined ? current.expiresAt?.toISOString() ?? null : patch.expiresAt,
+    };
+    const next = await this.validate(id, merged);
+    if (next.trustDomain !== current.trustDomain) throw new CairnError('wrong_trust_domain', 'an entry cannot move to another trust domain');
+    const now = this.deps.clock.now();
+    const updated = await this.deps.store.write(async (tx) => {
+      const before = await this.deps.store.get(id, tx);
+      if (!before) throw new CairnError('entry_not_found', `registration entry ${id} does not exist`);
+      if (before.parentId !== next.parentId) await this.deps.store.tombstone(tx, before, now);
+      const after = await this.deps.store.replace(tx, next, now);
+      await notifyChange(tx, next.trustDomain);
+      return after!;
+    });
+    this.deps.logger.info({ event: 'entry.updated', entryId: id, changes: Object.keys(patch), actor }, 'registration entry updated');
+    return updated;
+  }
+
+  async delete(id: string, actor: string): Promise<void> {
+    const now = this.deps.clock.now();
+    await this.deps.store.write(async (tx) => {
+      const gone = await this.deps.store.delete(tx, id);
+      if (!gone) throw new CairnError('entry_not_found', `registration entry ${id} does not exist`);
+      await this.deps.store.tombstone(tx, gone, now);
+      await notifyChange(tx, gone.trustDomain);
+    });
+    this.deps.logger.info({ event: 'entry.deleted', entryId: id, actor }, 'registration entry deleted');
+  }
+}

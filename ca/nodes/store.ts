@@ -1,0 +1,122 @@
+import type { Database, Queryable } from '../db/database.js';
+import { toDate } from '../db/database.js';
+import { guard } from '../db/errors.js';
+import { notifyChange } from '../db/changes.js';
+import { toPage, type Page } from '../../lib/paging.js';
+
+export type NodeKind = 'agent' | 'device';
+
+export interface AttestedNode {
+  readonly spiffeId: string;
+  readonly trustDomain: string;
+  readonly kind: NodeKind;
+  readonly attestationType: string;
+  readonly selectors: readonly string[];
+  readonly serial: string;
+  readonly newSerial: string | null;
+  readonly expiresAt: Date;
+  readonly banned: boolean;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+interface Row {
+  spiffe_id: string;
+  trust_domain: string;
+  kind: NodeKind;
+  attestation_type: string;
+  selectors: string[];
+  serial: string;
+  new_serial: string | null;
+  expires_at: Date;
+  banned: boolean;
+  created_at: Date;
+  updated_at: Date;
+}
+
+const COLUMNS = 'spiffe_id, trust_domain, kind, attestation_type, selectors, serial, new_serial, expires_at, banned, created_at, updated_at';
+
+const fromRow = (r: Row): AttestedNode => ({
+  spiffeId: r.spiffe_id,
+  trustDomain: r.trust_domain,
+  kind: r.kind,
+  attestationType: r.attestation_type,
+  selectors: r.selectors,
+  serial: r.serial,
+  newSerial: r.new_serial,
+  expiresAt: toDate(r.expires_at),
+  banned: r.banned,
+  createdAt: toDate(r.created_at),
+  updatedAt: toDate(r.updated_at),
+});
+
+export class NodeStore {
+  constructor(private readonly db: Database) {}
+
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return guard(() => this.db.transaction(fn));
+  }
+
+  get(spiffeId: string, q: Queryable = this.db): Promise<AttestedNode | undefined> {
+    return guard(async () => {
+      const res = await q.query<Row>(`SELECT ${COLUMNS} FROM attested_nodes WHERE spiffe_id = $1`, [spiffeId]);
+      return res.rows[0] && fromRow(res.rows[0]);
+    });
+  }
+
+  lock(tx: Queryable, spiffeId: string): Promise<AttestedNode | undefined> {
+    return guard(async () => {
+      const res = await tx.query<Row>(`SELECT ${COLUMNS} FROM attested_nodes WHERE spiffe_id = $1 FOR UPDATE`, [spiffeId]);
+      return res.rows[0] && fromRow(res.rows[0]);
+    });
+  }
+
+  /** Records a (re-)attestation: the new SVID becomes the only one accepted. */
+  upsert(tx: Queryable, n: Omit<AttestedNode, 'banned' | 'createdAt' | 'updatedAt' | 'newSerial'>, now: Date): Promise<void> {
+    return guard(async () => {
+      await tx.query(
+        `INSERT INTO attested_nodes (spiffe_id, trust_domain, kind, attestation_type, selectors, serial, new_serial, expires_at, banned, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, false, $8, $8)
+         ON CONFLICT (spiffe_id) DO UPDATE SET attestation_type = EXCLUDED.attestation_type, selectors = EXCLUDED.selectors,
+           serial = EXCLUDED.serial, new_serial = NULL, expires_at = EXCLUDED.expires_at, updated_at = EXCLUDED.updated_at`,
+        [n.spiffeId, n.trustDomain, n.kind, n.attestationType, n.selectors, n.serial, n.expiresAt, now],
+      );
+      await notifyChange(tx, n.trustDomain);
+    });
+  }
+
+  setNewSerial(spiffeId: string, serial: string, expiresAt: Date, now: Date): Promise<void> {
+    return guard(async () => {
+      await this.db.query(`UPDATE attested_nodes SET new_serial = $2, expires_at = $3, updated_at = $4 WHERE spiffe_id = $1`, [spiffeId, serial, expiresAt, now]);
+    });
+  }
+
+  /** The node used its just-issued SVID: from now on only that one is accepted. */
+  promote(spiffeId: string, serial: string, now: Date): Promise<void> {
+    return guard(async () => {
+      await this.db.query(`UPDATE attested_nodes SET serial = new_serial, new_serial = NULL, updated_at = $3 WHERE spiffe_id = $1 AND new_serial = $2`, [spiffeId, serial, now]);
+    });
+  }
+
+  setBanned(spiffeId: string, banned: boolean, now: Date): Promise<AttestedNode | undefined> {
+    return guard(async () => {
+      const res = await this.db.query<Row>(`UPDATE attested_nodes SET banned = $2, updated_at = $3 WHERE spiffe_id = $1 RETURNING ${COLUMNS}`, [spiffeId, banned, now]);
+      return res.rows[0] && fromRow(res.rows[0]);
+    });
+  }
+
+  delete(spiffeId: string): Promise<boolean> {
+    return guard(async () => (await this.db.query(`DELETE FROM attested_nodes WHERE spiffe_id = $1`, [spiffeId])).rowCount > 0);
+  }
+
+  list(filter: { trustDomain?: string | undefined; kind?: NodeKind | undefined }, limit: number, after: string | undefined): Promise<Page<AttestedNode>> {
+    return guard(async () => {
+      const res = await this.db.query<Row>(
+        `SELECT ${COLUMNS} FROM attested_nodes WHERE ($1::text IS NULL OR trust_domain = $1) AND ($2::text IS NULL OR kind = $2)
+           AND ($3::text IS NULL OR spiffe_id > $3) ORDER BY spiffe_id LIMIT $4`,
+        [filter.trustDomain ?? null, filter.kind ?? null, after ?? null, limit + 1],
+      );
+      return toPage(res.rows.map(fromRow), limit, (n) => [n.spiffeId]);
+    });
+  }
+}

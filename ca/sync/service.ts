@@ -1,0 +1,91 @@
+import type { SyncEntry, SyncResponse } from '../../contract/agent-api.js';
+import type { Clock } from '../../lib/clock.js';
+import { publicJwkOf } from '../../spiffe/bundle/jwk.js';
+import type { AuthorityService } from '../authority/service.js';
+import type { EnrollmentService } from '../enrollment/service.js';
+import type { Entry } from '../entries/model.js';
+import type { EntryStore } from '../entries/store.js';
+import type { AttestedNode } from '../nodes/store.js';
+import type { ChangeFeed } from './change-feed.js';
+
+export interface SyncDeps {
+  readonly clock: Clock;
+  readonly entries: EntryStore;
+  readonly enrollment: EnrollmentService;
+  readonly authority: AuthorityService;
+  readonly feed: ChangeFeed;
+}
+
+export interface SyncRequest {
+  readonly revision: number;
+  readonly bundleSequence: number;
+  readonly waitSeconds: number;
+}
+
+export function syncEntryOf(e: Entry): SyncEntry {
+  return {
+    id: e.id,
+    spiffeId: e.spiffeId,
+    parentId: e.parentId,
+    selectors: [...e.selectors],
+    x509SvidTtl: e.x509SvidTtlSeconds,
+    jwtSvidTtl: e.jwtSvidTtlSeconds,
+    dnsNames: [...e.dnsNames],
+    hint: e.hint,
+    admin: e.admin,
+    federatesWith: [...e.federatesWith],
+    expiresAt: e.expiresAt?.toISOString() ?? null,
+    revision: e.revision,
+  };
+}
+
+/**
+ * Incremental entry sync for agents. The agent sends the revision it holds; it gets the entries
+ * of its parents changed since then and the ids removed since then (the full set when it holds
+ * nothing). With nothing new it long-polls: the database's NOTIFY wakes it the moment an admin
+ * change commits on any replica.
+ */
+export class SyncService {
+  constructor(private readonly deps: SyncDeps) {}
+
+  async sync(node: AttestedNode, req: SyncRequest, signal?: AbortSignal): Promise<SyncResponse> {
+    const deadline = this.deps.clock.now().getTime() + req.waitSeconds * 1000;
+    let since = req.revision;
+    const full = req.revision === 0;
+    for (;;) {
+      const waiter = this.deps.feed.arm();
+      // Read the high-water mark first: anything committed later is picked up next time.
+      const latest = await this.deps.entries.latestRevision();
+      const parents = await this.deps.enrollment.parentsOf(node);
+      const [changed, removed] = await Promise.all([
+        this.deps.entries.changedSince(parents, full ? 0 : since),
+        full ? Promise.resolve([] as string[]) : this.deps.entries.removedSince(parents, since),
+      ]);
+      const { trustDomain, keys } = await this.deps.authority.published(node.trustDomain);
+      const bundleChanged = trustDomain.bundleSequence > req.bundleSequence;
+      const remaining = deadline - this.deps.clock.now().getTime();
+      if (full || changed.length > 0 || removed.length > 0 || bundleChanged || remaining <= 0 || signal?.aborted) {
+        waiter.cancel();
+        return {
+          revision: Math.max(latest, since),
+          full,
+          parents,
+          entries: changed.map(syncEntryOf),
+          removed,
+          ...(bundleChanged
+            ? {
+                bundle: {
+                  sequence: trustDomain.bundleSequence,
+                  x509Authorities: keys.filter((k) => k.kind === 'x509' && k.certificate).map((k) => k.certificate!.toString('base64')),
+                  jwtAuthorities: keys.filter((k) => k.kind === 'jwt').map((k) => ({ kid: k.id, jwk: { ...publicJwkOf(k.publicKey) } })),
+                },
+              }
+            : {}),
+        };
+      }
+      // Nothing for this agent up to `latest`: move the cursor and wait for the next change.
+      since = Math.max(since, latest);
+      await waiter.wait(remaining, signal);
+    }
+  }
+}

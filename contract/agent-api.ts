@@ -1,0 +1,101 @@
+import { Type, type Static } from 'typebox';
+
+/** Routes on the CA's TLS listener used by node agents and agentless devices. */
+export const AgentPaths = {
+  attest: '/agent/v1/attest',
+  renew: '/agent/v1/renew',
+  sync: '/agent/v1/sync',
+  x509Svids: '/agent/v1/x509-svids',
+  jwtSvids: '/agent/v1/jwt-svids',
+  deviceRedeem: '/device/v1/redeem',
+  deviceRenew: '/device/v1/renew',
+  deviceJwtSvids: '/device/v1/jwt-svids',
+} as const;
+
+const Der = Type.String({ maxLength: 65536, description: 'base64 DER' });
+const Csr = Type.String({ minLength: 1, maxLength: 32768, description: 'PKCS#10 CSR, base64 DER or PEM; only its key is used' });
+
+export const AttestBody = Type.Object({ token: Type.String({ minLength: 1, maxLength: 4096 }), csr: Csr }, { additionalProperties: false });
+export type AttestBody = Static<typeof AttestBody>;
+
+export const RenewBody = Type.Object({ csr: Csr }, { additionalProperties: false });
+
+/** An X.509-SVID with its bundle, DER in base64: chain leaf first, bundle the trust domain's CAs. */
+export const X509SvidMessage = Type.Object({
+  spiffeId: Type.String(),
+  chain: Type.Array(Der),
+  bundle: Type.Array(Der),
+  expiresAt: Type.String(),
+  serial: Type.String(),
+});
+export type X509SvidMessage = Static<typeof X509SvidMessage>;
+
+export const SyncQuery = Type.Object(
+  {
+    revision: Type.Optional(Type.Integer({ minimum: 0 })),
+    bundleSequence: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** Long-poll: wait up to this many seconds for a change when nothing is new. */
+    wait: Type.Optional(Type.Integer({ minimum: 0, maximum: 60 })),
+  },
+  { additionalProperties: false },
+);
+export type SyncQuery = Static<typeof SyncQuery>;
+
+export const SyncEntry = Type.Object({
+  id: Type.String(),
+  spiffeId: Type.String(),
+  parentId: Type.String(),
+  selectors: Type.Array(Type.String()),
+  x509SvidTtl: Type.Union([Type.Integer(), Type.Null()]),
+  jwtSvidTtl: Type.Union([Type.Integer(), Type.Null()]),
+  dnsNames: Type.Array(Type.String()),
+  hint: Type.Union([Type.String(), Type.Null()]),
+  admin: Type.Boolean(),
+  federatesWith: Type.Array(Type.String()),
+  expiresAt: Type.Union([Type.String(), Type.Null()]),
+  revision: Type.Integer(),
+});
+export type SyncEntry = Static<typeof SyncEntry>;
+
+export const SyncResponse = Type.Object({
+  /** Pass back as `revision` next time. */
+  revision: Type.Integer(),
+  /** True when `entries` is the complete set (first sync, or the agent's parents changed). */
+  full: Type.Boolean(),
+  /** The agent's own ID and its node aliases: entries parented to any of these are the agent's. */
+  parents: Type.Array(Type.String()),
+  /** Apply `removed` first, then upsert `entries`. */
+  entries: Type.Array(SyncEntry),
+  removed: Type.Array(Type.String()),
+  /** Present when the bundle changed since `bundleSequence`. */
+  bundle: Type.Optional(Type.Object({ sequence: Type.Integer(), x509Authorities: Type.Array(Der), jwtAuthorities: Type.Array(Type.Object({ kid: Type.String(), jwk: Type.Object({}, { additionalProperties: true }) })) })),
+});
+export type SyncResponse = Static<typeof SyncResponse>;
+
+export const BatchX509Body = Type.Object(
+  { requests: Type.Array(Type.Object({ entryId: Type.String({ minLength: 1, maxLength: 64 }), csr: Csr }, { additionalProperties: false }), { minItems: 1, maxItems: 500 }) },
+  { additionalProperties: false },
+);
+export type BatchX509Body = Static<typeof BatchX509Body>;
+
+export const BatchX509Response = Type.Object({
+  results: Type.Array(
+    Type.Object({
+      entryId: Type.String(),
+      svid: Type.Optional(X509SvidMessage),
+      error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
+    }),
+  ),
+});
+export type BatchX509Response = Static<typeof BatchX509Response>;
+
+export const AgentJwtBody = Type.Object(
+  { entryId: Type.String({ minLength: 1, maxLength: 64 }), audience: Type.Array(Type.String({ minLength: 1, maxLength: 512 }), { minItems: 1, maxItems: 10 }) },
+  { additionalProperties: false },
+);
+export const DeviceJwtBody = Type.Object(
+  { audience: Type.Array(Type.String({ minLength: 1, maxLength: 512 }), { minItems: 1, maxItems: 10 }) },
+  { additionalProperties: false },
+);
+export const JwtSvidMessage = Type.Object({ spiffeId: Type.String(), token: Type.String(), expiresAt: Type.String() });
+export type JwtSvidMessage = Static<typeof JwtSvidMessage>;
