@@ -8,6 +8,7 @@ export function dataDirOf(flag: string | undefined): string {
 }
 
 export const DEFAULT_HTTP_PORT = 8080;
+export const DEFAULT_TLS_PORT = 8443;
 
 export function serverOf(flag: string | undefined, dataDir: string): string {
   if (flag) return flag.replace(/\/+$/, '');

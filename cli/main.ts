@@ -5,12 +5,14 @@ import { CliError } from './client.js';
 import { CA_USAGE, caCommand, upCommand } from './commands/ca.js';
 import { jwtCommand, MINT_USAGE, svidCommand, x509Command } from './commands/mint.js';
 import { TRUST_DOMAIN_USAGE, trustDomainCommand } from './commands/trust-domain.js';
+import { agentAdminCommand, bootstrapCommand, ENROLLMENT_USAGE, entryCommand, renewCommand, tokenCommand } from './commands/enrollment.js';
 
 const USAGE = `cairn — a SPIFFE identity authority
 
 ${CA_USAGE}
 ${TRUST_DOMAIN_USAGE}
 ${MINT_USAGE}
+${ENROLLMENT_USAGE}
 
 Common flags: --server URL (or CAIRN_SERVER), --data-dir DIR (or CAIRN_DATA_DIR, default ./.cairn), --json
 The admin token comes from CAIRN_ADMIN_TOKEN or <data-dir>/admin-token.`;
@@ -22,6 +24,11 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<void>> = {
   x509: x509Command,
   jwt: jwtCommand,
   svid: svidCommand,
+  token: tokenCommand,
+  entry: entryCommand,
+  agent: agentAdminCommand,
+  bootstrap: bootstrapCommand,
+  renew: renewCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -1,5 +1,6 @@
 import 'reflect-metadata';
-import { createHash, createPrivateKey, generateKeyPairSync, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, webcrypto, type KeyObject } from 'node:crypto';
+import { spkiPin } from '../../lib/tls-client.js';
 import { isIP } from 'node:net';
 import * as x509 from '@peculiar/x509';
 import type { Clock } from '../../lib/clock.js';
@@ -33,11 +34,7 @@ export interface ServerCredentials {
   readonly notAfter: Date;
 }
 
-/** "sha256:<base64url>" over a certificate's DER SubjectPublicKeyInfo. */
-export function spkiPin(certificateDer: Buffer): string {
-  const spki = new X509Certificate(certificateDer).publicKey.export({ format: 'der', type: 'spki' });
-  return `sha256:${createHash('sha256').update(spki).digest('base64url')}`;
-}
+export { spkiPin };
 
 const crypto = webcrypto as unknown as Parameters<typeof x509.X509CertificateGenerator.create>[1];
 

@@ -4,10 +4,11 @@ import { startCa, type CaConfig, type CaHandle } from '../../ca/main.js';
 import { isCairnError } from '../../lib/errors.js';
 import { writeFileAtomic } from '../../lib/fs.js';
 import { parse, UsageError } from '../args.js';
-import { dataDirOf, DEFAULT_HTTP_PORT } from '../client.js';
+import { dataDirOf, DEFAULT_HTTP_PORT, DEFAULT_TLS_PORT } from '../client.js';
 import { say } from '../output.js';
 
 export const CA_USAGE = `cairn ca start [--data-dir DIR] [--database-url URL] [--listen HOST:PORT] [--public-url URL] [--kek-file FILE]
+               [--tls-listen HOST:PORT] [--tls-public-url URL] [--tls-san NAME …]
 cairn up [--trust-domain example.org] [--data-dir DIR] [--listen HOST:PORT]`;
 
 const CA_OPTIONS = {
@@ -16,10 +17,13 @@ const CA_OPTIONS = {
   'public-url': { type: 'string' },
   'kek-file': { type: 'string' },
   'trust-domain': { type: 'string' },
+  'tls-listen': { type: 'string' },
+  'tls-public-url': { type: 'string' },
+  'tls-san': { type: 'string', multiple: true },
 } as const;
 
-function listenOf(flag: string | undefined): { host: string; port: number } {
-  const text = flag ?? process.env.CAIRN_LISTEN ?? `127.0.0.1:${DEFAULT_HTTP_PORT}`;
+function listenOf(flag: string | undefined, env = process.env.CAIRN_LISTEN, fallback = `127.0.0.1:${DEFAULT_HTTP_PORT}`): { host: string; port: number } {
+  const text = flag ?? env ?? fallback;
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text);
   if (!m) throw new UsageError(`--listen must be HOST:PORT, got ${text}`);
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port: Number(m[3]) };
@@ -31,8 +35,20 @@ function defaultPublicUrl(host: string, port: number): string | undefined {
   return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
-function caConfigOf(values: { 'data-dir'?: string | undefined; 'database-url'?: string | undefined; listen?: string | undefined; 'public-url'?: string | undefined; 'kek-file'?: string | undefined }): CaConfig {
+interface CaFlags {
+  'data-dir'?: string | undefined;
+  'database-url'?: string | undefined;
+  listen?: string | undefined;
+  'public-url'?: string | undefined;
+  'kek-file'?: string | undefined;
+  'tls-listen'?: string | undefined;
+  'tls-public-url'?: string | undefined;
+  'tls-san'?: string[] | undefined;
+}
+
+function caConfigOf(values: CaFlags): CaConfig {
   const listen = listenOf(values.listen);
+  const tls = listenOf(values['tls-listen'], process.env.CAIRN_TLS_LISTEN, `127.0.0.1:${DEFAULT_TLS_PORT}`);
   return {
     dataDir: dataDirOf(values['data-dir']),
     databaseUrl: values['database-url'] ?? process.env.DATABASE_URL ?? process.env.CAIRN_DATABASE_URL,
@@ -40,6 +56,10 @@ function caConfigOf(values: { 'data-dir'?: string | undefined; 'database-url'?: 
     publicUrl: values['public-url'] ?? process.env.CAIRN_PUBLIC_URL ?? defaultPublicUrl(listen.host, listen.port),
     kekFile: values['kek-file'] ?? process.env.CAIRN_KEK_FILE,
     adminToken: process.env.CAIRN_ADMIN_TOKEN,
+    tlsHost: tls.host,
+    tlsPort: tls.port,
+    tlsPublicUrl: values['tls-public-url'] ?? process.env.CAIRN_TLS_PUBLIC_URL,
+    tlsSans: [...(values['tls-san'] ?? []), ...(process.env.CAIRN_TLS_SANS ?? '').split(',').map((s) => s.trim()).filter(Boolean)],
   };
 }
 
@@ -63,7 +83,7 @@ export async function caCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, CA_OPTIONS);
   if (positionals[0] !== 'start') throw new UsageError(CA_USAGE);
   const handle = await startCa(caConfigOf(values));
-  say(`Cairn CA listening on ${handle.url} (${handle.db.kind} store); admin token file: ${handle.adminTokenFile}`);
+  say(`Cairn CA listening on ${handle.url} and ${handle.tlsUrl} (${handle.db.kind} store); admin token file: ${handle.adminTokenFile}`);
   await runUntilSignal(handle);
 }
 
@@ -86,6 +106,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   const endpoints = {
     trustDomain,
     caUrl: handle.url,
+    caTlsUrl: handle.tlsUrl,
     bundleUrl: urls.bundleUrl,
     jwksUrl: urls.jwksUrl,
     oidcDiscoveryUrl: urls.oidcDiscoveryUrl,
@@ -93,7 +114,7 @@ export async function upCommand(argv: string[]): Promise<void> {
     store: handle.db.kind,
   };
   writeFileAtomic(join(config.dataDir, 'endpoints.json'), JSON.stringify(endpoints, null, 2) + '\n', 0o644);
-  say(`Cairn is up: trust domain ${trustDomain}, CA at ${handle.url} (${handle.db.kind} store)`);
+  say(`Cairn is up: trust domain ${trustDomain}, CA at ${handle.url}, agents and devices at ${handle.tlsUrl} (${handle.db.kind} store)`);
   say(`  bundle:         ${urls.bundleUrl}`);
   say(`  JWKS:           ${urls.jwksUrl}`);
   say(`  OIDC discovery: ${urls.oidcDiscoveryUrl}`);

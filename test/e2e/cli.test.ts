@@ -18,7 +18,7 @@ describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () =>
     let databaseUrl: string | undefined;
     if (storeKind() === 'postgres') ({ url: databaseUrl, drop } = await createPgDatabase());
     env = { CAIRN_DATA_DIR: dataDir, DATABASE_URL: databaseUrl, CAIRN_SERVER: undefined, CAIRN_ADMIN_TOKEN: undefined };
-    up = spawnCairn(['up', '--listen', `127.0.0.1:${port}`], env);
+    up = spawnCairn(['up', '--listen', `127.0.0.1:${port}`, '--tls-listen', '127.0.0.1:0'], env);
     await up.waitFor(/Press Ctrl-C to stop/);
   });
 
@@ -87,7 +87,7 @@ describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () =>
   it('stops cleanly on SIGTERM and starts again on the same data', async () => {
     expect(await up.stop('SIGTERM')).toBe(0);
     const port = await freePort();
-    up = spawnCairn(['up', '--listen', `127.0.0.1:${port}`], env);
+    up = spawnCairn(['up', '--listen', `127.0.0.1:${port}`, '--tls-listen', '127.0.0.1:0'], env);
     await up.waitFor(/Press Ctrl-C to stop/);
     const r = runCairn(['trust-domain', 'show', 'cli.test', '--json'], env);
     expect(JSON.parse(r.stdout).name).toBe('cli.test');
@@ -105,8 +105,8 @@ describe.runIf(storeKind() === 'postgres')('two CA processes started at once on 
     const token = 'cairn-admin.' + 'x'.repeat(43);
     const common = { DATABASE_URL: url, CAIRN_KEK_FILE: kekFile, CAIRN_ADMIN_TOKEN: token };
     const [pa, pb] = [await freePort(), await freePort()];
-    const a = spawnCairn(['ca', 'start', '--listen', `127.0.0.1:${pa}`], { ...common, CAIRN_DATA_DIR: dirA });
-    const b = spawnCairn(['ca', 'start', '--listen', `127.0.0.1:${pb}`], { ...common, CAIRN_DATA_DIR: dirB });
+    const a = spawnCairn(['ca', 'start', '--listen', `127.0.0.1:${pa}`, '--tls-listen', '127.0.0.1:0'], { ...common, CAIRN_DATA_DIR: dirA });
+    const b = spawnCairn(['ca', 'start', '--listen', `127.0.0.1:${pb}`, '--tls-listen', '127.0.0.1:0'], { ...common, CAIRN_DATA_DIR: dirB });
     try {
       await Promise.all([a.waitFor(/listening/), b.waitFor(/listening/)]);
       const created = runCairn(['trust-domain', 'create', 'replicas.test'], { CAIRN_SERVER: `http://127.0.0.1:${pa}`, CAIRN_ADMIN_TOKEN: token });

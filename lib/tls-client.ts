@@ -1,0 +1,125 @@
+import { createHash, X509Certificate } from 'node:crypto';
+import { request as httpsRequest } from 'node:https';
+import { connect, type PeerCertificate } from 'node:tls';
+import { CairnError } from './errors.js';
+
+/** "sha256:<base64url>" over a certificate's DER SubjectPublicKeyInfo (what tokens pin). */
+export function spkiPin(certificateDer: Buffer): string {
+  const spki = new X509Certificate(certificateDer).publicKey.export({ format: 'der', type: 'spki' });
+  return `sha256:${createHash('sha256').update(spki).digest('base64url')}`;
+}
+
+export class PinMismatchError extends Error {
+  override readonly name = 'PinMismatchError';
+  readonly code = 'tls_pin_mismatch';
+}
+
+function chainOf(peer: PeerCertificate): Buffer[] {
+  const out: Buffer[] = [];
+  const seen = new Set<string>();
+  let c: PeerCertificate | undefined = peer;
+  while (c && c.raw && !seen.has(c.fingerprint256)) {
+    seen.add(c.fingerprint256);
+    out.push(c.raw);
+    c = (c as PeerCertificate & { issuerCertificate?: PeerCertificate }).issuerCertificate;
+  }
+  return out;
+}
+
+/**
+ * First contact, kubeadm-style: open a TLS connection without trusting anything, find the
+ * certificate in the server's chain whose key matches the pin, check that the server's own
+ * certificate is signed by it, and return it (PEM) to trust from then on. Nothing secret is sent
+ * on this connection; a server with another key is refused before any secret leaves.
+ */
+export function fetchPinnedAuthority(url: string, pin: string, timeoutMs = 10_000): Promise<string> {
+  const u = new URL(url);
+  if (u.protocol !== 'https:') return Promise.reject(new TypeError('the CA endpoint must be https'));
+  return new Promise((resolve, reject) => {
+    const socket = connect({
+      host: u.hostname.replace(/^\[|\]$/g, ''),
+      port: Number(u.port || 443),
+      rejectUnauthorized: false,
+      ...(/^[\d.]+$|:/.test(u.hostname) ? {} : { servername: u.hostname }),
+    });
+    const timer = setTimeout(() => socket.destroy(new Error(`timed out connecting to ${url}`)), timeoutMs);
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(new CairnError('store_unavailable', `cannot reach ${url}: ${err.message}`, { cause: err }));
+    });
+    socket.once('secureConnect', () => {
+      clearTimeout(timer);
+      try {
+        const chain = chainOf(socket.getPeerCertificate(true)).map((d) => new X509Certificate(d));
+        const leaf = chain[0];
+        const anchor = chain.find((c) => spkiPin(c.raw) === pin);
+        if (!leaf || !anchor || (leaf !== anchor && !(leaf.checkIssued(anchor) && leaf.verify(anchor.publicKey)))) {
+          throw new PinMismatchError(`the server at ${url} does not present the pinned key (${pin}); refusing to send the token`);
+        }
+        resolve(anchor.toString());
+      } catch (err) {
+        reject(err);
+      } finally {
+        socket.end();
+      }
+    });
+  });
+}
+
+export interface TlsClientOptions {
+  /** PEM of the trust anchor for the server (the pinned authority). */
+  readonly ca: string;
+  /** Client SVID for mTLS: PEM chain and PEM key. */
+  readonly cert?: string | undefined;
+  readonly key?: string | undefined;
+  readonly timeoutMs?: number;
+  readonly signal?: AbortSignal | undefined;
+}
+
+export interface JsonResponse<T> {
+  readonly status: number;
+  readonly body: T;
+}
+
+/**
+ * JSON over HTTPS to the CA, verifying the server against the pinned authority. The server's
+ * name is not checked: the trust anchor is this installation's private authority, whose key the
+ * token pinned, and CA replicas answer under many names (pods, compose services, IPs).
+ */
+export function requestJson<T>(method: string, url: string, body: unknown, tls: TlsClientOptions): Promise<JsonResponse<T>> {
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      url,
+      {
+        method,
+        ca: tls.ca,
+        ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}),
+        checkServerIdentity: () => undefined,
+        headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {},
+        timeout: tls.timeoutMs ?? 30_000,
+        agent: false,
+        ...(tls.signal ? { signal: tls.signal } : {}),
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let parsed: unknown = undefined;
+          try {
+            parsed = text ? JSON.parse(text) : undefined;
+          } catch {
+            parsed = { code: 'invalid_response', message: text.slice(0, 200) };
+          }
+          resolve({ status: res.statusCode ?? 0, body: parsed as T });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`request to ${url} timed out`)));
+    req.on('error', reject);
+    if (payload) req.write(payload);
+    req.end();
+  });
+}
