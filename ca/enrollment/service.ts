@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import type { Clock } from '../../lib/clock.js';
-import { CairnError, isCairnError } from '../../lib/errors.js';
+import { CairnError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import { decodePageToken, pageSizeOf, type Page } from '../../lib/paging.js';
 import { SpiffeError } from '../../spiffe/errors.js';
@@ -13,7 +13,8 @@ import { decodeCsrText, verifyCsr } from '../issuance/csr.js';
 import type { IssuanceService, IssuedX509Svid, MintedJwtSvid } from '../issuance/service.js';
 import type { AttestedNode, NodeKind, NodeStore } from '../nodes/store.js';
 import type { TokenService } from '../tokens/service.js';
-import { defaultAgentId } from '../tokens/service.js';
+import { defaultAgentId, invalidToken } from '../tokens/service.js';
+import type { RedeemedToken } from '../tokens/store.js';
 import type { FailureLimiter } from './failure-limiter.js';
 
 export interface EnrollmentDeps {
@@ -42,33 +43,28 @@ export const serverId = (trustDomain: string): string => `spiffe://${trustDomain
 export class EnrollmentService {
   constructor(private readonly deps: EnrollmentDeps) {}
 
-  private async redeemOrCount(source: string, work: () => Promise<RedeemedGrant>): Promise<RedeemedGrant> {
+  /** Redeems a token; failed guesses from one source are rate-limited, replays of real tokens are not. */
+  private async redeem(source: string, text: string, kind: 'join' | 'workload'): Promise<RedeemedToken> {
     this.deps.limiter.check(source);
-    try {
-      return await work();
-    } catch (err) {
-      if (isCairnError(err, 'invalid_token')) this.deps.limiter.fail(source);
-      throw err;
-    }
+    const result = await this.deps.tokens.redeem(text, kind);
+    if (result.ok) return result.token;
+    if (result.guess) this.deps.limiter.fail(source);
+    throw invalidToken();
   }
 
   /** A node agent's first SVID, from a join token. */
   async attestAgent(tokenText: string, csrText: string, source: string): Promise<IssuedX509Svid> {
     const csr = verifyCsr(decodeCsrText(csrText));
-    const grant = await this.redeemOrCount(source, async () => {
-      const t = await this.deps.tokens.redeem(tokenText, 'join');
-      return { trustDomain: t.trustDomain, spiffeId: t.spiffeId ?? defaultAgentId(t.trustDomain, t.id), selectors: t.selectors, tokenId: t.id };
-    });
+    const t = await this.redeem(source, tokenText, 'join');
+    const grant = { trustDomain: t.trustDomain, spiffeId: t.spiffeId ?? defaultAgentId(t.trustDomain, t.id), selectors: t.selectors, tokenId: t.id };
     return this.enroll(grant, csr, 'agent', 'join_token');
   }
 
   /** An agentless device or sidecar's first SVID, from a workload credential. */
   async redeemWorkload(tokenText: string, csrText: string, source: string): Promise<IssuedX509Svid> {
     const csr = verifyCsr(decodeCsrText(csrText));
-    const grant = await this.redeemOrCount(source, async () => {
-      const t = await this.deps.tokens.redeem(tokenText, 'workload');
-      return { trustDomain: t.trustDomain, spiffeId: t.spiffeId!, selectors: t.selectors, tokenId: t.id };
-    });
+    const t = await this.redeem(source, tokenText, 'workload');
+    const grant = { trustDomain: t.trustDomain, spiffeId: t.spiffeId!, selectors: t.selectors, tokenId: t.id };
     return this.enroll(grant, csr, 'device', 'workload_credential');
   }
 

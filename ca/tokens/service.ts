@@ -12,6 +12,8 @@ import { normalizeSelectors, parseId } from '../entries/validation.js';
 import type { TrustDomainStore } from '../trust-domains/store.js';
 import type { RedeemedToken, TokenKind, TokenStore } from './store.js';
 
+export type RedeemResult = { readonly ok: true; readonly token: RedeemedToken } | { readonly ok: false; readonly guess: boolean };
+
 export const TOKEN_TTL = { default: 600, min: 30, max: 86400 } as const;
 
 export interface CreateTokenInput {
@@ -81,19 +83,24 @@ export class TokenService {
     return { id, kind, token: encodeBootstrapToken({ v: 1, kind, id, td: td.name, url, pin }, secret), expiresAt, spiffeId };
   }
 
-  /** Consumes the token (even an expired one) and returns what it grants. */
-  async redeem(text: string, kind: TokenKind): Promise<RedeemedToken> {
+  /**
+   * Consumes the token (even an expired one) and returns what it grants. A failure says whether
+   * it looked like a guess (no token with that id and secret) or a replay of a real one, so only
+   * guesses count toward rate limiting; the client sees the same answer either way.
+   */
+  async redeem(text: string, kind: TokenKind): Promise<RedeemResult> {
     let parsed;
     try {
       parsed = parseBootstrapToken(text);
     } catch {
-      throw invalidToken();
+      return { ok: false, guess: true };
     }
     const now = this.deps.clock.now();
-    const redeemed = await this.deps.store.redeem(parsed.claims.id, hashSecret(parsed.secret), now);
-    if (!redeemed) throw invalidToken();
+    const hash = hashSecret(parsed.secret);
+    const redeemed = await this.deps.store.redeem(parsed.claims.id, hash, now);
+    if (!redeemed) return { ok: false, guess: !(await this.deps.store.matches(parsed.claims.id, hash)) };
     this.deps.logger.info({ event: 'token.redeemed', tokenId: redeemed.id, kind: redeemed.kind, trustDomain: redeemed.trustDomain }, 'one-time token redeemed');
-    if (redeemed.expiresAt <= now || redeemed.kind !== kind) throw invalidToken();
-    return redeemed;
+    if (redeemed.expiresAt <= now || redeemed.kind !== kind) return { ok: false, guess: false };
+    return { ok: true, token: redeemed };
   }
 }

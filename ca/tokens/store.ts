@@ -55,6 +55,11 @@ export class TokenStore {
     });
   }
 
+  /** Whether id and secret match a token at all (used or not): tells a replay from a guess. */
+  matches(id: string, secretHash: Buffer): Promise<boolean> {
+    return guard(async () => (await this.db.query(`SELECT 1 FROM one_time_tokens WHERE id = $1 AND secret_hash = $2`, [id, secretHash])).rows.length > 0);
+  }
+
   /** Drops tokens that can no longer be redeemed and no longer matter. */
   purge(before: Date): Promise<number> {
     return guard(async () => (await this.db.query(`DELETE FROM one_time_tokens WHERE expires_at < $1`, [before])).rowCount);

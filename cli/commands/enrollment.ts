@@ -186,8 +186,8 @@ export async function renewCommand(argv: string[]): Promise<void> {
     try {
       const svid = await renewDevice(dir);
       backoff = 1000;
-      say(`renewed ${svid.spiffeId}: serial ${svid.serial}, expires ${svid.expiresAt.toISOString()}`);
       await after();
+      say(`renewed ${svid.spiffeId}: serial ${svid.serial}, expires ${svid.expiresAt.toISOString()}`);
     } catch (err) {
       const left = expiryOf(dir).getTime() - Date.now();
       say(`renewal failed (${err instanceof CliError ? err.code : (err as Error).message}); ${Math.max(0, Math.round(left / 1000))}s of validity left, retrying`);
