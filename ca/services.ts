@@ -11,6 +11,7 @@ import { AuthorityKeyStore } from './authority/store.js';
 import { EntryStore } from './entries/store.js';
 import { EntryService } from './entries/service.js';
 import { EnrollmentService } from './enrollment/service.js';
+import { CsrVerifierPool } from './issuance/csr-pool.js';
 import { FailureLimiter } from './enrollment/failure-limiter.js';
 import { NodeStore } from './nodes/store.js';
 import { ServerTlsService } from './server-tls/service.js';
@@ -45,6 +46,7 @@ export interface CaCore extends CaServices {
     readonly tokens: TokenStore;
   };
   readonly serverTls: ServerTlsService;
+  readonly csrVerifier: CsrVerifierPool;
   readonly feed: ChangeFeed;
 }
 
@@ -62,10 +64,12 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const tokenStore = new TokenStore(db);
   const issuance = new IssuanceService({ clock, random, logger, authority, inventory });
   const tokens = new TokenService({ store: tokenStore, trustDomains: trustDomainStore, clock, random, logger, endpoint: deps.tlsEndpoint });
-  const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter: new FailureLimiter(clock) });
+  const csrVerifier = new CsrVerifierPool();
+  const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter: new FailureLimiter(clock), csrVerifier });
   const feed = new ChangeFeed(db);
   return {
     stores: { trustDomains: trustDomainStore, keys, entries, adminTokens, nodes, tokens: tokenStore },
+    csrVerifier,
     serverTls: new ServerTlsService({ store: new ServerTlsStore(db), sealer, clock, random, logger }),
     feed,
     tokens,

@@ -78,11 +78,13 @@ export const BatchX509Body = Type.Object(
 );
 export type BatchX509Body = Static<typeof BatchX509Body>;
 
+/** In a batch the trust domain's bundle is sent once, beside the results, not with every SVID. */
 export const BatchX509Response = Type.Object({
+  bundle: Type.Array(Der),
   results: Type.Array(
     Type.Object({
       entryId: Type.String(),
-      svid: Type.Optional(X509SvidMessage),
+      svid: Type.Optional(Type.Omit(X509SvidMessage, ['bundle'])),
       error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
     }),
   ),

@@ -1,5 +1,5 @@
 import { createHash, X509Certificate } from 'node:crypto';
-import { request as httpsRequest } from 'node:https';
+import { request as httpsRequest, type Agent as HttpsAgent } from 'node:https';
 import { connect, type PeerCertificate } from 'node:tls';
 import { CairnError } from './errors.js';
 
@@ -74,6 +74,8 @@ export interface TlsClientOptions {
   readonly key?: string | undefined;
   readonly timeoutMs?: number;
   readonly signal?: AbortSignal | undefined;
+  /** A keep-alive agent to reuse connections (an mTLS handshake per request is wasted work). */
+  readonly agent?: HttpsAgent | undefined;
 }
 
 export interface JsonResponse<T> {
@@ -98,7 +100,7 @@ export function requestJson<T>(method: string, url: string, body: unknown, tls: 
         checkServerIdentity: () => undefined,
         headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {},
         timeout: tls.timeoutMs ?? 30_000,
-        agent: false,
+        agent: tls.agent ?? false,
         ...(tls.signal ? { signal: tls.signal } : {}),
       },
       (res) => {

@@ -82,13 +82,18 @@ export function agentRoutes(enrollment: EnrollmentService, sync: SyncService) {
 
     app.post(AgentPaths.x509Svids, {
       schema: { tags, summary: 'Batch X.509-SVID issuance for entries this agent may serve', body: BatchX509Body, response: { 200: BatchX509Response, ...errorResponses } },
-    }, async (req) => ({
-      results: (await enrollment.issueForEntries(req.node, req.body.requests)).map((r) => ({
-        entryId: r.entryId,
-        ...(r.svid ? { svid: x509Message(r.svid) } : {}),
-        ...(r.error ? { error: r.error } : {}),
-      })),
-    }));
+    }, async (req) => {
+      const results = await enrollment.issueForEntries(req.node, req.body.requests);
+      const bundle = results.find((r) => r.svid)?.svid!.bundle ?? (await enrollment.bundleOf(req.node));
+      return {
+        bundle: bundle.map((c) => c.toString('base64')),
+        results: results.map((r) => {
+          if (!r.svid) return { entryId: r.entryId, error: r.error! };
+          const { bundle: _omit, ...svid } = x509Message(r.svid);
+          return { entryId: r.entryId, svid };
+        }),
+      };
+    });
 
     app.post(AgentPaths.jwtSvids, {
       schema: { tags, summary: 'Mint a JWT-SVID for an entry this agent may serve', body: AgentJwtBody, response: { 201: JwtSvidMessage, ...errorResponses } },

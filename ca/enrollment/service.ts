@@ -9,7 +9,8 @@ import { parseX509Svid, verifyX509Svid } from '../../spiffe/svid/x509.js';
 import type { AuthorityService } from '../authority/service.js';
 import type { EntryStore } from '../entries/store.js';
 import type { Entry } from '../entries/model.js';
-import { decodeCsrText, verifyCsr } from '../issuance/csr.js';
+import { decodeCsrText, verifyCsr, type VerifiedCsr } from '../issuance/csr.js';
+import type { CsrVerifierPool } from '../issuance/csr-pool.js';
 import type { IssuanceService, IssuedX509Svid, MintedJwtSvid } from '../issuance/service.js';
 import type { AttestedNode, NodeKind, NodeStore } from '../nodes/store.js';
 import type { TokenService } from '../tokens/service.js';
@@ -26,6 +27,7 @@ export interface EnrollmentDeps {
   readonly issuance: IssuanceService;
   readonly authority: AuthorityService;
   readonly limiter: FailureLimiter;
+  readonly csrVerifier: CsrVerifierPool;
 }
 
 export interface BatchItemResult {
@@ -133,23 +135,27 @@ export class EnrollmentService {
     const entries = new Map((await this.deps.entries.forParents(parents, requests.map((r) => r.entryId))).map((e) => [e.id, e]));
     const now = this.deps.clock.now();
     const results: BatchItemResult[] = [];
-    const accepted: { index: number; entry: Entry; csr: ReturnType<typeof verifyCsr> }[] = [];
+    const accepted: { index: number; entry: Entry; csr: VerifiedCsr }[] = [];
+    const fail = (index: number, err: unknown): void => {
+      if (!(err instanceof CairnError)) throw err;
+      results[index] = { entryId: requests[index]!.entryId, error: { code: err.code, message: err.message } };
+    };
+    const toVerify: { index: number; entry: Entry; der: Buffer }[] = [];
     requests.forEach((r, index) => {
       const entry = entries.get(r.entryId);
-      if (!entry) {
-        results[index] = { entryId: r.entryId, error: { code: 'not_entry_parent', message: 'this agent is not authorized for that entry (unknown entry or another parent)' } };
-        return;
-      }
-      if (entry.expiresAt && entry.expiresAt <= now) {
-        results[index] = { entryId: r.entryId, error: { code: 'entry_not_found', message: 'the entry has expired' } };
-        return;
-      }
+      if (!entry) return fail(index, new CairnError('not_entry_parent', 'this agent is not authorized for that entry (unknown entry or another parent)'));
+      if (entry.expiresAt && entry.expiresAt <= now) return fail(index, new CairnError('entry_not_found', 'the entry has expired'));
       try {
-        accepted.push({ index, entry, csr: verifyCsr(decodeCsrText(r.csr)) });
+        toVerify.push({ index, entry, der: decodeCsrText(r.csr) });
       } catch (err) {
-        if (!(err instanceof CairnError)) throw err;
-        results[index] = { entryId: r.entryId, error: { code: err.code, message: err.message } };
+        fail(index, err);
       }
+    });
+    const verified = await this.deps.csrVerifier.verifyAll(toVerify.map((v) => v.der));
+    verified.forEach((result, i) => {
+      const { index, entry } = toVerify[i]!;
+      if (result.ok) accepted.push({ index, entry, csr: result.csr });
+      else fail(index, result.error);
     });
     if (accepted.length > 0) {
       const issued = await this.deps.issuance.issueX509(
@@ -160,6 +166,10 @@ export class EnrollmentService {
       accepted.forEach((a, i) => (results[a.index] = { entryId: a.entry.id, svid: issued[i]! }));
     }
     return results;
+  }
+
+  bundleOf(node: AttestedNode): Promise<Buffer[]> {
+    return this.deps.authority.x509Authorities(node.trustDomain);
   }
 
   async mintForEntry(node: AttestedNode, entryId: string, audience: readonly string[]): Promise<MintedJwtSvid> {

@@ -1,14 +1,17 @@
+import { Agent as HttpsAgent } from 'node:https';
 import { parseBootstrapToken } from '../../contract/bootstrap-token.js';
 import { AgentPaths, type X509SvidMessage } from '../../contract/agent-api.js';
 import { generateKeyAndCsr } from '../../lib/pkcs10.js';
 import { fetchPinnedAuthority, requestJson, type JsonResponse } from '../../lib/tls-client.js';
 import { derToPem } from '../../spiffe/bundle/bundle.js';
 
-export const pemChain = (svid: X509SvidMessage): string => svid.chain.map((c) => derToPem(Buffer.from(c, 'base64'))).join('');
-export const pemBundle = (svid: X509SvidMessage): string => svid.bundle.map((c) => derToPem(Buffer.from(c, 'base64'))).join('');
+export const pemChain = (svid: Pick<X509SvidMessage, 'chain'>): string => svid.chain.map((c) => derToPem(Buffer.from(c, 'base64'))).join('');
+export const pemBundle = (svid: Pick<X509SvidMessage, 'bundle'>): string => svid.bundle.map((c) => derToPem(Buffer.from(c, 'base64'))).join('');
 
 /** A node (agent or device) as the CA sees it: an SVID, its key, and the pinned CA authority. */
 export class TestNode {
+  private readonly keepAlive = new HttpsAgent({ keepAlive: true, maxSockets: 8 });
+
   constructor(
     readonly url: string,
     readonly authorityPem: string,
@@ -21,7 +24,8 @@ export class TestNode {
   }
 
   call<T>(method: string, path: string, body?: unknown, creds: { cert: string; key: string } = { cert: pemChain(this.svid), key: this.keyPem }): Promise<JsonResponse<T>> {
-    return requestJson<T>(method, this.url + path, body, { ca: this.authorityPem, ...creds });
+    const same = creds.cert === pemChain(this.svid);
+    return requestJson<T>(method, this.url + path, body, { ca: this.authorityPem, ...creds, ...(same ? { agent: this.keepAlive } : {}) });
   }
 
   /** Renews the node's SVID; returns the previous credentials so a test can try them. */
@@ -31,6 +35,7 @@ export class TestNode {
     const res = await this.call<X509SvidMessage>('POST', path, { csr: key.csr.toString('base64') });
     if (res.status !== 201) throw new Error(`renew failed: ${res.status} ${JSON.stringify(res.body)}`);
     this.svid = res.body;
+    this.keepAlive.destroy();
     this.keyPem = key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
     return old;
   }

@@ -26,8 +26,8 @@ export interface Spawned {
 }
 
 /** Runs the built `cairn` CLI as a real process. */
-export function spawnCairn(args: string[], env: Record<string, string | undefined> = {}): Spawned {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, CAIRN_LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnCairn(args: string[], env: Record<string, string | undefined> = {}, nodeArgs: string[] = []): Spawned {
+  const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { env: { ...process.env, CAIRN_LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   const waiters: (() => void)[] = [];
