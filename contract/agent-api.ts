@@ -1,4 +1,5 @@
 import { Type, type Static } from 'typebox';
+import { EntryView } from './admin-api.js';
 
 /** Routes on the CA's TLS listener used by node agents and agentless devices. */
 export const AgentPaths = {
@@ -41,20 +42,8 @@ export const SyncQuery = Type.Object(
 );
 export type SyncQuery = Static<typeof SyncQuery>;
 
-export const SyncEntry = Type.Object({
-  id: Type.String(),
-  spiffeId: Type.String(),
-  parentId: Type.String(),
-  selectors: Type.Array(Type.String()),
-  x509SvidTtl: Type.Union([Type.Integer(), Type.Null()]),
-  jwtSvidTtl: Type.Union([Type.Integer(), Type.Null()]),
-  dnsNames: Type.Array(Type.String()),
-  hint: Type.Union([Type.String(), Type.Null()]),
-  admin: Type.Boolean(),
-  federatesWith: Type.Array(Type.String()),
-  expiresAt: Type.Union([Type.String(), Type.Null()]),
-  revision: Type.Integer(),
-});
+/** An entry as agents see it: the admin view without bookkeeping fields. */
+export const SyncEntry = Type.Omit(EntryView, ['trustDomain', 'createdAt', 'updatedAt']);
 export type SyncEntry = Static<typeof SyncEntry>;
 
 export const SyncResponse = Type.Object({

@@ -2,28 +2,8 @@ import { Type } from 'typebox';
 import { errorResponses } from '../../contract/common.js';
 import { AdminPaths3, CreateEntryBody, EntryList, EntryListQuery, EntryParams, EntryView, UpdateEntryBody } from '../../contract/admin-api.js';
 import type { App } from '../http/types.js';
-import type { Entry } from './model.js';
 import type { EntryService } from './service.js';
-
-export function entryView(e: Entry): EntryView {
-  return {
-    id: e.id,
-    trustDomain: e.trustDomain,
-    spiffeId: e.spiffeId,
-    parentId: e.parentId,
-    selectors: [...e.selectors],
-    x509SvidTtl: e.x509SvidTtlSeconds,
-    jwtSvidTtl: e.jwtSvidTtlSeconds,
-    dnsNames: [...e.dnsNames],
-    hint: e.hint,
-    admin: e.admin,
-    federatesWith: [...e.federatesWith],
-    expiresAt: e.expiresAt?.toISOString() ?? null,
-    revision: e.revision,
-    createdAt: e.createdAt.toISOString(),
-    updatedAt: e.updatedAt.toISOString(),
-  };
-}
+import { entryView } from './view.js';
 
 export function registerEntryRoutes(app: App, entries: EntryService): void {
   const tags = ['registration entries'];

@@ -4,6 +4,7 @@ import { publicJwkOf } from '../../spiffe/bundle/jwk.js';
 import type { AuthorityService } from '../authority/service.js';
 import type { EnrollmentService } from '../enrollment/service.js';
 import type { Entry } from '../entries/model.js';
+import { entryView } from '../entries/view.js';
 import type { EntryStore } from '../entries/store.js';
 import type { AttestedNode } from '../nodes/store.js';
 import type { ChangeFeed } from './change-feed.js';
@@ -23,20 +24,8 @@ export interface SyncRequest {
 }
 
 export function syncEntryOf(e: Entry): SyncEntry {
-  return {
-    id: e.id,
-    spiffeId: e.spiffeId,
-    parentId: e.parentId,
-    selectors: [...e.selectors],
-    x509SvidTtl: e.x509SvidTtlSeconds,
-    jwtSvidTtl: e.jwtSvidTtlSeconds,
-    dnsNames: [...e.dnsNames],
-    hint: e.hint,
-    admin: e.admin,
-    federatesWith: [...e.federatesWith],
-    expiresAt: e.expiresAt?.toISOString() ?? null,
-    revision: e.revision,
-  };
+  const { trustDomain: _td, createdAt: _c, updatedAt: _u, ...rest } = entryView(e);
+  return rest;
 }
 
 /**

@@ -6,6 +6,7 @@ import { startTestCa, type TestCa } from '../support/ca.js';
 import { storeKind } from '../support/db.js';
 import { startCa } from '../../ca/main.js';
 import { capturingLogger } from '../support/logs.js';
+import { fetchPinnedAuthority, requestJson } from '../../lib/tls-client.js';
 
 /** Routes anyone may call. Anything else must demand credentials; a new route cannot slip through. */
 const PUBLIC_ROUTES = new Set([
@@ -49,6 +50,31 @@ describe(`admin authentication (${storeKind()} store)`, () => {
         expect((await res.json()).code).toBe('unauthenticated');
       }
     }
+  });
+
+  it('on the TLS listener too: admin routes need the token, agent and device routes a client SVID, only redemption is open', async () => {
+    const BOOTSTRAP = new Set(['POST /agent/v1/attest', 'POST /device/v1/redeem']);
+    const authority = await fetchPinnedAuthority(ca.tlsUrl, await ca.core.serverTls.pin());
+    const accessSeen = new Set<string>();
+    for (const route of ca.tlsApp.routes) {
+      const key = `${route.method} ${route.url}`;
+      accessSeen.add(route.access);
+      if (PUBLIC_ROUTES.has(key)) {
+        expect(route.access, key).toBe('public');
+        continue;
+      }
+      if (BOOTSTRAP.has(key)) {
+        expect(route.access, key).toBe('bootstrap');
+        continue;
+      }
+      expect(['admin', 'agent'], key).toContain(route.access);
+      const res = await requestJson<{ code: string }>(route.method, ca.tlsUrl + concretePath(route.url), route.method === 'GET' || route.method === 'DELETE' ? undefined : {}, { ca: authority });
+      expect(res.status, key).toBe(401);
+      expect(res.body.code, key).toBe('unauthenticated');
+    }
+    expect([...accessSeen].sort()).toEqual(['admin', 'agent', 'bootstrap', 'public']);
+    // and the plain listener has no agent or bootstrap routes at all
+    expect(ca.app.routes.filter((r) => r.access === 'agent' || r.access === 'bootstrap')).toEqual([]);
   });
 
   it('serves an OpenAPI document generated from the route schemas', async () => {
