@@ -38,6 +38,7 @@ export async function benchAgentApi(): Promise<void> {
 
     // ---- batch issuance
     const BATCH = 500;
+    const LANES = Number(process.env.CAIRN_BENCH_LANES ?? 2);
     const entryIds: string[] = [];
     for (let i = 0; i < BATCH; i++) {
       entryIds.push((await admin('/v1/entries', { spiffeId: `spiffe://bench.test/svc/${i}`, parentId: agent.spiffeId, selectors: [`unix:uid:${10000 + i}`] })).id);
@@ -65,11 +66,11 @@ export async function benchAgentApi(): Promise<void> {
       const ca0 = caCpu();
       const client0 = process.cpuUsage();
       let issued = 0;
-      // two batches in flight, as an agent pipelines its requests
+      // several batches in flight, as an agent pipelines its requests
       const lane = async (): Promise<void> => {
         while (performance.now() - started < 4000) issued += await batch();
       };
-      await Promise.all([lane(), lane()]);
+      await Promise.all(Array.from({ length: LANES }, lane));
       const wall = performance.now() - started;
       rates.push((issued * 1000) / wall);
       const c = process.cpuUsage(client0);
@@ -118,7 +119,7 @@ the bench process plays the agent over mTLS. Measured ${new Date().toISOString()
 
 | what | result | raw baseline (same run) | ratio | target |
 |---|---:|---:|---:|---:|
-| batch X.509-SVID issuance, ${BATCH} per request, 2 requests in flight (CSR proof-of-possession checked, inventory rows written) | **${fmt(svidsPerSecond)} SVIDs/s** | ${fmt(rawSigns)} raw P-256 signs/s on one core | ${(svidsPerSecond / rawSigns).toFixed(2)} | ≥ 5,000 SVIDs/s |
+| batch X.509-SVID issuance, ${BATCH} per request, ${LANES} requests in flight (CSR proof-of-possession checked, inventory rows written) | **${fmt(svidsPerSecond)} SVIDs/s** | ${fmt(rawSigns)} raw P-256 signs/s on one core | ${(svidsPerSecond / rawSigns).toFixed(2)} | ≥ 5,000 SVIDs/s |
 | admin entry change → connected agent holding it (long-poll woken by NOTIFY), 100 changes | p50 **${p50.toFixed(1)} ms**, p99 **${p99.toFixed(1)} ms** | bare NOTIFY→LISTEN p50 ${percentile(rawLatencies, 50).toFixed(2)} ms, p99 ${percentile(rawLatencies, 99).toFixed(2)} ms | p99 ×${(p99 / percentile(rawLatencies, 99)).toFixed(1)} | p99 ≤ 1 s (SPIRE: 5–10 s) |
 
 Rounds for issuance: ${rates.map((r) => fmt(r)).join(', ')} SVIDs/s. Where the two cores went in the last

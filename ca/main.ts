@@ -117,7 +117,7 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
       async close() {
         clearInterval(rotation);
         await core.feed.stop();
-        await core.csrVerifier.close();
+        await core.issuancePool.close();
         await Promise.all([app.app.close(), tlsApp.app.close()]);
         await db.close();
       },

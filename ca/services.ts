@@ -11,7 +11,7 @@ import { AuthorityKeyStore } from './authority/store.js';
 import { EntryStore } from './entries/store.js';
 import { EntryService } from './entries/service.js';
 import { EnrollmentService } from './enrollment/service.js';
-import { CsrVerifierPool } from './issuance/csr-pool.js';
+import { IssuancePool } from './issuance/batch-pool.js';
 import { FailureLimiter } from './enrollment/failure-limiter.js';
 import { NodeStore } from './nodes/store.js';
 import { ServerTlsService } from './server-tls/service.js';
@@ -46,7 +46,7 @@ export interface CaCore extends CaServices {
     readonly tokens: TokenStore;
   };
   readonly serverTls: ServerTlsService;
-  readonly csrVerifier: CsrVerifierPool;
+  readonly issuancePool: IssuancePool;
   readonly feed: ChangeFeed;
 }
 
@@ -62,14 +62,14 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const authority = new AuthorityService({ db, clock, random, sealer, keys, trustDomains: trustDomainStore, logger });
   const nodes = new NodeStore(db);
   const tokenStore = new TokenStore(db);
-  const issuance = new IssuanceService({ clock, random, logger, authority, inventory });
+  const issuancePool = new IssuancePool();
+  const issuance = new IssuanceService({ clock, random, logger, authority, inventory, pool: issuancePool });
   const tokens = new TokenService({ store: tokenStore, trustDomains: trustDomainStore, clock, random, logger, endpoint: deps.tlsEndpoint });
-  const csrVerifier = new CsrVerifierPool();
-  const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter: new FailureLimiter(clock), csrVerifier });
+  const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter: new FailureLimiter(clock) });
   const feed = new ChangeFeed(db);
   return {
     stores: { trustDomains: trustDomainStore, keys, entries, adminTokens, nodes, tokens: tokenStore },
-    csrVerifier,
+    issuancePool,
     serverTls: new ServerTlsService({ store: new ServerTlsStore(db), sealer, clock, random, logger }),
     feed,
     tokens,

@@ -8,10 +8,8 @@ import { SpiffeId } from '../../spiffe/id.js';
 import { parseX509Svid, verifyX509Svid } from '../../spiffe/svid/x509.js';
 import type { AuthorityService } from '../authority/service.js';
 import type { EntryStore } from '../entries/store.js';
-import type { Entry } from '../entries/model.js';
-import { decodeCsrText, verifyCsr, type VerifiedCsr } from '../issuance/csr.js';
-import type { CsrVerifierPool } from '../issuance/csr-pool.js';
-import type { IssuanceService, IssuedX509Svid, MintedJwtSvid } from '../issuance/service.js';
+import { decodeCsrText, verifyCsr } from '../issuance/csr.js';
+import type { CsrRequest, IssuanceService, IssuedX509Svid, MintedJwtSvid } from '../issuance/service.js';
 import type { AttestedNode, NodeKind, NodeStore } from '../nodes/store.js';
 import type { TokenService } from '../tokens/service.js';
 import { defaultAgentId, invalidToken } from '../tokens/service.js';
@@ -27,7 +25,6 @@ export interface EnrollmentDeps {
   readonly issuance: IssuanceService;
   readonly authority: AuthorityService;
   readonly limiter: FailureLimiter;
-  readonly csrVerifier: CsrVerifierPool;
 }
 
 export interface BatchItemResult {
@@ -134,36 +131,30 @@ export class EnrollmentService {
     const parents = await this.parentsOf(node);
     const entries = new Map((await this.deps.entries.forParents(parents, requests.map((r) => r.entryId))).map((e) => [e.id, e]));
     const now = this.deps.clock.now();
-    const results: BatchItemResult[] = [];
-    const accepted: { index: number; entry: Entry; csr: VerifiedCsr }[] = [];
-    const fail = (index: number, err: unknown): void => {
-      if (!(err instanceof CairnError)) throw err;
-      results[index] = { entryId: requests[index]!.entryId, error: { code: err.code, message: err.message } };
-    };
-    const toVerify: { index: number; entry: Entry; der: Buffer }[] = [];
+    const results: BatchItemResult[] = new Array(requests.length);
+    const toIssue: CsrRequest[] = [];
+    const at: number[] = [];
     requests.forEach((r, index) => {
+      const fail = (err: CairnError): void => {
+        results[index] = { entryId: r.entryId, error: { code: err.code, message: err.message } };
+      };
       const entry = entries.get(r.entryId);
-      if (!entry) return fail(index, new CairnError('not_entry_parent', 'this agent is not authorized for that entry (unknown entry or another parent)'));
-      if (entry.expiresAt && entry.expiresAt <= now) return fail(index, new CairnError('entry_not_found', 'the entry has expired'));
+      if (!entry) return fail(new CairnError('not_entry_parent', 'this agent is not authorized for that entry (unknown entry or another parent)'));
+      if (entry.expiresAt && entry.expiresAt <= now) return fail(new CairnError('entry_not_found', 'the entry has expired'));
       try {
-        toVerify.push({ index, entry, der: decodeCsrText(r.csr) });
+        toIssue.push({ der: decodeCsrText(r.csr), policy: { spiffeId: SpiffeId.parse(entry.spiffeId), ttlSeconds: entry.x509SvidTtlSeconds ?? undefined, dnsNames: entry.dnsNames } });
+        at.push(index);
       } catch (err) {
-        fail(index, err);
+        if (!(err instanceof CairnError)) throw err;
+        fail(err);
       }
     });
-    const verified = await this.deps.csrVerifier.verifyAll(toVerify.map((v) => v.der));
-    verified.forEach((result, i) => {
-      const { index, entry } = toVerify[i]!;
-      if (result.ok) accepted.push({ index, entry, csr: result.csr });
-      else fail(index, result.error);
-    });
-    if (accepted.length > 0) {
-      const issued = await this.deps.issuance.issueX509(
-        node.trustDomain,
-        accepted.map((a) => ({ csr: a.csr, policy: { spiffeId: SpiffeId.parse(a.entry.spiffeId), ttlSeconds: a.entry.x509SvidTtlSeconds ?? undefined, dnsNames: a.entry.dnsNames } })),
-        node.spiffeId,
-      );
-      accepted.forEach((a, i) => (results[a.index] = { entryId: a.entry.id, svid: issued[i]! }));
+    if (toIssue.length > 0) {
+      const issued = await this.deps.issuance.issueX509Batch(node.trustDomain, toIssue, node.spiffeId);
+      issued.forEach((r, k) => {
+        const entryId = requests[at[k]!]!.entryId;
+        results[at[k]!] = 'svid' in r ? { entryId, svid: r.svid } : { entryId, error: { code: r.error.code, message: r.error.message } };
+      });
     }
     return results;
   }

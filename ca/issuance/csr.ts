@@ -79,30 +79,6 @@ export function verifyCsr(der: Buffer): VerifiedCsr {
   return { publicKey: csr.publicKey };
 }
 
-/**
- * The same check on libuv's thread pool, so a batch of CSRs is verified on every core while the
- * event loop keeps serving. Verifying a signature costs ~2.5 signatures; on the batch path it is
- * most of the work.
- */
-export function verifyCsrAsync(der: Buffer): Promise<VerifiedCsr> {
-  let csr: ParsedCsr;
-  try {
-    csr = parseCsr(der);
-  } catch (err) {
-    return Promise.reject(err);
-  }
-  return new Promise((resolve, reject) => {
-    try {
-      cryptoVerify(csr.hash, csr.info, publicKeyObject(csr.publicKey), csr.signature, (err, ok) => {
-        if (err || !ok) reject(badSignature(err ?? undefined));
-        else resolve({ publicKey: csr.publicKey });
-      });
-    } catch (err) {
-      reject(badSignature(err));
-    }
-  });
-}
-
 const badSignature = (cause?: unknown): CairnError =>
   new CairnError('csr_signature_invalid', 'CSR signature does not verify with its public key', cause === undefined ? undefined : { cause });
 

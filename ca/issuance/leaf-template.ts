@@ -82,16 +82,6 @@ export function buildLeafTbs(issuer: IssuerTemplate, leaf: LeafFields): Buffer {
   );
 }
 
-/** As signCertificate, on libuv's thread pool (batches use every core). */
-export function signCertificateAsync(issuer: IssuerTemplate, tbs: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    sign(issuer.hash, tbs, issuer.signingKey, (err, signature) => {
-      if (err) reject(err);
-      else resolve(seq(tbs, issuer.signatureAlgorithm, bitString(signature)));
-    });
-  });
-}
-
 /** Signs a TBSCertificate and wraps it into a Certificate. */
 export function signCertificate(issuer: IssuerTemplate, tbs: Buffer): Buffer {
   const signature = sign(issuer.hash, tbs, issuer.signingKey);

@@ -9,6 +9,7 @@ import { NOT_BEFORE_CUSHION_SECONDS } from '../authority/service.js';
 import type { InventoryStore } from '../inventory/store.js';
 import type { VerifiedCsr } from './csr.js';
 import { buildLeafTbs, signCertificate } from './leaf-template.js';
+import type { BatchItem, IssuancePool } from './batch-pool.js';
 import { normalizeAudiences, type X509Policy } from './policy.js';
 
 export interface IssuanceDeps {
@@ -17,7 +18,16 @@ export interface IssuanceDeps {
   readonly logger: Logger;
   readonly authority: AuthorityService;
   readonly inventory: InventoryStore;
+  readonly pool: IssuancePool;
 }
+
+export interface CsrRequest {
+  /** The CSR, DER; verified (proof of possession) as part of issuance. */
+  readonly der: Buffer;
+  readonly policy: X509Policy;
+}
+
+export type BatchIssueResult = { readonly svid: IssuedX509Svid } | { readonly error: CairnError };
 
 export interface X509Request {
   readonly csr: VerifiedCsr;
@@ -62,6 +72,11 @@ export class IssuanceService {
     const bundle = await this.bundleOf(authority);
     const now = this.deps.clock.now();
     const issued = await Promise.all(requests.map((r) => this.signOne(authority, r, now, bundle)));
+    await this.record(trustDomain, issued, issuedTo, now);
+    return issued;
+  }
+
+  private async record(trustDomain: string, issued: readonly IssuedX509Svid[], issuedTo: string, now: Date): Promise<void> {
     await this.deps.inventory.record(
       issued.map((s) => ({ serial: s.serial, trustDomain, spiffeId: s.spiffeId, notBefore: s.notBefore, notAfter: s.notAfter, issuedTo, issuedAt: now })),
     );
@@ -78,35 +93,74 @@ export class IssuanceService {
         'X.509-SVIDs issued',
       );
     }
-    return issued;
   }
 
-  private async signOne(authority: ActiveAuthority, req: X509Request, now: Date, bundle: Buffer[]): Promise<IssuedX509Svid> {
-    const { spiffeId, ttlSeconds, dnsNames } = req.policy;
+  /** The policy checked against the authority, turned into the certificate's variable fields. */
+  private fieldsFor(authority: ActiveAuthority, policy: X509Policy, now: Date) {
+    const { spiffeId, ttlSeconds, dnsNames } = policy;
     if (!spiffeId.memberOf(authority.trustDomain.name)) {
       throw new CairnError('wrong_trust_domain', `${spiffeId.toString()} is not in trust domain ${authority.trustDomain.name}`);
     }
     if (spiffeId.isTrustDomainId) throw new CairnError('invalid_spiffe_id', 'an X.509-SVID needs a SPIFFE ID with a path');
-    const notBefore = addSeconds(now, -NOT_BEFORE_CUSHION_SECONDS);
     const ttl = ttlSeconds ?? authority.trustDomain.x509SvidTtlSeconds;
-    const notAfter = minDate(addSeconds(now, ttl), authority.x509.notAfter);
-    const serial = randomSerial(this.deps.random);
-    const tbs = buildLeafTbs(authority.x509.template, {
-      serial,
-      notBefore,
-      notAfter,
+    return {
+      serial: randomSerial(this.deps.random),
+      notBefore: addSeconds(now, -NOT_BEFORE_CUSHION_SECONDS),
+      notAfter: minDate(addSeconds(now, ttl), authority.x509.notAfter),
       spiffeId: spiffeId.toString(),
       dnsNames,
-      publicKey: req.csr.publicKey,
-    });
-    return {
-      spiffeId: spiffeId.toString(),
-      chain: [signCertificate(authority.x509.template, tbs)],
-      serial: serial.toString('hex'),
-      notBefore,
-      notAfter,
-      bundle,
     };
+  }
+
+  private async signOne(authority: ActiveAuthority, req: X509Request, now: Date, bundle: Buffer[]): Promise<IssuedX509Svid> {
+    const f = this.fieldsFor(authority, req.policy, now);
+    const tbs = buildLeafTbs(authority.x509.template, { ...f, publicKey: req.csr.publicKey });
+    return { spiffeId: f.spiffeId, chain: [signCertificate(authority.x509.template, tbs)], serial: f.serial.toString('hex'), notBefore: f.notBefore, notAfter: f.notAfter, bundle };
+  }
+
+  /**
+   * A batch from CSR bytes: policies are checked here, then proof of possession, templating and
+   * signing run on the issuance pool. Per-item failures come back as errors; every success is in
+   * the inventory before the batch returns.
+   */
+  async issueX509Batch(trustDomain: string, requests: readonly CsrRequest[], issuedTo: string): Promise<BatchIssueResult[]> {
+    const authority = await this.deps.authority.active(trustDomain);
+    const bundle = await this.bundleOf(authority);
+    const now = this.deps.clock.now();
+    const results: BatchIssueResult[] = new Array(requests.length);
+    const items: BatchItem[] = [];
+    const at: number[] = [];
+    requests.forEach((r, i) => {
+      try {
+        const f = this.fieldsFor(authority, r.policy, now);
+        items.push({ der: r.der, serial: f.serial, notBefore: f.notBefore.getTime(), notAfter: f.notAfter.getTime(), spiffeId: f.spiffeId, dnsNames: [...f.dnsNames] });
+        at.push(i);
+      } catch (err) {
+        if (!(err instanceof CairnError)) throw err;
+        results[i] = { error: err };
+      }
+    });
+    const signed = await this.deps.pool.issueAll(authority.x509.template, items);
+    const issued: IssuedX509Svid[] = [];
+    signed.forEach((s, k) => {
+      if (!s.ok) {
+        results[at[k]!] = { error: s.error };
+        return;
+      }
+      const item = items[k]!;
+      const svid: IssuedX509Svid = {
+        spiffeId: item.spiffeId,
+        chain: [s.cert],
+        serial: Buffer.from(item.serial).toString('hex'),
+        notBefore: new Date(item.notBefore),
+        notAfter: new Date(item.notAfter),
+        bundle,
+      };
+      issued.push(svid);
+      results[at[k]!] = { svid };
+    });
+    await this.record(trustDomain, issued, issuedTo, now);
+    return results;
   }
 
   private async bundleOf(authority: ActiveAuthority): Promise<Buffer[]> {
