@@ -1,7 +1,6 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { request as httpsRequest, type Agent as HttpsAgent } from 'node:https';
 import { connect, type PeerCertificate } from 'node:tls';
-import { CairnError } from './errors.js';
 
 /** "sha256:<base64url>" over a certificate's DER SubjectPublicKeyInfo (what tokens pin). */
 export function spkiPin(certificateDer: Buffer): string {
@@ -45,7 +44,7 @@ export function fetchPinnedAuthority(url: string, pin: string, timeoutMs = 10_00
     const timer = setTimeout(() => socket.destroy(new Error(`timed out connecting to ${url}`)), timeoutMs);
     socket.once('error', (err) => {
       clearTimeout(timer);
-      reject(new CairnError('store_unavailable', `cannot reach ${url}: ${err.message}`, { cause: err }));
+      reject(new Error(`cannot reach the CA at ${url}: ${err.message}`, { cause: err }));
     });
     socket.once('secureConnect', () => {
       clearTimeout(timer);

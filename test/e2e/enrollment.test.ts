@@ -7,7 +7,7 @@ import { parseBootstrapToken } from '../../contract/bootstrap-token.js';
 import { createPgDatabase, storeKind } from '../support/db.js';
 import { redeem } from '../support/agent-client.js';
 import { opensslVerify } from '../support/openssl.js';
-import { freePort, runCairnAsync, spawnCairn } from '../support/processes.js';
+import { runCairnAsync, spawnCairn } from '../support/processes.js';
 import { startTestCa } from '../support/ca.js';
 
 describe(`agentless device path through the CLI (${storeKind()} store)`, () => {
@@ -118,4 +118,3 @@ describe(`one token, 50 concurrent redemptions (${storeKind()} store)`, () => {
   }, 120_000);
 });
 
-void freePort;

@@ -1,10 +1,10 @@
 import { createServer } from 'node:https';
 import { generateKeyPairSync } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentPaths, type BatchX509Response, type SyncResponse, type X509SvidMessage } from '../../contract/agent-api.js';
+import { AgentPaths, type BatchX509Response, type SyncResponse } from '../../contract/agent-api.js';
 import { encodeBootstrapToken, parseBootstrapToken } from '../../contract/bootstrap-token.js';
-import { createCsr, generateKeyAndCsr } from '../../lib/pkcs10.js';
-import { fetchPinnedAuthority, PinMismatchError } from '../../lib/tls-client.js';
+import { generateKeyAndCsr } from '../../lib/pkcs10.js';
+import { fetchPinnedAuthority, PinMismatchError, requestJson } from '../../lib/tls-client.js';
 import { pemBundle, pemChain, redeem, type TestNode } from '../support/agent-client.js';
 import { startTestCa, type TestCa } from '../support/ca.js';
 import { storeKind } from '../support/db.js';
@@ -67,12 +67,17 @@ describe(`tokens, attestation and the agent API over mTLS (${storeKind()} store)
     const unknown = await redeem(encodeBootstrapToken({ ...c, id: 'doesnotexist0000000' }, 'A'.repeat(43)));
     const wrongSecret = await redeem(encodeBootstrapToken(c, 'B'.repeat(43)));
     const expiredToken = await token({ ttlSeconds: 30 });
-    ca.core.stores.tokens; // the store is real; expire it by moving its deadline into the past
+    // expire it for real by moving its deadline into the past
     await ca.handle.db.query(`UPDATE one_time_tokens SET expires_at = now() - interval '1 minute' WHERE id = $1`, [parseBootstrapToken(expiredToken).claims.id]);
     const expired = await redeem(expiredToken);
-    const malformed = await fetch(`${ca.url}/td/x`).then(() => undefined); // plain listener has no attest route
-    void malformed;
-    for (const r of [used, unknown, wrongSecret, expired]) {
+    const authority = await fetchPinnedAuthority(ca.tlsUrl, c.pin);
+    const malformed = await Promise.all(
+      ['', 'garbage', 'cairn1.e30.short', t.replace('cairn1', 'cairn2')].map(async (token) => {
+        const res = await requestJson<unknown>('POST', ca.tlsUrl + AgentPaths.attest, { token: token || 'x', csr: generateKeyAndCsr().csr.toString('base64') }, { ca: authority });
+        return { status: res.status, body: res.body };
+      }),
+    );
+    for (const r of [used, unknown, wrongSecret, expired, ...malformed]) {
       expect(r.status).toBe(401);
       expect(r.body).toEqual({ code: 'invalid_token', message: 'the token is not valid (unknown, already used, or expired)' });
     }
@@ -85,8 +90,6 @@ describe(`tokens, attestation and the agent API over mTLS (${storeKind()} store)
     const t = await token();
     const { claims } = parseBootstrapToken(t);
     const rogueCa = await testCaCertificate('rogue.test');
-    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    void privateKey;
     let requests = 0;
     const rogue = createServer({ key: rogueCa.privateKey.export({ format: 'pem', type: 'pkcs8' }), cert: `-----BEGIN CERTIFICATE-----\n${rogueCa.der.toString('base64')}\n-----END CERTIFICATE-----\n` }, (_req, res) => {
       requests++;
@@ -321,5 +324,3 @@ describe(`registration entries (${storeKind()} store)`, () => {
   });
 });
 
-void createCsr;
-void ({} as X509SvidMessage);
