@@ -1,0 +1,61 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import type { Socket } from 'node:net';
+import { packageRoot } from '../../lib/paths.js';
+
+/** What the kernel says about the process on the other end of a Unix socket, read at accept. */
+export interface PeerCredentials {
+  readonly pid: number;
+  readonly uid: number;
+  readonly gid: number;
+  /** A pidfd pinning the peer process (Linux >= 6.5), or -1. Close with releasePeer(). */
+  readonly pidfd: number;
+  /** /proc/<pid>/stat start time, the fallback guard against pid reuse where there is no pidfd. */
+  readonly startTime: string | undefined;
+}
+
+interface Addon {
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number; pidfd: number };
+  pidfdAlive(pidfd: number): boolean;
+  closeFd(fd: number): void;
+}
+
+/** The one seam to the native addon (built by `npm install`, see scripts/build-addon.sh). */
+export interface PeerCredentialSource {
+  fromSocket(socket: Socket): PeerCredentials;
+  /** True while the process the credentials were read from is still the one at that pid. */
+  stillSame(peer: PeerCredentials): boolean;
+  release(peer: PeerCredentials): void;
+}
+
+export function loadPeerCredentialSource(root: string = packageRoot(import.meta.url)): PeerCredentialSource {
+  const require = createRequire(import.meta.url);
+  const addon = require(join(root, 'build', 'Release', 'cairn_peercred.node')) as Addon;
+  return {
+    fromSocket(socket) {
+      const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+      if (typeof fd !== 'number' || fd < 0) throw new Error('the socket has no file descriptor (not a Unix socket?)');
+      const cred = addon.peerCredentials(fd);
+      return { ...cred, startTime: cred.pid > 0 ? processStartTime(cred.pid) : undefined };
+    },
+    stillSame(peer) {
+      if (peer.pidfd >= 0) return addon.pidfdAlive(peer.pidfd);
+      return peer.startTime !== undefined && processStartTime(peer.pid) === peer.startTime;
+    },
+    release(peer) {
+      if (peer.pidfd >= 0) addon.closeFd(peer.pidfd);
+    },
+  };
+}
+
+/** Field 22 of /proc/<pid>/stat (start time in clock ticks since boot); undefined once the process is gone. */
+export function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // comm (field 2) may contain spaces and parentheses: split after the last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
