@@ -1,0 +1,259 @@
+import { X509Certificate } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { SyncEntry } from '../contract/agent-api.js';
+import type { Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/log.js';
+import { generateKeyAndCsr } from '../lib/pkcs10.js';
+import { derToPem, type Bundle } from '../spiffe/bundle/bundle.js';
+import { parseJwtSvidInsecure } from '../spiffe/svid/jwt.js';
+import type { PeerInfo, Workload, WorkloadApiPorts, X509Identity, JwtSvidResult } from '../workload-api/ports.js';
+import { CaClient, chainPemOf } from './ca-client.js';
+import { saveAgentState } from './storage/agent-state.js';
+import { DiscoveryLog } from './caller/discovery.js';
+
+export interface AgentDeps {
+  readonly client: CaClient;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly dataDir: string;
+  readonly spiffeId: string;
+  readonly trustDomain: string;
+  /** Selectors of a caller (the workload attestor). */
+  readonly selectorsOf: (peer: PeerInfo) => Promise<string[]>;
+  /** Whether the caller is still the process the credentials were read from (pid-reuse guard). */
+  readonly stillSame?: (peer: PeerInfo) => boolean;
+  /** [0,1) for rotation jitter; Math.random by default. */
+  readonly jitter?: () => number;
+}
+
+interface HeldSvid {
+  readonly identity: X509Identity;
+  readonly revision: number;
+  readonly notBefore: number;
+  readonly notAfter: number;
+  readonly renewAt: number;
+}
+
+/** Renew at half the lifetime, ±10% of that half, so a fleet does not renew in lock-step. */
+export function renewalTime(notBefore: number, notAfter: number, jitter: number): number {
+  const half = (notAfter - notBefore) / 2;
+  return notBefore + half + (jitter * 2 - 1) * 0.1 * half;
+}
+
+/**
+ * The node agent's state machine: entries and bundle from incremental sync, one locally generated
+ * key and SVID per entry (keys stay in memory), renewal at about half-life, JWT-SVIDs cached per
+ * (identity, audiences) until past half-life. It is the Workload API's ports implementation.
+ */
+export class NodeAgent implements WorkloadApiPorts {
+  private readonly entries = new Map<string, SyncEntry>();
+  private readonly svids = new Map<string, HeldSvid>();
+  private readonly jwtCache = new Map<string, { token: string; renewAt: number }>();
+  private readonly listeners = new Set<() => void>();
+  private bundleState: Bundle | undefined;
+  private bundleSequence = 0;
+  private revision = 0;
+  private parents: string[] = [];
+  private synced = false;
+  readonly discovery: DiscoveryLog;
+
+  constructor(private readonly deps: AgentDeps) {
+    this.discovery = new DiscoveryLog(deps.dataDir, deps.clock);
+  }
+
+  // ---- WorkloadApiPorts
+
+  ready(): boolean {
+    return this.synced && this.bundleState !== undefined;
+  }
+
+  trustDomain(): string {
+    return this.deps.trustDomain;
+  }
+
+  bundle(trustDomain: string): Bundle | undefined {
+    return trustDomain === this.deps.trustDomain ? this.bundleState : undefined;
+  }
+
+  now(): Date {
+    return this.deps.clock.now();
+  }
+
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async attest(peer: PeerInfo): Promise<Workload> {
+    const selectors = new Set(await this.deps.selectorsOf(peer));
+    if (this.deps.stillSame && !this.deps.stillSame(peer)) throw new Error('the calling process went away during attestation');
+    const matching = (): SyncEntry[] => [...this.entries.values()].filter((e) => e.selectors.every((s) => selectors.has(s))).sort((a, b) => a.id.localeCompare(b.id));
+    if (matching().length === 0) this.discovery.record(peer, [...selectors]);
+    return {
+      x509Svids: () => matching().flatMap((e) => (this.svids.has(e.id) ? [this.svids.get(e.id)!.identity] : [])),
+      federatedTrustDomains: () => [...new Set(matching().flatMap((e) => e.federatesWith))],
+      jwtSvids: async (audience, spiffeId) => {
+        const out: JwtSvidResult[] = [];
+        const seen = new Set<string>();
+        for (const e of matching()) {
+          if ((spiffeId && e.spiffeId !== spiffeId) || seen.has(e.spiffeId)) continue;
+          seen.add(e.spiffeId);
+          out.push({ spiffeId: e.spiffeId, token: await this.jwtFor(e, audience), hint: e.hint ?? undefined });
+        }
+        return out;
+      },
+    };
+  }
+
+  private async jwtFor(entry: SyncEntry, audience: readonly string[]): Promise<string> {
+    const key = `${entry.id}\u0000${[...audience].sort().join('\u0000')}`;
+    const now = this.deps.clock.now().getTime();
+    const cached = this.jwtCache.get(key);
+    if (cached && cached.renewAt > now) return cached.token;
+    const minted = await this.deps.client.mintJwt(entry.id, audience);
+    const claims = parseJwtSvidInsecure(minted.token).claims as { iat?: number; exp: number };
+    const iat = (claims.iat ?? now / 1000) * 1000;
+    this.jwtCache.set(key, { token: minted.token, renewAt: iat + (claims.exp * 1000 - iat) / 2 });
+    if (this.jwtCache.size > 10_000) this.jwtCache.delete(this.jwtCache.keys().next().value!);
+    return minted.token;
+  }
+
+  private changed(): void {
+    for (const l of [...this.listeners]) l();
+  }
+
+  // ---- loops
+
+  /** Runs until `signal` aborts: entry sync (long-poll), SVID rotation, agent SVID renewal. */
+  async run(signal: AbortSignal): Promise<void> {
+    await Promise.all([this.syncLoop(signal), this.rotationLoop(signal)]);
+  }
+
+  private async syncLoop(signal: AbortSignal): Promise<void> {
+    let failures = 0;
+    while (!signal.aborted) {
+      try {
+        const res = await this.deps.client.sync(this.revision, this.bundleSequence, this.synced ? 30 : 0, signal);
+        failures = 0;
+        const parentsChanged = this.synced && !res.full && res.parents.join() !== this.parents.join();
+        if (parentsChanged) {
+          this.revision = 0; // our aliases changed: take the complete set again
+          continue;
+        }
+        this.apply(res);
+        await this.rotate();
+      } catch (err) {
+        if (signal.aborted) return;
+        failures++;
+        // Capped backoff; keep serving what we hold until it expires.
+        const delay = Math.min(30_000, 500 * 2 ** Math.min(failures, 6));
+        this.deps.logger.warn({ err: (err as Error).message, retryInMs: delay }, 'sync with the CA failed; serving cached state');
+        await sleep(delay, undefined, { signal }).catch(() => undefined);
+      }
+    }
+  }
+
+  private apply(res: Awaited<ReturnType<CaClient['sync']>>): void {
+    let dirty = false;
+    if (res.full) {
+      for (const id of this.entries.keys()) if (!res.entries.some((e) => e.id === id)) res.removed.push(id);
+    }
+    for (const id of res.removed) {
+      dirty = this.entries.delete(id) || dirty;
+      dirty = this.svids.delete(id) || dirty;
+    }
+    for (const e of res.entries) {
+      const held = this.svids.get(e.id);
+      if (held && held.revision !== e.revision) this.svids.delete(e.id);
+      this.entries.set(e.id, e);
+      dirty = true;
+    }
+    if (res.bundle) {
+      this.bundleState = {
+        trustDomain: this.deps.trustDomain,
+        x509Authorities: res.bundle.x509Authorities.map((b) => Buffer.from(b, 'base64')),
+        jwtAuthorities: res.bundle.jwtAuthorities.map((a) => ({ kid: a.kid, jwk: a.jwk as unknown as Bundle['jwtAuthorities'][number]['jwk'] })),
+        sequence: res.bundle.sequence,
+      };
+      this.bundleSequence = res.bundle.sequence;
+      dirty = true;
+    }
+    this.parents = res.parents;
+    this.revision = res.revision;
+    this.synced = true;
+    if (dirty) this.changed();
+  }
+
+  private async rotationLoop(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      await sleep(1000, undefined, { signal }).catch(() => undefined);
+      if (signal.aborted || !this.synced) continue;
+      try {
+        await this.rotate();
+        await this.renewOwnSvidIfDue();
+      } catch (err) {
+        this.deps.logger.warn({ err: (err as Error).message }, 'SVID rotation failed; will retry');
+      }
+    }
+  }
+
+  private rotating: Promise<void> | undefined;
+
+  /** Issues SVIDs for entries that have none or are past their renewal time, in batches. */
+  rotate(): Promise<void> {
+    this.rotating ??= this.rotateNow().finally(() => (this.rotating = undefined));
+    return this.rotating;
+  }
+
+  private async rotateNow(): Promise<void> {
+    const now = this.deps.clock.now().getTime();
+    const due = [...this.entries.values()].filter((e) => {
+      const held = this.svids.get(e.id);
+      return !held || held.renewAt <= now || held.revision !== e.revision;
+    });
+    for (let i = 0; i < due.length; i += 500) {
+      const batch = due.slice(i, i + 500).map((e) => ({ entry: e, key: generateKeyAndCsr('ec-p256') }));
+      const res = await this.deps.client.issue(batch.map((b) => ({ entryId: b.entry.id, csr: b.key.csr.toString('base64') })));
+      res.results.forEach((r, k) => {
+        const { entry, key } = batch[k]!;
+        if (!r.svid) {
+          this.deps.logger.warn({ entryId: entry.id, code: r.error?.code }, 'the CA refused an SVID for an entry');
+          return;
+        }
+        const chain = r.svid.chain.map((c) => Buffer.from(c, 'base64'));
+        const leaf = new X509Certificate(chain[0]!);
+        const notBefore = new Date(leaf.validFrom).getTime();
+        const notAfter = new Date(leaf.validTo).getTime();
+        this.svids.set(entry.id, {
+          identity: { spiffeId: r.svid.spiffeId, chain, privateKey: key.privateKey.export({ format: 'der', type: 'pkcs8' }), hint: entry.hint ?? undefined },
+          revision: entry.revision,
+          notBefore,
+          notAfter,
+          renewAt: renewalTime(notBefore, notAfter, (this.deps.jitter ?? Math.random)()),
+        });
+      });
+      if (batch.length > 0) this.changed();
+    }
+  }
+
+  private async renewOwnSvidIfDue(): Promise<void> {
+    const creds = this.deps.client.credentials;
+    const leaf = new X509Certificate(creds.chainPem);
+    const from = new Date(leaf.validFrom).getTime();
+    const to = new Date(leaf.validTo).getTime();
+    if (this.deps.clock.now().getTime() < from + (to - from) / 2) return;
+    const key = generateKeyAndCsr('ec-p256');
+    const svid = await this.deps.client.renew(key.csr.toString('base64'));
+    const next = { ...creds, chainPem: chainPemOf(svid), keyPem: key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString() };
+    saveAgentState(this.deps.dataDir, { spiffeId: this.deps.spiffeId, ...next });
+    this.deps.client.useCredentials(next);
+    this.deps.logger.info({ spiffeId: this.deps.spiffeId, expiresAt: svid.expiresAt }, 'agent SVID renewed');
+  }
+
+  /** For tests and diagnostics. */
+  get heldSvidCount(): number {
+    return this.svids.size;
+  }
+}
+
+export const pemOfBundle = (b: Bundle): string => b.x509Authorities.map((d) => derToPem(d)).join('');
