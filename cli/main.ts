@@ -5,7 +5,8 @@ import { CliError } from './client.js';
 import { CA_USAGE, caCommand, upCommand } from './commands/ca.js';
 import { jwtCommand, MINT_USAGE, svidCommand, x509Command } from './commands/mint.js';
 import { TRUST_DOMAIN_USAGE, trustDomainCommand } from './commands/trust-domain.js';
-import { agentAdminCommand, bootstrapCommand, ENROLLMENT_USAGE, entryCommand, renewCommand, tokenCommand } from './commands/enrollment.js';
+import { bootstrapCommand, ENROLLMENT_USAGE, entryCommand, renewCommand, tokenCommand } from './commands/enrollment.js';
+import { AGENT_USAGE, agentCommand } from './commands/agent.js';
 
 const USAGE = `cairn — a SPIFFE identity authority
 
@@ -13,6 +14,7 @@ ${CA_USAGE}
 ${TRUST_DOMAIN_USAGE}
 ${MINT_USAGE}
 ${ENROLLMENT_USAGE}
+${AGENT_USAGE}
 
 Common flags: --server URL (or CAIRN_SERVER), --data-dir DIR (or CAIRN_DATA_DIR, default ./.cairn), --json
 The admin token comes from CAIRN_ADMIN_TOKEN or <data-dir>/admin-token.`;
@@ -26,7 +28,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<void>> = {
   svid: svidCommand,
   token: tokenCommand,
   entry: entryCommand,
-  agent: agentAdminCommand,
+  agent: agentCommand,
   bootstrap: bootstrapCommand,
   renew: renewCommand,
 };

@@ -15,8 +15,10 @@ export interface AgentConfig {
   readonly dataDir: string;
   /** Unix socket for the Workload API; default <data-dir>/sockets/workload.sock. */
   readonly socketPath?: string | undefined;
-  /** A join token; needed only when no valid agent SVID is persisted in the data dir. */
-  readonly joinToken?: string | undefined;
+  /** A join token (or a way to get one); needed only when no valid agent SVID is persisted in the data dir. */
+  readonly joinToken?: string | (() => Promise<string>) | undefined;
+  /** Where the CA's TLS endpoint is now, when it moved since the agent attested (else the persisted URL). */
+  readonly caUrl?: string | undefined;
 }
 
 export interface AgentHandle {
@@ -40,7 +42,8 @@ async function bootstrap(config: AgentConfig, clock: Clock, logger: Logger): Pro
   }
   if (!config.joinToken) throw new AgentStartError('no valid agent SVID in the data dir and no join token given (--join-token, CAIRN_JOIN_TOKEN or --join-token-file)');
   const key = generateKeyAndCsr('ec-p256');
-  const { svid, caUrl, authorityPem } = await CaClient.attest(config.joinToken.trim(), key.csr.toString('base64'));
+  const token = typeof config.joinToken === 'string' ? config.joinToken : await config.joinToken();
+  const { svid, caUrl, authorityPem } = await CaClient.attest(token.trim(), key.csr.toString('base64'));
   const state: PersistedAgent = {
     spiffeId: svid.spiffeId,
     caUrl,
@@ -59,7 +62,7 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
   const logger = runtime.logger ?? createLogger();
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const state = await bootstrap(config, clock, logger);
-  const client = new CaClient({ caUrl: state.caUrl, authorityPem: state.authorityPem, chainPem: state.chainPem, keyPem: state.keyPem });
+  const client = new CaClient({ caUrl: config.caUrl ?? state.caUrl, authorityPem: state.authorityPem, chainPem: state.chainPem, keyPem: state.keyPem });
   const peers = loadPeerCredentialSource();
   const agent = new NodeAgent({
     client,

@@ -42,6 +42,8 @@ export class SyncService {
     let since = req.revision;
     const full = req.revision === 0;
     for (;;) {
+      // The agent went away (or we are shutting down): nobody will read an answer.
+      if (signal?.aborted && since !== req.revision) return { revision: since, full: false, parents: [], entries: [], removed: [] };
       const waiter = this.deps.feed.arm();
       // Read the high-water mark first: anything committed later is picked up next time.
       const latest = await this.deps.entries.latestRevision();

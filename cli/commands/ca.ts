@@ -6,6 +6,9 @@ import { writeFileAtomic } from '../../lib/fs.js';
 import { parse, UsageError } from '../args.js';
 import { dataDirOf, DEFAULT_HTTP_PORT, DEFAULT_TLS_PORT } from '../client.js';
 import { say } from '../output.js';
+import { untilSignal } from './agent.js';
+import { startAgent } from '../../node-agent/main.js';
+import { userInfo } from 'node:os';
 
 export const CA_USAGE = `cairn ca start [--data-dir DIR] [--database-url URL] [--listen HOST:PORT] [--public-url URL] [--kek-file FILE]
                [--tls-listen HOST:PORT] [--tls-public-url URL] [--tls-san NAME …]
@@ -63,15 +66,6 @@ function caConfigOf(values: CaFlags): CaConfig {
   };
 }
 
-/** Resolves when SIGINT or SIGTERM arrives. */
-function untilSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    const done = (sig: string) => () => resolve(sig);
-    process.once('SIGINT', done('SIGINT'));
-    process.once('SIGTERM', done('SIGTERM'));
-  });
-}
-
 async function runUntilSignal(handle: CaHandle, stops: (() => Promise<void>)[] = []): Promise<void> {
   const signal = await untilSignal();
   handle.logger.info({ signal }, 'shutting down');
@@ -103,7 +97,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   } catch (err) {
     if (!isCairnError(err, 'trust_domain_exists')) throw err;
   }
-  const endpoints = {
+  const endpoints: Record<string, string> = {
     trustDomain,
     caUrl: handle.url,
     caTlsUrl: handle.tlsUrl,
@@ -113,13 +107,37 @@ export async function upCommand(argv: string[]): Promise<void> {
     adminTokenFile: handle.adminTokenFile,
     store: handle.db.kind,
   };
+  // The agent on this machine: attest once with a join token, then reuse its persisted SVID.
+  const agentDir = join(config.dataDir, 'agent');
+  const agentAlias = `spiffe://${trustDomain}/cairn/agent/local`;
+  const joinToken = async (): Promise<string> => (await handle.core.tokens.create({ trustDomain, agentId: agentAlias, ttlSeconds: 600 }, 'system:up')).token;
+  let agent;
+  try {
+    agent = await startAgent({ dataDir: agentDir, joinToken, socketPath: process.env.CAIRN_AGENT_SOCKET, caUrl: config.tlsPublicUrl ?? handle.tlsUrl }, { logger: handle.logger });
+    const user = userInfo();
+    const workloadId = `spiffe://${trustDomain}/user/${user.username.replace(/[^A-Za-z0-9._-]/g, '_') || user.uid}`;
+    const existing = await handle.core.entries.list({ parentId: agent.spiffeId, spiffeId: workloadId }, 1, undefined);
+    if (existing.items.length === 0) {
+      await handle.core.entries.create({ spiffeId: workloadId, parentId: agent.spiffeId, selectors: [`unix:uid:${user.uid}`] }, 'system:up');
+    }
+    await agent.whenReady();
+    endpoints.socket = agent.socketPath;
+    endpoints.agentSpiffeId = agent.spiffeId;
+    endpoints.workloadSpiffeId = workloadId;
+  } catch (err) {
+    await agent?.close();
+    await handle.close();
+    throw err;
+  }
   writeFileAtomic(join(config.dataDir, 'endpoints.json'), JSON.stringify(endpoints, null, 2) + '\n', 0o644);
   say(`Cairn is up: trust domain ${trustDomain}, CA at ${handle.url}, agents and devices at ${handle.tlsUrl} (${handle.db.kind} store)`);
+  say(`  agent:          ${agent.spiffeId}; your uid gets ${endpoints.workloadSpiffeId}`);
+  say(`  export SPIFFE_ENDPOINT_SOCKET=unix://${agent.socketPath}`);
   say(`  bundle:         ${urls.bundleUrl}`);
   say(`  JWKS:           ${urls.jwksUrl}`);
   say(`  OIDC discovery: ${urls.oidcDiscoveryUrl}`);
   say(`  admin token:    ${handle.adminTokenFile}`);
   say(`  endpoints:      ${join(config.dataDir, 'endpoints.json')}`);
   say('Press Ctrl-C to stop.');
-  await runUntilSignal(handle);
+  await runUntilSignal(handle, [() => agent.close()]);
 }

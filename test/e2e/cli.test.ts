@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPgDatabase, storeKind } from '../support/db.js';
 import { opensslVerify } from '../support/openssl.js';
+import { packageRoot } from '../../lib/paths.js';
 import { freePort, runCairn, spawnCairn, type Spawned } from '../support/processes.js';
 
 describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () => {
@@ -32,6 +33,27 @@ describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () =>
     const endpoints = JSON.parse(readFileSync(join(dataDir, 'endpoints.json'), 'utf8'));
     expect(endpoints).toMatchObject({ trustDomain: 'example.org', store: storeKind() });
     for (const key of ['caUrl', 'bundleUrl', 'jwksUrl', 'oidcDiscoveryUrl', 'adminTokenFile']) expect(typeof endpoints[key]).toBe('string');
+    expect(endpoints.socket).toMatch(/workload\.sock$/);
+    expect(endpoints.workloadSpiffeId).toMatch(/^spiffe:\/\/example\.org\/user\//);
+    // the agent answers on the socket with this user's SVID (an independent gRPC client)
+    const grpc = await import('@grpc/grpc-js');
+    const loader = await import('@grpc/proto-loader');
+    const pkg = grpc.loadPackageDefinition(loader.loadSync(join(packageRoot(), 'workload-api/proto/workload.proto'), { keepCase: true })) as unknown as {
+      SpiffeWorkloadAPI: new (a: string, c: unknown) => { FetchX509SVID(req: object, md: unknown): NodeJS.EventEmitter & { cancel(): void }; close(): void };
+    };
+    const client = new pkg.SpiffeWorkloadAPI(`unix://${endpoints.socket}`, grpc.credentials.createInsecure());
+    const md = new grpc.Metadata();
+    md.set('workload.spiffe.io', 'true');
+    const ids = await new Promise<string[]>((resolve, reject) => {
+      const call = client.FetchX509SVID({}, md);
+      call.once('data', (m: { svids: { spiffe_id: string }[] }) => {
+        resolve(m.svids.map((x) => x.spiffe_id));
+        call.cancel();
+      });
+      call.once('error', (e: { code: number }) => (e.code === grpc.status.CANCELLED ? undefined : reject(e)));
+    });
+    client.close();
+    expect(ids).toEqual([endpoints.workloadSpiffeId]);
     const discovery = await (await fetch(endpoints.oidcDiscoveryUrl)).json();
     expect(discovery.jwks_uri).toBe(endpoints.jwksUrl);
     expect(statSync(endpoints.adminTokenFile).mode & 0o777).toBe(0o600);
