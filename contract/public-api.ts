@@ -56,4 +56,3 @@ export const OidcDiscoverySchema = Type.Object({
   id_token_signing_alg_values_supported: Type.Array(Type.String()),
 });
 
-export const HealthSchema = Type.Object({ status: Type.String() });

@@ -10,7 +10,6 @@ export const ERROR_CODES = [
   'payload_too_large',
   'unsupported_media_type',
   'not_found',
-  'method_not_allowed',
   'invalid_page_token',
   // authentication and authorization
   'unauthenticated',
@@ -43,7 +42,6 @@ export const ERROR_CODES = [
   'entry_not_found',
   'entry_exists',
   'not_entry_parent',
-  'svid_not_found',
   // infrastructure
   'conflict',
   'store_unavailable',

@@ -4,7 +4,7 @@ import type { SyncEntry } from '../contract/agent-api.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import { generateKeyAndCsr } from '../lib/pkcs10.js';
-import { derToPem, type Bundle } from '../spiffe/bundle/bundle.js';
+import type { Bundle } from '../spiffe/bundle/bundle.js';
 import { parseJwtSvidInsecure } from '../spiffe/svid/jwt.js';
 import type { PeerInfo, Workload, WorkloadApiPorts, X509Identity, JwtSvidResult } from '../workload-api/ports.js';
 import { CaClient, chainPemOf } from './ca-client.js';
@@ -249,11 +249,5 @@ export class NodeAgent implements WorkloadApiPorts {
     this.deps.client.useCredentials(next);
     this.deps.logger.info({ spiffeId: this.deps.spiffeId, expiresAt: svid.expiresAt }, 'agent SVID renewed');
   }
-
-  /** For tests and diagnostics. */
-  get heldSvidCount(): number {
-    return this.svids.size;
-  }
 }
 
-export const pemOfBundle = (b: Bundle): string => b.x509Authorities.map((d) => derToPem(d)).join('');

@@ -90,7 +90,7 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
     agent,
     async whenReady(timeoutMs = 30_000) {
       const deadline = clock.now().getTime() + timeoutMs;
-      while (!(agent.ready() && agent.heldSvidCount >= 0)) {
+      while (!agent.ready()) {
         if (clock.now().getTime() > deadline) throw new AgentStartError('the agent did not complete its first sync in time');
         await new Promise((r) => setTimeout(r, 50));
       }

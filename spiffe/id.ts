@@ -54,19 +54,11 @@ export class SpiffeId {
     readonly path: string,
   ) {}
 
-  /** For already-validated parts (e.g. read back from our own store). Validates anyway. */
-  static of(trustDomain: string, path: string): SpiffeId {
-    return parseSpiffeId(SCHEME + trustDomain + path);
-  }
-
   static parse(text: string): SpiffeId {
     if (typeof text !== 'string') throw idError('SPIFFE ID must be a string');
     if (text.length === 0) throw idError('SPIFFE ID is empty');
     if (Buffer.byteLength(text) > MAX_SPIFFE_ID_BYTES) throw idError('SPIFFE ID is longer than 2048 bytes');
-    if (!text.startsWith(SCHEME)) {
-      if (/^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(text)) throw idError('scheme is missing or invalid (must be "spiffe")');
-      throw idError('scheme is missing or invalid (must be "spiffe")');
-    }
+    if (!text.startsWith(SCHEME)) throw idError('scheme is missing or invalid (must be "spiffe")');
     const rest = text.slice(SCHEME.length);
     if (rest.includes('?')) throw idError('SPIFFE ID cannot contain a query');
     if (rest.includes('#')) throw idError('SPIFFE ID cannot contain a fragment');
@@ -124,11 +116,4 @@ function checkPath(path: string): void {
       }
     }
   });
-}
-
-/** Validates a path like "/ns/prod/sa/web" on its own (used to build IDs from parts). */
-export function validatePath(path: string): string {
-  if (path !== '' && !path.startsWith('/')) throw idError('path must start with "/"');
-  checkPath(path);
-  return path;
 }

@@ -112,13 +112,6 @@ export class EntryStore {
     });
   }
 
-  getMany(ids: readonly string[]): Promise<Entry[]> {
-    return guard(async () => {
-      const res = await this.db.query<Row>(`SELECT ${COLUMNS} FROM registration_entries WHERE id = ANY($1::text[])`, [ids]);
-      return res.rows.map(fromRow);
-    });
-  }
-
   list(filter: EntryFilter, limit: number, after: string | undefined): Promise<Page<Entry>> {
     return guard(async () => {
       const res = await this.db.query<Row>(

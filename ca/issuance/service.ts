@@ -69,7 +69,7 @@ export class IssuanceService {
 
   async issueX509(trustDomain: string, requests: readonly X509Request[], issuedTo: string): Promise<IssuedX509Svid[]> {
     const authority = await this.deps.authority.active(trustDomain);
-    const bundle = await this.bundleOf(authority);
+    const bundle = await this.deps.authority.x509Authorities(trustDomain);
     const now = this.deps.clock.now();
     const issued = await Promise.all(requests.map((r) => this.signOne(authority, r, now, bundle)));
     await this.record(trustDomain, issued, issuedTo, now);
@@ -125,7 +125,7 @@ export class IssuanceService {
    */
   async issueX509Batch(trustDomain: string, requests: readonly CsrRequest[], issuedTo: string): Promise<BatchIssueResult[]> {
     const authority = await this.deps.authority.active(trustDomain);
-    const bundle = await this.bundleOf(authority);
+    const bundle = await this.deps.authority.x509Authorities(trustDomain);
     const now = this.deps.clock.now();
     const results: BatchIssueResult[] = new Array(requests.length);
     const items: BatchItem[] = [];
@@ -161,10 +161,6 @@ export class IssuanceService {
     });
     await this.record(trustDomain, issued, issuedTo, now);
     return results;
-  }
-
-  private async bundleOf(authority: ActiveAuthority): Promise<Buffer[]> {
-    return this.deps.authority.x509Authorities(authority.trustDomain.name);
   }
 
   async mintJwt(trustDomain: string, req: JwtRequest, issuedTo: string): Promise<MintedJwtSvid> {

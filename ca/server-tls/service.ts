@@ -34,8 +34,6 @@ export interface ServerCredentials {
   readonly notAfter: Date;
 }
 
-export { spkiPin };
-
 const crypto = webcrypto as unknown as Parameters<typeof x509.X509CertificateGenerator.create>[1];
 
 async function signingKeyOf(privateKey: KeyObject) {

@@ -57,10 +57,6 @@ export class ChangeFeed {
     };
   }
 
-  get waiting(): number {
-    return this.waiters.size;
-  }
-
   private wakeAll(): void {
     for (const w of [...this.waiters]) w();
   }

@@ -43,7 +43,7 @@ export class SyncService {
     const full = req.revision === 0;
     for (;;) {
       // The agent went away (or we are shutting down): nobody will read an answer.
-      if (signal?.aborted && since !== req.revision) return { revision: since, full: false, parents: [], entries: [], removed: [] };
+      if (signal?.aborted) return { revision: since, full: false, parents: [], entries: [], removed: [] };
       const waiter = this.deps.feed.arm();
       // Read the high-water mark first: anything committed later is picked up next time.
       const latest = await this.deps.entries.latestRevision();
