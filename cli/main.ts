@@ -7,6 +7,8 @@ import { jwtCommand, MINT_USAGE, svidCommand, x509Command } from './commands/min
 import { TRUST_DOMAIN_USAGE, trustDomainCommand } from './commands/trust-domain.js';
 import { bootstrapCommand, ENROLLMENT_USAGE, entryCommand, renewCommand, tokenCommand } from './commands/enrollment.js';
 import { AGENT_USAGE, agentCommand } from './commands/agent.js';
+import { jwtWorkloadCommand, svidWorkloadCommand, WORKLOAD_USAGE } from './commands/workload.js';
+import { WorkloadApiError } from '../workload-api/client.js';
 
 const USAGE = `cairn — a SPIFFE identity authority
 
@@ -15,6 +17,7 @@ ${TRUST_DOMAIN_USAGE}
 ${MINT_USAGE}
 ${ENROLLMENT_USAGE}
 ${AGENT_USAGE}
+${WORKLOAD_USAGE}
 
 Common flags: --server URL (or CAIRN_SERVER), --data-dir DIR (or CAIRN_DATA_DIR, default ./.cairn), --json
 The admin token comes from CAIRN_ADMIN_TOKEN or <data-dir>/admin-token.`;
@@ -24,8 +27,9 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<void>> = {
   up: upCommand,
   'trust-domain': trustDomainCommand,
   x509: x509Command,
-  jwt: jwtCommand,
-  svid: svidCommand,
+  // Minting and the inventory talk to the CA's admin API; fetch/watch/validate to the local Workload API.
+  jwt: (argv) => (argv[0] === 'mint' ? jwtCommand(argv) : jwtWorkloadCommand(argv)),
+  svid: (argv) => (argv[0] === 'list' ? svidCommand(argv) : svidWorkloadCommand(argv)),
   token: tokenCommand,
   entry: entryCommand,
   agent: agentCommand,
@@ -52,7 +56,7 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`${(err as Error).message}\n`);
       return 2;
     }
-    if (err instanceof CliError || err instanceof CairnError) {
+    if (err instanceof CliError || err instanceof CairnError || err instanceof WorkloadApiError) {
       process.stderr.write(`error: ${err.code}: ${err.message}\n`);
       return 1;
     }

@@ -36,9 +36,12 @@ async function attest(ports: WorkloadApiPorts, ctx: HandlerContext): Promise<Wor
   }
 }
 
-/** Plain JWKS of a bundle's JWT keys (FetchJWTBundles carries only JWT keys). */
+/**
+ * Plain JWKS of a bundle's JWT keys (FetchJWTBundles carries only JWT keys). No `use` member, as the
+ * SPIRE agent sends it: JWT libraries such as jose skip keys whose `use` is not "sig".
+ */
 export function jwtJwks(bundle: Bundle): Uint8Array {
-  return Buffer.from(JSON.stringify({ keys: bundle.jwtAuthorities.map((a) => ({ ...a.jwk, kid: a.kid, use: 'jwt-svid' })) }));
+  return Buffer.from(JSON.stringify({ keys: bundle.jwtAuthorities.map((a) => ({ ...a.jwk, kid: a.kid })) }));
 }
 
 function x509State(ports: WorkloadApiPorts, workload: Workload): X509SVIDResponse | undefined {
@@ -93,7 +96,11 @@ async function* states<T>(ports: WorkloadApiPorts, ctx: HandlerContext, current:
   let last: Uint8Array | undefined;
   try {
     for (;;) {
-      if (ctx.signal.aborted) return;
+      if (ctx.signal.aborted) {
+        // The server's shutdown carries the status to end with; a client going away does not.
+        if (ctx.signal.reason instanceof ConnectError) throw ctx.signal.reason;
+        return;
+      }
       if (dirty) {
         dirty = false;
         const state = current();

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -95,6 +95,31 @@ describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () =>
     expect(claims.aud).toEqual(['a', 'b']);
   });
 
+  it('`cairn svid fetch --write` and `cairn jwt fetch | validate` work through the socket cairn up announced', () => {
+    const out = join(dataDir, 'fetched');
+    const r = runCairn(['svid', 'fetch', '--write', out], env);
+    expect(r.stderr).toMatch(/wrote svid\.pem, svid\.key and bundle\.pem/);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^spiffe:\/\/example\.org\/user\/\S+\n$/);
+    expect(opensslVerify(readFileSync(join(out, 'svid.pem'), 'utf8'), readFileSync(join(out, 'bundle.pem'), 'utf8'))).toContain('OK');
+    expect(statSync(join(out, 'svid.key')).mode & 0o777).toBe(0o600);
+    const jwt = runCairn(['jwt', 'fetch', '--audience', 'orders'], env);
+    expect(jwt.status).toBe(0);
+    const token = jwt.stdout.trim();
+    expect(token).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+    const ok = runCairn(['jwt', 'validate', '--audience', 'orders', token, '--json'], env);
+    expect(ok.status).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ spiffeId: r.stdout.trim(), claims: { aud: ['orders'] } });
+    const wrong = runCairn(['jwt', 'validate', '--audience', 'billing', token], env);
+    expect(wrong.status).toBe(1);
+    expect(wrong.stderr).toMatch(/^error: invalid_argument: /);
+    const nowhere = runCairn(['svid', 'fetch', '--socket', join(dataDir, 'no.sock')], env);
+    expect(nowhere.status).toBe(1);
+    expect(nowhere.stderr).toMatch(/^error: unavailable: /);
+    const badAddress = runCairn(['svid', 'fetch', '--socket', 'tcp://127.0.0.1:1'], env);
+    expect(badAddress.stderr).toMatch(/invalid_argument: .*unix scheme/);
+  });
+
   it('reports a clear error when the admin token is wrong or the CA is unreachable', () => {
     const bad = runCairn(['trust-domain', 'list'], { ...env, CAIRN_ADMIN_TOKEN: 'cairn-admin.nope' });
     expect(bad.status).toBe(1);
@@ -106,13 +131,29 @@ describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () =>
     expect(usage.status).toBe(2);
   });
 
-  it('stops cleanly on SIGTERM and starts again on the same data', async () => {
-    expect(await up.stop('SIGTERM')).toBe(0);
-    const port = await freePort();
-    up = spawnCairn(['up', '--listen', `127.0.0.1:${port}`, '--tls-listen', '127.0.0.1:0'], env);
-    await up.waitFor(/Press Ctrl-C to stop/);
-    const r = runCairn(['trust-domain', 'show', 'cli.test', '--json'], env);
-    expect(JSON.parse(r.stdout).name).toBe('cli.test');
+  it('stops cleanly on SIGTERM and starts again on the same data; `svid watch` rides through it', async () => {
+    const socket = JSON.parse(readFileSync(join(dataDir, 'endpoints.json'), 'utf8')).socket as string;
+    const out = join(dataDir, 'watched');
+    const watch = spawnCairn(['svid', 'watch', '--write', out, '--exec', `echo reloaded >> ${join(dataDir, 'reloads')}`], env);
+    try {
+      await watch.waitFor(/wrote spiffe:/);
+      const first = readFileSync(join(out, 'svid.pem'), 'utf8');
+      expect(await up.stop('SIGTERM')).toBe(0);
+      expect(existsSync(socket)).toBe(false);
+      await watch.waitFor(/unavailable: the workload API is shutting down; retrying/);
+      const port = await freePort();
+      up = spawnCairn(['up', '--listen', `127.0.0.1:${port}`, '--tls-listen', '127.0.0.1:0'], env);
+      await up.waitFor(/Press Ctrl-C to stop/);
+      const r = runCairn(['trust-domain', 'show', 'cli.test', '--json'], env);
+      expect(JSON.parse(r.stdout).name).toBe('cli.test');
+      // the restarted agent issues fresh SVIDs (keys live in memory); the watcher rewrites the files
+      await watch.waitFor(/wrote spiffe:[\s\S]*wrote spiffe:/, 60_000);
+      expect(readFileSync(join(out, 'svid.pem'), 'utf8')).not.toBe(first);
+      expect(opensslVerify(readFileSync(join(out, 'svid.pem'), 'utf8'), readFileSync(join(out, 'bundle.pem'), 'utf8'))).toContain('OK');
+      expect(readFileSync(join(dataDir, 'reloads'), 'utf8')).toBe('reloaded\nreloaded\n');
+    } finally {
+      expect(await watch.stop('SIGTERM')).toBe(0);
+    }
   });
 });
 

@@ -24,6 +24,10 @@ export interface TestCa {
   readonly logs: () => string;
   /** fetch against the CA with the admin token. */
   admin(path: string, init?: { method?: string; body?: unknown; headers?: Record<string, string> }): Promise<Response>;
+  /** Stops the CA process's listeners, keeping its data and database. */
+  stop(): Promise<void>;
+  /** Starts it again on the same data, database and TLS port (agents keep their CA URL). */
+  restart(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -33,24 +37,43 @@ export async function startTestCa(options: { clock?: Clock; publicUrl?: string; 
   const pg = options.databaseUrl || storeKind() !== 'postgres' ? undefined : await createPgDatabase();
   const databaseUrl = options.databaseUrl ?? pg?.url;
   const { logger, text } = capturingLogger();
-  const handle = await startCa(
-    { dataDir, databaseUrl, host: '127.0.0.1', port: 0, tlsPort: 0, publicUrl: options.publicUrl, rotationIntervalMs: 3_600_000 },
-    { logger, ...(options.clock ? { clock: options.clock } : {}) },
-  );
+  const start = (tlsPort: number): Promise<CaHandle> =>
+    startCa(
+      { dataDir, databaseUrl, host: '127.0.0.1', port: 0, tlsPort, publicUrl: options.publicUrl, rotationIntervalMs: 3_600_000 },
+      { logger, ...(options.clock ? { clock: options.clock } : {}) },
+    );
+  let handle: CaHandle | undefined = await start(0);
+  const tlsPort = Number(new URL(handle.tlsUrl).port);
+  const current = (): CaHandle => {
+    if (!handle) throw new Error('the test CA is stopped');
+    return handle;
+  };
   const adminToken = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim() || (process.env.CAIRN_ADMIN_TOKEN ?? '');
   return {
-    core: handle.core,
-    app: handle.app,
-    tlsApp: handle.tlsApp,
-    url: handle.url,
-    tlsUrl: handle.tlsUrl,
+    get core() {
+      return current().core;
+    },
+    get app() {
+      return current().app;
+    },
+    get tlsApp() {
+      return current().tlsApp;
+    },
+    get url() {
+      return current().url;
+    },
+    get tlsUrl() {
+      return current().tlsUrl;
+    },
+    get handle() {
+      return current();
+    },
     adminToken,
-    handle,
     dataDir,
     databaseUrl,
     logs: text,
     admin(path, init = {}) {
-      return fetch(handle.url + path, {
+      return fetch(current().url + path, {
         method: init.method ?? (init.body === undefined ? 'GET' : 'POST'),
         headers: {
           authorization: `Bearer ${adminToken}`,
@@ -60,8 +83,15 @@ export async function startTestCa(options: { clock?: Clock; publicUrl?: string; 
         ...(init.body === undefined ? {} : { body: typeof init.body === 'string' ? init.body : JSON.stringify(init.body) }),
       });
     },
+    async stop() {
+      await handle?.close();
+      handle = undefined;
+    },
+    async restart() {
+      handle ??= await start(tlsPort);
+    },
     async close() {
-      await handle.close();
+      await handle?.close();
       await pg?.drop();
       rmSync(dataDir, { recursive: true, force: true });
     },
