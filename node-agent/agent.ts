@@ -163,8 +163,9 @@ export class NodeAgent implements WorkloadApiPorts {
       dirty = this.svids.delete(id) || dirty;
     }
     for (const e of res.entries) {
-      const held = this.svids.get(e.id);
-      if (held && held.revision !== e.revision) this.svids.delete(e.id);
+      // A changed entry keeps serving its current SVID until the replacement is issued (rotate()
+      // treats a revision change as due): dropping it first would end open streams with
+      // PermissionDenied for the moment in between.
       this.entries.set(e.id, e);
       dirty = true;
     }

@@ -7,7 +7,7 @@ import { SpiffeId } from '../spiffe/id.js';
 import { startWorkloadApiServer, type WorkloadApiServer } from '../workload-api/server.js';
 import { NodeAgent } from './agent.js';
 import { CaClient, chainPemOf } from './ca-client.js';
-import { unixSelectors } from './caller/unix-attestor.js';
+import { ExecutableHashCache, unixSelectors } from './caller/unix-attestor.js';
 import { loadPeerCredentialSource, type PeerCredentials } from './platform/peercred.js';
 import { loadAgentState, saveAgentState, type PersistedAgent } from './storage/agent-state.js';
 
@@ -64,6 +64,7 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
   const state = await bootstrap(config, clock, logger);
   const client = new CaClient({ caUrl: config.caUrl ?? state.caUrl, authorityPem: state.authorityPem, chainPem: state.chainPem, keyPem: state.keyPem });
   const peers = loadPeerCredentialSource();
+  const hashes = new ExecutableHashCache();
   const agent = new NodeAgent({
     client,
     clock,
@@ -71,7 +72,7 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
     dataDir: config.dataDir,
     spiffeId: state.spiffeId,
     trustDomain: SpiffeId.parse(state.spiffeId).trustDomain,
-    selectorsOf: (peer) => unixSelectors(peer),
+    selectorsOf: (peer) => unixSelectors(peer, {}, hashes),
     stillSame: (peer) => peers.stillSame(peer as PeerCredentials),
   });
   const socketPath = config.socketPath ?? join(config.dataDir, 'sockets', 'workload.sock');

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync, readlinkSync } from 'node:fs';
+import { createReadStream, readFileSync, readlinkSync, statSync } from 'node:fs';
 import type { PeerInfo } from '../../workload-api/ports.js';
 
 /**
@@ -45,7 +45,30 @@ function sha256File(path: string): Promise<string> {
   });
 }
 
-export async function unixSelectors(peer: PeerInfo, options: UnixAttestorOptions = {}): Promise<string[]> {
+/**
+ * Executable hashes by file identity (device, inode, size, mtime, ctime). Hashing a 100 MB binary
+ * on every call would cost ~200 ms of each Workload API call; replacing the file changes its
+ * identity, so a cached hash never outlives the bytes it was computed from.
+ */
+export class ExecutableHashCache {
+  private readonly hashes = new Map<string, Promise<string>>();
+  constructor(private readonly capacity = 1024) {}
+
+  hash(path: string): Promise<string> {
+    const st = statSync(path, { bigint: true });
+    const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    let h = this.hashes.get(key);
+    if (!h) {
+      h = sha256File(path);
+      h.catch(() => this.hashes.delete(key));
+      if (this.hashes.size >= this.capacity) this.hashes.delete(this.hashes.keys().next().value!);
+      this.hashes.set(key, h);
+    }
+    return h;
+  }
+}
+
+export async function unixSelectors(peer: PeerInfo, options: UnixAttestorOptions = {}, hashes?: ExecutableHashCache): Promise<string[]> {
   const procRoot = options.procRoot ?? '/proc';
   const passwd = options.passwdFile ?? '/etc/passwd';
   const group = options.groupFile ?? '/etc/group';
@@ -62,8 +85,9 @@ export async function unixSelectors(peer: PeerInfo, options: UnixAttestorOptions
   if (options.withPathAndHash !== false) {
     try {
       const exe = readlinkSync(`${procRoot}/${peer.pid}/exe`);
+      const digest = await (hashes ? hashes.hash(`${procRoot}/${peer.pid}/exe`) : sha256File(`${procRoot}/${peer.pid}/exe`));
       selectors.push(`unix:path:${exe}`);
-      selectors.push(`unix:sha256:${await sha256File(`${procRoot}/${peer.pid}/exe`)}`);
+      selectors.push(`unix:sha256:${digest}`);
     } catch {
       // not permitted (another user, no CAP_SYS_PTRACE) or the process is gone
     }

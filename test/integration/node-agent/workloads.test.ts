@@ -157,6 +157,37 @@ describe(`workloads on a real agent socket (${storeKind()} store)`, () => {
     }
   });
 
+  it('an updated entry reaches open streams as a re-issued SVID, without ending them', async () => {
+    const client = grpcWorkloadClient(agent!.socketPath);
+    const call = client.FetchX509SVID!({}, securityHeader()) as grpc.ClientReadableStream<{ svids: X509SvidWire[] }>;
+    const errors: grpc.ServiceError[] = [];
+    call.on('error', (e: grpc.ServiceError) => errors.push(e));
+    try {
+      const hints: string[][] = [];
+      let first: () => void;
+      const opened = new Promise<void>((resolve) => (first = resolve));
+      const updated = new Promise<void>((resolve) =>
+        call.on('data', (m: { svids: X509SvidWire[] }) => {
+          hints.push(m.svids.map((x) => x.hint));
+          first();
+          if (m.svids.some((x) => x.hint === 'client-v2')) resolve();
+        }),
+      );
+      await opened;
+      const list = await (await ca.admin(`/v1/entries?spiffeId=${encodeURIComponent(`spiffe://${TD}/b-client`)}`)).json();
+      const patched = await ca.admin(`/v1/entries/${list.entries[0].id}`, { method: 'PATCH', body: { hint: 'client-v2' } });
+      expect(patched.status).toBe(200);
+      await updated;
+      // every message carried both identities: the old SVID served until its replacement arrived
+      expect([...hints[0]!].sort()).toEqual(['client', 'server']);
+      expect(hints.every((h) => h.length === 2)).toBe(true);
+      expect(errors).toEqual([]);
+    } finally {
+      call.cancel();
+      client.close();
+    }
+  });
+
   it('with the CA stopped the agent keeps serving; when it returns, changes flow again without restarts', { timeout: 60_000 }, async () => {
     const ours = new WorkloadApiClient(`unix://${agent!.socketPath}`);
     try {
