@@ -1,8 +1,9 @@
 import { benchAgentApi } from './agent-api.js';
 import { benchIssuance } from './issuance.js';
+import { benchWorkloadApi } from './workload-api.js';
 
 const only = process.argv[2];
-const suites: Record<string, () => Promise<void>> = { issuance: benchIssuance, 'agent-api': benchAgentApi };
+const suites: Record<string, () => Promise<void>> = { issuance: benchIssuance, 'agent-api': benchAgentApi, 'workload-api': benchWorkloadApi };
 
 for (const [name, run] of Object.entries(suites)) {
   if (only && only !== name) continue;

@@ -2,62 +2,72 @@
 import { CairnError } from '../lib/errors.js';
 import { UsageError } from './args.js';
 import { CliError } from './client.js';
-import { CA_USAGE, caCommand, upCommand } from './commands/ca.js';
-import { jwtCommand, MINT_USAGE, svidCommand, x509Command } from './commands/mint.js';
-import { TRUST_DOMAIN_USAGE, trustDomainCommand } from './commands/trust-domain.js';
-import { bootstrapCommand, ENROLLMENT_USAGE, entryCommand, renewCommand, tokenCommand } from './commands/enrollment.js';
-import { AGENT_USAGE, agentCommand } from './commands/agent.js';
-import { jwtWorkloadCommand, svidWorkloadCommand, WORKLOAD_USAGE } from './commands/workload.js';
-import { WorkloadApiError } from '../workload-api/client.js';
 
-const USAGE = `cairn — a SPIFFE identity authority
+type Command = (argv: string[]) => Promise<void>;
 
-${CA_USAGE}
-${TRUST_DOMAIN_USAGE}
-${MINT_USAGE}
-${ENROLLMENT_USAGE}
-${AGENT_USAGE}
-${WORKLOAD_USAGE}
+/**
+ * Commands load on demand: `cairn agent start` on a node should not pay (in memory and start-up)
+ * for the CA's web server, database drivers and embedded PostgreSQL.
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  ca: async () => (await import('./commands/ca.js')).caCommand,
+  up: async () => (await import('./commands/ca.js')).upCommand,
+  'trust-domain': async () => (await import('./commands/trust-domain.js')).trustDomainCommand,
+  x509: async () => (await import('./commands/mint.js')).x509Command,
+  // Minting and the inventory talk to the CA's admin API; fetch/watch/validate to the local Workload API.
+  jwt: async () => async (argv) => (argv[0] === 'mint' ? (await import('./commands/mint.js')).jwtCommand(argv) : (await import('./commands/workload.js')).jwtWorkloadCommand(argv)),
+  svid: async () => async (argv) => (argv[0] === 'list' ? (await import('./commands/mint.js')).svidCommand(argv) : (await import('./commands/workload.js')).svidWorkloadCommand(argv)),
+  token: async () => (await import('./commands/enrollment.js')).tokenCommand,
+  entry: async () => (await import('./commands/enrollment.js')).entryCommand,
+  agent: async () => (await import('./commands/agent.js')).agentCommand,
+  bootstrap: async () => (await import('./commands/enrollment.js')).bootstrapCommand,
+  renew: async () => (await import('./commands/enrollment.js')).renewCommand,
+};
+
+async function usage(): Promise<string> {
+  const [ca, td, mint, enrollment, agent, workload] = await Promise.all([
+    import('./commands/ca.js'),
+    import('./commands/trust-domain.js'),
+    import('./commands/mint.js'),
+    import('./commands/enrollment.js'),
+    import('./commands/agent.js'),
+    import('./commands/workload.js'),
+  ]);
+  return `cairn — a SPIFFE identity authority
+
+${ca.CA_USAGE}
+${td.TRUST_DOMAIN_USAGE}
+${mint.MINT_USAGE}
+${enrollment.ENROLLMENT_USAGE}
+${agent.AGENT_USAGE}
+${workload.WORKLOAD_USAGE}
 
 Common flags: --server URL (or CAIRN_SERVER), --data-dir DIR (or CAIRN_DATA_DIR, default ./.cairn), --json
 The admin token comes from CAIRN_ADMIN_TOKEN or <data-dir>/admin-token.`;
-
-const COMMANDS: Record<string, (argv: string[]) => Promise<void>> = {
-  ca: caCommand,
-  up: upCommand,
-  'trust-domain': trustDomainCommand,
-  x509: x509Command,
-  // Minting and the inventory talk to the CA's admin API; fetch/watch/validate to the local Workload API.
-  jwt: (argv) => (argv[0] === 'mint' ? jwtCommand(argv) : jwtWorkloadCommand(argv)),
-  svid: (argv) => (argv[0] === 'list' ? svidCommand(argv) : svidWorkloadCommand(argv)),
-  token: tokenCommand,
-  entry: entryCommand,
-  agent: agentCommand,
-  bootstrap: bootstrapCommand,
-  renew: renewCommand,
-};
+}
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (!command || command === 'help' || command === '--help' || command === '-h') {
-    process.stdout.write(USAGE + '\n');
+    process.stdout.write((await usage()) + '\n');
     return command ? 0 : 2;
   }
-  const run = COMMANDS[command];
-  if (!run) {
-    process.stderr.write(`unknown command "${command}"\n\n${USAGE}\n`);
+  const load = COMMANDS[command];
+  if (!load) {
+    process.stderr.write(`unknown command "${command}"\n\n${await usage()}\n`);
     return 2;
   }
   try {
-    await run(rest);
+    await (await load())(rest);
     return 0;
   } catch (err) {
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`${(err as Error).message}\n`);
       return 2;
     }
-    if (err instanceof CliError || err instanceof CairnError || err instanceof WorkloadApiError) {
-      process.stderr.write(`error: ${err.code}: ${err.message}\n`);
+    // Coded errors (the Workload API client's too, matched by name so it loads only when used).
+    if (err instanceof CliError || err instanceof CairnError || (err as Error).name === 'WorkloadApiError') {
+      process.stderr.write(`error: ${(err as CliError).code}: ${(err as Error).message}\n`);
       return 1;
     }
     process.stderr.write(`error: ${(err as Error).message ?? String(err)}\n`);

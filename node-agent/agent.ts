@@ -6,7 +6,7 @@ import type { Logger } from '../lib/log.js';
 import { generateKeyAndCsr } from '../lib/pkcs10.js';
 import type { Bundle } from '../spiffe/bundle/bundle.js';
 import { parseJwtSvidInsecure } from '../spiffe/svid/jwt.js';
-import type { PeerInfo, Workload, WorkloadApiPorts, X509Identity, JwtSvidResult } from '../workload-api/ports.js';
+import type { PeerInfo, Workload, WorkloadApiPorts, WorkloadSnapshot, JwtSvidResult } from '../workload-api/ports.js';
 import { CaClient, chainPemOf } from './ca-client.js';
 import { saveAgentState } from './storage/agent-state.js';
 import { DiscoveryLog } from './caller/discovery.js';
@@ -27,7 +27,7 @@ export interface AgentDeps {
 }
 
 interface HeldSvid {
-  readonly identity: X509Identity;
+  readonly identity: WorkloadSnapshot['x509Svids'][number];
   readonly revision: number;
   readonly notBefore: number;
   readonly notAfter: number;
@@ -55,6 +55,10 @@ export class NodeAgent implements WorkloadApiPorts {
   private revision = 0;
   private parents: string[] = [];
   private synced = false;
+  /** Bumped on every change; views computed at an older version are stale. */
+  private version = 0;
+  /** Entitlements per distinct selector set, shared by every caller that has it. */
+  private readonly views = new Map<string, { version: number; entries: SyncEntry[]; snapshot: WorkloadSnapshot }>();
   readonly discovery: DiscoveryLog;
 
   constructor(private readonly deps: AgentDeps) {
@@ -85,17 +89,17 @@ export class NodeAgent implements WorkloadApiPorts {
   }
 
   async attest(peer: PeerInfo): Promise<Workload> {
-    const selectors = new Set(await this.deps.selectorsOf(peer));
+    const list = await this.deps.selectorsOf(peer);
     if (this.deps.stillSame && !this.deps.stillSame(peer)) throw new Error('the calling process went away during attestation');
-    const matching = (): SyncEntry[] => [...this.entries.values()].filter((e) => e.selectors.every((s) => selectors.has(s))).sort((a, b) => a.id.localeCompare(b.id));
-    if (matching().length === 0) this.discovery.record(peer, [...selectors]);
+    const selectors = new Set(list);
+    const key = [...selectors].sort().join('\n');
+    if (this.view(key, selectors).entries.length === 0) this.discovery.record(peer, [...selectors]);
     return {
-      x509Svids: () => matching().flatMap((e) => (this.svids.has(e.id) ? [this.svids.get(e.id)!.identity] : [])),
-      federatedTrustDomains: () => [...new Set(matching().flatMap((e) => e.federatesWith))],
+      snapshot: () => this.view(key, selectors).snapshot,
       jwtSvids: async (audience, spiffeId) => {
         const out: JwtSvidResult[] = [];
         const seen = new Set<string>();
-        for (const e of matching()) {
+        for (const e of this.view(key, selectors).entries) {
           if ((spiffeId && e.spiffeId !== spiffeId) || seen.has(e.spiffeId)) continue;
           seen.add(e.spiffeId);
           out.push({ spiffeId: e.spiffeId, token: await this.jwtFor(e, audience), hint: e.hint ?? undefined });
@@ -103,6 +107,24 @@ export class NodeAgent implements WorkloadApiPorts {
         return out;
       },
     };
+  }
+
+  /** The entries whose selectors are all among the caller's, and what they hold now; memoized per version. */
+  private view(key: string, selectors: ReadonlySet<string>): { entries: SyncEntry[]; snapshot: WorkloadSnapshot } {
+    const cached = this.views.get(key);
+    if (cached && cached.version === this.version) return cached;
+    const entries = [...this.entries.values()].filter((e) => e.selectors.every((s) => selectors.has(s))).sort((a, b) => a.id.localeCompare(b.id));
+    const snapshot: WorkloadSnapshot = {
+      x509Svids: entries.flatMap((e) => {
+        const held = this.svids.get(e.id);
+        return held ? [held.identity] : [];
+      }),
+      federatedTrustDomains: [...new Set(entries.flatMap((e) => e.federatesWith))],
+    };
+    if (this.views.size >= 4096 && !cached) this.views.clear(); // bounded: many distinct callers just recompute
+    const view = { version: this.version, entries, snapshot };
+    this.views.set(key, view);
+    return view;
   }
 
   private async jwtFor(entry: SyncEntry, audience: readonly string[]): Promise<string> {
@@ -119,6 +141,7 @@ export class NodeAgent implements WorkloadApiPorts {
   }
 
   private changed(): void {
+    this.version++;
     for (const l of [...this.listeners]) l();
   }
 

@@ -27,14 +27,23 @@ export interface JwtSvidResult {
   readonly hint?: string | undefined;
 }
 
+/**
+ * What one caller is entitled to at one moment. The host hands every caller with the same selectors
+ * the same snapshot object until something changes (and a new one after), so the server encodes a
+ * state once for all the streams that share it.
+ */
+export interface WorkloadSnapshot {
+  /** Current X.509-SVIDs, default identity first; empty when the caller has no identity. */
+  readonly x509Svids: readonly X509Identity[];
+  /** Foreign trust domains this caller's entries federate with. */
+  readonly federatedTrustDomains: readonly string[];
+}
+
 /** The identities one caller is entitled to, resolved by attestation. */
 export interface Workload {
-  /** Current X.509-SVIDs, default identity first; empty when the caller has no identity. */
-  x509Svids(): readonly X509Identity[];
+  snapshot(): WorkloadSnapshot;
   /** JWT-SVIDs for the audience (one per entitled identity, or the one asked for). */
   jwtSvids(audience: readonly string[], spiffeId: string | undefined): Promise<readonly JwtSvidResult[]>;
-  /** Foreign trust domains this caller's entries federate with. */
-  federatedTrustDomains(): readonly string[];
 }
 
 export interface WorkloadApiPorts {

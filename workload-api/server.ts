@@ -2,7 +2,7 @@ import { chmodSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer as createH2Server, type Http2Server, type ServerHttp2Session } from 'node:http2';
 import { connect, type Socket } from 'node:net';
 import { dirname } from 'node:path';
-import { Code, ConnectError, createContextValues } from '@connectrpc/connect';
+import { createContextValues } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import type { PeerInfo, WorkloadApiPorts } from './ports.js';
 import { kPeer, workloadApiRoutes } from './service.js';
@@ -52,11 +52,9 @@ async function clearStaleSocket(path: string): Promise<void> {
 export async function startWorkloadApiServer(options: WorkloadApiServerOptions): Promise<WorkloadApiServer> {
   mkdirSync(dirname(options.socketPath), { recursive: true, mode: 0o755 });
   await clearStaleSocket(options.socketPath);
-  // Aborting this ends every open stream with Unavailable, which clients retry with backoff.
-  const shutdown = new AbortController();
+  const api = workloadApiRoutes(options.ports);
   const handler = connectNodeAdapter({
-    routes: workloadApiRoutes(options.ports),
-    shutdownSignal: shutdown.signal,
+    routes: api.routes,
     contextValues: (req) => createContextValues().set(kPeer, (req.socket as unknown as Record<symbol, PeerInfo | undefined>)[kPeerInfo]),
   });
   const server: Http2Server = createH2Server({}, handler);
@@ -77,7 +75,9 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.socketPath, () => {
+    // A deep backlog: a node's workloads restarting together (or a pod churn) connect in bursts, and
+    // a full backlog makes a Unix-socket connect fail at once with EAGAIN rather than wait.
+    server.listen({ path: options.socketPath, backlog: 4096 }, () => {
       server.off('error', reject);
       resolve();
     });
@@ -87,7 +87,7 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
     socketPath: options.socketPath,
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      shutdown.abort(new ConnectError('the workload API is shutting down', Code.Unavailable));
+      api.shutdown();
       // Let the streams write their status, then say GOAWAY; stragglers are cut after 2 s.
       await new Promise((r) => setImmediate(r));
       for (const s of sessions) s.close();

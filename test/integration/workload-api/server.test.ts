@@ -54,8 +54,7 @@ async function fakeAgent() {
     },
     async attest(peer: PeerInfo): Promise<Workload> {
       return {
-        x509Svids: () => byUid.get(peer.uid) ?? [],
-        federatedTrustDomains: () => [],
+        snapshot: () => ({ x509Svids: byUid.get(peer.uid) ?? [], federatedTrustDomains: [] }),
         jwtSvids: async (audience, spiffeId) =>
           (byUid.get(peer.uid) ?? []).filter((s) => !spiffeId || s.spiffeId === spiffeId).map((s) => ({ spiffeId: s.spiffeId, token: mintJwtSvid(authority, { spiffeId: SpiffeId.parse(s.spiffeId), audience }, new Date()).token })),
       };
