@@ -7,7 +7,7 @@ import pg from 'pg';
 import { AgentPaths, type BatchX509Response, type SyncResponse } from '../contract/agent-api.js';
 import { generateKeyAndCsr } from '../lib/pkcs10.js';
 import { redeem } from '../test/support/agent-client.js';
-import { spawnCairn } from '../test/support/processes.js';
+import { startBenchCa } from './ca-process.js';
 import { fmt, machine, median, opsPerSecond, percentile, writeSection } from './harness.js';
 
 /**
@@ -15,23 +15,12 @@ import { fmt, machine, median, opsPerSecond, percentile, writeSection } from './
  * batch X.509 issuance through the agent API over mTLS, and admin change → agent latency.
  */
 export async function benchAgentApi(): Promise<void> {
-  const databaseUrl = process.env.DATABASE_URL;
-  if (!databaseUrl) throw new Error('bench agent-api needs DATABASE_URL (npm run bench starts a private PostgreSQL)');
+  const databaseUrl = process.env.DATABASE_URL!;
   const dataDir = mkdtempSync(join(tmpdir(), 'cairn-bench-'));
-  const adminToken = 'cairn-admin.' + 'b'.repeat(43);
-  const db = new pg.Client({ connectionString: databaseUrl });
-  await db.connect();
-  await db.query('DROP SCHEMA public CASCADE; CREATE SCHEMA public');
-  await db.end();
-  const ca = spawnCairn(['ca', 'start', '--listen', '127.0.0.1:0', '--tls-listen', '127.0.0.1:0'], { CAIRN_DATA_DIR: dataDir, DATABASE_URL: databaseUrl, CAIRN_ADMIN_TOKEN: adminToken, CAIRN_LOG_LEVEL: 'warn' }, process.env.CAIRN_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CAIRN_BENCH_PROFILE}`] : []);
+  const started = await startBenchCa(dataDir, process.env.CAIRN_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CAIRN_BENCH_PROFILE}`] : []);
+  const ca = started.process;
+  const admin = started.admin;
   try {
-    await ca.waitFor(/listening on/);
-    const m = /listening on (http:\/\/\S+) and (https:\/\/\S+) /.exec(ca.stderr())!;
-    const httpUrl = m[1]!;
-    const admin = async (path: string, body?: unknown, method = body === undefined ? 'GET' : 'POST') => {
-      const res = await fetch(httpUrl + path, { method, headers: { authorization: `Bearer ${adminToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
-      return res.json();
-    };
     await admin('/v1/trust-domains', { name: 'bench.test', x509SvidTtlSeconds: 3600 });
     const { token } = await admin('/v1/tokens', { trustDomain: 'bench.test' });
     const agent = (await redeem(token)).node!;

@@ -5,10 +5,10 @@ import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create, toBinary } from '@bufbuild/protobuf';
-import pg from 'pg';
 import { packageRoot } from '../lib/paths.js';
 import { JWTSVIDRequestSchema } from '../workload-api/gen/workload_pb.js';
 import { spawnCairn, type Spawned } from '../test/support/processes.js';
+import { startBenchCa } from './ca-process.js';
 import { fmt, machine, median, percentile, writeSection } from './harness.js';
 
 /**
@@ -122,25 +122,12 @@ async function holdStreams(socket: string, clients: number, perClient = 1): Prom
 }
 
 export async function benchWorkloadApi(): Promise<void> {
-  const databaseUrl = process.env.DATABASE_URL;
-  if (!databaseUrl) throw new Error('bench workload-api needs DATABASE_URL (npm run bench starts a private PostgreSQL)');
   const dir = mkdtempSync(join(tmpdir(), 'cairn-bench-wl-'));
-  const adminToken = 'cairn-admin.' + 'w'.repeat(43);
-  const db = new pg.Client({ connectionString: databaseUrl });
-  await db.connect();
-  await db.query('DROP SCHEMA public CASCADE; CREATE SCHEMA public');
-  await db.end();
   const children: (Spawned | ChildProcess)[] = [];
   try {
-    const ca = spawnCairn(['ca', 'start', '--listen', '127.0.0.1:0', '--tls-listen', '127.0.0.1:0'], { CAIRN_DATA_DIR: join(dir, 'ca'), DATABASE_URL: databaseUrl, CAIRN_ADMIN_TOKEN: adminToken, CAIRN_LOG_LEVEL: 'warn' });
-    children.push(ca);
-    await ca.waitFor(/listening on/);
-    const httpUrl = /listening on (http:\/\/\S+)/.exec(ca.stderr())![1]!;
-    const admin = async (path: string, body?: unknown, method = body === undefined ? 'GET' : 'POST') => {
-      const res = await fetch(httpUrl + path, { method, headers: { authorization: `Bearer ${adminToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
-      if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
-      return res.json();
-    };
+    const ca = await startBenchCa(join(dir, 'ca'));
+    children.push(ca.process);
+    const admin = ca.admin;
     const TD = 'wlbench.test';
     const IDENTITIES = 1000;
     await admin('/v1/trust-domains', { name: TD, x509SvidTtlSeconds: 3600 });
@@ -168,6 +155,13 @@ export async function benchWorkloadApi(): Promise<void> {
     await sleep(1000);
     const agentPid = agent.child.pid!;
     const rssIdle = rssKb(agentPid);
+    // The same agent with the small young generation the README recommends for long-lived agents.
+    const lean = spawnCairn(['agent', 'start', '--socket', join(dir, 'lean.sock')], { CAIRN_DATA_DIR: join(dir, 'node'), CAIRN_LOG_LEVEL: 'warn', NODE_OPTIONS: '--max-semi-space-size=1' });
+    children.push(lean);
+    await lean.waitFor(/serving the Workload API/);
+    await sleep(15_000); // it reuses the persisted agent SVID and issues its own 1,001 SVIDs
+    const rssLean = rssKb(lean.child.pid!);
+    await lean.stop();
 
     // recorded frames for the raw server: exactly what the agent sends this caller
     const probe = await session(socket);
@@ -259,12 +253,25 @@ Raw baseline: a bare node:http2 server process on a Unix socket answering with t
 | the same, ${fmt(CLIENTS)} clients opening at once (queueing included) | p50 ${p(oursTtfm.burst, 50)} ms, p99 ${p(oursTtfm.burst, 99)} ms | p50 ${p(rawTtfm.burst, 50)} ms, p99 ${p(rawTtfm.burst, 99)} ms | p99 ×${ratio(oursTtfm.burst, rawTtfm.burst, 99)} | — |
 | FetchJWTSVID, cached token, sequential on one connection (3,000 calls) | p50 **${p(oursJwt, 50)} ms**, p99 **${p(oursJwt, 99)} ms** | p50 ${p(rawJwt, 50)} ms, p99 ${p(rawJwt, 99)} ms | p99 ×${ratio(oursJwt, rawJwt, 99)} | — |
 | rotation pushed to 10,000 open streams (100 connections × 100): admin entry change → last stream has the new SVID | **${fmt(oursPush.total)} ms** (first→last stream ${fmt(oursPush.spread)} ms) | trigger → last stream ${fmt(rawPush.total)} ms (spread ${fmt(rawPush.spread)} ms) | ×${(oursPush.total / rawPush.total).toFixed(1)} | ≤ 1 s |
-| agent RSS with ${fmt(IDENTITIES + 1)} identities, idle | **${mb(rssIdle)} MB** | bare \`node\` process ${mb(rssBare)} MB | ×${(rssIdle / rssBare).toFixed(1)} | ≤ 80 MB |
+| agent RSS with ${fmt(IDENTITIES + 1)} identities, idle, Node defaults | **${mb(rssIdle)} MB** | bare \`node\` process ${mb(rssBare)} MB | ×${(rssIdle / rssBare).toFixed(1)} | ≤ 80 MB |
+| the same with \`NODE_OPTIONS=--max-semi-space-size=1\` (the README's setting for standalone agents) | **${mb(rssLean)} MB** | bare \`node\` process ${mb(rssBare)} MB | ×${(rssLean / rssBare).toFixed(1)} | ≤ 80 MB |
 | agent RSS with ${fmt(CLIENTS)} open streams / with 10,000 open streams | ${mb(oursTtfm.rss)} MB / ${mb(oursPush.rss)} MB | raw server ${mb(rawTtfm.rss)} MB / ${mb(rawPush.rss)} MB | — | — |
 
 The rotation figure for Cairn includes the whole path: the admin REST change, NOTIFY → the agent's long-poll, a
 new key and CSR, issuance by the CA, and re-encoding the state for every stream; the baseline only writes a
-recorded frame to each stream. Median TTFM over the samples: ours ${median(oursTtfm.samples).toFixed(2)} ms, raw ${median(rawTtfm.samples).toFixed(2)} ms.`;
+recorded frame to each stream. Median TTFM over the samples: ours ${median(oursTtfm.samples).toFixed(2)} ms, raw ${median(rawTtfm.samples).toFixed(2)} ms.
+${percentile(oursTtfm.samples, 99) <= 2 ? '' : `
+**TTFM p99 misses the 2 ms target on this machine.** The typical call is ~1 ms (p50), but the tail is the
+machine's: the raw baseline's own p99 is ${p(rawTtfm.samples, 99)} ms with the bench client, the agent and the baseline sharing two
+cores. Per call the agent does the kernel credential read, ~6 small file reads for the Unix attestor
+(/etc/passwd, /etc/group, /proc/<pid>/status, the executable's link and identity — its hash is cached by
+file identity) and connect-node's handler pipeline. Not yet tried: caching passwd/group by mtime, and
+trimming connect's per-call setup.`}
+Where the rotation time goes: about 100 µs of agent CPU per stream inside connect-node's (down-levelled)
+async-iterable pipeline, measured with a CPU profile; the state itself is built and encoded once per
+selector set and shared by every stream (a pre-encoded message). Each open stream costs ~50 KB of agent
+memory (the raw server: ~12 KB). Agent RSS idles at ~94 MB with Node's defaults because V8 keeps its 16 MB
+semi-spaces resident after each issuance burst; \`--max-semi-space-size=1\` brings it under 80 MB.`;
     writeSection('workload-api', md);
     console.log(md);
   } finally {

@@ -9,6 +9,7 @@ export const COMMON_OPTIONS = {
   help: { type: 'boolean', short: 'h', default: false },
 } as const satisfies Options;
 
+/** @internal (its inferred node:util return type cannot be named in a declaration file) */
 export function parse<T extends Options>(argv: string[], options: T) {
   return parseArgs({ args: argv, options: { ...COMMON_OPTIONS, ...options }, allowPositionals: true, strict: true });
 }

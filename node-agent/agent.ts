@@ -212,12 +212,28 @@ export class NodeAgent implements WorkloadApiPorts {
     while (!signal.aborted) {
       await sleep(1000, undefined, { signal }).catch(() => undefined);
       if (signal.aborted || !this.synced) continue;
+      this.dropExpired();
       try {
         await this.rotate();
         await this.renewOwnSvidIfDue();
       } catch (err) {
         this.deps.logger.warn({ err: (err as Error).message }, 'SVID rotation failed; will retry');
       }
+    }
+  }
+
+  /** An SVID past its notAfter is useless to a workload and wrong to hand out: stop serving it. */
+  private dropExpired(): void {
+    const now = this.deps.clock.now().getTime();
+    let dropped = 0;
+    for (const [id, held] of this.svids) {
+      if (held.notAfter > now) continue;
+      this.svids.delete(id);
+      dropped++;
+    }
+    if (dropped > 0) {
+      this.deps.logger.warn({ dropped }, 'SVIDs expired before they could be renewed (is the CA reachable?)');
+      this.changed();
     }
   }
 

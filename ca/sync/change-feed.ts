@@ -15,6 +15,9 @@ export interface ChangeWaiter {
 export class ChangeFeed {
   private readonly waiters = new Set<() => void>();
   private unlisten: Unlisten | undefined;
+  private readonly stopping = new AbortController();
+  /** Aborted by stop(): long-polls answer at once so the server can close without waiting them out. */
+  readonly closing: AbortSignal = this.stopping.signal;
 
   constructor(private readonly db: Database) {}
 
@@ -23,6 +26,7 @@ export class ChangeFeed {
   }
 
   async stop(): Promise<void> {
+    this.stopping.abort();
     this.wakeAll();
     await this.unlisten?.();
     this.unlisten = undefined;

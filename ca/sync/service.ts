@@ -8,6 +8,7 @@ import { entryView } from '../entries/view.js';
 import type { EntryStore } from '../entries/store.js';
 import type { AttestedNode } from '../nodes/store.js';
 import type { ChangeFeed } from './change-feed.js';
+import { CairnError } from '../../lib/errors.js';
 
 export interface SyncDeps {
   readonly clock: Clock;
@@ -37,13 +38,18 @@ export function syncEntryOf(e: Entry): SyncEntry {
 export class SyncService {
   constructor(private readonly deps: SyncDeps) {}
 
-  async sync(node: AttestedNode, req: SyncRequest, signal?: AbortSignal): Promise<SyncResponse> {
+  async sync(node: AttestedNode, req: SyncRequest, abandoned?: AbortSignal): Promise<SyncResponse> {
+    const signal = abandoned ? AbortSignal.any([abandoned, this.deps.feed.closing]) : this.deps.feed.closing;
     const deadline = this.deps.clock.now().getTime() + req.waitSeconds * 1000;
     let since = req.revision;
     const full = req.revision === 0;
     for (;;) {
       // The agent went away (or we are shutting down): nobody will read an answer.
-      if (signal?.aborted) return { revision: since, full: false, parents: [], entries: [], removed: [] };
+      if (signal.aborted) {
+        // A full sync must not answer "nothing": the agent would take an empty set as the truth.
+        if (full) throw new CairnError('store_unavailable', 'the CA is shutting down; retry');
+        return { revision: since, full: false, parents: [], entries: [], removed: [] };
+      }
       const waiter = this.deps.feed.arm();
       // Read the high-water mark first: anything committed later is picked up next time.
       const latest = await this.deps.entries.latestRevision();
@@ -55,7 +61,7 @@ export class SyncService {
       const { trustDomain, keys } = await this.deps.authority.published(node.trustDomain);
       const bundleChanged = trustDomain.bundleSequence > req.bundleSequence;
       const remaining = deadline - this.deps.clock.now().getTime();
-      if (full || changed.length > 0 || removed.length > 0 || bundleChanged || remaining <= 0 || signal?.aborted) {
+      if (full || changed.length > 0 || removed.length > 0 || bundleChanged || remaining <= 0 || signal.aborted) {
         waiter.cancel();
         return {
           revision: Math.max(latest, since),

@@ -120,6 +120,13 @@ describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () =>
     expect(badAddress.stderr).toMatch(/invalid_argument: .*unix scheme/);
   });
 
+  it('the Workload API client is importable as cairn/workload-api/client, with types', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', "const m = await import('cairn/workload-api/client'); console.log(typeof m.WorkloadApiClient, typeof m.socketPathOf)"], { cwd: packageRoot(), encoding: 'utf8' });
+    expect(out.trim()).toBe('function function');
+    expect(existsSync(join(packageRoot(), 'dist/workload-api/client.d.ts'))).toBe(true);
+  });
+
   it('reports a clear error when the admin token is wrong or the CA is unreachable', () => {
     const bad = runCairn(['trust-domain', 'list'], { ...env, CAIRN_ADMIN_TOKEN: 'cairn-admin.nope' });
     expect(bad.status).toBe(1);

@@ -14,6 +14,7 @@ import { storeKind } from '../../support/db.js';
 import { fetchAsUid, firstMessage, grpc, grpcWorkloadClient, securityHeader, unary, type X509SvidWire } from '../../support/grpc-workload.js';
 import { freePort } from '../../support/processes.js';
 import { capturingLogger } from '../../support/logs.js';
+import { FakeClock } from '../../support/clock.js';
 import { opensslVerify } from '../../support/openssl.js';
 
 const TD = 'wl.test';
@@ -76,7 +77,12 @@ describe(`workloads on a real agent socket (${storeKind()} store)`, () => {
   it.runIf(isRoot)('processes under different uids get different identities from the same socket', async () => {
     expect(await fetchAsUid(agent!.socketPath, 3132)).toBe(`DATA spiffe://${TD}/other`);
     const own = await firstMessage<{ svids: X509SvidWire[] }>(grpcWorkloadClient(agent!.socketPath), 'FetchX509SVID');
-    expect(own.svids.map((s) => s.spiffe_id)).toEqual([`spiffe://${TD}/a-server`, `spiffe://${TD}/b-client`]);
+    expect(own.svids.map((s) => s.spiffe_id).sort()).toEqual([`spiffe://${TD}/a-server`, `spiffe://${TD}/b-client`]);
+  });
+
+  it.runIf(isRoot)('a caller under a uid with no entry gets PermissionDenied and is recorded for discovery', async () => {
+    expect(await fetchAsUid(agent!.socketPath, 3131)).toBe(`ERR ${grpc.status.PERMISSION_DENIED}`);
+    expect(agent!.agent.discovery.list().some((c) => c.selectors.includes('unix:uid:3131'))).toBe(true);
   });
 
   it('two SVIDs complete an openssl s_server / s_client mTLS handshake, each verifying the other', async () => {
@@ -231,5 +237,37 @@ describe(`workloads on a real agent socket (${storeKind()} store)`, () => {
     ours.close();
     expect(failure).toBeInstanceOf(WorkloadApiError);
     expect(failure).toMatchObject({ code: 'unavailable', retryable: true });
+  });
+});
+
+describe(`an agent cut off from its CA (${storeKind()} store)`, () => {
+  it('serves its SVIDs until they expire, then answers PermissionDenied instead of an expired SVID', async () => {
+    const ca = await startTestCa();
+    const dir = mkdtempSync(join(tmpdir(), 'cairn-exp-'));
+    const clock = new FakeClock(new Date());
+    let agent: AgentHandle | undefined;
+    const client = () => new WorkloadApiClient(`unix://${join(dir, 'api.sock')}`);
+    try {
+      await ca.admin('/v1/trust-domains', { body: { name: 'expiry.test', x509SvidTtlSeconds: 60 } });
+      const { token, spiffeId } = await (await ca.admin('/v1/tokens', { body: { trustDomain: 'expiry.test' } })).json();
+      await ca.admin('/v1/entries', { body: { spiffeId: 'spiffe://expiry.test/w', parentId: spiffeId, selectors: [`unix:uid:${process.getuid!()}`] } });
+      agent = await startAgent({ dataDir: join(dir, 'agent'), joinToken: token, socketPath: join(dir, 'api.sock') }, { clock, logger: capturingLogger().logger });
+      await agent.whenReady();
+      await ca.stop();
+      clock.advance(45); // past renewal time: renewals fail, the SVID is still valid and still served
+      await new Promise((r) => setTimeout(r, 1500));
+      const c1 = client();
+      expect((await c1.fetchX509Context()).svids.map((s) => s.spiffeId)).toEqual(['spiffe://expiry.test/w']);
+      c1.close();
+      clock.advance(30); // past notAfter
+      await new Promise((r) => setTimeout(r, 1500));
+      const c2 = client();
+      await expect(c2.fetchX509Context()).rejects.toMatchObject({ code: 'permission_denied' });
+      c2.close();
+    } finally {
+      await agent?.close();
+      await ca.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

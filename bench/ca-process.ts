@@ -1,0 +1,40 @@
+import pg from 'pg';
+import { spawnCairn, type Spawned } from '../test/support/processes.js';
+
+export interface BenchCa {
+  readonly process: Spawned;
+  readonly httpUrl: string;
+  /** An admin REST call; throws on a non-2xx answer. Loosely typed: a bench reads back a few fields it just wrote. */
+  admin(path: string, body?: unknown, method?: string): Promise<any>;
+}
+
+/**
+ * `cairn ca start` as its own process on the PostgreSQL that `npm run bench` started, on an emptied
+ * schema, with a known admin token.
+ */
+export async function startBenchCa(dataDir: string, nodeArgs: string[] = []): Promise<BenchCa> {
+  const databaseUrl = process.env.DATABASE_URL;
+  if (!databaseUrl) throw new Error('this benchmark needs DATABASE_URL (npm run bench starts a private PostgreSQL)');
+  const db = new pg.Client({ connectionString: databaseUrl });
+  await db.connect();
+  await db.query('DROP SCHEMA public CASCADE; CREATE SCHEMA public');
+  await db.end();
+  const adminToken = 'cairn-admin.' + 'b'.repeat(43);
+  const ca = spawnCairn(['ca', 'start', '--listen', '127.0.0.1:0', '--tls-listen', '127.0.0.1:0'], { CAIRN_DATA_DIR: dataDir, DATABASE_URL: databaseUrl, CAIRN_ADMIN_TOKEN: adminToken, CAIRN_LOG_LEVEL: 'warn' }, nodeArgs);
+  try {
+    await ca.waitFor(/listening on/);
+  } catch (err) {
+    await ca.stop();
+    throw err;
+  }
+  const httpUrl = /listening on (http:\/\/\S+)/.exec(ca.stderr())![1]!;
+  return {
+    process: ca,
+    httpUrl,
+    async admin(path, body, method = body === undefined ? 'GET' : 'POST') {
+      const res = await fetch(httpUrl + path, { method, headers: { authorization: `Bearer ${adminToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+      if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
+      return res.status === 204 ? undefined : res.json();
+    },
+  };
+}
