@@ -6,7 +6,7 @@ import type { Logger } from '../lib/log.js';
 import { generateKeyAndCsr } from '../lib/pkcs10.js';
 import type { Bundle } from '../spiffe/bundle/bundle.js';
 import { parseJwtSvidInsecure } from '../spiffe/svid/jwt.js';
-import type { PeerInfo, Workload, WorkloadApiPorts, WorkloadSnapshot, JwtSvidResult } from '../workload-api/ports.js';
+import type { PeerInfo, Workload, WorkloadApiPorts, WorkloadSnapshot, X509Identity, JwtSvidResult } from '../workload-api/ports.js';
 import { CaClient, chainPemOf } from './ca-client.js';
 import { saveAgentState } from './storage/agent-state.js';
 import { DiscoveryLog } from './caller/discovery.js';
@@ -27,7 +27,7 @@ export interface AgentDeps {
 }
 
 interface HeldSvid {
-  readonly identity: WorkloadSnapshot['x509Svids'][number];
+  readonly identity: X509Identity;
   readonly revision: number;
   readonly notBefore: number;
   readonly notAfter: number;
