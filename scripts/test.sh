@@ -9,6 +9,14 @@ echo "== typecheck and build"
 npx tsc -p tsconfig.json --noEmit
 npm run --silent build
 
+# The systemd unit tests check deploy/systemd with systemd-analyze (Debian's systemd package).
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  echo "== installing systemd-analyze from Debian's packages"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
+fi
+
 source scripts/postgres.sh
 start_private_postgres
 REPORTS=$(mktemp -d /tmp/cairn-reports.XXXXXX)

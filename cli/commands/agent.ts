@@ -18,9 +18,21 @@ export function untilSignal(): Promise<string> {
   });
 }
 
-export function joinTokenOf(flag: string | undefined, file: string | undefined): string | undefined {
+/**
+ * The join token, from the flag, a file or CAIRN_JOIN_TOKEN. A file is read only if the agent needs
+ * it (no valid persisted SVID), so it may be deleted after the first start.
+ */
+export function joinTokenOf(flag: string | undefined, file: string | undefined): string | (() => Promise<string>) | undefined {
   if (flag) return flag;
-  if (file) return readFileSync(file, 'utf8').trim();
+  if (file) {
+    return async () => {
+      try {
+        return readFileSync(file, 'utf8').trim();
+      } catch (err) {
+        throw new UsageError(`cannot read the join token file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+    };
+  }
   return process.env.CAIRN_JOIN_TOKEN;
 }
 

@@ -1,0 +1,129 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { packageRoot } from '../../lib/paths.js';
+import { storeKind } from '../support/db.js';
+import { freePort, spawnCairn, type Spawned } from '../support/processes.js';
+import { WorkloadApiClient } from '../../workload-api/client.js';
+
+const UNITS = join(packageRoot(), 'deploy/systemd');
+
+/** The [Service] settings of a unit file, repeated keys kept in order. */
+function serviceSettings(unit: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  let section = '';
+  for (const raw of readFileSync(join(UNITS, unit), 'utf8').split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const header = /^\[(.+)\]$/.exec(line);
+    if (header) section = header[1]!;
+    else if (section === 'Service') {
+      const i = line.indexOf('=');
+      const key = line.slice(0, i);
+      out.set(key, [...(out.get(key) ?? []), line.slice(i + 1)]);
+    }
+  }
+  return out;
+}
+
+/** ExecStart's node arguments, with the install paths mapped onto this checkout and a scratch dir. */
+function execArgs(unit: string, paths: Record<string, string>): string[] {
+  const exec = serviceSettings(unit).get('ExecStart')![0]!;
+  let line = exec.replace('/opt/cairn', packageRoot());
+  for (const [from, to] of Object.entries(paths)) line = line.split(from).join(to);
+  const args = line.split(/\s+/);
+  expect(args[0]).toBe('/usr/bin/node');
+  expect(args[1]).toBe(join(packageRoot(), 'dist/cli/main.js'));
+  return args.slice(2);
+}
+
+function environment(unit: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const value of serviceSettings(unit).get('Environment') ?? []) {
+    for (const pair of value.split(/\s+(?=[A-Z_]+=)/)) {
+      const i = pair.indexOf('=');
+      env[pair.slice(0, i)] = pair.slice(i + 1);
+    }
+  }
+  return env;
+}
+
+describe('deploy/systemd units', () => {
+  it('pass systemd-analyze verify', () => {
+    expect(() => execFileSync('systemd-analyze', ['verify', join(UNITS, 'cairn-ca.service'), join(UNITS, 'cairn-agent.service')], { stdio: 'pipe', timeout: 30_000 })).not.toThrow();
+  });
+
+  it.each(['cairn-ca.service', 'cairn-agent.service'])('%s is hardened and keeps its state in a state directory', (unit) => {
+    const s = serviceSettings(unit);
+    const hardening: [string, string][] = [['NoNewPrivileges', 'yes'], ['ProtectSystem', 'strict'], ['PrivateTmp', 'yes'], ['ProtectKernelModules', 'yes'], ['RestrictNamespaces', 'yes'], ['UMask', '0077']];
+    for (const [key, value] of hardening) {
+      expect(s.get(key), `${unit} ${key}`).toEqual([value]);
+    }
+    expect(s.get('StateDirectory')?.[0]).toMatch(/^cairn-/);
+    expect(s.get('ExecStart')?.[0]).toContain('--data-dir ${STATE_DIRECTORY}');
+  });
+});
+
+describe.runIf(storeKind() === 'embedded')('the units\' command lines, run as written (VM bootstrap: one token, then restarts without it)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-systemd-'));
+  const running: Spawned[] = [];
+  afterAll(async () => {
+    for (const p of running.reverse()) await p.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('the CA starts, the agent attests with the token file, and after the file is deleted a restart reuses its SVID', async () => {
+    const [http, tls] = [await freePort(), await freePort()];
+    const caArgs = execArgs('cairn-ca.service', { '${STATE_DIRECTORY}': join(dir, 'ca'), '0.0.0.0:8080': `127.0.0.1:${http}`, '0.0.0.0:8443': `127.0.0.1:${tls}` });
+    const ca = spawnCairn(caArgs, { ...environment('cairn-ca.service'), DATABASE_URL: undefined, CAIRN_ADMIN_TOKEN: undefined, CAIRN_SERVER: undefined });
+    running.push(ca);
+    await ca.waitFor(/listening on/);
+    const admin = (path: string, body?: unknown) =>
+      fetch(`http://127.0.0.1:${http}${path}`, {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: { authorization: `Bearer ${readFileSync(join(dir, 'ca', 'admin-token'), 'utf8').trim()}`, 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      }).then((r) => r.json());
+    await admin('/v1/trust-domains', { name: 'vm.test' });
+    const { token, spiffeId } = await admin('/v1/tokens', { trustDomain: 'vm.test' });
+    await admin('/v1/entries', { spiffeId: 'spiffe://vm.test/app', parentId: spiffeId, selectors: [`unix:uid:${process.getuid!()}`] });
+    const tokenFile = join(dir, 'join-token');
+    writeFileSync(tokenFile, token + '\n', { mode: 0o600 });
+    const socket = join(dir, 'run', 'agent.sock');
+    const agentArgs = execArgs('cairn-agent.service', { '${STATE_DIRECTORY}': join(dir, 'agent'), '/run/cairn/agent.sock': socket, '/etc/cairn/join-token': tokenFile });
+    const agentEnv = environment('cairn-agent.service');
+    expect(agentEnv.NODE_OPTIONS).toBe('--max-semi-space-size=1');
+
+    const fetchId = async (): Promise<string> => {
+      const client = new WorkloadApiClient(`unix://${socket}`);
+      try {
+        for (;;) {
+          try {
+            return (await client.fetchX509Context()).svids[0]!.spiffeId;
+          } catch (err) {
+            if ((err as { code?: string }).code !== 'unavailable') throw err;
+            await new Promise((r) => setTimeout(r, 200));
+          }
+        }
+      } finally {
+        client.close();
+      }
+    };
+
+    const first = spawnCairn(agentArgs, agentEnv);
+    running.push(first);
+    await first.waitFor(/serving the Workload API/);
+    expect(await fetchId()).toBe('spiffe://vm.test/app');
+    expect(await first.stop('SIGTERM')).toBe(0);
+    expect(existsSync(socket)).toBe(false);
+
+    rmSync(tokenFile); // a used token is useless anyway; the persisted SVID is what restarts rely on
+    const second = spawnCairn(agentArgs, agentEnv);
+    running.push(second);
+    await second.waitFor(/serving the Workload API/);
+    expect(second.stderr()).toContain(spiffeId);
+    expect(await fetchId()).toBe('spiffe://vm.test/app');
+  });
+});
