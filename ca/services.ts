@@ -11,6 +11,8 @@ import { AuthorityKeyStore } from './authority/store.js';
 import { EntryStore } from './entries/store.js';
 import { EntryService } from './entries/service.js';
 import { EnrollmentService } from './enrollment/service.js';
+import { NodeAttestationService } from './node-attestation/service.js';
+import { NodeAttestationStore } from './node-attestation/store.js';
 import { IssuancePool } from './issuance/batch-pool.js';
 import { FailureLimiter } from './enrollment/failure-limiter.js';
 import { NodeStore } from './nodes/store.js';
@@ -65,7 +67,9 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const issuancePool = new IssuancePool();
   const issuance = new IssuanceService({ clock, random, logger, authority, inventory, pool: issuancePool });
   const tokens = new TokenService({ store: tokenStore, trustDomains: trustDomainStore, clock, random, logger, endpoint: deps.tlsEndpoint });
-  const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter: new FailureLimiter(clock) });
+  const limiter = new FailureLimiter(clock);
+  const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter });
+  const trustDomains = new TrustDomainService({ db, clock, logger, store: trustDomainStore, keys, authority, entries });
   const feed = new ChangeFeed(db);
   return {
     stores: { trustDomains: trustDomainStore, keys, entries, adminTokens, nodes, tokens: tokenStore },
@@ -78,7 +82,10 @@ export function buildCaCore(deps: CoreDeps): CaCore {
     sync: new SyncService({ clock, entries, enrollment, authority, feed }),
     adminAuth: new AdminAuthService({ clock, random, logger, store: adminTokens }),
     authority,
-    trustDomains: new TrustDomainService({ db, clock, logger, store: trustDomainStore, keys, authority, entries }),
+    trustDomains,
+    // Its own budget: PSAT and x509pop evidence cannot be guessed, so this only keeps a misbehaving
+    // source from making us hammer the Kubernetes API; nodes behind one NAT share it.
+    nodeAttestation: new NodeAttestationService({ clock, random, logger, store: new NodeAttestationStore(db), enrollment, trustDomains, limiter: new FailureLimiter(clock, 60), endpoint: deps.tlsEndpoint }),
     issuance,
     inventory,
     ready: async () => (await schemaVersion(db)) > 0,

@@ -10,7 +10,8 @@ type Command = (argv: string[]) => Promise<void>;
  * for the CA's web server, database drivers and embedded PostgreSQL.
  */
 const COMMANDS: Record<string, () => Promise<Command>> = {
-  ca: async () => (await import('./commands/ca.js')).caCommand,
+  ca: async () => async (argv) => (argv[0] === 'pin' ? (await import('./commands/attestor.js')).caPinCommand(argv) : (await import('./commands/ca.js')).caCommand(argv)),
+  attestor: async () => (await import('./commands/attestor.js')).attestorCommand,
   up: async () => (await import('./commands/ca.js')).upCommand,
   'trust-domain': async () => (await import('./commands/trust-domain.js')).trustDomainCommand,
   x509: async () => (await import('./commands/mint.js')).x509Command,
@@ -25,13 +26,14 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
 };
 
 async function usage(): Promise<string> {
-  const [ca, td, mint, enrollment, agent, workload] = await Promise.all([
+  const [ca, td, mint, enrollment, agent, workload, attestor] = await Promise.all([
     import('./commands/ca.js'),
     import('./commands/trust-domain.js'),
     import('./commands/mint.js'),
     import('./commands/enrollment.js'),
     import('./commands/agent.js'),
     import('./commands/workload.js'),
+    import('./commands/attestor.js'),
   ]);
   return `cairn — a SPIFFE identity authority
 
@@ -41,6 +43,7 @@ ${mint.MINT_USAGE}
 ${enrollment.ENROLLMENT_USAGE}
 ${agent.AGENT_USAGE}
 ${workload.WORKLOAD_USAGE}
+${attestor.ATTESTOR_USAGE}
 
 Common flags: --server URL (or CAIRN_SERVER), --data-dir DIR (or CAIRN_DATA_DIR, default ./.cairn), --json
 The admin token comes from CAIRN_ADMIN_TOKEN or <data-dir>/admin-token.`;
@@ -51,6 +54,11 @@ async function main(argv: string[]): Promise<number> {
   if (!command || command === 'help' || command === '--help' || command === '-h') {
     process.stdout.write((await usage()) + '\n');
     return command ? 0 : 2;
+  }
+  // `cairn ca start --help` must explain, not start a CA.
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write((await usage()) + '\n');
+    return 0;
   }
   const load = COMMANDS[command];
   if (!load) {

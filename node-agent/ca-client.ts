@@ -40,6 +40,20 @@ export class CaClient {
     return { svid: res.body, caUrl: claims.url, authorityPem };
   }
 
+  /** Attestation without a token: the CA's URL and pin come from configuration, the evidence from the attestor. */
+  static async attestWith(caUrl: string, pin: string, post: (url: string, ca: string) => Promise<X509SvidMessage>): Promise<{ svid: X509SvidMessage; caUrl: string; authorityPem: string }> {
+    const base = caUrl.replace(/\/+$/, '');
+    const authorityPem = await fetchPinnedAuthority(base, pin);
+    return { svid: await post(base, authorityPem), caUrl: base, authorityPem };
+  }
+
+  /** POSTs to the CA's TLS listener without a client certificate (attestation steps). */
+  static async post<T>(base: string, authorityPem: string, path: string, body: unknown, expect = 201): Promise<T> {
+    const res = await requestJson<T & { code?: string; message?: string }>('POST', base + path, body, { ca: authorityPem });
+    if (res.status !== expect) throw new CaError(res.status, res.body?.code ?? `http_${res.status}`, res.body?.message ?? 'attestation failed');
+    return res.body;
+  }
+
   get credentials(): AgentCredentials {
     return this.creds;
   }

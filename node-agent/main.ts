@@ -6,8 +6,10 @@ import { generateKeyAndCsr } from '../lib/pkcs10.js';
 import { SpiffeId } from '../spiffe/id.js';
 import { startWorkloadApiServer, type WorkloadApiServer } from '../workload-api/server.js';
 import { NodeAgent } from './agent.js';
+import { attestNode, type NodeAttestation } from './attestation/node-attestors.js';
 import { CaClient, chainPemOf } from './ca-client.js';
 import { ExecutableHashCache, unixSelectors } from './caller/unix-attestor.js';
+import { K8sWorkloadAttestor, KubeletClient } from './caller/k8s-attestor.js';
 import { loadPeerCredentialSource, type PeerCredentials } from './platform/peercred.js';
 import { loadAgentState, saveAgentState, type PersistedAgent } from './storage/agent-state.js';
 
@@ -19,6 +21,10 @@ export interface AgentConfig {
   readonly joinToken?: string | (() => Promise<string>) | undefined;
   /** Where the CA's TLS endpoint is now, when it moved since the agent attested (else the persisted URL). */
   readonly caUrl?: string | undefined;
+  /** Attest with a Kubernetes PSAT or x509pop instead of a join token (re-attestable: no token to spend). */
+  readonly attestation?: NodeAttestation | undefined;
+  /** The Kubernetes workload attestor (k8s:* selectors from the kubelet), next to the Unix one. */
+  readonly kubelet?: { readonly url: string; readonly tokenFile?: string | undefined; readonly caFile?: string | undefined; readonly skipVerify?: boolean | undefined } | undefined;
 }
 
 export interface AgentHandle {
@@ -40,10 +46,16 @@ async function bootstrap(config: AgentConfig, clock: Clock, logger: Logger): Pro
     logger.info({ spiffeId: persisted.spiffeId }, 'reusing the persisted agent SVID');
     return persisted;
   }
-  if (!config.joinToken) throw new AgentStartError('no valid agent SVID in the data dir and no join token given (--join-token, CAIRN_JOIN_TOKEN or --join-token-file)');
+  if (!config.joinToken && !config.attestation) throw new AgentStartError('no valid agent SVID in the data dir and no way to attest: give a join token (--join-token, CAIRN_JOIN_TOKEN or --join-token-file) or --attestor k8s_psat|x509pop');
   const key = generateKeyAndCsr('ec-p256');
-  const token = typeof config.joinToken === 'string' ? config.joinToken : await config.joinToken();
-  const { svid, caUrl, authorityPem } = await CaClient.attest(token.trim(), key.csr.toString('base64'));
+  let attested;
+  if (config.attestation) {
+    attested = await attestNode(config.attestation, key.csr.toString('base64'));
+  } else {
+    const token = typeof config.joinToken === 'string' ? config.joinToken : await config.joinToken!();
+    attested = await CaClient.attest(token.trim(), key.csr.toString('base64'));
+  }
+  const { svid, caUrl, authorityPem } = attested;
   const state: PersistedAgent = {
     spiffeId: svid.spiffeId,
     caUrl,
@@ -52,7 +64,7 @@ async function bootstrap(config: AgentConfig, clock: Clock, logger: Logger): Pro
     keyPem: key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
   };
   saveAgentState(config.dataDir, state);
-  logger.info({ spiffeId: state.spiffeId }, 'agent attested with a join token');
+  logger.info({ spiffeId: state.spiffeId, attestor: config.attestation?.kind ?? 'join_token' }, 'agent attested');
   return state;
 }
 
@@ -65,6 +77,12 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
   const client = new CaClient({ caUrl: config.caUrl ?? state.caUrl, authorityPem: state.authorityPem, chainPem: state.chainPem, keyPem: state.keyPem });
   const peers = loadPeerCredentialSource();
   const hashes = new ExecutableHashCache();
+  const kubelet = config.kubelet ? new KubeletClient({ ...config.kubelet, clock }) : undefined;
+  const k8s = kubelet ? new K8sWorkloadAttestor({ pods: kubelet, log: logger }) : undefined;
+  const selectorsOf = async (peer: PeerCredentials): Promise<string[]> => {
+    const [unix, pod] = await Promise.all([unixSelectors(peer, {}, hashes), k8s ? k8s.selectors(peer) : Promise.resolve([])]);
+    return [...unix, ...pod];
+  };
   const agent = new NodeAgent({
     client,
     clock,
@@ -72,7 +90,7 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
     dataDir: config.dataDir,
     spiffeId: state.spiffeId,
     trustDomain: SpiffeId.parse(state.spiffeId).trustDomain,
-    selectorsOf: (peer) => unixSelectors(peer, {}, hashes),
+    selectorsOf: (peer) => selectorsOf(peer as PeerCredentials),
     stillSame: (peer) => peers.stillSame(peer as PeerCredentials),
   });
   const socketPath = config.socketPath ?? join(config.dataDir, 'sockets', 'workload.sock');
@@ -102,6 +120,7 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
       await server.close();
       await running.catch(() => undefined);
       client.close();
+      kubelet?.close();
     },
   };
 }

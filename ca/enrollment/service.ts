@@ -55,7 +55,7 @@ export class EnrollmentService {
   async attestAgent(tokenText: string, csrText: string, source: string): Promise<IssuedX509Svid> {
     const csr = verifyCsr(decodeCsrText(csrText));
     const t = await this.redeem(source, tokenText, 'join');
-    const grant = { trustDomain: t.trustDomain, spiffeId: t.spiffeId ?? defaultAgentId(t.trustDomain, t.id), selectors: t.selectors, tokenId: t.id };
+    const grant = { trustDomain: t.trustDomain, spiffeId: t.spiffeId ?? defaultAgentId(t.trustDomain, t.id), selectors: t.selectors, issuedTo: `token:${t.id}` };
     return this.enroll(grant, csr, 'agent', 'join_token');
   }
 
@@ -63,17 +63,21 @@ export class EnrollmentService {
   async redeemWorkload(tokenText: string, csrText: string, source: string): Promise<IssuedX509Svid> {
     const csr = verifyCsr(decodeCsrText(csrText));
     const t = await this.redeem(source, tokenText, 'workload');
-    const grant = { trustDomain: t.trustDomain, spiffeId: t.spiffeId!, selectors: t.selectors, tokenId: t.id };
+    const grant = { trustDomain: t.trustDomain, spiffeId: t.spiffeId!, selectors: t.selectors, issuedTo: `token:${t.id}` };
     return this.enroll(grant, csr, 'device', 'workload_credential');
   }
 
-  private async enroll(grant: RedeemedGrant, csr: ReturnType<typeof verifyCsr>, kind: NodeKind, attestationType: string): Promise<IssuedX509Svid> {
+  /**
+   * Issues a node its SVID and records it as attested (again, for attestors that allow it: the new
+   * serial becomes the current one). Banned nodes are refused.
+   */
+  async enroll(grant: NodeGrant, csr: ReturnType<typeof verifyCsr>, kind: NodeKind, attestationType: string): Promise<IssuedX509Svid> {
     const existing = await this.deps.nodes.get(grant.spiffeId);
     if (existing?.banned) throw new CairnError('agent_banned', `${grant.spiffeId} is banned`);
     const [svid] = await this.deps.issuance.issueX509(
       grant.trustDomain,
       [{ csr, policy: { spiffeId: SpiffeId.parse(grant.spiffeId), dnsNames: [] } }],
-      `token:${grant.tokenId}`,
+      grant.issuedTo,
     );
     const now = this.deps.clock.now();
     await this.deps.nodes.transaction(async (tx) => {
@@ -194,11 +198,12 @@ export class EnrollmentService {
   }
 }
 
-interface RedeemedGrant {
+/** Who a node is after attestation: its SPIFFE ID, its selectors, and what vouched for it (for the inventory). */
+export interface NodeGrant {
   readonly trustDomain: string;
   readonly spiffeId: string;
   readonly selectors: readonly string[];
-  readonly tokenId: string;
+  readonly issuedTo: string;
 }
 
 /** Serial of a DER certificate as lowercase hex, as the inventory stores it. */

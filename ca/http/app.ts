@@ -18,6 +18,8 @@ import type { EnrollmentService } from '../enrollment/service.js';
 import { registerEntryRoutes } from '../entries/routes.js';
 import type { EntryService } from '../entries/service.js';
 import { registerNodeRoutes } from '../nodes/routes.js';
+import { registerAttestorAdminRoutes, registerNodeAttestationRoutes } from '../node-attestation/routes.js';
+import type { NodeAttestationService } from '../node-attestation/service.js';
 import type { SyncService } from '../sync/service.js';
 import { registerTokenRoutes } from '../tokens/routes.js';
 import type { TokenService } from '../tokens/service.js';
@@ -28,6 +30,7 @@ export interface CaServices {
   readonly tokens: TokenService;
   readonly entries: EntryService;
   readonly enrollment: EnrollmentService;
+  readonly nodeAttestation: NodeAttestationService;
   readonly sync: SyncService;
   readonly authority: AuthorityService;
   readonly trustDomains: TrustDomainService;
@@ -126,6 +129,7 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
     registerTokenRoutes(admin, services.tokens);
     registerEntryRoutes(admin, services.entries);
     registerNodeRoutes(admin, services.enrollment);
+    registerAttestorAdminRoutes(admin, services.nodeAttestation);
   });
 
   if (options.tls) {
@@ -137,6 +141,7 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
         req.actor = `bootstrap:${req.ip}`;
       });
       registerBootstrapRoutes(boot, services.enrollment);
+      registerNodeAttestationRoutes(boot, services.nodeAttestation);
     });
     await registerNodeContext(app, 'agent', services.enrollment, agentRoutes(services.enrollment, services.sync));
     await registerNodeContext(app, 'device', services.enrollment, deviceRoutes(services.enrollment));

@@ -1,12 +1,16 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startAgent } from '../../node-agent/main.js';
+import type { NodeAttestation } from '../../node-agent/attestation/node-attestors.js';
 import { parse, UsageError } from '../args.js';
 import { dataDirOf } from '../client.js';
 import { printResult, say, table } from '../output.js';
 import { agentAdminCommand } from './enrollment.js';
 
 export const AGENT_USAGE = `cairn agent start [--data-dir DIR] [--socket PATH] [--join-token T | --join-token-file F]
+cairn agent start --attestor k8s_psat --trust-domain TD --cluster NAME --ca-url URL --ca-pin PIN [--psat-token-file F]
+cairn agent start --attestor x509pop --trust-domain TD --ca-url URL --ca-pin PIN --x509pop-cert PEM --x509pop-key PEM
+                  [--workload-attestor k8s --kubelet-url https://NODE_IP:10250 [--kubelet-token-file F] (--kubelet-ca-file F | --kubelet-skip-verify)]
 cairn agent unregistered [--data-dir DIR]     (callers that matched no entry: discovery mode)`;
 
 /** Resolves when SIGINT or SIGTERM arrives. */
@@ -36,12 +40,73 @@ export function joinTokenOf(flag: string | undefined, file: string | undefined):
   return process.env.CAIRN_JOIN_TOKEN;
 }
 
+const AGENT_START_OPTIONS = {
+  socket: { type: 'string' },
+  'join-token': { type: 'string' },
+  'join-token-file': { type: 'string' },
+  attestor: { type: 'string' },
+  'trust-domain': { type: 'string' },
+  cluster: { type: 'string' },
+  'ca-url': { type: 'string' },
+  'ca-pin': { type: 'string' },
+  'psat-token-file': { type: 'string' },
+  'x509pop-cert': { type: 'string' },
+  'x509pop-key': { type: 'string' },
+  'workload-attestor': { type: 'string', multiple: true },
+  'kubelet-url': { type: 'string' },
+  'kubelet-token-file': { type: 'string' },
+  'kubelet-ca-file': { type: 'string' },
+  'kubelet-skip-verify': { type: 'boolean', default: false },
+} as const;
+
+/** The Unix attestor always runs; `--workload-attestor k8s` adds the kubelet's view of the caller's pod. */
+function kubeletOf(values: { 'workload-attestor'?: string[] | undefined; 'kubelet-url'?: string | undefined; 'kubelet-token-file'?: string | undefined; 'kubelet-ca-file'?: string | undefined; 'kubelet-skip-verify'?: boolean | undefined }) {
+  const attestors = values['workload-attestor'] ?? [];
+  for (const a of attestors) if (a !== 'unix' && a !== 'k8s') throw new UsageError(`--workload-attestor must be unix or k8s, got "${a}"`);
+  if (!attestors.includes('k8s')) return undefined;
+  const url = values['kubelet-url'] ?? process.env.CAIRN_KUBELET_URL;
+  if (!url) throw new UsageError('--workload-attestor k8s needs --kubelet-url https://<node-ip>:10250');
+  if (!values['kubelet-ca-file'] && !values['kubelet-skip-verify']) throw new UsageError('--workload-attestor k8s needs --kubelet-ca-file F, or --kubelet-skip-verify where kubelet serving certificates are self-signed');
+  return { url, tokenFile: values['kubelet-token-file'] ?? '/var/run/secrets/kubernetes.io/serviceaccount/token', caFile: values['kubelet-ca-file'], skipVerify: values['kubelet-skip-verify'] };
+}
+
+/** --attestor k8s_psat | x509pop and what each needs; join_token (the default) needs none of it. */
+function nodeAttestationOf(values: Partial<Record<'attestor' | 'trust-domain' | 'cluster' | 'ca-url' | 'ca-pin' | 'psat-token-file' | 'x509pop-cert' | 'x509pop-key', string | undefined>>): NodeAttestation | undefined {
+  const kind = values.attestor ?? process.env.CAIRN_ATTESTOR ?? 'join_token';
+  if (kind === 'join_token') return undefined;
+  const need = (name: string, value: string | undefined): string => {
+    if (!value) throw new UsageError(`--attestor ${kind} needs --${name}`);
+    return value;
+  };
+  const ca = {
+    caUrl: need('ca-url', values['ca-url'] ?? process.env.CAIRN_CA_URL),
+    caPin: need('ca-pin', values['ca-pin'] ?? process.env.CAIRN_CA_PIN),
+    trustDomain: need('trust-domain', values['trust-domain'] ?? process.env.CAIRN_TRUST_DOMAIN),
+  };
+  if (kind === 'k8s_psat') {
+    return { kind, ...ca, cluster: need('cluster', values.cluster ?? process.env.CAIRN_CLUSTER), tokenFile: values['psat-token-file'] ?? DEFAULT_PSAT_TOKEN_FILE };
+  }
+  if (kind === 'x509pop') {
+    return { kind, ...ca, certFile: need('x509pop-cert', values['x509pop-cert']), keyFile: need('x509pop-key', values['x509pop-key']) };
+  }
+  throw new UsageError(`--attestor must be join_token, k8s_psat or x509pop, got "${kind}"`);
+}
+
+/** Where the DaemonSet in deploy/kubernetes projects the agent's token (audience cairn-ca). */
+export const DEFAULT_PSAT_TOKEN_FILE = '/var/run/secrets/tokens/cairn-agent';
+
 export async function agentCommand(argv: string[]): Promise<void> {
   const [verb] = argv;
   if (verb === 'start') {
-    const { values } = parse(argv.slice(1), { socket: { type: 'string' }, 'join-token': { type: 'string' }, 'join-token-file': { type: 'string' } });
+    const { values } = parse(argv.slice(1), AGENT_START_OPTIONS);
     const dataDir = join(dataDirOf(values['data-dir']), 'agent');
-    const handle = await startAgent({ dataDir, socketPath: values.socket ?? process.env.CAIRN_AGENT_SOCKET, joinToken: joinTokenOf(values['join-token'], values['join-token-file']) });
+    const handle = await startAgent({
+      dataDir,
+      socketPath: values.socket ?? process.env.CAIRN_AGENT_SOCKET,
+      joinToken: joinTokenOf(values['join-token'], values['join-token-file']),
+      attestation: nodeAttestationOf(values),
+      kubelet: kubeletOf(values),
+    });
     say(`Cairn agent ${handle.spiffeId} serving the Workload API; export SPIFFE_ENDPOINT_SOCKET=unix://${handle.socketPath}`);
     await untilSignal();
     await handle.close();

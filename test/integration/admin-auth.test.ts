@@ -53,7 +53,7 @@ describe(`admin authentication (${storeKind()} store)`, () => {
   });
 
   it('on the TLS listener too: admin routes need the token, agent and device routes a client SVID, only redemption is open', async () => {
-    const BOOTSTRAP = new Set(['POST /agent/v1/attest', 'POST /device/v1/redeem']);
+    const BOOTSTRAP = new Set(['POST /agent/v1/attest', 'POST /device/v1/redeem', 'POST /agent/v1/attest/k8s-psat', 'POST /agent/v1/attest/x509pop/challenge', 'POST /agent/v1/attest/x509pop']);
     const authority = await fetchPinnedAuthority(ca.tlsUrl, await ca.core.serverTls.pin());
     const accessSeen = new Set<string>();
     for (const route of ca.tlsApp.routes) {

@@ -1,0 +1,179 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { createLocalJWKSet, decodeJwt, jwtVerify, errors as joseErrors, type JSONWebKeySet } from 'jose';
+import { CairnError } from '../../lib/errors.js';
+
+/**
+ * Kubernetes projected service-account tokens (PSAT) as node credentials. Per cluster, either the
+ * API server's TokenReview (binding-aware: a deleted pod's token is refused) or offline against the
+ * cluster's OIDC JWKS (no API access needed, works across clusters, but blind to pod deletion).
+ */
+export interface PsatClusterConfig {
+  readonly mode: 'token_review' | 'jwks';
+  /** The audience the agent's projected token was minted for. */
+  readonly audience: string;
+  /** `namespace:serviceaccount` pairs allowed to attest as agents. */
+  readonly allowedServiceAccounts: readonly string[];
+  /** token_review: the API server, and files read on each review (projected tokens rotate). */
+  readonly apiServer?: string | undefined;
+  readonly apiCaFile?: string | undefined;
+  readonly apiTokenFile?: string | undefined;
+  /** jwks: the service-account issuer and its public keys. */
+  readonly issuer?: string | undefined;
+  readonly jwks?: JSONWebKeySet | undefined;
+}
+
+export interface PsatIdentity {
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  readonly podName: string;
+  readonly podUid: string;
+  readonly nodeName: string;
+  readonly nodeUid: string;
+  /** What makes this token single-use: its jti, else its hash. */
+  readonly credentialHash: Buffer;
+  readonly expiresAt: Date;
+}
+
+interface KubernetesClaims {
+  exp?: number;
+  jti?: string;
+  'kubernetes.io'?: {
+    namespace?: string;
+    serviceaccount?: { name?: string; uid?: string };
+    pod?: { name?: string; uid?: string };
+    node?: { name?: string; uid?: string };
+  };
+}
+
+const refused = (message: string): CairnError => new CairnError('unauthenticated', message);
+
+export const IN_CLUSTER = {
+  apiServer: 'https://kubernetes.default.svc',
+  apiCaFile: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
+  apiTokenFile: '/var/run/secrets/kubernetes.io/serviceaccount/token',
+} as const;
+
+interface TokenReviewStatus {
+  authenticated?: boolean;
+  error?: string;
+  audiences?: string[];
+  user?: { username?: string; uid?: string; extra?: Record<string, string[]> };
+}
+
+function postJson(url: string, body: unknown, bearer: string, ca: string | undefined, timeoutMs: number): Promise<{ status: number; body: unknown }> {
+  const payload = Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(url, {
+      method: 'POST',
+      ...(ca ? { ca } : {}),
+      headers: { 'content-type': 'application/json', accept: 'application/json', authorization: `Bearer ${bearer}`, 'content-length': payload.length },
+      timeout: timeoutMs,
+      agent: false,
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        } catch {
+          parsed = undefined;
+        }
+        resolve({ status: res.statusCode ?? 0, body: parsed });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${url} in ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+/** TokenReview against the cluster's API server; the token must still be bound to a live pod. */
+async function review(token: string, config: PsatClusterConfig): Promise<{ username: string; extra: Record<string, string[]> }> {
+  const apiServer = config.apiServer ?? IN_CLUSTER.apiServer;
+  let bearer: string;
+  let ca: string | undefined;
+  try {
+    bearer = readFileSync(config.apiTokenFile ?? IN_CLUSTER.apiTokenFile, 'utf8').trim();
+    const caFile = config.apiCaFile ?? (config.apiServer ? undefined : IN_CLUSTER.apiCaFile);
+    ca = caFile ? readFileSync(caFile, 'utf8') : undefined;
+  } catch (err) {
+    throw new CairnError('store_unavailable', `cannot read the credentials for the Kubernetes API: ${(err as Error).message}`);
+  }
+  let res;
+  try {
+    res = await postJson(`${apiServer.replace(/\/+$/, '')}/apis/authentication.k8s.io/v1/tokenreviews`,
+      { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [config.audience] } }, bearer, ca, 10_000);
+  } catch (err) {
+    throw new CairnError('store_unavailable', `the Kubernetes API did not answer the TokenReview: ${(err as Error).message}`);
+  }
+  if (res.status !== 201 && res.status !== 200) throw new CairnError('store_unavailable', `the Kubernetes API answered the TokenReview with HTTP ${res.status}`);
+  const status = ((res.body as { status?: TokenReviewStatus } | undefined)?.status ?? {}) as TokenReviewStatus;
+  if (!status.authenticated) throw refused(`the cluster does not authenticate this token${status.error ? `: ${status.error}` : ''} (expired, wrong audience, or its pod is gone)`);
+  if (!(status.audiences ?? []).includes(config.audience)) throw refused(`the token is not for audience "${config.audience}"`);
+  return { username: status.user?.username ?? '', extra: status.user?.extra ?? {} };
+}
+
+async function verifyOffline(token: string, config: PsatClusterConfig, now: Date): Promise<KubernetesClaims> {
+  if (!config.jwks || !config.issuer) throw new CairnError('invalid_request', 'this cluster is configured for offline validation without an issuer and JWKS');
+  try {
+    const { payload } = await jwtVerify(token, createLocalJWKSet(config.jwks), {
+      issuer: config.issuer,
+      audience: config.audience,
+      currentDate: now,
+      algorithms: ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'PS256'],
+    });
+    return payload as KubernetesClaims;
+  } catch (err) {
+    if (err instanceof joseErrors.JWTExpired) throw refused('the service-account token has expired');
+    if (err instanceof joseErrors.JWTClaimValidationFailed) throw refused(`the service-account token was refused: ${err.claim} ${err.reason}`);
+    if (err instanceof joseErrors.JOSEError) throw refused(`the service-account token was refused: ${err.message}`);
+    throw err;
+  }
+}
+
+const extraOf = (extra: Record<string, string[]>, key: string): string => extra[`authentication.kubernetes.io/${key}`]?.[0] ?? '';
+
+/** Validates a PSAT for one configured cluster and returns who presented it. */
+export async function validatePsat(token: string, config: PsatClusterConfig, now: Date): Promise<PsatIdentity> {
+  let claims: KubernetesClaims;
+  try {
+    claims = decodeJwt(token) as KubernetesClaims;
+  } catch {
+    throw refused('the service-account token is not a JWT');
+  }
+  let k8s = claims['kubernetes.io'] ?? {};
+  let namespace = k8s.namespace ?? '';
+  let serviceAccount = k8s.serviceaccount?.name ?? '';
+  let podName = k8s.pod?.name ?? '';
+  let podUid = k8s.pod?.uid ?? '';
+  let nodeName = k8s.node?.name ?? '';
+  let nodeUid = k8s.node?.uid ?? '';
+  if (config.mode === 'token_review') {
+    const reviewed = await review(token, config);
+    const m = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(reviewed.username);
+    if (!m) throw refused(`the token belongs to ${reviewed.username || 'nobody'}, not a service account`);
+    [namespace, serviceAccount] = [m[1]!, m[2]!];
+    const reviewedPodUid = extraOf(reviewed.extra, 'pod-uid');
+    // The API server vouches for the pod binding; the claim must agree with it.
+    if (!reviewedPodUid || reviewedPodUid !== podUid) throw refused('the token is not bound to the pod the cluster reports');
+    podName = extraOf(reviewed.extra, 'pod-name') || podName;
+    nodeName = extraOf(reviewed.extra, 'node-name') || nodeName;
+    nodeUid = extraOf(reviewed.extra, 'node-uid') || nodeUid;
+  } else {
+    claims = await verifyOffline(token, config, now);
+    k8s = claims['kubernetes.io'] ?? {};
+    [namespace, serviceAccount] = [k8s.namespace ?? '', k8s.serviceaccount?.name ?? ''];
+    [podName, podUid, nodeName, nodeUid] = [k8s.pod?.name ?? '', k8s.pod?.uid ?? '', k8s.node?.name ?? '', k8s.node?.uid ?? ''];
+  }
+  if (!config.allowedServiceAccounts.includes(`${namespace}:${serviceAccount}`)) {
+    throw new CairnError('permission_denied', `service account ${namespace}:${serviceAccount} is not allowed to attest agents in this cluster`);
+  }
+  if (!podUid) throw refused('the token is not bound to a pod (use a projected service-account token)');
+  if (!nodeUid || !/^[A-Za-z0-9-]{1,128}$/.test(nodeUid)) throw refused('the token carries no node binding (Kubernetes 1.30+ puts the node in pod-bound tokens)');
+  if (typeof claims.exp !== 'number') throw refused('the token has no expiry');
+  const credentialHash = createHash('sha256').update(claims.jti ? `jti:${claims.jti}` : `token:${token}`).digest();
+  return { namespace, serviceAccount, podName, podUid, nodeName, nodeUid, credentialHash, expiresAt: new Date(claims.exp * 1000) };
+}

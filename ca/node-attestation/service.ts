@@ -1,0 +1,180 @@
+import type { JSONWebKeySet } from 'jose';
+import type { Clock } from '../../lib/clock.js';
+import { CairnError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/log.js';
+import { randomAlphanumeric, type Random } from '../../lib/random.js';
+import type { FailureLimiter } from '../enrollment/failure-limiter.js';
+import type { EnrollmentService } from '../enrollment/service.js';
+import { decodeCsrText, verifyCsr } from '../issuance/csr.js';
+import type { IssuedX509Svid } from '../issuance/service.js';
+import type { TrustDomainService } from '../trust-domains/service.js';
+import { validatePsat, type PsatClusterConfig } from './psat.js';
+import type { AttestorKind, AttestorRecord, NodeAttestationStore } from './store.js';
+import { deviceIdentity, parseManufacturerCas, verifyDeviceChain, verifyPossession, type X509PopConfig } from './x509pop.js';
+
+export interface NodeAttestationDeps {
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly logger: Logger;
+  readonly store: NodeAttestationStore;
+  readonly enrollment: EnrollmentService;
+  readonly trustDomains: TrustDomainService;
+  readonly limiter: FailureLimiter;
+  /** Where agents reach the TLS listener, and the pin of its authority. */
+  readonly endpoint: () => Promise<{ url: string; pin: string }>;
+}
+
+export interface PsatClusterInput {
+  readonly mode: 'token_review' | 'jwks';
+  readonly audience?: string | undefined;
+  readonly allowedServiceAccounts: readonly string[];
+  readonly apiServer?: string | undefined;
+  readonly apiCaFile?: string | undefined;
+  readonly apiTokenFile?: string | undefined;
+  readonly issuer?: string | undefined;
+  readonly jwks?: unknown;
+}
+
+export const DEFAULT_PSAT_AUDIENCE = 'cairn-ca';
+const CHALLENGE_TTL_MS = 60_000;
+/** Attestor names become SPIFFE ID path segments. */
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+const SERVICE_ACCOUNT = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?:[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+function checkName(name: string, what: string): string {
+  if (!NAME.test(name)) throw new CairnError('invalid_request', `${what} must be 1–63 letters, digits, ".", "_" or "-", starting with a letter or digit`);
+  return name;
+}
+
+/**
+ * Node attestation that is re-attestable, unlike join tokens: Kubernetes PSAT and x509pop. Each
+ * success goes through the same enrollment as a join token (ban check, node record, first SVID).
+ */
+export class NodeAttestationService {
+  constructor(private readonly deps: NodeAttestationDeps) {}
+
+  // ---- admin
+
+  async configurePsatCluster(trustDomain: string, cluster: string, input: PsatClusterInput, actor: string): Promise<AttestorRecord> {
+    await this.deps.trustDomains.get(trustDomain);
+    checkName(cluster, 'the cluster name');
+    if (input.allowedServiceAccounts.length === 0) throw new CairnError('invalid_request', 'allowedServiceAccounts must name at least one namespace:serviceaccount (an empty list would authorize nobody)');
+    for (const sa of input.allowedServiceAccounts) {
+      if (!SERVICE_ACCOUNT.test(sa)) throw new CairnError('invalid_request', `"${sa}" is not namespace:serviceaccount`);
+    }
+    const config: PsatClusterConfig = { mode: input.mode, audience: input.audience ?? DEFAULT_PSAT_AUDIENCE, allowedServiceAccounts: [...new Set(input.allowedServiceAccounts)] };
+    let full: PsatClusterConfig;
+    if (input.mode === 'jwks') {
+      const keys = (input.jwks as { keys?: unknown } | undefined)?.keys;
+      if (!Array.isArray(keys) || keys.length === 0 || !keys.every((k) => typeof k === 'object' && k !== null && typeof (k as { kty?: unknown }).kty === 'string')) {
+        throw new CairnError('invalid_request', 'offline validation needs the cluster JWKS ({"keys": [...]}, from <issuer>/openid/v1/jwks)');
+      }
+      if (keys.some((k) => 'd' in (k as object))) throw new CairnError('invalid_request', 'the JWKS must hold public keys only');
+      if (!input.issuer || !/^https:\/\/\S+$/.test(input.issuer)) throw new CairnError('invalid_request', 'offline validation needs the service-account issuer (an https URL, as in the tokens\' iss)');
+      full = { ...config, issuer: input.issuer, jwks: input.jwks as JSONWebKeySet };
+    } else {
+      if (input.apiServer !== undefined && !/^https:\/\/\S+$/.test(input.apiServer)) throw new CairnError('invalid_request', 'apiServer must be an https URL');
+      full = { ...config, apiServer: input.apiServer, apiCaFile: input.apiCaFile, apiTokenFile: input.apiTokenFile };
+    }
+    const rec = await this.deps.store.upsert(trustDomain, 'k8s_psat', cluster, full, this.deps.clock.now());
+    this.deps.logger.info({ event: 'attestor.configured', trustDomain, kind: 'k8s_psat', name: cluster, mode: input.mode, actor }, 'k8s_psat cluster configured');
+    return rec;
+  }
+
+  async configureX509Pop(trustDomain: string, name: string, input: X509PopConfig, actor: string): Promise<AttestorRecord> {
+    await this.deps.trustDomains.get(trustDomain);
+    checkName(name, 'the attestor name');
+    parseManufacturerCas(input.caCertificates);
+    const rec = await this.deps.store.upsert(trustDomain, 'x509pop', name, { caCertificates: input.caCertificates }, this.deps.clock.now());
+    this.deps.logger.info({ event: 'attestor.configured', trustDomain, kind: 'x509pop', name, actor }, 'x509pop manufacturer CAs configured');
+    return rec;
+  }
+
+  async list(trustDomain: string): Promise<AttestorRecord[]> {
+    await this.deps.trustDomains.get(trustDomain);
+    return this.deps.store.list(trustDomain);
+  }
+
+  async remove(trustDomain: string, kind: AttestorKind, name: string, actor: string): Promise<void> {
+    if (!(await this.deps.store.delete(trustDomain, kind, name))) throw new CairnError('not_found', `no ${kind} attestor "${name}" in ${trustDomain}`);
+    this.deps.logger.info({ event: 'attestor.removed', trustDomain, kind, name, actor }, 'attestor removed');
+  }
+
+  caTls(): Promise<{ url: string; pin: string }> {
+    return this.deps.endpoint();
+  }
+
+  // ---- attestation (no client certificate; failures rate-limited per source)
+
+  private async guarded<T>(source: string, fn: () => Promise<T>): Promise<T> {
+    this.deps.limiter.check(source);
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof CairnError && (err.code === 'unauthenticated' || err.code === 'permission_denied')) this.deps.limiter.fail(source);
+      throw err;
+    }
+  }
+
+  attestPsat(req: { trustDomain: string; cluster: string; token: string; csr: string }, source: string): Promise<IssuedX509Svid> {
+    return this.guarded(source, async () => {
+      const csr = verifyCsr(decodeCsrText(req.csr));
+      const rec = await this.deps.store.get(req.trustDomain, 'k8s_psat', req.cluster);
+      if (!rec) throw new CairnError('unauthenticated', `no Kubernetes cluster "${req.cluster}" is configured for ${req.trustDomain}`);
+      const now = this.deps.clock.now();
+      const who = await validatePsat(req.token, rec.config as PsatClusterConfig, now);
+      if (!(await this.deps.store.recordUse(who.credentialHash, who.expiresAt, now))) throw new CairnError('unauthenticated', 'this service-account token was already used to attest; the kubelet rotates it, send the fresh one');
+      const selectors = [
+        `k8s_psat:cluster:${req.cluster}`,
+        `k8s_psat:agent_ns:${who.namespace}`,
+        `k8s_psat:agent_sa:${who.serviceAccount}`,
+        `k8s_psat:agent_pod_name:${who.podName}`,
+        `k8s_psat:agent_pod_uid:${who.podUid}`,
+        `k8s_psat:agent_node_name:${who.nodeName}`,
+        `k8s_psat:agent_node_uid:${who.nodeUid}`,
+      ];
+      const spiffeId = `spiffe://${req.trustDomain}/cairn/agent/k8s_psat/${req.cluster}/${who.nodeUid}`;
+      return this.deps.enrollment.enroll({ trustDomain: req.trustDomain, spiffeId, selectors, issuedTo: `k8s_psat:${req.cluster}` }, csr, 'agent', 'k8s_psat');
+    });
+  }
+
+  challengeX509Pop(req: { trustDomain: string; chain: string[] }, source: string): Promise<{ challengeId: string; nonce: string; expiresAt: string }> {
+    return this.guarded(source, async () => {
+      const chain = req.chain.map((c) => Buffer.from(c, 'base64'));
+      const now = this.deps.clock.now();
+      const attestors = await this.deps.store.list(req.trustDomain, 'x509pop');
+      let matched: string | undefined;
+      let lastError: unknown;
+      for (const a of attestors) {
+        try {
+          verifyDeviceChain(chain, a.config as X509PopConfig, now);
+          matched = a.name;
+          break;
+        } catch (err) {
+          lastError = err;
+        }
+      }
+      if (!matched) throw lastError instanceof CairnError ? lastError : new CairnError('unauthenticated', `no manufacturer CA is configured for ${req.trustDomain}`);
+      const challenge = { id: randomAlphanumeric(this.deps.random, 24), trustDomain: req.trustDomain, attestor: matched, nonce: this.deps.random.bytes(32), chain, expiresAt: new Date(now.getTime() + CHALLENGE_TTL_MS) };
+      await this.deps.store.createChallenge(challenge, now);
+      return { challengeId: challenge.id, nonce: challenge.nonce.toString('base64'), expiresAt: challenge.expiresAt.toISOString() };
+    });
+  }
+
+  attestX509Pop(req: { challengeId: string; signature: string; csr: string }, source: string): Promise<IssuedX509Svid> {
+    return this.guarded(source, async () => {
+      const csr = verifyCsr(decodeCsrText(req.csr));
+      const now = this.deps.clock.now();
+      const challenge = await this.deps.store.consumeChallenge(req.challengeId, now);
+      if (!challenge) throw new CairnError('unauthenticated', 'unknown, expired or already answered challenge; ask for a new one');
+      verifyPossession(challenge.chain[0]!, challenge.nonce, Buffer.from(req.signature, 'base64'));
+      // The configuration may have changed since the challenge: check the chain again.
+      const rec = await this.deps.store.get(challenge.trustDomain, 'x509pop', challenge.attestor);
+      if (!rec) throw new CairnError('unauthenticated', 'the manufacturer CA configuration was removed');
+      const anchor = verifyDeviceChain(challenge.chain, rec.config as X509PopConfig, now);
+      const who = deviceIdentity(challenge.chain, anchor);
+      const spiffeId = `spiffe://${challenge.trustDomain}/cairn/agent/x509pop/${who.fingerprint}`;
+      return this.deps.enrollment.enroll({ trustDomain: challenge.trustDomain, spiffeId, selectors: who.selectors, issuedTo: `x509pop:${challenge.attestor}` }, csr, 'agent', 'x509pop');
+    });
+  }
+}

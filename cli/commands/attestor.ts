@@ -1,0 +1,89 @@
+import { readFileSync } from 'node:fs';
+import { NodeAttestationPaths as P } from '../../contract/node-attestation.js';
+import { parse, UsageError } from '../args.js';
+import { adminClient, adminTokenOf, dataDirOf, serverOf } from '../client.js';
+import { printResult, table } from '../output.js';
+
+export const ATTESTOR_USAGE = `cairn attestor k8s-psat add --trust-domain TD --cluster NAME --allow NS:SA [--allow …] [--audience cairn-ca]
+                           (--token-review [--api-server URL --api-ca-file F --api-token-file F] | --jwks-file F --issuer URL)
+cairn attestor x509pop add --trust-domain TD --name NAME --ca-file MANUFACTURER-CA.pem
+cairn attestor list --trust-domain TD | remove --trust-domain TD k8s-psat|x509pop NAME
+cairn ca pin                                   (the TLS URL and pin agents without a join token need)`;
+
+interface AttestorView {
+  kind: string;
+  name: string;
+  config: Record<string, unknown>;
+  updatedAt: string;
+}
+
+function clientFor(values: { server?: string | undefined; 'data-dir'?: string | undefined }) {
+  const dataDir = dataDirOf(values['data-dir']);
+  return adminClient(serverOf(values.server, dataDir), adminTokenOf(dataDir));
+}
+
+const path = (template: string, params: Record<string, string>): string =>
+  template.replace(/:(\w+)/g, (_, k: string) => encodeURIComponent(params[k] ?? ''));
+
+function readFile(file: string, what: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+export async function attestorCommand(argv: string[]): Promise<void> {
+  const { values, positionals } = parse(argv, {
+    'trust-domain': { type: 'string' },
+    cluster: { type: 'string' },
+    name: { type: 'string' },
+    allow: { type: 'string', multiple: true },
+    audience: { type: 'string' },
+    'token-review': { type: 'boolean', default: false },
+    'api-server': { type: 'string' },
+    'api-ca-file': { type: 'string' },
+    'api-token-file': { type: 'string' },
+    'jwks-file': { type: 'string' },
+    issuer: { type: 'string' },
+    'ca-file': { type: 'string' },
+  });
+  const td = values['trust-domain'];
+  if (!td) throw new UsageError(ATTESTOR_USAGE);
+  const client = clientFor(values);
+  const [kind, verb, name] = positionals;
+  if (kind === 'list') {
+    const res = await client.request<{ attestors: AttestorView[] }>('GET', path(P.attestors, { trustDomain: td }));
+    return printResult(values.json, res, () => table([['KIND', 'NAME', 'DETAIL', 'UPDATED'], ...res.attestors.map((a) => [a.kind, a.name, a.kind === 'k8s_psat' ? `${String(a.config.mode)} ${(a.config.allowedServiceAccounts as string[]).join(',')}` : 'manufacturer CAs', a.updatedAt])]));
+  }
+  if (kind === 'remove' && (verb === 'k8s-psat' || verb === 'x509pop') && name) {
+    await client.request('DELETE', path(P.attestor, { trustDomain: td, kind: verb, name }));
+    return printResult(values.json, { removed: name }, () => name);
+  }
+  if (kind === 'k8s-psat' && verb === 'add' && values.cluster && values.allow?.length) {
+    const jwks = values['jwks-file'] ? JSON.parse(readFile(values['jwks-file'], 'the JWKS file')) : undefined;
+    if (!values['token-review'] && !jwks) throw new UsageError('choose --token-review or --jwks-file F --issuer URL');
+    const body = {
+      mode: values['token-review'] ? 'token_review' : 'jwks',
+      allowedServiceAccounts: values.allow,
+      ...(values.audience ? { audience: values.audience } : {}),
+      ...(values['api-server'] ? { apiServer: values['api-server'] } : {}),
+      ...(values['api-ca-file'] ? { apiCaFile: values['api-ca-file'] } : {}),
+      ...(values['api-token-file'] ? { apiTokenFile: values['api-token-file'] } : {}),
+      ...(jwks ? { jwks, issuer: values.issuer } : {}),
+    };
+    const a = await client.request<AttestorView>('PUT', path(P.psatCluster, { trustDomain: td, name: values.cluster }), body);
+    return printResult(values.json, a, () => `${a.kind} ${a.name}`);
+  }
+  if (kind === 'x509pop' && verb === 'add' && values.name && values['ca-file']) {
+    const a = await client.request<AttestorView>('PUT', path(P.x509PopCa, { trustDomain: td, name: values.name }), { caCertificates: readFile(values['ca-file'], 'the manufacturer CA file') });
+    return printResult(values.json, a, () => `${a.kind} ${a.name}`);
+  }
+  throw new UsageError(ATTESTOR_USAGE);
+}
+
+export async function caPinCommand(argv: string[]): Promise<void> {
+  const { values } = parse(argv.slice(1), {});
+  const res = await clientFor(values).request<{ url: string; pin: string }>('GET', P.caTls);
+  printResult(values.json, res, () => `${res.url} ${res.pin}`);
+}

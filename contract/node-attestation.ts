@@ -1,0 +1,65 @@
+import { Type, type Static } from 'typebox';
+import { TrustDomainName } from './common.js';
+
+/** Node attestation with Kubernetes PSATs and x509pop: agent-facing (TLS, no client cert) and admin routes. */
+export const NodeAttestationPaths = {
+  attestPsat: '/agent/v1/attest/k8s-psat',
+  x509PopChallenge: '/agent/v1/attest/x509pop/challenge',
+  attestX509Pop: '/agent/v1/attest/x509pop',
+  attestors: '/v1/trust-domains/:trustDomain/attestors',
+  psatCluster: '/v1/trust-domains/:trustDomain/attestors/k8s-psat/:name',
+  x509PopCa: '/v1/trust-domains/:trustDomain/attestors/x509pop/:name',
+  attestor: '/v1/trust-domains/:trustDomain/attestors/:kind/:name',
+  caTls: '/v1/ca/tls',
+} as const;
+
+const Csr = Type.String({ minLength: 1, maxLength: 32768, description: 'PKCS#10 CSR, base64 DER or PEM; only its key is used' });
+const Name = Type.String({ minLength: 1, maxLength: 63 });
+
+export const AttestPsatBody = Type.Object(
+  { trustDomain: TrustDomainName, cluster: Name, token: Type.String({ minLength: 1, maxLength: 16384 }), csr: Csr },
+  { additionalProperties: false },
+);
+export const X509PopChallengeBody = Type.Object(
+  { trustDomain: TrustDomainName, chain: Type.Array(Type.String({ minLength: 1, maxLength: 65536, description: 'base64 DER' }), { minItems: 1, maxItems: 5 }) },
+  { additionalProperties: false },
+);
+export const X509PopChallenge = Type.Object({ challengeId: Type.String(), nonce: Type.String({ description: 'base64; sign it (SHA-256) with the device key' }), expiresAt: Type.String() });
+export type X509PopChallenge = Static<typeof X509PopChallenge>;
+export const AttestX509PopBody = Type.Object(
+  { challengeId: Type.String({ minLength: 1, maxLength: 64 }), signature: Type.String({ minLength: 1, maxLength: 2048, description: 'base64 signature over the nonce' }), csr: Csr },
+  { additionalProperties: false },
+);
+
+export const AttestorParams = Type.Object({ trustDomain: TrustDomainName, name: Name });
+export const AttestorKindParams = Type.Object({ trustDomain: TrustDomainName, kind: Type.Union([Type.Literal('k8s-psat'), Type.Literal('x509pop')]), name: Name });
+export const TrustDomainParams = Type.Object({ trustDomain: TrustDomainName });
+
+export const PsatClusterBody = Type.Object(
+  {
+    mode: Type.Union([Type.Literal('token_review'), Type.Literal('jwks')]),
+    audience: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    allowedServiceAccounts: Type.Array(Type.String({ minLength: 3, maxLength: 253 }), { minItems: 1, maxItems: 100 }),
+    apiServer: Type.Optional(Type.String({ maxLength: 2048 })),
+    apiCaFile: Type.Optional(Type.String({ maxLength: 4096 })),
+    apiTokenFile: Type.Optional(Type.String({ maxLength: 4096 })),
+    issuer: Type.Optional(Type.String({ maxLength: 2048 })),
+    jwks: Type.Optional(Type.Object({ keys: Type.Array(Type.Record(Type.String(), Type.Unknown()), { maxItems: 50 }) })),
+  },
+  { additionalProperties: false },
+);
+export const X509PopCaBody = Type.Object({ caCertificates: Type.String({ minLength: 1, maxLength: 262144, description: 'PEM' }) }, { additionalProperties: false });
+
+export const AttestorView = Type.Object({
+  trustDomain: Type.String(),
+  kind: Type.String(),
+  name: Type.String(),
+  config: Type.Record(Type.String(), Type.Unknown()),
+  createdAt: Type.String(),
+  updatedAt: Type.String(),
+});
+export const AttestorList = Type.Object({ attestors: Type.Array(AttestorView) });
+export const CaTlsView = Type.Object({
+  url: Type.String({ description: 'the TLS listener agents attest to' }),
+  pin: Type.String({ description: 'sha256:<base64> of the installation TLS authority key, for --ca-pin' }),
+});
