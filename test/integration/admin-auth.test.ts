@@ -106,7 +106,7 @@ describe('bootstrap admin token', () => {
     const databaseUrl = storeKind() === 'postgres' ? (await import('../support/db.js')).createPgDatabase() : undefined;
     const pgdb = databaseUrl ? await databaseUrl : undefined;
     try {
-      const ca = await startCa({ dataDir, databaseUrl: pgdb?.url, host: '127.0.0.1', port: 0 }, { logger });
+      const ca = await startCa({ dataDir, databaseUrl: pgdb?.url, host: '127.0.0.1', port: 0, tlsPort: 0 }, { logger });
       const file = join(dataDir, 'admin-token');
       expect(statSync(file).mode & 0o777).toBe(0o600);
       expect(statSync(join(dataDir, 'kek')).mode & 0o777).toBe(0o600);
@@ -120,7 +120,7 @@ describe('bootstrap admin token', () => {
       expect(text()).not.toContain(token);
       await ca.close();
       // a second start reuses the database and does not mint another bootstrap token
-      const again = await startCa({ dataDir, databaseUrl: pgdb?.url, host: '127.0.0.1', port: 0 }, { logger });
+      const again = await startCa({ dataDir, databaseUrl: pgdb?.url, host: '127.0.0.1', port: 0, tlsPort: 0 }, { logger });
       expect(readFileSync(file, 'utf8').trim()).toBe(token);
       expect((await again.db.query('SELECT 1 FROM admin_tokens')).rows).toHaveLength(1);
       await again.close();
