@@ -1,0 +1,372 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join, posix } from 'node:path';
+import { Ajv } from 'ajv';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parseDocument } from 'yaml';
+import { AGENT_USAGE } from '../../cli/commands/agent.js';
+import { CA_USAGE } from '../../cli/commands/ca.js';
+import { ENROLLMENT_USAGE } from '../../cli/commands/enrollment.js';
+import { TRUST_DOMAIN_USAGE } from '../../cli/commands/trust-domain.js';
+import { WORKLOAD_USAGE } from '../../cli/commands/workload.js';
+import { packageRoot } from '../../lib/paths.js';
+import { storeKind } from '../support/db.js';
+import { CLI, freePort, spawnCairn, type Spawned } from '../support/processes.js';
+
+const ROOT = packageRoot();
+const BOOTSTRAP = join(ROOT, 'deploy', 'compose', 'bootstrap.sh');
+
+type Json = any;
+
+function loadCompose(src = readFileSync(join(ROOT, 'compose.yaml'), 'utf8')): Json {
+  // Compose resolves YAML merge keys (<<: *anchor); so does this parse.
+  const doc = parseDocument(src, { merge: true });
+  if (doc.errors.length > 0) throw new Error(doc.errors.map((e) => e.message).join('; '));
+  return doc.toJS();
+}
+
+/** The Compose Specification schema as vendored by dclint, compiled once. */
+const validateSchema = (() => {
+  const file = join(dirname(createRequire(import.meta.url).resolve('dclint/package.json')), 'schemas/compose.schema.json');
+  const schema = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  delete schema.$schema; // draft-07 by URL, which ajv 8 does not preload; the schema itself compiles fine
+  const ajv = new Ajv({ allErrors: true, allowUnionTypes: true, strictTypes: false, strict: false });
+  return ajv.compile(schema);
+})();
+
+function schemaErrors(compose: Json): string[] {
+  return validateSchema(compose) ? [] : (validateSchema.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message ?? ''} ${JSON.stringify(e.params)}`);
+}
+
+/** `${VAR:-default}` as Compose would resolve it with VAR unset. */
+const interpolate = (value: string): string => value.replace(/\$\{(\w+)(?::?-([^}]*))?\}/g, (_, _name: string, def?: string) => def ?? '');
+
+/** depends_on in either form, as name → condition. */
+function dependsOn(service: Json): Record<string, string> {
+  const d = service.depends_on ?? {};
+  if (Array.isArray(d)) return Object.fromEntries(d.map((n: string) => [n, 'service_started']));
+  return Object.fromEntries(Object.entries(d).map(([n, v]) => [n, (v as { condition?: string }).condition ?? 'service_started']));
+}
+
+interface Mount {
+  source: string | undefined;
+  target: string;
+  readOnly: boolean;
+  type: 'volume' | 'bind' | 'tmpfs' | string;
+}
+
+/** A service's volumes, short or long syntax. */
+function mountsOf(service: Json): Mount[] {
+  return (service.volumes ?? []).map((v: Json): Mount => {
+    if (typeof v === 'string') {
+      const [source, target, mode] = v.split(':');
+      if (target === undefined) return { source: undefined, target: source!, readOnly: false, type: 'volume' };
+      return { source, target, readOnly: (mode ?? '').split(',').includes('ro'), type: /^[./~]/.test(source!) ? 'bind' : 'volume' };
+    }
+    return { source: v.source, target: v.target, readOnly: v.read_only === true, type: v.type };
+  });
+}
+
+const envOf = (service: Json): Record<string, string> => {
+  const env = service.environment ?? {};
+  if (Array.isArray(env)) return Object.fromEntries(env.map((kv: string) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, interpolate(String(v))]));
+};
+
+/** Services named by depends_on that do not exist, and named volumes or secrets that are not declared. */
+function referenceProblems(compose: Json): string[] {
+  const problems: string[] = [];
+  const services = compose.services ?? {};
+  const volumes = new Set(Object.keys(compose.volumes ?? {}));
+  const secrets = new Set(Object.keys(compose.secrets ?? {}));
+  for (const [name, service] of Object.entries<Json>(services)) {
+    for (const dep of Object.keys(dependsOn(service))) if (!(dep in services)) problems.push(`${name}: depends_on ${dep}, which is not a service`);
+    for (const m of mountsOf(service)) if (m.type === 'volume' && m.source !== undefined && !volumes.has(m.source)) problems.push(`${name}: volume ${m.source} is not declared`);
+    for (const s of service.secrets ?? []) {
+      const secret = typeof s === 'string' ? s : s.source;
+      if (!secrets.has(secret)) problems.push(`${name}: secret ${secret} is not declared`);
+    }
+  }
+  for (const [name, secret] of Object.entries<Json>(compose.secrets ?? {})) {
+    if (secret.file && !existsSync(join(ROOT, secret.file))) problems.push(`secret ${name}: ${secret.file} does not exist`);
+  }
+  return problems;
+}
+
+/** The value following `flag` in a command line. */
+function flag(args: readonly string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+const COMMON_FLAGS = ['--server', '--data-dir', '--json'];
+
+/** Flags of a cairn command line that the CLI's usage text for that command does not document. */
+function undocumentedFlags(args: readonly string[]): string[] {
+  const usage: Record<string, string> = { ca: CA_USAGE, agent: AGENT_USAGE, svid: WORKLOAD_USAGE, token: ENROLLMENT_USAGE, entry: ENROLLMENT_USAGE, 'trust-domain': TRUST_DOMAIN_USAGE };
+  const text = usage[args[0] ?? ''];
+  if (text === undefined) return [`unexpected command ${args.slice(0, 2).join(' ')}`];
+  const documented = new Set([...(text.match(/--[a-z0-9-]+/g) ?? []), ...COMMON_FLAGS]);
+  return args.filter((a) => a.startsWith('--') && !documented.has(a));
+}
+
+/** The cairn invocations in bootstrap.sh, as words after `"${cairn[@]}"`. */
+function bootstrapInvocations(): string[][] {
+  return readFileSync(BOOTSTRAP, 'utf8').split('\n')
+    .filter((l) => l.includes('"${cairn[@]}" '))
+    .map((l) => l.slice(l.indexOf('"${cairn[@]}" ') + '"${cairn[@]}" '.length)
+      .replace(/\)\s*$/, '') // the end of a $( … )
+      .split(/\s+(?:\d?>|\||&&|;)/)[0]! // redirections and what follows
+      .trim().split(/\s+/));
+}
+
+describe('compose.yaml', () => {
+  const compose = loadCompose();
+  const services = compose.services as Record<string, Json>;
+
+  it('validates against the Compose Specification schema', () => {
+    expect(schemaErrors(compose)).toEqual([]);
+  });
+
+  it('has postgres, two CA replicas, bootstrap, agent and workload, with no dangling references', () => {
+    expect(Object.keys(services).sort()).toEqual(['agent', 'bootstrap', 'ca1', 'ca2', 'postgres', 'workload']);
+    expect(referenceProblems(compose)).toEqual([]);
+  });
+
+  it('postgres is healthy only once pg_isready says so, and the CAs wait for that', () => {
+    expect(services.postgres.image).toBe('postgres:16');
+    expect(JSON.stringify(services.postgres.healthcheck.test)).toContain('pg_isready');
+    for (const ca of ['ca1', 'ca2']) expect(dependsOn(services[ca])).toEqual({ postgres: 'service_healthy' });
+  });
+
+  it('the CA replicas share one database, admin token and KEK, run ca start, and are healthy once /readyz answers', () => {
+    const [a, b] = [envOf(services.ca1), envOf(services.ca2)];
+    for (const key of ['DATABASE_URL', 'CAIRN_ADMIN_TOKEN', 'CAIRN_KEK_FILE']) {
+      expect(a[key], key).toBeTruthy();
+      expect(b[key], key).toBe(a[key]);
+    }
+    const db = new URL(a.DATABASE_URL!);
+    expect(db.hostname).toBe('postgres');
+    expect(decodeURIComponent(db.password)).toBe(envOf(services.postgres).POSTGRES_PASSWORD);
+    expect(db.pathname).toBe(`/${envOf(services.postgres).POSTGRES_DB}`);
+    expect(a.CAIRN_ADMIN_TOKEN!.length).toBeGreaterThanOrEqual(32);
+    // the KEK comes from a compose secret, mounted at /run/secrets/<name>, and is 32 bytes
+    const secret = posix.basename(a.CAIRN_KEK_FILE!);
+    expect(a.CAIRN_KEK_FILE).toBe(`/run/secrets/${secret}`);
+    for (const ca of ['ca1', 'ca2']) {
+      expect(services[ca].build).toBe('.');
+      expect(services[ca].secrets).toContain(secret);
+      const cmd: string[] = services[ca].command;
+      expect(cmd.slice(0, 2)).toEqual(['ca', 'start']);
+      expect(flag(cmd, '--listen')).toBe('0.0.0.0:8080');
+      expect(flag(cmd, '--tls-listen')).toBe('0.0.0.0:8443');
+      expect(JSON.stringify(services[ca].healthcheck.test)).toMatch(/node.*fetch\('http:\/\/127\.0\.0\.1:8080\/readyz'\)/);
+      expect(undocumentedFlags(cmd)).toEqual([]);
+      // join tokens carry --tls-public-url: a name both replicas answer to and their certificates carry
+      const tlsHost = new URL(flag(cmd, '--tls-public-url')!).hostname;
+      expect(services[ca].networks.default.aliases).toContain(tlsHost);
+      expect(cmd.filter((_, i) => cmd[i - 1] === '--tls-san')).toContain(tlsHost);
+    }
+    const kek = readFileSync(join(ROOT, compose.secrets[secret].file), 'utf8').trim();
+    expect(Buffer.from(kek, 'base64').length).toBe(32);
+    expect(readFileSync(join(ROOT, 'compose.yaml'), 'utf8')).toMatch(/#.*(replace|REPLACE)/);
+  });
+
+  it('bootstrap runs deploy/compose/bootstrap.sh once ca1 is healthy, with the replicas\' admin token', () => {
+    const bs = services.bootstrap;
+    const workdir = /^WORKDIR\s+(\S+)/m.exec(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'))![1]!;
+    expect(bs.entrypoint).toEqual(['bash', posix.join(workdir, 'deploy/compose/bootstrap.sh')]);
+    expect(dependsOn(bs)).toEqual({ ca1: 'service_healthy' });
+    expect(bs.restart).toBe('no');
+    const env = envOf(bs);
+    expect(env.CAIRN_ADMIN_TOKEN).toBe(envOf(services.ca1).CAIRN_ADMIN_TOKEN);
+    expect(new URL(env.CAIRN_SERVER!).host).toBe('ca1:8080');
+  });
+
+  it('bootstrap.sh passes bash -n and calls cairn only with documented flags', () => {
+    expect(() => execFileSync('bash', ['-n', BOOTSTRAP], { stdio: 'pipe' })).not.toThrow();
+    const calls = bootstrapInvocations();
+    expect(calls.map((c) => c.slice(0, 2).join(' '))).toEqual(expect.arrayContaining(['trust-domain create', 'token create', 'entry create', 'entry list']));
+    for (const call of calls) expect(undocumentedFlags(call), call.join(' ')).toEqual([]);
+    const script = readFileSync(BOOTSTRAP, 'utf8');
+    expect(script).toContain('--agent-id "$agent_id"');
+    expect(script).toContain('--selector "unix:uid:$workload_uid"');
+    expect(script).toMatch(/agent_id="\$\{AGENT_ID:-spiffe:\/\/\$trust_domain\/agent\/compose\}"/);
+    expect(script).toMatch(/trust_domain="\$\{TRUST_DOMAIN:-example\.org\}"/);
+    expect(script).toMatch(/workload_id="\$\{WORKLOAD_ID:-spiffe:\/\/\$trust_domain\/workload\/example\}"/);
+  });
+
+  it('the agent: host PID namespace, the join token from the bootstrap volume, the socket on a named volume', () => {
+    const agent = services.agent;
+    expect(agent.pid).toBe('host');
+    const cmd: string[] = agent.command;
+    expect(cmd.slice(0, 2)).toEqual(['agent', 'start']);
+    expect(undocumentedFlags(cmd)).toEqual([]);
+    expect(dependsOn(agent).bootstrap).toBe('service_completed_successfully');
+    expect(envOf(agent).NODE_OPTIONS).toBe('--max-semi-space-size=1');
+    // the token file the agent reads is the one bootstrap writes, through the same volume
+    const tokenFile = flag(cmd, '--join-token-file')!;
+    const bsEnv = envOf(services.bootstrap);
+    expect(bsEnv.JOIN_TOKEN_FILE).toBe(tokenFile);
+    const onVolume = (service: Json, path: string) => mountsOf(service).find((m) => m.type === 'volume' && path.startsWith(m.target + '/'));
+    const agentSide = onVolume(agent, tokenFile);
+    const bootstrapSide = onVolume(services.bootstrap, tokenFile);
+    expect(agentSide?.source).toBeDefined();
+    expect(agentSide?.source).toBe(bootstrapSide?.source);
+    expect(agentSide?.target).toBe(bootstrapSide?.target);
+    expect(agentSide?.readOnly).toBe(true);
+    expect(bootstrapSide?.readOnly).toBe(false);
+    expect(onVolume(agent, flag(cmd, '--data-dir')! + '/')?.source).toBeDefined(); // state survives container restarts
+  });
+
+  it('the workload shares the agent\'s socket volume read-only, runs svid watch as the uid its entry selects', () => {
+    const agentCmd: string[] = services.agent.command;
+    const socket = flag(agentCmd, '--socket')!;
+    const socketVolume = (service: Json) => mountsOf(service).find((m) => m.type === 'volume' && socket.startsWith(m.target + '/'));
+    const [agentSide, workloadSide] = [socketVolume(services.agent), socketVolume(services.workload)];
+    expect(agentSide?.source).toBeDefined();
+    expect(workloadSide?.source).toBe(agentSide?.source);
+    expect(workloadSide?.target).toBe(agentSide?.target);
+    expect(workloadSide?.readOnly).toBe(true);
+    expect(agentSide?.readOnly).toBe(false);
+    const wl = services.workload;
+    expect(envOf(wl).SPIFFE_ENDPOINT_SOCKET).toBe(`unix://${socket}`);
+    const cmd: string[] = wl.command;
+    expect(cmd.slice(0, 2)).toEqual(['svid', 'watch']);
+    expect(flag(cmd, '--write')).toBeDefined();
+    expect(undocumentedFlags(cmd)).toEqual([]);
+    const uid = String(wl.user).split(':')[0];
+    expect(uid).toBe('1000');
+    expect(readFileSync(BOOTSTRAP, 'utf8')).toContain(`workload_uid="\${WORKLOAD_UID:-${uid}}"`);
+    expect(dependsOn(wl).agent).toBeDefined();
+  });
+
+  it('rejects an unknown top-level key, an unknown service key and a bad depends_on', () => {
+    const withBogusKey = { ...structuredClone(compose), servicez: {} };
+    expect(schemaErrors(withBogusKey).join('\n')).toMatch(/additional properties.*servicez/);
+
+    const withBogusServiceKey = structuredClone(compose);
+    withBogusServiceKey.services.agent.pidd = 'host';
+    expect(schemaErrors(withBogusServiceKey).join('\n')).toMatch(/\/services\/agent .*pidd/);
+
+    const badCondition = structuredClone(compose);
+    badCondition.services.agent.depends_on.bootstrap.condition = 'service_finished';
+    expect(schemaErrors(badCondition).length).toBeGreaterThan(0);
+
+    const badType = structuredClone(compose);
+    badType.services.workload.depends_on = 'agent';
+    expect(schemaErrors(badType).length).toBeGreaterThan(0);
+
+    const missingService = structuredClone(compose);
+    missingService.services.agent.depends_on.boostrap = { condition: 'service_completed_successfully' };
+    expect(schemaErrors(missingService)).toEqual([]); // the schema cannot tell
+    expect(referenceProblems(missingService)).toEqual(['agent: depends_on boostrap, which is not a service']);
+
+    const undeclared = structuredClone(compose);
+    undeclared.services.workload.volumes = ['socket:/run/cairn/sockets:ro'];
+    undeclared.services.ca2.secrets = ['kek2'];
+    expect(referenceProblems(undeclared)).toEqual(['ca2: secret kek2 is not declared', 'workload: volume socket is not declared']);
+  });
+
+  it('a YAML syntax error is reported', () => {
+    expect(() => loadCompose('services:\n  a: [\n')).toThrow();
+  });
+});
+
+describe('Dockerfile and .dockerignore', () => {
+  const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+  const instructions = dockerfile.split('\n').filter((l) => l.trim() !== '' && !l.trim().startsWith('#'));
+
+  it('build the image from this checkout: node 20, the addon toolchain, npm ci, npm run build', () => {
+    expect(instructions[0]).toBe('FROM node:20-bookworm-slim');
+    expect(dockerfile).toMatch(/apt-get install[^\n]*python3 make g\+\+/);
+    expect(dockerfile).toMatch(/^WORKDIR \/opt\/cairn$/m);
+    const run = instructions.filter((l) => l.startsWith('RUN ')).join('\n');
+    expect(run).toContain('npm ci');
+    expect(run).toContain('npm run build');
+    expect(run.indexOf('npm ci')).toBeLessThan(run.indexOf('npm run build'));
+    expect(dockerfile).not.toMatch(/npm prune/);
+    expect(dockerfile).toMatch(/^ENTRYPOINT \["node", "\/opt\/cairn\/dist\/cli\/main\.js"\]$/m);
+    // the headers build-addon.sh needs are where the official image installs Node
+    expect(readFileSync(join(ROOT, 'scripts', 'build-addon.sh'), 'utf8')).toContain('CAIRN_NODEDIR');
+    expect(dockerfile).toMatch(/^ENV CAIRN_NODEDIR=\/usr\/local$/m);
+    expect(dockerfile).toMatch(/^USER \d+(:\d+)?$/m); // numeric, so Kubernetes can enforce runAsNonRoot
+  });
+
+  it('.dockerignore keeps host build output and state out of the context', () => {
+    const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    expect(ignored).toEqual(expect.arrayContaining(['node_modules', 'dist', '.cairn', 'build']));
+    // but not what the build needs
+    for (const needed of ['package.json', 'package-lock.json', 'binding.gyp', 'scripts', 'migrations', 'deploy', 'tsconfig.json', 'tsconfig.build.json']) expect(ignored).not.toContain(needed);
+  });
+});
+
+// The Compose wiring, run outside Docker: the CA with ca1's command line and environment (embedded
+// store instead of PostgreSQL, the committed example KEK), bootstrap.sh twice, the agent with the token
+// bootstrap wrote, and the workload's `svid watch` with its SPIFFE_ENDPOINT_SOCKET.
+describe.runIf(storeKind() === 'embedded')('the compose services\' command lines, run as written', () => {
+  const compose = loadCompose();
+  const services = compose.services as Record<string, Json>;
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-compose-'));
+  const running: Spawned[] = [];
+  afterAll(async () => {
+    for (const p of running.reverse()) await p.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const mapArgs = (args: string[], paths: Record<string, string>) => args.map((a) => Object.entries(paths).reduce((s, [from, to]) => s.split(from).join(to), a));
+  const bash = (script: string, env: Record<string, string | undefined>): Promise<{ status: number | null; stderr: string }> =>
+    new Promise((resolve) => {
+      const child = spawn('bash', [script], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.once('close', (status) => resolve({ status, stderr }));
+    });
+
+  it('bootstrap is idempotent, the agent attests with its token, the workload gets its SVID', async () => {
+    const [http, tls] = [await freePort(), await freePort()];
+    const caEnv = envOf(services.ca1);
+    const kekFile = join(ROOT, compose.secrets[posix.basename(caEnv.CAIRN_KEK_FILE!)].file);
+    const ca = spawnCairn(mapArgs(services.ca1.command, {
+      '0.0.0.0:8080': `127.0.0.1:${http}`, '0.0.0.0:8443': `127.0.0.1:${tls}`, 'https://ca:8443': `https://127.0.0.1:${tls}`, '/var/lib/cairn': join(dir, 'ca'),
+    }), { ...caEnv, DATABASE_URL: undefined, CAIRN_KEK_FILE: kekFile, CAIRN_SERVER: undefined });
+    running.push(ca);
+    await ca.waitFor(/listening on/);
+
+    const tokenFile = join(dir, 'bootstrap', 'join-token');
+    const bsEnv: Record<string, string> = {
+      ...envOf(services.bootstrap),
+      CAIRN_SERVER: `http://127.0.0.1:${http}`,
+      JOIN_TOKEN_FILE: tokenFile,
+      CAIRN_CLI: `${process.execPath} ${CLI}`,
+      WORKLOAD_UID: String(process.getuid!()),
+    };
+    const first = await bash(BOOTSTRAP, bsEnv);
+    expect(first.status, first.stderr).toBe(0);
+    expect(first.stderr).toMatch(/created trust domain example\.org/);
+    expect(first.stderr).toMatch(/registered spiffe:\/\/example\.org\/workload\/example/);
+    const firstToken = readFileSync(tokenFile, 'utf8').trim();
+    expect(firstToken).toMatch(/^cairn1\./);
+    const second = await bash(BOOTSTRAP, bsEnv);
+    expect(second.status, second.stderr).toBe(0);
+    expect(second.stderr).toMatch(/trust domain example\.org exists/);
+    expect(second.stderr).toMatch(/entry spiffe:\/\/example\.org\/workload\/example .* exists/);
+    const entries = await fetch(`http://127.0.0.1:${http}/v1/entries?trustDomain=example.org`, { headers: { authorization: `Bearer ${bsEnv.CAIRN_ADMIN_TOKEN}` } }).then((r) => r.json()) as { entries: { spiffeId: string; parentId: string; selectors: string[] }[] };
+    expect(entries.entries).toEqual([expect.objectContaining({ spiffeId: 'spiffe://example.org/workload/example', parentId: 'spiffe://example.org/agent/compose', selectors: [`unix:uid:${process.getuid!()}`] })]);
+
+    const socket = join(dir, 'sockets', 'agent.sock');
+    const agent = spawnCairn(mapArgs(services.agent.command, { '/var/lib/cairn-agent': join(dir, 'agent'), '/run/cairn/sockets/agent.sock': socket, '/bootstrap/join-token': tokenFile }), envOf(services.agent));
+    running.push(agent);
+    await agent.waitFor(/serving the Workload API/);
+    expect(agent.stderr() + agent.stdout()).toContain('spiffe://example.org/agent/compose');
+
+    const svidDir = join(dir, 'svid');
+    const wlEnv = envOf(services.workload);
+    const workload = spawnCairn(mapArgs(services.workload.command, { '/var/run/svid': svidDir }), { ...wlEnv, SPIFFE_ENDPOINT_SOCKET: wlEnv.SPIFFE_ENDPOINT_SOCKET!.replace('/run/cairn/sockets/agent.sock', socket) });
+    running.push(workload);
+    await workload.waitFor(/spiffe:\/\/example\.org\/workload\/example/);
+    for (const f of ['svid.pem', 'svid.key', 'bundle.pem']) expect(existsSync(join(svidDir, f)), f).toBe(true);
+  });
+});
