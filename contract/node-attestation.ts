@@ -45,6 +45,8 @@ export const PsatClusterBody = Type.Object(
     apiTokenFile: Type.Optional(Type.String({ maxLength: 4096 })),
     issuer: Type.Optional(Type.String({ maxLength: 2048 })),
     jwks: Type.Optional(Type.Object({ keys: Type.Array(Type.Record(Type.String(), Type.Unknown()), { maxItems: 50 }) })),
+    jwksUrl: Type.Optional(Type.String({ maxLength: 2048 })),
+    jwksCaFile: Type.Optional(Type.String({ maxLength: 4096 })),
   },
   { additionalProperties: false },
 );

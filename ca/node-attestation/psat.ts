@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
+import type { Clock } from '../../lib/clock.js';
 import { createLocalJWKSet, decodeJwt, jwtVerify, errors as joseErrors, type JSONWebKeySet } from 'jose';
 import { CairnError } from '../../lib/errors.js';
 
@@ -19,9 +20,11 @@ export interface PsatClusterConfig {
   readonly apiServer?: string | undefined;
   readonly apiCaFile?: string | undefined;
   readonly apiTokenFile?: string | undefined;
-  /** jwks: the service-account issuer and its public keys. */
+  /** jwks: the service-account issuer and its public keys, given inline or fetched (and refreshed) from a URL. */
   readonly issuer?: string | undefined;
   readonly jwks?: JSONWebKeySet | undefined;
+  readonly jwksUrl?: string | undefined;
+  readonly jwksCaFile?: string | undefined;
 }
 
 export interface PsatIdentity {
@@ -62,13 +65,17 @@ interface TokenReviewStatus {
   user?: { username?: string; uid?: string; extra?: Record<string, string[]> };
 }
 
-function postJson(url: string, body: unknown, bearer: string, ca: string | undefined, timeoutMs: number): Promise<{ status: number; body: unknown }> {
-  const payload = Buffer.from(JSON.stringify(body));
+function httpsJson(method: 'GET' | 'POST', url: string, body: unknown, bearer: string | undefined, ca: string | undefined, timeoutMs: number): Promise<{ status: number; body: unknown }> {
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
     const req = httpsRequest(url, {
-      method: 'POST',
+      method,
       ...(ca ? { ca } : {}),
-      headers: { 'content-type': 'application/json', accept: 'application/json', authorization: `Bearer ${bearer}`, 'content-length': payload.length },
+      headers: {
+        accept: 'application/json',
+        ...(bearer ? { authorization: `Bearer ${bearer}` } : {}),
+        ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
+      },
       timeout: timeoutMs,
       agent: false,
     }, (res) => {
@@ -90,6 +97,38 @@ function postJson(url: string, body: unknown, bearer: string, ca: string | undef
   });
 }
 
+/**
+ * Clusters' JWKS fetched from their URL: cached for 5 minutes and fetched again early (at most every
+ * 30 s) when a token names a key we do not have, since managed clusters rotate signing keys.
+ */
+export class JwksCache {
+  private readonly entries = new Map<string, { jwks: JSONWebKeySet; fetchedAt: number }>();
+
+  constructor(private readonly clock: Clock, private readonly ttlMs = 300_000, private readonly minRefreshMs = 30_000) {}
+
+  async get(url: string, caFile: string | undefined, refresh = false): Promise<JSONWebKeySet> {
+    const now = this.clock.now().getTime();
+    const cached = this.entries.get(url);
+    if (cached && now - cached.fetchedAt < (refresh ? this.minRefreshMs : this.ttlMs)) return cached.jwks;
+    let res;
+    try {
+      res = await httpsJson('GET', url, undefined, undefined, caFile ? readFileSync(caFile, 'utf8') : undefined, 10_000);
+    } catch (err) {
+      if (cached) return cached.jwks; // keep validating with what we have while the issuer is away
+      throw new CairnError('store_unavailable', `cannot fetch the cluster JWKS from ${url}: ${(err as Error).message}`);
+    }
+    const keys = (res.body as { keys?: unknown } | undefined)?.keys;
+    if (res.status !== 200 || !Array.isArray(keys)) {
+      if (cached) return cached.jwks;
+      throw new CairnError('store_unavailable', `the cluster JWKS at ${url} answered HTTP ${res.status} without a key set`);
+    }
+    const jwks = { keys } as JSONWebKeySet;
+    if (this.entries.size > 100) this.entries.clear();
+    this.entries.set(url, { jwks, fetchedAt: now });
+    return jwks;
+  }
+}
+
 /** TokenReview against the cluster's API server; the token must still be bound to a live pod. */
 async function review(token: string, config: PsatClusterConfig): Promise<{ username: string; extra: Record<string, string[]> }> {
   const apiServer = config.apiServer ?? IN_CLUSTER.apiServer;
@@ -104,7 +143,7 @@ async function review(token: string, config: PsatClusterConfig): Promise<{ usern
   }
   let res;
   try {
-    res = await postJson(`${apiServer.replace(/\/+$/, '')}/apis/authentication.k8s.io/v1/tokenreviews`,
+    res = await httpsJson('POST', `${apiServer.replace(/\/+$/, '')}/apis/authentication.k8s.io/v1/tokenreviews`,
       { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [config.audience] } }, bearer, ca, 10_000);
   } catch (err) {
     throw new CairnError('store_unavailable', `the Kubernetes API did not answer the TokenReview: ${(err as Error).message}`);
@@ -116,16 +155,23 @@ async function review(token: string, config: PsatClusterConfig): Promise<{ usern
   return { username: status.user?.username ?? '', extra: status.user?.extra ?? {} };
 }
 
-async function verifyOffline(token: string, config: PsatClusterConfig, now: Date): Promise<KubernetesClaims> {
-  if (!config.jwks || !config.issuer) throw new CairnError('invalid_request', 'this cluster is configured for offline validation without an issuer and JWKS');
-  try {
-    const { payload } = await jwtVerify(token, createLocalJWKSet(config.jwks), {
+async function verifyOffline(token: string, config: PsatClusterConfig, now: Date, cache: JwksCache): Promise<KubernetesClaims> {
+  if (!config.issuer || (!config.jwks && !config.jwksUrl)) throw new CairnError('invalid_request', 'this cluster is configured for offline validation without an issuer and JWKS');
+  const verifyWith = (jwks: JSONWebKeySet) =>
+    jwtVerify(token, createLocalJWKSet(jwks), {
       issuer: config.issuer,
       audience: config.audience,
       currentDate: now,
       algorithms: ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'PS256'],
     });
-    return payload as KubernetesClaims;
+  try {
+    if (config.jwks) return (await verifyWith(config.jwks)).payload as KubernetesClaims;
+    try {
+      return (await verifyWith(await cache.get(config.jwksUrl!, config.jwksCaFile))).payload as KubernetesClaims;
+    } catch (err) {
+      if (!(err instanceof joseErrors.JWKSNoMatchingKey)) throw err;
+      return (await verifyWith(await cache.get(config.jwksUrl!, config.jwksCaFile, true))).payload as KubernetesClaims;
+    }
   } catch (err) {
     if (err instanceof joseErrors.JWTExpired) throw refused('the service-account token has expired');
     if (err instanceof joseErrors.JWTClaimValidationFailed) throw refused(`the service-account token was refused: ${err.claim} ${err.reason}`);
@@ -137,7 +183,7 @@ async function verifyOffline(token: string, config: PsatClusterConfig, now: Date
 const extraOf = (extra: Record<string, string[]>, key: string): string => extra[`authentication.kubernetes.io/${key}`]?.[0] ?? '';
 
 /** Validates a PSAT for one configured cluster and returns who presented it. */
-export async function validatePsat(token: string, config: PsatClusterConfig, now: Date): Promise<PsatIdentity> {
+export async function validatePsat(token: string, config: PsatClusterConfig, now: Date, jwks: JwksCache): Promise<PsatIdentity> {
   let claims: KubernetesClaims;
   try {
     claims = decodeJwt(token) as KubernetesClaims;
@@ -163,7 +209,7 @@ export async function validatePsat(token: string, config: PsatClusterConfig, now
     nodeName = extraOf(reviewed.extra, 'node-name') || nodeName;
     nodeUid = extraOf(reviewed.extra, 'node-uid') || nodeUid;
   } else {
-    claims = await verifyOffline(token, config, now);
+    claims = await verifyOffline(token, config, now, jwks);
     k8s = claims['kubernetes.io'] ?? {};
     [namespace, serviceAccount] = [k8s.namespace ?? '', k8s.serviceaccount?.name ?? ''];
     [podName, podUid, nodeName, nodeUid] = [k8s.pod?.name ?? '', k8s.pod?.uid ?? '', k8s.node?.name ?? '', k8s.node?.uid ?? ''];

@@ -8,7 +8,7 @@ import type { EnrollmentService } from '../enrollment/service.js';
 import { decodeCsrText, verifyCsr } from '../issuance/csr.js';
 import type { IssuedX509Svid } from '../issuance/service.js';
 import type { TrustDomainService } from '../trust-domains/service.js';
-import { validatePsat, type PsatClusterConfig } from './psat.js';
+import { JwksCache, validatePsat, type PsatClusterConfig } from './psat.js';
 import type { AttestorKind, AttestorRecord, NodeAttestationStore } from './store.js';
 import { deviceIdentity, parseManufacturerCas, verifyDeviceChain, verifyPossession, type X509PopConfig } from './x509pop.js';
 
@@ -33,6 +33,8 @@ export interface PsatClusterInput {
   readonly apiTokenFile?: string | undefined;
   readonly issuer?: string | undefined;
   readonly jwks?: unknown;
+  readonly jwksUrl?: string | undefined;
+  readonly jwksCaFile?: string | undefined;
 }
 
 export const DEFAULT_PSAT_AUDIENCE = 'cairn-ca';
@@ -51,7 +53,11 @@ function checkName(name: string, what: string): string {
  * success goes through the same enrollment as a join token (ban check, node record, first SVID).
  */
 export class NodeAttestationService {
-  constructor(private readonly deps: NodeAttestationDeps) {}
+  private readonly jwks: JwksCache;
+
+  constructor(private readonly deps: NodeAttestationDeps) {
+    this.jwks = new JwksCache(deps.clock);
+  }
 
   // ---- admin
 
@@ -64,7 +70,12 @@ export class NodeAttestationService {
     }
     const config: PsatClusterConfig = { mode: input.mode, audience: input.audience ?? DEFAULT_PSAT_AUDIENCE, allowedServiceAccounts: [...new Set(input.allowedServiceAccounts)] };
     let full: PsatClusterConfig;
-    if (input.mode === 'jwks') {
+    if (input.mode === 'jwks' && input.jwksUrl !== undefined) {
+      if (input.jwks !== undefined) throw new CairnError('invalid_request', 'give the JWKS inline or its URL, not both');
+      if (!/^https:\/\/\S+$/.test(input.jwksUrl)) throw new CairnError('invalid_request', 'jwksUrl must be an https URL (e.g. <issuer>/openid/v1/jwks)');
+      if (!input.issuer || !/^https:\/\/\S+$/.test(input.issuer)) throw new CairnError('invalid_request', 'offline validation needs the service-account issuer (an https URL, as in the tokens\' iss)');
+      full = { ...config, issuer: input.issuer, jwksUrl: input.jwksUrl, jwksCaFile: input.jwksCaFile };
+    } else if (input.mode === 'jwks') {
       const keys = (input.jwks as { keys?: unknown } | undefined)?.keys;
       if (!Array.isArray(keys) || keys.length === 0 || !keys.every((k) => typeof k === 'object' && k !== null && typeof (k as { kty?: unknown }).kty === 'string')) {
         throw new CairnError('invalid_request', 'offline validation needs the cluster JWKS ({"keys": [...]}, from <issuer>/openid/v1/jwks)');
@@ -122,7 +133,7 @@ export class NodeAttestationService {
       const rec = await this.deps.store.get(req.trustDomain, 'k8s_psat', req.cluster);
       if (!rec) throw new CairnError('unauthenticated', `no Kubernetes cluster "${req.cluster}" is configured for ${req.trustDomain}`);
       const now = this.deps.clock.now();
-      const who = await validatePsat(req.token, rec.config as PsatClusterConfig, now);
+      const who = await validatePsat(req.token, rec.config as PsatClusterConfig, now, this.jwks);
       if (!(await this.deps.store.recordUse(who.credentialHash, who.expiresAt, now))) throw new CairnError('unauthenticated', 'this service-account token was already used to attest; the kubelet rotates it, send the fresh one');
       const selectors = [
         `k8s_psat:cluster:${req.cluster}`,

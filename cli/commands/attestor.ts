@@ -5,7 +5,8 @@ import { adminClient, adminTokenOf, dataDirOf, serverOf } from '../client.js';
 import { printResult, table } from '../output.js';
 
 export const ATTESTOR_USAGE = `cairn attestor k8s-psat add --trust-domain TD --cluster NAME --allow NS:SA [--allow …] [--audience cairn-ca]
-                           (--token-review [--api-server URL --api-ca-file F --api-token-file F] | --jwks-file F --issuer URL)
+                           (--token-review [--api-server URL --api-ca-file F --api-token-file F]
+                            | --issuer URL (--jwks-url URL [--jwks-ca-file F] | --jwks-file F))
 cairn attestor x509pop add --trust-domain TD --name NAME --ca-file MANUFACTURER-CA.pem
 cairn attestor list --trust-domain TD | remove --trust-domain TD k8s-psat|x509pop NAME
 cairn ca pin                                   (the TLS URL and pin agents without a join token need)`;
@@ -45,6 +46,8 @@ export async function attestorCommand(argv: string[]): Promise<void> {
     'api-ca-file': { type: 'string' },
     'api-token-file': { type: 'string' },
     'jwks-file': { type: 'string' },
+    'jwks-url': { type: 'string' },
+    'jwks-ca-file': { type: 'string' },
     issuer: { type: 'string' },
     'ca-file': { type: 'string' },
   });
@@ -62,7 +65,7 @@ export async function attestorCommand(argv: string[]): Promise<void> {
   }
   if (kind === 'k8s-psat' && verb === 'add' && values.cluster && values.allow?.length) {
     const jwks = values['jwks-file'] ? JSON.parse(readFile(values['jwks-file'], 'the JWKS file')) : undefined;
-    if (!values['token-review'] && !jwks) throw new UsageError('choose --token-review or --jwks-file F --issuer URL');
+    if (!values['token-review'] && !jwks && !values['jwks-url']) throw new UsageError('choose --token-review, or --jwks-url URL (or --jwks-file F) with --issuer URL');
     const body = {
       mode: values['token-review'] ? 'token_review' : 'jwks',
       allowedServiceAccounts: values.allow,
@@ -71,6 +74,7 @@ export async function attestorCommand(argv: string[]): Promise<void> {
       ...(values['api-ca-file'] ? { apiCaFile: values['api-ca-file'] } : {}),
       ...(values['api-token-file'] ? { apiTokenFile: values['api-token-file'] } : {}),
       ...(jwks ? { jwks, issuer: values.issuer } : {}),
+      ...(values['jwks-url'] ? { jwksUrl: values['jwks-url'], issuer: values.issuer, ...(values['jwks-ca-file'] ? { jwksCaFile: values['jwks-ca-file'] } : {}) } : {}),
     };
     const a = await client.request<AttestorView>('PUT', path(P.psatCluster, { trustDomain: td, name: values.cluster }), body);
     return printResult(values.json, a, () => `${a.kind} ${a.name}`);

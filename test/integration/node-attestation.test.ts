@@ -13,6 +13,7 @@ import { generateKeyAndCsr } from '../../lib/pkcs10.js';
 import { fetchPinnedAuthority, requestJson } from '../../lib/tls-client.js';
 import { pemToDerList } from '../../spiffe/bundle/bundle.js';
 import { startAgent } from '../../node-agent/main.js';
+import { WorkloadApiClient } from '../../workload-api/client.js';
 import { startTestCa, type TestCa } from '../support/ca.js';
 import { storeKind } from '../support/db.js';
 import { capturingLogger } from '../support/logs.js';
@@ -35,6 +36,7 @@ describe(`node attestation with Kubernetes PSATs and x509pop (${storeKind()} sto
   let apiServer: Server;
   const reviews = new Map<string, object>();
   let reviewRequests = 0;
+  let jwksRequests = 0;
 
   const post = <T>(path: string, body: unknown) => requestJson<T & { code?: string; message?: string }>('POST', ca.tlsUrl + path, body, { ca: authority });
   const admin = async (path: string, body?: unknown, method = 'PUT') => {
@@ -79,6 +81,11 @@ describe(`node attestation with Kubernetes PSATs and x509pop (${storeKind()} sto
       let body = '';
       req.on('data', (c: Buffer) => (body += c.toString()));
       req.on('end', () => {
+        if (req.method === 'GET' && req.url === '/openid/v1/jwks') {
+          jwksRequests++;
+          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] }));
+          return;
+        }
         reviewRequests++;
         if (req.url !== '/apis/authentication.k8s.io/v1/tokenreviews' || req.headers.authorization !== 'Bearer ca-service-account-token') {
           res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Status', status: 'Failure', code: 401 }));
@@ -147,6 +154,25 @@ describe(`node attestation with Kubernetes PSATs and x509pop (${storeKind()} sto
         expect(res.body.code).toBe('unauthenticated');
       }
     });
+  });
+
+  it('k8s_psat offline with the JWKS fetched from the cluster issuer (cached)', async () => {
+    const configured = await admin(`/v1/trust-domains/${TD}/attestors/k8s-psat/remote`, {
+      mode: 'jwks',
+      issuer: 'https://oidc.prod.example',
+      jwksUrl: `https://127.0.0.1:${(apiServer.address() as AddressInfo).port}/openid/v1/jwks`,
+      jwksCaFile: join(dir, 'api.pem'),
+      allowedServiceAccounts: ['cairn:cairn-agent'],
+    });
+    expect(configured.status).toBe(200);
+    for (const nodeUid of ['remote-node-1', 'remote-node-2']) {
+      const res = await post<X509SvidMessage>(P.attestPsat, { trustDomain: TD, cluster: 'remote', token: await psat({ nodeUid }), csr: csr() });
+      expect(res.status).toBe(201);
+      expect(res.body.spiffeId).toBe(`spiffe://${TD}/cairn/agent/k8s_psat/remote/${nodeUid}`);
+    }
+    expect(jwksRequests).toBe(1);
+    const both = await admin(`/v1/trust-domains/${TD}/attestors/k8s-psat/both`, { mode: 'jwks', issuer: 'https://x.example', jwksUrl: 'https://x.example/jwks', jwks: { keys: [jwk] }, allowedServiceAccounts: ['a:b'] });
+    expect(both.status).toBe(400);
   });
 
   describe('k8s_psat through the TokenReview API', () => {
@@ -229,8 +255,11 @@ describe(`node attestation with Kubernetes PSATs and x509pop (${storeKind()} sto
   });
 
   describe('the agent process', () => {
-    it('attests with a PSAT from its projected-token file and with x509pop from its device files', async () => {
+    it('attests with a PSAT from its projected-token file and with x509pop from its device files; node aliases on PSAT selectors reach it', async () => {
       writeFileSync(join(dir, 'psat'), await psat({ nodeUid: 'agent-node-uid-1' }));
+      // every agent of cluster "prod" serves what is parented to this alias
+      await ca.admin('/v1/entries', { body: { spiffeId: `spiffe://${TD}/node/prod`, parentId: `spiffe://${TD}/cairn/server`, selectors: ['k8s_psat:cluster:prod'] } });
+      await ca.admin('/v1/entries', { body: { spiffeId: `spiffe://${TD}/ns/shop/sa/cart`, parentId: `spiffe://${TD}/node/prod`, selectors: [`unix:uid:${process.getuid!()}`] } });
       const common = { caUrl: ca.tlsUrl, caPin: pin, trustDomain: TD };
       const viaPsat = await startAgent(
         { dataDir: join(dir, 'agent-psat'), socketPath: join(dir, 'psat.sock'), attestation: { kind: 'k8s_psat', ...common, cluster: 'prod', tokenFile: join(dir, 'psat') } },
@@ -244,6 +273,12 @@ describe(`node attestation with Kubernetes PSATs and x509pop (${storeKind()} sto
         expect(viaPsat.spiffeId).toBe(`spiffe://${TD}/cairn/agent/k8s_psat/prod/agent-node-uid-1`);
         expect(viaPop.spiffeId).toMatch(new RegExp(`^spiffe://${TD.replace('.', '\\.')}/cairn/agent/x509pop/[0-9a-f]{40}$`));
         await Promise.all([viaPsat.whenReady(), viaPop.whenReady()]);
+        const viaAlias = new WorkloadApiClient(`unix://${viaPsat.socketPath}`);
+        try {
+          expect((await viaAlias.fetchX509Context()).svids.map((x) => x.spiffeId)).toEqual([`spiffe://${TD}/ns/shop/sa/cart`]);
+        } finally {
+          viaAlias.close();
+        }
       } finally {
         await viaPsat.close();
         await viaPop.close();
