@@ -170,7 +170,7 @@ export const CreateEntryBody = Type.Object(EntryFields, { additionalProperties: 
 export type CreateEntryBody = Static<typeof CreateEntryBody>;
 export const UpdateEntryBody = Type.Partial(Type.Object(EntryFields), { additionalProperties: false, minProperties: 1 });
 export type UpdateEntryBody = Static<typeof UpdateEntryBody>;
-export const EntryParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
+export const EntryParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' }) });
 
 export const EntryView = Type.Object({
   id: Type.String(),

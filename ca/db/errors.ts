@@ -28,6 +28,11 @@ export function translateDbError(err: unknown, onUnique?: Readonly<Record<string
     return new CairnError(code, 'a record with the same key already exists', { cause: err });
   }
   if (isUnavailable(e)) return new CairnError('store_unavailable', 'the database is unavailable, retry later', { cause: err });
+  // PostgreSQL text cannot hold NUL (22P05 / 22021) and rejects malformed values (22P02): the
+  // client's input, not our fault, whichever field it came through.
+  if (e.code === '22P05' || e.code === '22021' || (e.message ?? '').includes('invalid byte sequence') || (e.message ?? '').includes('\\u0000 cannot be converted')) {
+    return new CairnError('invalid_request', 'text values must not contain NUL characters', { cause: err });
+  }
   return err;
 }
 

@@ -80,7 +80,17 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    // Long path parameters reach the schemas (and get a coded 400) instead of the router's bare 414.
+    maxParamLength: 4096,
+    // Errors raised before routing (a malformed URL) answer in our format too.
+    frameworkErrors: (err, _req, reply) => {
+      const { status, body } = toHttpError(err);
+      void (reply as unknown as { status(n: number): { send(b: unknown): void } }).status(status).send(body);
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  // Only JSON bodies: fastify's default text/plain parser would turn a wrong content type into a
+  // confusing schema error instead of 415.
+  app.removeContentTypeParser('text/plain');
 
   // Child contexts stamp `config.access` in their own onRoute hooks, which run after this one,
   // so the route options are kept and read once everything is registered.

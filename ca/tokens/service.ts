@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { validateTrustDomainName } from '../trust-domains/service.js';
 import { encodeBootstrapToken, parseBootstrapToken } from '../../contract/bootstrap-token.js';
 import type { Clock } from '../../lib/clock.js';
 import { addSeconds } from '../../lib/clock.js';
@@ -56,7 +57,7 @@ export class TokenService {
 
   async create(input: CreateTokenInput, actor: string): Promise<CreatedToken> {
     if (input.agentId && input.spiffeId) throw new CairnError('invalid_request', 'give either agentId (join token) or spiffeId (workload credential), not both');
-    const td = await this.deps.trustDomains.get(input.trustDomain);
+    const td = await this.deps.trustDomains.get(validateTrustDomainName(input.trustDomain));
     if (!td) throw new CairnError('trust_domain_not_found', `trust domain ${input.trustDomain} does not exist`);
     const ttl = checkTtl(input.ttlSeconds ?? TOKEN_TTL.default, TOKEN_TTL, 'ttlSeconds');
     const kind: TokenKind = input.spiffeId ? 'workload' : 'join';

@@ -1,3 +1,4 @@
+import { registerLogSource } from './logs.js';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -40,6 +41,7 @@ export function spawnCairn(args: string[], env: Record<string, string | undefine
     waiters.forEach((w) => w());
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  registerLogSource(() => err);
   return {
     child,
     stdout: () => out,
@@ -73,6 +75,7 @@ export function spawnCairn(args: string[], env: Record<string, string | undefine
 /** Runs a one-shot CLI command to completion. */
 export function runCairn(args: string[], env: Record<string, string | undefined> = {}): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });
+  registerLogSource(() => r.stderr);
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -85,6 +88,7 @@ export function runCairnAsync(args: string[], env: Record<string, string | undef
     child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    registerLogSource(() => stderr);
     child.once('close', (status) => {
       clearTimeout(timer);
       resolve({ status, stdout, stderr });

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Regenerates RELIABILITY.md: runs the hostile-input corpus, the fuzzers and the fault scenarios on
+# both stores (a private PostgreSQL, as the tests use) and writes their figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+npm run --silent build
+source scripts/postgres.sh
+start_private_postgres
+OUT=$(mktemp -d /tmp/cairn-reliability.XXXXXX)
+trap 'stop_private_postgres; rm -rf "$OUT"' EXIT
+SUITES=(test/hostile test/unit/fuzz test/integration/node-agent/workloads.test.ts test/e2e/systemd.test.ts)
+status=0
+CAIRN_RELIABILITY_DIR="$OUT" CAIRN_TEST_STORE=embedded npx vitest run --reporter=default --reporter=json --outputFile.json="$OUT/vitest-embedded.json" "${SUITES[@]}" || status=1
+CAIRN_RELIABILITY_DIR="$OUT" CAIRN_TEST_STORE=postgres DATABASE_URL="$CAIRN_TEST_DATABASE_URL" \
+  npx vitest run --reporter=default --reporter=json --outputFile.json="$OUT/vitest-postgres.json" "${SUITES[@]}" || status=1
+node scripts/reliability-report.mjs "$OUT" > RELIABILITY.md
+echo "wrote RELIABILITY.md"
+exit $status
