@@ -7,6 +7,7 @@ import { storeKind } from '../support/db.js';
 import { startCa } from '../../ca/main.js';
 import { capturingLogger } from '../support/logs.js';
 import { fetchPinnedAuthority, requestJson } from '../../lib/tls-client.js';
+import { pemChain, redeem } from '../support/agent-client.js';
 
 /** Routes anyone may call. Anything else must demand credentials; a new route cannot slip through. */
 const PUBLIC_ROUTES = new Set([
@@ -75,6 +76,23 @@ describe(`admin authentication (${storeKind()} store)`, () => {
     expect([...accessSeen].sort()).toEqual(['admin', 'agent', 'bootstrap', 'public']);
     // and the plain listener has no agent or bootstrap routes at all
     expect(ca.app.routes.filter((r) => r.access === 'agent' || r.access === 'bootstrap')).toEqual([]);
+  });
+
+  it('refuses every admin route to a node holding a valid agent SVID (an SVID is not an admin credential)', async () => {
+    await ca.admin('/v1/trust-domains', { body: { name: 'svid-not-admin.test' } });
+    const { token } = await (await ca.admin('/v1/tokens', { body: { trustDomain: 'svid-not-admin.test' } })).json();
+    const { node } = await redeem(token);
+    const authority = await fetchPinnedAuthority(ca.tlsUrl, await ca.core.serverTls.pin());
+    const creds = { ca: authority, cert: pemChain(node!.svid), key: node!.keyPem };
+    // the same credentials do open the agent API, so they are really presented
+    expect((await requestJson('GET', `${ca.tlsUrl}/agent/v1/sync?revision=0`, undefined, creds)).status).toBe(200);
+    const adminRoutes = ca.tlsApp.routes.filter((r) => r.access === 'admin');
+    expect(adminRoutes.length).toBeGreaterThan(15);
+    for (const route of adminRoutes) {
+      const res = await requestJson<{ code: string }>(route.method, ca.tlsUrl + concretePath(route.url), route.method === 'GET' || route.method === 'DELETE' ? undefined : {}, creds);
+      expect(res.status, `${route.method} ${route.url}`).toBe(401);
+      expect(res.body.code).toBe('unauthenticated');
+    }
   });
 
   it('serves an OpenAPI document generated from the route schemas', async () => {
