@@ -81,7 +81,7 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     // Long path parameters reach the schemas (and get a coded 400) instead of the router's bare 414.
-    maxParamLength: 4096,
+    routerOptions: { maxParamLength: 4096 },
     // Errors raised before routing (a malformed URL) answer in our format too.
     frameworkErrors: (err, _req, reply) => {
       const { status, body } = toHttpError(err);
