@@ -1,0 +1,102 @@
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startAgent, type AgentHandle } from '../../node-agent/main.js';
+import { createPgDatabase, storeKind } from '../support/db.js';
+import { grpc, grpcWorkloadClient, securityHeader, type X509SvidWire } from '../support/grpc-workload.js';
+import { capturingLogger } from '../support/logs.js';
+import { opensslVerify } from '../support/openssl.js';
+import { derToPem } from '../../spiffe/bundle/bundle.js';
+import { splitDerCertificates } from '../../spiffe/svid/x509.js';
+import { freePort, spawnCairn, type Spawned } from '../support/processes.js';
+
+/**
+ * Fault: the CA process is killed with SIGKILL (no shutdown, no goodbye) while an agent streams
+ * SVIDs to a workload. The workload must keep its stream and its valid SVID; when a CA starts again
+ * on the same data (after crash recovery of its database), changes reach the same stream.
+ */
+describe(`fault: the CA killed with SIGKILL under a streaming agent (${storeKind()} store)`, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-sigkill-'));
+  chmodSync(dir, 0o755);
+  let ca: Spawned | undefined;
+  let agent: AgentHandle | undefined;
+  let drop: (() => Promise<void>) | undefined;
+  afterAll(async () => {
+    await agent?.close();
+    await ca?.stop();
+    await drop?.();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('the workload keeps its stream and SVID; after a restart on the same data, changes flow into the same stream', { timeout: 90_000 }, async () => {
+    let databaseUrl: string | undefined;
+    if (storeKind() === 'postgres') ({ url: databaseUrl, drop } = await createPgDatabase());
+    const [http, tls] = [await freePort(), await freePort()];
+    const env = { CAIRN_DATA_DIR: join(dir, 'ca'), DATABASE_URL: databaseUrl, CAIRN_ADMIN_TOKEN: undefined, CAIRN_SERVER: undefined, CAIRN_LOG_LEVEL: 'warn' };
+    const startCaProcess = async (): Promise<Spawned> => {
+      const p = spawnCairn(['ca', 'start', '--listen', `127.0.0.1:${http}`, '--tls-listen', `127.0.0.1:${tls}`], env);
+      await p.waitFor(/listening on/, 60_000);
+      return p;
+    };
+    ca = await startCaProcess();
+    const admin = async (path: string, body?: unknown) => {
+      const res = await fetch(`http://127.0.0.1:${http}${path}`, {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: { authorization: `Bearer ${readFileSync(join(dir, 'ca', 'admin-token'), 'utf8').trim()}`, 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      return { status: res.status, body: await res.json() };
+    };
+    await admin('/v1/trust-domains', { name: 'kill.test' });
+    const { body: tok } = await admin('/v1/tokens', { trustDomain: 'kill.test' });
+    const uid = process.getuid!();
+    await admin('/v1/entries', { spiffeId: 'spiffe://kill.test/before', parentId: tok.spiffeId, selectors: [`unix:uid:${uid}`] });
+    agent = await startAgent({ dataDir: join(dir, 'agent'), joinToken: tok.token, socketPath: join(dir, 'api.sock') }, { logger: capturingLogger().logger });
+    await agent.whenReady();
+
+    const client = grpcWorkloadClient(agent.socketPath);
+    const call = client.FetchX509SVID!({}, securityHeader()) as grpc.ClientReadableStream<{ svids: X509SvidWire[] }>;
+    const messages: { svids: X509SvidWire[] }[] = [];
+    const errors: grpc.ServiceError[] = [];
+    let onMessage: (() => void) | undefined;
+    call.on('data', (m: { svids: X509SvidWire[] }) => {
+      messages.push(m);
+      onMessage?.();
+    });
+    call.on('error', (e: grpc.ServiceError) => errors.push(e));
+    const until = (pred: () => boolean, ms: number): Promise<void> =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('timed out waiting for the stream')), ms);
+        onMessage = () => {
+          if (pred()) {
+            clearTimeout(timer);
+            resolve();
+          }
+        };
+        onMessage();
+      });
+    try {
+      await until(() => messages.length >= 1, 10_000);
+
+      expect(ca.child.kill('SIGKILL')).toBe(true);
+      expect(await ca.stop()).toBe(null); // killed by the signal: no exit code
+      await new Promise((r) => setTimeout(r, 3000)); // the agent notices and backs off
+      expect(errors).toEqual([]);
+      const held = messages.at(-1)!.svids[0]!;
+      const chain = splitDerCertificates(held.x509_svid).map((d) => derToPem(d)).join('');
+      expect(opensslVerify(chain, splitDerCertificates(held.bundle).map((d) => derToPem(d)).join(''))).toContain('OK');
+
+      ca = await startCaProcess(); // same data dir and ports: the agent's persisted CA URL still points here
+      const created = await admin('/v1/entries', { spiffeId: 'spiffe://kill.test/after', parentId: tok.spiffeId, selectors: [`unix:uid:${uid}`] });
+      expect(created.status).toBe(201);
+      await until(() => messages.some((m) => m.svids.some((s) => s.spiffe_id === 'spiffe://kill.test/after')), 45_000);
+      expect(errors).toEqual([]);
+      // the identity held through the outage is still there alongside the new one
+      expect(messages.at(-1)!.svids.map((s) => s.spiffe_id).sort()).toEqual(['spiffe://kill.test/after', 'spiffe://kill.test/before']);
+    } finally {
+      call.cancel();
+      client.close();
+    }
+  });
+});
