@@ -66,8 +66,15 @@ export function fetchPinnedAuthority(url: string, pin: string, timeoutMs = 10_00
 }
 
 export interface TlsClientOptions {
-  /** PEM of the trust anchor for the server (the pinned authority). */
-  readonly ca: string;
+  /** PEM of the trust anchor for the server (the pinned authority); absent: the system's roots. */
+  readonly ca: string | undefined;
+  /**
+   * Check the server certificate's name against the URL's host. Off for the CA (see requestJson);
+   * on for servers with ordinary certificates, such as a Kubernetes API server.
+   */
+  readonly checkServerName?: boolean;
+  /** Sent as `Authorization: Bearer …`. */
+  readonly bearer?: string | undefined;
   /** Client SVID for mTLS: PEM chain and PEM key. */
   readonly cert?: string | undefined;
   readonly key?: string | undefined;
@@ -83,9 +90,10 @@ export interface JsonResponse<T> {
 }
 
 /**
- * JSON over HTTPS to the CA, verifying the server against the pinned authority. The server's
- * name is not checked: the trust anchor is this installation's private authority, whose key the
- * token pinned, and CA replicas answer under many names (pods, compose services, IPs).
+ * JSON over HTTPS. To the CA it verifies the server against the pinned authority without checking
+ * the name: the trust anchor is this installation's private authority, whose key the token pinned,
+ * and CA replicas answer under many names (pods, compose services, IPs). Other servers set
+ * `checkServerName`.
  */
 export function requestJson<T>(method: string, url: string, body: unknown, tls: TlsClientOptions): Promise<JsonResponse<T>> {
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
@@ -94,10 +102,14 @@ export function requestJson<T>(method: string, url: string, body: unknown, tls: 
       url,
       {
         method,
-        ca: tls.ca,
+        ...(tls.ca ? { ca: tls.ca } : {}),
         ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}),
-        checkServerIdentity: () => undefined,
-        headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {},
+        ...(tls.checkServerName ? {} : { checkServerIdentity: () => undefined }),
+        headers: {
+          accept: 'application/json',
+          ...(tls.bearer ? { authorization: `Bearer ${tls.bearer}` } : {}),
+          ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
+        },
         timeout: tls.timeoutMs ?? 30_000,
         agent: tls.agent ?? false,
         ...(tls.signal ? { signal: tls.signal } : {}),

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
 import type { Clock } from '../../lib/clock.js';
 import { createLocalJWKSet, decodeJwt, jwtVerify, errors as joseErrors, type JSONWebKeySet } from 'jose';
 import { CairnError } from '../../lib/errors.js';
+import { requestJson } from '../../lib/tls-client.js';
 
 /**
  * Kubernetes projected service-account tokens (PSAT) as node credentials. Per cluster, either the
@@ -65,38 +65,6 @@ interface TokenReviewStatus {
   user?: { username?: string; uid?: string; extra?: Record<string, string[]> };
 }
 
-function httpsJson(method: 'GET' | 'POST', url: string, body: unknown, bearer: string | undefined, ca: string | undefined, timeoutMs: number): Promise<{ status: number; body: unknown }> {
-  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest(url, {
-      method,
-      ...(ca ? { ca } : {}),
-      headers: {
-        accept: 'application/json',
-        ...(bearer ? { authorization: `Bearer ${bearer}` } : {}),
-        ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
-      },
-      timeout: timeoutMs,
-      agent: false,
-    }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        let parsed: unknown;
-        try {
-          parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        } catch {
-          parsed = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, body: parsed });
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer from ${url} in ${timeoutMs} ms`)));
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
-
 /**
  * Clusters' JWKS fetched from their URL: cached for 5 minutes and fetched again early (at most every
  * 30 s) when a token names a key we do not have, since managed clusters rotate signing keys.
@@ -112,7 +80,7 @@ export class JwksCache {
     if (cached && now - cached.fetchedAt < (refresh ? this.minRefreshMs : this.ttlMs)) return cached.jwks;
     let res;
     try {
-      res = await httpsJson('GET', url, undefined, undefined, caFile ? readFileSync(caFile, 'utf8') : undefined, 10_000);
+      res = await requestJson('GET', url, undefined, { ca: caFile ? readFileSync(caFile, 'utf8') : undefined, checkServerName: true, timeoutMs: 10_000 });
     } catch (err) {
       if (cached) return cached.jwks; // keep validating with what we have while the issuer is away
       throw new CairnError('store_unavailable', `cannot fetch the cluster JWKS from ${url}: ${(err as Error).message}`);
@@ -143,8 +111,8 @@ async function review(token: string, config: PsatClusterConfig): Promise<{ usern
   }
   let res;
   try {
-    res = await httpsJson('POST', `${apiServer.replace(/\/+$/, '')}/apis/authentication.k8s.io/v1/tokenreviews`,
-      { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [config.audience] } }, bearer, ca, 10_000);
+    res = await requestJson('POST', `${apiServer.replace(/\/+$/, '')}/apis/authentication.k8s.io/v1/tokenreviews`,
+      { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [config.audience] } }, { ca, bearer, checkServerName: true, timeoutMs: 10_000 });
   } catch (err) {
     throw new CairnError('store_unavailable', `the Kubernetes API did not answer the TokenReview: ${(err as Error).message}`);
   }
