@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { resolve } from 'node:path';
+import { UsageError } from './args.js';
 
 /** Where the CLI finds things: flags, then CAIRN_* environment, then the local defaults. */
 export function dataDirOf(flag: string | undefined): string {
@@ -10,19 +11,21 @@ export function dataDirOf(flag: string | undefined): string {
 export const DEFAULT_HTTP_PORT = 8080;
 export const DEFAULT_TLS_PORT = 8443;
 
+/** What `cairn up` recorded in <data-dir>/endpoints.json; empty when absent or unreadable. */
+export function recordedEndpoints(dataDir: string): { caUrl?: string; socket?: string } {
+  const file = join(dataDir, 'endpoints.json');
+  if (!existsSync(file)) return {};
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as { caUrl?: string; socket?: string };
+  } catch {
+    return {};
+  }
+}
+
 export function serverOf(flag: string | undefined, dataDir: string): string {
   if (flag) return flag.replace(/\/+$/, '');
   if (process.env.CAIRN_SERVER) return process.env.CAIRN_SERVER.replace(/\/+$/, '');
-  const endpoints = join(dataDir, 'endpoints.json');
-  if (existsSync(endpoints)) {
-    try {
-      const caUrl = (JSON.parse(readFileSync(endpoints, 'utf8')) as { caUrl?: string }).caUrl;
-      if (caUrl) return caUrl;
-    } catch {
-      // fall back to the default
-    }
-  }
-  return `http://127.0.0.1:${DEFAULT_HTTP_PORT}`;
+  return recordedEndpoints(dataDir).caUrl ?? `http://127.0.0.1:${DEFAULT_HTTP_PORT}`;
 }
 
 export function adminTokenOf(dataDir: string): string {
@@ -44,8 +47,23 @@ export class CliError extends Error {
   }
 }
 
+/** An input file named on the command line; an unreadable one is a usage error, not a crash. */
+export function readInputFile(path: string, what: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
 export interface AdminClient {
   request<T>(method: string, path: string, body?: unknown): Promise<T>;
+}
+
+/** The admin client for the common flags: --server / CAIRN_SERVER / endpoints.json, and the admin token. */
+export function adminClientFor(values: { server?: string | undefined; 'data-dir'?: string | undefined }): AdminClient {
+  const dataDir = dataDirOf(values['data-dir']);
+  return adminClient(serverOf(values.server, dataDir), adminTokenOf(dataDir));
 }
 
 export function adminClient(server: string, token: string): AdminClient {

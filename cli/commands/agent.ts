@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { startAgent } from '../../node-agent/main.js';
 import type { NodeAttestation } from '../../node-agent/attestation/node-attestors.js';
 import { parse, UsageError } from '../args.js';
-import { dataDirOf } from '../client.js';
+import { dataDirOf, readInputFile } from '../client.js';
 import { printResult, say, table } from '../output.js';
 import { agentAdminCommand } from './enrollment.js';
 
@@ -29,13 +29,7 @@ export function untilSignal(): Promise<string> {
 export function joinTokenOf(flag: string | undefined, file: string | undefined): string | (() => Promise<string>) | undefined {
   if (flag) return flag;
   if (file) {
-    return async () => {
-      try {
-        return readFileSync(file, 'utf8').trim();
-      } catch (err) {
-        throw new UsageError(`cannot read the join token file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-      }
-    };
+    return async () => readInputFile(file, 'the join token file').trim();
   }
   return process.env.CAIRN_JOIN_TOKEN;
 }

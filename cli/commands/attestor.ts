@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { NodeAttestationPaths as P } from '../../contract/node-attestation.js';
 import { parse, UsageError } from '../args.js';
-import { adminClient, adminTokenOf, dataDirOf, serverOf } from '../client.js';
+import { adminClientFor, readInputFile } from '../client.js';
 import { printResult, table } from '../output.js';
 
 export const ATTESTOR_USAGE = `cairn attestor k8s-psat add --trust-domain TD --cluster NAME --allow NS:SA [--allow …] [--audience cairn-ca]
@@ -18,19 +17,15 @@ interface AttestorView {
   updatedAt: string;
 }
 
-function clientFor(values: { server?: string | undefined; 'data-dir'?: string | undefined }) {
-  const dataDir = dataDirOf(values['data-dir']);
-  return adminClient(serverOf(values.server, dataDir), adminTokenOf(dataDir));
-}
-
 const path = (template: string, params: Record<string, string>): string =>
   template.replace(/:(\w+)/g, (_, k: string) => encodeURIComponent(params[k] ?? ''));
 
-function readFile(file: string, what: string): string {
+function jwksOf(file: string): unknown {
   try {
-    return readFileSync(file, 'utf8');
+    return JSON.parse(readInputFile(file, 'the JWKS file'));
   } catch (err) {
-    throw new UsageError(`cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    if (err instanceof SyntaxError) throw new UsageError(`${file} is not JSON (want the cluster's {"keys": [...]})`);
+    throw err;
   }
 }
 
@@ -53,7 +48,7 @@ export async function attestorCommand(argv: string[]): Promise<void> {
   });
   const td = values['trust-domain'];
   if (!td) throw new UsageError(ATTESTOR_USAGE);
-  const client = clientFor(values);
+  const client = adminClientFor(values);
   const [kind, verb, name] = positionals;
   if (kind === 'list') {
     const res = await client.request<{ attestors: AttestorView[] }>('GET', path(P.attestors, { trustDomain: td }));
@@ -64,7 +59,7 @@ export async function attestorCommand(argv: string[]): Promise<void> {
     return printResult(values.json, { removed: name }, () => name);
   }
   if (kind === 'k8s-psat' && verb === 'add' && values.cluster && values.allow?.length) {
-    const jwks = values['jwks-file'] ? JSON.parse(readFile(values['jwks-file'], 'the JWKS file')) : undefined;
+    const jwks = values['jwks-file'] ? jwksOf(values['jwks-file']) : undefined;
     if (!values['token-review'] && !jwks && !values['jwks-url']) throw new UsageError('choose --token-review, or --jwks-url URL (or --jwks-file F) with --issuer URL');
     const body = {
       mode: values['token-review'] ? 'token_review' : 'jwks',
@@ -80,7 +75,7 @@ export async function attestorCommand(argv: string[]): Promise<void> {
     return printResult(values.json, a, () => `${a.kind} ${a.name}`);
   }
   if (kind === 'x509pop' && verb === 'add' && values.name && values['ca-file']) {
-    const a = await client.request<AttestorView>('PUT', path(P.x509PopCa, { trustDomain: td, name: values.name }), { caCertificates: readFile(values['ca-file'], 'the manufacturer CA file') });
+    const a = await client.request<AttestorView>('PUT', path(P.x509PopCa, { trustDomain: td, name: values.name }), { caCertificates: readInputFile(values['ca-file'], 'the manufacturer CA file') });
     return printResult(values.json, a, () => `${a.kind} ${a.name}`);
   }
   throw new UsageError(ATTESTOR_USAGE);
@@ -88,6 +83,6 @@ export async function attestorCommand(argv: string[]): Promise<void> {
 
 export async function caPinCommand(argv: string[]): Promise<void> {
   const { values } = parse(argv.slice(1), {});
-  const res = await clientFor(values).request<{ url: string; pin: string }>('GET', P.caTls);
+  const res = await adminClientFor(values).request<{ url: string; pin: string }>('GET', P.caTls);
   printResult(values.json, res, () => `${res.url} ${res.pin}`);
 }

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { EntryView, NodeView } from '../../contract/admin-api.js';
 import { parseDuration, formatDuration } from '../../lib/duration.js';
 import { parse, UsageError } from '../args.js';
-import { adminClient, adminTokenOf, CliError, dataDirOf, serverOf } from '../client.js';
+import { adminClientFor, CliError } from '../client.js';
 import { bootstrapDevice, expiryOf, nextRenewal, renewDevice } from '../device-client.js';
 import { printResult, say, table } from '../output.js';
 
@@ -31,11 +31,6 @@ const ENTRY_OPTIONS = {
   'page-token': { type: 'string' },
 } as const;
 
-function clientFor(values: { server?: string | undefined; 'data-dir'?: string | undefined }) {
-  const dataDir = dataDirOf(values['data-dir']);
-  return adminClient(serverOf(values.server, dataDir), adminTokenOf(dataDir));
-}
-
 export async function tokenCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, {
     'trust-domain': { type: 'string' },
@@ -45,7 +40,7 @@ export async function tokenCommand(argv: string[]): Promise<void> {
     selector: { type: 'string', multiple: true },
   });
   if (positionals[0] !== 'create' || !values['trust-domain']) throw new UsageError(ENROLLMENT_USAGE);
-  const res = await clientFor(values).request<{ id: string; kind: string; token: string; spiffeId: string; expiresAt: string }>('POST', '/v1/tokens', {
+  const res = await adminClientFor(values).request<{ id: string; kind: string; token: string; spiffeId: string; expiresAt: string }>('POST', '/v1/tokens', {
     trustDomain: values['trust-domain'],
     ...(values.ttl ? { ttlSeconds: parseDuration(values.ttl) } : {}),
     ...(values['agent-id'] ? { agentId: values['agent-id'] } : {}),
@@ -76,7 +71,7 @@ function describeEntry(e: EntryView): string {
 export async function entryCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, ENTRY_OPTIONS);
   const [verb, id] = positionals;
-  const client = clientFor(values);
+  const client = adminClientFor(values);
   const fields = {
     ...(values['spiffe-id'] ? { spiffeId: values['spiffe-id'] } : {}),
     ...(values['parent-id'] ? { parentId: values['parent-id'] } : {}),
@@ -132,7 +127,7 @@ export async function entryCommand(argv: string[]): Promise<void> {
 export async function agentAdminCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, { 'trust-domain': { type: 'string' }, 'page-size': { type: 'string' }, 'page-token': { type: 'string' } });
   const [verb, id] = positionals;
-  const client = clientFor(values);
+  const client = adminClientFor(values);
   if (verb === 'list') {
     const qs = new URLSearchParams();
     if (values['trust-domain']) qs.set('trustDomain', values['trust-domain']);

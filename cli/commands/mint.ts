@@ -4,7 +4,7 @@ import { parseDuration } from '../../lib/duration.js';
 import { writeFileAtomic } from '../../lib/fs.js';
 import { generateKeyAndCsr } from '../../lib/pkcs10.js';
 import { parse, UsageError } from '../args.js';
-import { adminClient, adminTokenOf, dataDirOf, serverOf } from '../client.js';
+import { adminClientFor } from '../client.js';
 import { printResult, say, table } from '../output.js';
 
 export const MINT_USAGE = `cairn x509 mint --spiffe-id ID [--ttl 1h] [--dns NAME …] [--key-type ec-p256|ec-p384|rsa-2048] [--write DIR]
@@ -22,8 +22,7 @@ export async function x509Command(argv: string[]): Promise<void> {
   if (positionals[0] !== 'mint' || !values['spiffe-id']) throw new UsageError(MINT_USAGE);
   const keyType = values['key-type'];
   if (keyType !== 'ec-p256' && keyType !== 'ec-p384' && keyType !== 'rsa-2048') throw new UsageError('--key-type must be ec-p256, ec-p384 or rsa-2048');
-  const dataDir = dataDirOf(values['data-dir']);
-  const client = adminClient(serverOf(values.server, dataDir), adminTokenOf(dataDir));
+  const client = adminClientFor(values);
   // The private key is generated here and never sent: the CA sees only the CSR.
   const key = generateKeyAndCsr(keyType);
   const res = await client.request<MintX509Response>('POST', '/v1/x509-svids', {
@@ -51,8 +50,7 @@ export async function jwtCommand(argv: string[]): Promise<void> {
     ttl: { type: 'string' },
   });
   if (positionals[0] !== 'mint' || !values['spiffe-id'] || !values.audience) throw new UsageError(MINT_USAGE);
-  const dataDir = dataDirOf(values['data-dir']);
-  const client = adminClient(serverOf(values.server, dataDir), adminTokenOf(dataDir));
+  const client = adminClientFor(values);
   const res = await client.request<{ spiffeId: string; token: string; expiresAt: string }>('POST', '/v1/jwt-svids', {
     spiffeId: values['spiffe-id'],
     audience: values.audience,
@@ -76,8 +74,7 @@ export async function svidCommand(argv: string[]): Promise<void> {
     'page-token': { type: 'string' },
   });
   if (positionals[0] !== 'list') throw new UsageError(MINT_USAGE);
-  const dataDir = dataDirOf(values['data-dir']);
-  const client = adminClient(serverOf(values.server, dataDir), adminTokenOf(dataDir));
+  const client = adminClientFor(values);
   const qs = new URLSearchParams();
   const map: Record<string, string | undefined> = {
     trustDomain: values['trust-domain'],

@@ -1,7 +1,7 @@
 import type { TrustDomainView } from '../../contract/admin-api.js';
 import { parseDuration, formatDuration } from '../../lib/duration.js';
 import { parse, UsageError } from '../args.js';
-import { adminClient, adminTokenOf, dataDirOf, serverOf } from '../client.js';
+import { adminClientFor } from '../client.js';
 import { printResult, table } from '../output.js';
 
 const OPTIONS = {
@@ -38,8 +38,7 @@ function describe(td: TrustDomainView): string {
 export async function trustDomainCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, OPTIONS);
   const [verb, name] = positionals;
-  const dataDir = dataDirOf(values['data-dir']);
-  const client = adminClient(serverOf(values.server, dataDir), adminTokenOf(dataDir));
+  const client = adminClientFor(values);
   const ttls = {
     ...(values['ca-ttl'] ? { caTtlSeconds: parseDuration(values['ca-ttl']) } : {}),
     ...(values['x509-svid-ttl'] ? { x509SvidTtlSeconds: parseDuration(values['x509-svid-ttl']) } : {}),

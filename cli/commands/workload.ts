@@ -1,12 +1,12 @@
 import { spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../../lib/fs.js';
 import { derToPem } from '../../spiffe/bundle/bundle.js';
 import { WorkloadApiClient, WorkloadApiError, x509Pem, type X509Context } from '../../workload-api/client.js';
 import { parse, UsageError } from '../args.js';
-import { dataDirOf } from '../client.js';
+import { dataDirOf, recordedEndpoints } from '../client.js';
 import { printResult, say } from '../output.js';
 import { untilSignal } from './agent.js';
 
@@ -23,11 +23,8 @@ export function workloadSocketOf(flag: string | undefined, dataDirFlag: string |
   // A URI (any scheme, so a tcp:// address gets the client's clear refusal) or a plain socket path.
   if (flag) return /^[a-z][a-z0-9+.-]*:/i.test(flag) ? flag : `unix://${resolve(flag)}`;
   if (process.env.SPIFFE_ENDPOINT_SOCKET) return process.env.SPIFFE_ENDPOINT_SOCKET;
-  const endpoints = join(dataDirOf(dataDirFlag), 'endpoints.json');
-  if (existsSync(endpoints)) {
-    const socket = (JSON.parse(readFileSync(endpoints, 'utf8')) as { socket?: string }).socket;
-    if (socket) return `unix://${socket}`;
-  }
+  const socket = recordedEndpoints(dataDirOf(dataDirFlag)).socket;
+  if (socket) return `unix://${socket}`;
   throw new UsageError('no Workload API socket: pass --socket unix:///path, set SPIFFE_ENDPOINT_SOCKET, or run where cairn up wrote endpoints.json');
 }
 
