@@ -35,32 +35,112 @@ export function openPostgres(options: PostgresOptions): Database {
     query: (sql, params) => guard(() => direct.query(sql, params)),
     async transaction(fn) {
       const client = await guard(() => pool.connect());
+      // A checked-out client whose server goes away emits 'error'; with no listener that is an
+      // uncaught exception, i.e. a CA crash on every database restart during a transaction.
+      let broken: Error | undefined;
+      const onError = (err: Error): void => {
+        broken = err;
+      };
+      client.on('error', onError);
       try {
         await client.query('BEGIN');
         const result = await fn(wrap(client));
         await client.query('COMMIT');
         return result;
       } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
+        if (!broken) await client.query('ROLLBACK').catch(() => undefined);
         throw err;
       } finally {
-        client.release();
+        if (!broken) client.off('error', onError);
+        // A broken connection is destroyed, not pooled; its listener stays for any late error.
+        client.release(broken);
       }
     },
-    async listen(channel, onNotify): Promise<Unlisten> {
-      const client = await guard(() => pool.connect());
-      const handler = (msg: pg.Notification): void => {
-        if (msg.channel === channel) onNotify(msg.payload ?? '');
-      };
-      client.on('notification', handler);
-      client.on('error', () => undefined);
-      await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
-      return async () => {
-        client.off('notification', handler);
-        await client.query(`UNLISTEN ${pg.escapeIdentifier(channel)}`).catch(() => undefined);
-        client.release();
-      };
-    },
+    listen: (channel, onNotify) => listenResiliently(pool, channel, onNotify),
     close: () => pool.end(),
+  };
+}
+
+const RELISTEN_DELAYS_MS = [250, 500, 1000, 2000, 5000];
+
+/**
+ * LISTEN on a dedicated connection that comes back by itself: when the server goes away (restart,
+ * failover, network), the connection is dropped and re-established with backoff. NOTIFYs sent while
+ * it was down are lost, so a successful reconnect calls `onNotify('')` once: listeners re-read
+ * rather than trust that nothing changed. Without this, long-polls would only learn of changes when
+ * they time out, for as long as the process lives.
+ */
+async function listenResiliently(pool: pg.Pool, channel: string, onNotify: (payload: string) => void): Promise<Unlisten> {
+  const listenSql = `LISTEN ${pg.escapeIdentifier(channel)}`;
+  const handler = (msg: pg.Notification): void => {
+    if (msg.channel === channel) onNotify(msg.payload ?? '');
+  };
+  let current: { client: pg.PoolClient; detach: () => void } | undefined;
+  let closed = false;
+  let retry: NodeJS.Timeout | undefined;
+  let failures = 0;
+
+  const attach = async (): Promise<void> => {
+    const client = await guard(() => pool.connect());
+    let dropped = false;
+    // The listener stays attached for good (drop is idempotent): pg may emit 'error' more than once
+    // for one lost connection, and an 'error' without a listener would crash the process.
+    const drop = (): void => {
+      if (dropped) return;
+      dropped = true;
+      client.off('notification', handler);
+      if (current?.client === client) current = undefined;
+      client.release(new Error('LISTEN connection lost')); // destroy it: never back into the pool
+      if (!closed) schedule();
+    };
+    client.on('notification', handler);
+    client.on('error', drop);
+    client.on('end', drop);
+    try {
+      await client.query(listenSql);
+    } catch (err) {
+      drop();
+      throw err;
+    }
+    current = {
+      client,
+      detach: () => {
+        dropped = true;
+        client.off('notification', handler);
+        client.off('end', drop);
+      },
+    };
+  };
+  const schedule = (): void => {
+    if (retry || closed) return;
+    const delay = RELISTEN_DELAYS_MS[Math.min(failures, RELISTEN_DELAYS_MS.length - 1)]!;
+    retry = setTimeout(() => {
+      retry = undefined;
+      if (closed) return;
+      attach().then(
+        () => {
+          failures = 0;
+          onNotify('');
+        },
+        () => {
+          failures++;
+          // attach's drop() has already scheduled the next try when the client connected and failed.
+          if (!current) schedule();
+        },
+      );
+    }, delay);
+    retry.unref();
+  };
+
+  await attach();
+  return async () => {
+    closed = true;
+    if (retry) clearTimeout(retry);
+    const held = current;
+    current = undefined;
+    if (!held) return;
+    held.detach();
+    await held.client.query(`UNLISTEN ${pg.escapeIdentifier(channel)}`).catch(() => undefined);
+    held.client.release();
   };
 }

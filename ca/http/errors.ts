@@ -54,9 +54,24 @@ export function toHttpError(err: unknown): HttpError {
   return { status: 500, body: { code: 'internal', message: 'internal error' } };
 }
 
+/**
+ * Seconds a client should wait before retrying, for the refusals that are about *when*, not *what*:
+ * a missing database or expired authority (a client's short backoff is right) and a rate limit.
+ */
+function retryAfterOf(err: unknown, status: number): number | undefined {
+  const hinted = err instanceof CairnError ? err.details?.retryAfterSeconds : undefined;
+  if (typeof hinted === 'number') return Math.max(1, Math.ceil(hinted));
+  return status === 503 ? 1 : undefined;
+}
+
 export function errorHandler(err: unknown, request: FastifyRequest, reply: FastifyReply): void {
   const { status, body } = toHttpError(err);
-  if (status >= 500) request.log.error({ err, code: body.code }, 'request failed');
+  // A 503 is a known condition (the database is away, we are shutting down): one warning line per
+  // request, not an error with a stack, or an outage buries the log under identical traces.
+  if (status === 503) request.log.warn({ code: body.code, cause: err instanceof Error && err.cause instanceof Error ? err.cause.message : undefined }, 'request refused: dependency unavailable');
+  else if (status >= 500) request.log.error({ err, code: body.code }, 'request failed');
   else request.log.info({ code: body.code, status }, 'request rejected');
+  const retryAfter = retryAfterOf(err, status);
+  if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
   void reply.status(status).send(body);
 }
