@@ -9,11 +9,11 @@ import { parseX509Svid, verifyX509Svid } from '../../spiffe/svid/x509.js';
 import type { AuthorityService } from '../authority/service.js';
 import type { EntryStore } from '../entries/store.js';
 import { decodeCsrText, verifyCsr } from '../issuance/csr.js';
-import type { CsrRequest, IssuanceService, IssuedX509Svid, MintedJwtSvid } from '../issuance/service.js';
+import type { Queryable } from '../db/database.js';
+import type { CsrRequest, IssuanceService, IssuedX509Svid, MintedJwtSvid, X509Issuer } from '../issuance/service.js';
 import type { AttestedNode, NodeKind, NodeStore } from '../nodes/store.js';
 import type { TokenService } from '../tokens/service.js';
 import { defaultAgentId, invalidToken } from '../tokens/service.js';
-import type { RedeemedToken } from '../tokens/store.js';
 import type { FailureLimiter } from './failure-limiter.js';
 
 export interface EnrollmentDeps {
@@ -42,51 +42,115 @@ export const serverId = (trustDomain: string): string => `spiffe://${trustDomain
 export class EnrollmentService {
   constructor(private readonly deps: EnrollmentDeps) {}
 
-  /** Redeems a token; failed guesses from one source are rate-limited, replays of real tokens are not. */
-  private async redeem(source: string, text: string, kind: 'join' | 'workload'): Promise<RedeemedToken> {
-    this.deps.limiter.check(source);
-    const result = await this.deps.tokens.redeem(text, kind);
-    if (result.ok) return result.token;
-    if (result.guess) this.deps.limiter.fail(source);
-    throw invalidToken();
-  }
-
   /** A node agent's first SVID, from a join token. */
-  async attestAgent(tokenText: string, csrText: string, source: string): Promise<IssuedX509Svid> {
-    const csr = verifyCsr(decodeCsrText(csrText));
-    const t = await this.redeem(source, tokenText, 'join');
-    const grant = { trustDomain: t.trustDomain, spiffeId: t.spiffeId ?? defaultAgentId(t.trustDomain, t.id), selectors: t.selectors, issuedTo: `token:${t.id}` };
-    return this.enroll(grant, csr, 'agent', 'join_token');
+  attestAgent(tokenText: string, csrText: string, source: string): Promise<IssuedX509Svid> {
+    return this.enrollWithToken(tokenText, csrText, source, 'join');
   }
 
   /** An agentless device or sidecar's first SVID, from a workload credential. */
-  async redeemWorkload(tokenText: string, csrText: string, source: string): Promise<IssuedX509Svid> {
+  redeemWorkload(tokenText: string, csrText: string, source: string): Promise<IssuedX509Svid> {
+    return this.enrollWithToken(tokenText, csrText, source, 'workload');
+  }
+
+  /**
+   * Redemption, signing, the inventory row and the node record commit together or not at all: a CA
+   * killed anywhere in between leaves the token unspent, so the node simply retries. When the commit
+   * happened but the answer was lost, the same key may redeem the token again (TokenStore.redeem).
+   * Failed guesses from one source are rate-limited; replays of real tokens are not.
+   */
+  private async enrollWithToken(tokenText: string, csrText: string, source: string, kind: 'join' | 'workload'): Promise<IssuedX509Svid> {
     const csr = verifyCsr(decodeCsrText(csrText));
-    const t = await this.redeem(source, tokenText, 'workload');
-    const grant = { trustDomain: t.trustDomain, spiffeId: t.spiffeId!, selectors: t.selectors, issuedTo: `token:${t.id}` };
-    return this.enroll(grant, csr, 'device', 'workload_credential');
+    this.deps.limiter.check(source);
+    const guessed = (): CairnError => {
+      this.deps.limiter.fail(source);
+      return invalidToken();
+    };
+    const claimedTd = this.deps.tokens.claimedTrustDomain(tokenText);
+    if (claimedTd === undefined) throw guessed();
+    let issuer: X509Issuer;
+    try {
+      issuer = await this.deps.issuance.x509IssuerFor(claimedTd);
+    } catch (err) {
+      if (err instanceof CairnError && (err.code === 'trust_domain_not_found' || err.code === 'invalid_trust_domain')) throw guessed();
+      throw err;
+    }
+    const nodeKind: NodeKind = kind === 'join' ? 'agent' : 'device';
+    const attestationType = kind === 'join' ? 'join_token' : 'workload_credential';
+    const outcome = await this.deps.nodes.transaction(async (tx) => {
+      const r = await this.deps.tokens.redeem(tokenText, kind, tx);
+      if (!r.ok) return r; // commits: a token presented expired or for the other purpose is spent
+      const t = r.token;
+      // The claims are not signed; one edited to name another trust domain changes nothing (rolled back).
+      if (t.trustDomain !== claimedTd) throw invalidToken();
+      const grant: NodeGrant = {
+        trustDomain: t.trustDomain,
+        spiffeId: kind === 'join' ? (t.spiffeId ?? defaultAgentId(t.trustDomain, t.id)) : t.spiffeId!,
+        selectors: t.selectors,
+        issuedTo: `token:${t.id}`,
+      };
+      if (t.repeat) {
+        const svid = await this.repeatedAnswer(tx, t.issuedSvid!, grant, csr, issuer.bundle);
+        return svid ? { ok: true as const, svid, grant, repeat: true } : { ok: false as const, guess: false };
+      }
+      const svid = await this.enrollIn(tx, issuer, grant, csr, nodeKind, attestationType);
+      await this.deps.tokens.recordIssued(tx, t.id, svid.chain[0]!);
+      return { ok: true as const, svid, grant, repeat: false };
+    });
+    if (!outcome.ok) throw outcome.guess ? guessed() : invalidToken();
+    if (outcome.repeat) {
+      this.deps.logger.info({ event: 'token.answer_repeated', spiffeId: outcome.grant.spiffeId, serial: outcome.svid.serial, issuedTo: outcome.grant.issuedTo }, 'one-time token presented again by its key: same SVID sent again');
+    } else {
+      this.attested(issuer, outcome.grant, outcome.svid, nodeKind, attestationType);
+    }
+    return outcome.svid;
+  }
+
+  /**
+   * A spent token presented again: the SVID it was redeemed for, if the CSR is for that SVID's key
+   * and the node still stands where that redemption left it (not renewed since, not evicted: then the
+   * first answer evidently arrived). Nothing new is signed or recorded.
+   */
+  private async repeatedAnswer(tx: Queryable, der: Buffer, grant: NodeGrant, csr: ReturnType<typeof verifyCsr>, bundle: Buffer[]): Promise<IssuedX509Svid | undefined> {
+    const cert = new X509Certificate(der);
+    if (!cert.publicKey.export({ type: 'spki', format: 'der' }).equals(csr.publicKey.spki)) return undefined;
+    const node = await this.deps.nodes.lock(tx, grant.spiffeId);
+    const serial = serialOf(der);
+    if (node?.banned) throw new CairnError('agent_banned', `${grant.spiffeId} is banned`);
+    if (!node || node.serial !== serial || node.newSerial) return undefined;
+    const notAfter = new Date(cert.validTo);
+    if (notAfter <= this.deps.clock.now()) return undefined;
+    return { spiffeId: grant.spiffeId, chain: [der], serial, notBefore: new Date(cert.validFrom), notAfter, bundle };
   }
 
   /**
    * Issues a node its SVID and records it as attested (again, for attestors that allow it: the new
-   * serial becomes the current one). Banned nodes are refused.
+   * serial becomes the current one), in one transaction with the inventory row and with `first`
+   * (the attestor's own bookkeeping, such as marking its credential used). Banned nodes are refused.
    */
-  async enroll(grant: NodeGrant, csr: ReturnType<typeof verifyCsr>, kind: NodeKind, attestationType: string): Promise<IssuedX509Svid> {
+  async enroll(grant: NodeGrant, csr: ReturnType<typeof verifyCsr>, kind: NodeKind, attestationType: string, first?: (tx: Queryable) => Promise<void>): Promise<IssuedX509Svid> {
     const existing = await this.deps.nodes.get(grant.spiffeId);
     if (existing?.banned) throw new CairnError('agent_banned', `${grant.spiffeId} is banned`);
-    const [svid] = await this.deps.issuance.issueX509(
-      grant.trustDomain,
-      [{ csr, policy: { spiffeId: SpiffeId.parse(grant.spiffeId), dnsNames: [] } }],
-      grant.issuedTo,
-    );
-    const now = this.deps.clock.now();
-    await this.deps.nodes.transaction(async (tx) => {
-      const locked = await this.deps.nodes.lock(tx, grant.spiffeId);
-      if (locked?.banned) throw new CairnError('agent_banned', `${grant.spiffeId} is banned`);
-      await this.deps.nodes.upsert(tx, { spiffeId: grant.spiffeId, trustDomain: grant.trustDomain, kind, attestationType, selectors: grant.selectors, serial: svid!.serial, expiresAt: svid!.notAfter }, now);
+    const issuer = await this.deps.issuance.x509IssuerFor(grant.trustDomain);
+    const svid = await this.deps.nodes.transaction(async (tx) => {
+      await first?.(tx);
+      return this.enrollIn(tx, issuer, grant, csr, kind, attestationType);
     });
-    this.deps.logger.info({ event: `${kind}.attested`, spiffeId: grant.spiffeId, attestationType, serial: svid!.serial }, 'node attested');
+    this.attested(issuer, grant, svid, kind, attestationType);
+    return svid;
+  }
+
+  /** Sign and record the SVID, then the node (locked: a ban racing with us wins). */
+  private async enrollIn(tx: Queryable, issuer: X509Issuer, grant: NodeGrant, csr: ReturnType<typeof verifyCsr>, kind: NodeKind, attestationType: string): Promise<IssuedX509Svid> {
+    const [svid] = await issuer.issue([{ csr, policy: { spiffeId: SpiffeId.parse(grant.spiffeId), dnsNames: [] } }], grant.issuedTo, tx);
+    const locked = await this.deps.nodes.lock(tx, grant.spiffeId);
+    if (locked?.banned) throw new CairnError('agent_banned', `${grant.spiffeId} is banned`);
+    await this.deps.nodes.upsert(tx, { spiffeId: grant.spiffeId, trustDomain: grant.trustDomain, kind, attestationType, selectors: grant.selectors, serial: svid!.serial, expiresAt: svid!.notAfter }, this.deps.clock.now());
     return svid!;
+  }
+
+  private attested(issuer: X509Issuer, grant: NodeGrant, svid: IssuedX509Svid, kind: NodeKind, attestationType: string): void {
+    issuer.announce([svid], grant.issuedTo);
+    this.deps.logger.info({ event: `${kind}.attested`, spiffeId: grant.spiffeId, attestationType, serial: svid.serial }, 'node attested');
   }
 
   /**
@@ -116,12 +180,18 @@ export class EnrollmentService {
     return node;
   }
 
+  /** A fresh SVID for an attested node; it becomes the node's next serial in the same transaction as its inventory row. */
   async renew(node: AttestedNode, csrText: string): Promise<IssuedX509Svid> {
     const csr = verifyCsr(decodeCsrText(csrText));
-    const [svid] = await this.deps.issuance.issueX509(node.trustDomain, [{ csr, policy: { spiffeId: SpiffeId.parse(node.spiffeId), dnsNames: [] } }], node.spiffeId);
-    await this.deps.nodes.setNewSerial(node.spiffeId, svid!.serial, svid!.notAfter, this.deps.clock.now());
-    this.deps.logger.info({ event: `${node.kind}.renewed`, spiffeId: node.spiffeId, serial: svid!.serial }, 'node SVID renewed');
-    return svid!;
+    const issuer = await this.deps.issuance.x509IssuerFor(node.trustDomain);
+    const svid = await this.deps.nodes.transaction(async (tx) => {
+      const [issued] = await issuer.issue([{ csr, policy: { spiffeId: SpiffeId.parse(node.spiffeId), dnsNames: [] } }], node.spiffeId, tx);
+      await this.deps.nodes.setNewSerial(node.spiffeId, issued!.serial, issued!.notAfter, this.deps.clock.now(), tx);
+      return issued!;
+    });
+    issuer.announce([svid], node.spiffeId);
+    this.deps.logger.info({ event: `${node.kind}.renewed`, spiffeId: node.spiffeId, serial: svid.serial }, 'node SVID renewed');
+    return svid;
   }
 
   /** The agent's own ID and its node aliases: entries under any of these are the agent's to serve. */

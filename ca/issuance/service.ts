@@ -6,6 +6,7 @@ import { randomSerial, type Random } from '../../lib/random.js';
 import type { SpiffeId } from '../../spiffe/id.js';
 import type { ActiveAuthority, AuthorityService } from '../authority/service.js';
 import { NOT_BEFORE_CUSHION_SECONDS } from '../authority/service.js';
+import type { Queryable } from '../db/database.js';
 import type { InventoryStore } from '../inventory/store.js';
 import type { VerifiedCsr } from './csr.js';
 import { buildLeafTbs, signCertificate } from './leaf-template.js';
@@ -45,6 +46,16 @@ export interface IssuedX509Svid {
   readonly bundle: Buffer[];
 }
 
+/** Signing for one trust domain, bound to its active authority; see IssuanceService.x509IssuerFor. */
+export interface X509Issuer {
+  /** DER of the trust domain's X.509 authorities, as sent with each SVID. */
+  readonly bundle: Buffer[];
+  /** Signs and writes the inventory rows, in `tx` when given (they commit with it or not at all). */
+  issue(requests: readonly X509Request[], issuedTo: string, tx?: Queryable): Promise<IssuedX509Svid[]>;
+  /** The audit log line, once the SVIDs are committed. */
+  announce(issued: readonly IssuedX509Svid[], issuedTo: string): void;
+}
+
 export interface JwtRequest {
   readonly spiffeId: SpiffeId;
   readonly audience: readonly string[];
@@ -68,18 +79,40 @@ export class IssuanceService {
   constructor(private readonly deps: IssuanceDeps) {}
 
   async issueX509(trustDomain: string, requests: readonly X509Request[], issuedTo: string): Promise<IssuedX509Svid[]> {
-    const authority = await this.deps.authority.active(trustDomain);
-    const bundle = await this.deps.authority.x509Authorities(trustDomain);
-    const now = this.deps.clock.now();
-    const issued = await Promise.all(requests.map((r) => this.signOne(authority, r, now, bundle)));
-    await this.record(trustDomain, issued, issuedTo, now);
+    const issuer = await this.x509IssuerFor(trustDomain);
+    const issued = await issuer.issue(requests, issuedTo);
+    issuer.announce(issued, issuedTo);
     return issued;
   }
 
-  private async record(trustDomain: string, issued: readonly IssuedX509Svid[], issuedTo: string, now: Date): Promise<void> {
+  /**
+   * Reads what signing needs up front, so that signing and the inventory row can join a caller's
+   * transaction (with a token's redemption, a node's record): a crash anywhere before its commit
+   * leaves no trace, and nothing is recorded without the rest.
+   */
+  async x509IssuerFor(trustDomain: string): Promise<X509Issuer> {
+    const authority = await this.deps.authority.active(trustDomain);
+    const bundle = await this.deps.authority.x509Authorities(trustDomain);
+    return {
+      bundle,
+      issue: async (requests, issuedTo, tx) => {
+        const now = this.deps.clock.now();
+        const issued = await Promise.all(requests.map((r) => this.signOne(authority, r, now, bundle)));
+        await this.record(trustDomain, issued, issuedTo, now, tx);
+        return issued;
+      },
+      announce: (issued, issuedTo) => this.announce(trustDomain, issued, issuedTo),
+    };
+  }
+
+  private async record(trustDomain: string, issued: readonly IssuedX509Svid[], issuedTo: string, now: Date, tx?: Queryable): Promise<void> {
     await this.deps.inventory.record(
       issued.map((s) => ({ serial: s.serial, trustDomain, spiffeId: s.spiffeId, notBefore: s.notBefore, notAfter: s.notAfter, issuedTo, issuedAt: now })),
+      tx,
     );
+  }
+
+  private announce(trustDomain: string, issued: readonly IssuedX509Svid[], issuedTo: string): void {
     if (issued.length === 1) {
       const s = issued[0]!;
       this.deps.logger.info(
@@ -105,8 +138,9 @@ export class IssuanceService {
     const ttl = ttlSeconds ?? authority.trustDomain.x509SvidTtlSeconds;
     return {
       serial: randomSerial(this.deps.random),
-      notBefore: addSeconds(now, -NOT_BEFORE_CUSHION_SECONDS),
-      notAfter: minDate(addSeconds(now, ttl), authority.x509.notAfter),
+      // Whole seconds, as the certificate encodes them: the API, the inventory and the DER agree.
+      notBefore: wholeSeconds(addSeconds(now, -NOT_BEFORE_CUSHION_SECONDS)),
+      notAfter: wholeSeconds(minDate(addSeconds(now, ttl), authority.x509.notAfter)),
       spiffeId: spiffeId.toString(),
       dnsNames,
     };
@@ -160,6 +194,7 @@ export class IssuanceService {
       results[at[k]!] = { svid };
     });
     await this.record(trustDomain, issued, issuedTo, now);
+    this.announce(trustDomain, issued, issuedTo);
     return results;
   }
 
@@ -177,6 +212,8 @@ export class IssuanceService {
     return minted;
   }
 }
+
+const wholeSeconds = (d: Date): Date => new Date(Math.floor(d.getTime() / 1000) * 1000);
 
 /**
  * JWT-SVID per JWT-SVID.md: header exactly {alg, kid, typ:"JWT"}; claims sub, aud (array), exp, iat,

@@ -1,5 +1,6 @@
 import type { JSONWebKeySet } from 'jose';
 import type { Clock } from '../../lib/clock.js';
+import type { Queryable } from '../db/database.js';
 import { CairnError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import { randomAlphanumeric, type Random } from '../../lib/random.js';
@@ -134,7 +135,6 @@ export class NodeAttestationService {
       if (!rec) throw new CairnError('unauthenticated', `no Kubernetes cluster "${req.cluster}" is configured for ${req.trustDomain}`);
       const now = this.deps.clock.now();
       const who = await validatePsat(req.token, rec.config as PsatClusterConfig, now, this.jwks);
-      if (!(await this.deps.store.recordUse(who.credentialHash, who.expiresAt, now))) throw new CairnError('unauthenticated', 'this service-account token was already used to attest; the kubelet rotates it, send the fresh one');
       const selectors = [
         `k8s_psat:cluster:${req.cluster}`,
         `k8s_psat:agent_ns:${who.namespace}`,
@@ -145,7 +145,14 @@ export class NodeAttestationService {
         `k8s_psat:agent_node_uid:${who.nodeUid}`,
       ];
       const spiffeId = `spiffe://${req.trustDomain}/cairn/agent/k8s_psat/${req.cluster}/${who.nodeUid}`;
-      return this.deps.enrollment.enroll({ trustDomain: req.trustDomain, spiffeId, selectors, issuedTo: `k8s_psat:${req.cluster}` }, csr, 'agent', 'k8s_psat');
+      // The token is marked used in the enrollment's own transaction: a CA killed before it commits
+      // leaves the token usable, so the agent's retry is not stuck until the kubelet rotates it.
+      const markUsed = async (tx: Queryable): Promise<void> => {
+        if (!(await this.deps.store.recordUse(who.credentialHash, who.expiresAt, now, tx))) {
+          throw new CairnError('unauthenticated', 'this service-account token was already used to attest; the kubelet rotates it, send the fresh one');
+        }
+      };
+      return this.deps.enrollment.enroll({ trustDomain: req.trustDomain, spiffeId, selectors, issuedTo: `k8s_psat:${req.cluster}` }, csr, 'agent', 'k8s_psat', markUsed);
     });
   }
 

@@ -1,4 +1,4 @@
-import type { Database } from '../db/database.js';
+import type { Database, Queryable } from '../db/database.js';
 import { toDate } from '../db/database.js';
 import { guard } from '../db/errors.js';
 import { splitDerCertificates } from '../../spiffe/svid/x509.js';
@@ -82,11 +82,11 @@ export class NodeAttestationStore {
     return guard(async () => ((await this.db.query(`DELETE FROM node_attestors WHERE trust_domain = $1 AND kind = $2 AND name = $3`, [trustDomain, kind, name])).rowCount ?? 0) > 0);
   }
 
-  /** Records a credential as used; false when it was already used (a replay), on any replica. */
-  recordUse(hash: Buffer, expiresAt: Date, now: Date): Promise<boolean> {
+  /** Records a credential as used; false when it was already used (a replay), on any replica. `q`: the caller's transaction. */
+  recordUse(hash: Buffer, expiresAt: Date, now: Date, q: Queryable = this.db): Promise<boolean> {
     return guard(async () => {
-      await this.db.query(`DELETE FROM used_attestation_credentials WHERE expires_at < $1`, [now]);
-      const res = await this.db.query(`INSERT INTO used_attestation_credentials (credential_hash, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [hash, expiresAt]);
+      await q.query(`DELETE FROM used_attestation_credentials WHERE expires_at < $1`, [now]);
+      const res = await q.query(`INSERT INTO used_attestation_credentials (credential_hash, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [hash, expiresAt]);
       return (res.rowCount ?? 0) === 1;
     });
   }

@@ -85,9 +85,9 @@ export class NodeStore {
     });
   }
 
-  setNewSerial(spiffeId: string, serial: string, expiresAt: Date, now: Date): Promise<void> {
+  setNewSerial(spiffeId: string, serial: string, expiresAt: Date, now: Date, q: Queryable = this.db): Promise<void> {
     return guard(async () => {
-      await this.db.query(`UPDATE attested_nodes SET new_serial = $2, expires_at = $3, updated_at = $4 WHERE spiffe_id = $1`, [spiffeId, serial, expiresAt, now]);
+      await q.query(`UPDATE attested_nodes SET new_serial = $2, expires_at = $3, updated_at = $4 WHERE spiffe_id = $1`, [spiffeId, serial, expiresAt, now]);
     });
   }
 

@@ -11,6 +11,7 @@ import { checkTtl } from '../issuance/policy.js';
 import { isReserved } from '../issuance/reserved.js';
 import { normalizeSelectors, parseId } from '../entries/validation.js';
 import type { TrustDomainStore } from '../trust-domains/store.js';
+import type { Queryable } from '../db/database.js';
 import type { RedeemedToken, TokenKind, TokenStore } from './store.js';
 
 export type RedeemResult = { readonly ok: true; readonly token: RedeemedToken } | { readonly ok: false; readonly guess: boolean };
@@ -84,12 +85,26 @@ export class TokenService {
     return { id, kind, token: encodeBootstrapToken({ v: 1, kind, id, td: td.name, url, pin }, secret), expiresAt, spiffeId };
   }
 
+  recordIssued(q: Queryable, tokenId: string, svidDer: Buffer): Promise<void> {
+    return this.deps.store.recordIssued(q, tokenId, svidDer);
+  }
+
+  /** The trust domain a token claims, read without the database; undefined when it is not a token at all. */
+  claimedTrustDomain(text: string): string | undefined {
+    try {
+      return parseBootstrapToken(text).claims.td;
+    } catch {
+      return undefined;
+    }
+  }
+
   /**
    * Consumes the token (even an expired one) and returns what it grants. A failure says whether
    * it looked like a guess (no token with that id and secret) or a replay of a real one, so only
-   * guesses count toward rate limiting; the client sees the same answer either way.
+   * guesses count toward rate limiting; the client sees the same answer either way. A `repeat`
+   * (see TokenStore.redeem) is the caller's to answer or refuse; `q` is the caller's transaction.
    */
-  async redeem(text: string, kind: TokenKind): Promise<RedeemResult> {
+  async redeem(text: string, kind: TokenKind, q?: Queryable): Promise<RedeemResult> {
     let parsed;
     try {
       parsed = parseBootstrapToken(text);
@@ -98,9 +113,9 @@ export class TokenService {
     }
     const now = this.deps.clock.now();
     const hash = hashSecret(parsed.secret);
-    const redeemed = await this.deps.store.redeem(parsed.claims.id, hash, now);
-    if (!redeemed) return { ok: false, guess: !(await this.deps.store.matches(parsed.claims.id, hash)) };
-    this.deps.logger.info({ event: 'token.redeemed', tokenId: redeemed.id, kind: redeemed.kind, trustDomain: redeemed.trustDomain }, 'one-time token redeemed');
+    const redeemed = await this.deps.store.redeem(parsed.claims.id, hash, now, q);
+    if (!redeemed) return { ok: false, guess: !(await this.deps.store.matches(parsed.claims.id, hash, q)) };
+    if (!redeemed.repeat) this.deps.logger.info({ event: 'token.redeemed', tokenId: redeemed.id, kind: redeemed.kind, trustDomain: redeemed.trustDomain }, 'one-time token redeemed');
     if (redeemed.expiresAt <= now || redeemed.kind !== kind) return { ok: false, guess: false };
     return { ok: true, token: redeemed };
   }

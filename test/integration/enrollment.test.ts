@@ -86,6 +86,47 @@ describe(`tokens, attestation and the agent API over mTLS (${storeKind()} store)
     expect(row.rows[0]!.used_at).not.toBeNull();
   });
 
+  it('a spent token presented again with the same key gets the same SVID (a lost answer); no other key, nothing new signed', async () => {
+    const t = await token({ ttlSeconds: 300 });
+    const key = generateKeyAndCsr();
+    const first = await redeem(t, AgentPaths.attest, key);
+    expect(first.status).toBe(201);
+    const again = await redeem(t, AgentPaths.attest, key);
+    expect(again.status, JSON.stringify(again.body)).toBe(201);
+    expect(again.body).toEqual(first.body); // the same certificate, byte for byte
+    expect(ca.logs()).toContain('token.answer_repeated');
+    expect((await again.node!.call('GET', `${AgentPaths.sync}?revision=0`)).status).toBe(200);
+    // another key, even with the right secret, gets the same answer as any spent token
+    const other = await redeem(t);
+    expect(other.status).toBe(401);
+    expect(other.body).toEqual({ code: 'invalid_token', message: 'the token is not valid (unknown, already used, or expired)' });
+    // the token was redeemed once: one SVID in the inventory
+    const inv = await (await ca.admin(`/v1/x509-svids?spiffeIdPrefix=${encodeURIComponent(first.node!.spiffeId)}`)).json();
+    expect(inv.svids.map((s: { serial: string }) => s.serial)).toEqual([first.node!.svid.serial]);
+    // once the node has renewed, the first answer evidently arrived: no more repeats
+    const renewed = await first.node!.call<{ serial: string }>('POST', AgentPaths.renew, { csr: generateKeyAndCsr().csr.toString('base64') });
+    expect(renewed.status).toBe(201);
+    expect((await redeem(t, AgentPaths.attest, key)).status).toBe(401);
+  });
+
+  it('a spent token is not answered again after it expires', async () => {
+    const t = await token({ ttlSeconds: 300 });
+    const key = generateKeyAndCsr();
+    expect((await redeem(t, AgentPaths.attest, key)).status).toBe(201);
+    await ca.handle.db.query(`UPDATE one_time_tokens SET expires_at = now() - interval '1 second' WHERE id = $1`, [parseBootstrapToken(t).claims.id]);
+    expect((await redeem(t, AgentPaths.attest, key)).status).toBe(401);
+  });
+
+  it('a token whose claims were edited to name another trust domain is refused and stays unspent', async () => {
+    const other = 'other-enroll.test';
+    expect((await ca.admin('/v1/trust-domains', { body: { name: other } })).status).toBe(201);
+    const t = await token();
+    const { claims } = parseBootstrapToken(t);
+    const edited = encodeBootstrapToken({ ...claims, td: other }, t.split('.')[2]!);
+    expect((await redeem(edited)).status).toBe(401);
+    expect((await redeem(t)).status).toBe(201);
+  });
+
   it('a bootstrapper facing a server with another key refuses before sending the secret', async () => {
     const t = await token();
     const { claims } = parseBootstrapToken(t);

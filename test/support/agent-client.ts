@@ -42,10 +42,10 @@ export class TestNode {
 }
 
 /** Redeems a token the way a real bootstrapper does: pin check first, then the secret. */
-export async function redeem(token: string, path: string = AgentPaths.attest): Promise<{ status: number; node?: TestNode; body: unknown }> {
+/** Redeems a one-time token with a fresh key, or with `key` (the same key may redeem again: a lost answer). */
+export async function redeem(token: string, path: string = AgentPaths.attest, key = generateKeyAndCsr()): Promise<{ status: number; node?: TestNode; body: unknown }> {
   const { claims } = parseBootstrapToken(token);
   const authorityPem = await fetchPinnedAuthority(claims.url, claims.pin);
-  const key = generateKeyAndCsr();
   const res = await requestJson<X509SvidMessage>('POST', claims.url + path, { token, csr: key.csr.toString('base64') }, { ca: authorityPem });
   if (res.status !== 201) return { status: res.status, body: res.body };
   return { status: 201, body: res.body, node: new TestNode(claims.url, authorityPem, res.body, key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()) };
