@@ -37,7 +37,23 @@ export function baseUrlOf(req: FastifyRequest, configured: string | undefined): 
 export function registerPublicRoutes(app: App, deps: PublicRouteDeps): void {
   const tags = ['public'];
   const params = TrustDomainPathParams;
-  const published = (name: string) => deps.authority.published(validateTrustDomainName(name));
+  // The last published keys per trust domain, served while the database is unreachable: gateways
+  // refetch JWKS and bundles on a timer and would otherwise drop verification keys during an outage.
+  // Nothing can rotate or revoke a key while the database is down, so the last answer is still true.
+  const lastPublished = new Map<string, Awaited<ReturnType<AuthorityService['published']>>>();
+  const published = async (name: string) => {
+    const td = validateTrustDomainName(name);
+    try {
+      const current = await deps.authority.published(td);
+      lastPublished.set(td, current);
+      return current;
+    } catch (err) {
+      const last = lastPublished.get(td);
+      if (last && err instanceof CairnError && err.code === 'store_unavailable') return last;
+      if (err instanceof CairnError && err.code === 'trust_domain_not_found') lastPublished.delete(td);
+      throw err;
+    }
+  };
 
   app.get(PublicPaths.bundle, {
     schema: { tags, summary: 'The SPIFFE trust bundle (JWKS form) of a trust domain', params, response: { 200: SpiffeBundleSchema, 304: Type.Null(), ...errorResponses } },
