@@ -2,12 +2,14 @@ import { X509Certificate } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SyncEntry } from '../contract/agent-api.js';
 import type { Clock } from '../lib/clock.js';
+import { describeWriteError, errnoCode } from '../lib/fs.js';
 import type { Logger } from '../lib/log.js';
 import { generateKeyAndCsr } from '../lib/pkcs10.js';
+import { RepeatGate } from '../lib/repeat-gate.js';
 import type { Bundle } from '../spiffe/bundle/bundle.js';
 import { parseJwtSvidInsecure } from '../spiffe/svid/jwt.js';
 import type { PeerInfo, Workload, WorkloadApiPorts, WorkloadSnapshot, X509Identity, JwtSvidResult } from '../workload-api/ports.js';
-import { CaClient, chainPemOf } from './ca-client.js';
+import { CaClient, chainPemOf, type AgentCredentials } from './ca-client.js';
 import { saveAgentState } from './storage/agent-state.js';
 import { DiscoveryLog } from './caller/discovery.js';
 
@@ -24,6 +26,8 @@ export interface AgentDeps {
   readonly stillSame?: (peer: PeerInfo) => boolean;
   /** [0,1) for rotation jitter; Math.random by default. */
   readonly jitter?: () => number;
+  /** The client's credentials are not in the data dir yet (the write after attestation failed): keep trying. */
+  readonly credentialsUnpersisted?: boolean;
 }
 
 interface HeldSvid {
@@ -60,9 +64,16 @@ export class NodeAgent implements WorkloadApiPorts {
   /** Entitlements per distinct selector set, shared by every caller that has it. */
   private readonly views = new Map<string, { version: number; entries: SyncEntry[]; snapshot: WorkloadSnapshot }>();
   readonly discovery: DiscoveryLog;
+  /**
+   * The newest agent credentials the CA issued that the data dir does not hold yet (it was full or
+   * read-only when they came); written on every rotation tick until a write succeeds.
+   */
+  private unpersisted: AgentCredentials | undefined;
+  private readonly persistFailures = new RepeatGate();
 
   constructor(private readonly deps: AgentDeps) {
-    this.discovery = new DiscoveryLog(deps.dataDir, deps.clock);
+    this.discovery = new DiscoveryLog(deps.dataDir, deps.clock, deps.logger);
+    if (deps.credentialsUnpersisted) this.unpersisted = deps.client.credentials;
   }
 
   // ---- WorkloadApiPorts
@@ -213,11 +224,16 @@ export class NodeAgent implements WorkloadApiPorts {
       await sleep(1000, undefined, { signal }).catch(() => undefined);
       if (signal.aborted || !this.synced) continue;
       this.dropExpired();
+      // Separately: workload SVIDs failing to issue must not hold back the agent's own renewal.
       try {
         await this.rotate();
-        await this.renewOwnSvidIfDue();
       } catch (err) {
         this.deps.logger.warn({ err: (err as Error).message }, 'SVID rotation failed; will retry');
+      }
+      try {
+        await this.renewOwnSvidIfDue();
+      } catch (err) {
+        this.deps.logger.warn({ err: (err as Error).message }, 'agent SVID renewal failed; will retry');
       }
     }
   }
@@ -276,18 +292,63 @@ export class NodeAgent implements WorkloadApiPorts {
     }
   }
 
+  /** Renews the agent's own SVID at half-life, then switches to it once it is persisted. */
   private async renewOwnSvidIfDue(): Promise<void> {
-    const creds = this.deps.client.credentials;
-    const leaf = new X509Certificate(creds.chainPem);
-    const from = new Date(leaf.validFrom).getTime();
-    const to = new Date(leaf.validTo).getTime();
-    if (this.deps.clock.now().getTime() < from + (to - from) / 2) return;
-    const key = generateKeyAndCsr('ec-p256');
-    const svid = await this.deps.client.renew(key.csr.toString('base64'));
-    const next = { ...creds, chainPem: chainPemOf(svid), keyPem: key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString() };
-    saveAgentState(this.deps.dataDir, { spiffeId: this.deps.spiffeId, ...next });
-    this.deps.client.useCredentials(next);
-    this.deps.logger.info({ spiffeId: this.deps.spiffeId, expiresAt: svid.expiresAt }, 'agent SVID renewed');
+    // Due is judged on the newest SVID held: one renewed but stuck in memory (disk full) is not renewed
+    // again at every tick, only when it too reaches half-life.
+    const newest = this.unpersisted ?? this.deps.client.credentials;
+    const { notBefore, notAfter } = validityOf(newest.chainPem);
+    if (this.deps.clock.now().getTime() >= notBefore + (notAfter - notBefore) / 2) {
+      const key = generateKeyAndCsr('ec-p256');
+      const svid = await this.deps.client.renew(key.csr.toString('base64'));
+      this.unpersisted = { ...newest, chainPem: chainPemOf(svid), keyPem: key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString() };
+    }
+    if (this.unpersisted) this.persistOwnSvid(this.unpersisted);
   }
+
+  /**
+   * Writes the agent's newest SVID to the data dir and only then uses it. The CA keeps accepting the
+   * current serial until the new one is presented, so staying on the current SVID while the disk is
+   * full or read-only costs nothing; switching to one we could not write down would leave on disk an
+   * SVID the CA then calls superseded, and a restart would need a new join token. Only when the current
+   * SVID is about to expire does the unpersisted one take over: the agent keeps working, and the file's
+   * SVID would be useless after a restart anyway.
+   */
+  private persistOwnSvid(next: AgentCredentials): void {
+    const now = this.deps.clock.now().getTime();
+    try {
+      saveAgentState(this.deps.dataDir, { spiffeId: this.deps.spiffeId, ...next });
+    } catch (err) {
+      let inUse = this.deps.client.credentials;
+      const current = validityOf(inUse.chainPem);
+      if (inUse !== next && current.notAfter - now <= (current.notAfter - current.notBefore) / 10) {
+        this.deps.client.useCredentials(next);
+        inUse = next;
+      }
+      const code = errnoCode(err) ?? (err as Error).message;
+      if (!this.persistFailures.shouldLog(`${code}:${inUse === next}`, now)) return;
+      const fields = { event: 'agent_svid.persist_failed', dataDir: this.deps.dataDir, code: errnoCode(err), reason: describeWriteError(err), retryEveryMs: 1000 };
+      if (inUse === next) {
+        this.deps.logger.error({ ...fields, expiresAt: new Date(validityOf(next.chainPem).notAfter).toISOString() }, 'could not write the agent SVID in use to the data dir: a restart before the write succeeds needs a new join token; retrying');
+      } else {
+        this.deps.logger.error({ ...fields, currentExpiresAt: new Date(current.notAfter).toISOString() }, 'could not write the renewed agent SVID to the data dir: still using the current one, which the CA accepts until the new one is presented; retrying');
+      }
+      return;
+    }
+    this.unpersisted = undefined;
+    this.persistFailures.reset();
+    const fields = { spiffeId: this.deps.spiffeId, expiresAt: new Date(validityOf(next.chainPem).notAfter).toISOString() };
+    if (this.deps.client.credentials === next) {
+      this.deps.logger.info({ ...fields, event: 'agent_svid.persisted' }, 'the agent SVID in use is now written to the data dir');
+      return;
+    }
+    this.deps.client.useCredentials(next);
+    this.deps.logger.info(fields, 'agent SVID renewed');
+  }
+}
+
+function validityOf(chainPem: string): { notBefore: number; notAfter: number } {
+  const leaf = new X509Certificate(chainPem);
+  return { notBefore: new Date(leaf.validFrom).getTime(), notAfter: new Date(leaf.validTo).getTime() };
 }
 

@@ -3,7 +3,8 @@ import {
   AgentPaths, type BatchX509Response, type JwtSvidMessage, type SyncResponse, type X509SvidMessage,
 } from '../contract/agent-api.js';
 import { parseBootstrapToken } from '../contract/bootstrap-token.js';
-import { fetchPinnedAuthority, requestJson } from '../lib/tls-client.js';
+import type { Clock } from '../lib/clock.js';
+import { fetchPinnedAuthority, PinMismatchError, requestJson } from '../lib/tls-client.js';
 import { derToPem } from '../spiffe/bundle/bundle.js';
 
 export class CaError extends Error {
@@ -24,6 +25,20 @@ export interface AgentCredentials {
   readonly keyPem: string;
 }
 
+export interface AttestRetry {
+  readonly clock: Clock;
+  /** How long to keep trying after transient failures (ms); 0 tries once. Default 5 minutes. */
+  readonly deadlineMs?: number;
+  readonly onRetry?: (err: Error, delayMs: number) => void;
+}
+
+/** Worth another try with the same request: the CA is away or overloaded, not refusing us. */
+function isTransient(err: unknown): boolean {
+  if (err instanceof CaError) return err.status >= 500 || err.status === 429;
+  if (err instanceof PinMismatchError) return false;
+  return err instanceof Error && /cannot reach the CA|timed out|ECONNREFUSED|ECONNRESET|EPIPE|socket hang up|EHOSTUNREACH|ENETUNREACH/.test(`${err.message} ${(err.cause as Error | undefined)?.message ?? ''}`);
+}
+
 const pem = (ders: readonly string[]): string => ders.map((d) => derToPem(Buffer.from(d, 'base64'))).join('');
 
 /** The agent's side of the CA's agent API: pinned first contact, then mTLS with the agent SVID. */
@@ -32,12 +47,30 @@ export class CaClient {
 
   constructor(private creds: AgentCredentials) {}
 
-  static async attest(token: string, csrBase64: string): Promise<{ svid: X509SvidMessage; caUrl: string; authorityPem: string }> {
+  /**
+   * Redeems a join token for the agent SVID. While the CA is unreachable or answers 5xx/429 it tries
+   * again with the *same* CSR until `retry.deadlineMs`: if the CA died after committing the
+   * redemption, the same key gets the same SVID back (a fresh key would find the token spent).
+   */
+  static async attest(token: string, csrBase64: string, retry: AttestRetry): Promise<{ svid: X509SvidMessage; caUrl: string; authorityPem: string }> {
     const { claims } = parseBootstrapToken(token);
-    const authorityPem = await fetchPinnedAuthority(claims.url, claims.pin);
-    const res = await requestJson<X509SvidMessage & { code?: string; message?: string }>('POST', claims.url + AgentPaths.attest, { token, csr: csrBase64 }, { ca: authorityPem });
-    if (res.status !== 201) throw new CaError(res.status, res.body?.code ?? `http_${res.status}`, res.body?.message ?? 'attestation failed');
-    return { svid: res.body, caUrl: claims.url, authorityPem };
+    const once = async () => {
+      const authorityPem = await fetchPinnedAuthority(claims.url, claims.pin);
+      const res = await requestJson<X509SvidMessage & { code?: string; message?: string }>('POST', claims.url + AgentPaths.attest, { token, csr: csrBase64 }, { ca: authorityPem });
+      if (res.status !== 201) throw new CaError(res.status, res.body?.code ?? `http_${res.status}`, res.body?.message ?? 'attestation failed');
+      return { svid: res.body, caUrl: claims.url, authorityPem };
+    };
+    const deadline = retry.clock.now().getTime() + (retry.deadlineMs ?? 300_000);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await once();
+      } catch (err) {
+        const delay = Math.min(10_000, 500 * 2 ** Math.min(attempt - 1, 5));
+        if (!isTransient(err) || retry.clock.now().getTime() + delay > deadline) throw err;
+        retry.onRetry?.(err as Error, delay);
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
   }
 
   /** Attestation without a token: the CA's URL and pin come from configuration, the evidence from the attestor. */

@@ -1,6 +1,6 @@
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { systemClock, type Clock } from '../lib/clock.js';
+import { describeWriteError, errnoCode } from '../lib/fs.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { generateKeyAndCsr } from '../lib/pkcs10.js';
 import { SpiffeId } from '../spiffe/id.js';
@@ -11,7 +11,7 @@ import { CaClient, chainPemOf } from './ca-client.js';
 import { ExecutableHashCache, unixSelectors } from './caller/unix-attestor.js';
 import { K8sWorkloadAttestor, KubeletClient } from './caller/k8s-attestor.js';
 import { loadPeerCredentialSource, type PeerCredentials } from './platform/peercred.js';
-import { loadAgentState, saveAgentState, type PersistedAgent } from './storage/agent-state.js';
+import { cannotAttestMessage, dataDirProblem, loadAgentState, saveAgentState, type PersistedAgent } from './storage/agent-state.js';
 
 export interface AgentConfig {
   readonly dataDir: string;
@@ -40,12 +40,18 @@ export class AgentStartError extends Error {
   override readonly name = 'AgentStartError';
 }
 
-async function bootstrap(config: AgentConfig, clock: Clock, logger: Logger): Promise<PersistedAgent> {
+async function bootstrap(config: AgentConfig, clock: Clock, logger: Logger): Promise<{ state: PersistedAgent; unpersisted: boolean }> {
+  // Probed before anything is spent: an SVID that cannot be written down is lost at the next
+  // restart, and with it the one-time join token it was bought with.
+  const unwritable = dataDirProblem(config.dataDir);
   const persisted = loadAgentState(config.dataDir, clock.now());
   if (persisted) {
+    // The persisted SVID still serves; only its renewals cannot be kept until the disk is fixed.
+    if (unwritable) logger.warn({ event: 'agent.data_dir_unwritable', dataDir: config.dataDir, code: unwritable.code, reason: unwritable.message }, 'the data dir is not writable: renewed agent SVIDs cannot be persisted until it is');
     logger.info({ spiffeId: persisted.spiffeId }, 'reusing the persisted agent SVID');
-    return persisted;
+    return { state: persisted, unpersisted: false };
   }
+  if (unwritable) throw new AgentStartError(cannotAttestMessage(unwritable, config.attestation?.kind ?? 'join_token'));
   if (!config.joinToken && !config.attestation) throw new AgentStartError('no valid agent SVID in the data dir and no way to attest: give a join token (--join-token, CAIRN_JOIN_TOKEN or --join-token-file) or --attestor k8s_psat|x509pop');
   const key = generateKeyAndCsr('ec-p256');
   let attested;
@@ -53,7 +59,10 @@ async function bootstrap(config: AgentConfig, clock: Clock, logger: Logger): Pro
     attested = await attestNode(config.attestation, key.csr.toString('base64'));
   } else {
     const token = typeof config.joinToken === 'string' ? config.joinToken : await config.joinToken!();
-    attested = await CaClient.attest(token.trim(), key.csr.toString('base64'));
+    attested = await CaClient.attest(token.trim(), key.csr.toString('base64'), {
+      clock,
+      onRetry: (err, delayMs) => logger.warn({ event: 'agent.attest_retry', reason: err.message, retryInMs: delayMs }, 'the CA is unreachable or unavailable; retrying attestation with the same key'),
+    });
   }
   const { svid, caUrl, authorityPem } = attested;
   const state: PersistedAgent = {
@@ -63,17 +72,23 @@ async function bootstrap(config: AgentConfig, clock: Clock, logger: Logger): Pro
     chainPem: chainPemOf(svid),
     keyPem: key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
   };
-  saveAgentState(config.dataDir, state);
   logger.info({ spiffeId: state.spiffeId, attestor: config.attestation?.kind ?? 'join_token' }, 'agent attested');
-  return state;
+  try {
+    saveAgentState(config.dataDir, state);
+  } catch (err) {
+    // The disk failed since the probe and the token is spent: dying now would throw away the SVID it
+    // bought. Serve with it and let the agent retry the write every second.
+    logger.error({ event: 'agent_svid.persist_failed', dataDir: config.dataDir, code: errnoCode(err), reason: describeWriteError(err) }, 'could not write the new agent SVID to the data dir: serving with it, retrying the write; a restart before it succeeds needs a new join token');
+    return { state, unpersisted: true };
+  }
+  return { state, unpersisted: false };
 }
 
 /** The node agent process: bootstrap, serve the Workload API, sync and rotate until closed. */
 export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; logger?: Logger } = {}): Promise<AgentHandle> {
   const clock = runtime.clock ?? systemClock;
   const logger = runtime.logger ?? createLogger();
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  const state = await bootstrap(config, clock, logger);
+  const { state, unpersisted } = await bootstrap(config, clock, logger);
   const client = new CaClient({ caUrl: config.caUrl ?? state.caUrl, authorityPem: state.authorityPem, chainPem: state.chainPem, keyPem: state.keyPem });
   const peers = loadPeerCredentialSource();
   const hashes = new ExecutableHashCache();
@@ -92,14 +107,26 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
     trustDomain: SpiffeId.parse(state.spiffeId).trustDomain,
     selectorsOf: (peer) => selectorsOf(peer as PeerCredentials),
     stillSame: (peer) => peers.stillSame(peer as PeerCredentials),
+    credentialsUnpersisted: unpersisted,
   });
   const socketPath = config.socketPath ?? join(config.dataDir, 'sockets', 'workload.sock');
-  const server: WorkloadApiServer = await startWorkloadApiServer({
-    socketPath,
-    ports: agent,
-    peerOf: (socket) => peers.fromSocket(socket),
-    releasePeer: (peer) => peers.release(peer as PeerCredentials),
-  });
+  let server: WorkloadApiServer;
+  try {
+    server = await startWorkloadApiServer({
+      socketPath,
+      ports: agent,
+      peerOf: (socket) => peers.fromSocket(socket),
+      releasePeer: (peer) => peers.release(peer as PeerCredentials),
+    });
+  } catch (err) {
+    client.close();
+    kubelet?.close();
+    // Typically the default socket under a data dir gone read-only or full: say so, and whether a
+    // restart after the fix needs a new token.
+    if (errnoCode(err) === undefined) throw err;
+    const next = unpersisted ? 'the agent SVID could not be persisted either, so a restart needs a new join token' : 'the agent SVID is persisted: fix this and start the agent again, no new token needed';
+    throw new AgentStartError(`cannot create the Workload API socket ${socketPath}: ${describeWriteError(err)}; ${next}`, { cause: err });
+  }
   const stop = new AbortController();
   const running = agent.run(stop.signal);
   logger.info({ spiffeId: state.spiffeId, socket: socketPath }, 'agent serving the Workload API');

@@ -1,4 +1,4 @@
-import { chmodSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, lstatSync, rmSync } from 'node:fs';
 import { createServer as createH2Server, type Http2Server, type ServerHttp2Session } from 'node:http2';
 import { connect, type Socket } from 'node:net';
 import { dirname } from 'node:path';
@@ -6,6 +6,7 @@ import { createContextValues } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import type { PeerInfo, WorkloadApiPorts } from './ports.js';
 import { kPeer, workloadApiRoutes } from './service.js';
+import { makeDirs } from '../lib/fs.js';
 
 export interface WorkloadApiServerOptions {
   readonly socketPath: string;
@@ -50,7 +51,7 @@ async function clearStaleSocket(path: string): Promise<void> {
  * accepted, decide who the caller is, not file modes.
  */
 export async function startWorkloadApiServer(options: WorkloadApiServerOptions): Promise<WorkloadApiServer> {
-  mkdirSync(dirname(options.socketPath), { recursive: true, mode: 0o755 });
+  makeDirs(dirname(options.socketPath), 0o755); // not mkdirSync's recursive: it reports EROFS as ENOENT
   await clearStaleSocket(options.socketPath);
   const api = workloadApiRoutes(options.ports);
   const handler = connectNodeAdapter({

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../../lib/fs.js';
+import { describeWriteError, errnoCode, probeWritable, writeFileAtomic } from '../../lib/fs.js';
 
 /** What an agent keeps on disk to restart without a new token: its own SVID and where the CA is. */
 export interface PersistedAgent {
@@ -14,6 +14,7 @@ export interface PersistedAgent {
 
 const FILE = 'agent-svid.json';
 
+/** Atomic: on a full or read-only disk it throws (err.code ENOSPC, EROFS…) and the previous file stays as it was. */
 export function saveAgentState(dataDir: string, state: PersistedAgent): void {
   writeFileAtomic(join(dataDir, FILE), JSON.stringify(state, null, 2) + '\n', 0o600);
 }
@@ -29,4 +30,34 @@ export function loadAgentState(dataDir: string, now: Date): PersistedAgent | und
   } catch {
     return undefined;
   }
+}
+
+export interface DataDirProblem {
+  /** The errno name (EACCES, EROFS, ENOSPC…) when the file system gave one. */
+  readonly code: string | undefined;
+  /** A sentence naming the directory and what is wrong with it. */
+  readonly message: string;
+}
+
+/** Why `dataDir` cannot take the agent's state right now (creating it if needed); undefined when it can. */
+export function dataDirProblem(dataDir: string): DataDirProblem | undefined {
+  try {
+    probeWritable(dataDir);
+    return undefined;
+  } catch (err) {
+    return describeDataDirProblem(dataDir, err);
+  }
+}
+
+export function describeDataDirProblem(dataDir: string, err: unknown): DataDirProblem {
+  return { code: errnoCode(err), message: `the agent's data dir ${dataDir} is not writable: ${describeWriteError(err)}` };
+}
+
+/**
+ * Why the agent refuses to attest: an SVID it could not write down would be lost at the next
+ * restart, and with it the one-time join token it was bought with.
+ */
+export function cannotAttestMessage(problem: DataDirProblem, attestor: 'join_token' | 'k8s_psat' | 'x509pop'): string {
+  const spent = attestor === 'join_token' ? 'the join token was not used' : 'nothing was attested';
+  return `${problem.message}. The agent keeps its SVID there to restart without a new token, so it stopped before attesting (${spent}); make the directory writable (or choose another with --data-dir) and start the agent again`;
 }

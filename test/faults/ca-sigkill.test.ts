@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -9,7 +9,7 @@ import { capturingLogger } from '../support/logs.js';
 import { opensslVerify } from '../support/openssl.js';
 import { derToPem } from '../../spiffe/bundle/bundle.js';
 import { splitDerCertificates } from '../../spiffe/svid/x509.js';
-import { freePort, spawnCairn, type Spawned } from '../support/processes.js';
+import { startCaProcess, type CaProcess } from '../support/ca-process.js';
 
 /**
  * Fault: the CA process is killed with SIGKILL (no shutdown, no goodbye) while an agent streams
@@ -19,7 +19,7 @@ import { freePort, spawnCairn, type Spawned } from '../support/processes.js';
 describe(`fault: the CA killed with SIGKILL under a streaming agent (${storeKind()} store)`, () => {
   const dir = mkdtempSync(join(tmpdir(), 'cairn-sigkill-'));
   chmodSync(dir, 0o755);
-  let ca: Spawned | undefined;
+  let ca: CaProcess | undefined;
   let agent: AgentHandle | undefined;
   let drop: (() => Promise<void>) | undefined;
   afterAll(async () => {
@@ -32,22 +32,8 @@ describe(`fault: the CA killed with SIGKILL under a streaming agent (${storeKind
   it('the workload keeps its stream and SVID; after a restart on the same data, changes flow into the same stream', { timeout: 90_000 }, async () => {
     let databaseUrl: string | undefined;
     if (storeKind() === 'postgres') ({ url: databaseUrl, drop } = await createPgDatabase());
-    const [http, tls] = [await freePort(), await freePort()];
-    const env = { CAIRN_DATA_DIR: join(dir, 'ca'), DATABASE_URL: databaseUrl, CAIRN_ADMIN_TOKEN: undefined, CAIRN_SERVER: undefined, CAIRN_LOG_LEVEL: 'warn' };
-    const startCaProcess = async (): Promise<Spawned> => {
-      const p = spawnCairn(['ca', 'start', '--listen', `127.0.0.1:${http}`, '--tls-listen', `127.0.0.1:${tls}`], env);
-      await p.waitFor(/listening on/, 60_000);
-      return p;
-    };
-    ca = await startCaProcess();
-    const admin = async (path: string, body?: unknown) => {
-      const res = await fetch(`http://127.0.0.1:${http}${path}`, {
-        method: body === undefined ? 'GET' : 'POST',
-        headers: { authorization: `Bearer ${readFileSync(join(dir, 'ca', 'admin-token'), 'utf8').trim()}`, 'content-type': 'application/json' },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
-      return { status: res.status, body: await res.json() };
-    };
+    ca = await startCaProcess({ dataDir: join(dir, 'ca'), databaseUrl });
+    const admin = (path: string, body?: unknown) => ca!.admin<Record<string, string>>(path, body);
     await admin('/v1/trust-domains', { name: 'kill.test' });
     const { body: tok } = await admin('/v1/tokens', { trustDomain: 'kill.test' });
     const uid = process.getuid!();
@@ -79,15 +65,16 @@ describe(`fault: the CA killed with SIGKILL under a streaming agent (${storeKind
     try {
       await until(() => messages.length >= 1, 10_000);
 
-      expect(ca.child.kill('SIGKILL')).toBe(true);
-      expect(await ca.stop()).toBe(null); // killed by the signal: no exit code
+      const process_ = ca.process;
+      await ca.kill();
+      expect(process_.child.signalCode).toBe('SIGKILL'); // killed by the signal: no exit code
       await new Promise((r) => setTimeout(r, 3000)); // the agent notices and backs off
       expect(errors).toEqual([]);
       const held = messages.at(-1)!.svids[0]!;
       const chain = splitDerCertificates(held.x509_svid).map((d) => derToPem(d)).join('');
       expect(opensslVerify(chain, splitDerCertificates(held.bundle).map((d) => derToPem(d)).join(''))).toContain('OK');
 
-      ca = await startCaProcess(); // same data dir and ports: the agent's persisted CA URL still points here
+      await ca.start(); // same data dir and ports: the agent's persisted CA URL still points here
       const created = await admin('/v1/entries', { spiffeId: 'spiffe://kill.test/after', parentId: tok.spiffeId, selectors: [`unix:uid:${uid}`] });
       expect(created.status).toBe(201);
       await until(() => messages.some((m) => m.svids.some((s) => s.spiffe_id === 'spiffe://kill.test/after')), 45_000);

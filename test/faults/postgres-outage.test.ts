@@ -9,6 +9,7 @@ import { firstMessage, grpc, grpcWorkloadClient, securityHeader, unary, type X50
 import { capturingLogger } from '../support/logs.js';
 import { startPrivatePostgres, type PrivatePostgres } from '../support/private-postgres.js';
 import { freePort, spawnCairn, type Spawned } from '../support/processes.js';
+import { slowScenario } from '../support/slow.js';
 
 const OUTAGE_MS = Number(process.env.CAIRN_OUTAGE_MS ?? 60_000);
 const TD = 'outage.test';
@@ -31,7 +32,7 @@ interface Outcome {
  * everything must recover without restarting anything — including the NOTIFY listener behind the
  * agents' long-poll. Runs on its own cluster: the suite's shared server must stay up.
  */
-describe.runIf(storeKind() === 'postgres')('fault: PostgreSQL stopped for 60 s under load', () => {
+describe.runIf(storeKind() === 'postgres' && slowScenario())('fault: PostgreSQL stopped for 60 s under load', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cairn-pg-outage-'));
   chmodSync(dir, 0o755);
   let pgc: PrivatePostgres | undefined;

@@ -243,14 +243,18 @@ describe(`hostile HTTP input (${storeKind()} store)`, () => {
     // one-time tokens (redemption on the TLS listener, each from its own source address)
     const mint = async (): Promise<string> => (await (await ca.admin('/v1/tokens', { body: { trustDomain: TD } })).json()).token;
     const used = await mint();
-    await tlsRequest({ name: 'spend', method: 'POST', path: '/agent/v1/attest', status: 201 }, Buffer.from(JSON.stringify({ token: used, csr: good.toString('base64') })), 'application/json');
+    const spender = generateKeyAndCsr('ec-p256').csr.toString('base64');
+    await tlsRequest({ name: 'spend', method: 'POST', path: '/agent/v1/attest', status: 201 }, Buffer.from(JSON.stringify({ token: used, csr: spender })), 'application/json');
+    // The key that spent it gets the same SVID again (a lost answer); as a workload credential it is the wrong kind.
+    cases.push({ name: 'token: already used, presented again by the key that spent it', method: 'POST', path: '/agent/v1/attest', listener: 'tls', body: { token: used, csr: spender }, status: 201 });
+    cases.push({ name: 'workload credential: a spent join token with the key that spent it', method: 'POST', path: '/device/v1/redeem', listener: 'tls', body: { token: used, csr: spender }, status: 401, code: 'invalid_token' });
     const real = await mint();
     const [prefix, claims] = real.split('.');
     const tokenCase = (name: string, token: unknown, status = 401, code = 'invalid_token'): void => {
       cases.push({ name: `token: ${name}`, method: 'POST', path: '/agent/v1/attest', listener: 'tls', body: { token, csr: good.toString('base64') }, status, code });
       cases.push({ name: `workload credential: ${name}`, method: 'POST', path: '/device/v1/redeem', listener: 'tls', body: { token, csr: good.toString('base64') }, status, code });
     };
-    tokenCase('already used', used);
+    tokenCase('already used (by another key)', used);
     tokenCase('unknown secret, real claims', `${prefix}.${claims}.${'A'.repeat(43)}`);
     tokenCase('claims from another token', `${prefix}.${Buffer.from('{"id":"nope"}').toString('base64url')}.${real.split('.')[2]}`);
     tokenCase('wrong prefix', real.replace(/^cairn1/, 'cairn2'));

@@ -19,6 +19,8 @@ export function freePort(): Promise<number> {
 
 export interface Spawned {
   readonly child: ChildProcess;
+  /** Resolves with the exit code (null when killed by a signal). */
+  readonly exited: Promise<number | null>;
   stdout(): string;
   stderr(): string;
   /** Resolves when stderr or stdout has printed a line matching `re`. */
@@ -26,9 +28,19 @@ export interface Spawned {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+export interface SpawnOptions {
+  /**
+   * A command that execs the CLI's node process in another context, e.g. `['nsenter', '-t', pid, '-m',
+   * '--']` (a private mount namespace) or `['setpriv', '--reuid=65534', …, '--']` (another user).
+   * It must exec, not fork, so signals and the pid reach node itself.
+   */
+  readonly wrapper?: readonly string[];
+}
+
 /** Runs the built `cairn` CLI as a real process. */
-export function spawnCairn(args: string[], env: Record<string, string | undefined> = {}, nodeArgs: string[] = []): Spawned {
-  const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { env: { ...process.env, CAIRN_LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnCairn(args: string[], env: Record<string, string | undefined> = {}, nodeArgs: string[] = [], options: SpawnOptions = {}): Spawned {
+  const command = [...(options.wrapper ?? []), process.execPath, ...nodeArgs, CLI, ...args];
+  const child = spawn(command[0]!, command.slice(1), { env: { ...process.env, CAIRN_LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   const waiters: (() => void)[] = [];
@@ -41,9 +53,13 @@ export function spawnCairn(args: string[], env: Record<string, string | undefine
     waiters.forEach((w) => w());
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  registerLogSource(() => err);
+  // Servers (`ca start`, `agent start`, `up`) log to stdout: scan it too. One-shot commands print
+  // what they were asked for there (a new token, say), which is not a leak.
+  const server = args[1] === 'start' || args[0] === 'up';
+  registerLogSource(() => (server ? out + err : err));
   return {
     child,
+    exited,
     stdout: () => out,
     stderr: () => err,
     waitFor(re, timeoutMs = 30_000) {

@@ -1,0 +1,50 @@
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startAgent, type AgentHandle } from '../../node-agent/main.js';
+import { startCaProcess, type CaProcess } from '../support/ca-process.js';
+import { createPgDatabase, storeKind } from '../support/db.js';
+import { capturingLogger } from '../support/logs.js';
+
+/**
+ * Fault: the CA goes down (SIGKILL) after minting an agent's join token and before the agent's first
+ * attestation. The agent must keep trying with the same key instead of dying, and attest once a CA
+ * is back on the same data: its first issuance is retried, not lost.
+ */
+describe(`fault: the CA away at an agent's first attestation (${storeKind()} store)`, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-attest-retry-'));
+  chmodSync(dir, 0o755);
+  let ca: CaProcess | undefined;
+  let agent: AgentHandle | undefined;
+  let drop: (() => Promise<void>) | undefined;
+  afterAll(async () => {
+    await agent?.close();
+    await ca?.stop();
+    await drop?.();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('the agent retries its attestation with the same key and attests when the CA returns', { timeout: 90_000 }, async () => {
+    let databaseUrl: string | undefined;
+    if (storeKind() === 'postgres') ({ url: databaseUrl, drop } = await createPgDatabase());
+    ca = await startCaProcess({ dataDir: join(dir, 'ca'), databaseUrl });
+    expect((await ca.admin('/v1/trust-domains', { name: 'retry.test' })).status).toBe(201);
+    const { body: tok } = await ca.admin<{ token: string; spiffeId: string }>('/v1/tokens', { trustDomain: 'retry.test' });
+    await ca.kill();
+
+    const { logger, lines } = capturingLogger();
+    const starting = startAgent({ dataDir: join(dir, 'agent'), joinToken: tok.token, socketPath: join(dir, 'api.sock') }, { logger });
+    let failed: unknown;
+    starting.catch((err: unknown) => (failed = err));
+    const t0 = Date.now();
+    while (!lines().some((l) => l.includes('agent.attest_retry'))) {
+      if (failed || Date.now() - t0 > 20_000) throw new Error(`the agent did not retry its attestation: ${String(failed)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await ca.start();
+    agent = await starting;
+    expect(agent.spiffeId).toBe(tok.spiffeId);
+    await agent.whenReady();
+  });
+});
