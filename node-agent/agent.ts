@@ -9,8 +9,8 @@ import { RepeatGate } from '../lib/repeat-gate.js';
 import type { Bundle } from '../spiffe/bundle/bundle.js';
 import { parseJwtSvidInsecure } from '../spiffe/svid/jwt.js';
 import type { PeerInfo, Workload, WorkloadApiPorts, WorkloadSnapshot, X509Identity, JwtSvidResult } from '../workload-api/ports.js';
-import { CaClient, chainPemOf, type AgentCredentials } from './ca-client.js';
-import { saveAgentState } from './storage/agent-state.js';
+import { CaClient, CaError, chainPemOf, type AgentCredentials } from './ca-client.js';
+import { saveAgentState, type PersistedAgent } from './storage/agent-state.js';
 import { DiscoveryLog } from './caller/discovery.js';
 
 export interface AgentDeps {
@@ -28,6 +28,8 @@ export interface AgentDeps {
   readonly jitter?: () => number;
   /** The client's credentials are not in the data dir yet (the write after attestation failed): keep trying. */
   readonly credentialsUnpersisted?: boolean;
+  /** Attests again from the node's own evidence, for when the CA no longer accepts our SVID (absent for join tokens). */
+  readonly reattest?: () => Promise<PersistedAgent>;
 }
 
 interface HeldSvid {
@@ -178,6 +180,15 @@ export class NodeAgent implements WorkloadApiPorts {
         await this.rotate();
       } catch (err) {
         if (signal.aborted) return;
+        if (this.deps.reattest && err instanceof CaError && err.status === 401) {
+          try {
+            await this.reattest(err);
+            failures = 0;
+            continue;
+          } catch (again) {
+            this.deps.logger.warn({ event: 'agent.reattest_failed', err: (again as Error).message }, 'the CA refused our SVID and attesting again failed; retrying');
+          }
+        }
         failures++;
         // Capped backoff; keep serving what we hold until it expires.
         const delay = Math.min(30_000, 500 * 2 ** Math.min(failures, 6));
@@ -290,6 +301,23 @@ export class NodeAgent implements WorkloadApiPorts {
       });
       if (batch.length > 0) this.changed();
     }
+  }
+
+  /**
+   * The CA refused our SVID (the node was evicted, or the SVID expired or was superseded while we were
+   * cut off): attest again with fresh evidence and carry on with the same workloads and streams.
+   */
+  private async reattest(refusal: CaError): Promise<void> {
+    const next = await this.deps.reattest!();
+    if (next.spiffeId !== this.deps.spiffeId) {
+      throw new Error(`attesting again gave ${next.spiffeId}, not ${this.deps.spiffeId}; restart the agent to serve as the new identity`);
+    }
+    const { spiffeId: _id, ...creds } = next;
+    this.deps.client.useCredentials(creds);
+    this.unpersisted = undefined;
+    this.deps.logger.info({ event: 'agent.reattested', spiffeId: next.spiffeId, refusal: refusal.code, expiresAt: new Date(validityOf(creds.chainPem).notAfter).toISOString() }, 'the CA refused our SVID; attested again');
+    // The old SVID is refused anyway: use the new one even if it cannot be written (a restart attests again).
+    this.persistOwnSvid(creds);
   }
 
   /** Renews the agent's own SVID at half-life, then switches to it once it is persisted. */

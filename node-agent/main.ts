@@ -53,25 +53,18 @@ async function bootstrap(config: AgentConfig, clock: Clock, logger: Logger): Pro
   }
   if (unwritable) throw new AgentStartError(cannotAttestMessage(unwritable, config.attestation?.kind ?? 'join_token'));
   if (!config.joinToken && !config.attestation) throw new AgentStartError('no valid agent SVID in the data dir and no way to attest: give a join token (--join-token, CAIRN_JOIN_TOKEN or --join-token-file) or --attestor k8s_psat|x509pop');
-  const key = generateKeyAndCsr('ec-p256');
-  let attested;
+  let state: PersistedAgent;
   if (config.attestation) {
-    attested = await attestNode(config.attestation, key.csr.toString('base64'));
+    state = await attestWithEvidence(config.attestation);
   } else {
+    const key = generateKeyAndCsr('ec-p256');
     const token = typeof config.joinToken === 'string' ? config.joinToken : await config.joinToken!();
-    attested = await CaClient.attest(token.trim(), key.csr.toString('base64'), {
+    const { svid, caUrl, authorityPem } = await CaClient.attest(token.trim(), key.csr.toString('base64'), {
       clock,
       onRetry: (err, delayMs) => logger.warn({ event: 'agent.attest_retry', reason: err.message, retryInMs: delayMs }, 'the CA is unreachable or unavailable; retrying attestation with the same key'),
     });
+    state = { spiffeId: svid.spiffeId, caUrl, authorityPem, chainPem: chainPemOf(svid), keyPem: key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString() };
   }
-  const { svid, caUrl, authorityPem } = attested;
-  const state: PersistedAgent = {
-    spiffeId: svid.spiffeId,
-    caUrl,
-    authorityPem,
-    chainPem: chainPemOf(svid),
-    keyPem: key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
-  };
   logger.info({ spiffeId: state.spiffeId, attestor: config.attestation?.kind ?? 'join_token' }, 'agent attested');
   try {
     saveAgentState(config.dataDir, state);
@@ -82,6 +75,13 @@ async function bootstrap(config: AgentConfig, clock: Clock, logger: Logger): Pro
     return { state, unpersisted: true };
   }
   return { state, unpersisted: false };
+}
+
+/** A fresh key and SVID from the node's own evidence (PSAT, device certificate): repeatable, unlike a join token. */
+async function attestWithEvidence(attestation: NodeAttestation): Promise<PersistedAgent> {
+  const key = generateKeyAndCsr('ec-p256');
+  const { svid, caUrl, authorityPem } = await attestNode(attestation, key.csr.toString('base64'));
+  return { spiffeId: svid.spiffeId, caUrl, authorityPem, chainPem: chainPemOf(svid), keyPem: key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString() };
 }
 
 /** The node agent process: bootstrap, serve the Workload API, sync and rotate until closed. */
@@ -108,6 +108,9 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
     selectorsOf: (peer) => selectorsOf(peer as PeerCredentials),
     stillSame: (peer) => peers.stillSame(peer as PeerCredentials),
     credentialsUnpersisted: unpersisted,
+    // With evidence it can present again, an agent the CA stops accepting (evicted, or its SVID
+    // expired while the CA was away) attests again by itself; a join-token agent needs a new token.
+    ...(config.attestation ? { reattest: () => attestWithEvidence(config.attestation!) } : {}),
   });
   const socketPath = config.socketPath ?? join(config.dataDir, 'sockets', 'workload.sock');
   let server: WorkloadApiServer;

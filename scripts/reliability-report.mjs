@@ -68,7 +68,7 @@ the property everywhere is "a typed refusal or a correct answer, never another e
 Inputs tried in total: **${total}**. Test failures in these suites: **${failed.length}**; test files that crashed
 without reporting: **${crashes}**.
 
-## Faults (real processes, real sockets, both stores)
+## Faults (real processes, real sockets, real PostgreSQL and file systems)
 
 | fault | embedded | PostgreSQL |
 |---|---|---|
@@ -83,8 +83,8 @@ through the re-established NOTIFY listener in ${outage.notifyMs} ms.
 ` : ''}Data lost in these scenarios: **0** is what the assertions above require (a workload holding a valid SVID
 keeps it; no entry change is lost across the CA restart; an issuance is recorded completely or not at all).
 
-Every test file of the suite ends with a scan of the logs and CLI stderr it produced for secrets (admin
-tokens, one-time tokens, private keys); none has been found.
+Every test file of the suite ends with a scan of the logs, the CLI's stderr and the CA and agent processes'
+output it produced for secrets (admin tokens, one-time tokens, private keys); none has been found.
 
 ## Limits
 

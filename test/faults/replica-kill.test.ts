@@ -55,7 +55,10 @@ describe.runIf(storeKind() === 'postgres')('fault: one of two CA replicas killed
     const perToken = new Map<string, number>();
     const redeem = async (base: string, token: string): Promise<void> => {
       try {
-        const res = await requestJson<X509SvidMessage>('POST', `${base}/agent/v1/attest`, { token, csr }, { ca: authority, timeoutMs: 20_000 });
+        // Each presentation from its own key, as two nodes racing for one token would be (the key that
+        // spent a token may fetch the same SVID again; a different key must never get one).
+        const own = generateKeyAndCsr('ec-p256').csr.toString('base64');
+        const res = await requestJson<X509SvidMessage>('POST', `${base}/agent/v1/attest`, { token, csr: own }, { ca: authority, timeoutMs: 20_000 });
         if (res.status === 201) {
           received.push(res.body);
           perToken.set(token, (perToken.get(token) ?? 0) + 1);

@@ -261,13 +261,15 @@ describe(`node attestation with Kubernetes PSATs and x509pop (${storeKind()} sto
       await ca.admin('/v1/entries', { body: { spiffeId: `spiffe://${TD}/node/prod`, parentId: `spiffe://${TD}/cairn/server`, selectors: ['k8s_psat:cluster:prod'] } });
       await ca.admin('/v1/entries', { body: { spiffeId: `spiffe://${TD}/ns/shop/sa/cart`, parentId: `spiffe://${TD}/node/prod`, selectors: [`unix:uid:${process.getuid!()}`] } });
       const common = { caUrl: ca.tlsUrl, caPin: pin, trustDomain: TD };
+      const psatLog = capturingLogger();
+      const popLog = capturingLogger();
       const viaPsat = await startAgent(
         { dataDir: join(dir, 'agent-psat'), socketPath: join(dir, 'psat.sock'), attestation: { kind: 'k8s_psat', ...common, cluster: 'prod', tokenFile: join(dir, 'psat') } },
-        { logger: capturingLogger().logger },
+        { logger: psatLog.logger },
       );
       const viaPop = await startAgent(
         { dataDir: join(dir, 'agent-pop'), socketPath: join(dir, 'pop.sock'), attestation: { kind: 'x509pop', ...common, certFile: join(dir, 'device.pem'), keyFile: join(dir, 'device.key') } },
-        { logger: capturingLogger().logger },
+        { logger: popLog.logger },
       );
       try {
         expect(viaPsat.spiffeId).toBe(`spiffe://${TD}/cairn/agent/k8s_psat/prod/agent-node-uid-1`);
@@ -276,6 +278,27 @@ describe(`node attestation with Kubernetes PSATs and x509pop (${storeKind()} sto
         const viaAlias = new WorkloadApiClient(`unix://${viaPsat.socketPath}`);
         try {
           expect((await viaAlias.fetchX509Context()).svids.map((x) => x.spiffeId)).toEqual([`spiffe://${TD}/ns/shop/sa/cart`]);
+
+          // Evicted, both attest again by themselves from their evidence (the kubelet has rotated the
+          // PSAT meanwhile; the device still holds its key) and keep serving: a new entry reaches them.
+          writeFileSync(join(dir, 'psat'), await psat({ nodeUid: 'agent-node-uid-1' }));
+          for (const a of [viaPsat, viaPop]) expect((await ca.admin('/v1/agents/evict', { body: { spiffeId: a.spiffeId } })).status).toBeLessThan(300);
+          await ca.admin('/v1/entries', { body: { spiffeId: `spiffe://${TD}/ns/shop/sa/checkout`, parentId: `spiffe://${TD}/node/prod`, selectors: [`unix:uid:${process.getuid!()}`] } });
+          await ca.admin('/v1/entries', { body: { spiffeId: `spiffe://${TD}/device/svc`, parentId: viaPop.spiffeId, selectors: [`unix:uid:${process.getuid!()}`] } });
+          const popClient = new WorkloadApiClient(`unix://${viaPop.socketPath}`);
+          try {
+            const deadline = Date.now() + 20_000;
+            const has = async (c: WorkloadApiClient, id: string): Promise<boolean> => (await c.fetchX509Context()).svids.some((x) => x.spiffeId === id);
+            while (!((await has(viaAlias, `spiffe://${TD}/ns/shop/sa/checkout`)) && (await has(popClient, `spiffe://${TD}/device/svc`)))) {
+              if (Date.now() > deadline) throw new Error('the evicted agents did not come back');
+              await new Promise((r) => setTimeout(r, 200));
+            }
+          } finally {
+            popClient.close();
+          }
+          for (const log of [psatLog, popLog]) expect(log.text()).toContain('agent.reattested');
+          const agents = (await (await ca.admin(`/v1/agents?trustDomain=${TD}`)).json()).agents.map((a: { spiffeId: string }) => a.spiffeId);
+          expect(agents).toEqual(expect.arrayContaining([viaPsat.spiffeId, viaPop.spiffeId]));
         } finally {
           viaAlias.close();
         }
