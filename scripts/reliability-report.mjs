@@ -21,6 +21,7 @@ const FAULTS = [
   ['agent restarted without its token: persisted SVID reused, workloads served again', /after the file is deleted a restart reuses its SVID/],
   ['entry changed under open streams: re-issued without ending them', /an updated entry reaches open streams/],
   ['CA killed (SIGKILL) at an exact point inside one issuance (a table lock holds its transaction before the token update, the inventory row, the node record; after its commit with the answer lost; inside a renewal): never half-recorded, the retry completes, a lost answer is delivered again', /is never half-recorded/],
+  ['CA killed (SIGKILL) during a burst of 40 first attestations, wherever each one was, then restarted on the same data (PGlite crash recovery on embedded): every retry with its key succeeds with exactly one recorded SVID; answers already given are given again, not replaced', /every attestation is complete or absent/],
   ['PostgreSQL crashed and kept down for 60 s under load (admin writes and reads, signing, token minting, JWKS; a streaming workload): 503 with a code at once, agents keep serving, recovery without restarts', /the CA answers 503 store_unavailable at once/],
   ['a database connection terminated mid-transaction and under the NOTIFY listener: typed 503, no crash, the listener comes back', /connections lost mid-use|a transaction whose connection is terminated|the NOTIFY listener reconnects/],
   ['CA away at an agent\'s first attestation: the agent retries with the same key and attests when the CA returns', /retries its attestation with the same key/],
@@ -89,8 +90,8 @@ output it produced for secrets (admin tokens, one-time tokens, private keys); no
 ## Limits
 
 - The exact-point kills need PostgreSQL's locks to hold the CA's transaction still, so they run on the
-  PostgreSQL store. The embedded store runs the same transaction code on PGlite; its crash recovery is
-  covered by the SIGKILL-under-a-streaming-agent scenario, not by kills inside an issuance.
+  PostgreSQL store. On the embedded store (the same transaction code on PGlite) the burst kill lands at
+  random points inside issuances instead.
 - The 60 s outage runs on its own PostgreSQL cluster (the suite's shared server stays up) and only on the
   PostgreSQL store: the embedded database lives inside the CA process and cannot go away alone.
 `);
