@@ -34,6 +34,9 @@ export interface PsatIdentity {
   readonly podUid: string;
   readonly nodeName: string;
   readonly nodeUid: string;
+  /** From the API server (TokenReview mode only; offline validation has no API access). */
+  readonly podLabels: Readonly<Record<string, string>>;
+  readonly nodeLabels: Readonly<Record<string, string>>;
   /** What makes this token single-use: its jti, else its hash. */
   readonly credentialHash: Buffer;
   readonly expiresAt: Date;
@@ -97,9 +100,13 @@ export class JwksCache {
   }
 }
 
-/** TokenReview against the cluster's API server; the token must still be bound to a live pod. */
-async function review(token: string, config: PsatClusterConfig): Promise<{ username: string; extra: Record<string, string[]> }> {
-  const apiServer = config.apiServer ?? IN_CLUSTER.apiServer;
+/** The cluster's API server with the CA's own credentials, read on each use because projected tokens rotate. */
+interface KubeApi {
+  call(method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; body: unknown }>;
+}
+
+function kubeApi(config: PsatClusterConfig): KubeApi {
+  const apiServer = (config.apiServer ?? IN_CLUSTER.apiServer).replace(/\/+$/, '');
   let bearer: string;
   let ca: string | undefined;
   try {
@@ -109,18 +116,49 @@ async function review(token: string, config: PsatClusterConfig): Promise<{ usern
   } catch (err) {
     throw new CairnError('store_unavailable', `cannot read the credentials for the Kubernetes API: ${(err as Error).message}`);
   }
-  let res;
-  try {
-    res = await requestJson('POST', `${apiServer.replace(/\/+$/, '')}/apis/authentication.k8s.io/v1/tokenreviews`,
-      { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [config.audience] } }, { ca, bearer, checkServerName: true, timeoutMs: 10_000 });
-  } catch (err) {
-    throw new CairnError('store_unavailable', `the Kubernetes API did not answer the TokenReview: ${(err as Error).message}`);
-  }
+  return {
+    async call(method, path, body) {
+      try {
+        return await requestJson(method, apiServer + path, body, { ca, bearer, checkServerName: true, timeoutMs: 10_000 });
+      } catch (err) {
+        throw new CairnError('store_unavailable', `the Kubernetes API did not answer ${method} ${path}: ${(err as Error).message}`);
+      }
+    },
+  };
+}
+
+/** TokenReview against the cluster's API server; the token must still be bound to a live pod. */
+async function review(api: KubeApi, token: string, config: PsatClusterConfig): Promise<{ username: string; extra: Record<string, string[]> }> {
+  const res = await api.call('POST', '/apis/authentication.k8s.io/v1/tokenreviews', { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [config.audience] } });
   if (res.status !== 201 && res.status !== 200) throw new CairnError('store_unavailable', `the Kubernetes API answered the TokenReview with HTTP ${res.status}`);
   const status = ((res.body as { status?: TokenReviewStatus } | undefined)?.status ?? {}) as TokenReviewStatus;
   if (!status.authenticated) throw refused(`the cluster does not authenticate this token${status.error ? `: ${status.error}` : ''} (expired, wrong audience, or its pod is gone)`);
   if (!(status.audiences ?? []).includes(config.audience)) throw refused(`the token is not for audience "${config.audience}"`);
   return { username: status.user?.username ?? '', extra: status.user?.extra ?? {} };
+}
+
+interface ObjectMeta {
+  metadata?: { uid?: string; labels?: Record<string, string> };
+}
+
+/**
+ * The labels of the agent's pod and node, read from the API server (SPIRE's agent_pod_label and
+ * agent_node_label): node aliases can then group agents by node pool or zone. The pod must still be
+ * the one the token is bound to.
+ */
+async function labelsOf(api: KubeApi, who: { namespace: string; podName: string; podUid: string; nodeName: string }): Promise<{ pod: Record<string, string>; node: Record<string, string> }> {
+  const get = async (path: string, what: string): Promise<ObjectMeta> => {
+    const res = await api.call('GET', path);
+    if (res.status === 404) throw refused(`the cluster has no ${what} any more`);
+    if (res.status !== 200) throw new CairnError('store_unavailable', `the Kubernetes API answered GET ${path} with HTTP ${res.status}`);
+    return (res.body ?? {}) as ObjectMeta;
+  };
+  const [pod, node] = await Promise.all([
+    get(`/api/v1/namespaces/${encodeURIComponent(who.namespace)}/pods/${encodeURIComponent(who.podName)}`, `pod ${who.namespace}/${who.podName}`),
+    get(`/api/v1/nodes/${encodeURIComponent(who.nodeName)}`, `node ${who.nodeName}`),
+  ]);
+  if (pod.metadata?.uid !== who.podUid) throw refused(`pod ${who.namespace}/${who.podName} is not the pod the token is bound to`);
+  return { pod: pod.metadata?.labels ?? {}, node: node.metadata?.labels ?? {} };
 }
 
 async function verifyOffline(token: string, config: PsatClusterConfig, now: Date, cache: JwksCache): Promise<KubernetesClaims> {
@@ -165,8 +203,10 @@ export async function validatePsat(token: string, config: PsatClusterConfig, now
   let podUid = k8s.pod?.uid ?? '';
   let nodeName = k8s.node?.name ?? '';
   let nodeUid = k8s.node?.uid ?? '';
+  let labels: { pod: Record<string, string>; node: Record<string, string> } = { pod: {}, node: {} };
   if (config.mode === 'token_review') {
-    const reviewed = await review(token, config);
+    const api = kubeApi(config);
+    const reviewed = await review(api, token, config);
     const m = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(reviewed.username);
     if (!m) throw refused(`the token belongs to ${reviewed.username || 'nobody'}, not a service account`);
     [namespace, serviceAccount] = [m[1]!, m[2]!];
@@ -176,6 +216,7 @@ export async function validatePsat(token: string, config: PsatClusterConfig, now
     podName = extraOf(reviewed.extra, 'pod-name') || podName;
     nodeName = extraOf(reviewed.extra, 'node-name') || nodeName;
     nodeUid = extraOf(reviewed.extra, 'node-uid') || nodeUid;
+    if (podName && nodeName) labels = await labelsOf(api, { namespace, podName, podUid, nodeName });
   } else {
     claims = await verifyOffline(token, config, now, jwks);
     k8s = claims['kubernetes.io'] ?? {};
@@ -189,5 +230,5 @@ export async function validatePsat(token: string, config: PsatClusterConfig, now
   if (!nodeUid || !/^[A-Za-z0-9-]{1,128}$/.test(nodeUid)) throw refused('the token carries no node binding (Kubernetes 1.30+ puts the node in pod-bound tokens)');
   if (typeof claims.exp !== 'number') throw refused('the token has no expiry');
   const credentialHash = createHash('sha256').update(claims.jti ? `jti:${claims.jti}` : `token:${token}`).digest();
-  return { namespace, serviceAccount, podName, podUid, nodeName, nodeUid, credentialHash, expiresAt: new Date(claims.exp * 1000) };
+  return { namespace, serviceAccount, podName, podUid, nodeName, nodeUid, podLabels: labels.pod, nodeLabels: labels.node, credentialHash, expiresAt: new Date(claims.exp * 1000) };
 }

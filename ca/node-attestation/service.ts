@@ -143,6 +143,8 @@ export class NodeAttestationService {
         `k8s_psat:agent_pod_uid:${who.podUid}`,
         `k8s_psat:agent_node_name:${who.nodeName}`,
         `k8s_psat:agent_node_uid:${who.nodeUid}`,
+        ...Object.entries(who.podLabels).map(([k, v]) => `k8s_psat:agent_pod_label:${k}:${v}`),
+        ...Object.entries(who.nodeLabels).map(([k, v]) => `k8s_psat:agent_node_label:${k}:${v}`),
       ];
       const spiffeId = `spiffe://${req.trustDomain}/cairn/agent/k8s_psat/${req.cluster}/${who.nodeUid}`;
       // The token is marked used in the enrollment's own transaction: a CA killed before it commits

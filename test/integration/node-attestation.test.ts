@@ -35,6 +35,11 @@ describe(`node attestation with Kubernetes PSATs and x509pop (${storeKind()} sto
   // TokenReview cluster
   let apiServer: Server;
   const reviews = new Map<string, object>();
+  // Pods and nodes the stand-in API server knows (GET /api/v1/...), for the label selectors.
+  const kubeObjects = new Map<string, object>([
+    ['/api/v1/namespaces/cairn/pods/cairn-agent-abcde', { kind: 'Pod', metadata: { name: 'cairn-agent-abcde', namespace: 'cairn', uid: 'pod-live-0001', labels: { app: 'cairn-agent', 'app.kubernetes.io/part-of': 'cairn' } } }],
+    ['/api/v1/nodes/worker-7', { kind: 'Node', metadata: { name: 'worker-7', uid: 'node-uid-0007', labels: { 'topology.kubernetes.io/zone': 'eu-west-1a', pool: 'edge' } } }],
+  ]);
   let reviewRequests = 0;
   let jwksRequests = 0;
 
@@ -84,6 +89,11 @@ describe(`node attestation with Kubernetes PSATs and x509pop (${storeKind()} sto
         if (req.method === 'GET' && req.url === '/openid/v1/jwks') {
           jwksRequests++;
           res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] }));
+          return;
+        }
+        if (req.method === 'GET' && req.url?.startsWith('/api/v1/')) {
+          const found = req.headers.authorization === 'Bearer ca-service-account-token' ? kubeObjects.get(req.url) : undefined;
+          res.writeHead(found ? 200 : 404, { 'content-type': 'application/json' }).end(JSON.stringify(found ?? { kind: 'Status', status: 'Failure', reason: 'NotFound', code: 404 }));
           return;
         }
         reviewRequests++;
@@ -189,6 +199,21 @@ describe(`node attestation with Kubernetes PSATs and x509pop (${storeKind()} sto
       // the node comes from the API server's answer, not from the token's own claims
       expect(ok.body.spiffeId).toBe(`spiffe://${TD}/cairn/agent/k8s_psat/onprem/node-uid-0007`);
       expect(reviewRequests).toBe(before + 1);
+      // the pod's and node's labels, read from the API server, become selectors node aliases can use
+      const node = (await (await ca.admin(`/v1/agents?trustDomain=${TD}`)).json()).agents.find((a: { spiffeId: string }) => a.spiffeId === ok.body.spiffeId);
+      expect(node.selectors).toEqual(expect.arrayContaining([
+        'k8s_psat:agent_pod_label:app:cairn-agent',
+        'k8s_psat:agent_pod_label:app.kubernetes.io/part-of:cairn',
+        'k8s_psat:agent_node_label:topology.kubernetes.io/zone:eu-west-1a',
+        'k8s_psat:agent_node_label:pool:edge',
+      ]));
+
+      // the cluster authenticates the token, but the pod it names is no longer there
+      const orphan = await psat({ podUid: 'pod-orphan-0001' });
+      reviews.set(orphan, { authenticated: true, audiences: ['cairn-ca'], user: { username: 'system:serviceaccount:cairn:cairn-agent', extra: { 'authentication.kubernetes.io/pod-name': ['cairn-agent-zzzzz'], 'authentication.kubernetes.io/pod-uid': ['pod-orphan-0001'], 'authentication.kubernetes.io/node-name': ['worker-7'], 'authentication.kubernetes.io/node-uid': ['node-uid-0007'] } } });
+      const noPod = await post(P.attestPsat, { trustDomain: TD, cluster: 'onprem', token: orphan, csr: csr() });
+      expect(noPod.status).toBe(401);
+      expect(noPod.body.message).toMatch(/no pod cairn\/cairn-agent-zzzzz/);
 
       const deleted = await psat({ podUid: 'pod-gone-0001' });
       reviews.set(deleted, { authenticated: false, error: '[pods "cairn-agent-gone" not found]' });
