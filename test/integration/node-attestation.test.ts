@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomUUID, sign } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:https';
+import { Agent as HttpsAgent, createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -276,6 +276,33 @@ describe(`node attestation with Kubernetes PSATs and x509pop (${storeKind()} sto
       const res = await post(P.attestX509Pop, { challengeId: ch.body.challengeId, signature: wrongKey, csr: csr() });
       expect(res.status).toBe(401);
       expect(res.body.message).toMatch(/signature/);
+    });
+  });
+
+  describe('rate limits', () => {
+    it('limits failed PSAT and x509pop attempts per source address (60 a minute); other addresses are unaffected', async () => {
+      const from = (address: string) => new HttpsAgent({ localAddress: address });
+      const postFrom = <T>(agent: HttpsAgent, path: string, body: unknown) => requestJson<T & { code?: string; details?: { retryAfterSeconds?: number } }>('POST', ca.tlsUrl + path, body, { ca: authority, agent });
+      const noisy = from('127.0.77.1');
+      const quiet = from('127.0.77.2');
+      try {
+        const forged = { trustDomain: TD, cluster: 'prod', token: 'not-a-jwt', csr: csr() };
+        const statuses: number[] = [];
+        for (let i = 0; i < 60; i++) statuses.push((await postFrom(noisy, P.attestPsat, forged)).status);
+        expect(statuses.every((st) => st === 401)).toBe(true);
+        const limited = await postFrom(noisy, P.attestPsat, forged);
+        expect(limited.status).toBe(429);
+        expect(limited.body.code).toBe('rate_limited');
+        expect(limited.body.details?.retryAfterSeconds).toBeGreaterThan(0);
+        // the limit is per source and covers every evidence-based attestation route from it
+        expect((await postFrom(noisy, P.x509PopChallenge, { trustDomain: TD, chain: ['AAAA'] })).status).toBe(429);
+        expect((await postFrom(quiet, P.attestPsat, forged)).status).toBe(401);
+        const token = await psat({ nodeUid: 'quiet-node-0001' });
+        expect((await postFrom(quiet, P.attestPsat, { ...forged, token })).status).toBe(201);
+      } finally {
+        noisy.destroy();
+        quiet.destroy();
+      }
     });
   });
 
