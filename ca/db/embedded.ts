@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { makeDirs } from '../../lib/fs.js';
 import { PGlite } from '@electric-sql/pglite';
 import type { Database, Queryable, QueryResult } from './database.js';
 
@@ -16,7 +16,7 @@ function wrap(q: Pick<PGlite, 'query'>): Queryable {
 }
 
 export async function openEmbedded(dataDir?: string): Promise<Database> {
-  if (dataDir) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  if (dataDir) makeDirs(dataDir, 0o700); // not mkdirSync's recursive: it reports a read-only disk as ENOENT
   const db = await PGlite.create(dataDir ?? 'memory://');
   return {
     kind: 'embedded',

@@ -78,7 +78,7 @@ export class NodeStore {
         `INSERT INTO attested_nodes (spiffe_id, trust_domain, kind, attestation_type, selectors, serial, new_serial, expires_at, banned, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, false, $8, $8)
          ON CONFLICT (spiffe_id) DO UPDATE SET attestation_type = EXCLUDED.attestation_type, selectors = EXCLUDED.selectors,
-           serial = EXCLUDED.serial, new_serial = NULL, expires_at = EXCLUDED.expires_at, updated_at = EXCLUDED.updated_at`,
+           serial = EXCLUDED.serial, new_serial = NULL, new_expires_at = NULL, expires_at = EXCLUDED.expires_at, updated_at = EXCLUDED.updated_at`,
         [n.spiffeId, n.trustDomain, n.kind, n.attestationType, n.selectors, n.serial, n.expiresAt, now],
       );
       await notifyChange(tx, n.trustDomain);
@@ -87,14 +87,18 @@ export class NodeStore {
 
   setNewSerial(spiffeId: string, serial: string, expiresAt: Date, now: Date, q: Queryable = this.db): Promise<void> {
     return guard(async () => {
-      await q.query(`UPDATE attested_nodes SET new_serial = $2, expires_at = $3, updated_at = $4 WHERE spiffe_id = $1`, [spiffeId, serial, expiresAt, now]);
+      await q.query(`UPDATE attested_nodes SET new_serial = $2, new_expires_at = $3, updated_at = $4 WHERE spiffe_id = $1`, [spiffeId, serial, expiresAt, now]);
     });
   }
 
   /** The node used its just-issued SVID: from now on only that one is accepted. */
   promote(spiffeId: string, serial: string, now: Date): Promise<void> {
     return guard(async () => {
-      await this.db.query(`UPDATE attested_nodes SET serial = new_serial, new_serial = NULL, updated_at = $3 WHERE spiffe_id = $1 AND new_serial = $2`, [spiffeId, serial, now]);
+      await this.db.query(
+        `UPDATE attested_nodes SET serial = new_serial, expires_at = COALESCE(new_expires_at, expires_at), new_serial = NULL, new_expires_at = NULL, updated_at = $3
+         WHERE spiffe_id = $1 AND new_serial = $2`,
+        [spiffeId, serial, now],
+      );
     });
   }
 

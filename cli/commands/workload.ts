@@ -1,8 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { writeFileAtomic } from '../../lib/fs.js';
+import { makeDirs, writeFileAtomic } from '../../lib/fs.js';
 import { derToPem } from '../../spiffe/bundle/bundle.js';
 import { WorkloadApiClient, WorkloadApiError, x509Pem, type X509Context } from '../../workload-api/client.js';
 import { parse, UsageError } from '../args.js';
@@ -42,10 +41,10 @@ function pick(ctx: X509Context, spiffeId: string | undefined) {
 function writeFiles(dir: string, ctx: X509Context, spiffeId: string | undefined): string {
   const svid = pick(ctx, spiffeId);
   const pem = x509Pem(svid);
-  mkdirSync(dir, { recursive: true });
+  makeDirs(dir, 0o755);
   writeFileAtomic(join(dir, 'bundle.pem'), pem.bundle, 0o644);
   for (const [td, certs] of ctx.federatedBundles) {
-    mkdirSync(join(dir, 'federated'), { recursive: true });
+    makeDirs(join(dir, 'federated'), 0o755);
     writeFileAtomic(join(dir, 'federated', `${td.replace(/^spiffe:\/\//, '')}.pem`), certs.map((c) => derToPem(c)).join(''), 0o644);
   }
   writeFileAtomic(join(dir, 'svid.key'), pem.privateKey, 0o600);

@@ -219,9 +219,16 @@ describe(`tokens, attestation and the agent API over mTLS (${storeKind()} store)
 
   it('renewal supersedes the old agent SVID; a banned agent is refused; an evicted one must attest again', async () => {
     const agent = await attest();
+    const first = agent.svid;
+    const view = async () => (await (await ca.admin(`/v1/agents?trustDomain=${TD}&pageSize=500`)).json()).agents.find((a: { spiffeId: string }) => a.spiffeId === agent.spiffeId) as { serial: string; expiresAt: string };
+    await new Promise((r) => setTimeout(r, 1100)); // the renewed SVID ends a second later
     const old = await agent.renew();
+    // until the node presents the renewed SVID, its record shows the SVID it is using
+    expect(await view()).toMatchObject({ serial: first.serial, expiresAt: first.expiresAt });
+    expect(agent.svid.expiresAt).not.toBe(first.expiresAt);
     // the new SVID works (and becomes the only one accepted)
     expect((await agent.call('GET', AgentPaths.sync)).status).toBe(200);
+    expect(await view()).toMatchObject({ serial: agent.svid.serial, expiresAt: agent.svid.expiresAt });
     const stale = await agent.call<{ code: string }>('GET', AgentPaths.sync, undefined, old);
     expect(stale.status).toBe(401);
     expect(stale.body.code).toBe('agent_svid_superseded');
