@@ -185,16 +185,27 @@ export class NodeAttestationService {
     return this.guarded(source, async () => {
       const csr = verifyCsr(decodeCsrText(req.csr));
       const now = this.deps.clock.now();
-      const challenge = await this.deps.store.consumeChallenge(req.challengeId, now);
+      const challenge = await this.deps.store.getChallenge(req.challengeId, now);
       if (!challenge) throw new CairnError('unauthenticated', 'unknown, expired or already answered challenge; ask for a new one');
-      verifyPossession(challenge.chain[0]!, challenge.nonce, Buffer.from(req.signature, 'base64'));
-      // The configuration may have changed since the challenge: check the chain again.
-      const rec = await this.deps.store.get(challenge.trustDomain, 'x509pop', challenge.attestor);
-      if (!rec) throw new CairnError('unauthenticated', 'the manufacturer CA configuration was removed');
-      const anchor = verifyDeviceChain(challenge.chain, rec.config as X509PopConfig, now);
-      const who = deviceIdentity(challenge.chain, anchor);
+      let who;
+      try {
+        verifyPossession(challenge.chain[0]!, challenge.nonce, Buffer.from(req.signature, 'base64'));
+        // The configuration may have changed since the challenge: check the chain again.
+        const rec = await this.deps.store.get(challenge.trustDomain, 'x509pop', challenge.attestor);
+        if (!rec) throw new CairnError('unauthenticated', 'the manufacturer CA configuration was removed');
+        who = deviceIdentity(challenge.chain, verifyDeviceChain(challenge.chain, rec.config as X509PopConfig, now));
+      } catch (err) {
+        // One answer per challenge, right or wrong (the refusal is what the caller needs to hear).
+        await this.deps.store.deleteChallenge(challenge.id).catch(() => undefined);
+        throw err;
+      }
       const spiffeId = `spiffe://${challenge.trustDomain}/cairn/agent/x509pop/${who.fingerprint}`;
-      return this.deps.enrollment.enroll({ trustDomain: challenge.trustDomain, spiffeId, selectors: who.selectors, issuedTo: `x509pop:${challenge.attestor}` }, csr, 'agent', 'x509pop');
+      // Taken in the enrollment's transaction: a CA killed before it commits leaves the challenge
+      // answerable, and of two racing answers only one commits.
+      const answer = async (tx: Queryable): Promise<void> => {
+        if (!(await this.deps.store.deleteChallenge(challenge.id, tx))) throw new CairnError('unauthenticated', 'unknown, expired or already answered challenge; ask for a new one');
+      };
+      return this.deps.enrollment.enroll({ trustDomain: challenge.trustDomain, spiffeId, selectors: who.selectors, issuedTo: `x509pop:${challenge.attestor}` }, csr, 'agent', 'x509pop', answer);
     });
   }
 }

@@ -102,15 +102,21 @@ export class NodeAttestationStore {
   }
 
   /** Takes a challenge out (it can be answered once); undefined when unknown, used or expired. */
-  consumeChallenge(id: string, now: Date): Promise<ChallengeRecord | undefined> {
+  /** An unexpired challenge, left in place: it is deleted with the enrollment it leads to (or its failure). */
+  getChallenge(id: string, now: Date): Promise<ChallengeRecord | undefined> {
     return guard(async () => {
       const res = await this.db.query<{ id: string; trust_domain: string; attestor: string; nonce: Buffer; chain: Buffer; expires_at: Date }>(
-        `DELETE FROM attestation_challenges WHERE id = $1 RETURNING id, trust_domain, attestor, nonce, chain, expires_at`,
+        `SELECT id, trust_domain, attestor, nonce, chain, expires_at FROM attestation_challenges WHERE id = $1`,
         [id],
       );
       const r = res.rows[0];
       if (!r || toDate(r.expires_at) <= now) return undefined;
       return { id: r.id, trustDomain: r.trust_domain, attestor: r.attestor, nonce: Buffer.from(r.nonce), chain: splitDerCertificates(Buffer.from(r.chain)), expiresAt: toDate(r.expires_at) };
     });
+  }
+
+  /** Answers a challenge once: false when another answer took it first. `q`: the enrollment's transaction. */
+  deleteChallenge(id: string, q: Queryable = this.db): Promise<boolean> {
+    return guard(async () => (await q.query(`DELETE FROM attestation_challenges WHERE id = $1`, [id])).rowCount === 1);
   }
 }

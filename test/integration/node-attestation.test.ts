@@ -264,6 +264,11 @@ describe(`node attestation with Kubernetes PSATs and x509pop (${storeKind()} sto
       const replay = await post(P.attestX509Pop, { challengeId: ch.body.challengeId, signature, csr: csr() });
       expect(replay.status).toBe(401);
       expect(replay.body.code).toBe('unauthenticated');
+      // two copies of one right answer racing: exactly one is enrolled
+      const ch2 = await post<X509PopChallenge>(P.x509PopChallenge, { trustDomain: TD, chain: [deviceDer.toString('base64')] });
+      const signature2 = sign('sha256', Buffer.from(ch2.body.nonce, 'base64'), deviceKey).toString('base64');
+      const raced = await Promise.all([0, 1, 2].map(() => post(P.attestX509Pop, { challengeId: ch2.body.challengeId, signature: signature2, csr: csr() })));
+      expect(raced.map((r) => r.status).sort()).toEqual([201, 401, 401]);
     });
 
     it('refuses a self-signed certificate and a signature by another key', async () => {
