@@ -13,7 +13,7 @@ function isUnavailable(err: PgLikeError): boolean {
   const code = err.code ?? '';
   if (UNAVAILABLE.some((re) => re.test(code))) return true;
   const msg = err.message ?? '';
-  return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Cannot use a pool after calling end/i.test(msg);
+  return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Cannot use a pool after calling end|Query read timeout/i.test(msg);
 }
 
 /**

@@ -25,6 +25,10 @@ export function openPostgres(options: PostgresOptions): Database {
     max: options.maxConnections ?? 10,
     connectionTimeoutMillis: options.connectionTimeoutMillis ?? 5000,
     statement_timeout: options.statementTimeoutMillis ?? 15000,
+    // statement_timeout is the server's own clock: a server that hangs (frozen, partitioned away)
+    // never fires it, and the request would wait for TCP to give up, hours later. This one is ours.
+    query_timeout: (options.statementTimeoutMillis ?? 15000) + 1000,
+    keepAlive: true,
     idleTimeoutMillis: 30000,
   });
   // An idle client losing its server emits here; without a listener the process would crash.
@@ -48,6 +52,9 @@ export function openPostgres(options: PostgresOptions): Database {
         await client.query('COMMIT');
         return result;
       } catch (err) {
+        // A statement that timed out on our side leaves the connection in an unknown state (the server
+        // may be hung): destroy it rather than wait another timeout for a ROLLBACK.
+        if (!broken && err instanceof Error && err.message === 'Query read timeout') broken = err;
         if (!broken) await client.query('ROLLBACK').catch(() => undefined);
         throw err;
       } finally {

@@ -10,6 +10,7 @@ import { capturingLogger } from '../support/logs.js';
 import { startPrivatePostgres, type PrivatePostgres } from '../support/private-postgres.js';
 import { freePort, spawnCairn, type Spawned } from '../support/processes.js';
 import { slowScenario } from '../support/slow.js';
+import { startCaProcess, type CaProcess } from '../support/ca-process.js';
 
 const OUTAGE_MS = Number(process.env.CAIRN_OUTAGE_MS ?? 60_000);
 const TD = 'outage.test';
@@ -224,5 +225,57 @@ describe.runIf(storeKind() === 'postgres' && slowScenario())('fault: PostgreSQL 
       streamClient.close();
       jwtClient.close();
     }
+  });
+});
+
+/**
+ * Fault: PostgreSQL hangs instead of going away (every server process SIGSTOPped, as in a frozen VM
+ * or a network partition without resets). The server's own statement_timeout cannot fire, so only
+ * the CA's client-side timeouts stand between a request and a wait of hours: every request must get
+ * its 503 within them, and everything must work again once the server resumes.
+ */
+describe.runIf(storeKind() === 'postgres' && slowScenario())('fault: PostgreSQL frozen (SIGSTOP) while requests wait on it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-pg-freeze-'));
+  let pgc: PrivatePostgres | undefined;
+  let ca: CaProcess | undefined;
+  afterAll(async () => {
+    await ca?.stop();
+    pgc?.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers 503 store_unavailable within its own timeouts, never hangs, and recovers when the server resumes', { timeout: 120_000 }, async () => {
+    pgc = await startPrivatePostgres();
+    ca = await startCaProcess({ dataDir: join(dir, 'ca'), databaseUrl: pgc.url });
+    expect((await ca.admin('/v1/trust-domains', { name: TD })).status).toBe(201);
+    const timed = async (path: string, body?: unknown) => {
+      const t0 = performance.now();
+      const res = await ca!.admin<{ code?: string }>(path, body);
+      return { status: res.status, code: res.body.code, ms: performance.now() - t0 };
+    };
+    pgc.freeze(true);
+    let during;
+    try {
+      during = await Promise.all([
+        timed('/v1/entries'),
+        timed('/v1/trust-domains'),
+        timed('/v1/entries', { spiffeId: `spiffe://${TD}/frozen`, parentId: `spiffe://${TD}/elsewhere`, selectors: ['unix:uid:1'] }),
+        timed('/v1/tokens', { trustDomain: TD }),
+      ]);
+      // a second wave while the first one's connections are still stuck
+      during.push(...(await Promise.all([timed('/v1/entries'), timed('/v1/tokens', { trustDomain: TD })])));
+    } finally {
+      pgc.freeze(false);
+    }
+    for (const d of during) {
+      expect(d).toMatchObject({ status: 503, code: 'store_unavailable' });
+      expect(d.ms).toBeLessThan(20_000); // the pool's connect timeout (5 s) or its query timeout (16 s)
+    }
+    const t0 = performance.now();
+    while ((await timed('/v1/entries', { spiffeId: `spiffe://${TD}/thawed`, parentId: `spiffe://${TD}/elsewhere`, selectors: ['unix:uid:1'] })).status !== 201) {
+      if (performance.now() - t0 > 30_000) throw new Error('the CA did not recover after the database resumed');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(ca.process.child.exitCode).toBe(null);
   });
 });

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './processes.js';
@@ -14,6 +14,8 @@ export interface PrivatePostgres {
   /** `fast` ends sessions cleanly; `immediate` is a crash (no checkpoint, recovery on start). */
   stop(mode?: 'fast' | 'immediate'): void;
   start(): void;
+  /** SIGSTOP (or SIGCONT) the server and all its backends: a database that hangs rather than refuses. */
+  freeze(frozen: boolean): void;
   destroy(): void;
 }
 
@@ -48,6 +50,11 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   const start = (): void =>
     run('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '60', 'start', '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=100 -c fsync=off`]);
   let running = false;
+  const freeze = (frozen: boolean): void => {
+    const postmaster = readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]!.trim();
+    const children = spawnSync('pgrep', ['-P', postmaster], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+    for (const pid of [postmaster, ...children]) process.kill(Number(pid), frozen ? 'SIGSTOP' : 'SIGCONT');
+  };
   start();
   running = true;
   return {
@@ -60,7 +67,9 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
       start();
       running = true;
     },
+    freeze,
     destroy() {
+      if (running) freeze(false);
       if (running) spawnSync(...wrap(join(bin, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', 'stop']));
       running = false;
       rmSync(dir, { recursive: true, force: true });
