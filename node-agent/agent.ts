@@ -10,7 +10,7 @@ import type { Bundle } from '../spiffe/bundle/bundle.js';
 import { parseJwtSvidInsecure } from '../spiffe/svid/jwt.js';
 import type { PeerInfo, Workload, WorkloadApiPorts, WorkloadSnapshot, X509Identity, JwtSvidResult } from '../workload-api/ports.js';
 import { CaClient, CaError, chainPemOf, type AgentCredentials } from './ca-client.js';
-import { saveAgentState, type PersistedAgent } from './storage/agent-state.js';
+import { clearPendingAttestationKey, saveAgentState, type PersistedAgent } from './storage/agent-state.js';
 import { DiscoveryLog } from './caller/discovery.js';
 
 export interface AgentDeps {
@@ -365,6 +365,7 @@ export class NodeAgent implements WorkloadApiPorts {
     }
     this.unpersisted = undefined;
     this.persistFailures.reset();
+    clearPendingAttestationKey(this.deps.dataDir); // a first attestation whose save failed is now complete
     const fields = { spiffeId: this.deps.spiffeId, expiresAt: new Date(validityOf(next.chainPem).notAfter).toISOString() };
     if (this.deps.client.credentials === next) {
       this.deps.logger.info({ ...fields, event: 'agent_svid.persisted' }, 'the agent SVID in use is now written to the data dir');

@@ -1,8 +1,9 @@
+import { createPublicKey } from 'node:crypto';
 import { join } from 'node:path';
 import { systemClock, type Clock } from '../lib/clock.js';
 import { describeWriteError, errnoCode } from '../lib/fs.js';
 import { createLogger, type Logger } from '../lib/log.js';
-import { generateKeyAndCsr } from '../lib/pkcs10.js';
+import { createCsr, generateKeyAndCsr } from '../lib/pkcs10.js';
 import { SpiffeId } from '../spiffe/id.js';
 import { startWorkloadApiServer, type WorkloadApiServer } from '../workload-api/server.js';
 import { NodeAgent } from './agent.js';
@@ -11,7 +12,7 @@ import { CaClient, chainPemOf } from './ca-client.js';
 import { ExecutableHashCache, unixSelectors } from './caller/unix-attestor.js';
 import { K8sWorkloadAttestor, KubeletClient } from './caller/k8s-attestor.js';
 import { loadPeerCredentialSource, type PeerCredentials } from './platform/peercred.js';
-import { cannotAttestMessage, dataDirProblem, loadAgentState, saveAgentState, type PersistedAgent } from './storage/agent-state.js';
+import { cannotAttestMessage, clearPendingAttestationKey, dataDirProblem, loadAgentState, pendingAttestationKey, saveAgentState, type PersistedAgent } from './storage/agent-state.js';
 
 export interface AgentConfig {
   readonly dataDir: string;
@@ -57,13 +58,14 @@ async function bootstrap(config: AgentConfig, clock: Clock, logger: Logger): Pro
   if (config.attestation) {
     state = await attestWithEvidence(config.attestation);
   } else {
-    const key = generateKeyAndCsr('ec-p256');
+    const privateKey = pendingAttestationKey(config.dataDir, () => generateKeyAndCsr('ec-p256').privateKey);
+    const csr = createCsr(privateKey, createPublicKey(privateKey));
     const token = typeof config.joinToken === 'string' ? config.joinToken : await config.joinToken!();
-    const { svid, caUrl, authorityPem } = await CaClient.attest(token.trim(), key.csr.toString('base64'), {
+    const { svid, caUrl, authorityPem } = await CaClient.attest(token.trim(), csr.toString('base64'), {
       clock,
       onRetry: (err, delayMs) => logger.warn({ event: 'agent.attest_retry', reason: err.message, retryInMs: delayMs }, 'the CA is unreachable or unavailable; retrying attestation with the same key'),
     });
-    state = { spiffeId: svid.spiffeId, caUrl, authorityPem, chainPem: chainPemOf(svid), keyPem: key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString() };
+    state = { spiffeId: svid.spiffeId, caUrl, authorityPem, chainPem: chainPemOf(svid), keyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString() };
   }
   logger.info({ spiffeId: state.spiffeId, attestor: config.attestation?.kind ?? 'join_token' }, 'agent attested');
   try {
@@ -71,9 +73,10 @@ async function bootstrap(config: AgentConfig, clock: Clock, logger: Logger): Pro
   } catch (err) {
     // The disk failed since the probe and the token is spent: dying now would throw away the SVID it
     // bought. Serve with it and let the agent retry the write every second.
-    logger.error({ event: 'agent_svid.persist_failed', dataDir: config.dataDir, code: errnoCode(err), reason: describeWriteError(err) }, 'could not write the new agent SVID to the data dir: serving with it, retrying the write; a restart before it succeeds needs a new join token');
+    logger.error({ event: 'agent_svid.persist_failed', dataDir: config.dataDir, code: errnoCode(err), reason: describeWriteError(err) }, 'could not write the new agent SVID to the data dir: serving with it, retrying the write; a restart before it succeeds can fetch it again with the same token only while the token is unexpired');
     return { state, unpersisted: true };
   }
+  clearPendingAttestationKey(config.dataDir);
   return { state, unpersisted: false };
 }
 

@@ -27,6 +27,7 @@ const FAULTS = [
   ['a database connection terminated mid-transaction and under the NOTIFY listener: typed 503, no crash, the listener comes back', /connections lost mid-use|a transaction whose connection is terminated|the NOTIFY listener reconnects/],
   ['CA away at an agent\'s first attestation: the agent retries with the same key and attests when the CA returns', /retries its attestation with the same key/],
   ['failed evidence-based attestations (PSAT, x509pop) from one source limited to 60 a minute (429 with the wait), other sources unaffected', /limits failed PSAT and x509pop attempts per source/],
+  ['agent killed after the CA committed its first attestation (the answer never saved): restarted with the same token, it presents its pending key and gets the same SVID', /died after the CA committed its redemption/],
   ['agent data dir unwritable at start (ENOSPC, EROFS, EACCES as non-root): clear error before the join token is spent', /an unwritable data dir at start: the agent exits non-zero/],
   ['agent data dir full (ENOSPC) or read-only (EROFS) while running: clear error, state file intact, workloads served, recovery when space returns', /own SVID renewal: clear error|restarted on the same data dir \(B read-only again\)|the disk fills between the probe|nearly expires: the agent switches|writeFileAtomic on a real full or read-only tmpfs/],
 ];

@@ -1,5 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { X509Certificate } from 'node:crypto';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import { describeWriteError, errnoCode, probeWritable, writeFileAtomic } from '../../lib/fs.js';
 
@@ -60,4 +60,31 @@ export function describeDataDirProblem(dataDir: string, err: unknown): DataDirPr
 export function cannotAttestMessage(problem: DataDirProblem, attestor: 'join_token' | 'k8s_psat' | 'x509pop'): string {
   const spent = attestor === 'join_token' ? 'the join token was not used' : 'nothing was attested';
   return `${problem.message}. The agent keeps its SVID there to restart without a new token, so it stopped before attesting (${spent}); make the directory writable (or choose another with --data-dir) and start the agent again`;
+}
+
+const PENDING_KEY = 'attestation-key.pem';
+
+/**
+ * The key of a join-token attestation in flight, written before the token is sent and kept until the
+ * SVID is saved. An agent that dies after the CA committed its redemption but before it heard the
+ * answer presents the same key again when restarted, and the CA answers with the same SVID (a new
+ * key would find the token spent). A fresh key is made when none is pending.
+ */
+export function pendingAttestationKey(dataDir: string, generate: () => KeyObject): KeyObject {
+  const path = join(dataDir, PENDING_KEY);
+  if (existsSync(path)) {
+    try {
+      return createPrivateKey(readFileSync(path, 'utf8'));
+    } catch {
+      // unreadable or torn (it is written atomically, so only by hand): start over with a new key
+    }
+  }
+  const key = generate();
+  writeFileAtomic(path, key.export({ format: 'pem', type: 'pkcs8' }).toString(), 0o600);
+  return key;
+}
+
+/** The attestation completed and its SVID is saved: the pending key has served its purpose. */
+export function clearPendingAttestationKey(dataDir: string): void {
+  rmSync(join(dataDir, PENDING_KEY), { force: true });
 }

@@ -1,8 +1,14 @@
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { createPublicKey, X509Certificate } from 'node:crypto';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { AgentPaths, type X509SvidMessage } from '../../contract/agent-api.js';
+import { parseBootstrapToken } from '../../contract/bootstrap-token.js';
+import { createCsr, generateKeyAndCsr } from '../../lib/pkcs10.js';
+import { fetchPinnedAuthority, requestJson } from '../../lib/tls-client.js';
 import { startAgent, type AgentHandle } from '../../node-agent/main.js';
+import { pendingAttestationKey } from '../../node-agent/storage/agent-state.js';
 import { startCaProcess, type CaProcess } from '../support/ca-process.js';
 import { createPgDatabase, storeKind } from '../support/db.js';
 import { capturingLogger } from '../support/logs.js';
@@ -46,5 +52,30 @@ describe(`fault: the CA away at an agent's first attestation (${storeKind()} sto
     agent = await starting;
     expect(agent.spiffeId).toBe(tok.spiffeId);
     await agent.whenReady();
+  });
+
+  it('an agent that died after the CA committed its redemption gets the same SVID from its pending key, with the same token', { timeout: 60_000 }, async () => {
+    const { body: tok } = await ca!.admin<{ token: string; spiffeId: string }>('/v1/tokens', { trustDomain: 'retry.test' });
+    const dataDir = join(dir, 'agent-2');
+    // The first run: its key written down, the token redeemed with it, and then it died before it
+    // could save the answer (the redemption is committed at the CA).
+    const pending = pendingAttestationKey(dataDir, () => generateKeyAndCsr('ec-p256').privateKey);
+    const { claims } = parseBootstrapToken(tok.token);
+    const authority = await fetchPinnedAuthority(claims.url, claims.pin);
+    const lost = await requestJson<X509SvidMessage>('POST', claims.url + AgentPaths.attest, { token: tok.token, csr: createCsr(pending, createPublicKey(pending)).toString('base64') }, { ca: authority });
+    expect(lost.status).toBe(201);
+    expect(readdirSync(dataDir)).toEqual(['attestation-key.pem']);
+    // The restart, same token: no new token needed, the same SVID, and the pending key is cleared.
+    const restarted = await startAgent({ dataDir, joinToken: tok.token, socketPath: join(dir, 'api-2.sock') }, { logger: capturingLogger().logger });
+    try {
+      expect(restarted.spiffeId).toBe(tok.spiffeId);
+      await restarted.whenReady();
+      // the SVID it saved is the one whose answer was lost: nothing new was signed
+      const saved = JSON.parse(readFileSync(join(dataDir, 'agent-svid.json'), 'utf8')) as { chainPem: string };
+      expect(new X509Certificate(saved.chainPem).raw.toString('base64')).toBe(lost.body.chain[0]);
+      expect(readdirSync(dataDir)).not.toContain('attestation-key.pem');
+    } finally {
+      await restarted.close();
+    }
   });
 });
