@@ -8,7 +8,7 @@ source scripts/postgres.sh
 start_private_postgres
 OUT=$(mktemp -d /tmp/cairn-reliability.XXXXXX)
 trap 'stop_private_postgres; rm -rf "$OUT"' EXIT
-SUITES=(test/hostile test/unit/fuzz test/faults test/integration/pg-connection-loss.test.ts test/integration/node-agent/workloads.test.ts test/e2e/systemd.test.ts)
+SUITES=(test/hostile test/unit/fuzz test/faults test/integration/pg-connection-loss.test.ts test/integration/node-attestation.test.ts test/integration/node-agent/workloads.test.ts test/e2e/systemd.test.ts)
 status=0
 CAIRN_RELIABILITY_DIR="$OUT" CAIRN_TEST_STORE=embedded npx vitest run --reporter=default --reporter=json --outputFile.json="$OUT/vitest-embedded.json" "${SUITES[@]}" || status=1
 CAIRN_RELIABILITY_DIR="$OUT" CAIRN_TEST_STORE=postgres DATABASE_URL="$CAIRN_TEST_DATABASE_URL" \
