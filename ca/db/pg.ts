@@ -96,9 +96,11 @@ async function listenResiliently(pool: pg.Pool, channel: string, onNotify: (payl
       if (dropped) return;
       dropped = true;
       client.off('notification', handler);
-      if (current?.client === client) current = undefined;
+      const wasListening = current?.client === client;
+      if (wasListening) current = undefined;
       client.release(new Error('LISTEN connection lost')); // destroy it: never back into the pool
-      if (!closed) schedule();
+      // A failed attach is retried by whoever called it; a lost listener by us.
+      if (wasListening && !closed) schedule();
     };
     client.on('notification', handler);
     client.on('error', drop);
@@ -131,8 +133,7 @@ async function listenResiliently(pool: pg.Pool, channel: string, onNotify: (payl
         },
         () => {
           failures++;
-          // attach's drop() has already scheduled the next try when the client connected and failed.
-          if (!current) schedule();
+          schedule();
         },
       );
     }, delay);

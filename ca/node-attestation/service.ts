@@ -25,18 +25,11 @@ export interface NodeAttestationDeps {
   readonly endpoint: () => Promise<{ url: string; pin: string }>;
 }
 
-export interface PsatClusterInput {
-  readonly mode: 'token_review' | 'jwks';
+/** A cluster as an admin sends it: the stored configuration before defaults and validation. */
+export type PsatClusterInput = Omit<PsatClusterConfig, 'audience' | 'jwks'> & {
   readonly audience?: string | undefined;
-  readonly allowedServiceAccounts: readonly string[];
-  readonly apiServer?: string | undefined;
-  readonly apiCaFile?: string | undefined;
-  readonly apiTokenFile?: string | undefined;
-  readonly issuer?: string | undefined;
   readonly jwks?: unknown;
-  readonly jwksUrl?: string | undefined;
-  readonly jwksCaFile?: string | undefined;
-}
+};
 
 export const DEFAULT_PSAT_AUDIENCE = 'cairn-ca';
 const CHALLENGE_TTL_MS = 60_000;

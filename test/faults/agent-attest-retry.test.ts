@@ -9,8 +9,8 @@ import { createCsr, generateKeyAndCsr } from '../../lib/pkcs10.js';
 import { fetchPinnedAuthority, requestJson } from '../../lib/tls-client.js';
 import { startAgent, type AgentHandle } from '../../node-agent/main.js';
 import { pendingAttestationKey } from '../../node-agent/storage/agent-state.js';
-import { startCaProcess, type CaProcess } from '../support/ca-process.js';
-import { createPgDatabase, storeKind } from '../support/db.js';
+import { startCaOnTestStore } from '../support/ca-process.js';
+import { storeKind } from '../support/db.js';
 import { capturingLogger } from '../support/logs.js';
 
 /**
@@ -21,20 +21,16 @@ import { capturingLogger } from '../support/logs.js';
 describe(`fault: the CA away at an agent's first attestation (${storeKind()} store)`, () => {
   const dir = mkdtempSync(join(tmpdir(), 'cairn-attest-retry-'));
   chmodSync(dir, 0o755);
-  let ca: CaProcess | undefined;
+  let ca: Awaited<ReturnType<typeof startCaOnTestStore>> | undefined;
   let agent: AgentHandle | undefined;
-  let drop: (() => Promise<void>) | undefined;
   afterAll(async () => {
     await agent?.close();
-    await ca?.stop();
-    await drop?.();
+    await ca?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
   it('the agent retries its attestation with the same key and attests when the CA returns', { timeout: 90_000 }, async () => {
-    let databaseUrl: string | undefined;
-    if (storeKind() === 'postgres') ({ url: databaseUrl, drop } = await createPgDatabase());
-    ca = await startCaProcess({ dataDir: join(dir, 'ca'), databaseUrl });
+    ca = await startCaOnTestStore(join(dir, 'ca'));
     expect((await ca.admin('/v1/trust-domains', { name: 'retry.test' })).status).toBe(201);
     const { body: tok } = await ca.admin<{ token: string; spiffeId: string }>('/v1/tokens', { trustDomain: 'retry.test' });
     await ca.kill();

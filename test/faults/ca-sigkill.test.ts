@@ -3,13 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startAgent, type AgentHandle } from '../../node-agent/main.js';
-import { createPgDatabase, storeKind } from '../support/db.js';
+import { storeKind } from '../support/db.js';
 import { grpc, grpcWorkloadClient, securityHeader, type X509SvidWire } from '../support/grpc-workload.js';
 import { capturingLogger } from '../support/logs.js';
 import { opensslVerify } from '../support/openssl.js';
 import { derToPem } from '../../spiffe/bundle/bundle.js';
 import { splitDerCertificates } from '../../spiffe/svid/x509.js';
-import { startCaProcess, type CaProcess } from '../support/ca-process.js';
+import { startCaOnTestStore } from '../support/ca-process.js';
 
 /**
  * Fault: the CA process is killed with SIGKILL (no shutdown, no goodbye) while an agent streams
@@ -19,20 +19,16 @@ import { startCaProcess, type CaProcess } from '../support/ca-process.js';
 describe(`fault: the CA killed with SIGKILL under a streaming agent (${storeKind()} store)`, () => {
   const dir = mkdtempSync(join(tmpdir(), 'cairn-sigkill-'));
   chmodSync(dir, 0o755);
-  let ca: CaProcess | undefined;
+  let ca: Awaited<ReturnType<typeof startCaOnTestStore>> | undefined;
   let agent: AgentHandle | undefined;
-  let drop: (() => Promise<void>) | undefined;
   afterAll(async () => {
     await agent?.close();
-    await ca?.stop();
-    await drop?.();
+    await ca?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
   it('the workload keeps its stream and SVID; after a restart on the same data, changes flow into the same stream', { timeout: 90_000 }, async () => {
-    let databaseUrl: string | undefined;
-    if (storeKind() === 'postgres') ({ url: databaseUrl, drop } = await createPgDatabase());
-    ca = await startCaProcess({ dataDir: join(dir, 'ca'), databaseUrl });
+    ca = await startCaOnTestStore(join(dir, 'ca'));
     const admin = (path: string, body?: unknown) => ca!.admin<Record<string, string>>(path, body);
     await admin('/v1/trust-domains', { name: 'kill.test' });
     const { body: tok } = await admin('/v1/tokens', { trustDomain: 'kill.test' });

@@ -6,8 +6,8 @@ import { AgentPaths, type X509SvidMessage } from '../../contract/agent-api.js';
 import { generateKeyAndCsr } from '../../lib/pkcs10.js';
 import { fetchPinnedAuthority, requestJson } from '../../lib/tls-client.js';
 import { pemBundle, pemChain } from '../support/agent-client.js';
-import { startCaProcess, type CaProcess } from '../support/ca-process.js';
-import { createPgDatabase, storeKind } from '../support/db.js';
+import { startCaOnTestStore } from '../support/ca-process.js';
+import { storeKind } from '../support/db.js';
 import { opensslVerify } from '../support/openssl.js';
 
 const TD = 'burst.test';
@@ -20,18 +20,14 @@ const TD = 'burst.test';
  */
 describe(`fault: the CA killed during a burst of first attestations (${storeKind()} store)`, () => {
   const dir = mkdtempSync(join(tmpdir(), 'cairn-burst-kill-'));
-  let ca: CaProcess | undefined;
-  let drop: (() => Promise<void>) | undefined;
+  let ca: Awaited<ReturnType<typeof startCaOnTestStore>> | undefined;
   afterAll(async () => {
-    await ca?.stop();
-    await drop?.();
+    await ca?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
   it('every attestation is complete or absent, and its retry with the same key gets one recorded SVID', { timeout: 120_000 }, async () => {
-    let databaseUrl: string | undefined;
-    if (storeKind() === 'postgres') ({ url: databaseUrl, drop } = await createPgDatabase());
-    ca = await startCaProcess({ dataDir: join(dir, 'ca'), databaseUrl });
+    ca = await startCaOnTestStore(join(dir, 'ca'));
     expect((await ca.admin('/v1/trust-domains', { name: TD })).status).toBe(201);
     const { pin } = (await ca.admin<{ pin: string }>('/v1/ca/tls')).body;
     const authority = await fetchPinnedAuthority(ca.tlsUrl, pin);

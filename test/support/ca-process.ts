@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createPgDatabase, storeKind } from './db.js';
 import { freePort, spawnCairn, type Spawned } from './processes.js';
 
 /**
@@ -17,6 +18,21 @@ export interface CaProcess {
   /** Starts the CA again on the same data, ports and database. */
   start(): Promise<void>;
   stop(): Promise<void>;
+}
+
+/**
+ * A CA process on the store this run of the suite targets: on PostgreSQL in a fresh database of its
+ * own, dropped by `close()`; on the embedded store in its data dir.
+ */
+export async function startCaOnTestStore(dataDir: string): Promise<CaProcess & { close(): Promise<void> }> {
+  const db = storeKind() === 'postgres' ? await createPgDatabase() : undefined;
+  const ca = await startCaProcess({ dataDir, databaseUrl: db?.url });
+  return Object.assign(ca, {
+    async close() {
+      await ca.stop();
+      await db?.drop();
+    },
+  });
 }
 
 export async function startCaProcess(options: { dataDir: string; databaseUrl?: string | undefined; env?: Record<string, string | undefined> }): Promise<CaProcess> {
