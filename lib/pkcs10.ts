@@ -1,4 +1,4 @@
-import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { bitString, explicit, oid, seq, smallInteger } from './der.js';
 
 /**
@@ -33,10 +33,27 @@ export interface GeneratedKey {
   readonly csr: Buffer;
 }
 
-export function generateKeyAndCsr(type: 'ec-p256' | 'ec-p384' | 'rsa-2048' = 'ec-p256'): GeneratedKey {
-  const pair =
+export type GeneratedKeyType = 'ec-p256' | 'ec-p384' | 'rsa-2048';
+
+/**
+ * A new key pair whose KeyObjects do not share native state with the generation job. Node 20 can
+ * deadlock when it garbage-collects a finished key-generation job while a KeyObject from that job
+ * is being inspected (the job's destructor takes the key's mutex, which the inspection holds; seen
+ * in CI as a hung test: `GetEcKeyDetail` → GC → `~KeyGenJob` → `uv_mutex_lock`). Taking the pair as
+ * DER and re-importing it gives keys with their own native state.
+ */
+export function generateKeyPair(type: GeneratedKeyType = 'ec-p256'): { privateKey: KeyObject; publicKey: KeyObject } {
+  const der =
     type === 'rsa-2048'
-      ? generateKeyPairSync('rsa', { modulusLength: 2048 })
-      : generateKeyPairSync('ec', { namedCurve: type === 'ec-p384' ? 'P-384' : 'P-256' });
+      ? generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'der' }, privateKeyEncoding: { type: 'pkcs8', format: 'der' } })
+      : generateKeyPairSync('ec', { namedCurve: type === 'ec-p384' ? 'P-384' : 'P-256', publicKeyEncoding: { type: 'spki', format: 'der' }, privateKeyEncoding: { type: 'pkcs8', format: 'der' } });
+  return {
+    privateKey: createPrivateKey({ key: der.privateKey, format: 'der', type: 'pkcs8' }),
+    publicKey: createPublicKey({ key: der.publicKey, format: 'der', type: 'spki' }),
+  };
+}
+
+export function generateKeyAndCsr(type: GeneratedKeyType = 'ec-p256'): GeneratedKey {
+  const pair = generateKeyPair(type);
   return { ...pair, csr: createCsr(pair.privateKey, pair.publicKey) };
 }

@@ -1,5 +1,6 @@
 import 'reflect-metadata';
-import { createPrivateKey, generateKeyPairSync, webcrypto, type KeyObject } from 'node:crypto';
+import { createPrivateKey, webcrypto, type KeyObject } from 'node:crypto';
+import { generateKeyPair } from '../../lib/pkcs10.js';
 import { spkiPin } from '../../lib/tls-client.js';
 import { isIP } from 'node:net';
 import * as x509 from '@peculiar/x509';
@@ -52,7 +53,7 @@ export class ServerTlsService {
     let record = await this.deps.store.get();
     if (!record) {
       const now = this.deps.clock.now();
-      const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const { privateKey, publicKey } = generateKeyPair('ec-p256');
       const serial = randomSerial(this.deps.random).toString('hex');
       const name: x509.JsonName = [{ '2.5.4.10': ['Cairn'] }, { '2.5.4.3': ['Cairn server TLS authority'] }, { '2.5.4.5': [serial] }];
       const pub = await webcrypto.subtle.importKey('spki', publicKey.export({ format: 'der', type: 'spki' }), profileOf('ec-p256').webCryptoImport, true, ['verify']);
@@ -96,7 +97,7 @@ export class ServerTlsService {
   async serverCredentials(hosts: readonly string[]): Promise<ServerCredentials> {
     const auth = await this.authority();
     const now = this.deps.clock.now();
-    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const { privateKey, publicKey } = generateKeyPair('ec-p256');
     const pub = await webcrypto.subtle.importKey('spki', publicKey.export({ format: 'der', type: 'spki' }), profileOf('ec-p256').webCryptoImport, true, ['verify']);
     const authCert = new x509.X509Certificate(auth.certificate);
     const unique = [...new Set(hosts)];
