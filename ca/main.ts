@@ -12,6 +12,7 @@ import { openEmbedded } from './db/embedded.js';
 import { loadMigrations, migrate } from './db/migrate.js';
 import { openPostgres } from './db/pg.js';
 import { buildCaApp, type CaApp } from './http/app.js';
+import type { PlainAdminMode } from './http/plain-admin.js';
 import { loadKek } from './keys-at-rest.js';
 import { buildCaCore, type CaCore } from './services.js';
 
@@ -21,6 +22,8 @@ export interface CaConfig {
   readonly databaseUrl?: string | undefined;
   readonly host: string;
   readonly port: number;
+  /** Admin routes on the plain listener: loopback callers only (default), or none. */
+  readonly plainAdmin?: PlainAdminMode | undefined;
   readonly publicUrl?: string | undefined;
   readonly kekFile?: string | undefined;
   /** A known admin token to accept (CAIRN_ADMIN_TOKEN), e.g. shared by replicas. */
@@ -37,8 +40,10 @@ export interface CaConfig {
 
 export interface CaHandle {
   readonly url: string;
-  /** https URL of the TLS listener (agents, devices). */
+  /** https URL of the TLS listener (agents, devices, admin clients). */
   readonly tlsUrl: string;
+  /** sha256 pin of the installation's TLS authority (what tokens and admin clients pin). */
+  readonly tlsPin: string;
   readonly core: CaCore;
   readonly app: CaApp;
   readonly tlsApp: CaApp;
@@ -81,13 +86,14 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
     const sans = [...new Set([tlsHost, 'localhost', '127.0.0.1', '::1', hostname(), ...(config.tlsSans ?? [])])].filter((h) => h && h !== '0.0.0.0' && h !== '::');
     let credentials = await core.serverTls.serverCredentials(sans);
     await core.feed.start();
-    const app = await buildCaApp(core, { logger, publicUrl: config.publicUrl });
+    const app = await buildCaApp(core, { logger, publicUrl: config.publicUrl, plainAdmin: config.plainAdmin ?? 'loopback', tlsUrl: () => config.tlsPublicUrl ?? tlsUrl });
     const tlsApp = await buildCaApp(core, { logger, publicUrl: config.publicUrl, tls: { key: credentials.keyPem, cert: credentials.certChainPem } });
     await app.app.listen({ host: config.host, port: config.port });
     await tlsApp.app.listen({ host: tlsHost, port: config.tlsPort ?? 8443 });
     const url = `http://${hostPort(config.host, app)}`;
     tlsUrl = `https://${hostPort(tlsHost, tlsApp)}`;
-    logger.info({ url, tlsUrl, store: db.kind }, 'CA listening');
+    const tlsPin = credentials.pin;
+    logger.info({ url, tlsUrl, tlsPin, plainAdmin: config.plainAdmin ?? 'loopback', store: db.kind }, 'CA listening');
 
     const refreshTls = async (): Promise<void> => {
       const left = credentials.notAfter.getTime() - clock.now().getTime();
@@ -108,6 +114,7 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
     return {
       url,
       tlsUrl,
+      tlsPin,
       core,
       app,
       tlsApp,

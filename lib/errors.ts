@@ -15,6 +15,7 @@ export const ERROR_CODES = [
   'unauthenticated',
   'permission_denied',
   'rate_limited',
+  'tls_required',
   // SPIFFE rules
   'invalid_spiffe_id',
   'invalid_trust_domain',

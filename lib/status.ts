@@ -34,6 +34,7 @@ export const STATUS_TABLE: Readonly<Record<ErrorCode, TransportStatus>> = {
   unauthenticated: s(401, G.Unauthenticated),
   permission_denied: s(403, G.PermissionDenied),
   rate_limited: s(429, G.ResourceExhausted),
+  tls_required: s(403, G.PermissionDenied),
   invalid_spiffe_id: s(400, G.InvalidArgument),
   invalid_trust_domain: s(400, G.InvalidArgument),
   wrong_trust_domain: s(400, G.InvalidArgument),

@@ -13,6 +13,7 @@ import { registerInventoryRoutes } from '../inventory/routes.js';
 import { registerTrustDomainRoutes } from '../trust-domains/routes.js';
 import type { TrustDomainService } from '../trust-domains/service.js';
 import { errorHandler, toHttpError } from './errors.js';
+import { plainAdminGate, type PlainAdminMode } from './plain-admin.js';
 import { agentRoutes, deviceRoutes, registerBootstrapRoutes, registerNodeContext } from '../enrollment/routes.js';
 import type { EnrollmentService } from '../enrollment/service.js';
 import { registerEntryRoutes } from '../entries/routes.js';
@@ -49,6 +50,10 @@ export interface CaAppOptions {
    * mTLS agent and device contexts, which exist only on the TLS listener.
    */
   readonly tls?: { readonly key: string; readonly cert: string } | undefined;
+  /** Without `tls`: who may call admin routes on this plain listener (default loopback only). */
+  readonly plainAdmin?: PlainAdminMode;
+  /** The TLS listener's URL, named in the refusal a plain-listener admin caller gets. */
+  readonly tlsUrl?: () => string;
 }
 
 export interface RouteInfo {
@@ -130,6 +135,8 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
       route.config = { ...route.config, access: 'admin' };
       route.schema = { ...route.schema, security: [{ adminToken: [] }] };
     });
+    // On the plain listener the gate comes first: a refused caller's token is never even checked.
+    if (!options.tls) admin.addHook('onRequest', plainAdminGate(options.plainAdmin ?? 'loopback', options.tlsUrl ?? (() => '')));
     admin.addHook('onRequest', async (req) => {
       req.actor = await services.adminAuth.authenticate(req.headers.authorization);
     });

@@ -4,14 +4,15 @@ import { startCa, type CaConfig, type CaHandle } from '../../ca/main.js';
 import { isCairnError } from '../../lib/errors.js';
 import { writeFileAtomic } from '../../lib/fs.js';
 import { parse, UsageError } from '../args.js';
-import { dataDirOf, DEFAULT_HTTP_PORT, DEFAULT_TLS_PORT } from '../client.js';
+import { dataDirOf, DEFAULT_HTTP_PORT, DEFAULT_TLS_PORT, readInputFile } from '../client.js';
+import { isPlainAdminMode, type PlainAdminMode } from '../../ca/http/plain-admin.js';
 import { say } from '../output.js';
 import { untilSignal } from './agent.js';
 import { startAgent } from '../../node-agent/main.js';
 import { userInfo } from 'node:os';
 
 export const CA_USAGE = `cairn ca start [--data-dir DIR] [--database-url URL] [--listen HOST:PORT] [--public-url URL] [--kek-file FILE]
-               [--tls-listen HOST:PORT] [--tls-public-url URL] [--tls-san NAME …]
+               [--tls-listen HOST:PORT] [--tls-public-url URL] [--tls-san NAME …] [--plain-admin loopback|off]
 cairn up [--trust-domain example.org] [--data-dir DIR] [--listen HOST:PORT]`;
 
 const CA_OPTIONS = {
@@ -23,6 +24,7 @@ const CA_OPTIONS = {
   'tls-listen': { type: 'string' },
   'tls-public-url': { type: 'string' },
   'tls-san': { type: 'string', multiple: true },
+  'plain-admin': { type: 'string' },
 } as const;
 
 function listenOf(flag: string | undefined, env = process.env.CAIRN_LISTEN, fallback = `127.0.0.1:${DEFAULT_HTTP_PORT}`): { host: string; port: number } {
@@ -47,6 +49,20 @@ interface CaFlags {
   'tls-listen'?: string | undefined;
   'tls-public-url'?: string | undefined;
   'tls-san'?: string[] | undefined;
+  'plain-admin'?: string | undefined;
+}
+
+function plainAdminOf(flag: string | undefined): PlainAdminMode {
+  const value = flag ?? process.env.CAIRN_PLAIN_ADMIN ?? 'loopback';
+  if (!isPlainAdminMode(value)) throw new UsageError(`${flag === undefined ? 'CAIRN_PLAIN_ADMIN' : '--plain-admin'} must be loopback or off, got "${value}"`);
+  return value;
+}
+
+/** CAIRN_ADMIN_TOKEN, else the file CAIRN_ADMIN_TOKEN_FILE names (a mounted secret, a systemd credential). */
+function configuredAdminToken(): string | undefined {
+  if (process.env.CAIRN_ADMIN_TOKEN) return process.env.CAIRN_ADMIN_TOKEN;
+  const file = process.env.CAIRN_ADMIN_TOKEN_FILE;
+  return file ? readInputFile(file, 'CAIRN_ADMIN_TOKEN_FILE').trim() : undefined;
 }
 
 function caConfigOf(values: CaFlags): CaConfig {
@@ -56,9 +72,10 @@ function caConfigOf(values: CaFlags): CaConfig {
     dataDir: dataDirOf(values['data-dir']),
     databaseUrl: values['database-url'] ?? process.env.DATABASE_URL ?? process.env.CAIRN_DATABASE_URL,
     ...listen,
+    plainAdmin: plainAdminOf(values['plain-admin']),
     publicUrl: values['public-url'] ?? process.env.CAIRN_PUBLIC_URL ?? defaultPublicUrl(listen.host, listen.port),
     kekFile: values['kek-file'] ?? process.env.CAIRN_KEK_FILE,
-    adminToken: process.env.CAIRN_ADMIN_TOKEN,
+    adminToken: configuredAdminToken(),
     tlsHost: tls.host,
     tlsPort: tls.port,
     tlsPublicUrl: values['tls-public-url'] ?? process.env.CAIRN_TLS_PUBLIC_URL,
@@ -77,7 +94,7 @@ export async function caCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, CA_OPTIONS);
   if (positionals[0] !== 'start') throw new UsageError(CA_USAGE);
   const handle = await startCa(caConfigOf(values));
-  say(`Cairn CA listening on ${handle.url} and ${handle.tlsUrl} (${handle.db.kind} store); admin token file: ${handle.adminTokenFile}`);
+  say(`Cairn CA listening on ${handle.url} and ${handle.tlsUrl} (${handle.db.kind} store); TLS pin ${handle.tlsPin}; admin token file: ${handle.adminTokenFile}`);
   await runUntilSignal(handle);
 }
 
@@ -101,6 +118,8 @@ export async function upCommand(argv: string[]): Promise<void> {
     trustDomain,
     caUrl: handle.url,
     caTlsUrl: handle.tlsUrl,
+    // admin verbs use the TLS URL with this pin (the one join tokens carry)
+    caPin: handle.tlsPin,
     bundleUrl: urls.bundleUrl,
     jwksUrl: urls.jwksUrl,
     oidcDiscoveryUrl: urls.oidcDiscoveryUrl,
@@ -136,7 +155,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   say(`  bundle:         ${urls.bundleUrl}`);
   say(`  JWKS:           ${urls.jwksUrl}`);
   say(`  OIDC discovery: ${urls.oidcDiscoveryUrl}`);
-  say(`  admin token:    ${handle.adminTokenFile}`);
+  say(`  admin token:    ${handle.adminTokenFile} (admin verbs use ${handle.tlsUrl}, pin ${handle.tlsPin})`);
   say(`  endpoints:      ${join(config.dataDir, 'endpoints.json')}`);
   say('Press Ctrl-C to stop.');
   await runUntilSignal(handle, [() => agent.close()]);
