@@ -4,6 +4,8 @@ export type Options = NonNullable<ParseArgsConfig['options']>;
 
 export const COMMON_OPTIONS = {
   server: { type: 'string' },
+  'ca-pin': { type: 'string' },
+  'ca-file': { type: 'string' },
   'data-dir': { type: 'string' },
   json: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },

@@ -1,7 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { resolve } from 'node:path';
+import { fetchPinnedAuthority, PinMismatchError, requestJson, type JsonResponse } from '../lib/tls-client.js';
+import { isLoopbackHost } from '../lib/net.js';
 import { UsageError } from './args.js';
+import { resolveAdminTarget, type AdminTarget, type AdminTargetFlags } from './admin-target.js';
 
 /** Where the CLI finds things: flags, then CAIRN_* environment, then the local defaults. */
 export function dataDirOf(flag: string | undefined): string {
@@ -12,28 +15,23 @@ export const DEFAULT_HTTP_PORT = 8080;
 export const DEFAULT_TLS_PORT = 8443;
 
 /** What `cairn up` recorded in <data-dir>/endpoints.json; empty when absent or unreadable. */
-export function recordedEndpoints(dataDir: string): { caUrl?: string; socket?: string } {
+export function recordedEndpoints(dataDir: string): { caUrl?: string; caTlsUrl?: string; caPin?: string; socket?: string } {
   const file = join(dataDir, 'endpoints.json');
   if (!existsSync(file)) return {};
   try {
-    return JSON.parse(readFileSync(file, 'utf8')) as { caUrl?: string; socket?: string };
+    return JSON.parse(readFileSync(file, 'utf8')) as { caUrl?: string; caTlsUrl?: string; caPin?: string; socket?: string };
   } catch {
     return {};
   }
 }
 
-export function serverOf(flag: string | undefined, dataDir: string): string {
-  if (flag) return flag.replace(/\/+$/, '');
-  if (process.env.CAIRN_SERVER) return process.env.CAIRN_SERVER.replace(/\/+$/, '');
-  return recordedEndpoints(dataDir).caUrl ?? `http://127.0.0.1:${DEFAULT_HTTP_PORT}`;
-}
-
 export function adminTokenOf(dataDir: string): string {
   const fromEnv = process.env.CAIRN_ADMIN_TOKEN;
   if (fromEnv) return fromEnv.trim();
+  if (process.env.CAIRN_ADMIN_TOKEN_FILE) return readInputFile(process.env.CAIRN_ADMIN_TOKEN_FILE, 'CAIRN_ADMIN_TOKEN_FILE').trim();
   const file = join(dataDir, 'admin-token');
   if (existsSync(file)) return readFileSync(file, 'utf8').trim();
-  throw new CliError('unauthenticated', `no admin token: set CAIRN_ADMIN_TOKEN or run where ${file} exists`);
+  throw new CliError('unauthenticated', `no admin token: set CAIRN_ADMIN_TOKEN (or CAIRN_ADMIN_TOKEN_FILE) or run where ${file} exists`);
 }
 
 export class CliError extends Error {
@@ -60,26 +58,64 @@ export interface AdminClient {
   request<T>(method: string, path: string, body?: unknown): Promise<T>;
 }
 
-/** The admin client for the common flags: --server / CAIRN_SERVER / endpoints.json, and the admin token. */
-export function adminClientFor(values: { server?: string | undefined; 'data-dir'?: string | undefined }): AdminClient {
+/** The admin client for the common flags: the server and its trust (see admin-target.ts), and the admin token. */
+export function adminClientFor(values: AdminTargetFlags & { 'data-dir'?: string | undefined }): AdminClient {
   const dataDir = dataDirOf(values['data-dir']);
-  return adminClient(serverOf(values.server, dataDir), adminTokenOf(dataDir));
+  return adminClient(resolveAdminTarget(values, dataDir, recordedEndpoints(dataDir)), adminTokenOf(dataDir));
 }
 
-export function adminClient(server: string, token: string): AdminClient {
+/** TLS verification failures Node reports by code: the server is not who the trust settings say. */
+const UNTRUSTED = /^(SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_(HAS_EXPIRED|NOT_YET_VALID|SIGNATURE_FAILURE|UNTRUSTED|REJECTED)|ERR_TLS_CERT_ALTNAME_INVALID|CERT_CHAIN_TOO_LONG|INVALID_CA)$/;
+
+function transportError(err: unknown, target: AdminTarget): CliError {
+  const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
+  const code = e.code ?? e.cause?.code ?? '';
+  const detail = e.cause?.message ?? e.message;
+  if (err instanceof PinMismatchError && target.trust?.kind === 'pin') {
+    return new CliError('tls_pin_mismatch', `the CA at ${target.server} does not present the pinned key ${target.trust.pin} (from ${target.trust.source}); the admin token was not sent`);
+  }
+  if (UNTRUSTED.test(code)) {
+    const how = target.trust?.kind === 'file'
+      ? `${target.trust.source} ${target.trust.file} does not verify it`
+      : 'no pin or CA file was given, and the system\'s roots do not verify it: pass --ca-pin PIN (`cairn ca pin`; the CA prints it at start) or --ca-file FILE';
+    return new CliError('tls_untrusted', `cannot trust the CA at ${target.server} (${detail}): ${how}; the admin token was not sent`);
+  }
+  return new CliError('unreachable', `cannot reach the CA at ${target.server}: ${detail.replace(/^cannot reach the CA at \S+: /, '')}`);
+}
+
+function answer<T>(status: number, payload: unknown): T {
+  if (status === 204) return undefined as T;
+  if (status < 200 || status >= 300) {
+    const e = (payload ?? {}) as { code?: string; message?: string };
+    throw new CliError(e.code ?? `http_${status}`, e.message ?? `the CA answered ${status}`, status);
+  }
+  return payload as T;
+}
+
+/**
+ * Requests with the admin token. Over https the server is verified first (the pin on a connection
+ * that carries nothing, then the pinned authority as the only root; or the CA file; or the system's
+ * roots with a host-name check) and the token goes only inside that TLS session. Plain HTTP is
+ * allowed to loopback addresses only; anything else is refused before a connection is made.
+ */
+export function adminClient(t: AdminTarget, token: string): AdminClient {
+  const url = new URL(t.server);
+  if (url.protocol === 'https:') return tlsAdminClient(t, token);
+  if (!isLoopbackHost(url.hostname)) {
+    throw new CliError('tls_required', `refusing to send the admin token in cleartext to ${t.server} (${t.serverSource}): plain HTTP is for loopback only; use the CA's TLS listener, e.g. --server https://${url.hostname}:8443 with --ca-pin PIN (\`cairn ca pin\`) or --ca-file FILE`);
+  }
   return {
     async request<T>(method: string, path: string, body?: unknown): Promise<T> {
       let res: Response;
       try {
-        res = await fetch(server + path, {
+        res = await fetch(t.server + path, {
           method,
           headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
           ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         });
       } catch (err) {
-        throw new CliError('unreachable', `cannot reach the CA at ${server}: ${(err as Error).cause ? String((err as Error & { cause: Error }).cause.message) : (err as Error).message}`);
+        throw transportError(err, t);
       }
-      if (res.status === 204) return undefined as T;
       const text = await res.text();
       let payload: unknown;
       try {
@@ -87,11 +123,32 @@ export function adminClient(server: string, token: string): AdminClient {
       } catch {
         payload = undefined;
       }
-      if (!res.ok) {
-        const e = (payload ?? {}) as { code?: string; message?: string };
-        throw new CliError(e.code ?? `http_${res.status}`, e.message ?? `the CA answered ${res.status}`, res.status);
+      return answer<T>(res.status, payload);
+    },
+  };
+}
+
+function tlsAdminClient(target: AdminTarget, token: string): AdminClient {
+  const trust = target.trust;
+  // the pinned authority (or the CA file) is resolved once per process, before any token is sent
+  let anchor: Promise<string | undefined> | undefined;
+  const anchorOf = (): Promise<string | undefined> =>
+    (anchor ??= trust === undefined
+      ? Promise.resolve(undefined)
+      : trust.kind === 'file'
+        ? Promise.resolve(readInputFile(trust.file, `the CA file (${trust.source})`))
+        : fetchPinnedAuthority(target.server, trust.pin));
+  return {
+    async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+      let res: JsonResponse<unknown>;
+      try {
+        const ca = await anchorOf();
+        res = await requestJson<unknown>(method, target.server + path, body, { ca, bearer: token, checkServerName: trust === undefined });
+      } catch (err) {
+        if (err instanceof UsageError) throw err;
+        throw transportError(err, target);
       }
-      return payload as T;
+      return answer<T>(res.status, res.body);
     },
   };
 }

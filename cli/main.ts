@@ -46,7 +46,9 @@ ${workload.WORKLOAD_USAGE}
 ${attestor.ATTESTOR_USAGE}
 
 Common flags: --server URL (or CAIRN_SERVER), --data-dir DIR (or CAIRN_DATA_DIR, default ./.cairn), --json
-The admin token comes from CAIRN_ADMIN_TOKEN or <data-dir>/admin-token.`;
+Admin verbs trust an https --server by --ca-pin PIN (or CAIRN_CA_PIN) or --ca-file FILE (or CAIRN_CA_FILE), else the
+caPin cairn up wrote to <data-dir>/endpoints.json; plain http:// only to loopback.
+The admin token comes from CAIRN_ADMIN_TOKEN, CAIRN_ADMIN_TOKEN_FILE or <data-dir>/admin-token.`;
 }
 
 async function main(argv: string[]): Promise<number> {

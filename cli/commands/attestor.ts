@@ -6,7 +6,7 @@ import { printResult, table } from '../output.js';
 export const ATTESTOR_USAGE = `cairn attestor k8s-psat add --trust-domain TD --cluster NAME --allow NS:SA [--allow …] [--audience cairn-ca]
                            (--token-review [--api-server URL --api-ca-file F --api-token-file F]
                             | --issuer URL (--jwks-url URL [--jwks-ca-file F] | --jwks-file F))
-cairn attestor x509pop add --trust-domain TD --name NAME --ca-file MANUFACTURER-CA.pem
+cairn attestor x509pop add --trust-domain TD --name NAME --ca-file MANUFACTURER-CA.pem   (the CA's own TLS: --ca-pin or CAIRN_CA_FILE)
 cairn attestor list --trust-domain TD | remove --trust-domain TD k8s-psat|x509pop NAME
 cairn ca pin                                   (the TLS URL and pin agents without a join token need)`;
 
@@ -48,7 +48,9 @@ export async function attestorCommand(argv: string[]): Promise<void> {
   });
   const td = values['trust-domain'];
   if (!td) throw new UsageError(ATTESTOR_USAGE);
-  const client = adminClientFor(values);
+  // Here --ca-file names the manufacturer CA (x509pop add); the connection to the CA trusts --ca-pin,
+  // CAIRN_CA_PIN / CAIRN_CA_FILE or endpoints.json instead.
+  const client = adminClientFor({ ...values, 'ca-file': undefined });
   const [kind, verb, name] = positionals;
   if (kind === 'list') {
     const res = await client.request<{ attestors: AttestorView[] }>('GET', path(P.attestors, { trustDomain: td }));

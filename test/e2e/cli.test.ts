@@ -20,8 +20,8 @@ describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () =>
     if (storeKind() === 'postgres') ({ url: databaseUrl, drop } = await createPgDatabase());
     env = { CAIRN_DATA_DIR: dataDir, DATABASE_URL: databaseUrl, CAIRN_SERVER: undefined, CAIRN_ADMIN_TOKEN: undefined };
     up = spawnCairn(['up', '--listen', `127.0.0.1:${port}`, '--tls-listen', '127.0.0.1:0'], env);
-    await up.waitFor(/Press Ctrl-C to stop/);
-  });
+    await up.waitFor(/Press Ctrl-C to stop/, 180_000);
+  }, 240_000);
 
   afterAll(async () => {
     await up?.stop();
@@ -32,7 +32,8 @@ describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () =>
   it('`cairn up` writes endpoints.json and serves the trust domain it created', async () => {
     const endpoints = JSON.parse(readFileSync(join(dataDir, 'endpoints.json'), 'utf8'));
     expect(endpoints).toMatchObject({ trustDomain: 'example.org', store: storeKind() });
-    for (const key of ['caUrl', 'bundleUrl', 'jwksUrl', 'oidcDiscoveryUrl', 'adminTokenFile']) expect(typeof endpoints[key]).toBe('string');
+    for (const key of ['caUrl', 'caTlsUrl', 'caPin', 'bundleUrl', 'jwksUrl', 'oidcDiscoveryUrl', 'adminTokenFile']) expect(typeof endpoints[key]).toBe('string');
+    expect(endpoints.caPin).toMatch(/^sha256:[A-Za-z0-9_-]{43}$/); // admin verbs below use caTlsUrl with it
     expect(endpoints.socket).toMatch(/workload\.sock$/);
     expect(endpoints.workloadSpiffeId).toMatch(/^spiffe:\/\/example\.org\/user\//);
     // the agent answers on the socket with this user's SVID (an independent gRPC client)
@@ -118,7 +119,7 @@ describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () =>
     expect(nowhere.stderr).toMatch(/^error: unavailable: /);
     const badAddress = runCairn(['svid', 'fetch', '--socket', 'tcp://127.0.0.1:1'], env);
     expect(badAddress.stderr).toMatch(/invalid_argument: .*unix scheme/);
-  });
+  }, 120_000);
 
   it('the Workload API client is importable as cairn/workload-api/client, with types', async () => {
     const { execFileSync } = await import('node:child_process');
@@ -150,7 +151,7 @@ describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () =>
       await watch.waitFor(/unavailable: the workload API is shutting down; retrying/);
       const port = await freePort();
       up = spawnCairn(['up', '--listen', `127.0.0.1:${port}`, '--tls-listen', '127.0.0.1:0'], env);
-      await up.waitFor(/Press Ctrl-C to stop/);
+      await up.waitFor(/Press Ctrl-C to stop/, 180_000);
       const r = runCairn(['trust-domain', 'show', 'cli.test', '--json'], env);
       expect(JSON.parse(r.stdout).name).toBe('cli.test');
       // the restarted agent issues fresh SVIDs (keys live in memory); the watcher rewrites the files
@@ -161,7 +162,7 @@ describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () =>
     } finally {
       expect(await watch.stop('SIGTERM')).toBe(0);
     }
-  });
+  }, 300_000);
 });
 
 describe.runIf(storeKind() === 'postgres')('two CA processes started at once on one PostgreSQL', () => {
@@ -178,7 +179,7 @@ describe.runIf(storeKind() === 'postgres')('two CA processes started at once on 
     const a = spawnCairn(['ca', 'start', '--listen', `127.0.0.1:${pa}`, '--tls-listen', '127.0.0.1:0'], { ...common, CAIRN_DATA_DIR: dirA });
     const b = spawnCairn(['ca', 'start', '--listen', `127.0.0.1:${pb}`, '--tls-listen', '127.0.0.1:0'], { ...common, CAIRN_DATA_DIR: dirB });
     try {
-      await Promise.all([a.waitFor(/listening/), b.waitFor(/listening/)]);
+      await Promise.all([a.waitFor(/listening/, 180_000), b.waitFor(/listening/, 180_000)]);
       const created = runCairn(['trust-domain', 'create', 'replicas.test'], { CAIRN_SERVER: `http://127.0.0.1:${pa}`, CAIRN_ADMIN_TOKEN: token });
       expect(created.status).toBe(0);
       const viaB = await fetch(`http://127.0.0.1:${pb}/td/replicas.test/bundle`);
@@ -192,5 +193,5 @@ describe.runIf(storeKind() === 'postgres')('two CA processes started at once on 
       rmSync(dirA, { recursive: true, force: true });
       rmSync(dirB, { recursive: true, force: true });
     }
-  });
+  }, 240_000);
 });
