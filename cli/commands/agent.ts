@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startAgent } from '../../node-agent/main.js';
 import type { NodeAttestation } from '../../node-agent/attestation/node-attestors.js';
@@ -10,7 +10,7 @@ import { agentAdminCommand } from './enrollment.js';
 export const AGENT_USAGE = `cairn agent start [--data-dir DIR] [--socket PATH] [--join-token T | --join-token-file F]
 cairn agent start --attestor k8s_psat --trust-domain TD --cluster NAME --ca-url URL --ca-pin PIN [--psat-token-file F]
 cairn agent start --attestor x509pop --trust-domain TD --ca-url URL --ca-pin PIN --x509pop-cert PEM --x509pop-key PEM
-                  [--workload-attestor k8s --kubelet-url https://NODE_IP:10250 [--kubelet-token-file F] (--kubelet-ca-file F | --kubelet-skip-verify)]
+                  [--workload-attestor k8s --kubelet-url https://NODE_IP:10250 [--kubelet-token-file F] [--kubelet-ca-file F | --kubelet-skip-verify]]
 cairn agent unregistered [--data-dir DIR]     (callers that matched no entry: discovery mode)`;
 
 /** Resolves when SIGINT or SIGTERM arrives. */
@@ -53,6 +53,9 @@ const AGENT_START_OPTIONS = {
   'kubelet-skip-verify': { type: 'boolean', default: false },
 } as const;
 
+/** Where Kubernetes mounts a pod's service-account token and the cluster CA (ca.crt). */
+const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+
 /** The Unix attestor always runs; `--workload-attestor k8s` adds the kubelet's view of the caller's pod. */
 function kubeletOf(values: { 'workload-attestor'?: string[] | undefined; 'kubelet-url'?: string | undefined; 'kubelet-token-file'?: string | undefined; 'kubelet-ca-file'?: string | undefined; 'kubelet-skip-verify'?: boolean | undefined }) {
   const attestors = values['workload-attestor'] ?? [];
@@ -60,8 +63,19 @@ function kubeletOf(values: { 'workload-attestor'?: string[] | undefined; 'kubele
   if (!attestors.includes('k8s')) return undefined;
   const url = values['kubelet-url'] ?? process.env.CAIRN_KUBELET_URL;
   if (!url) throw new UsageError('--workload-attestor k8s needs --kubelet-url https://<node-ip>:10250');
-  if (!values['kubelet-ca-file'] && !values['kubelet-skip-verify']) throw new UsageError('--workload-attestor k8s needs --kubelet-ca-file F, or --kubelet-skip-verify where kubelet serving certificates are self-signed');
-  return { url, tokenFile: values['kubelet-token-file'] ?? '/var/run/secrets/kubernetes.io/serviceaccount/token', caFile: values['kubelet-ca-file'], skipVerify: values['kubelet-skip-verify'] };
+  if (values['kubelet-ca-file'] && values['kubelet-skip-verify']) throw new UsageError('--kubelet-ca-file and --kubelet-skip-verify are alternatives: give one');
+  const tokenFile = values['kubelet-token-file'] ?? `${SERVICE_ACCOUNT_DIR}/token`;
+  if (values['kubelet-skip-verify']) return { url, tokenFile, caFile: undefined, skipVerify: true };
+  // Verified by default: kubelet serving certificates signed by the cluster CA (serverTLSBootstrap)
+  // verify against the service account's ca.crt; other setups name their CA with --kubelet-ca-file.
+  const caFile = values['kubelet-ca-file'] ?? `${SERVICE_ACCOUNT_DIR}/ca.crt`;
+  try {
+    accessSync(caFile, constants.R_OK);
+  } catch (err) {
+    const flag = values['kubelet-ca-file'] ? '--kubelet-ca-file' : 'the default --kubelet-ca-file (the cluster CA)';
+    throw new UsageError(`cannot read ${flag} ${caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; name the CA that signs the kubelet's serving certificate with --kubelet-ca-file F (or, knowingly, --kubelet-skip-verify)`);
+  }
+  return { url, tokenFile, caFile, skipVerify: false };
 }
 
 /** --attestor k8s_psat | x509pop and what each needs; join_token (the default) needs none of it. */

@@ -225,7 +225,7 @@ export class KubeletClient implements PodSource {
         if (status !== 200) {
           res.resume();
           const refused = status === 401 || status === 403;
-          const hint = refused ? ' (check the token and its RBAC: nodes/proxy or nodes/pods get)' : '';
+          const hint = refused ? ' (check the token and its RBAC: get on nodes/pods, or on nodes/proxy where the kubelet lacks fine-grained authorization)' : '';
           done(new KubeletError(`${where} answered ${status} to GET /pods${hint}`, status, !refused && (status >= 500 || status === 429)));
           return;
         }

@@ -1,9 +1,11 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as clientModels from '@kubernetes/client-node/dist/gen/models/ObjectSerializer.js';
 import { DaemonSet } from 'kubernetes-models/apps/v1/DaemonSet';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
 import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
@@ -30,10 +32,10 @@ interface Manifest {
   readonly obj: K8sObject;
 }
 
-/** Every document of every deploy/kubernetes/*.yaml, parsed as YAML 1.1 as Kubernetes does ("yes" is a boolean there). */
-function loadManifests(): Manifest[] {
-  const files = readdirSync(DIR).filter((f) => f.endsWith('.yaml')).sort();
-  expect(files.length).toBeGreaterThanOrEqual(4);
+/** Every document of every deploy/kubernetes/*.yaml (or of `sub`/), parsed as YAML 1.1 as Kubernetes does ("yes" is a boolean there). */
+function loadManifests(sub = ''): Manifest[] {
+  const files = readdirSync(join(DIR, sub)).filter((f) => f.endsWith('.yaml')).sort().map((f) => (sub ? `${sub}/${f}` : f));
+  if (!sub) expect(files.length).toBeGreaterThanOrEqual(4);
   const out: Manifest[] = [];
   for (const file of files) {
     const docs = parseAllDocuments(readFileSync(join(DIR, file), 'utf8'), { version: '1.1' });
@@ -59,6 +61,7 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   'apps/v1/Deployment': Deployment,
   'apps/v1/DaemonSet': DaemonSet,
   'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
+  'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
   'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole,
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding,
 };
@@ -207,6 +210,18 @@ function referenceProblems(manifests: Manifest[]): string[] {
       }
     }
   }
+  for (const np of manifests.map((m) => m.obj).filter((o) => o.kind === 'NetworkPolicy')) {
+    const pods = manifests.map((m) => m.obj).filter((o) => WORKLOAD_KINDS.has(o.kind) && o.metadata.namespace === np.metadata.namespace &&
+      Object.entries(np.spec.podSelector?.matchLabels ?? {}).every(([k, v]) => o.spec.template.metadata?.labels?.[k] === v));
+    if (pods.length === 0) problems.push(`NetworkPolicy/${np.metadata.name}: selects no pods`);
+    for (const rule of np.spec.ingress ?? []) {
+      for (const p of rule.ports ?? []) {
+        if (typeof p.port === 'string' && !pods.some((b) => containersOf(b).some((c) => (c.ports ?? []).some((cp: { name?: string }) => cp.name === p.port)))) {
+          problems.push(`NetworkPolicy/${np.metadata.name}: port ${p.port} is no container port name of the pods it selects`);
+        }
+      }
+    }
+  }
   for (const svc of manifests.map((m) => m.obj).filter((o) => o.kind === 'Service')) {
     const backends = manifests.map((m) => m.obj).filter((o) => WORKLOAD_KINDS.has(o.kind) && o.metadata.namespace === svc.metadata.namespace &&
       Object.entries(svc.spec.selector ?? {}).every(([k, v]) => o.spec.template.metadata?.labels?.[k] === v));
@@ -241,11 +256,12 @@ describe('deploy/kubernetes manifests', () => {
       'ServiceAccount/cairn/cairn-agent', 'ClusterRole/cairn-agent', 'ClusterRoleBinding/cairn-agent',
       'Secret/cairn/cairn-ca', 'Deployment/cairn/cairn-ca', 'Service/cairn/cairn-ca',
       'ConfigMap/cairn/cairn-agent', 'DaemonSet/cairn/cairn-agent', 'Deployment/cairn-example/example-workload',
+      'NetworkPolicy/cairn/cairn-ca',
     ]));
     expect(new Set(kinds).size).toBe(kinds.length);
   });
 
-  it.each(manifests.map((m) => [`${m.file} ${m.obj.kind}/${m.obj.metadata?.name}`, m.obj] as const))('%s validates against the Kubernetes schema with no unknown fields', (_, obj) => {
+  it.each([...manifests, ...loadManifests('fallback')].map((m) => [`${m.file} ${m.obj.kind}/${m.obj.metadata?.name}`, m.obj] as const))('%s validates against the Kubernetes schema with no unknown fields', (_, obj) => {
     expect(() => validateModel(obj)).not.toThrow();
     expect(unknownFieldsOf(obj)).toEqual([]);
   });
@@ -267,6 +283,9 @@ describe('deploy/kubernetes manifests', () => {
     expect(c.args.slice(0, 2)).toEqual(['ca', 'start']);
     expect(flag(c.args, '--listen')).toBe('0.0.0.0:8080');
     expect(flag(c.args, '--tls-listen')).toBe('0.0.0.0:8443');
+    // the plain listener serves no admin route, not even to a same-pod proxy or a port-forward
+    // (the string "off": YAML 1.1 would read a bare off as false)
+    expect(flag(c.args, '--plain-admin')).toBe('off');
     const env = Object.fromEntries(c.env.map((e: { name: string }) => [e.name, e]));
     expect(env.DATABASE_URL.valueFrom.secretKeyRef.name).toBe('cairn-ca');
     expect(env.CAIRN_ADMIN_TOKEN.valueFrom.secretKeyRef.name).toBe('cairn-ca');
@@ -298,12 +317,20 @@ describe('deploy/kubernetes manifests', () => {
     expect(readFileSync(join(DIR, '10-ca.yaml'), 'utf8')).toMatch(/TEMPLATE/);
   });
 
-  it('RBAC: the CA may create TokenReviews and get pods and nodes; the agent may read the kubelet', () => {
+  it('RBAC: the CA may create TokenReviews and get pods and nodes; the agent only GET /pods on the kubelet (nodes/pods), nodes/proxy only in the fallback', () => {
     expect(get(manifests, 'ClusterRole', 'cairn-ca').rules).toEqual(expect.arrayContaining([
       { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
       { apiGroups: [''], resources: expect.arrayContaining(['pods', 'nodes']), verbs: ['get'] },
     ]));
-    expect(get(manifests, 'ClusterRole', 'cairn-agent').rules).toEqual([{ apiGroups: [''], resources: expect.arrayContaining(['nodes/proxy', 'nodes', 'pods']), verbs: ['get'] }]);
+    expect(get(manifests, 'ClusterRole', 'cairn-agent').rules).toEqual([{ apiGroups: [''], resources: ['nodes/pods'], verbs: ['get'] }]);
+    // nodes/proxy (which also allows exec into any pod on the node) is granted by no manifest applied by default…
+    const grants = (ms: Manifest[]) => ms.filter((m) => m.obj.kind === 'ClusterRole' || m.obj.kind === 'Role').flatMap((m) => (m.obj.rules as { resources?: string[] }[]).flatMap((r) => r.resources ?? []));
+    expect(grants(manifests)).not.toContain('nodes/proxy');
+    // …only by the fallback for kubelets without fine-grained authorization, bound to the agent alone
+    const fallback = loadManifests('fallback');
+    expect(referenceProblems([...manifests, ...fallback])).toEqual([]);
+    expect(get(fallback, 'ClusterRole', 'cairn-agent-kubelet-proxy').rules).toEqual([{ apiGroups: [''], resources: ['nodes/proxy'], verbs: ['get'] }]);
+    expect(get(fallback, 'ClusterRoleBinding', 'cairn-agent-kubelet-proxy').subjects).toEqual([{ kind: 'ServiceAccount', name: 'cairn-agent', namespace: 'cairn' }]);
     expect(get(manifests, 'Deployment', 'cairn-ca', 'cairn').spec.template.spec.serviceAccountName).toBe('cairn-ca');
     expect(get(manifests, 'DaemonSet', 'cairn-agent', 'cairn').spec.template.spec.serviceAccountName).toBe('cairn-agent');
   });
@@ -319,7 +346,10 @@ describe('deploy/kubernetes manifests', () => {
     expect(flag(args, '--workload-attestor')).toBe('k8s');
     expect(flag(args, '--kubelet-url')).toBe('https://$(NODE_IP):10250');
     expect(flag(args, '--kubelet-token-file')).toBe('/var/run/secrets/kubernetes.io/serviceaccount/token');
-    expect(args).toContain('--kubelet-skip-verify');
+    // the kubelet is verified, against the cluster CA from the service-account mount
+    expect(args).not.toContain('--kubelet-skip-verify');
+    expect(flag(args, '--kubelet-ca-file')).toBe('/var/run/secrets/kubernetes.io/serviceaccount/ca.crt');
+    expect(pod.automountServiceAccountToken).toBe(true);
     const env = Object.fromEntries(c.env.map((e: { name: string }) => [e.name, e]));
     expect(env.NODE_IP.valueFrom.fieldRef.fieldPath).toBe('status.hostIP');
     expect(env.NODE_NAME.valueFrom.fieldRef.fieldPath).toBe('spec.nodeName');
@@ -367,6 +397,9 @@ describe('deploy/kubernetes manifests', () => {
     const dir = mkdtempSync(join(tmpdir(), 'cairn-k8s-agent-'));
     try {
       const paths: Record<string, string> = { '/var/lib/cairn-agent': join(dir, 'state'), '/run/cairn/sockets': join(dir, 'sockets'), '/var/run/secrets/': join(dir, 'secrets') + '/' };
+      // the service-account mount: the cluster CA the agent verifies the kubelet with
+      mkdirSync(join(dir, 'secrets', 'kubernetes.io', 'serviceaccount'), { recursive: true });
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'ca.key'), '-out', join(dir, 'secrets', 'kubernetes.io', 'serviceaccount', 'ca.crt'), '-days', '1', '-subj', '/CN=kubernetes'], { stdio: 'ignore' });
       const args = (c.args as string[]).map((a) => Object.entries(paths).reduce((x, [from, to]) => x.split(from).join(to), a.replace(/\$\((\w+)\)/g, (_, n: string) => env[n]!)));
       expect(args).toContain('https://192.0.2.10:10250');
       // no projected token here: the agent stops where it reads it, after every flag was accepted
@@ -377,6 +410,71 @@ describe('deploy/kubernetes manifests', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('the agent verifies the kubelet by default: without a readable CA file it refuses to start, naming the flag', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cairn-k8s-kubelet-'));
+    try {
+      const base = ['agent', 'start', '--data-dir', join(dir, 'state'), '--socket', join(dir, 'agent.sock'), '--workload-attestor', 'k8s', '--kubelet-url', 'https://192.0.2.10:10250'];
+      const env = { CAIRN_LOG_LEVEL: 'error', CAIRN_JOIN_TOKEN: undefined };
+      const explicit = runCairn([...base, '--kubelet-ca-file', join(dir, 'no-ca.crt')], env);
+      expect(explicit.status).toBe(2);
+      expect(explicit.stderr).toMatch(/cannot read --kubelet-ca-file .*no-ca\.crt: ENOENT; name the CA that signs the kubelet's serving certificate/);
+      if (!existsSync('/var/run/secrets/kubernetes.io/serviceaccount/ca.crt')) {
+        const byDefault = runCairn(base, env);
+        expect(byDefault.status).toBe(2);
+        expect(byDefault.stderr).toMatch(/cannot read the default --kubelet-ca-file \(the cluster CA\) \/var\/run\/secrets\/kubernetes\.io\/serviceaccount\/ca\.crt: ENOENT/);
+      }
+      const both = runCairn([...base, '--kubelet-ca-file', join(dir, 'no-ca.crt'), '--kubelet-skip-verify'], env);
+      expect(both.status).toBe(2);
+      expect(both.stderr).toMatch(/--kubelet-ca-file and --kubelet-skip-verify are alternatives/);
+      // skipping verification is still possible, knowingly: the agent gets past the kubelet flags to the join token
+      const skip = runCairn([...base, '--kubelet-skip-verify'], env);
+      expect(skip.stderr).not.toMatch(/kubelet/);
+      expect(skip.status).not.toBe(2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('NetworkPolicy: public documents open to all; the TLS port (admin API, agents) only to the agents and labelled namespaces', () => {
+    const np = get(manifests, 'NetworkPolicy', 'cairn-ca', 'cairn');
+    const ca = get(manifests, 'Deployment', 'cairn-ca', 'cairn');
+    const agent = get(manifests, 'DaemonSet', 'cairn-agent', 'cairn');
+    expect(Object.entries(np.spec.podSelector.matchLabels).every(([k, v]) => ca.spec.template.metadata.labels[k] === v)).toBe(true);
+    expect(np.spec.policyTypes).toEqual(['Ingress']);
+    const rules = np.spec.ingress as { from?: { podSelector?: { matchLabels: Record<string, string> }; namespaceSelector?: { matchLabels: Record<string, string> } }[]; ports: { port: string }[] }[];
+    const forPort = (port: string) => rules.filter((r) => r.ports.some((p) => p.port === port));
+    // http: one rule, no `from`, so anyone (gateways fetching the JWKS, the probes)
+    expect(forPort('http')).toEqual([{ ports: [{ port: 'http', protocol: 'TCP' }] }]);
+    // tls: never open to all
+    const tls = forPort('tls');
+    expect(tls.length).toBeGreaterThan(0);
+    for (const r of tls) expect(r.from?.length, 'a rule opening the TLS port to everyone').toBeGreaterThan(0);
+    const peers = tls.flatMap((r) => r.from!);
+    const agentPeer = peers.find((p) => p.podSelector && !p.namespaceSelector)!;
+    expect(Object.entries(agentPeer.podSelector!.matchLabels).every(([k, v]) => agent.spec.template.metadata.labels[k] === v)).toBe(true);
+    expect(peers.find((p) => p.namespaceSelector)?.namespaceSelector).toEqual({ matchLabels: { 'cairn-ca-client': 'true' } });
+    // the named ports are the CA container's: http is the plain listener, tls the TLS one
+    const [c] = containersOf(ca);
+    const ports = Object.fromEntries(c.ports.map((p: { name: string; containerPort: number }) => [p.name, p.containerPort]));
+    expect(`0.0.0.0:${ports.http}`).toBe(flag(c.args, '--listen'));
+    expect(`0.0.0.0:${ports.tls}`).toBe(flag(c.args, '--tls-listen'));
+  });
+
+  it('no admin credential travels in cleartext: only the CA holds it, and the README\'s admin instructions use the TLS port with a pin', () => {
+    for (const o of objects.filter((x) => WORKLOAD_KINDS.has(x.kind))) {
+      for (const c of containersOf(o)) {
+        const usesToken = (c.env ?? []).some((e: { name: string; valueFrom?: { secretKeyRef?: { key: string } } }) => e.name.startsWith('CAIRN_ADMIN_TOKEN') || e.valueFrom?.secretKeyRef?.key === 'CAIRN_ADMIN_TOKEN');
+        expect(usesToken, `${o.metadata.name}/${c.name}`).toBe(o.metadata.name === 'cairn-ca');
+      }
+    }
+    const readme = readFileSync(join(DIR, 'README.md'), 'utf8');
+    expect(readme).not.toMatch(/--server http:|port-forward \S+ 8080|CAIRN_SERVER=http:/);
+    expect(readme).toMatch(/port-forward svc\/cairn-ca 8443/);
+    expect(readme).toMatch(/CAIRN_SERVER=https:\/\/127\.0\.0\.1:8443/);
+    expect(readme).toMatch(/CAIRN_CA_PIN=/);
+    expect(readme).toContain('fallback/agent-nodes-proxy.yaml');
   });
 
   it('the example workload mounts the socket directory read-only and points SPIFFE_ENDPOINT_SOCKET at the agent\'s socket', () => {

@@ -272,6 +272,14 @@ describe('the k8s workload attestor against an HTTPS kubelet', () => {
     expect(requests).toBe(1);
   });
 
+  it('checks the kubelet certificate\'s name too: one the cluster CA signed for another address is refused', async () => {
+    // kubelet.pem names IP 127.0.0.1 and DNS worker-1, not localhost: as another node's certificate would
+    const elsewhere = client({ url: url.replace('127.0.0.1', 'localhost') });
+    const err = await attestor(elsewhere, 2).selectors({ pid: 100, uid: 1, gid: 1 }).catch((e: Error) => e);
+    expect((err as Error).message).toMatch(/cannot reach the kubelet.*(altnames|Hostname\/IP does not match)/);
+    expect(requests).toBe(0);
+  });
+
   it('gives up on an unreachable or silent kubelet with an error that says so', async () => {
     const closed = `https://127.0.0.1:${(server.address() as AddressInfo).port + 1}`;
     await expect(attestor(client({ url: closed }), 3).selectors({ pid: 100, uid: 1, gid: 1 })).rejects.toThrow(/cannot reach the kubelet at https:\/\/127\.0\.0\.1/);
