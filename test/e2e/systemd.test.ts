@@ -7,6 +7,7 @@ import { packageRoot } from '../../lib/paths.js';
 import { storeKind } from '../support/db.js';
 import { freePort, spawnCairn, type Spawned } from '../support/processes.js';
 import { WorkloadApiClient } from '../../workload-api/client.js';
+import { fetchPinnedAuthority, requestJson } from '../../lib/tls-client.js';
 
 const UNITS = join(packageRoot(), 'deploy/systemd');
 
@@ -64,6 +65,18 @@ describe('deploy/systemd units', () => {
     expect(s.get('StateDirectory')?.[0]).toMatch(/^cairn-/);
     expect(s.get('ExecStart')?.[0]).toContain('--data-dir ${STATE_DIRECTORY}');
   });
+
+  it('cairn-ca.service serves admin routes on the TLS port only: plain HTTP (on all addresses) carries the public documents alone', () => {
+    const exec = serviceSettings('cairn-ca.service').get('ExecStart')![0]!.split(/\s+/);
+    const flag = (name: string) => exec[exec.indexOf(name) + 1];
+    expect(flag('--listen')).toBe('0.0.0.0:8080');
+    expect(flag('--plain-admin')).toBe('off');
+    expect(flag('--tls-listen')).toBe('0.0.0.0:8443');
+    // the unit's comments tell the admin where the pin is and to use https
+    const text = readFileSync(join(UNITS, 'cairn-ca.service'), 'utf8');
+    expect(text).toMatch(/journalctl -u cairn-ca \| grep -o 'TLS pin sha256:/);
+    expect(text).toMatch(/--server https:\/\/\S+:8443 --ca-pin/);
+  });
 });
 
 describe.runIf(storeKind() === 'embedded')('the units\' command lines, run as written (VM bootstrap: one token, then restarts without it)', () => {
@@ -79,16 +92,20 @@ describe.runIf(storeKind() === 'embedded')('the units\' command lines, run as wr
     const caArgs = execArgs('cairn-ca.service', { '${STATE_DIRECTORY}': join(dir, 'ca'), '0.0.0.0:8080': `127.0.0.1:${http}`, '0.0.0.0:8443': `127.0.0.1:${tls}` });
     const ca = spawnCairn(caArgs, { ...environment('cairn-ca.service'), DATABASE_URL: undefined, CAIRN_ADMIN_TOKEN: undefined, CAIRN_SERVER: undefined });
     running.push(ca);
-    await ca.waitFor(/listening on/);
-    const admin = (path: string, body?: unknown) =>
-      fetch(`http://127.0.0.1:${http}${path}`, {
-        method: body === undefined ? 'GET' : 'POST',
-        headers: { authorization: `Bearer ${readFileSync(join(dir, 'ca', 'admin-token'), 'utf8').trim()}`, 'content-type': 'application/json' },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      }).then((r) => r.json());
+    await ca.waitFor(/TLS pin sha256:[A-Za-z0-9_-]{43}/, 120_000);
+    // the admin API over TLS only, trusted through the pin the CA printed (what the unit's comment says to do)
+    const pin = /TLS pin (sha256:[A-Za-z0-9_-]{43})/.exec(ca.stderr())![1]!;
+    const tlsUrl = `https://127.0.0.1:${tls}`;
+    const authority = await fetchPinnedAuthority(tlsUrl, pin);
+    const adminToken = readFileSync(join(dir, 'ca', 'admin-token'), 'utf8').trim();
+    const admin = async (path: string, body?: unknown) => (await requestJson<any>(body === undefined ? 'GET' : 'POST', tlsUrl + path, body, { ca: authority, bearer: adminToken })).body;
+    const plain = await fetch(`http://127.0.0.1:${http}/v1/trust-domains`, { headers: { authorization: `Bearer ${adminToken}` } });
+    expect(plain.status).toBe(403);
+    expect((await plain.json()).code).toBe('tls_required');
     await admin('/v1/trust-domains', { name: 'vm.test' });
     const { token, spiffeId } = await admin('/v1/tokens', { trustDomain: 'vm.test' });
     await admin('/v1/entries', { spiffeId: 'spiffe://vm.test/app', parentId: spiffeId, selectors: [`unix:uid:${process.getuid!()}`] });
+    expect((await fetch(`http://127.0.0.1:${http}/td/vm.test/bundle`)).status).toBe(200); // public documents stay on plain HTTP
     const tokenFile = join(dir, 'join-token');
     writeFileSync(tokenFile, token + '\n', { mode: 0o600 });
     const socket = join(dir, 'run', 'agent.sock');
@@ -114,7 +131,7 @@ describe.runIf(storeKind() === 'embedded')('the units\' command lines, run as wr
 
     const first = spawnCairn(agentArgs, agentEnv);
     running.push(first);
-    await first.waitFor(/serving the Workload API/);
+    await first.waitFor(/serving the Workload API/, 120_000);
     expect(await fetchId()).toBe('spiffe://vm.test/app');
     expect(await first.stop('SIGTERM')).toBe(0);
     expect(existsSync(socket)).toBe(false);
@@ -122,8 +139,8 @@ describe.runIf(storeKind() === 'embedded')('the units\' command lines, run as wr
     rmSync(tokenFile); // a used token is useless anyway; the persisted SVID is what restarts rely on
     const second = spawnCairn(agentArgs, agentEnv);
     running.push(second);
-    await second.waitFor(/serving the Workload API/);
+    await second.waitFor(/serving the Workload API/, 120_000);
     expect(second.stderr()).toContain(spiffeId);
     expect(await fetchId()).toBe('spiffe://vm.test/app');
-  });
+  }, 300_000);
 });
