@@ -7,12 +7,18 @@
 # A fresh token on every run is deliberate: tokens are single-use and expire (10 min), and the agent
 # reads the file only while it has no valid SVID of its own, so an unused token is harmless and a
 # re-run after the agent's state volume was reset gets it going again.
+#
+# The admin token never crosses a network in cleartext: compose.yaml runs this service in ca1's network
+# namespace (network_mode: service:ca1), so it reaches ca1's plain listener on 127.0.0.1, which serves
+# admin routes to loopback callers only (the CLI itself refuses plain HTTP to any other address).
 set -euo pipefail
 
 read -r -a cairn <<<"${CAIRN_CLI:-node /opt/cairn/dist/cli/main.js}"
-export CAIRN_SERVER="${CAIRN_SERVER:-http://ca1:8080}"
-: "${CAIRN_ADMIN_TOKEN:?CAIRN_ADMIN_TOKEN must be set (the admin token of the CA replicas)}"
-export CAIRN_ADMIN_TOKEN
+export CAIRN_SERVER="${CAIRN_SERVER:-http://127.0.0.1:8080}"
+if [ -z "${CAIRN_ADMIN_TOKEN:-}" ] && [ -z "${CAIRN_ADMIN_TOKEN_FILE:-}" ]; then
+  echo "bootstrap: set CAIRN_ADMIN_TOKEN_FILE (or CAIRN_ADMIN_TOKEN): the admin token of the CA replicas" >&2
+  exit 1
+fi
 trust_domain="${TRUST_DOMAIN:-example.org}"
 agent_id="${AGENT_ID:-spiffe://$trust_domain/agent/compose}"
 workload_id="${WORKLOAD_ID:-spiffe://$trust_domain/workload/example}"

@@ -1,10 +1,10 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix } from 'node:path';
 import { Ajv } from 'ajv';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDocument } from 'yaml';
 import { AGENT_USAGE } from '../../cli/commands/agent.js';
 import { CA_USAGE } from '../../cli/commands/ca.js';
@@ -17,6 +17,7 @@ import { CLI, freePort, spawnCairn, type Spawned } from '../support/processes.js
 
 const ROOT = packageRoot();
 const BOOTSTRAP = join(ROOT, 'deploy', 'compose', 'bootstrap.sh');
+const INIT_SECRETS = join(ROOT, 'deploy', 'compose', 'init-secrets.sh');
 
 type Json = any;
 
@@ -75,6 +76,14 @@ const envOf = (service: Json): Record<string, string> => {
   return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, interpolate(String(v))]));
 };
 
+/** The volume the secrets service generates the KEK and admin token into, as it mounts it. */
+function secretsVolume(compose: Json = loadCompose()): Mount {
+  const init = compose.services.secrets;
+  const m = mountsOf(init).find((x) => x.target === envOf(init).SECRETS_DIR);
+  if (!m || m.type !== 'volume' || m.source === undefined) throw new Error('the secrets service mounts no named volume at its SECRETS_DIR');
+  return m;
+}
+
 /** Services named by depends_on that do not exist, and named volumes or secrets that are not declared. */
 function referenceProblems(compose: Json): string[] {
   const problems: string[] = [];
@@ -101,7 +110,7 @@ function flag(args: readonly string[], name: string): string | undefined {
   return i >= 0 ? args[i + 1] : undefined;
 }
 
-const COMMON_FLAGS = ['--server', '--data-dir', '--json'];
+const COMMON_FLAGS = ['--server', '--ca-pin', '--ca-file', '--data-dir', '--json'];
 
 /** Flags of a cairn command line that the CLI's usage text for that command does not document. */
 function undocumentedFlags(args: readonly string[]): string[] {
@@ -130,37 +139,42 @@ describe('compose.yaml', () => {
     expect(schemaErrors(compose)).toEqual([]);
   });
 
-  it('has postgres, two CA replicas, bootstrap, agent and workload, with no dangling references', () => {
-    expect(Object.keys(services).sort()).toEqual(['agent', 'bootstrap', 'ca1', 'ca2', 'postgres', 'workload']);
+  it('has postgres, the first-start secrets, two CA replicas, bootstrap, agent and workload, with no dangling references', () => {
+    expect(Object.keys(services).sort()).toEqual(['agent', 'bootstrap', 'ca1', 'ca2', 'postgres', 'secrets', 'workload']);
     expect(referenceProblems(compose)).toEqual([]);
   });
 
-  it('postgres is healthy only once pg_isready says so, and the CAs wait for that', () => {
+  it('postgres is healthy only once pg_isready says so; the CAs wait for that and for the first-start secrets', () => {
     expect(services.postgres.image).toBe('postgres:16');
     expect(JSON.stringify(services.postgres.healthcheck.test)).toContain('pg_isready');
-    for (const ca of ['ca1', 'ca2']) expect(dependsOn(services[ca])).toEqual({ postgres: 'service_healthy' });
+    for (const ca of ['ca1', 'ca2']) expect(dependsOn(services[ca])).toEqual({ postgres: 'service_healthy', secrets: 'service_completed_successfully' });
   });
 
   it('the CA replicas share one database, admin token and KEK, run ca start, and are healthy once /readyz answers', () => {
     const [a, b] = [envOf(services.ca1), envOf(services.ca2)];
-    for (const key of ['DATABASE_URL', 'CAIRN_ADMIN_TOKEN', 'CAIRN_KEK_FILE']) {
+    for (const key of ['DATABASE_URL', 'CAIRN_ADMIN_TOKEN_FILE', 'CAIRN_KEK_FILE']) {
       expect(a[key], key).toBeTruthy();
       expect(b[key], key).toBe(a[key]);
     }
+    expect(a.CAIRN_ADMIN_TOKEN).toBeUndefined();
     const db = new URL(a.DATABASE_URL!);
     expect(db.hostname).toBe('postgres');
     expect(decodeURIComponent(db.password)).toBe(envOf(services.postgres).POSTGRES_PASSWORD);
     expect(db.pathname).toBe(`/${envOf(services.postgres).POSTGRES_DB}`);
-    expect(a.CAIRN_ADMIN_TOKEN!.length).toBeGreaterThanOrEqual(32);
-    // the KEK comes from a compose secret, mounted at /run/secrets/<name>, and is 32 bytes
-    const secret = posix.basename(a.CAIRN_KEK_FILE!);
-    expect(a.CAIRN_KEK_FILE).toBe(`/run/secrets/${secret}`);
+    // the KEK and the admin token are files the secrets service generated into one volume, mounted read-only
+    const secrets = secretsVolume();
     for (const ca of ['ca1', 'ca2']) {
       expect(services[ca].build).toBe('.');
-      expect(services[ca].secrets).toContain(secret);
+      expect(services[ca].secrets).toBeUndefined();
+      for (const file of [a.CAIRN_KEK_FILE!, a.CAIRN_ADMIN_TOKEN_FILE!]) {
+        const m = mountsOf(services[ca]).find((x) => file.startsWith(x.target + '/'));
+        expect(m, `${ca} ${file}`).toMatchObject({ source: secrets.source, target: secrets.target, readOnly: true, type: 'volume' });
+      }
       const cmd: string[] = services[ca].command;
       expect(cmd.slice(0, 2)).toEqual(['ca', 'start']);
       expect(flag(cmd, '--listen')).toBe('0.0.0.0:8080');
+      // the plain listener (public documents for the other containers) serves admin routes to loopback only
+      expect(flag(cmd, '--plain-admin')).toBe('loopback');
       expect(flag(cmd, '--tls-listen')).toBe('0.0.0.0:8443');
       expect(JSON.stringify(services[ca].healthcheck.test)).toMatch(/node.*fetch\('http:\/\/127\.0\.0\.1:8080\/readyz'\)/);
       expect(undocumentedFlags(cmd)).toEqual([]);
@@ -169,20 +183,64 @@ describe('compose.yaml', () => {
       expect(services[ca].networks.default.aliases).toContain(tlsHost);
       expect(cmd.filter((_, i) => cmd[i - 1] === '--tls-san')).toContain(tlsHost);
     }
-    const kek = readFileSync(join(ROOT, compose.secrets[secret].file), 'utf8').trim();
-    expect(Buffer.from(kek, 'base64').length).toBe(32);
-    expect(readFileSync(join(ROOT, 'compose.yaml'), 'utf8')).toMatch(/#.*(replace|REPLACE)/);
   });
 
-  it('bootstrap runs deploy/compose/bootstrap.sh once ca1 is healthy, with the replicas\' admin token', () => {
+  it('ships no usable KEK or admin token: the secrets service generates them into a volume on first start', () => {
+    // nothing secret in the repository's compose files
+    expect(compose.secrets).toBeUndefined();
+    for (const file of ['compose.yaml', ...readdirSync(join(ROOT, 'deploy', 'compose')).map((f) => `deploy/compose/${f}`)]) {
+      const text = readFileSync(join(ROOT, file), 'utf8');
+      expect(text, file).not.toMatch(/cairn-admin\.[A-Za-z0-9]{20,}/);
+      for (const word of text.split(/[\s"'=:]+/)) {
+        if (/^[A-Za-z0-9+/]{43}=$/.test(word) || /^[0-9a-f]{64}$/i.test(word)) expect.fail(`${file} holds what looks like a 32-byte key: ${word}`);
+      }
+    }
+    expect(readdirSync(join(ROOT, 'deploy', 'compose')).filter((f) => /kek|token|secret/i.test(f) && f !== 'init-secrets.sh')).toEqual([]);
+    // the generator: a one-shot run of init-secrets.sh with the volume mounted read-write, no network,
+    // root with only CHOWN (to hand the files to the CAs' uid), and the files where the CAs read them
+    const init = services.secrets;
+    const workdir = /^WORKDIR\s+(\S+)/m.exec(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'))![1]!;
+    expect(init.entrypoint).toEqual(['bash', posix.join(workdir, 'deploy/compose/init-secrets.sh')]);
+    expect(init.restart).toBe('no');
+    expect(init.network_mode).toBe('none');
+    expect(init.cap_drop).toEqual(['ALL']);
+    expect(init.cap_add).toEqual(['CHOWN']);
+    const secrets = secretsVolume();
+    expect(secrets.readOnly).toBe(false);
+    const env = envOf(init);
+    expect(env.SECRETS_DIR).toBe(secrets.target);
+    const caEnv = envOf(services.ca1);
+    const caSecrets = mountsOf(services.ca1).find((m) => m.source === secrets.source)!;
+    expect(posix.relative(caSecrets.target, caEnv.CAIRN_KEK_FILE!)).toBe('kek');
+    expect(posix.relative(caSecrets.target, caEnv.CAIRN_ADMIN_TOKEN_FILE!)).toBe('admin-token');
+    const caUser = String(/^USER\s+(\S+)/m.exec(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'))![1]);
+    expect(env.SECRETS_OWNER).toBe(caUser);
+    // only the CAs (read-only), the bootstrap (read-only) and the generator see the volume
+    const holders = Object.entries(services).filter(([, svc]) => mountsOf(svc).some((m) => m.source === secrets.source)).map(([n]) => n).sort();
+    expect(holders).toEqual(['bootstrap', 'ca1', 'ca2', 'secrets']);
+    for (const n of ['bootstrap', 'ca1', 'ca2']) expect(mountsOf(services[n]).find((m) => m.source === secrets.source)?.readOnly, n).toBe(true);
+  });
+
+  it('bootstrap runs deploy/compose/bootstrap.sh once ca1 is healthy, in ca1\'s network namespace: the admin token goes over loopback only', () => {
     const bs = services.bootstrap;
     const workdir = /^WORKDIR\s+(\S+)/m.exec(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'))![1]!;
     expect(bs.entrypoint).toEqual(['bash', posix.join(workdir, 'deploy/compose/bootstrap.sh')]);
     expect(dependsOn(bs)).toEqual({ ca1: 'service_healthy' });
     expect(bs.restart).toBe('no');
+    expect(bs.network_mode).toBe('service:ca1');
+    expect(String(bs.user)).toBe('1000:1000');
     const env = envOf(bs);
-    expect(env.CAIRN_ADMIN_TOKEN).toBe(envOf(services.ca1).CAIRN_ADMIN_TOKEN);
-    expect(new URL(env.CAIRN_SERVER!).host).toBe('ca1:8080');
+    expect(env.CAIRN_ADMIN_TOKEN).toBeUndefined();
+    expect(env.CAIRN_ADMIN_TOKEN_FILE).toBe(envOf(services.ca1).CAIRN_ADMIN_TOKEN_FILE);
+    const server = new URL(env.CAIRN_SERVER!);
+    expect(server.protocol).toBe('http:');
+    expect(server.hostname).toBe('127.0.0.1');
+    expect(`0.0.0.0:${server.port}`).toBe(flag(services.ca1.command, '--listen'));
+    // no other service talks to the admin API at all
+    for (const [name, svc] of Object.entries(services)) {
+      if (name === 'bootstrap' || name === 'ca1' || name === 'ca2') continue;
+      expect(JSON.stringify(envOf(svc)), name).not.toMatch(/CAIRN_ADMIN_TOKEN|CAIRN_SERVER/);
+    }
   });
 
   it('bootstrap.sh passes bash -n and calls cairn only with documented flags', () => {
@@ -275,42 +333,19 @@ describe('compose.yaml', () => {
   });
 });
 
-describe('Dockerfile and .dockerignore', () => {
-  const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
-  const instructions = dockerfile.split('\n').filter((l) => l.trim() !== '' && !l.trim().startsWith('#'));
-
-  it('build the image from this checkout: node 20, the addon toolchain, npm ci, npm run build', () => {
-    expect(instructions[0]).toBe('FROM node:20-bookworm-slim');
-    expect(dockerfile).toMatch(/apt-get install[^\n]*python3 make g\+\+/);
-    expect(dockerfile).toMatch(/^WORKDIR \/opt\/cairn$/m);
-    const run = instructions.filter((l) => l.startsWith('RUN ')).join('\n');
-    expect(run).toContain('npm ci');
-    expect(run).toContain('npm run build');
-    expect(run.indexOf('npm ci')).toBeLessThan(run.indexOf('npm run build'));
-    expect(dockerfile).not.toMatch(/npm prune/);
-    expect(dockerfile).toMatch(/^ENTRYPOINT \["node", "\/opt\/cairn\/dist\/cli\/main\.js"\]$/m);
-    // the headers build-addon.sh needs are where the official image installs Node
-    expect(readFileSync(join(ROOT, 'scripts', 'build-addon.sh'), 'utf8')).toContain('CAIRN_NODEDIR');
-    expect(dockerfile).toMatch(/^ENV CAIRN_NODEDIR=\/usr\/local$/m);
-    expect(dockerfile).toMatch(/^USER \d+(:\d+)?$/m); // numeric, so Kubernetes can enforce runAsNonRoot
-  });
-
-  it('.dockerignore keeps host build output and state out of the context', () => {
-    const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
-    expect(ignored).toEqual(expect.arrayContaining(['node_modules', 'dist', '.cairn', 'build']));
-    // but not what the build needs
-    for (const needed of ['package.json', 'package-lock.json', 'binding.gyp', 'scripts', 'migrations', 'deploy', 'tsconfig.json', 'tsconfig.build.json']) expect(ignored).not.toContain(needed);
-  });
-});
-
-// The Compose wiring, run outside Docker: the CA with ca1's command line and environment (embedded
-// store instead of PostgreSQL, the committed example KEK), bootstrap.sh twice, the agent with the token
-// bootstrap wrote, and the workload's `svid watch` with its SPIFFE_ENDPOINT_SOCKET.
+// The Compose wiring, run outside Docker: init-secrets.sh twice (the first start generates, the next
+// keeps), the CA with ca1's command line and environment on those files (embedded store instead of
+// PostgreSQL), bootstrap.sh twice over the CA's loopback, the agent with the token bootstrap wrote, and
+// the workload's `svid watch` with its SPIFFE_ENDPOINT_SOCKET.
 describe.runIf(storeKind() === 'embedded')('the compose services\' command lines, run as written', () => {
   const compose = loadCompose();
   const services = compose.services as Record<string, Json>;
-  const dir = mkdtempSync(join(tmpdir(), 'cairn-compose-'));
+  // made in beforeAll: a skipped describe's body still runs at collection, its hooks do not
+  let dir: string;
   const running: Spawned[] = [];
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'cairn-compose-'));
+  });
   afterAll(async () => {
     for (const p of running.reverse()) await p.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -325,48 +360,88 @@ describe.runIf(storeKind() === 'embedded')('the compose services\' command lines
       child.once('close', (status) => resolve({ status, stderr }));
     });
 
-  it('bootstrap is idempotent, the agent attests with its token, the workload gets its SVID', async () => {
+  it('first start generates the KEK and admin token (0600, the CAs\' uid) once; the CA uses them; bootstrap is idempotent; the agent attests; the workload gets its SVID', async () => {
+    const secretsDir = join(dir, 'secrets');
+    const bootstrapDir = join(dir, 'bootstrap');
+    const owner = `${process.getuid!()}:${process.getgid!()}`;
+    const initEnv = { ...envOf(services.secrets), SECRETS_DIR: secretsDir, SECRETS_OWNER: owner, BOOTSTRAP_DIR: bootstrapDir };
+    const first = await bash(INIT_SECRETS, initEnv);
+    expect(first.status, first.stderr).toBe(0);
+    expect(first.stderr).toMatch(/generated kek[\s\S]*generated admin-token/);
+    const kek = readFileSync(join(secretsDir, 'kek'), 'utf8');
+    const adminToken = readFileSync(join(secretsDir, 'admin-token'), 'utf8').trim();
+    expect(Buffer.from(kek.trim(), 'base64').length).toBe(32);
+    expect(adminToken).toMatch(/^cairn-admin\.[A-Za-z0-9]{43}$/);
+    for (const f of ['kek', 'admin-token']) {
+      const st = statSync(join(secretsDir, f));
+      expect(st.mode & 0o777, f).toBe(0o600);
+      expect(`${st.uid}:${st.gid}`, f).toBe(owner);
+    }
+    expect(statSync(bootstrapDir).mode & 0o777).toBe(0o700);
+    expect(readdirSync(secretsDir).sort()).toEqual(['admin-token', 'kek']); // no temp file left
+    // a restart keeps them: a new KEK would orphan every key already sealed in the database
+    const again = await bash(INIT_SECRETS, initEnv);
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/kek exists; kept[\s\S]*admin-token exists; kept/);
+    expect(readFileSync(join(secretsDir, 'kek'), 'utf8')).toBe(kek);
+    expect(readFileSync(join(secretsDir, 'admin-token'), 'utf8').trim()).toBe(adminToken);
+    // another install generates others
+    const other = join(dir, 'other-secrets');
+    expect((await bash(INIT_SECRETS, { ...initEnv, SECRETS_DIR: other, BOOTSTRAP_DIR: undefined })).status).toBe(0);
+    expect(readFileSync(join(other, 'kek'), 'utf8')).not.toBe(kek);
+    expect(readFileSync(join(other, 'admin-token'), 'utf8').trim()).not.toBe(adminToken);
+
     const [http, tls] = [await freePort(), await freePort()];
+    const caSecrets = mountsOf(services.ca1).find((m) => m.source === secretsVolume(compose).source)!.target;
     const caEnv = envOf(services.ca1);
-    const kekFile = join(ROOT, compose.secrets[posix.basename(caEnv.CAIRN_KEK_FILE!)].file);
     const ca = spawnCairn(mapArgs(services.ca1.command, {
       '0.0.0.0:8080': `127.0.0.1:${http}`, '0.0.0.0:8443': `127.0.0.1:${tls}`, 'https://ca:8443': `https://127.0.0.1:${tls}`, '/var/lib/cairn': join(dir, 'ca'),
-    }), { ...caEnv, DATABASE_URL: undefined, CAIRN_KEK_FILE: kekFile, CAIRN_SERVER: undefined });
+    }), { ...caEnv, DATABASE_URL: undefined, CAIRN_KEK_FILE: caEnv.CAIRN_KEK_FILE!.replace(caSecrets, secretsDir), CAIRN_ADMIN_TOKEN_FILE: caEnv.CAIRN_ADMIN_TOKEN_FILE!.replace(caSecrets, secretsDir), CAIRN_ADMIN_TOKEN: undefined, CAIRN_SERVER: undefined });
     running.push(ca);
-    await ca.waitFor(/listening on/);
+    await ca.waitFor(/"plainAdmin":"loopback"/, 120_000);
+    expect(ca.stdout()).not.toMatch(/generated a new key-encryption key/); // it took the generated one
 
-    const tokenFile = join(dir, 'bootstrap', 'join-token');
-    const bsEnv: Record<string, string> = {
+    const tokenFile = join(bootstrapDir, 'join-token');
+    const bsEnv: Record<string, string | undefined> = {
       ...envOf(services.bootstrap),
-      CAIRN_SERVER: `http://127.0.0.1:${http}`,
+      // bootstrap shares ca1's network namespace: ca1's plain listener is on its loopback
+      CAIRN_SERVER: envOf(services.bootstrap).CAIRN_SERVER!.replace(/:8080$/, `:${http}`),
+      CAIRN_ADMIN_TOKEN_FILE: envOf(services.bootstrap).CAIRN_ADMIN_TOKEN_FILE!.replace(caSecrets, secretsDir),
+      CAIRN_ADMIN_TOKEN: undefined,
       JOIN_TOKEN_FILE: tokenFile,
       CAIRN_CLI: `${process.execPath} ${CLI}`,
       WORKLOAD_UID: String(process.getuid!()),
     };
-    const first = await bash(BOOTSTRAP, bsEnv);
-    expect(first.status, first.stderr).toBe(0);
-    expect(first.stderr).toMatch(/created trust domain example\.org/);
-    expect(first.stderr).toMatch(/registered spiffe:\/\/example\.org\/workload\/example/);
+    expect(bsEnv.CAIRN_SERVER).toBe(`http://127.0.0.1:${http}`);
+    const first1 = await bash(BOOTSTRAP, bsEnv);
+    expect(first1.status, first1.stderr).toBe(0);
+    expect(first1.stderr).toMatch(/created trust domain example\.org/);
+    expect(first1.stderr).toMatch(/registered spiffe:\/\/example\.org\/workload\/example/);
     const firstToken = readFileSync(tokenFile, 'utf8').trim();
     expect(firstToken).toMatch(/^cairn1\./);
+    expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
     const second = await bash(BOOTSTRAP, bsEnv);
     expect(second.status, second.stderr).toBe(0);
     expect(second.stderr).toMatch(/trust domain example\.org exists/);
     expect(second.stderr).toMatch(/entry spiffe:\/\/example\.org\/workload\/example .* exists/);
-    const entries = await fetch(`http://127.0.0.1:${http}/v1/entries?trustDomain=example.org`, { headers: { authorization: `Bearer ${bsEnv.CAIRN_ADMIN_TOKEN}` } }).then((r) => r.json()) as { entries: { spiffeId: string; parentId: string; selectors: string[] }[] };
+    const entries = await fetch(`http://127.0.0.1:${http}/v1/entries?trustDomain=example.org`, { headers: { authorization: `Bearer ${adminToken}` } }).then((r) => r.json()) as { entries: { spiffeId: string; parentId: string; selectors: string[] }[] };
     expect(entries.entries).toEqual([expect.objectContaining({ spiffeId: 'spiffe://example.org/workload/example', parentId: 'spiffe://example.org/agent/compose', selectors: [`unix:uid:${process.getuid!()}`] })]);
+    // without a token setting it says what is missing
+    const noToken = await bash(BOOTSTRAP, { ...bsEnv, CAIRN_ADMIN_TOKEN_FILE: undefined });
+    expect(noToken.status).toBe(1);
+    expect(noToken.stderr).toMatch(/set CAIRN_ADMIN_TOKEN_FILE/);
 
     const socket = join(dir, 'sockets', 'agent.sock');
     const agent = spawnCairn(mapArgs(services.agent.command, { '/var/lib/cairn-agent': join(dir, 'agent'), '/run/cairn/sockets/agent.sock': socket, '/bootstrap/join-token': tokenFile }), envOf(services.agent));
     running.push(agent);
-    await agent.waitFor(/serving the Workload API/);
+    await agent.waitFor(/serving the Workload API/, 120_000);
     expect(agent.stderr() + agent.stdout()).toContain('spiffe://example.org/agent/compose');
 
     const svidDir = join(dir, 'svid');
     const wlEnv = envOf(services.workload);
     const workload = spawnCairn(mapArgs(services.workload.command, { '/var/run/svid': svidDir }), { ...wlEnv, SPIFFE_ENDPOINT_SOCKET: wlEnv.SPIFFE_ENDPOINT_SOCKET!.replace('/run/cairn/sockets/agent.sock', socket) });
     running.push(workload);
-    await workload.waitFor(/spiffe:\/\/example\.org\/workload\/example/);
+    await workload.waitFor(/spiffe:\/\/example\.org\/workload\/example/, 120_000);
     for (const f of ['svid.pem', 'svid.key', 'bundle.pem']) expect(existsSync(join(svidDir, f)), f).toBe(true);
-  });
+  }, 300_000);
 });
