@@ -35,11 +35,13 @@ export interface SpawnOptions {
    * It must exec, not fork, so signals and the pid reach node itself.
    */
   readonly wrapper?: readonly string[];
+  /** Another build of the CLI to run (e.g. an image's file tree); default this checkout's dist. */
+  readonly cli?: string;
 }
 
 /** Runs the built `cairn` CLI as a real process. */
 export function spawnCairn(args: string[], env: Record<string, string | undefined> = {}, nodeArgs: string[] = [], options: SpawnOptions = {}): Spawned {
-  const command = [...(options.wrapper ?? []), process.execPath, ...nodeArgs, CLI, ...args];
+  const command = [...(options.wrapper ?? []), process.execPath, ...nodeArgs, options.cli ?? CLI, ...args];
   const child = spawn(command[0]!, command.slice(1), { env: { ...process.env, CAIRN_LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
