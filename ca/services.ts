@@ -8,6 +8,8 @@ import { AdminTokenStore } from './admin-auth/store.js';
 import { createSealer } from './authority/sealing.js';
 import { AuthorityService } from './authority/service.js';
 import { AuthorityKeyStore } from './authority/store.js';
+import { BanService } from './bans/service.js';
+import { BanStore } from './bans/store.js';
 import { EntryStore } from './entries/store.js';
 import { EntryService } from './entries/service.js';
 import { EnrollmentService } from './enrollment/service.js';
@@ -68,7 +70,8 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const issuance = new IssuanceService({ clock, random, logger, authority, inventory, pool: issuancePool });
   const tokens = new TokenService({ store: tokenStore, trustDomains: trustDomainStore, clock, random, logger, endpoint: deps.tlsEndpoint });
   const limiter = new FailureLimiter(clock);
-  const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter });
+  const bans = new BanService({ clock, logger, store: new BanStore(db), trustDomains: trustDomainStore });
+  const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter, bans });
   const trustDomains = new TrustDomainService({ db, clock, logger, store: trustDomainStore, keys, authority, entries });
   const feed = new ChangeFeed(db);
   return {
@@ -79,13 +82,14 @@ export function buildCaCore(deps: CoreDeps): CaCore {
     tokens,
     entries: new EntryService({ clock, random, logger, store: entries, trustDomains: trustDomainStore }),
     enrollment,
+    bans,
     sync: new SyncService({ clock, entries, enrollment, authority, feed }),
     adminAuth: new AdminAuthService({ clock, random, logger, store: adminTokens }),
     authority,
     trustDomains,
     // Its own budget: PSAT and x509pop evidence cannot be guessed, so this only keeps a misbehaving
     // source from making us hammer the Kubernetes API; nodes behind one NAT share it.
-    nodeAttestation: new NodeAttestationService({ clock, random, logger, store: new NodeAttestationStore(db), enrollment, trustDomains, limiter: new FailureLimiter(clock, 60), endpoint: deps.tlsEndpoint }),
+    nodeAttestation: new NodeAttestationService({ clock, random, logger, store: new NodeAttestationStore(db), enrollment, trustDomains, bans, limiter: new FailureLimiter(clock, 60), endpoint: deps.tlsEndpoint }),
     issuance,
     inventory,
     ready: async () => (await schemaVersion(db)) > 0,

@@ -129,6 +129,7 @@ export const AdminPaths3 = {
   agentBan: '/v1/agents/ban',
   agentUnban: '/v1/agents/unban',
   agentEvict: '/v1/agents/evict',
+  agentBans: '/v1/agents/bans',
 } as const;
 
 const Selector = Type.String({ minLength: 3, maxLength: 1100, description: 'type:value' });
@@ -220,3 +221,30 @@ export type NodeView = Static<typeof NodeView>;
 export const NodeListQuery = Type.Object({ ...PageQuery, trustDomain: Type.Optional(TrustDomainName) }, { additionalProperties: false });
 export const NodeList = Type.Object({ agents: Type.Array(NodeView), nextPageToken: Type.Optional(Type.String()) });
 export const NodeActionBody = Type.Object({ spiffeId: SpiffeIdString }, { additionalProperties: false });
+
+// ---- the node deny-list (bans outlive node records)
+
+const BanTargetFields = {
+  spiffeId: Type.Optional(SpiffeIdString),
+  trustDomain: Type.Optional(TrustDomainName),
+  fingerprint: Type.Optional(Type.String({ minLength: 40, maxLength: 59, description: 'x509pop: SHA-1 of the device certificate, hex (colons allowed), as in its agent ID; needs trustDomain' })),
+  nodeUid: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'k8s_psat: the Kubernetes node UID; needs trustDomain' })),
+};
+export const BanBody = Type.Object(
+  { ...BanTargetFields, reason: Type.Optional(Type.String({ maxLength: 1024 })) },
+  { additionalProperties: false, description: 'exactly one of spiffeId, fingerprint, nodeUid; the node need not be attested' },
+);
+export type BanBody = Static<typeof BanBody>;
+export const UnbanBody = Type.Object(BanTargetFields, { additionalProperties: false, description: 'exactly one of spiffeId, fingerprint, nodeUid' });
+export const BanView = Type.Object({
+  trustDomain: Type.String(),
+  spiffeId: Type.Optional(Type.String()),
+  fingerprint: Type.Optional(Type.String()),
+  nodeUid: Type.Optional(Type.String()),
+  reason: Type.Union([Type.String(), Type.Null()]),
+  createdBy: Type.String(),
+  createdAt: Timestamp,
+});
+export type BanView = Static<typeof BanView>;
+export const BanListQuery = Type.Object({ ...PageQuery, trustDomain: Type.Optional(TrustDomainName) }, { additionalProperties: false });
+export const BanList = Type.Object({ bans: Type.Array(BanView), nextPageToken: Type.Optional(Type.String()) });

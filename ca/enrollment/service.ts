@@ -7,6 +7,7 @@ import { SpiffeError } from '../../spiffe/errors.js';
 import { SpiffeId } from '../../spiffe/id.js';
 import { parseX509Svid, verifyX509Svid } from '../../spiffe/svid/x509.js';
 import type { AuthorityService } from '../authority/service.js';
+import { nodeSubjects, type BanService } from '../bans/service.js';
 import type { EntryStore } from '../entries/store.js';
 import { decodeCsrText, verifyCsr } from '../issuance/csr.js';
 import type { Queryable } from '../db/database.js';
@@ -25,6 +26,7 @@ export interface EnrollmentDeps {
   readonly issuance: IssuanceService;
   readonly authority: AuthorityService;
   readonly limiter: FailureLimiter;
+  readonly bans: BanService;
 }
 
 export interface BatchItemResult {
@@ -128,8 +130,7 @@ export class EnrollmentService {
    * (the attestor's own bookkeeping, such as marking its credential used). Banned nodes are refused.
    */
   async enroll(grant: NodeGrant, csr: ReturnType<typeof verifyCsr>, kind: NodeKind, attestationType: string, first?: (tx: Queryable) => Promise<void>): Promise<IssuedX509Svid> {
-    const existing = await this.deps.nodes.get(grant.spiffeId);
-    if (existing?.banned) throw new CairnError('agent_banned', `${grant.spiffeId} is banned`);
+    await this.deps.bans.refuseBanned(grant.trustDomain, nodeSubjects(grant.spiffeId, grant.banSubjects));
     const issuer = await this.deps.issuance.x509IssuerFor(grant.trustDomain);
     const svid = await this.deps.nodes.transaction(async (tx) => {
       await first?.(tx);
@@ -139,12 +140,16 @@ export class EnrollmentService {
     return svid;
   }
 
-  /** Sign and record the SVID, then the node (locked: a ban racing with us wins). */
+  /**
+   * Sign and record the SVID, then the node, unless the deny-list names it (by ID, or by what its
+   * attestor vouched for): whether it is attested now or was evicted, or never attested at all.
+   */
   private async enrollIn(tx: Queryable, issuer: X509Issuer, grant: NodeGrant, csr: ReturnType<typeof verifyCsr>, kind: NodeKind, attestationType: string): Promise<IssuedX509Svid> {
+    await this.deps.bans.refuseBanned(grant.trustDomain, nodeSubjects(grant.spiffeId, grant.banSubjects), tx);
     const [svid] = await issuer.issue([{ csr, policy: { spiffeId: SpiffeId.parse(grant.spiffeId), dnsNames: [] } }], grant.issuedTo, tx);
-    const locked = await this.deps.nodes.lock(tx, grant.spiffeId);
-    if (locked?.banned) throw new CairnError('agent_banned', `${grant.spiffeId} is banned`);
-    await this.deps.nodes.upsert(tx, { spiffeId: grant.spiffeId, trustDomain: grant.trustDomain, kind, attestationType, selectors: grant.selectors, serial: svid!.serial, expiresAt: svid!.notAfter }, this.deps.clock.now());
+    await this.deps.nodes.upsert(tx, {
+      spiffeId: grant.spiffeId, trustDomain: grant.trustDomain, kind, attestationType, selectors: grant.selectors, serial: svid!.serial, expiresAt: svid!.notAfter, banSubjects: grant.banSubjects ?? [],
+    }, this.deps.clock.now());
     return svid!;
   }
 
@@ -248,20 +253,14 @@ export class EnrollmentService {
     return this.deps.issuance.mintJwt(node.trustDomain, { spiffeId: SpiffeId.parse(node.spiffeId), audience }, node.spiffeId);
   }
 
-  // ---- admin: cairn agent list | ban | evict
+  // ---- admin: cairn agent list | evict (bans: bans/service.ts)
 
   list(trustDomain: string | undefined, pageSize: number | undefined, pageToken: string | undefined): Promise<Page<AttestedNode>> {
     const after = decodePageToken(pageToken, 1)?.[0] as string | undefined;
     return this.deps.nodes.list({ trustDomain }, pageSizeOf(pageSize), after);
   }
 
-  async setBanned(spiffeId: string, banned: boolean, actor: string): Promise<AttestedNode> {
-    const node = await this.deps.nodes.setBanned(spiffeId, banned, this.deps.clock.now());
-    if (!node) throw new CairnError('agent_not_found', `${spiffeId} is not an attested node`);
-    this.deps.logger.info({ event: banned ? 'node.banned' : 'node.unbanned', spiffeId, actor }, banned ? 'node banned' : 'node unbanned');
-    return node;
-  }
-
+  /** Deletes the node record; a ban on the node stays in force (the deny-list is separate). */
   async evict(spiffeId: string, actor: string): Promise<void> {
     if (!(await this.deps.nodes.delete(spiffeId))) throw new CairnError('agent_not_found', `${spiffeId} is not an attested node`);
     this.deps.logger.info({ event: 'node.evicted', spiffeId, actor }, 'node evicted; it must attest again');
@@ -274,6 +273,8 @@ export interface NodeGrant {
   readonly spiffeId: string;
   readonly selectors: readonly string[];
   readonly issuedTo: string;
+  /** What besides its SPIFFE ID a ban can name this node by: its x509pop fingerprint, its Kubernetes node UID. */
+  readonly banSubjects?: readonly string[] | undefined;
 }
 
 /** Serial of a DER certificate as lowercase hex, as the inventory stores it. */

@@ -5,6 +5,7 @@ import type { Logger } from '../../lib/log.js';
 import { CairnError } from '../../lib/errors.js';
 import type { AdminAuthService } from '../admin-auth/service.js';
 import type { AuthorityService } from '../authority/service.js';
+import type { BanService } from '../bans/service.js';
 import { registerHealthRoutes, registerPublicRoutes } from '../bundle/routes.js';
 import type { InventoryStore } from '../inventory/store.js';
 import { registerMintRoutes } from '../issuance/routes.js';
@@ -31,6 +32,7 @@ export interface CaServices {
   readonly tokens: TokenService;
   readonly entries: EntryService;
   readonly enrollment: EnrollmentService;
+  readonly bans: BanService;
   readonly nodeAttestation: NodeAttestationService;
   readonly sync: SyncService;
   readonly authority: AuthorityService;
@@ -145,7 +147,7 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
     registerInventoryRoutes(admin, services.inventory);
     registerTokenRoutes(admin, services.tokens);
     registerEntryRoutes(admin, services.entries);
-    registerNodeRoutes(admin, services.enrollment);
+    registerNodeRoutes(admin, services.enrollment, services.bans);
     registerAttestorAdminRoutes(admin, services.nodeAttestation);
   });
 

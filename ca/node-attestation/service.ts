@@ -4,6 +4,7 @@ import type { Queryable } from '../db/database.js';
 import { CairnError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import { randomAlphanumeric, type Random } from '../../lib/random.js';
+import { fingerprintSubject, nodeSubjects, nodeUidSubject, type BanService } from '../bans/service.js';
 import type { FailureLimiter } from '../enrollment/failure-limiter.js';
 import type { EnrollmentService } from '../enrollment/service.js';
 import { decodeCsrText, verifyCsr } from '../issuance/csr.js';
@@ -20,6 +21,7 @@ export interface NodeAttestationDeps {
   readonly store: NodeAttestationStore;
   readonly enrollment: EnrollmentService;
   readonly trustDomains: TrustDomainService;
+  readonly bans: BanService;
   readonly limiter: FailureLimiter;
   /** Where agents reach the TLS listener, and the pin of its authority. */
   readonly endpoint: () => Promise<{ url: string; pin: string }>;
@@ -116,7 +118,7 @@ export class NodeAttestationService {
     try {
       return await fn();
     } catch (err) {
-      if (err instanceof CairnError && (err.code === 'unauthenticated' || err.code === 'permission_denied')) this.deps.limiter.fail(source);
+      if (err instanceof CairnError && (err.code === 'unauthenticated' || err.code === 'permission_denied' || err.code === 'agent_banned')) this.deps.limiter.fail(source);
       throw err;
     }
   }
@@ -147,7 +149,8 @@ export class NodeAttestationService {
           throw new CairnError('unauthenticated', 'this service-account token was already used to attest; the kubelet rotates it, send the fresh one');
         }
       };
-      return this.deps.enrollment.enroll({ trustDomain: req.trustDomain, spiffeId, selectors, issuedTo: `k8s_psat:${req.cluster}` }, csr, 'agent', 'k8s_psat', markUsed);
+      const grant = { trustDomain: req.trustDomain, spiffeId, selectors, issuedTo: `k8s_psat:${req.cluster}`, banSubjects: [nodeUidSubject(who.nodeUid)] };
+      return this.deps.enrollment.enroll(grant, csr, 'agent', 'k8s_psat', markUsed);
     });
   }
 
@@ -156,19 +159,21 @@ export class NodeAttestationService {
       const chain = req.chain.map((c) => Buffer.from(c, 'base64'));
       const now = this.deps.clock.now();
       const attestors = await this.deps.store.list(req.trustDomain, 'x509pop');
-      let matched: string | undefined;
+      let matched: { name: string; anchor: ReturnType<typeof verifyDeviceChain> } | undefined;
       let lastError: unknown;
       for (const a of attestors) {
         try {
-          verifyDeviceChain(chain, a.config as X509PopConfig, now);
-          matched = a.name;
+          matched = { name: a.name, anchor: verifyDeviceChain(chain, a.config as X509PopConfig, now) };
           break;
         } catch (err) {
           lastError = err;
         }
       }
       if (!matched) throw lastError instanceof CairnError ? lastError : new CairnError('unauthenticated', `no manufacturer CA is configured for ${req.trustDomain}`);
-      const challenge = { id: randomAlphanumeric(this.deps.random, 24), trustDomain: req.trustDomain, attestor: matched, nonce: this.deps.random.bytes(32), chain, expiresAt: new Date(now.getTime() + CHALLENGE_TTL_MS) };
+      // A banned device hears so now, before anything is stored for it.
+      const { fingerprint } = deviceIdentity(chain, matched.anchor);
+      await this.deps.bans.refuseBanned(req.trustDomain, nodeSubjects(agentIdOf(req.trustDomain, fingerprint), [fingerprintSubject(fingerprint)]));
+      const challenge = { id: randomAlphanumeric(this.deps.random, 24), trustDomain: req.trustDomain, attestor: matched.name, nonce: this.deps.random.bytes(32), chain, expiresAt: new Date(now.getTime() + CHALLENGE_TTL_MS) };
       await this.deps.store.createChallenge(challenge, now);
       return { challengeId: challenge.id, nonce: challenge.nonce.toString('base64'), expiresAt: challenge.expiresAt.toISOString() };
     });
@@ -192,13 +197,16 @@ export class NodeAttestationService {
         await this.deps.store.deleteChallenge(challenge.id).catch(() => undefined);
         throw err;
       }
-      const spiffeId = `spiffe://${challenge.trustDomain}/cairn/agent/x509pop/${who.fingerprint}`;
+      const spiffeId = agentIdOf(challenge.trustDomain, who.fingerprint);
       // Taken in the enrollment's transaction: a CA killed before it commits leaves the challenge
       // answerable, and of two racing answers only one commits.
       const answer = async (tx: Queryable): Promise<void> => {
         if (!(await this.deps.store.deleteChallenge(challenge.id, tx))) throw new CairnError('unauthenticated', 'unknown, expired or already answered challenge; ask for a new one');
       };
-      return this.deps.enrollment.enroll({ trustDomain: challenge.trustDomain, spiffeId, selectors: who.selectors, issuedTo: `x509pop:${challenge.attestor}` }, csr, 'agent', 'x509pop', answer);
+      const grant = { trustDomain: challenge.trustDomain, spiffeId, selectors: who.selectors, issuedTo: `x509pop:${challenge.attestor}`, banSubjects: [fingerprintSubject(who.fingerprint)] };
+      return this.deps.enrollment.enroll(grant, csr, 'agent', 'x509pop', answer);
     });
   }
 }
+
+const agentIdOf = (trustDomain: string, fingerprint: string): string => `spiffe://${trustDomain}/cairn/agent/x509pop/${fingerprint}`;

@@ -1,7 +1,9 @@
 import { errorResponses } from '../../contract/common.js';
-import { AdminPaths3, NodeActionBody, NodeList, NodeListQuery, NodeView } from '../../contract/admin-api.js';
+import { AdminPaths3, BanBody, BanList, BanListQuery, BanView, NodeActionBody, NodeList, NodeListQuery, NodeView, UnbanBody } from '../../contract/admin-api.js';
 import { Type } from 'typebox';
 import type { App } from '../http/types.js';
+import type { BanService } from '../bans/service.js';
+import type { Ban } from '../bans/store.js';
 import type { EnrollmentService } from '../enrollment/service.js';
 import type { AttestedNode } from './store.js';
 
@@ -20,7 +22,12 @@ export function nodeView(n: AttestedNode): NodeView {
   };
 }
 
-export function registerNodeRoutes(app: App, enrollment: EnrollmentService): void {
+export function banView(b: Ban): BanView {
+  const key = { spiffe_id: 'spiffeId', x509pop_fingerprint: 'fingerprint', k8s_psat_node_uid: 'nodeUid' }[b.kind];
+  return { trustDomain: b.trustDomain, [key]: b.value, reason: b.reason, createdBy: b.createdBy, createdAt: b.createdAt.toISOString() };
+}
+
+export function registerNodeRoutes(app: App, enrollment: EnrollmentService, bans: BanService): void {
   const tags = ['agents'];
   app.get(AdminPaths3.agents, {
     schema: { tags, summary: 'List attested agents and devices', querystring: NodeListQuery, response: { 200: NodeList, ...errorResponses } },
@@ -29,13 +36,24 @@ export function registerNodeRoutes(app: App, enrollment: EnrollmentService): voi
     return { agents: page.items.map(nodeView), ...(page.nextPageToken ? { nextPageToken: page.nextPageToken } : {}) };
   });
   app.post(AdminPaths3.agentBan, {
-    schema: { tags, summary: 'Ban a node: it is refused everything until unbanned', body: NodeActionBody, response: { 200: NodeView, ...errorResponses } },
-  }, async (req) => nodeView(await enrollment.setBanned(req.body.spiffeId, true, req.actor)));
+    schema: {
+      tags,
+      summary: 'Ban a node by SPIFFE ID, x509pop device fingerprint or Kubernetes node UID, attested or not: every attestation and renewal is refused until unbanned; evicting does not lift it',
+      body: BanBody,
+      response: { 200: BanView, ...errorResponses },
+    },
+  }, async (req) => banView(await bans.ban(req.body, req.actor)));
   app.post(AdminPaths3.agentUnban, {
-    schema: { tags, summary: 'Lift a ban', body: NodeActionBody, response: { 200: NodeView, ...errorResponses } },
-  }, async (req) => nodeView(await enrollment.setBanned(req.body.spiffeId, false, req.actor)));
+    schema: { tags, summary: 'Lift a ban (the same target as banned)', body: UnbanBody, response: { 200: BanView, ...errorResponses } },
+  }, async (req) => banView(await bans.unban(req.body, req.actor)));
+  app.get(AdminPaths3.agentBans, {
+    schema: { tags, summary: 'The deny-list of nodes', querystring: BanListQuery, response: { 200: BanList, ...errorResponses } },
+  }, async (req) => {
+    const page = await bans.list(req.query.trustDomain, req.query.pageSize, req.query.pageToken);
+    return { bans: page.items.map(banView), ...(page.nextPageToken ? { nextPageToken: page.nextPageToken } : {}) };
+  });
   app.post(AdminPaths3.agentEvict, {
-    schema: { tags, summary: 'Evict a node: its SVID stops working and it must attest again', body: NodeActionBody, response: { 204: Type.Null(), ...errorResponses } },
+    schema: { tags, summary: 'Evict a node: its SVID stops working and it must attest again (a ban stays in force)', body: NodeActionBody, response: { 204: Type.Null(), ...errorResponses } },
   }, async (req, reply) => {
     await enrollment.evict(req.body.spiffeId, req.actor);
     return reply.status(204).send(null);

@@ -34,7 +34,13 @@ interface Row {
   updated_at: Date;
 }
 
-const COLUMNS = 'spiffe_id, trust_domain, kind, attestation_type, selectors, serial, new_serial, expires_at, banned, created_at, updated_at';
+/**
+ * `banned` comes from the deny-list (node_bans), matched on the node's SPIFFE ID and what its
+ * attestor recorded besides (ban_subjects: a device fingerprint, a Kubernetes node UID).
+ */
+const COLUMNS = `n.spiffe_id, n.trust_domain, n.kind, n.attestation_type, n.selectors, n.serial, n.new_serial, n.expires_at,
+  EXISTS (SELECT 1 FROM node_bans b WHERE b.trust_domain = n.trust_domain AND b.subject = ANY (array_append(n.ban_subjects, 'spiffe_id:' || n.spiffe_id))) AS banned,
+  n.created_at, n.updated_at`;
 
 const fromRow = (r: Row): AttestedNode => ({
   spiffeId: r.spiffe_id,
@@ -59,27 +65,30 @@ export class NodeStore {
 
   get(spiffeId: string, q: Queryable = this.db): Promise<AttestedNode | undefined> {
     return guard(async () => {
-      const res = await q.query<Row>(`SELECT ${COLUMNS} FROM attested_nodes WHERE spiffe_id = $1`, [spiffeId]);
+      const res = await q.query<Row>(`SELECT ${COLUMNS} FROM attested_nodes n WHERE n.spiffe_id = $1`, [spiffeId]);
       return res.rows[0] && fromRow(res.rows[0]);
     });
   }
 
   lock(tx: Queryable, spiffeId: string): Promise<AttestedNode | undefined> {
     return guard(async () => {
-      const res = await tx.query<Row>(`SELECT ${COLUMNS} FROM attested_nodes WHERE spiffe_id = $1 FOR UPDATE`, [spiffeId]);
+      const res = await tx.query<Row>(`SELECT ${COLUMNS} FROM attested_nodes n WHERE n.spiffe_id = $1 FOR UPDATE OF n`, [spiffeId]);
       return res.rows[0] && fromRow(res.rows[0]);
     });
   }
 
-  /** Records a (re-)attestation: the new SVID becomes the only one accepted. */
-  upsert(tx: Queryable, n: Omit<AttestedNode, 'banned' | 'createdAt' | 'updatedAt' | 'newSerial'>, now: Date): Promise<void> {
+  /**
+   * Records a (re-)attestation: the new SVID becomes the only one accepted. `banSubjects`: what
+   * besides its SPIFFE ID the node can be banned by (see bans/service.ts).
+   */
+  upsert(tx: Queryable, n: Omit<AttestedNode, 'banned' | 'createdAt' | 'updatedAt' | 'newSerial'> & { banSubjects: readonly string[] }, now: Date): Promise<void> {
     return guard(async () => {
       await tx.query(
-        `INSERT INTO attested_nodes (spiffe_id, trust_domain, kind, attestation_type, selectors, serial, new_serial, expires_at, banned, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, false, $8, $8)
-         ON CONFLICT (spiffe_id) DO UPDATE SET attestation_type = EXCLUDED.attestation_type, selectors = EXCLUDED.selectors,
+        `INSERT INTO attested_nodes (spiffe_id, trust_domain, kind, attestation_type, selectors, serial, new_serial, expires_at, banned, ban_subjects, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, false, $9, $8, $8)
+         ON CONFLICT (spiffe_id) DO UPDATE SET attestation_type = EXCLUDED.attestation_type, selectors = EXCLUDED.selectors, ban_subjects = EXCLUDED.ban_subjects,
            serial = EXCLUDED.serial, new_serial = NULL, new_expires_at = NULL, expires_at = EXCLUDED.expires_at, updated_at = EXCLUDED.updated_at`,
-        [n.spiffeId, n.trustDomain, n.kind, n.attestationType, n.selectors, n.serial, n.expiresAt, now],
+        [n.spiffeId, n.trustDomain, n.kind, n.attestationType, n.selectors, n.serial, n.expiresAt, now, n.banSubjects],
       );
       await notifyChange(tx, n.trustDomain);
     });
@@ -102,13 +111,6 @@ export class NodeStore {
     });
   }
 
-  setBanned(spiffeId: string, banned: boolean, now: Date): Promise<AttestedNode | undefined> {
-    return guard(async () => {
-      const res = await this.db.query<Row>(`UPDATE attested_nodes SET banned = $2, updated_at = $3 WHERE spiffe_id = $1 RETURNING ${COLUMNS}`, [spiffeId, banned, now]);
-      return res.rows[0] && fromRow(res.rows[0]);
-    });
-  }
-
   delete(spiffeId: string): Promise<boolean> {
     return guard(async () => (await this.db.query(`DELETE FROM attested_nodes WHERE spiffe_id = $1`, [spiffeId])).rowCount > 0);
   }
@@ -116,8 +118,8 @@ export class NodeStore {
   list(filter: { trustDomain?: string | undefined; kind?: NodeKind | undefined }, limit: number, after: string | undefined): Promise<Page<AttestedNode>> {
     return guard(async () => {
       const res = await this.db.query<Row>(
-        `SELECT ${COLUMNS} FROM attested_nodes WHERE ($1::text IS NULL OR trust_domain = $1) AND ($2::text IS NULL OR kind = $2)
-           AND ($3::text IS NULL OR spiffe_id > $3) ORDER BY spiffe_id LIMIT $4`,
+        `SELECT ${COLUMNS} FROM attested_nodes n WHERE ($1::text IS NULL OR n.trust_domain = $1) AND ($2::text IS NULL OR n.kind = $2)
+           AND ($3::text IS NULL OR n.spiffe_id > $3) ORDER BY n.spiffe_id LIMIT $4`,
         [filter.trustDomain ?? null, filter.kind ?? null, after ?? null, limit + 1],
       );
       return toPage(res.rows.map(fromRow), limit, (n) => [n.spiffeId]);

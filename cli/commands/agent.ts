@@ -127,6 +127,6 @@ export async function agentCommand(argv: string[]): Promise<void> {
     printResult(values.json, list, () => table([['SELECTORS', 'CALLS', 'LAST SEEN'], ...list.map((c) => [c.selectors.join(' '), String(c.count), c.lastSeen])]));
     return;
   }
-  if (verb === 'list' || verb === 'ban' || verb === 'unban' || verb === 'evict') return agentAdminCommand(argv);
+  if (verb === 'list' || verb === 'ban' || verb === 'unban' || verb === 'evict' || verb === 'bans') return agentAdminCommand(argv);
   throw new UsageError(AGENT_USAGE);
 }

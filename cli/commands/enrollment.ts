@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { EntryView, NodeView } from '../../contract/admin-api.js';
+import type { BanView, EntryView, NodeView } from '../../contract/admin-api.js';
 import { parseDuration, formatDuration } from '../../lib/duration.js';
 import { parse, UsageError } from '../args.js';
 import { adminClientFor, CliError } from '../client.js';
@@ -11,7 +11,12 @@ cairn entry create --spiffe-id ID --parent-id ID --selector type:value … [--x5
                    [--hint H] [--admin] [--federates-with TD …] [--expires-at ISO]
 cairn entry list [--trust-domain TD] [--parent-id ID] [--spiffe-id ID] [--selector type:value …]
 cairn entry show ID | update ID [fields as for create] | delete ID
-cairn agent list [--trust-domain TD] | ban ID | unban ID | evict ID
+cairn agent list [--trust-domain TD] | evict ID
+cairn agent ban ID [--reason TEXT]              (by SPIFFE ID; the node need not be attested; evict keeps the ban)
+cairn agent ban --trust-domain TD (--fingerprint SHA1 | --node-uid UID) [--reason TEXT]
+                                                (an x509pop device certificate / a Kubernetes node)
+cairn agent unban ID | unban --trust-domain TD (--fingerprint SHA1 | --node-uid UID)
+cairn agent bans [--trust-domain TD]            (the deny-list)
 cairn bootstrap --token TOKEN --write DIR       (agentless device: redeem a workload credential)
 cairn renew --dir DIR [--watch] [--exec CMD]    (renew over mTLS; --watch keeps renewing at half-life)`;
 
@@ -125,9 +130,39 @@ export async function entryCommand(argv: string[]): Promise<void> {
 }
 
 export async function agentAdminCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(argv, { 'trust-domain': { type: 'string' }, 'page-size': { type: 'string' }, 'page-token': { type: 'string' } });
+  const { values, positionals } = parse(argv, {
+    'trust-domain': { type: 'string' },
+    'page-size': { type: 'string' },
+    'page-token': { type: 'string' },
+    fingerprint: { type: 'string' },
+    'node-uid': { type: 'string' },
+    reason: { type: 'string' },
+  });
   const [verb, id] = positionals;
   const client = adminClientFor(values);
+  const banTarget = (b: BanView): string => b.spiffeId ?? (b.fingerprint ? `x509pop fingerprint ${b.fingerprint}` : `k8s node ${b.nodeUid}`);
+  if (verb === 'bans') {
+    const qs = new URLSearchParams();
+    if (values['trust-domain']) qs.set('trustDomain', values['trust-domain']);
+    if (values['page-size']) qs.set('pageSize', values['page-size']);
+    if (values['page-token']) qs.set('pageToken', values['page-token']);
+    const page = await client.request<{ bans: BanView[]; nextPageToken?: string }>('GET', `/v1/agents/bans?${qs}`);
+    return printResult(values.json, page, () =>
+      table([['TRUST DOMAIN', 'BANNED', 'REASON', 'BY', 'SINCE'], ...page.bans.map((b) => [b.trustDomain, banTarget(b), b.reason ?? '-', b.createdBy, b.createdAt])]) +
+      (page.nextPageToken ? `\n(next page: --page-token ${page.nextPageToken})` : ''),
+    );
+  }
+  if ((verb === 'ban' || verb === 'unban') && !id) {
+    const given = [values.fingerprint, values['node-uid']].filter((v) => v !== undefined).length;
+    if (given !== 1 || !values['trust-domain']) throw new UsageError(`agent ${verb} needs a SPIFFE ID, or --trust-domain TD with one of --fingerprint SHA1 or --node-uid UID`);
+    const body = {
+      trustDomain: values['trust-domain'],
+      ...(values.fingerprint ? { fingerprint: values.fingerprint } : { nodeUid: values['node-uid'] }),
+      ...(verb === 'ban' && values.reason ? { reason: values.reason } : {}),
+    };
+    const res = await client.request<BanView>('POST', `/v1/agents/${verb}`, body);
+    return printResult(values.json, res, () => banTarget(res));
+  }
   if (verb === 'list') {
     const qs = new URLSearchParams();
     if (values['trust-domain']) qs.set('trustDomain', values['trust-domain']);
@@ -139,7 +174,8 @@ export async function agentAdminCommand(argv: string[]): Promise<void> {
     );
   }
   if ((verb === 'ban' || verb === 'unban' || verb === 'evict') && id) {
-    const res = await client.request<NodeView | undefined>('POST', `/v1/agents/${verb}`, { spiffeId: id });
+    if (values.fingerprint || values['node-uid']) throw new UsageError(`agent ${verb} takes a SPIFFE ID or --fingerprint/--node-uid, not both`);
+    const res = await client.request<BanView | undefined>('POST', `/v1/agents/${verb}`, { spiffeId: id, ...(verb === 'ban' && values.reason ? { reason: values.reason } : {}) });
     return printResult(values.json, res ?? { evicted: id }, () => id);
   }
   throw new UsageError(ENROLLMENT_USAGE);

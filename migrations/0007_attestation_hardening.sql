@@ -1,0 +1,32 @@
+-- Node attestation hardened (security review): bans outlive node records.
+
+-- ---- bans: a deny-list by SPIFFE ID, x509pop device-certificate fingerprint (SHA-1, as in the agent
+-- ID) or Kubernetes node UID. It is not tied to a node record: evicting a node keeps its ban, and an
+-- ID that never attested can be banned before it first tries.
+CREATE TABLE node_bans (
+  trust_domain text NOT NULL REFERENCES trust_domains (name) ON DELETE CASCADE,
+  kind         text NOT NULL CHECK (kind IN ('spiffe_id', 'x509pop_fingerprint', 'k8s_psat_node_uid')),
+  value        text NOT NULL,
+  subject      text GENERATED ALWAYS AS (kind || ':' || value) STORED,
+  reason       text,
+  created_by   text NOT NULL,
+  created_at   timestamptz NOT NULL,
+  PRIMARY KEY (trust_domain, kind, value)
+);
+CREATE INDEX node_bans_by_subject ON node_bans (trust_domain, subject);
+
+-- What else (beyond its SPIFFE ID) a node can be banned by: 'x509pop_fingerprint:<sha1>' or
+-- 'k8s_psat_node_uid:<uid>'. Written at each attestation; derived here from the IDs of nodes
+-- attested before, whose last path segment is exactly that fingerprint or node UID.
+ALTER TABLE attested_nodes ADD COLUMN ban_subjects text[] NOT NULL DEFAULT '{}';
+UPDATE attested_nodes SET ban_subjects = ARRAY['x509pop_fingerprint:' || substring(spiffe_id from '[^/]+$')]
+  WHERE attestation_type = 'x509pop';
+UPDATE attested_nodes SET ban_subjects = ARRAY['k8s_psat_node_uid:' || substring(spiffe_id from '[^/]+$')]
+  WHERE attestation_type = 'k8s_psat';
+
+-- Bans recorded on node records carry over. The column stays (no longer read) for replicas of the
+-- previous version still running during a rolling upgrade.
+INSERT INTO node_bans (trust_domain, kind, value, reason, created_by, created_at)
+  SELECT trust_domain, 'spiffe_id', spiffe_id, 'banned before bans outlived node records', 'migration', updated_at
+  FROM attested_nodes WHERE banned
+  ON CONFLICT DO NOTHING;
