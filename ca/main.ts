@@ -106,6 +106,7 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
       await rotateAll(core, logger);
       await refreshTls().catch((err: unknown) => logger.warn({ err }, 'TLS server certificate renewal failed; will retry'));
       await core.stores.tokens.purge(new Date(clock.now().getTime() - 86400_000)).catch(() => 0);
+      await core.nodeAttestation.reclaim().catch((err: unknown) => logger.warn({ err }, 'reclaiming expired attestation records failed; will retry'));
     };
     const rotation = setInterval(() => void housekeeping(), config.rotationIntervalMs ?? 60_000);
     rotation.unref();

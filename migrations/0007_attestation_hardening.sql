@@ -1,4 +1,5 @@
--- Node attestation hardened (security review): bans outlive node records.
+-- Node attestation hardened (security review): bans outlive node records, and x509pop challenges keep
+-- only what checking the answer needs.
 
 -- ---- bans: a deny-list by SPIFFE ID, x509pop device-certificate fingerprint (SHA-1, as in the agent
 -- ID) or Kubernetes node UID. It is not tied to a node record: evicting a node keeps its ban, and an
@@ -30,3 +31,25 @@ INSERT INTO node_bans (trust_domain, kind, value, reason, created_by, created_at
   SELECT trust_domain, 'spiffe_id', spiffe_id, 'banned before bans outlived node records', 'migration', updated_at
   FROM attested_nodes WHERE banned
   ON CONFLICT DO NOTHING;
+
+-- ---- x509pop challenges: the device's public key, fingerprint and derived identity instead of the
+-- presented chain (up to ~240 KB of it was stored per request). Outstanding challenges live 60 s:
+-- dropping them costs a device one retry, and dropping the table gives its space back at once.
+DROP TABLE attestation_challenges;
+CREATE TABLE x509pop_challenges (
+  id           text PRIMARY KEY,
+  trust_domain text NOT NULL REFERENCES trust_domains (name) ON DELETE CASCADE,
+  attestor     text NOT NULL,
+  -- SHA-1 of the device certificate (hex) and its SubjectPublicKeyInfo (DER): the answer's
+  -- signature is checked with this key
+  fingerprint  text NOT NULL,
+  public_key   bytea NOT NULL,
+  -- SHA-1 of the manufacturer CA the chain verified to, and the earliest notAfter on the way
+  anchor       text NOT NULL,
+  valid_until  timestamptz NOT NULL,
+  selectors    text[] NOT NULL,
+  nonce        bytea NOT NULL,
+  expires_at   timestamptz NOT NULL
+);
+CREATE INDEX x509pop_challenges_by_certificate ON x509pop_challenges (trust_domain, fingerprint, expires_at);
+CREATE INDEX x509pop_challenges_by_expiry ON x509pop_challenges (expires_at);

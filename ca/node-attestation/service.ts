@@ -11,8 +11,9 @@ import { decodeCsrText, verifyCsr } from '../issuance/csr.js';
 import type { IssuedX509Svid } from '../issuance/service.js';
 import type { TrustDomainService } from '../trust-domains/service.js';
 import { JwksCache, validatePsat, type PsatClusterConfig } from './psat.js';
-import type { AttestorKind, AttestorRecord, NodeAttestationStore } from './store.js';
-import { deviceIdentity, parseManufacturerCas, verifyDeviceChain, verifyPossession, type X509PopConfig } from './x509pop.js';
+import { WindowLimiter } from './rate-limit.js';
+import type { AttestorKind, AttestorRecord, ChallengeCaps, NodeAttestationStore } from './store.js';
+import { anchorStillTrusted, deviceIdentity, parseManufacturerCas, verifyDeviceChain, verifyPossession, type X509PopConfig } from './x509pop.js';
 
 export interface NodeAttestationDeps {
   readonly clock: Clock;
@@ -25,7 +26,19 @@ export interface NodeAttestationDeps {
   readonly limiter: FailureLimiter;
   /** Where agents reach the TLS listener, and the pin of its authority. */
   readonly endpoint: () => Promise<{ url: string; pin: string }>;
+  readonly limits?: Partial<NodeAttestationLimits>;
 }
+
+export interface NodeAttestationLimits {
+  readonly challenges: ChallengeCaps;
+  /** x509pop challenges handed out per source address per minute, successes included. */
+  readonly challengesPerSourcePerMinute: number;
+}
+
+const DEFAULT_LIMITS: NodeAttestationLimits = {
+  challenges: { perCertificate: 5, total: 10_000 },
+  challengesPerSourcePerMinute: 60,
+};
 
 /** A cluster as an admin sends it: the stored configuration before defaults and validation. */
 export type PsatClusterInput = Omit<PsatClusterConfig, 'audience' | 'jwks'> & {
@@ -50,9 +63,13 @@ function checkName(name: string, what: string): string {
  */
 export class NodeAttestationService {
   private readonly jwks: JwksCache;
+  private readonly challengesPerSource: WindowLimiter;
+  private readonly caps: ChallengeCaps;
 
   constructor(private readonly deps: NodeAttestationDeps) {
     this.jwks = new JwksCache(deps.clock);
+    this.challengesPerSource = new WindowLimiter(deps.clock, deps.limits?.challengesPerSourcePerMinute ?? DEFAULT_LIMITS.challengesPerSourcePerMinute, 60, 'x509pop challenges');
+    this.caps = deps.limits?.challenges ?? DEFAULT_LIMITS.challenges;
   }
 
   // ---- admin
@@ -111,6 +128,13 @@ export class NodeAttestationService {
     return this.deps.endpoint();
   }
 
+  /** Housekeeping: expired challenges and used-credential records go (and their space, on the embedded store). */
+  async reclaim(): Promise<{ challenges: number; credentials: number }> {
+    const reclaimed = await this.deps.store.reclaim(this.deps.clock.now());
+    if (reclaimed.challenges + reclaimed.credentials > 0) this.deps.logger.debug({ event: 'attestation.reclaimed', ...reclaimed }, 'expired attestation records reclaimed');
+    return reclaimed;
+  }
+
   // ---- attestation (no client certificate; failures rate-limited per source)
 
   private async guarded<T>(source: string, fn: () => Promise<T>): Promise<T> {
@@ -156,25 +180,35 @@ export class NodeAttestationService {
 
   challengeX509Pop(req: { trustDomain: string; chain: string[] }, source: string): Promise<{ challengeId: string; nonce: string; expiresAt: string }> {
     return this.guarded(source, async () => {
+      // Counted before any certificate is parsed: every challenge asked for, answered or not.
+      this.challengesPerSource.take(source);
       const chain = req.chain.map((c) => Buffer.from(c, 'base64'));
       const now = this.deps.clock.now();
       const attestors = await this.deps.store.list(req.trustDomain, 'x509pop');
-      let matched: { name: string; anchor: ReturnType<typeof verifyDeviceChain> } | undefined;
+      let matched: { name: string; verified: ReturnType<typeof verifyDeviceChain> } | undefined;
       let lastError: unknown;
       for (const a of attestors) {
         try {
-          matched = { name: a.name, anchor: verifyDeviceChain(chain, a.config as X509PopConfig, now) };
+          matched = { name: a.name, verified: verifyDeviceChain(chain, a.config as X509PopConfig, now) };
           break;
         } catch (err) {
           lastError = err;
         }
       }
       if (!matched) throw lastError instanceof CairnError ? lastError : new CairnError('unauthenticated', `no manufacturer CA is configured for ${req.trustDomain}`);
+      const who = deviceIdentity(chain, matched.verified);
       // A banned device hears so now, before anything is stored for it.
-      const { fingerprint } = deviceIdentity(chain, matched.anchor);
-      await this.deps.bans.refuseBanned(req.trustDomain, nodeSubjects(agentIdOf(req.trustDomain, fingerprint), [fingerprintSubject(fingerprint)]));
-      const challenge = { id: randomAlphanumeric(this.deps.random, 24), trustDomain: req.trustDomain, attestor: matched.name, nonce: this.deps.random.bytes(32), chain, expiresAt: new Date(now.getTime() + CHALLENGE_TTL_MS) };
-      await this.deps.store.createChallenge(challenge, now);
+      await this.deps.bans.refuseBanned(req.trustDomain, nodeSubjects(agentIdOf(req.trustDomain, who.fingerprint), [fingerprintSubject(who.fingerprint)]));
+      const challenge = {
+        id: randomAlphanumeric(this.deps.random, 24), trustDomain: req.trustDomain, attestor: matched.name, fingerprint: who.fingerprint, publicKey: who.publicKey,
+        anchor: who.anchor, validUntil: who.validUntil, selectors: who.selectors, nonce: this.deps.random.bytes(32), expiresAt: new Date(now.getTime() + CHALLENGE_TTL_MS),
+      };
+      const stored = await this.deps.store.createChallenge(challenge, now, this.caps);
+      if (!stored.created) {
+        throw new CairnError('rate_limited', stored.scope === 'certificate' ? 'too many outstanding challenges for this device certificate; answer one or retry later' : 'too many outstanding x509pop challenges; retry later', {
+          details: { retryAfterSeconds: Math.max(1, Math.ceil((stored.retryAt.getTime() - now.getTime()) / 1000)) },
+        });
+      }
       return { challengeId: challenge.id, nonce: challenge.nonce.toString('base64'), expiresAt: challenge.expiresAt.toISOString() };
     });
   }
@@ -185,25 +219,28 @@ export class NodeAttestationService {
       const now = this.deps.clock.now();
       const challenge = await this.deps.store.getChallenge(req.challengeId, now);
       if (!challenge) throw new CairnError('unauthenticated', 'unknown, expired or already answered challenge; ask for a new one');
-      let who;
       try {
-        verifyPossession(challenge.chain[0]!, challenge.nonce, Buffer.from(req.signature, 'base64'));
-        // The configuration may have changed since the challenge: check the chain again.
+        verifyPossession(challenge.publicKey, challenge.nonce, Buffer.from(req.signature, 'base64'));
+        // The configuration may have changed since the challenge: the CA it chained to must still be there.
         const rec = await this.deps.store.get(challenge.trustDomain, 'x509pop', challenge.attestor);
         if (!rec) throw new CairnError('unauthenticated', 'the manufacturer CA configuration was removed');
-        who = deviceIdentity(challenge.chain, verifyDeviceChain(challenge.chain, rec.config as X509PopConfig, now));
+        if (challenge.validUntil <= now || !anchorStillTrusted(rec.config as X509PopConfig, challenge.anchor, now)) {
+          throw new CairnError('unauthenticated', 'the device certificate no longer chains to a manufacturer CA of this trust domain');
+        }
       } catch (err) {
         // One answer per challenge, right or wrong (the refusal is what the caller needs to hear).
         await this.deps.store.deleteChallenge(challenge.id).catch(() => undefined);
         throw err;
       }
-      const spiffeId = agentIdOf(challenge.trustDomain, who.fingerprint);
       // Taken in the enrollment's transaction: a CA killed before it commits leaves the challenge
       // answerable, and of two racing answers only one commits.
       const answer = async (tx: Queryable): Promise<void> => {
         if (!(await this.deps.store.deleteChallenge(challenge.id, tx))) throw new CairnError('unauthenticated', 'unknown, expired or already answered challenge; ask for a new one');
       };
-      const grant = { trustDomain: challenge.trustDomain, spiffeId, selectors: who.selectors, issuedTo: `x509pop:${challenge.attestor}`, banSubjects: [fingerprintSubject(who.fingerprint)] };
+      const grant = {
+        trustDomain: challenge.trustDomain, spiffeId: agentIdOf(challenge.trustDomain, challenge.fingerprint), selectors: challenge.selectors,
+        issuedTo: `x509pop:${challenge.attestor}`, banSubjects: [fingerprintSubject(challenge.fingerprint)],
+      };
       return this.deps.enrollment.enroll(grant, csr, 'agent', 'x509pop', answer);
     });
   }

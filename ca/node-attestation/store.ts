@@ -1,7 +1,6 @@
 import type { Database, Queryable } from '../db/database.js';
-import { toDate } from '../db/database.js';
+import { toBuffer, toDate, toNumber } from '../db/database.js';
 import { guard } from '../db/errors.js';
-import { splitDerCertificates } from '../../spiffe/svid/x509.js';
 
 export type AttestorKind = 'k8s_psat' | 'x509pop';
 
@@ -14,14 +13,44 @@ export interface AttestorRecord<C = unknown> {
   readonly updatedAt: Date;
 }
 
+/** An outstanding x509pop challenge: what checking the answer needs, not the chain the device sent. */
 export interface ChallengeRecord {
   readonly id: string;
   readonly trustDomain: string;
   readonly attestor: string;
+  /** SHA-1 of the device certificate, hex. */
+  readonly fingerprint: string;
+  /** The device certificate's SubjectPublicKeyInfo (DER). */
+  readonly publicKey: Buffer;
+  /** SHA-1 of the manufacturer CA the chain verified to, and the earliest notAfter on the way. */
+  readonly anchor: string;
+  readonly validUntil: Date;
+  readonly selectors: readonly string[];
   readonly nonce: Buffer;
-  readonly chain: Buffer[];
   readonly expiresAt: Date;
 }
+
+/** Outstanding challenges allowed per device certificate and in all. */
+export interface ChallengeCaps {
+  readonly perCertificate: number;
+  readonly total: number;
+}
+
+interface ChallengeRow {
+  id: string;
+  trust_domain: string;
+  attestor: string;
+  fingerprint: string;
+  public_key: Uint8Array;
+  anchor: string;
+  valid_until: Date;
+  selectors: string[];
+  nonce: Uint8Array;
+  expires_at: Date;
+}
+
+/** Arbitrary constant: the advisory-lock class for "one device certificate's challenges". */
+const CHALLENGE_LOCK = 7_352_007;
 
 interface AttestorRow {
   trust_domain: string;
@@ -91,32 +120,66 @@ export class NodeAttestationStore {
     });
   }
 
-  createChallenge(c: ChallengeRecord, now: Date): Promise<void> {
-    return guard(async () => {
-      await this.db.query(`DELETE FROM attestation_challenges WHERE expires_at < $1`, [now]);
-      await this.db.query(
-        `INSERT INTO attestation_challenges (id, trust_domain, attestor, nonce, chain, expires_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-        [c.id, c.trustDomain, c.attestor, c.nonce, Buffer.concat(c.chain), c.expiresAt],
-      );
-    });
+  /**
+   * Stores a challenge unless the caps are reached: then nothing is written and the answer is when
+   * the oldest outstanding challenge in the way expires. This certificate's expired ones are deleted on the way.
+   */
+  createChallenge(c: ChallengeRecord, now: Date, caps: ChallengeCaps): Promise<{ created: true } | { created: false; scope: 'certificate' | 'total'; retryAt: Date }> {
+    return guard(() =>
+      this.db.transaction(async (tx) => {
+        // One writer per certificate at a time (across replicas), so its cap holds exactly.
+        await tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [CHALLENGE_LOCK, `${c.trustDomain}/${c.fingerprint}`]);
+        await tx.query(`DELETE FROM x509pop_challenges WHERE trust_domain = $1 AND fingerprint = $2 AND expires_at <= $3`, [c.trustDomain, c.fingerprint, now]);
+        const mine = await tx.query<{ n: number | string; oldest: Date | null }>(
+          `SELECT count(*) AS n, min(expires_at) AS oldest FROM x509pop_challenges WHERE trust_domain = $1 AND fingerprint = $2`,
+          [c.trustDomain, c.fingerprint],
+        );
+        if (toNumber(mine.rows[0]!.n) >= caps.perCertificate) return { created: false as const, scope: 'certificate' as const, retryAt: toDate(mine.rows[0]!.oldest) };
+        // Other certificates' expired challenges are left to reclaim() (housekeeping), not counted.
+        const all = await tx.query<{ n: number | string; oldest: Date | null }>(`SELECT count(*) AS n, min(expires_at) AS oldest FROM x509pop_challenges WHERE expires_at > $1`, [now]);
+        if (toNumber(all.rows[0]!.n) >= caps.total) return { created: false as const, scope: 'total' as const, retryAt: toDate(all.rows[0]!.oldest) };
+        await tx.query(
+          `INSERT INTO x509pop_challenges (id, trust_domain, attestor, fingerprint, public_key, anchor, valid_until, selectors, nonce, expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+          [c.id, c.trustDomain, c.attestor, c.fingerprint, c.publicKey, c.anchor, c.validUntil, c.selectors, c.nonce, c.expiresAt],
+        );
+        return { created: true as const };
+      }),
+    );
   }
 
-  /** Takes a challenge out (it can be answered once); undefined when unknown, used or expired. */
   /** An unexpired challenge, left in place: it is deleted with the enrollment it leads to (or its failure). */
   getChallenge(id: string, now: Date): Promise<ChallengeRecord | undefined> {
     return guard(async () => {
-      const res = await this.db.query<{ id: string; trust_domain: string; attestor: string; nonce: Buffer; chain: Buffer; expires_at: Date }>(
-        `SELECT id, trust_domain, attestor, nonce, chain, expires_at FROM attestation_challenges WHERE id = $1`,
+      const res = await this.db.query<ChallengeRow>(
+        `SELECT id, trust_domain, attestor, fingerprint, public_key, anchor, valid_until, selectors, nonce, expires_at FROM x509pop_challenges WHERE id = $1`,
         [id],
       );
       const r = res.rows[0];
       if (!r || toDate(r.expires_at) <= now) return undefined;
-      return { id: r.id, trustDomain: r.trust_domain, attestor: r.attestor, nonce: Buffer.from(r.nonce), chain: splitDerCertificates(Buffer.from(r.chain)), expiresAt: toDate(r.expires_at) };
+      return {
+        id: r.id, trustDomain: r.trust_domain, attestor: r.attestor, fingerprint: r.fingerprint, publicKey: toBuffer(r.public_key), anchor: r.anchor,
+        validUntil: toDate(r.valid_until), selectors: r.selectors, nonce: toBuffer(r.nonce), expiresAt: toDate(r.expires_at),
+      };
     });
   }
 
   /** Answers a challenge once: false when another answer took it first. `q`: the enrollment's transaction. */
   deleteChallenge(id: string, q: Queryable = this.db): Promise<boolean> {
-    return guard(async () => (await q.query(`DELETE FROM attestation_challenges WHERE id = $1`, [id])).rowCount === 1);
+    return guard(async () => (await q.query(`DELETE FROM x509pop_challenges WHERE id = $1`, [id])).rowCount === 1);
+  }
+
+  /**
+   * Deletes expired challenges and used-credential records. The embedded store has no autovacuum,
+   * so there the space of what was deleted is reclaimed here too (VACUUM: reusable at once, and
+   * given back to the file system when it is at the end of the table).
+   */
+  reclaim(now: Date): Promise<{ challenges: number; credentials: number }> {
+    return guard(async () => {
+      const challenges = (await this.db.query(`DELETE FROM x509pop_challenges WHERE expires_at <= $1`, [now])).rowCount ?? 0;
+      const credentials = (await this.db.query(`DELETE FROM used_attestation_credentials WHERE expires_at < $1`, [now])).rowCount ?? 0;
+      if (this.db.kind === 'embedded' && challenges + credentials > 0) await this.db.query('VACUUM x509pop_challenges, used_attestation_credentials');
+      return { challenges, credentials };
+    });
   }
 }

@@ -1,4 +1,4 @@
-import { createHash, verify as verifySignature, X509Certificate } from 'node:crypto';
+import { createHash, createPublicKey, verify as verifySignature, X509Certificate } from 'node:crypto';
 import { CairnError } from '../../lib/errors.js';
 import { pemToDerList } from '../../spiffe/bundle/bundle.js';
 
@@ -15,6 +15,17 @@ export interface X509PopIdentity {
   /** SHA-1 of the leaf, lowercase hex: the agent ID path, as SPIRE names it. */
   readonly fingerprint: string;
   readonly selectors: string[];
+  /** The leaf's SubjectPublicKeyInfo (DER): all that checking the answer to a challenge needs of the chain. */
+  readonly publicKey: Buffer;
+  /** SHA-1 of the manufacturer CA the chain verified to, and the earliest notAfter on the way. */
+  readonly anchor: string;
+  readonly validUntil: Date;
+}
+
+/** A verified chain: the manufacturer CA it reaches and the certificates that led there. */
+export interface VerifiedChain {
+  readonly anchor: X509Certificate;
+  readonly path: readonly X509Certificate[];
 }
 
 const refused = (message: string): CairnError => new CairnError('unauthenticated', message);
@@ -41,7 +52,7 @@ function within(cert: X509Certificate, now: Date): boolean {
 }
 
 /** Verifies leaf → intermediates → one of the manufacturer CAs; returns the CA that anchors it. */
-export function verifyDeviceChain(chain: readonly Buffer[], config: X509PopConfig, now: Date): X509Certificate {
+export function verifyDeviceChain(chain: readonly Buffer[], config: X509PopConfig, now: Date): VerifiedChain {
   if (chain.length === 0 || chain.length > 5) throw new CairnError('invalid_request', 'the chain must hold the device certificate and at most 4 intermediates');
   let certs: X509Certificate[];
   try {
@@ -57,7 +68,7 @@ export function verifyDeviceChain(chain: readonly Buffer[], config: X509PopConfi
     const anchor = roots.find((r) => cert.checkIssued(r) && cert.verify(r.publicKey));
     if (anchor) {
       if (!within(anchor, now)) throw refused('the manufacturer CA is expired');
-      return anchor;
+      return { anchor, path: certs.slice(0, i + 1) };
     }
     const next = certs[i + 1];
     if (!next || !next.ca || !cert.checkIssued(next) || !cert.verify(next.publicKey)) break;
@@ -65,12 +76,16 @@ export function verifyDeviceChain(chain: readonly Buffer[], config: X509PopConfi
   throw refused('the device certificate does not chain to a manufacturer CA of this trust domain');
 }
 
-/** Checks the signature over the nonce with the device certificate's key. */
-export function verifyPossession(leaf: Buffer, nonce: Buffer, signature: Buffer): void {
-  const cert = new X509Certificate(leaf);
+/** Is the manufacturer CA a challenge was issued under (by SHA-1) still configured and valid? */
+export function anchorStillTrusted(config: X509PopConfig, anchor: string, now: Date): boolean {
+  return parseManufacturerCas(config.caCertificates).some((ca) => sha1(ca.raw) === anchor && within(ca, now));
+}
+
+/** Checks the signature over the nonce with the device certificate's key (its SPKI, DER). */
+export function verifyPossession(publicKey: Buffer, nonce: Buffer, signature: Buffer): void {
   let ok = false;
   try {
-    ok = verifySignature('sha256', nonce, cert.publicKey, signature);
+    ok = verifySignature('sha256', nonce, createPublicKey({ key: publicKey, format: 'der', type: 'spki' }), signature);
   } catch {
     ok = false;
   }
@@ -88,7 +103,11 @@ function sanSelectors(cert: X509Certificate): string[] {
   return out;
 }
 
-export function deviceIdentity(chain: readonly Buffer[], anchor: X509Certificate): X509PopIdentity {
+/** A device with more names than this is refused rather than stored (a selector per name). */
+const MAX_SELECTORS = 64;
+
+export function deviceIdentity(chain: readonly Buffer[], verified: VerifiedChain): X509PopIdentity {
+  const { anchor } = verified;
   const leaf = new X509Certificate(chain[0]!);
   const cn = /(?:^|\n)CN=([^\n]*)/.exec(leaf.subject)?.[1];
   const selectors = [
@@ -97,5 +116,13 @@ export function deviceIdentity(chain: readonly Buffer[], anchor: X509Certificate
     `x509pop:serialnumber:${leaf.serialNumber.toLowerCase()}`,
     ...sanSelectors(leaf),
   ];
-  return { fingerprint: sha1(chain[0]!), selectors: [...new Set(selectors)].sort() };
+  if (selectors.length > MAX_SELECTORS || selectors.some((sel) => sel.length > 1024)) throw new CairnError('invalid_request', 'the device certificate carries too many or too long names');
+  const validUntil = new Date(Math.min(...[...verified.path, anchor].map((c) => new Date(c.validTo).getTime())));
+  return {
+    fingerprint: sha1(chain[0]!),
+    selectors: [...new Set(selectors)].sort(),
+    publicKey: leaf.publicKey.export({ type: 'spki', format: 'der' }),
+    anchor: sha1(anchor.raw),
+    validUntil,
+  };
 }
