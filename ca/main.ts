@@ -14,6 +14,7 @@ import { openPostgres } from './db/pg.js';
 import { buildCaApp, type CaApp } from './http/app.js';
 import type { PlainAdminMode } from './http/plain-admin.js';
 import { loadKek } from './keys-at-rest.js';
+import { credentialSets, type KubeCredentialSet } from './node-attestation/kube-credentials.js';
 import { buildCaCore, type CaCore } from './services.js';
 
 export interface CaConfig {
@@ -36,6 +37,8 @@ export interface CaConfig {
   readonly tlsPublicUrl?: string | undefined;
   /** Extra DNS names / IPs for the TLS server certificate. */
   readonly tlsSans?: readonly string[];
+  /** Kubernetes API credential sets k8s_psat clusters may name (besides the built-in `in-cluster`). */
+  readonly kubeCredentials?: readonly KubeCredentialSet[];
 }
 
 export interface CaHandle {
@@ -75,7 +78,8 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
     const { kek, source, generated } = loadKek(config.kekFile, config.dataDir, random);
     if (generated) logger.warn({ kekFile: source }, 'generated a new key-encryption key; replicas sharing this database need the same file (CAIRN_KEK_FILE)');
     let tlsUrl = '';
-    const core = buildCaCore({ db, clock, random, logger, kek, tlsEndpoint: async () => ({ url: config.tlsPublicUrl ?? tlsUrl, pin: await core.serverTls.pin() }) });
+    const kubeCredentials = credentialSets(config.kubeCredentials ?? [], process.env);
+    const core = buildCaCore({ db, clock, random, logger, kek, kubeCredentials, tlsEndpoint: async () => ({ url: config.tlsPublicUrl ?? tlsUrl, pin: await core.serverTls.pin() }) });
     const adminTokenFile = join(config.dataDir, 'admin-token');
     const bootstrapToken = await core.adminAuth.bootstrap(config.adminToken);
     if (bootstrapToken) {

@@ -15,6 +15,7 @@ import { EntryService } from './entries/service.js';
 import { EnrollmentService } from './enrollment/service.js';
 import { NodeAttestationService } from './node-attestation/service.js';
 import { NodeAttestationStore } from './node-attestation/store.js';
+import type { KubeCredentialSet } from './node-attestation/kube-credentials.js';
 import { IssuancePool } from './issuance/batch-pool.js';
 import { FailureLimiter } from './enrollment/failure-limiter.js';
 import { NodeStore } from './nodes/store.js';
@@ -38,6 +39,8 @@ export interface CoreDeps {
   readonly kek: Buffer;
   /** The TLS endpoint bootstrappers use and the pin of its trust anchor (known once listening). */
   readonly tlsEndpoint: () => Promise<{ url: string; pin: string }>;
+  /** The CA's own Kubernetes credential sets by name (node-attestation/kube-credentials.ts credentialSets). */
+  readonly kubeCredentials?: ReadonlyMap<string, KubeCredentialSet>;
 }
 
 export interface CaCore extends CaServices {
@@ -89,7 +92,10 @@ export function buildCaCore(deps: CoreDeps): CaCore {
     trustDomains,
     // Its own budget: PSAT and x509pop evidence cannot be guessed, so this only keeps a misbehaving
     // source from making us hammer the Kubernetes API; nodes behind one NAT share it.
-    nodeAttestation: new NodeAttestationService({ clock, random, logger, store: new NodeAttestationStore(db), enrollment, trustDomains, bans, limiter: new FailureLimiter(clock, 60), endpoint: deps.tlsEndpoint }),
+    nodeAttestation: new NodeAttestationService({
+      clock, random, logger, store: new NodeAttestationStore(db), enrollment, trustDomains, bans, limiter: new FailureLimiter(clock, 60), endpoint: deps.tlsEndpoint,
+      sealer, kubeCredentials: deps.kubeCredentials ?? new Map(),
+    }),
     issuance,
     inventory,
     ready: async () => (await schemaVersion(db)) > 0,

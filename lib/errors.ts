@@ -43,6 +43,7 @@ export const ERROR_CODES = [
   'entry_not_found',
   'entry_exists',
   'not_entry_parent',
+  'attestor_unavailable',
   // infrastructure
   'conflict',
   'store_unavailable',

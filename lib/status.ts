@@ -58,6 +58,7 @@ export const STATUS_TABLE: Readonly<Record<ErrorCode, TransportStatus>> = {
   entry_not_found: s(404, G.NotFound),
   entry_exists: s(409, G.AlreadyExists),
   not_entry_parent: s(403, G.PermissionDenied),
+  attestor_unavailable: s(503, G.Unavailable),
   conflict: s(409, G.AlreadyExists),
   store_unavailable: s(503, G.Unavailable),
   internal: s(500, G.Internal),

@@ -82,6 +82,8 @@ export interface TlsClientOptions {
   readonly signal?: AbortSignal | undefined;
   /** A keep-alive agent to reuse connections (an mTLS handshake per request is wasted work). */
   readonly agent?: HttpsAgent | undefined;
+  /** Refuse (reject) a response body larger than this, for servers we do not control. */
+  readonly maxBytes?: number | undefined;
 }
 
 export interface JsonResponse<T> {
@@ -116,7 +118,15 @@ export function requestJson<T>(method: string, url: string, body: unknown, tls: 
       },
       (res) => {
         const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (tls.maxBytes !== undefined && size > tls.maxBytes) {
+            req.destroy(new Error(`the response from ${url} is larger than ${tls.maxBytes} bytes`));
+            return;
+          }
+          chunks.push(c);
+        });
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
           let parsed: unknown = undefined;

@@ -1,5 +1,5 @@
--- Node attestation hardened (security review): bans outlive node records, and x509pop challenges keep
--- only what checking the answer needs.
+-- Node attestation hardened (security review): attestor configurations no longer name files on the
+-- CA host, bans outlive node records, and x509pop challenges keep only what checking the answer needs.
 
 -- ---- bans: a deny-list by SPIFFE ID, x509pop device-certificate fingerprint (SHA-1, as in the agent
 -- ID) or Kubernetes node UID. It is not tied to a node record: evicting a node keeps its ban, and an
@@ -53,3 +53,25 @@ CREATE TABLE x509pop_challenges (
 );
 CREATE INDEX x509pop_challenges_by_certificate ON x509pop_challenges (trust_domain, fingerprint, expires_at);
 CREATE INDEX x509pop_challenges_by_expiry ON x509pop_challenges (expires_at);
+
+-- ---- k8s_psat: configurations that named files on the CA host. Clusters that used the in-cluster
+-- defaults now name the CA's built-in credential set "in-cluster" (the same files, chosen by the CA).
+UPDATE node_attestors
+  SET config = (config - 'apiCaFile' - 'apiTokenFile') || '{"kubeCredentials": "in-cluster"}'::jsonb
+  WHERE kind = 'k8s_psat' AND config->>'mode' = 'token_review' AND NOT (config ? 'apiServer')
+    AND coalesce(config->>'apiTokenFile', '/var/run/secrets/kubernetes.io/serviceaccount/token') = '/var/run/secrets/kubernetes.io/serviceaccount/token'
+    AND coalesce(config->>'apiCaFile', '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt') = '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt';
+
+-- Any other host path (a token or CA file, or the in-cluster token sent to another API server) is
+-- never read again: the cluster is disabled, with what it named kept under "legacy" for the admin to
+-- see, until it is configured again with inline credentials or a credential set of the CA's own. The
+-- API server moves there too, so a replica of the previous version still running during a rolling
+-- upgrade falls back to the in-cluster API server instead of sending anything to that one.
+UPDATE node_attestors
+  SET config = (config - 'apiCaFile' - 'apiTokenFile' - 'jwksCaFile' - 'apiServer') || jsonb_build_object(
+        'disabled', 'this cluster named files on the CA host, which attestor configuration no longer may: configure it again with inline credentials or a credential set the CA was started with (--kube-credentials)',
+        'legacy', jsonb_strip_nulls(jsonb_build_object('apiServer', config->'apiServer', 'apiTokenFile', config->'apiTokenFile', 'apiCaFile', config->'apiCaFile', 'jwksCaFile', config->'jwksCaFile'))),
+      updated_at = now()
+  WHERE kind = 'k8s_psat'
+    AND (config ? 'apiTokenFile' OR config ? 'apiCaFile' OR config ? 'jwksCaFile'
+         OR (config->>'mode' = 'token_review' AND NOT (config ? 'kubeCredentials')));

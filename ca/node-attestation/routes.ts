@@ -7,14 +7,14 @@ import {
 } from '../../contract/node-attestation.js';
 import { x509Message } from '../enrollment/routes.js';
 import type { App } from '../http/types.js';
-import type { NodeAttestationService } from './service.js';
+import { attestorConfigView, type NodeAttestationService } from './service.js';
 import type { AttestorRecord } from './store.js';
 
 const view = (a: AttestorRecord) => ({
   trustDomain: a.trustDomain,
   kind: a.kind,
   name: a.name,
-  config: a.config as Record<string, unknown>,
+  config: attestorConfigView(a),
   createdAt: a.createdAt.toISOString(),
   updatedAt: a.updatedAt.toISOString(),
 });
@@ -39,7 +39,7 @@ export function registerAttestorAdminRoutes(app: App, service: NodeAttestationSe
     schema: { tags, summary: 'Node attestors configured for a trust domain', params: TrustDomainParams, response: { 200: AttestorList, ...errorResponses } },
   }, async (req) => ({ attestors: (await service.list(req.params.trustDomain)).map(view) }));
   app.put(P.psatCluster, {
-    schema: { tags, summary: 'Configure a Kubernetes cluster for k8s_psat (TokenReview or offline JWKS)', params: AttestorParams, body: PsatClusterBody, response: { 200: AttestorView, ...errorResponses } },
+    schema: { tags, summary: 'Configure a Kubernetes cluster for k8s_psat (TokenReview or offline JWKS); credentials are a set of the CA\'s own (kubeCredentials) or inline, never a host path', params: AttestorParams, body: PsatClusterBody, response: { 200: AttestorView, ...errorResponses } },
   }, async (req) => view(await service.configurePsatCluster(req.params.trustDomain, req.params.name, req.body, req.actor)));
   app.put(P.x509PopCa, {
     schema: { tags, summary: 'Configure manufacturer CAs for x509pop', params: AttestorParams, body: X509PopCaBody, response: { 200: AttestorView, ...errorResponses } },

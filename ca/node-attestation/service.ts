@@ -1,19 +1,27 @@
+import { createHash } from 'node:crypto';
 import type { JSONWebKeySet } from 'jose';
 import type { Clock } from '../../lib/clock.js';
 import type { Queryable } from '../db/database.js';
 import { CairnError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import { randomAlphanumeric, type Random } from '../../lib/random.js';
+import { requestJson } from '../../lib/tls-client.js';
+import type { Sealer } from '../authority/sealing.js';
 import { fingerprintSubject, nodeSubjects, nodeUidSubject, type BanService } from '../bans/service.js';
 import type { FailureLimiter } from '../enrollment/failure-limiter.js';
 import type { EnrollmentService } from '../enrollment/service.js';
 import { decodeCsrText, verifyCsr } from '../issuance/csr.js';
 import type { IssuedX509Svid } from '../issuance/service.js';
 import type { TrustDomainService } from '../trust-domains/service.js';
-import { JwksCache, validatePsat, type PsatClusterConfig } from './psat.js';
+import { checkPsatInput, type PsatClusterInput } from './psat-config.js';
+import { readCredentialSet, type KubeCredentialSet } from './kube-credentials.js';
+import { JwksCache, jwksOf, validatePsat, type KubeApi, type PsatClusterConfig, type PsatUpstreams } from './psat.js';
 import { WindowLimiter } from './rate-limit.js';
 import type { AttestorKind, AttestorRecord, ChallengeCaps, NodeAttestationStore } from './store.js';
+import { attestorUnavailable, UpstreamError, UpstreamGuard, type UpstreamGuardOptions } from './upstream-guard.js';
 import { anchorStillTrusted, deviceIdentity, parseManufacturerCas, verifyDeviceChain, verifyPossession, type X509PopConfig } from './x509pop.js';
+
+export { DEFAULT_PSAT_AUDIENCE, type PsatClusterInput } from './psat-config.js';
 
 export interface NodeAttestationDeps {
   readonly clock: Clock;
@@ -24,6 +32,10 @@ export interface NodeAttestationDeps {
   readonly trustDomains: TrustDomainService;
   readonly bans: BanService;
   readonly limiter: FailureLimiter;
+  /** Seals inline Kubernetes API tokens under the KEK. */
+  readonly sealer: Sealer;
+  /** The CA's own Kubernetes credential sets, by name (`in-cluster` and --kube-credentials). */
+  readonly kubeCredentials: ReadonlyMap<string, KubeCredentialSet>;
   /** Where agents reach the TLS listener, and the pin of its authority. */
   readonly endpoint: () => Promise<{ url: string; pin: string }>;
   readonly limits?: Partial<NodeAttestationLimits>;
@@ -33,41 +45,50 @@ export interface NodeAttestationLimits {
   readonly challenges: ChallengeCaps;
   /** x509pop challenges handed out per source address per minute, successes included. */
   readonly challengesPerSourcePerMinute: number;
+  readonly upstream: UpstreamGuardOptions;
 }
 
-const DEFAULT_LIMITS: NodeAttestationLimits = {
+const DEFAULT_LIMITS: Omit<NodeAttestationLimits, 'upstream'> = {
   challenges: { perCertificate: 5, total: 10_000 },
   challengesPerSourcePerMinute: 60,
 };
 
-/** A cluster as an admin sends it: the stored configuration before defaults and validation. */
-export type PsatClusterInput = Omit<PsatClusterConfig, 'audience' | 'jwks'> & {
-  readonly audience?: string | undefined;
-  readonly jwks?: unknown;
-};
-
-export const DEFAULT_PSAT_AUDIENCE = 'cairn-ca';
 const CHALLENGE_TTL_MS = 60_000;
+/** Upstream answers are small JSON documents; a bigger one is the upstream's failure. */
+const UPSTREAM_MAX_BYTES = 1024 * 1024;
+const UPSTREAM_TIMEOUT_MS = 5_000;
 /** Attestor names become SPIFFE ID path segments. */
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
-const SERVICE_ACCOUNT = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?:[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
 function checkName(name: string, what: string): string {
   if (!NAME.test(name)) throw new CairnError('invalid_request', `${what} must be 1–63 letters, digits, ".", "_" or "-", starting with a letter or digit`);
   return name;
 }
 
+const tokenKeyId = (trustDomain: string, cluster: string): string => `k8s-psat/${trustDomain}/${cluster}/api-token`;
+const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
+
+/** An attestor's configuration as the admin API shows it: sealed secrets are only said to be there. */
+export function attestorConfigView(a: AttestorRecord): Record<string, unknown> {
+  const { apiTokenSealed, ...rest } = a.config as Record<string, unknown>;
+  return apiTokenSealed === undefined ? rest : { ...rest, apiTokenSealed: true };
+}
+
 /**
  * Node attestation that is re-attestable, unlike join tokens: Kubernetes PSAT and x509pop. Each
  * success goes through the same enrollment as a join token (ban check, node record, first SVID).
+ * Anonymous callers reach this; what they can make the CA do outside itself is bounded
+ * (UpstreamGuard) and they never hear why an upstream failed.
  */
 export class NodeAttestationService {
   private readonly jwks: JwksCache;
+  private readonly guard: UpstreamGuard;
   private readonly challengesPerSource: WindowLimiter;
   private readonly caps: ChallengeCaps;
 
   constructor(private readonly deps: NodeAttestationDeps) {
     this.jwks = new JwksCache(deps.clock);
+    this.guard = new UpstreamGuard(deps.clock, deps.logger, deps.limits?.upstream);
     this.challengesPerSource = new WindowLimiter(deps.clock, deps.limits?.challengesPerSourcePerMinute ?? DEFAULT_LIMITS.challengesPerSourcePerMinute, 60, 'x509pop challenges');
     this.caps = deps.limits?.challenges ?? DEFAULT_LIMITS.challenges;
   }
@@ -77,31 +98,11 @@ export class NodeAttestationService {
   async configurePsatCluster(trustDomain: string, cluster: string, input: PsatClusterInput, actor: string): Promise<AttestorRecord> {
     await this.deps.trustDomains.get(trustDomain);
     checkName(cluster, 'the cluster name');
-    if (input.allowedServiceAccounts.length === 0) throw new CairnError('invalid_request', 'allowedServiceAccounts must name at least one namespace:serviceaccount (an empty list would authorize nobody)');
-    for (const sa of input.allowedServiceAccounts) {
-      if (!SERVICE_ACCOUNT.test(sa)) throw new CairnError('invalid_request', `"${sa}" is not namespace:serviceaccount`);
-    }
-    const config: PsatClusterConfig = { mode: input.mode, audience: input.audience ?? DEFAULT_PSAT_AUDIENCE, allowedServiceAccounts: [...new Set(input.allowedServiceAccounts)] };
-    let full: PsatClusterConfig;
-    if (input.mode === 'jwks' && input.jwksUrl !== undefined) {
-      if (input.jwks !== undefined) throw new CairnError('invalid_request', 'give the JWKS inline or its URL, not both');
-      if (!/^https:\/\/\S+$/.test(input.jwksUrl)) throw new CairnError('invalid_request', 'jwksUrl must be an https URL (e.g. <issuer>/openid/v1/jwks)');
-      if (!input.issuer || !/^https:\/\/\S+$/.test(input.issuer)) throw new CairnError('invalid_request', 'offline validation needs the service-account issuer (an https URL, as in the tokens\' iss)');
-      full = { ...config, issuer: input.issuer, jwksUrl: input.jwksUrl, jwksCaFile: input.jwksCaFile };
-    } else if (input.mode === 'jwks') {
-      const keys = (input.jwks as { keys?: unknown } | undefined)?.keys;
-      if (!Array.isArray(keys) || keys.length === 0 || !keys.every((k) => typeof k === 'object' && k !== null && typeof (k as { kty?: unknown }).kty === 'string')) {
-        throw new CairnError('invalid_request', 'offline validation needs the cluster JWKS ({"keys": [...]}, from <issuer>/openid/v1/jwks)');
-      }
-      if (keys.some((k) => 'd' in (k as object))) throw new CairnError('invalid_request', 'the JWKS must hold public keys only');
-      if (!input.issuer || !/^https:\/\/\S+$/.test(input.issuer)) throw new CairnError('invalid_request', 'offline validation needs the service-account issuer (an https URL, as in the tokens\' iss)');
-      full = { ...config, issuer: input.issuer, jwks: input.jwks as JSONWebKeySet };
-    } else {
-      if (input.apiServer !== undefined && !/^https:\/\/\S+$/.test(input.apiServer)) throw new CairnError('invalid_request', 'apiServer must be an https URL');
-      full = { ...config, apiServer: input.apiServer, apiCaFile: input.apiCaFile, apiTokenFile: input.apiTokenFile };
-    }
+    const checked = checkPsatInput(input, this.deps.kubeCredentials);
+    const { apiToken, ...rest } = checked;
+    const full: PsatClusterConfig = apiToken === undefined ? rest : { ...rest, apiTokenSealed: this.deps.sealer.seal(Buffer.from(apiToken, 'utf8'), tokenKeyId(trustDomain, cluster)).toString('base64') };
     const rec = await this.deps.store.upsert(trustDomain, 'k8s_psat', cluster, full, this.deps.clock.now());
-    this.deps.logger.info({ event: 'attestor.configured', trustDomain, kind: 'k8s_psat', name: cluster, mode: input.mode, actor }, 'k8s_psat cluster configured');
+    this.deps.logger.info({ event: 'attestor.configured', trustDomain, kind: 'k8s_psat', name: cluster, mode: input.mode, kubeCredentials: full.kubeCredentials, actor }, 'k8s_psat cluster configured');
     return rec;
   }
 
@@ -147,13 +148,70 @@ export class NodeAttestationService {
     }
   }
 
+  /** The cluster's API server with the credentials its configuration selects, each call guarded. */
+  private kubeApi(key: string, trustDomain: string, cluster: string, config: PsatClusterConfig): KubeApi {
+    const target = (): { apiServer: string; bearer: string; ca: string | undefined } => {
+      if (config.kubeCredentials !== undefined) {
+        const set = this.deps.kubeCredentials.get(config.kubeCredentials);
+        if (!set) throw new UpstreamError(`no credential set "${config.kubeCredentials}" is configured on this CA (--kube-credentials)`);
+        return readCredentialSet(set);
+      }
+      if (!config.apiServer || !config.apiTokenSealed) throw new UpstreamError('the cluster has neither a credential set nor inline credentials');
+      let bearer: string;
+      try {
+        bearer = this.deps.sealer.open(Buffer.from(config.apiTokenSealed, 'base64'), tokenKeyId(trustDomain, cluster)).toString('utf8');
+      } catch {
+        throw new UpstreamError("the cluster's inline API token does not open with this CA's key-encryption key");
+      }
+      return { apiServer: config.apiServer, bearer, ca: config.apiCaCertificates };
+    };
+    return {
+      call: (method, path, body, expect) =>
+        this.guard.run(key, async () => {
+          const t = target();
+          let res;
+          try {
+            res = await requestJson(method, t.apiServer.replace(/\/+$/, '') + path, body, { ca: t.ca, bearer: t.bearer, checkServerName: true, timeoutMs: UPSTREAM_TIMEOUT_MS, maxBytes: UPSTREAM_MAX_BYTES });
+          } catch (err) {
+            throw new UpstreamError(`the Kubernetes API at ${t.apiServer} did not answer ${method} ${path}: ${(err as Error).message}`);
+          }
+          if (!expect.includes(res.status)) throw new UpstreamError(`the Kubernetes API at ${t.apiServer} answered ${method} ${path} with HTTP ${res.status}`);
+          return res;
+        }),
+    };
+  }
+
+  private upstreams(trustDomain: string, cluster: string, config: PsatClusterConfig): PsatUpstreams {
+    const key = `k8s_psat/${trustDomain}/${cluster}`;
+    const url = config.jwksUrl ?? '';
+    const fetchJwks = (): Promise<JSONWebKeySet> =>
+      this.guard.run(key, async () => {
+        let res;
+        try {
+          res = await requestJson('GET', url, undefined, { ca: config.jwksCaCertificates, checkServerName: true, timeoutMs: UPSTREAM_TIMEOUT_MS, maxBytes: UPSTREAM_MAX_BYTES });
+        } catch (err) {
+          throw new UpstreamError(`cannot fetch the cluster JWKS from ${url}: ${(err as Error).message}`);
+        }
+        return jwksOf(res.status, res.body);
+      });
+    return {
+      kubeApi: () => this.kubeApi(key, trustDomain, cluster, config),
+      jwks: (refresh) => this.jwks.get(`${url}\n${sha256(config.jwksCaCertificates ?? '')}`, fetchJwks, refresh),
+    };
+  }
+
   attestPsat(req: { trustDomain: string; cluster: string; token: string; csr: string }, source: string): Promise<IssuedX509Svid> {
     return this.guarded(source, async () => {
       const csr = verifyCsr(decodeCsrText(req.csr));
       const rec = await this.deps.store.get(req.trustDomain, 'k8s_psat', req.cluster);
       if (!rec) throw new CairnError('unauthenticated', `no Kubernetes cluster "${req.cluster}" is configured for ${req.trustDomain}`);
+      const config = rec.config as PsatClusterConfig;
+      if (config.disabled) {
+        this.deps.logger.warn({ event: 'attestor.disabled', trustDomain: req.trustDomain, cluster: req.cluster, reason: config.disabled }, 'attestation refused: the cluster configuration is disabled');
+        throw attestorUnavailable(60);
+      }
       const now = this.deps.clock.now();
-      const who = await validatePsat(req.token, rec.config as PsatClusterConfig, now, this.jwks);
+      const who = await validatePsat(req.token, config, now, this.upstreams(req.trustDomain, req.cluster, config));
       const selectors = [
         `k8s_psat:cluster:${req.cluster}`,
         `k8s_psat:agent_ns:${who.namespace}`,

@@ -4,8 +4,10 @@ import { adminClientFor, readInputFile } from '../client.js';
 import { printResult, table } from '../output.js';
 
 export const ATTESTOR_USAGE = `cairn attestor k8s-psat add --trust-domain TD --cluster NAME --allow NS:SA [--allow …] [--audience cairn-ca]
-                           (--token-review [--api-server URL --api-ca-file F --api-token-file F]
+                           (--token-review [--kube-credentials NAME | --api-server URL --api-token-file F [--api-ca-file F]]
                             | --issuer URL (--jwks-url URL [--jwks-ca-file F] | --jwks-file F))
+                           (files are read here and their content sent; the token is stored sealed.
+                            --kube-credentials names a set the CA was started with; default in-cluster)
 cairn attestor x509pop add --trust-domain TD --name NAME --ca-file MANUFACTURER-CA.pem   (the CA's own TLS: --ca-pin or CAIRN_CA_FILE)
 cairn attestor list --trust-domain TD | remove --trust-domain TD k8s-psat|x509pop NAME
 cairn ca pin                                   (the TLS URL and pin agents without a join token need)`;
@@ -29,6 +31,12 @@ function jwksOf(file: string): unknown {
   }
 }
 
+function psatDetail(c: Record<string, unknown>): string {
+  if (typeof c.disabled === 'string') return `DISABLED: ${c.disabled}`;
+  const via = c.kubeCredentials ? ` credentials=${String(c.kubeCredentials)}` : c.apiServer ? ` ${String(c.apiServer)}` : c.jwksUrl ? ` ${String(c.jwksUrl)}` : '';
+  return `${String(c.mode)}${via} ${(c.allowedServiceAccounts as string[]).join(',')}`;
+}
+
 export async function attestorCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, {
     'trust-domain': { type: 'string' },
@@ -37,6 +45,7 @@ export async function attestorCommand(argv: string[]): Promise<void> {
     allow: { type: 'string', multiple: true },
     audience: { type: 'string' },
     'token-review': { type: 'boolean', default: false },
+    'kube-credentials': { type: 'string' },
     'api-server': { type: 'string' },
     'api-ca-file': { type: 'string' },
     'api-token-file': { type: 'string' },
@@ -54,7 +63,7 @@ export async function attestorCommand(argv: string[]): Promise<void> {
   const [kind, verb, name] = positionals;
   if (kind === 'list') {
     const res = await client.request<{ attestors: AttestorView[] }>('GET', path(P.attestors, { trustDomain: td }));
-    return printResult(values.json, res, () => table([['KIND', 'NAME', 'DETAIL', 'UPDATED'], ...res.attestors.map((a) => [a.kind, a.name, a.kind === 'k8s_psat' ? `${String(a.config.mode)} ${(a.config.allowedServiceAccounts as string[]).join(',')}` : 'manufacturer CAs', a.updatedAt])]));
+    return printResult(values.json, res, () => table([['KIND', 'NAME', 'DETAIL', 'UPDATED'], ...res.attestors.map((a) => [a.kind, a.name, a.kind === 'k8s_psat' ? psatDetail(a.config) : 'manufacturer CAs', a.updatedAt])]));
   }
   if (kind === 'remove' && (verb === 'k8s-psat' || verb === 'x509pop') && name) {
     await client.request('DELETE', path(P.attestor, { trustDomain: td, kind: verb, name }));
@@ -67,11 +76,13 @@ export async function attestorCommand(argv: string[]): Promise<void> {
       mode: values['token-review'] ? 'token_review' : 'jwks',
       allowedServiceAccounts: values.allow,
       ...(values.audience ? { audience: values.audience } : {}),
+      ...(values['kube-credentials'] ? { kubeCredentials: values['kube-credentials'] } : {}),
       ...(values['api-server'] ? { apiServer: values['api-server'] } : {}),
-      ...(values['api-ca-file'] ? { apiCaFile: values['api-ca-file'] } : {}),
-      ...(values['api-token-file'] ? { apiTokenFile: values['api-token-file'] } : {}),
+      // The CA never reads files named through its API: these are read here and their content sent.
+      ...(values['api-ca-file'] ? { apiCaCertificates: readInputFile(values['api-ca-file'], 'the API server CA file') } : {}),
+      ...(values['api-token-file'] ? { apiToken: readInputFile(values['api-token-file'], 'the API token file').trim() } : {}),
       ...(jwks ? { jwks, issuer: values.issuer } : {}),
-      ...(values['jwks-url'] ? { jwksUrl: values['jwks-url'], issuer: values.issuer, ...(values['jwks-ca-file'] ? { jwksCaFile: values['jwks-ca-file'] } : {}) } : {}),
+      ...(values['jwks-url'] ? { jwksUrl: values['jwks-url'], issuer: values.issuer, ...(values['jwks-ca-file'] ? { jwksCaCertificates: readInputFile(values['jwks-ca-file'], 'the JWKS CA file') } : {}) } : {}),
     };
     const a = await client.request<AttestorView>('PUT', path(P.psatCluster, { trustDomain: td, name: values.cluster }), body);
     return printResult(values.json, a, () => `${a.kind} ${a.name}`);

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { publicUrls } from '../../contract/public-api.js';
 import { startCa, type CaConfig, type CaHandle } from '../../ca/main.js';
+import { parseKubeCredentials, type KubeCredentialSet } from '../../ca/node-attestation/kube-credentials.js';
 import { isCairnError } from '../../lib/errors.js';
 import { writeFileAtomic } from '../../lib/fs.js';
 import { parse, UsageError } from '../args.js';
@@ -13,6 +14,8 @@ import { userInfo } from 'node:os';
 
 export const CA_USAGE = `cairn ca start [--data-dir DIR] [--database-url URL] [--listen HOST:PORT] [--public-url URL] [--kek-file FILE]
                [--tls-listen HOST:PORT] [--tls-public-url URL] [--tls-san NAME …] [--plain-admin loopback|off]
+               [--kube-credentials NAME=api-server=URL,token-file=F[,ca-file=F] …]   (k8s_psat TokenReview
+                credentials that attestors name; also CAIRN_KUBE_CREDENTIALS, ";"-separated; "in-cluster" is built in)
 cairn up [--trust-domain example.org] [--data-dir DIR] [--listen HOST:PORT]`;
 
 const CA_OPTIONS = {
@@ -25,6 +28,7 @@ const CA_OPTIONS = {
   'tls-public-url': { type: 'string' },
   'tls-san': { type: 'string', multiple: true },
   'plain-admin': { type: 'string' },
+  'kube-credentials': { type: 'string', multiple: true },
 } as const;
 
 function listenOf(flag: string | undefined, env = process.env.CAIRN_LISTEN, fallback = `127.0.0.1:${DEFAULT_HTTP_PORT}`): { host: string; port: number } {
@@ -50,6 +54,7 @@ interface CaFlags {
   'tls-public-url'?: string | undefined;
   'tls-san'?: string[] | undefined;
   'plain-admin'?: string | undefined;
+  'kube-credentials'?: string[] | undefined;
 }
 
 function plainAdminOf(flag: string | undefined): PlainAdminMode {
@@ -63,6 +68,19 @@ function configuredAdminToken(): string | undefined {
   if (process.env.CAIRN_ADMIN_TOKEN) return process.env.CAIRN_ADMIN_TOKEN;
   const file = process.env.CAIRN_ADMIN_TOKEN_FILE;
   return file ? readInputFile(file, 'CAIRN_ADMIN_TOKEN_FILE').trim() : undefined;
+}
+
+/** --kube-credentials (repeatable) and CAIRN_KUBE_CREDENTIALS (";"-separated sets). */
+function kubeCredentialsOf(flags: readonly string[] | undefined): KubeCredentialSet[] {
+  const fromEnv = (process.env.CAIRN_KUBE_CREDENTIALS ?? '').split(';').map((s) => s.trim()).filter(Boolean);
+  const sets = [...fromEnv.map((t) => [t, 'CAIRN_KUBE_CREDENTIALS'] as const), ...(flags ?? []).map((t) => [t, '--kube-credentials'] as const)].map(([text, where]) => {
+    try {
+      return parseKubeCredentials(text);
+    } catch (err) {
+      throw new UsageError(`${where}: ${(err as Error).message}`);
+    }
+  });
+  return sets;
 }
 
 function caConfigOf(values: CaFlags): CaConfig {
@@ -80,6 +98,7 @@ function caConfigOf(values: CaFlags): CaConfig {
     tlsPort: tls.port,
     tlsPublicUrl: values['tls-public-url'] ?? process.env.CAIRN_TLS_PUBLIC_URL,
     tlsSans: [...(values['tls-san'] ?? []), ...(process.env.CAIRN_TLS_SANS ?? '').split(',').map((s) => s.trim()).filter(Boolean)],
+    kubeCredentials: kubeCredentialsOf(values['kube-credentials']),
   };
 }
 

@@ -81,7 +81,6 @@ describe(`node attestation with Kubernetes PSATs and x509pop (${storeKind()} sto
 
     // A stand-in API server that speaks the real TokenReview JSON, over TLS with its own CA.
     openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'api.key', '-out', 'api.pem', '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], dir);
-    writeFileSync(join(dir, 'api-token'), 'ca-service-account-token\n');
     apiServer = createServer({ key: readFileSync(join(dir, 'api.key')), cert: readFileSync(join(dir, 'api.pem')) }, (req, res) => {
       let body = '';
       req.on('data', (c: Buffer) => (body += c.toString()));
@@ -112,8 +111,8 @@ describe(`node attestation with Kubernetes PSATs and x509pop (${storeKind()} sto
     expect((await admin(`/v1/trust-domains/${TD}/attestors/k8s-psat/onprem`, {
       mode: 'token_review',
       apiServer: `https://127.0.0.1:${(apiServer.address() as AddressInfo).port}`,
-      apiCaFile: join(dir, 'api.pem'),
-      apiTokenFile: join(dir, 'api-token'),
+      apiCaCertificates: readFileSync(join(dir, 'api.pem'), 'utf8'),
+      apiToken: 'ca-service-account-token',
       allowedServiceAccounts: ['cairn:cairn-agent'],
     })).status).toBe(200);
   });
@@ -171,7 +170,7 @@ describe(`node attestation with Kubernetes PSATs and x509pop (${storeKind()} sto
       mode: 'jwks',
       issuer: 'https://oidc.prod.example',
       jwksUrl: `https://127.0.0.1:${(apiServer.address() as AddressInfo).port}/openid/v1/jwks`,
-      jwksCaFile: join(dir, 'api.pem'),
+      jwksCaCertificates: readFileSync(join(dir, 'api.pem'), 'utf8'),
       allowedServiceAccounts: ['cairn:cairn-agent'],
     });
     expect(configured.status).toBe(200);
@@ -213,13 +212,15 @@ describe(`node attestation with Kubernetes PSATs and x509pop (${storeKind()} sto
       reviews.set(orphan, { authenticated: true, audiences: ['cairn-ca'], user: { username: 'system:serviceaccount:cairn:cairn-agent', extra: { 'authentication.kubernetes.io/pod-name': ['cairn-agent-zzzzz'], 'authentication.kubernetes.io/pod-uid': ['pod-orphan-0001'], 'authentication.kubernetes.io/node-name': ['worker-7'], 'authentication.kubernetes.io/node-uid': ['node-uid-0007'] } } });
       const noPod = await post(P.attestPsat, { trustDomain: TD, cluster: 'onprem', token: orphan, csr: csr() });
       expect(noPod.status).toBe(401);
-      expect(noPod.body.message).toMatch(/no pod cairn\/cairn-agent-zzzzz/);
+      expect(noPod.body.message).toMatch(/the pod the token is bound to no longer exists/);
 
       const deleted = await psat({ podUid: 'pod-gone-0001' });
       reviews.set(deleted, { authenticated: false, error: '[pods "cairn-agent-gone" not found]' });
       const gone = await post(P.attestPsat, { trustDomain: TD, cluster: 'onprem', token: deleted, csr: csr() });
       expect(gone.status).toBe(401);
-      expect(gone.body.message).toMatch(/not found/);
+      // the API server's own words stay with the CA: the caller hears a sentence of ours
+      expect(gone.body.message).toMatch(/does not authenticate this token/);
+      expect(gone.body.message).not.toMatch(/cairn-agent-gone/);
 
       const mismatch = await psat({ podUid: 'pod-claimed-0001' });
       reviews.set(mismatch, { authenticated: true, audiences: ['cairn-ca'], user: { username: 'system:serviceaccount:cairn:cairn-agent', extra: { 'authentication.kubernetes.io/pod-uid': ['pod-actual-0002'], 'authentication.kubernetes.io/node-uid': ['n'] } } });

@@ -5,6 +5,7 @@ import type { Clock } from '../../lib/clock.js';
 import { startCa, type CaHandle } from '../../ca/main.js';
 import type { CaCore } from '../../ca/services.js';
 import type { CaApp } from '../../ca/http/app.js';
+import type { KubeCredentialSet } from '../../ca/node-attestation/kube-credentials.js';
 import { capturingLogger } from './logs.js';
 import { createPgDatabase, storeKind } from './db.js';
 
@@ -32,14 +33,14 @@ export interface TestCa {
 }
 
 /** A real CA (both listeners on loopback ports) over a fresh database of the store under test. */
-export async function startTestCa(options: { clock?: Clock; publicUrl?: string; databaseUrl?: string } = {}): Promise<TestCa> {
+export async function startTestCa(options: { clock?: Clock; publicUrl?: string; databaseUrl?: string; kubeCredentials?: KubeCredentialSet[] } = {}): Promise<TestCa> {
   const dataDir = mkdtempSync(join(tmpdir(), 'cairn-ca-'));
   const pg = options.databaseUrl || storeKind() !== 'postgres' ? undefined : await createPgDatabase();
   const databaseUrl = options.databaseUrl ?? pg?.url;
   const { logger, text } = capturingLogger();
   const start = (tlsPort: number): Promise<CaHandle> =>
     startCa(
-      { dataDir, databaseUrl, host: '127.0.0.1', port: 0, tlsPort, publicUrl: options.publicUrl, rotationIntervalMs: 3_600_000 },
+      { dataDir, databaseUrl, host: '127.0.0.1', port: 0, tlsPort, publicUrl: options.publicUrl, rotationIntervalMs: 3_600_000, kubeCredentials: options.kubeCredentials },
       { logger, ...(options.clock ? { clock: options.clock } : {}) },
     );
   let handle: CaHandle | undefined = await start(0);
