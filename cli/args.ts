@@ -19,3 +19,11 @@ export function parse<T extends Options>(argv: string[], options: T) {
 export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
+
+/**
+ * A setting (flag, environment variable or file) whose value cannot work: found before anything is
+ * opened, printed as one `error:` line naming the setting, exit 2 (a restart will not fix it).
+ */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}

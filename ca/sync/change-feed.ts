@@ -25,9 +25,14 @@ export class ChangeFeed {
     this.unlisten = await listenForChanges(this.db, () => this.wakeAll());
   }
 
-  async stop(): Promise<void> {
+  /** Long-polls answer at once, and new ones do not wait: for a server about to close its listeners. */
+  endLongPolls(): void {
     this.stopping.abort();
     this.wakeAll();
+  }
+
+  async stop(): Promise<void> {
+    this.endLongPolls();
     await this.unlisten?.();
     this.unlisten = undefined;
   }
