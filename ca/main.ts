@@ -5,11 +5,14 @@ import { SERVER_CERT_TTL_SECONDS } from './server-tls/service.js';
 import { systemClock, type Clock } from '../lib/clock.js';
 import { writeFileAtomic } from '../lib/fs.js';
 import { createLogger, type Logger } from '../lib/log.js';
+import { isCairnError } from '../lib/errors.js';
 import { packageRoot } from '../lib/paths.js';
 import { systemRandom, type Random } from '../lib/random.js';
+import { Resources } from '../lib/resources.js';
+import { cairnVersion } from '../lib/version.js';
 import type { Database } from './db/database.js';
 import { openEmbedded } from './db/embedded.js';
-import { loadMigrations, migrate } from './db/migrate.js';
+import { describeSchema, loadMigrations, migrate, schemaServes, schemaStatus, type Migration } from './db/migrate.js';
 import { openPostgres } from './db/pg.js';
 import { buildCaApp, type CaApp } from './http/app.js';
 import type { PlainAdminMode } from './http/plain-admin.js';
@@ -39,6 +42,11 @@ export interface CaConfig {
   readonly tlsSans?: readonly string[];
   /** Kubernetes API credential sets k8s_psat clusters may name (besides the built-in `in-cluster`). */
   readonly kubeCredentials?: readonly KubeCredentialSet[];
+  /**
+   * Never apply migrations: start only on a schema this version can serve, else refuse. The runtime
+   * database user then needs no DDL rights, and a Job (`cairn migrate`) migrates before a rollout.
+   */
+  readonly noMigrate?: boolean | undefined;
 }
 
 export interface CaHandle {
@@ -53,6 +61,8 @@ export interface CaHandle {
   readonly db: Database;
   readonly adminTokenFile: string;
   readonly logger: Logger;
+  /** This installation's version (package.json), as /healthz reports it. */
+  readonly version: string;
   close(): Promise<void>;
 }
 
@@ -60,6 +70,18 @@ export interface CaRuntime {
   readonly clock?: Clock;
   readonly random?: Random;
   readonly logger?: Logger;
+  /** Default: package.json's, read once here. */
+  readonly version?: string;
+}
+
+/** The CA could not start; the message is one sentence for the operator (the CLI prints it as `error: …`). */
+export class CaStartError extends Error {
+  override readonly name = 'CaStartError';
+}
+
+/** The migrations this installation ships. */
+export function bundledMigrations(): Migration[] {
+  return loadMigrations(join(packageRoot(import.meta.url), 'migrations'));
 }
 
 export async function openDatabase(config: Pick<CaConfig, 'databaseUrl' | 'dataDir'>): Promise<Database> {
@@ -71,15 +93,26 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
   const logger = runtime.logger ?? createLogger();
   const clock = runtime.clock ?? systemClock;
   const random = runtime.random ?? systemRandom;
-  const db = await openDatabase(config);
+  const version = runtime.version ?? cairnVersion();
+  const migrations = bundledMigrations();
+  // Before the store: a missing or malformed KEK file is a configuration mistake, found without
+  // touching the database.
+  const { kek, source, generated } = loadKek(config.kekFile, config.dataDir, random);
+  // Everything opened from here on is closed again, newest first, if the start fails halfway: a CA
+  // that cannot serve exits instead of hanging on a worker, a LISTEN connection or a bound port.
+  const opened = new Resources();
+  const release = (): Promise<void> => opened.close((what, err) => logger.warn({ err, resource: what }, 'closing a resource failed'));
   try {
-    const applied = await migrate(db, loadMigrations(join(packageRoot(import.meta.url), 'migrations')));
-    if (applied.length > 0) logger.info({ event: 'db.migrated', versions: applied, store: db.kind }, 'database migrated');
-    const { kek, source, generated } = loadKek(config.kekFile, config.dataDir, random);
+    const db = await openDatabase(config).catch((err: unknown) => {
+      throw storeProblem(err, config);
+    });
+    opened.defer('database pool', () => db.close());
+    await prepareSchema(db, migrations, { config, version, logger });
     if (generated) logger.warn({ kekFile: source }, 'generated a new key-encryption key; replicas sharing this database need the same file (CAIRN_KEK_FILE)');
     let tlsUrl = '';
     const kubeCredentials = credentialSets(config.kubeCredentials ?? [], process.env);
-    const core = buildCaCore({ db, clock, random, logger, kek, kubeCredentials, tlsEndpoint: async () => ({ url: config.tlsPublicUrl ?? tlsUrl, pin: await core.serverTls.pin() }) });
+    const core = buildCaCore({ db, clock, random, logger, kek, kubeCredentials, migrations, version, tlsEndpoint: async () => ({ url: config.tlsPublicUrl ?? tlsUrl, pin: await core.serverTls.pin() }) });
+    opened.defer('issuance workers', () => core.issuancePool.close());
     const adminTokenFile = join(config.dataDir, 'admin-token');
     const bootstrapToken = await core.adminAuth.bootstrap(config.adminToken);
     if (bootstrapToken) {
@@ -88,16 +121,11 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
     }
     const tlsHost = config.tlsHost ?? config.host;
     const sans = [...new Set([tlsHost, 'localhost', '127.0.0.1', '::1', hostname(), ...(config.tlsSans ?? [])])].filter((h) => h && h !== '0.0.0.0' && h !== '::');
-    let credentials = await core.serverTls.serverCredentials(sans);
+    let credentials = await core.serverTls.serverCredentials(sans).catch((err: unknown) => {
+      throw kekProblem(err, source);
+    });
     await core.feed.start();
-    const app = await buildCaApp(core, { logger, publicUrl: config.publicUrl, plainAdmin: config.plainAdmin ?? 'loopback', tlsUrl: () => config.tlsPublicUrl ?? tlsUrl });
-    const tlsApp = await buildCaApp(core, { logger, publicUrl: config.publicUrl, tls: { key: credentials.keyPem, cert: credentials.certChainPem } });
-    await app.app.listen({ host: config.host, port: config.port });
-    await tlsApp.app.listen({ host: tlsHost, port: config.tlsPort ?? 8443 });
-    const url = `http://${hostPort(config.host, app)}`;
-    tlsUrl = `https://${hostPort(tlsHost, tlsApp)}`;
-    const tlsPin = credentials.pin;
-    logger.info({ url, tlsUrl, tlsPin, plainAdmin: config.plainAdmin ?? 'loopback', store: db.kind }, 'CA listening');
+    opened.defer('change feed (LISTEN)', () => core.feed.stop());
 
     const refreshTls = async (): Promise<void> => {
       const left = credentials.notAfter.getTime() - clock.now().getTime();
@@ -106,15 +134,37 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
       (tlsApp.app.server as unknown as HttpsServer).setSecureContext({ key: credentials.keyPem, cert: credentials.certChainPem });
       logger.info({ notAfter: credentials.notAfter.toISOString() }, 'TLS server certificate renewed');
     };
-    const housekeeping = async (): Promise<void> => {
-      await rotateAll(core, logger);
-      await refreshTls().catch((err: unknown) => logger.warn({ err }, 'TLS server certificate renewal failed; will retry'));
-      await core.stores.tokens.purge(new Date(clock.now().getTime() - 86400_000)).catch(() => 0);
-      await core.nodeAttestation.reclaim().catch((err: unknown) => logger.warn({ err }, 'reclaiming expired attestation records failed; will retry'));
+    let pass: Promise<void> = Promise.resolve();
+    const housekeeping = (): void => {
+      pass = pass.then(async () => {
+        await rotateAll(core, logger);
+        await refreshTls().catch((err: unknown) => logger.warn({ err }, 'TLS server certificate renewal failed; will retry'));
+        await core.stores.tokens.purge(new Date(clock.now().getTime() - 86400_000)).catch(() => 0);
+        await core.nodeAttestation.reclaim().catch((err: unknown) => logger.warn({ err }, 'reclaiming expired attestation records failed; will retry'));
+      });
     };
-    const rotation = setInterval(() => void housekeeping(), config.rotationIntervalMs ?? 60_000);
+
+    const app = await buildCaApp(core, { logger, publicUrl: config.publicUrl, version, plainAdmin: config.plainAdmin ?? 'loopback', tlsUrl: () => config.tlsPublicUrl ?? tlsUrl });
+    const tlsApp = await buildCaApp(core, { logger, publicUrl: config.publicUrl, version, tls: { key: credentials.keyPem, cert: credentials.certChainPem } });
+    // Loops stop after the listeners have closed (design: stop accepting, finish in-flight, stop
+    // loops, close the pool), so they are registered before them.
+    const rotation = setInterval(housekeeping, config.rotationIntervalMs ?? 60_000);
     rotation.unref();
-    void housekeeping();
+    opened.defer('rotation loop', async () => {
+      clearInterval(rotation);
+      await pass;
+    });
+    housekeeping();
+    opened.defer('listeners', async () => {
+      core.feed.endLongPolls(); // long-polls answer now rather than hold the close for 30 s
+      await Promise.all([app.app.close(), tlsApp.app.close()]);
+    });
+    await listen(app, config.host, config.port, '--listen');
+    await listen(tlsApp, tlsHost, config.tlsPort ?? 8443, '--tls-listen');
+    const url = `http://${hostPort(config.host, app)}`;
+    tlsUrl = `https://${hostPort(tlsHost, tlsApp)}`;
+    const tlsPin = credentials.pin;
+    logger.info({ url, tlsUrl, tlsPin, plainAdmin: config.plainAdmin ?? 'loopback', store: db.kind, version }, 'CA listening');
 
     return {
       url,
@@ -126,17 +176,68 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
       db,
       adminTokenFile,
       logger,
-      async close() {
-        clearInterval(rotation);
-        await core.feed.stop();
-        await core.issuancePool.close();
-        await Promise.all([app.app.close(), tlsApp.app.close()]);
-        await db.close();
-      },
+      version,
+      close: release,
     };
   } catch (err) {
-    await db.close().catch(() => undefined);
+    await release();
     throw err;
+  }
+}
+
+/**
+ * Migrates (unless told not to), then checks that this version can serve on the schema it finds: not
+ * behind (with --no-migrate), and not ahead by a migration that is not backward compatible.
+ */
+async function prepareSchema(db: Database, migrations: readonly Migration[], options: { config: CaConfig; version: string; logger: Logger }): Promise<void> {
+  const { config, version, logger } = options;
+  try {
+    if (!config.noMigrate) {
+      const applied = await migrate(db, migrations);
+      if (applied.length > 0) logger.info({ event: 'db.migrated', versions: applied, store: db.kind }, 'database migrated');
+    }
+    const status = await schemaStatus(db, migrations);
+    if (!schemaServes(status)) throw new CaStartError(describeSchema(status, version));
+    if (status.kind === 'newer_compatible') {
+      logger.warn({ event: 'db.schema_newer', schemaVersion: status.version, knownVersion: status.known, version }, 'the database schema is newer than this version knows; its newer migrations are expand-only, so it keeps serving');
+    }
+  } catch (err) {
+    throw storeProblem(err, config);
+  }
+}
+
+/** A database that cannot be reached or used at start-up, said with where it is (never its password). */
+function storeProblem(err: unknown, config: Pick<CaConfig, 'databaseUrl' | 'dataDir'>): unknown {
+  if (err instanceof CaStartError) return err;
+  const cause = isCairnError(err, 'store_unavailable') ? (err.cause ?? err) : err;
+  const where = config.databaseUrl ? `PostgreSQL at ${describeDatabaseUrl(config.databaseUrl)} (--database-url / DATABASE_URL)` : `the embedded database in ${join(config.dataDir, 'pgdata')}`;
+  const reason = cause instanceof Error ? cause.message || (cause as { code?: string }).code || cause.name : String(cause);
+  return new CaStartError(`cannot use ${where}: ${reason}`, { cause: err });
+}
+
+/** host:port/database of a connection string, without user or password. */
+export function describeDatabaseUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.host || 'localhost'}${u.pathname && u.pathname !== '/' ? u.pathname : ''}`;
+  } catch {
+    return '(unparseable URL)';
+  }
+}
+
+function kekProblem(err: unknown, kekSource: string): unknown {
+  if (!isCairnError(err, 'internal') || !/key-encryption key/.test(err.message)) return err;
+  return new CaStartError(`the key-encryption key in ${kekSource} does not open the keys stored in this database: every replica of a database needs the KEK file it was created with (--kek-file / CAIRN_KEK_FILE)`, { cause: err });
+}
+
+async function listen(app: CaApp, host: string, port: number, flag: string): Promise<void> {
+  try {
+    await app.app.listen({ host, port });
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+    const why = code === 'EADDRINUSE' ? 'the address is already in use' : code === 'EACCES' ? 'permission denied (ports below 1024 need privileges)' : code === 'EADDRNOTAVAIL' ? 'no such local address' : (err as Error).message;
+    throw new CaStartError(`cannot listen on ${address} (${flag}): ${why}`, { cause: err });
   }
 }
 

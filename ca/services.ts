@@ -2,7 +2,7 @@ import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { Random } from '../lib/random.js';
 import type { Database } from './db/database.js';
-import { schemaVersion } from './db/migrate.js';
+import { describeSchema, schemaServes, schemaStatus, schemaVersion, type Migration } from './db/migrate.js';
 import { AdminAuthService } from './admin-auth/service.js';
 import { AdminTokenStore } from './admin-auth/store.js';
 import { createSealer } from './authority/sealing.js';
@@ -41,6 +41,10 @@ export interface CoreDeps {
   readonly tlsEndpoint: () => Promise<{ url: string; pin: string }>;
   /** The CA's own Kubernetes credential sets by name (node-attestation/kube-credentials.ts credentialSets). */
   readonly kubeCredentials?: ReadonlyMap<string, KubeCredentialSet>;
+  /** The migrations this code knows: readiness needs the schema to be one it can serve. Absent: any migrated schema. */
+  readonly migrations?: readonly Migration[];
+  /** For readiness messages. */
+  readonly version?: string;
 }
 
 export interface CaCore extends CaServices {
@@ -98,6 +102,10 @@ export function buildCaCore(deps: CoreDeps): CaCore {
     }),
     issuance,
     inventory,
-    ready: async () => (await schemaVersion(db)) > 0,
+    ready: async () => {
+      if (!deps.migrations) return (await schemaVersion(db)) > 0 ? { ready: true } : { ready: false, reason: 'the database is not migrated' };
+      const status = await schemaStatus(db, deps.migrations);
+      return schemaServes(status) ? { ready: true } : { ready: false, reason: describeSchema(status, deps.version ?? 'this version') };
+    },
   };
 }

@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { errorResponses } from '../../contract/common.js';
 import { OidcDiscoverySchema, OidcJwksSchema, PublicPaths, SpiffeBundleSchema, TrustDomainPathParams } from '../../contract/public-api.js';
-import { CairnError } from '../../lib/errors.js';
+import { CairnError, isCairnError } from '../../lib/errors.js';
 import { derToPem } from '../../spiffe/bundle/bundle.js';
 import type { AuthorityService } from '../authority/service.js';
 import { validateTrustDomainName } from '../trust-domains/service.js';
@@ -89,10 +89,12 @@ export function registerPublicRoutes(app: App, deps: PublicRouteDeps): void {
   });
 }
 
-export function registerHealthRoutes(app: App, ready: () => Promise<boolean>): void {
-  const Health = Type.Object({ status: Type.String() });
-  app.get(PublicPaths.healthz, { schema: { tags: ['health'], response: { 200: Health } } }, async () => ({ status: 'ok' }));
-  app.get(PublicPaths.readyz, { schema: { tags: ['health'], response: { 200: Health, 503: Health } } }, async (_req, reply) =>
-    (await ready().catch(() => false)) ? { status: 'ready' } : reply.status(503).send({ status: 'not ready' }),
-  );
+export function registerHealthRoutes(app: App, ready: () => Promise<{ readonly ready: boolean; readonly reason?: string }>, version: string): void {
+  const Health = Type.Object({ status: Type.String(), version: Type.String() });
+  const Readiness = Type.Object({ status: Type.String(), reason: Type.Optional(Type.String()) });
+  app.get(PublicPaths.healthz, { schema: { tags: ['health'], response: { 200: Health } } }, async () => ({ status: 'ok', version }));
+  app.get(PublicPaths.readyz, { schema: { tags: ['health'], response: { 200: Readiness, 503: Readiness } } }, async (_req, reply) => {
+    const state = await ready().catch((err: unknown) => ({ ready: false, reason: `the database does not answer: ${isCairnError(err) ? err.message : 'unexpected error'}` }));
+    return state.ready ? { status: 'ready' } : reply.status(503).send({ status: 'not ready', reason: state.reason ?? 'not ready' });
+  });
 }

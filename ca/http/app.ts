@@ -39,12 +39,15 @@ export interface CaServices {
   readonly trustDomains: TrustDomainService;
   readonly issuance: IssuanceService;
   readonly inventory: InventoryStore;
-  readonly ready: () => Promise<boolean>;
+  /** Whether this CA can serve now (store answering, schema one it can serve), and if not, why. */
+  readonly ready: () => Promise<{ readonly ready: boolean; readonly reason?: string }>;
 }
 
 export interface CaAppOptions {
   readonly logger: Logger;
   readonly publicUrl?: string | undefined;
+  /** This installation's version, reported by /healthz. */
+  readonly version?: string;
   /** Request body cap; a CSR is ~1 KiB, so the default leaves room for batches without inviting floods. */
   readonly bodyLimit?: number;
   /**
@@ -108,7 +111,7 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
 
   await app.register(swagger, {
     openapi: {
-      info: { title: 'Cairn CA', version: '0.1.0', description: 'SPIFFE identity authority: admin, public and agent APIs' },
+      info: { title: 'Cairn CA', version: options.version ?? 'unknown', description: 'SPIFFE identity authority: admin, public and agent APIs' },
       components: { securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } } },
     },
   });
@@ -126,7 +129,7 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
     pub.addHook('onRequest', async (req) => {
       req.actor = 'public';
     });
-    registerHealthRoutes(pub, services.ready);
+    registerHealthRoutes(pub, services.ready, options.version ?? 'unknown');
     registerPublicRoutes(pub, { authority: services.authority, publicUrl: options.publicUrl });
     pub.get('/docs', { schema: { hide: true } }, async () => app.swagger());
     pub.get('/docs/openapi.json', { schema: { hide: true } }, async () => app.swagger());

@@ -1,21 +1,27 @@
 import { join } from 'node:path';
 import { publicUrls } from '../../contract/public-api.js';
-import { startCa, type CaConfig, type CaHandle } from '../../ca/main.js';
+import { bundledMigrations, CaStartError, describeDatabaseUrl, openDatabase, startCa, type CaConfig, type CaHandle } from '../../ca/main.js';
 import { parseKubeCredentials, type KubeCredentialSet } from '../../ca/node-attestation/kube-credentials.js';
+import { describeSchema, latestVersion, migrate, schemaServes, schemaStatus } from '../../ca/db/migrate.js';
+import { validateTrustDomainName } from '../../ca/trust-domains/service.js';
 import { isCairnError } from '../../lib/errors.js';
 import { writeFileAtomic } from '../../lib/fs.js';
-import { parse, UsageError } from '../args.js';
+import { cairnVersion } from '../../lib/version.js';
+import { ConfigError, parse, UsageError } from '../args.js';
 import { dataDirOf, DEFAULT_HTTP_PORT, DEFAULT_TLS_PORT, readInputFile } from '../client.js';
 import { isPlainAdminMode, type PlainAdminMode } from '../../ca/http/plain-admin.js';
 import { say } from '../output.js';
+import { databaseUrl, envFlag, hostNameOrIp, listenAddress, readableFile, urlSetting } from '../settings.js';
 import { untilSignal } from './agent.js';
 import { startAgent } from '../../node-agent/main.js';
 import { userInfo } from 'node:os';
 
 export const CA_USAGE = `cairn ca start [--data-dir DIR] [--database-url URL] [--listen HOST:PORT] [--public-url URL] [--kek-file FILE]
-               [--tls-listen HOST:PORT] [--tls-public-url URL] [--tls-san NAME …] [--plain-admin loopback|off]
+               [--tls-listen HOST:PORT] [--tls-public-url URL] [--tls-san NAME …] [--plain-admin loopback|off] [--no-migrate]
                [--kube-credentials NAME=api-server=URL,token-file=F[,ca-file=F] …]   (k8s_psat TokenReview
                 credentials that attestors name; also CAIRN_KUBE_CREDENTIALS, ";"-separated; "in-cluster" is built in)
+cairn ca healthcheck [--server URL] [--wait DURATION]   (exit 0 when /readyz says ready)
+cairn migrate [--data-dir DIR] [--database-url URL]     (apply the schema migrations and exit)
 cairn up [--trust-domain example.org] [--data-dir DIR] [--listen HOST:PORT]`;
 
 const CA_OPTIONS = {
@@ -29,13 +35,19 @@ const CA_OPTIONS = {
   'tls-san': { type: 'string', multiple: true },
   'plain-admin': { type: 'string' },
   'kube-credentials': { type: 'string', multiple: true },
+  'no-migrate': { type: 'boolean' },
 } as const;
 
-function listenOf(flag: string | undefined, env = process.env.CAIRN_LISTEN, fallback = `127.0.0.1:${DEFAULT_HTTP_PORT}`): { host: string; port: number } {
-  const text = flag ?? env ?? fallback;
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text);
-  if (!m) throw new UsageError(`--listen must be HOST:PORT, got ${text}`);
-  return { host: m[1] ?? (m[2] || '0.0.0.0'), port: Number(m[3]) };
+/** A value from its flag, else its environment variable, with the name to blame when it is wrong. */
+function setting(flagValue: string | undefined, flag: string, env: string): { value: string; name: string } | undefined {
+  if (flagValue !== undefined) return { value: flagValue, name: flag };
+  const fromEnv = process.env[env];
+  return fromEnv === undefined || fromEnv === '' ? undefined : { value: fromEnv, name: env };
+}
+
+function listenOf(flagValue: string | undefined, flag: string, env: string, fallback: string): { host: string; port: number } {
+  const s = setting(flagValue, flag, env) ?? { value: fallback, name: flag };
+  return listenAddress(s.value, s.name);
 }
 
 /** With no public URL configured, a specific listen address is the best guess; a wildcard is not. */
@@ -55,6 +67,7 @@ interface CaFlags {
   'tls-san'?: string[] | undefined;
   'plain-admin'?: string | undefined;
   'kube-credentials'?: string[] | undefined;
+  'no-migrate'?: boolean | undefined;
 }
 
 function plainAdminOf(flag: string | undefined): PlainAdminMode {
@@ -83,29 +96,40 @@ function kubeCredentialsOf(flags: readonly string[] | undefined): KubeCredential
   return sets;
 }
 
+/** The CA's configuration from flags and environment, every value checked before anything is opened. */
 function caConfigOf(values: CaFlags): CaConfig {
-  const listen = listenOf(values.listen);
-  const tls = listenOf(values['tls-listen'], process.env.CAIRN_TLS_LISTEN, `127.0.0.1:${DEFAULT_TLS_PORT}`);
+  const listen = listenOf(values.listen, '--listen', 'CAIRN_LISTEN', `127.0.0.1:${DEFAULT_HTTP_PORT}`);
+  const tls = listenOf(values['tls-listen'], '--tls-listen', 'CAIRN_TLS_LISTEN', `127.0.0.1:${DEFAULT_TLS_PORT}`);
+  const db = setting(values['database-url'], '--database-url', 'DATABASE_URL') ?? setting(undefined, '--database-url', 'CAIRN_DATABASE_URL');
+  const publicUrl = setting(values['public-url'], '--public-url', 'CAIRN_PUBLIC_URL');
+  const tlsPublicUrl = setting(values['tls-public-url'], '--tls-public-url', 'CAIRN_TLS_PUBLIC_URL');
+  const kek = setting(values['kek-file'], '--kek-file', 'CAIRN_KEK_FILE');
+  const sans = [
+    ...(values['tls-san'] ?? []).map((v) => hostNameOrIp(v, '--tls-san')),
+    ...(process.env.CAIRN_TLS_SANS ?? '').split(',').map((s) => s.trim()).filter(Boolean).map((v) => hostNameOrIp(v, 'CAIRN_TLS_SANS')),
+  ];
+  const adminToken = configuredAdminToken()?.trim() || undefined;
+  if (adminToken !== undefined && adminToken.length < 32) throw new ConfigError(`${process.env.CAIRN_ADMIN_TOKEN ? 'CAIRN_ADMIN_TOKEN' : 'CAIRN_ADMIN_TOKEN_FILE'} must hold at least 32 characters`);
   return {
     dataDir: dataDirOf(values['data-dir']),
-    databaseUrl: values['database-url'] ?? process.env.DATABASE_URL ?? process.env.CAIRN_DATABASE_URL,
+    databaseUrl: db ? databaseUrl(db.value, db.name) : undefined,
     ...listen,
     plainAdmin: plainAdminOf(values['plain-admin']),
-    publicUrl: values['public-url'] ?? process.env.CAIRN_PUBLIC_URL ?? defaultPublicUrl(listen.host, listen.port),
-    kekFile: values['kek-file'] ?? process.env.CAIRN_KEK_FILE,
-    adminToken: configuredAdminToken(),
+    publicUrl: publicUrl ? urlSetting(publicUrl.value, publicUrl.name, ['http:', 'https:']) : defaultPublicUrl(listen.host, listen.port),
+    kekFile: kek ? readableFile(kek.value, kek.name) : undefined,
+    adminToken,
     tlsHost: tls.host,
     tlsPort: tls.port,
-    tlsPublicUrl: values['tls-public-url'] ?? process.env.CAIRN_TLS_PUBLIC_URL,
-    tlsSans: [...(values['tls-san'] ?? []), ...(process.env.CAIRN_TLS_SANS ?? '').split(',').map((s) => s.trim()).filter(Boolean)],
+    tlsPublicUrl: tlsPublicUrl ? urlSetting(tlsPublicUrl.value, tlsPublicUrl.name, ['https:']) : undefined,
+    tlsSans: sans,
     kubeCredentials: kubeCredentialsOf(values['kube-credentials']),
+    noMigrate: values['no-migrate'] === true || envFlag(process.env.CAIRN_NO_MIGRATE, 'CAIRN_NO_MIGRATE'),
   };
 }
 
-async function runUntilSignal(handle: CaHandle, stops: (() => Promise<void>)[] = []): Promise<void> {
+async function runUntilSignal(handle: CaHandle): Promise<void> {
   const signal = await untilSignal();
   handle.logger.info({ signal }, 'shutting down');
-  for (const stop of stops) await stop();
   await handle.close();
 }
 
@@ -113,8 +137,40 @@ export async function caCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, CA_OPTIONS);
   if (positionals[0] !== 'start') throw new UsageError(CA_USAGE);
   const handle = await startCa(caConfigOf(values));
-  say(`Cairn CA listening on ${handle.url} and ${handle.tlsUrl} (${handle.db.kind} store); TLS pin ${handle.tlsPin}; admin token file: ${handle.adminTokenFile}`);
+  say(`Cairn ${handle.version} CA listening on ${handle.url} and ${handle.tlsUrl} (${handle.db.kind} store); TLS pin ${handle.tlsPin}; admin token file: ${handle.adminTokenFile}`);
   await runUntilSignal(handle);
+}
+
+/**
+ * `cairn migrate`: the schema migrations this version ships, applied with the database settings of
+ * `ca start`, then exit. For a Job (or a deploy step) with DDL rights ahead of replicas started with
+ * --no-migrate. Prints what it applied, or that there was nothing to apply.
+ */
+export async function migrateCommand(argv: string[]): Promise<void> {
+  const { values, positionals } = parse(argv, { 'database-url': { type: 'string' } });
+  if (positionals.length > 0) throw new UsageError(CA_USAGE);
+  const db = setting(values['database-url'], '--database-url', 'DATABASE_URL') ?? setting(undefined, '--database-url', 'CAIRN_DATABASE_URL');
+  const config = { dataDir: dataDirOf(values['data-dir']), databaseUrl: db ? databaseUrl(db.value, db.name) : undefined };
+  const where = config.databaseUrl ? `PostgreSQL at ${describeDatabaseUrl(config.databaseUrl)}` : `the embedded database in ${join(config.dataDir, 'pgdata')}`;
+  const version = cairnVersion();
+  const migrations = bundledMigrations();
+  const database = await openDatabase(config);
+  try {
+    let applied: number[];
+    try {
+      applied = await migrate(database, migrations);
+    } catch (err) {
+      throw new CaStartError(`cannot migrate ${where}: ${isCairnError(err, 'store_unavailable') ? ((err.cause as Error | undefined)?.message ?? err.message) : (err as Error).message}`, { cause: err });
+    }
+    const status = await schemaStatus(database, migrations);
+    for (const v of applied) process.stdout.write(`applied ${String(v).padStart(4, '0')}_${migrations[v - 1]!.name}\n`);
+    if (!schemaServes(status)) throw new CaStartError(describeSchema(status, version));
+    process.stdout.write((applied.length > 0
+      ? `${where} migrated to schema version ${status.version} (Cairn ${version})`
+      : `${where} is at schema version ${status.version}; nothing to apply (Cairn ${version} knows ${latestVersion(migrations)})`) + '\n');
+  } finally {
+    await database.close();
+  }
 }
 
 /**
@@ -124,14 +180,23 @@ export async function caCommand(argv: string[]): Promise<void> {
 export async function upCommand(argv: string[]): Promise<void> {
   const { values } = parse(argv, CA_OPTIONS);
   const config = caConfigOf(values);
-  const trustDomain = values['trust-domain'] ?? process.env.CAIRN_TRUST_DOMAIN ?? 'example.org';
+  const td = setting(values['trust-domain'], '--trust-domain', 'CAIRN_TRUST_DOMAIN') ?? { value: 'example.org', name: '--trust-domain' };
+  try {
+    validateTrustDomainName(td.value);
+  } catch (err) {
+    throw new ConfigError(`${td.name}: "${td.value}" is not a trust domain name: ${(err as Error).message}`);
+  }
+  const trustDomain = td.value;
   const handle = await startCa(config);
   const base = (config.publicUrl ?? handle.url).replace(/\/+$/, '');
   const urls = publicUrls(base, trustDomain);
   try {
     await handle.core.trustDomains.create({ name: trustDomain, jwtIssuer: urls.defaultIssuer }, 'system:up');
   } catch (err) {
-    if (!isCairnError(err, 'trust_domain_exists')) throw err;
+    if (!isCairnError(err, 'trust_domain_exists')) {
+      await handle.close();
+      throw err;
+    }
   }
   const endpoints: Record<string, string> = {
     trustDomain,
@@ -148,10 +213,10 @@ export async function upCommand(argv: string[]): Promise<void> {
   // The agent on this machine: attest once with a join token, then reuse its persisted SVID.
   const agentDir = join(config.dataDir, 'agent');
   const agentAlias = `spiffe://${trustDomain}/cairn/agent/local`;
-  const joinToken = async (): Promise<string> => (await handle.core.tokens.create({ trustDomain, agentId: agentAlias, ttlSeconds: 600 }, 'system:up')).token;
+  const mintJoinToken = async (): Promise<string> => (await handle.core.tokens.create({ trustDomain, agentId: agentAlias, ttlSeconds: 600 }, 'system:up')).token;
   let agent;
   try {
-    agent = await startAgent({ dataDir: agentDir, joinToken, socketPath: process.env.CAIRN_AGENT_SOCKET, caUrl: config.tlsPublicUrl ?? handle.tlsUrl }, { logger: handle.logger });
+    agent = await startAgent({ dataDir: agentDir, mintJoinToken, socketPath: process.env.CAIRN_AGENT_SOCKET, caUrl: config.tlsPublicUrl ?? handle.tlsUrl }, { logger: handle.logger });
     const user = userInfo();
     const workloadId = `spiffe://${trustDomain}/user/${user.username.replace(/[^A-Za-z0-9._-]/g, '_') || user.uid}`;
     const existing = await handle.core.entries.list({ parentId: agent.spiffeId, spiffeId: workloadId }, 1, undefined);
@@ -168,7 +233,7 @@ export async function upCommand(argv: string[]): Promise<void> {
     throw err;
   }
   writeFileAtomic(join(config.dataDir, 'endpoints.json'), JSON.stringify(endpoints, null, 2) + '\n', 0o644);
-  say(`Cairn is up: trust domain ${trustDomain}, CA at ${handle.url}, agents and devices at ${handle.tlsUrl} (${handle.db.kind} store)`);
+  say(`Cairn ${handle.version} is up: trust domain ${trustDomain}, CA at ${handle.url}, agents and devices at ${handle.tlsUrl} (${handle.db.kind} store)`);
   say(`  agent:          ${agent.spiffeId}; your uid gets ${endpoints.workloadSpiffeId}`);
   say(`  export SPIFFE_ENDPOINT_SOCKET=unix://${agent.socketPath}`);
   say(`  bundle:         ${urls.bundleUrl}`);
@@ -177,5 +242,13 @@ export async function upCommand(argv: string[]): Promise<void> {
   say(`  admin token:    ${handle.adminTokenFile} (admin verbs use ${handle.tlsUrl}, pin ${handle.tlsPin})`);
   say(`  endpoints:      ${join(config.dataDir, 'endpoints.json')}`);
   say('Press Ctrl-C to stop.');
-  await runUntilSignal(handle, [() => agent.close()]);
+  const signal = await Promise.race([untilSignal(), agent.done.then(() => undefined, (err: unknown) => err as Error)]);
+  if (signal instanceof Error) {
+    await agent.close();
+    await handle.close();
+    throw signal;
+  }
+  handle.logger.info({ signal }, 'shutting down');
+  await agent.close();
+  await handle.close();
 }
