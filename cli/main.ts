@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { CairnError } from '../lib/errors.js';
-import { UsageError } from './args.js';
+import { ConfigError, UsageError } from './args.js';
 import { CliError } from './client.js';
 
 type Command = (argv: string[]) => Promise<void>;
@@ -10,7 +10,11 @@ type Command = (argv: string[]) => Promise<void>;
  * for the CA's web server, database drivers and embedded PostgreSQL.
  */
 const COMMANDS: Record<string, () => Promise<Command>> = {
-  ca: async () => async (argv) => (argv[0] === 'pin' ? (await import('./commands/attestor.js')).caPinCommand(argv) : (await import('./commands/ca.js')).caCommand(argv)),
+  ca: async () => async (argv) =>
+    argv[0] === 'pin' ? (await import('./commands/attestor.js')).caPinCommand(argv)
+    : argv[0] === 'healthcheck' ? (await import('./commands/health.js')).caHealthcheckCommand(argv.slice(1))
+    : (await import('./commands/ca.js')).caCommand(argv),
+  migrate: async () => (await import('./commands/ca.js')).migrateCommand,
   attestor: async () => (await import('./commands/attestor.js')).attestorCommand,
   up: async () => (await import('./commands/ca.js')).upCommand,
   'trust-domain': async () => (await import('./commands/trust-domain.js')).trustDomainCommand,
@@ -20,7 +24,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   svid: async () => async (argv) => (argv[0] === 'list' ? (await import('./commands/mint.js')).svidCommand(argv) : (await import('./commands/workload.js')).svidWorkloadCommand(argv)),
   token: async () => (await import('./commands/enrollment.js')).tokenCommand,
   entry: async () => (await import('./commands/enrollment.js')).entryCommand,
-  agent: async () => (await import('./commands/agent.js')).agentCommand,
+  // The health check loads no agent code: probes run it every few seconds.
+  agent: async () => async (argv) => (argv[0] === 'healthcheck' ? (await import('./commands/health.js')).agentHealthcheckCommand(argv.slice(1)) : (await import('./commands/agent.js')).agentCommand(argv)),
   bootstrap: async () => (await import('./commands/enrollment.js')).bootstrapCommand,
   renew: async () => (await import('./commands/enrollment.js')).renewCommand,
 };
@@ -71,6 +76,10 @@ async function main(argv: string[]): Promise<number> {
     await (await load())(rest);
     return 0;
   } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      return 2;
+    }
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`${(err as Error).message}\n`);
       return 2;
@@ -86,3 +95,6 @@ async function main(argv: string[]): Promise<number> {
 }
 
 process.exitCode = await main(process.argv.slice(2));
+// Everything a command opened is closed by now; should a stray handle still hold the event loop, the
+// process ends anyway rather than hang with its work done (a supervisor would see it as running).
+setTimeout(() => process.exit(), 5000).unref();

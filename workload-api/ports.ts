@@ -59,3 +59,9 @@ export interface WorkloadApiPorts {
   onChange(listener: () => void): () => void;
   now(): Date;
 }
+
+/** Whether the host serves workloads now, and if not, why (a short ASCII sentence for operators). */
+export interface HealthState {
+  readonly serving: boolean;
+  readonly reason?: string | undefined;
+}

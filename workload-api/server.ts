@@ -4,7 +4,8 @@ import { connect, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { createContextValues } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
-import type { PeerInfo, WorkloadApiPorts } from './ports.js';
+import { healthRoutes } from './health.js';
+import type { HealthState, PeerInfo, WorkloadApiPorts } from './ports.js';
 import { kPeer, workloadApiRoutes } from './service.js';
 import { makeDirs } from '../lib/fs.js';
 
@@ -15,6 +16,8 @@ export interface WorkloadApiServerOptions {
   readonly peerOf: (socket: Socket) => PeerInfo | undefined;
   /** Called when a connection closes, to release what peerOf held (e.g. a pidfd). */
   readonly releasePeer?: (peer: PeerInfo) => void;
+  /** What grpc.health.v1.Health answers; default: serving once `ports.ready()`. */
+  readonly health?: () => HealthState;
 }
 
 export interface WorkloadApiServer {
@@ -54,8 +57,12 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
   makeDirs(dirname(options.socketPath), 0o755); // not mkdirSync's recursive: it reports EROFS as ENOENT
   await clearStaleSocket(options.socketPath);
   const api = workloadApiRoutes(options.ports);
+  const health = healthRoutes(options.health ?? (() => (options.ports.ready() ? { serving: true } : { serving: false, reason: 'not yet synced' })));
   const handler = connectNodeAdapter({
-    routes: api.routes,
+    routes: (router) => {
+      api.routes(router);
+      health(router);
+    },
     contextValues: (req) => createContextValues().set(kPeer, (req.socket as unknown as Record<symbol, PeerInfo | undefined>)[kPeerInfo]),
   });
   const server: Http2Server = createH2Server({}, handler);

@@ -1,0 +1,76 @@
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { checkHealth } from '../../workload-api/client.js';
+import { parse } from '../args.js';
+import { dataDirOf, recordedEndpoints, serverOf } from '../client.js';
+import { durationMs } from '../settings.js';
+
+/**
+ * `cairn agent healthcheck` and `cairn ca healthcheck`, like `spire-agent healthcheck`: exit 0 when
+ * the process serves, else one `error:` line saying why and exit 1. `--wait 60s` keeps asking until
+ * it serves or the time is up (for systemd's ExecStartPost, so `systemctl start` reports a start
+ * that never became healthy). Kept apart from the commands that start processes: probes run this
+ * every few seconds and should load nothing else.
+ */
+export class HealthcheckFailed extends Error {
+  override readonly name = 'HealthcheckFailed';
+}
+
+const OPTIONS = { socket: { type: 'string' }, wait: { type: 'string' } } as const;
+
+/** --socket, CAIRN_AGENT_SOCKET (as `agent start`), SPIFFE_ENDPOINT_SOCKET, endpoints.json, else agent start's default. */
+function agentSocketOf(flag: string | undefined, dataDirFlag: string | undefined): string {
+  const given = flag ?? process.env.CAIRN_AGENT_SOCKET ?? process.env.SPIFFE_ENDPOINT_SOCKET;
+  if (given) return /^[a-z][a-z0-9+.-]*:/i.test(given) ? given : resolve(given);
+  const dataDir = dataDirOf(dataDirFlag);
+  return recordedEndpoints(dataDir).socket ?? join(dataDir, 'agent', 'sockets', 'workload.sock');
+}
+
+/** Asks `once` until it answers undefined (healthy) or the wait is over; throws the last reason. */
+async function until(waitMs: number, once: () => Promise<string | undefined>): Promise<void> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const problem = await once();
+    if (problem === undefined) return;
+    if (Date.now() + 500 > deadline) throw new HealthcheckFailed(problem);
+    await sleep(500);
+  }
+}
+
+export async function agentHealthcheckCommand(argv: string[]): Promise<void> {
+  const { values } = parse(argv, OPTIONS);
+  const address = agentSocketOf(values.socket, values['data-dir']);
+  const waitMs = values.wait ? durationMs(values.wait, '--wait') : 0;
+  const shown = address.replace(/^unix:\/\//, '');
+  await until(waitMs, async () => {
+    try {
+      const { status, reason } = await checkHealth(address, { timeoutMs: 5000 });
+      if (status === 'SERVING') return undefined;
+      return `the agent on ${shown} is not serving: ${reason ?? status}`;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'invalid_argument') throw new HealthcheckFailed((err as Error).message);
+      return code === 'unavailable' ? `no agent answers on ${shown} (${(err as Error).message})` : `the agent on ${shown} failed the health check: ${(err as Error).message}`;
+    }
+  });
+  process.stdout.write(`the agent on ${shown} is healthy: synced with the CA, holding a valid agent SVID, serving the Workload API\n`);
+}
+
+export async function caHealthcheckCommand(argv: string[]): Promise<void> {
+  const { values } = parse(argv, OPTIONS);
+  const server = serverOf(values.server, dataDirOf(values['data-dir']));
+  const waitMs = values.wait ? durationMs(values.wait, '--wait') : 0;
+  await until(waitMs, async () => {
+    let res: Response;
+    try {
+      res = await fetch(`${server}/readyz`, { signal: AbortSignal.timeout(5000) });
+    } catch (err) {
+      const cause = (err as Error & { cause?: { code?: string; message?: string } }).cause;
+      return `cannot reach the CA at ${server}: ${cause?.code ?? cause?.message ?? (err as Error).message}`;
+    }
+    const body = (await res.json().catch(() => ({}))) as { status?: string; reason?: string };
+    if (res.status === 200) return undefined;
+    return `the CA at ${server} is not ready: ${body.reason ?? `/readyz answered ${res.status}`}`;
+  });
+  process.stdout.write(`the CA at ${server} is ready\n`);
+}
