@@ -3,12 +3,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { SyncEntry } from '../contract/agent-api.js';
 import type { Clock } from '../lib/clock.js';
 import { describeWriteError, errnoCode } from '../lib/fs.js';
+import { FailureStreak, type StreakEnd } from '../lib/backoff.js';
 import type { Logger } from '../lib/log.js';
 import { generateKeyAndCsr } from '../lib/pkcs10.js';
 import { RepeatGate } from '../lib/repeat-gate.js';
 import type { Bundle } from '../spiffe/bundle/bundle.js';
 import { parseJwtSvidInsecure } from '../spiffe/svid/jwt.js';
-import type { PeerInfo, Workload, WorkloadApiPorts, WorkloadSnapshot, X509Identity, JwtSvidResult } from '../workload-api/ports.js';
+import type { HealthState, PeerInfo, Workload, WorkloadApiPorts, WorkloadSnapshot, X509Identity, JwtSvidResult } from '../workload-api/ports.js';
 import { CaClient, CaError, chainPemOf, type AgentCredentials } from './ca-client.js';
 import { clearPendingAttestationKey, saveAgentState, type PersistedAgent } from './storage/agent-state.js';
 import { DiscoveryLog } from './caller/discovery.js';
@@ -28,9 +29,31 @@ export interface AgentDeps {
   readonly jitter?: () => number;
   /** The client's credentials are not in the data dir yet (the write after attestation failed): keep trying. */
   readonly credentialsUnpersisted?: boolean;
-  /** Attests again from the node's own evidence, for when the CA no longer accepts our SVID (absent for join tokens). */
+  /**
+   * Attests again, for when the CA no longer accepts our SVID: from the node's own evidence (PSAT,
+   * x509pop) or a token the host can mint (`cairn up`). Absent for an agent given a join token: it
+   * then stops with AgentRefusedError, saying what to do.
+   */
   readonly reattest?: () => Promise<PersistedAgent>;
+  /** The id of the join token the persisted SVID was bought with, kept in agent-svid.json across renewals. */
+  readonly joinTokenId?: string | undefined;
 }
+
+/**
+ * The CA refuses this agent's SVID (evicted, expired or superseded while it was away) and the agent
+ * has no way to attest again by itself: only the operator can help, and the message says how.
+ */
+export class AgentRefusedError extends Error {
+  override readonly name = 'AgentRefusedError';
+}
+
+/** The CA does not accept the presented SVID (as opposed to being away, or refusing one request). */
+export function isRefusal(err: unknown): err is CaError {
+  return err instanceof CaError && err.status === 401;
+}
+
+/** Retry pacing of every repeated call to the CA: 1 s doubling to 30 s, with jitter. */
+const BACKOFF = { baseMs: 1000, capMs: 30_000 } as const;
 
 interface HeldSvid {
   readonly identity: X509Identity;
@@ -72,16 +95,45 @@ export class NodeAgent implements WorkloadApiPorts {
    */
   private unpersisted: AgentCredentials | undefined;
   private readonly persistFailures = new RepeatGate();
+  private joinTokenId: string | undefined;
+  /** Failure streaks of the repeated calls to the CA: each backs off and is logged once, then summed up. */
+  private readonly syncFailures: FailureStreak;
+  private readonly rotationFailures: FailureStreak;
+  private readonly renewalFailures: FailureStreak;
+  /** Entries the CA refused to issue for, retried with their own backoff rather than every tick. */
+  private readonly refusedEntries = new Map<string, { streak: FailureStreak; code: string | undefined }>();
+  /** Set when the CA refuses our SVID and we cannot attest again: the loops stop and run() rejects with it. */
+  private refused: AgentRefusedError | undefined;
+  private readonly stopLoops = new AbortController();
 
   constructor(private readonly deps: AgentDeps) {
     this.discovery = new DiscoveryLog(deps.dataDir, deps.clock, deps.logger);
     if (deps.credentialsUnpersisted) this.unpersisted = deps.client.credentials;
+    this.joinTokenId = deps.joinTokenId;
+    const backoff = { ...BACKOFF, jitter: deps.jitter ?? Math.random };
+    this.syncFailures = new FailureStreak(backoff);
+    this.rotationFailures = new FailureStreak(backoff);
+    this.renewalFailures = new FailureStreak(backoff);
   }
 
   // ---- WorkloadApiPorts
 
   ready(): boolean {
     return this.synced && this.bundleState !== undefined;
+  }
+
+  /** Why the agent stopped, when the CA refused it and it cannot attest again. */
+  refusal(): AgentRefusedError | undefined {
+    return this.refused;
+  }
+
+  /** Serving: synced, and holding an agent SVID that has not expired (grpc.health.v1 on the socket). */
+  health(): HealthState {
+    if (this.refused) return { serving: false, reason: 'the CA no longer accepts this agent' };
+    if (!this.ready()) return { serving: false, reason: 'not yet synced with the CA' };
+    const { notAfter } = validityOf(this.deps.client.credentials.chainPem);
+    if (notAfter <= this.deps.clock.now().getTime()) return { serving: false, reason: `the agent SVID expired at ${new Date(notAfter).toISOString()}` };
+    return { serving: true };
   }
 
   trustDomain(): string {
@@ -160,42 +212,80 @@ export class NodeAgent implements WorkloadApiPorts {
 
   // ---- loops
 
-  /** Runs until `signal` aborts: entry sync (long-poll), SVID rotation, agent SVID renewal. */
+  /**
+   * Runs until `signal` aborts: entry sync (long-poll), SVID rotation, agent SVID renewal. Rejects with
+   * AgentRefusedError when the CA stops accepting the agent and it cannot attest again.
+   */
   async run(signal: AbortSignal): Promise<void> {
-    await Promise.all([this.syncLoop(signal), this.rotationLoop(signal)]);
+    const stop = (): void => this.stopLoops.abort();
+    signal.addEventListener('abort', stop, { once: true });
+    try {
+      await Promise.all([this.syncLoop(this.stopLoops.signal), this.rotationLoop(this.stopLoops.signal)]);
+    } finally {
+      signal.removeEventListener('abort', stop);
+    }
+    if (this.refused) throw this.refused;
   }
 
   private async syncLoop(signal: AbortSignal): Promise<void> {
-    let failures = 0;
     while (!signal.aborted) {
       try {
         const res = await this.deps.client.sync(this.revision, this.bundleSequence, this.synced ? 30 : 0, signal);
-        failures = 0;
+        this.recovered(this.syncFailures, 'agent.sync_recovered', 'sync with the CA works again');
         const parentsChanged = this.synced && !res.full && res.parents.join() !== this.parents.join();
         if (parentsChanged) {
           this.revision = 0; // our aliases changed: take the complete set again
           continue;
         }
         this.apply(res);
-        await this.rotate();
+        await this.rotate().catch(() => undefined); // its failures have their own streak
       } catch (err) {
         if (signal.aborted) return;
-        if (this.deps.reattest && err instanceof CaError && err.status === 401) {
+        let failure = err;
+        if (isRefusal(err)) {
+          if (!this.deps.reattest) {
+            this.refuse(err);
+            return;
+          }
           try {
             await this.reattest(err);
-            failures = 0;
+            this.recovered(this.syncFailures, 'agent.sync_recovered', 'sync with the CA works again');
             continue;
           } catch (again) {
-            this.deps.logger.warn({ event: 'agent.reattest_failed', err: (again as Error).message }, 'the CA refused our SVID and attesting again failed; retrying');
+            failure = again;
           }
         }
-        failures++;
-        // Capped backoff; keep serving what we hold until it expires.
-        const delay = Math.min(30_000, 500 * 2 ** Math.min(failures, 6));
-        this.deps.logger.warn({ err: (err as Error).message, retryInMs: delay }, 'sync with the CA failed; serving cached state');
-        await sleep(delay, undefined, { signal }).catch(() => undefined);
+        // Keep serving what we hold until it expires; back off, and say so once per streak.
+        const retryInMs = this.failed(this.syncFailures, failure, isRefusal(err) ? 'agent.reattest_failed' : 'agent.sync_failed', 'sync with the CA failed; serving cached state, will retry');
+        await sleep(retryInMs, undefined, { signal }).catch(() => undefined);
       }
     }
+  }
+
+  /** The CA refuses our SVID and nothing here can attest again: stop, saying what the operator must do. */
+  private refuse(err: CaError): void {
+    if (this.refused) return;
+    this.refused = new AgentRefusedError(
+      `the CA no longer accepts this agent's SVID (${this.deps.spiffeId}: ${err.code}; it was evicted, or its SVID expired or was superseded): start the agent with a new join token (--join-token, --join-token-file or CAIRN_JOIN_TOKEN)`,
+    );
+    this.deps.logger.error({ event: 'agent.refused', spiffeId: this.deps.spiffeId, code: err.code, reason: err.message }, 'the CA no longer accepts this agent; it needs a new join token');
+    this.stopLoops.abort();
+  }
+
+  /** One failure of a repeated operation: warn on the first of a streak, debug after; returns the backoff. */
+  private failed(streak: FailureStreak, err: unknown, event: string, msg: string): number {
+    const f = streak.failed(this.deps.clock.now().getTime());
+    const fields = { event, err: (err as Error).message, code: err instanceof CaError ? err.code : undefined, attempts: f.attempts, retryInMs: f.retryInMs };
+    if (f.first) this.deps.logger.warn(fields, msg);
+    else this.deps.logger.debug(fields, msg);
+    return f.retryInMs;
+  }
+
+  /** A success: if it ends a failure streak, one line with how long it lasted and how many attempts failed. */
+  private recovered(streak: FailureStreak, event: string, msg: string, extra: Record<string, unknown> = {}): StreakEnd | undefined {
+    const end = streak.succeeded(this.deps.clock.now().getTime());
+    if (end) this.deps.logger.info({ event, failedForMs: end.failedForMs, failedAttempts: end.attempts, ...extra }, msg);
+    return end;
   }
 
   private apply(res: Awaited<ReturnType<CaClient['sync']>>): void {
@@ -235,16 +325,15 @@ export class NodeAgent implements WorkloadApiPorts {
       await sleep(1000, undefined, { signal }).catch(() => undefined);
       if (signal.aborted || !this.synced) continue;
       this.dropExpired();
+      const now = this.deps.clock.now().getTime();
       // Separately: workload SVIDs failing to issue must not hold back the agent's own renewal.
+      if (this.rotationFailures.due(now)) await this.rotate().catch(() => undefined);
+      if (signal.aborted || !this.renewalFailures.due(now)) continue;
       try {
-        await this.rotate();
+        if (await this.renewOwnSvidIfDue()) this.recovered(this.renewalFailures, 'agent.renewal_recovered', 'agent SVID renewal works again');
       } catch (err) {
-        this.deps.logger.warn({ err: (err as Error).message }, 'SVID rotation failed; will retry');
-      }
-      try {
-        await this.renewOwnSvidIfDue();
-      } catch (err) {
-        this.deps.logger.warn({ err: (err as Error).message }, 'agent SVID renewal failed; will retry');
+        if (isRefusal(err) && !this.deps.reattest) this.refuse(err);
+        else this.failed(this.renewalFailures, err, 'agent.renewal_failed', 'agent SVID renewal failed; will retry');
       }
     }
   }
@@ -266,16 +355,30 @@ export class NodeAgent implements WorkloadApiPorts {
 
   private rotating: Promise<void> | undefined;
 
-  /** Issues SVIDs for entries that have none or are past their renewal time, in batches. */
+  /**
+   * Issues SVIDs for entries that have none or are past their renewal time, in batches. One attempt at
+   * a time; failures back off and are logged once per streak (callers may ignore the rejection).
+   */
   rotate(): Promise<void> {
-    this.rotating ??= this.rotateNow().finally(() => (this.rotating = undefined));
+    this.rotating ??= this.rotateNow()
+      .then(
+        () => void this.recovered(this.rotationFailures, 'agent.rotation_recovered', 'SVID rotation works again'),
+        (err: unknown) => {
+          if (isRefusal(err) && !this.deps.reattest) this.refuse(err);
+          else this.failed(this.rotationFailures, err, 'agent.rotation_failed', 'SVID rotation failed; will retry');
+          throw err;
+        },
+      )
+      .finally(() => (this.rotating = undefined));
     return this.rotating;
   }
 
   private async rotateNow(): Promise<void> {
     const now = this.deps.clock.now().getTime();
+    for (const id of this.refusedEntries.keys()) if (!this.entries.has(id)) this.refusedEntries.delete(id);
     const due = [...this.entries.values()].filter((e) => {
       const held = this.svids.get(e.id);
+      if (this.refusedEntries.get(e.id)?.streak.due(now) === false) return false;
       return !held || held.renewAt <= now || held.revision !== e.revision;
     });
     for (let i = 0; i < due.length; i += 500) {
@@ -284,8 +387,14 @@ export class NodeAgent implements WorkloadApiPorts {
       res.results.forEach((r, k) => {
         const { entry, key } = batch[k]!;
         if (!r.svid) {
-          this.deps.logger.warn({ entryId: entry.id, code: r.error?.code }, 'the CA refused an SVID for an entry');
+          this.entryRefused(entry.id, r.error?.code, r.error?.message);
           return;
+        }
+        const refused = this.refusedEntries.get(entry.id);
+        if (refused) {
+          this.refusedEntries.delete(entry.id);
+          const end = refused.streak.succeeded(this.deps.clock.now().getTime());
+          this.deps.logger.info({ event: 'agent.entry_issued_again', entryId: entry.id, failedForMs: end?.failedForMs, failedAttempts: end?.attempts }, 'the CA issues an SVID for an entry it had refused');
         }
         const chain = r.svid.chain.map((c) => Buffer.from(c, 'base64'));
         const leaf = new X509Certificate(chain[0]!);
@@ -303,6 +412,17 @@ export class NodeAgent implements WorkloadApiPorts {
     }
   }
 
+  /** The CA refused one entry: retry it with its own backoff; log the first refusal (and a new code). */
+  private entryRefused(entryId: string, code: string | undefined, message: string | undefined): void {
+    let held = this.refusedEntries.get(entryId);
+    const first = !held || held.code !== code;
+    if (!held || held.code !== code) this.refusedEntries.set(entryId, (held = { streak: new FailureStreak({ ...BACKOFF, jitter: this.deps.jitter ?? Math.random }), code }));
+    const f = held.streak.failed(this.deps.clock.now().getTime());
+    const fields = { event: 'agent.entry_refused', entryId, code, reason: message, attempts: f.attempts, retryInMs: f.retryInMs };
+    if (first) this.deps.logger.warn(fields, 'the CA refused an SVID for an entry');
+    else this.deps.logger.debug(fields, 'the CA refused an SVID for an entry');
+  }
+
   /**
    * The CA refused our SVID (the node was evicted, or the SVID expired or was superseded while we were
    * cut off): attest again with fresh evidence and carry on with the same workloads and streams.
@@ -312,7 +432,8 @@ export class NodeAgent implements WorkloadApiPorts {
     if (next.spiffeId !== this.deps.spiffeId) {
       throw new Error(`attesting again gave ${next.spiffeId}, not ${this.deps.spiffeId}; restart the agent to serve as the new identity`);
     }
-    const { spiffeId: _id, ...creds } = next;
+    const creds: AgentCredentials = { caUrl: next.caUrl, authorityPem: next.authorityPem, chainPem: next.chainPem, keyPem: next.keyPem };
+    this.joinTokenId = next.joinTokenId;
     this.deps.client.useCredentials(creds);
     this.unpersisted = undefined;
     this.deps.logger.info({ event: 'agent.reattested', spiffeId: next.spiffeId, refusal: refusal.code, expiresAt: new Date(validityOf(creds.chainPem).notAfter).toISOString() }, 'the CA refused our SVID; attested again');
@@ -320,18 +441,20 @@ export class NodeAgent implements WorkloadApiPorts {
     this.persistOwnSvid(creds);
   }
 
-  /** Renews the agent's own SVID at half-life, then switches to it once it is persisted. */
-  private async renewOwnSvidIfDue(): Promise<void> {
+  /** Renews the agent's own SVID at half-life, then switches to it once it is persisted; whether it asked the CA. */
+  private async renewOwnSvidIfDue(): Promise<boolean> {
     // Due is judged on the newest SVID held: one renewed but stuck in memory (disk full) is not renewed
     // again at every tick, only when it too reaches half-life.
     const newest = this.unpersisted ?? this.deps.client.credentials;
     const { notBefore, notAfter } = validityOf(newest.chainPem);
-    if (this.deps.clock.now().getTime() >= notBefore + (notAfter - notBefore) / 2) {
+    const due = this.deps.clock.now().getTime() >= notBefore + (notAfter - notBefore) / 2;
+    if (due) {
       const key = generateKeyAndCsr('ec-p256');
       const svid = await this.deps.client.renew(key.csr.toString('base64'));
       this.unpersisted = { ...newest, chainPem: chainPemOf(svid), keyPem: key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString() };
     }
     if (this.unpersisted) this.persistOwnSvid(this.unpersisted);
+    return due;
   }
 
   /**
@@ -345,7 +468,8 @@ export class NodeAgent implements WorkloadApiPorts {
   private persistOwnSvid(next: AgentCredentials): void {
     const now = this.deps.clock.now().getTime();
     try {
-      saveAgentState(this.deps.dataDir, { spiffeId: this.deps.spiffeId, ...next });
+      const { caUrl, authorityPem, chainPem, keyPem } = next;
+      saveAgentState(this.deps.dataDir, { spiffeId: this.deps.spiffeId, caUrl, authorityPem, chainPem, keyPem, ...(this.joinTokenId ? { joinTokenId: this.joinTokenId } : {}) });
     } catch (err) {
       let inUse = this.deps.client.credentials;
       const current = validityOf(inUse.chainPem);

@@ -44,6 +44,8 @@ const pem = (ders: readonly string[]): string => ders.map((d) => derToPem(Buffer
 /** The agent's side of the CA's agent API: pinned first contact, then mTLS with the agent SVID. */
 export class CaClient {
   private keepAlive = new HttpsAgent({ keepAlive: true, maxSockets: 4 });
+  /** Connection pools of replaced credentials, closed once their requests had time to finish. */
+  private readonly retired = new Set<HttpsAgent>();
 
   constructor(private creds: AgentCredentials) {}
 
@@ -93,12 +95,22 @@ export class CaClient {
 
   useCredentials(creds: AgentCredentials): void {
     this.creds = creds;
-    this.keepAlive.destroy();
+    // New connections present the new SVID. Requests in flight on the old ones (the sync long-poll)
+    // finish first: destroying them would fail the long-poll at every renewal.
+    const previous = this.keepAlive;
     this.keepAlive = new HttpsAgent({ keepAlive: true, maxSockets: 4 });
+    this.retired.add(previous);
+    const drop = setTimeout(() => {
+      previous.destroy();
+      this.retired.delete(previous);
+    }, 60_000);
+    drop.unref();
   }
 
   close(): void {
     this.keepAlive.destroy();
+    for (const agent of this.retired) agent.destroy();
+    this.retired.clear();
   }
 
   private async call<T>(method: string, path: string, body?: unknown, signal?: AbortSignal, timeoutMs = 30_000): Promise<T> {

@@ -4,9 +4,11 @@ import { systemClock, type Clock } from '../lib/clock.js';
 import { describeWriteError, errnoCode } from '../lib/fs.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { createCsr, generateKeyAndCsr } from '../lib/pkcs10.js';
+import { cairnVersion } from '../lib/version.js';
+import { parseBootstrapToken } from '../contract/bootstrap-token.js';
 import { SpiffeId } from '../spiffe/id.js';
 import { startWorkloadApiServer, type WorkloadApiServer } from '../workload-api/server.js';
-import { NodeAgent } from './agent.js';
+import { isRefusal, NodeAgent } from './agent.js';
 import { attestNode, type NodeAttestation } from './attestation/node-attestors.js';
 import { CaClient, chainPemOf } from './ca-client.js';
 import { ExecutableHashCache, unixSelectors } from './caller/unix-attestor.js';
@@ -18,8 +20,19 @@ export interface AgentConfig {
   readonly dataDir: string;
   /** Unix socket for the Workload API; default <data-dir>/sockets/workload.sock. */
   readonly socketPath?: string | undefined;
-  /** A join token (or a way to get one); needed only when no valid agent SVID is persisted in the data dir. */
-  readonly joinToken?: string | (() => Promise<string>) | undefined;
+  /**
+   * A join token the operator gave (the string, or a reader of its file that answers undefined once
+   * the file is gone). It is looked at on every start: the token this data dir attested with is not
+   * spent again (a restart reuses the persisted SVID), while a token it has not used wins over the
+   * persisted SVID. With no persisted SVID it is the way to attest.
+   */
+  readonly joinToken?: string | (() => Promise<string | undefined>) | undefined;
+  /**
+   * Mints a join token when one is needed (`cairn up`, which hosts the CA itself): when no SVID is
+   * persisted, when the CA refuses the persisted one at first contact, and when it stops accepting
+   * the running agent.
+   */
+  readonly mintJoinToken?: (() => Promise<string>) | undefined;
   /** Where the CA's TLS endpoint is now, when it moved since the agent attested (else the persisted URL). */
   readonly caUrl?: string | undefined;
   /** Attest with a Kubernetes PSAT or x509pop instead of a join token (re-attestable: no token to spend). */
@@ -30,10 +43,17 @@ export interface AgentConfig {
 
 export interface AgentHandle {
   readonly spiffeId: string;
+  /** This installation's version (package.json), read once at start. */
+  readonly version: string;
   readonly socketPath: string;
   readonly agent: NodeAgent;
   /** Resolves once the first sync is in and the first SVIDs are issued. */
   whenReady(timeoutMs?: number): Promise<void>;
+  /**
+   * Settles when the agent stops by itself: rejects with AgentRefusedError when the CA no longer
+   * accepts it and it cannot attest again (the process should then exit non-zero); resolves on close().
+   */
+  readonly done: Promise<void>;
   close(): Promise<void>;
 }
 
@@ -41,31 +61,87 @@ export class AgentStartError extends Error {
   override readonly name = 'AgentStartError';
 }
 
+/** A join token given to this start, with its public id; undefined when none is configured (or its file is gone). */
+async function givenToken(config: AgentConfig): Promise<{ token: string; id: string } | undefined> {
+  const raw = typeof config.joinToken === 'function' ? await config.joinToken() : config.joinToken;
+  const token = raw?.trim();
+  if (!token) return undefined;
+  try {
+    return { token, id: parseBootstrapToken(token).claims.id };
+  } catch (err) {
+    throw new AgentStartError(`the join token is not a Cairn one-time token (${(err as Error).message}); give the one \`cairn token create\` printed, cairn1.…`);
+  }
+}
+
+/**
+ * Whether the CA still accepts a persisted SVID, asked once at start when a way to attest anew is at
+ * hand. "Away" (unreachable, 5xx) is not a refusal: the agent then starts on the persisted SVID.
+ */
+async function refusedAtFirstContact(state: PersistedAgent, caUrl: string | undefined): Promise<boolean> {
+  const client = new CaClient({ caUrl: caUrl ?? state.caUrl, authorityPem: state.authorityPem, chainPem: state.chainPem, keyPem: state.keyPem });
+  try {
+    await client.sync(0, 0, 0);
+    return false;
+  } catch (err) {
+    return isRefusal(err);
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * Which credentials the agent starts with. The rule for join tokens:
+ *  - no valid persisted SVID: attest with the given token (or a minted one);
+ *  - a persisted SVID and the same token it was bought with (a restart with the token file still
+ *    configured): reuse the SVID, spend nothing;
+ *  - a persisted SVID and a token this data dir has not used: the operator gave a new token (say,
+ *    after an eviction): attest with it;
+ *  - a persisted SVID from before tokens were recorded, with a token configured (or `cairn up`'s
+ *    minter): reuse it unless the CA refuses it at first contact, then attest with the token.
+ */
 async function bootstrap(config: AgentConfig, clock: Clock, logger: Logger): Promise<{ state: PersistedAgent; unpersisted: boolean }> {
   // Probed before anything is spent: an SVID that cannot be written down is lost at the next
   // restart, and with it the one-time join token it was bought with.
   const unwritable = dataDirProblem(config.dataDir);
   const persisted = loadAgentState(config.dataDir, clock.now());
-  if (persisted) {
-    // The persisted SVID still serves; only its renewals cannot be kept until the disk is fixed.
+  let given: { token: string; id: string } | undefined;
+  try {
+    given = await givenToken(config);
+  } catch (err) {
+    // An unreadable token file does not stop a restart that does not need it.
+    if (!persisted || err instanceof AgentStartError) throw err;
+    logger.warn({ event: 'agent.join_token_unreadable', reason: (err as Error).message }, 'the configured join token could not be read; starting on the persisted agent SVID');
+  }
+  if (persisted && !config.attestation) {
+    let reuse = true;
+    if (given && persisted.joinTokenId !== undefined && given.id !== persisted.joinTokenId) {
+      logger.info({ event: 'agent.new_join_token', spiffeId: persisted.spiffeId, tokenId: given.id }, 'a join token this agent has not used was given: attesting with it instead of reusing the persisted agent SVID');
+      reuse = false;
+    } else if ((given && persisted.joinTokenId === undefined) || (!given && config.mintJoinToken)) {
+      if (await refusedAtFirstContact(persisted, config.caUrl)) {
+        logger.warn({ event: 'agent.persisted_svid_refused', spiffeId: persisted.spiffeId }, 'the CA refuses the persisted agent SVID; attesting again with a join token');
+        reuse = false;
+      }
+    }
+    if (reuse) {
+      // The persisted SVID still serves; only its renewals cannot be kept until the disk is fixed.
+      if (unwritable) logger.warn({ event: 'agent.data_dir_unwritable', dataDir: config.dataDir, code: unwritable.code, reason: unwritable.message }, 'the data dir is not writable: renewed agent SVIDs cannot be persisted until it is');
+      logger.info({ spiffeId: persisted.spiffeId }, 'reusing the persisted agent SVID');
+      return { state: persisted, unpersisted: false };
+    }
+  } else if (persisted) {
     if (unwritable) logger.warn({ event: 'agent.data_dir_unwritable', dataDir: config.dataDir, code: unwritable.code, reason: unwritable.message }, 'the data dir is not writable: renewed agent SVIDs cannot be persisted until it is');
     logger.info({ spiffeId: persisted.spiffeId }, 'reusing the persisted agent SVID');
     return { state: persisted, unpersisted: false };
   }
   if (unwritable) throw new AgentStartError(cannotAttestMessage(unwritable, config.attestation?.kind ?? 'join_token'));
-  if (!config.joinToken && !config.attestation) throw new AgentStartError('no valid agent SVID in the data dir and no way to attest: give a join token (--join-token, CAIRN_JOIN_TOKEN or --join-token-file) or --attestor k8s_psat|x509pop');
   let state: PersistedAgent;
   if (config.attestation) {
     state = await attestWithEvidence(config.attestation);
   } else {
-    const privateKey = pendingAttestationKey(config.dataDir, () => generateKeyAndCsr('ec-p256').privateKey);
-    const csr = createCsr(privateKey, createPublicKey(privateKey));
-    const token = typeof config.joinToken === 'string' ? config.joinToken : await config.joinToken!();
-    const { svid, caUrl, authorityPem } = await CaClient.attest(token.trim(), csr.toString('base64'), {
-      clock,
-      onRetry: (err, delayMs) => logger.warn({ event: 'agent.attest_retry', reason: err.message, retryInMs: delayMs }, 'the CA is unreachable or unavailable; retrying attestation with the same key'),
-    });
-    state = { spiffeId: svid.spiffeId, caUrl, authorityPem, chainPem: chainPemOf(svid), keyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString() };
+    const token = given ?? (config.mintJoinToken ? await givenToken({ ...config, joinToken: await config.mintJoinToken() }) : undefined);
+    if (!token) throw new AgentStartError('no valid agent SVID in the data dir and no way to attest: give a join token (--join-token, CAIRN_JOIN_TOKEN or --join-token-file) or --attestor k8s_psat|x509pop');
+    state = await attestWithToken(config.dataDir, token, clock, logger);
   }
   logger.info({ spiffeId: state.spiffeId, attestor: config.attestation?.kind ?? 'join_token' }, 'agent attested');
   try {
@@ -78,6 +154,20 @@ async function bootstrap(config: AgentConfig, clock: Clock, logger: Logger): Pro
   }
   clearPendingAttestationKey(config.dataDir);
   return { state, unpersisted: false };
+}
+
+/**
+ * Redeems a join token with the pending attestation key (written before the token is sent, so a
+ * restart after a lost answer presents the same key and gets the same SVID back).
+ */
+async function attestWithToken(dataDir: string, given: { token: string; id: string }, clock: Clock, logger: Logger): Promise<PersistedAgent> {
+  const privateKey = pendingAttestationKey(dataDir, () => generateKeyAndCsr('ec-p256').privateKey);
+  const csr = createCsr(privateKey, createPublicKey(privateKey));
+  const { svid, caUrl, authorityPem } = await CaClient.attest(given.token, csr.toString('base64'), {
+    clock,
+    onRetry: (err, delayMs) => logger.warn({ event: 'agent.attest_retry', reason: err.message, retryInMs: delayMs }, 'the CA is unreachable or unavailable; retrying attestation with the same key'),
+  });
+  return { spiffeId: svid.spiffeId, caUrl, authorityPem, chainPem: chainPemOf(svid), keyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), joinTokenId: given.id };
 }
 
 /** A fresh key and SVID from the node's own evidence (PSAT, device certificate): repeatable, unlike a join token. */
@@ -111,9 +201,15 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
     selectorsOf: (peer) => selectorsOf(peer as PeerCredentials),
     stillSame: (peer) => peers.stillSame(peer as PeerCredentials),
     credentialsUnpersisted: unpersisted,
-    // With evidence it can present again, an agent the CA stops accepting (evicted, or its SVID
-    // expired while the CA was away) attests again by itself; a join-token agent needs a new token.
-    ...(config.attestation ? { reattest: () => attestWithEvidence(config.attestation!) } : {}),
+    joinTokenId: state.joinTokenId,
+    // With evidence it can present again (or a token it can mint), an agent the CA stops accepting
+    // (evicted, or its SVID expired while the CA was away) attests again by itself; an agent given a
+    // join token stops and asks for a new one.
+    ...(config.attestation
+      ? { reattest: () => attestWithEvidence(config.attestation!) }
+      : config.mintJoinToken
+        ? { reattest: async () => attestWithToken(config.dataDir, (await givenToken({ joinToken: await config.mintJoinToken!(), dataDir: config.dataDir }))!, clock, logger) }
+        : {}),
   });
   const socketPath = config.socketPath ?? join(config.dataDir, 'sockets', 'workload.sock');
   let server: WorkloadApiServer;
@@ -121,6 +217,7 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
     server = await startWorkloadApiServer({
       socketPath,
       ports: agent,
+      health: () => agent.health(),
       peerOf: (socket) => peers.fromSocket(socket),
       releasePeer: (peer) => peers.release(peer as PeerCredentials),
     });
@@ -135,14 +232,20 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
   }
   const stop = new AbortController();
   const running = agent.run(stop.signal);
-  logger.info({ spiffeId: state.spiffeId, socket: socketPath }, 'agent serving the Workload API');
+  running.catch(() => undefined); // observed through `done`
+  const version = cairnVersion();
+  logger.info({ spiffeId: state.spiffeId, socket: socketPath, version }, 'agent serving the Workload API');
   return {
     spiffeId: state.spiffeId,
+    version,
     socketPath,
     agent,
+    done: running,
     async whenReady(timeoutMs = 30_000) {
       const deadline = clock.now().getTime() + timeoutMs;
       while (!agent.ready()) {
+        const refused = agent.refusal();
+        if (refused) throw refused;
         if (clock.now().getTime() > deadline) throw new AgentStartError('the agent did not complete its first sync in time');
         await new Promise((r) => setTimeout(r, 50));
       }

@@ -8,6 +8,7 @@ import { printResult, say, table } from '../output.js';
 import { agentAdminCommand } from './enrollment.js';
 
 export const AGENT_USAGE = `cairn agent start [--data-dir DIR] [--socket PATH] [--join-token T | --join-token-file F]
+cairn agent healthcheck [--socket PATH] [--wait DURATION]   (exit 0 when synced and holding a valid agent SVID)
 cairn agent start --attestor k8s_psat --trust-domain TD --cluster NAME --ca-url URL --ca-pin PIN [--psat-token-file F]
 cairn agent start --attestor x509pop --trust-domain TD --ca-url URL --ca-pin PIN --x509pop-cert PEM --x509pop-key PEM
                   [--workload-attestor k8s --kubelet-url https://NODE_IP:10250 [--kubelet-token-file F] [--kubelet-ca-file F | --kubelet-skip-verify]]
@@ -23,13 +24,14 @@ export function untilSignal(): Promise<string> {
 }
 
 /**
- * The join token, from the flag, a file or CAIRN_JOIN_TOKEN. A file is read only if the agent needs
- * it (no valid persisted SVID), so it may be deleted after the first start.
+ * The join token, from the flag, a file or CAIRN_JOIN_TOKEN. The agent compares it with the token its
+ * data dir attested with: the same one is not spent again, so the file may stay configured, and it
+ * may also be deleted after the first start (a missing file is no token).
  */
-export function joinTokenOf(flag: string | undefined, file: string | undefined): string | (() => Promise<string>) | undefined {
+export function joinTokenOf(flag: string | undefined, file: string | undefined): string | (() => Promise<string | undefined>) | undefined {
   if (flag) return flag;
   if (file) {
-    return async () => readInputFile(file, 'the join token file').trim();
+    return async () => (existsSync(file) ? readInputFile(file, 'the join token file').trim() : undefined);
   }
   return process.env.CAIRN_JOIN_TOKEN;
 }
@@ -115,9 +117,12 @@ export async function agentCommand(argv: string[]): Promise<void> {
       attestation: nodeAttestationOf(values),
       kubelet: kubeletOf(values),
     });
-    say(`Cairn agent ${handle.spiffeId} serving the Workload API; export SPIFFE_ENDPOINT_SOCKET=unix://${handle.socketPath}`);
-    await untilSignal();
+    say(`Cairn ${handle.version} agent ${handle.spiffeId} serving the Workload API; export SPIFFE_ENDPOINT_SOCKET=unix://${handle.socketPath}`);
+    // Until a signal, or until the agent stops by itself (the CA refuses it and it cannot attest
+    // again): then exit non-zero with what to do, so a supervisor notices.
+    const stopped = await Promise.race([untilSignal().then(() => undefined), handle.done.then(() => undefined, (err: unknown) => err)]);
     await handle.close();
+    if (stopped) throw stopped;
     return;
   }
   if (verb === 'unregistered') {

@@ -10,6 +10,12 @@ export interface PersistedAgent {
   readonly authorityPem: string;
   readonly chainPem: string;
   readonly keyPem: string;
+  /**
+   * The id (from its public claims, not the secret) of the join token this data dir attested with:
+   * a restart with that same token configured reuses the SVID; a token with another id is a new one
+   * the operator gave, and wins.
+   */
+  readonly joinTokenId?: string | undefined;
 }
 
 const FILE = 'agent-svid.json';
