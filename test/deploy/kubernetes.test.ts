@@ -21,7 +21,7 @@ import { AGENT_USAGE } from '../../cli/commands/agent.js';
 import { CA_USAGE } from '../../cli/commands/ca.js';
 import { WORKLOAD_USAGE } from '../../cli/commands/workload.js';
 import { packageRoot } from '../../lib/paths.js';
-import { runCairn } from '../support/processes.js';
+import { runCairn, runCairnAsync } from '../support/processes.js';
 
 const DIR = join(packageRoot(), 'deploy', 'kubernetes');
 
@@ -382,6 +382,27 @@ describe('deploy/kubernetes manifests', () => {
     expect(hostPathOf('/run/cairn/sockets')).toEqual({ path: '/run/cairn/sockets', type: 'DirectoryOrCreate' });
     expect(hostPathOf(flag(args, '--data-dir')!)).toEqual({ path: '/var/lib/cairn-agent', type: 'DirectoryOrCreate' });
     expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+  });
+
+  it('the agent\'s probes ask its health service on its socket (`cairn agent healthcheck`), and the command fails clearly with no agent there', async () => {
+    const ds = get(manifests, 'DaemonSet', 'cairn-agent', 'cairn');
+    const [c] = containersOf(ds);
+    const socket = flag(c.args, '--socket')!;
+    const probes = [c.startupProbe, c.readinessProbe, c.livenessProbe];
+    for (const probe of probes) {
+      expect(probe.exec.command).toEqual(['node', '/opt/cairn/dist/cli/main.js', 'agent', 'healthcheck', '--socket', socket]);
+      expect(probe.timeoutSeconds).toBeGreaterThanOrEqual(5); // a Node process start on a busy node
+    }
+    expect(c.startupProbe.periodSeconds * c.startupProbe.failureThreshold).toBeGreaterThanOrEqual(300); // the first attestation retries for 5 minutes
+    const dir = mkdtempSync(join(tmpdir(), 'cairn-k8s-probe-'));
+    try {
+      const [, , ...args] = c.readinessProbe.exec.command as string[];
+      const r = await runCairnAsync(args.map((a) => a.split('/run/cairn/sockets').join(dir)), { NODE_OPTIONS: undefined, CAIRN_AGENT_SOCKET: undefined });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`^error: no agent answers on ${dir}/agent\\.sock .*\\n$`));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('the agent\'s command line, with $(VAR)s expanded as the kubelet does, gets past the CLI\'s parser', () => {

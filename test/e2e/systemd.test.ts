@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../../lib/paths.js';
 import { storeKind } from '../support/db.js';
-import { freePort, spawnCairn, type Spawned } from '../support/processes.js';
+import { freePort, runCairnAsync, spawnCairn, type Spawned } from '../support/processes.js';
 import { WorkloadApiClient } from '../../workload-api/client.js';
 import { fetchPinnedAuthority, requestJson } from '../../lib/tls-client.js';
 
@@ -30,8 +30,8 @@ function serviceSettings(unit: string): Map<string, string[]> {
 }
 
 /** ExecStart's node arguments, with the install paths mapped onto this checkout and a scratch dir. */
-function execArgs(unit: string, paths: Record<string, string>): string[] {
-  const exec = serviceSettings(unit).get('ExecStart')![0]!;
+function execArgs(unit: string, paths: Record<string, string>, key = 'ExecStart'): string[] {
+  const exec = serviceSettings(unit).get(key)![0]!;
   let line = exec.replace('/opt/cairn', packageRoot());
   for (const [from, to] of Object.entries(paths)) line = line.split(from).join(to);
   const args = line.split(/\s+/);
@@ -66,6 +66,14 @@ describe('deploy/systemd units', () => {
     expect(s.get('ExecStart')?.[0]).toContain('--data-dir ${STATE_DIRECTORY}');
   });
 
+  it.each(['cairn-ca.service', 'cairn-agent.service'])('%s reports a start that never becomes healthy: a health check after start, no restart on configuration errors', (unit) => {
+    const s = serviceSettings(unit);
+    expect(s.get('ExecStartPost')?.[0]).toMatch(/dist\/cli\/main\.js (ca|agent) healthcheck .*--wait 60s$/);
+    expect(Number(s.get('TimeoutStartSec')?.[0])).toBeGreaterThan(60);
+    expect(s.get('Restart')).toEqual(['on-failure']);
+    expect(s.get('RestartPreventExitStatus')).toEqual(['2']);
+  });
+
   it('cairn-ca.service serves admin routes on the TLS port only: plain HTTP (on all addresses) carries the public documents alone', () => {
     const exec = serviceSettings('cairn-ca.service').get('ExecStart')![0]!.split(/\s+/);
     const flag = (name: string) => exec[exec.indexOf(name) + 1];
@@ -87,12 +95,15 @@ describe.runIf(storeKind() === 'embedded')('the units\' command lines, run as wr
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('the CA starts, the agent attests with the token file, and after the file is deleted a restart reuses its SVID', async () => {
+  it('the CA starts, the agent attests with the token file, and after the file is deleted a restart reuses its SVID', { timeout: 300_000 }, async () => {
     const [http, tls] = [await freePort(), await freePort()];
     const caArgs = execArgs('cairn-ca.service', { '${STATE_DIRECTORY}': join(dir, 'ca'), '0.0.0.0:8080': `127.0.0.1:${http}`, '0.0.0.0:8443': `127.0.0.1:${tls}` });
     const ca = spawnCairn(caArgs, { ...environment('cairn-ca.service'), DATABASE_URL: undefined, CAIRN_ADMIN_TOKEN: undefined, CAIRN_SERVER: undefined });
     running.push(ca);
     await ca.waitFor(/TLS pin sha256:[A-Za-z0-9_-]{43}/, 120_000);
+    // ExecStartPost as written: `systemctl start` returns once the CA is ready (/readyz on plain HTTP)
+    const caReady = await runCairnAsync(execArgs('cairn-ca.service', { '127.0.0.1:8080': `127.0.0.1:${http}` }, 'ExecStartPost'));
+    expect(caReady).toMatchObject({ status: 0, stderr: '' });
     // the admin API over TLS only, trusted through the pin the CA printed (what the unit's comment says to do)
     const pin = /TLS pin (sha256:[A-Za-z0-9_-]{43})/.exec(ca.stderr())![1]!;
     const tlsUrl = `https://127.0.0.1:${tls}`;
@@ -131,10 +142,16 @@ describe.runIf(storeKind() === 'embedded')('the units\' command lines, run as wr
 
     const first = spawnCairn(agentArgs, agentEnv);
     running.push(first);
-    await first.waitFor(/serving the Workload API/, 120_000);
+    const agentPost = execArgs('cairn-agent.service', { '/run/cairn/agent.sock': socket }, 'ExecStartPost');
+    const agentReady = await runCairnAsync(agentPost, agentEnv); // waits for the agent to serve
+    expect(agentReady).toMatchObject({ status: 0, stderr: '' });
     expect(await fetchId()).toBe('spiffe://vm.test/app');
     expect(await first.stop('SIGTERM')).toBe(0);
     expect(existsSync(socket)).toBe(false);
+    // with no agent serving, the same check fails with one line (its wait shortened here)
+    const noAgent = await runCairnAsync(agentPost.map((a) => (a === '60s' ? '2s' : a)), agentEnv);
+    expect(noAgent.status).toBe(1);
+    expect(noAgent.stderr).toMatch(/^error: no agent answers on .*agent\.sock .*\n$/);
 
     rmSync(tokenFile); // a used token is useless anyway; the persisted SVID is what restarts rely on
     const second = spawnCairn(agentArgs, agentEnv);
