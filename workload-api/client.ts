@@ -1,64 +1,20 @@
 import { connect as connectSocket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Code, ConnectError, createClient, type Client, type Interceptor } from '@connectrpc/connect';
+import { createClient, type Client, type Interceptor } from '@connectrpc/connect';
 import { createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
 import { derToPem } from '../spiffe/bundle/bundle.js';
 import { splitDerCertificates } from '../spiffe/svid/x509.js';
 import { SpiffeWorkloadAPI, type X509SVIDResponse } from './gen/workload_pb.js';
+import { socketPathOf, toWorkloadApiError, WorkloadApiError } from './address.js';
+
+export { socketPathOf, WorkloadApiError } from './address.js';
+export { checkHealth, type ServingStatus } from './health-client.js';
 
 /**
  * A small client for the SPIFFE Workload API, for Node services and for our own tools. It speaks to
  * any conforming endpoint (ours or SPIRE's): gRPC over h2c on a Unix socket, security header on every
  * call, streams reconnected with backoff on the statuses the spec says to retry.
  */
-
-/** A failed Workload API call; `code` is the gRPC status in snake case (e.g. `permission_denied`). */
-export class WorkloadApiError extends Error {
-  override readonly name = 'WorkloadApiError';
-  constructor(
-    readonly code: string,
-    message: string,
-    /** Whether the spec tells clients to retry (Unavailable, PermissionDenied) rather than report. */
-    readonly retryable: boolean,
-  ) {
-    super(message);
-  }
-}
-
-function snake(code: Code): string {
-  return Code[code].replace(/([a-z])([A-Z])/g, '$1_$2').toLowerCase();
-}
-
-/** Socket errors meaning "no server there right now": gRPC calls that Unavailable, and so do we. */
-const UNREACHABLE = new Set(['ENOENT', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ERR_HTTP2_GOAWAY_SESSION', 'ERR_HTTP2_STREAM_CANCEL']);
-
-function toWorkloadApiError(err: unknown): WorkloadApiError {
-  if (err instanceof WorkloadApiError) return err;
-  const e = ConnectError.from(err);
-  const syscall = (e.cause as { code?: string } | undefined)?.code ?? (err as { code?: unknown }).code;
-  if (typeof syscall === 'string' && UNREACHABLE.has(syscall)) return new WorkloadApiError('unavailable', `the workload API is not reachable: ${e.rawMessage}`, true);
-  return new WorkloadApiError(snake(e.code), e.rawMessage, e.code === Code.Unavailable || e.code === Code.PermissionDenied);
-}
-
-/**
- * The socket path from a Workload API address: `unix:///abs/path` (or `unix:/abs/path`, as go-spiffe
- * accepts). TCP addresses are refused: Cairn serves only Unix sockets, where the kernel names the caller.
- */
-export function socketPathOf(address: string): string {
-  let url: URL;
-  try {
-    url = new URL(address);
-  } catch {
-    throw new WorkloadApiError('invalid_argument', `workload API address "${address}" is not a URI (want unix:///path/to/socket)`, false);
-  }
-  if (url.protocol !== 'unix:') throw new WorkloadApiError('invalid_argument', `workload API address "${address}" must use the unix scheme`, false);
-  if (url.host !== '' || url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
-    throw new WorkloadApiError('invalid_argument', `workload API address "${address}" must be unix:///absolute/path with nothing else`, false);
-  }
-  const path = decodeURIComponent(url.pathname);
-  if (!path.startsWith('/') || path === '/') throw new WorkloadApiError('invalid_argument', `workload API address "${address}" has no absolute socket path`, false);
-  return path;
-}
 
 /** An X.509-SVID as the Workload API delivers it, DER throughout. */
 export interface X509SvidMaterial {
@@ -251,29 +207,3 @@ export class WorkloadApiClient {
   }
 }
 
-export type ServingStatus = 'SERVING' | 'NOT_SERVING' | 'UNKNOWN' | 'SERVICE_UNKNOWN';
-
-/**
- * grpc.health.v1.Health/Check on a Workload API socket (Cairn's agent serves it there). Sends no
- * security header and needs no identity. `reason` is Cairn's explanation of NOT_SERVING, when given.
- * Throws WorkloadApiError when the socket does not answer (code `unavailable`) or the call fails.
- */
-export async function checkHealth(address: string, options: { service?: string; timeoutMs?: number; signal?: AbortSignal } = {}): Promise<{ status: ServingStatus; reason?: string }> {
-  const socketPath = address.startsWith('/') ? address : socketPathOf(address);
-  const { Health, HealthCheckResponse_ServingStatus } = await import('./gen/grpc/health/v1/health_pb.js');
-  const sessions = new Http2SessionManager('http://localhost', {}, { createConnection: () => connectSocket(socketPath) });
-  try {
-    const client = createClient(Health, createGrpcTransport({ baseUrl: 'http://localhost', sessionManager: sessions }));
-    let reason: string | undefined;
-    const res = await client.check(
-      { service: options.service ?? '' },
-      { timeoutMs: options.timeoutMs ?? 5000, ...(options.signal ? { signal: options.signal } : {}), onHeader: (h) => (reason = h.get('cairn-health-reason') ?? undefined) },
-    );
-    const status = (HealthCheckResponse_ServingStatus[res.status] ?? 'UNKNOWN') as ServingStatus;
-    return reason === undefined ? { status } : { status, reason };
-  } catch (err) {
-    throw toWorkloadApiError(err);
-  } finally {
-    sessions.abort();
-  }
-}

@@ -1,6 +1,6 @@
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { checkHealth } from '../../workload-api/client.js';
+import { checkHealth } from '../../workload-api/health-client.js';
 import { parse } from '../args.js';
 import { dataDirOf, recordedEndpoints, serverOf } from '../client.js';
 import { durationMs } from '../settings.js';
