@@ -2,7 +2,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkHealth } from '../../workload-api/health-client.js';
 import { parse } from '../args.js';
-import { dataDirOf, recordedEndpoints, serverOf } from '../client.js';
+import { dataDirOf, DEFAULT_HTTP_PORT, recordedEndpoints } from '../client.js';
 import { durationMs } from '../settings.js';
 
 /**
@@ -58,7 +58,8 @@ export async function agentHealthcheckCommand(argv: string[]): Promise<void> {
 
 export async function caHealthcheckCommand(argv: string[]): Promise<void> {
   const { values } = parse(argv, OPTIONS);
-  const server = serverOf(values.server, dataDirOf(values['data-dir']));
+  // /readyz is public on the plain listener (also with --plain-admin off): no token, no TLS trust needed.
+  const server = (values.server ?? process.env.CAIRN_SERVER ?? recordedEndpoints(dataDirOf(values['data-dir'])).caUrl ?? `http://127.0.0.1:${DEFAULT_HTTP_PORT}`).replace(/\/+$/, '');
   const waitMs = values.wait ? durationMs(values.wait, '--wait') : 0;
   await until(waitMs, async () => {
     let res: Response;

@@ -95,7 +95,7 @@ describe.runIf(storeKind() === 'embedded')('the units\' command lines, run as wr
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('the CA starts, the agent attests with the token file, and after the file is deleted a restart reuses its SVID', { timeout: 300_000 }, async () => {
+  it('the CA starts, the agent attests with the token file, and after the file is deleted a restart reuses its SVID', async () => {
     const [http, tls] = [await freePort(), await freePort()];
     const caArgs = execArgs('cairn-ca.service', { '${STATE_DIRECTORY}': join(dir, 'ca'), '0.0.0.0:8080': `127.0.0.1:${http}`, '0.0.0.0:8443': `127.0.0.1:${tls}` });
     const ca = spawnCairn(caArgs, { ...environment('cairn-ca.service'), DATABASE_URL: undefined, CAIRN_ADMIN_TOKEN: undefined, CAIRN_SERVER: undefined });
