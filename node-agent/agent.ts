@@ -105,6 +105,8 @@ export class NodeAgent implements WorkloadApiPorts {
   /** Set when the CA refuses our SVID and we cannot attest again: the loops stop and run() rejects with it. */
   private refused: AgentRefusedError | undefined;
   private readonly stopLoops = new AbortController();
+  /** The sync long-poll in flight, restarted when the agent switches SVIDs. */
+  private currentPoll: AbortController | undefined;
 
   constructor(private readonly deps: AgentDeps) {
     this.discovery = new DiscoveryLog(deps.dataDir, deps.clock, deps.logger);
@@ -229,8 +231,12 @@ export class NodeAgent implements WorkloadApiPorts {
 
   private async syncLoop(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
+      const poll = new AbortController();
+      const stopPoll = (): void => poll.abort();
+      signal.addEventListener('abort', stopPoll, { once: true });
+      this.currentPoll = poll;
       try {
-        const res = await this.deps.client.sync(this.revision, this.bundleSequence, this.synced ? 30 : 0, signal);
+        const res = await this.deps.client.sync(this.revision, this.bundleSequence, this.synced ? 30 : 0, poll.signal);
         this.recovered(this.syncFailures, 'agent.sync_recovered', 'sync with the CA works again');
         const parentsChanged = this.synced && !res.full && res.parents.join() !== this.parents.join();
         if (parentsChanged) {
@@ -241,6 +247,7 @@ export class NodeAgent implements WorkloadApiPorts {
         await this.rotate().catch(() => undefined); // its failures have their own streak
       } catch (err) {
         if (signal.aborted) return;
+        if (poll.signal.aborted) continue; // restarted to present a new SVID (see useCredentials)
         let failure = err;
         if (isRefusal(err)) {
           if (!this.deps.reattest) {
@@ -258,8 +265,20 @@ export class NodeAgent implements WorkloadApiPorts {
         // Keep serving what we hold until it expires; back off, and say so once per streak.
         const retryInMs = this.failed(this.syncFailures, failure, isRefusal(err) ? 'agent.reattest_failed' : 'agent.sync_failed', 'sync with the CA failed; serving cached state, will retry');
         await sleep(retryInMs, undefined, { signal }).catch(() => undefined);
+      } finally {
+        signal.removeEventListener('abort', stopPoll);
+        if (this.currentPoll === poll) this.currentPoll = undefined;
       }
     }
+  }
+
+  /**
+   * Switches to a new agent SVID and restarts the sync long-poll on a connection that presents it: the
+   * CA takes the new serial as current (and stops accepting the old one) only once it is presented.
+   */
+  private useCredentials(creds: AgentCredentials): void {
+    this.deps.client.useCredentials(creds);
+    this.currentPoll?.abort();
   }
 
   /** The CA refuses our SVID and nothing here can attest again: stop, saying what the operator must do. */
@@ -434,7 +453,7 @@ export class NodeAgent implements WorkloadApiPorts {
     }
     const creds: AgentCredentials = { caUrl: next.caUrl, authorityPem: next.authorityPem, chainPem: next.chainPem, keyPem: next.keyPem };
     this.joinTokenId = next.joinTokenId;
-    this.deps.client.useCredentials(creds);
+    this.useCredentials(creds);
     this.unpersisted = undefined;
     this.deps.logger.info({ event: 'agent.reattested', spiffeId: next.spiffeId, refusal: refusal.code, expiresAt: new Date(validityOf(creds.chainPem).notAfter).toISOString() }, 'the CA refused our SVID; attested again');
     // The old SVID is refused anyway: use the new one even if it cannot be written (a restart attests again).
@@ -474,7 +493,7 @@ export class NodeAgent implements WorkloadApiPorts {
       let inUse = this.deps.client.credentials;
       const current = validityOf(inUse.chainPem);
       if (inUse !== next && current.notAfter - now <= (current.notAfter - current.notBefore) / 10) {
-        this.deps.client.useCredentials(next);
+        this.useCredentials(next);
         inUse = next;
       }
       const code = errnoCode(err) ?? (err as Error).message;
@@ -495,7 +514,7 @@ export class NodeAgent implements WorkloadApiPorts {
       this.deps.logger.info({ ...fields, event: 'agent_svid.persisted' }, 'the agent SVID in use is now written to the data dir');
       return;
     }
-    this.deps.client.useCredentials(next);
+    this.useCredentials(next);
     this.deps.logger.info(fields, 'agent SVID renewed');
   }
 }

@@ -105,14 +105,14 @@ async function bootstrap(config: AgentConfig, clock: Clock, logger: Logger): Pro
   const unwritable = dataDirProblem(config.dataDir);
   const persisted = loadAgentState(config.dataDir, clock.now());
   let given: { token: string; id: string } | undefined;
-  try {
-    given = await givenToken(config);
-  } catch (err) {
-    // An unreadable token file does not stop a restart that does not need it.
-    if (!persisted || err instanceof AgentStartError) throw err;
-    logger.warn({ event: 'agent.join_token_unreadable', reason: (err as Error).message }, 'the configured join token could not be read; starting on the persisted agent SVID');
-  }
   if (persisted && !config.attestation) {
+    try {
+      given = await givenToken(config);
+    } catch (err) {
+      // An unreadable token file does not stop a restart that does not need it.
+      if (err instanceof AgentStartError) throw err;
+      logger.warn({ event: 'agent.join_token_unreadable', reason: (err as Error).message }, 'the configured join token could not be read; starting on the persisted agent SVID');
+    }
     let reuse = true;
     if (given && persisted.joinTokenId !== undefined && given.id !== persisted.joinTokenId) {
       logger.info({ event: 'agent.new_join_token', spiffeId: persisted.spiffeId, tokenId: given.id }, 'a join token this agent has not used was given: attesting with it instead of reusing the persisted agent SVID');
@@ -139,9 +139,15 @@ async function bootstrap(config: AgentConfig, clock: Clock, logger: Logger): Pro
   if (config.attestation) {
     state = await attestWithEvidence(config.attestation);
   } else {
-    const token = given ?? (config.mintJoinToken ? await givenToken({ ...config, joinToken: await config.mintJoinToken() }) : undefined);
-    if (!token) throw new AgentStartError('no valid agent SVID in the data dir and no way to attest: give a join token (--join-token, CAIRN_JOIN_TOKEN or --join-token-file) or --attestor k8s_psat|x509pop');
-    state = await attestWithToken(config.dataDir, token, clock, logger);
+    const noWay = 'no valid agent SVID in the data dir and no way to attest: give a join token (--join-token, CAIRN_JOIN_TOKEN or --join-token-file) or --attestor k8s_psat|x509pop';
+    if (!given && !config.joinToken && !config.mintJoinToken) throw new AgentStartError(noWay);
+    // Read only once the attestation key is written: the token is not looked at (nor minted) before
+    // the data dir has taken the one write a restart needs to fetch the same SVID again.
+    state = await attestWithToken(config.dataDir, async () => {
+      const token = given ?? (await givenToken(config)) ?? (config.mintJoinToken ? await givenToken({ ...config, joinToken: await config.mintJoinToken() }) : undefined);
+      if (!token) throw new AgentStartError(noWay);
+      return token;
+    }, clock, logger);
   }
   logger.info({ spiffeId: state.spiffeId, attestor: config.attestation?.kind ?? 'join_token' }, 'agent attested');
   try {
@@ -160,9 +166,10 @@ async function bootstrap(config: AgentConfig, clock: Clock, logger: Logger): Pro
  * Redeems a join token with the pending attestation key (written before the token is sent, so a
  * restart after a lost answer presents the same key and gets the same SVID back).
  */
-async function attestWithToken(dataDir: string, given: { token: string; id: string }, clock: Clock, logger: Logger): Promise<PersistedAgent> {
+async function attestWithToken(dataDir: string, tokenToSend: () => Promise<{ token: string; id: string }>, clock: Clock, logger: Logger): Promise<PersistedAgent> {
   const privateKey = pendingAttestationKey(dataDir, () => generateKeyAndCsr('ec-p256').privateKey);
   const csr = createCsr(privateKey, createPublicKey(privateKey));
+  const given = await tokenToSend();
   const { svid, caUrl, authorityPem } = await CaClient.attest(given.token, csr.toString('base64'), {
     clock,
     onRetry: (err, delayMs) => logger.warn({ event: 'agent.attest_retry', reason: err.message, retryInMs: delayMs }, 'the CA is unreachable or unavailable; retrying attestation with the same key'),
@@ -208,7 +215,7 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
     ...(config.attestation
       ? { reattest: () => attestWithEvidence(config.attestation!) }
       : config.mintJoinToken
-        ? { reattest: async () => attestWithToken(config.dataDir, (await givenToken({ joinToken: await config.mintJoinToken!(), dataDir: config.dataDir }))!, clock, logger) }
+        ? { reattest: async () => attestWithToken(config.dataDir, async () => (await givenToken({ joinToken: await config.mintJoinToken!(), dataDir: config.dataDir }))!, clock, logger) }
         : {}),
   });
   const socketPath = config.socketPath ?? join(config.dataDir, 'sockets', 'workload.sock');

@@ -110,6 +110,14 @@ export async function agentCommand(argv: string[]): Promise<void> {
   if (verb === 'start') {
     const { values } = parse(argv.slice(1), AGENT_START_OPTIONS);
     const dataDir = join(dataDirOf(values['data-dir']), 'agent');
+    // Listened for before anything starts: a SIGTERM arriving between the start and the listener
+    // would otherwise kill the process outright, without closing the socket. One during the start
+    // (say, while the CA is unreachable and attestation retries) stops the process at once.
+    const signalled = untilSignal();
+    let starting = true;
+    void signalled.then(() => {
+      if (starting) process.exit(0);
+    });
     const handle = await startAgent({
       dataDir,
       socketPath: values.socket ?? process.env.CAIRN_AGENT_SOCKET,
@@ -117,10 +125,11 @@ export async function agentCommand(argv: string[]): Promise<void> {
       attestation: nodeAttestationOf(values),
       kubelet: kubeletOf(values),
     });
+    starting = false;
     say(`Cairn ${handle.version} agent ${handle.spiffeId} serving the Workload API; export SPIFFE_ENDPOINT_SOCKET=unix://${handle.socketPath}`);
     // Until a signal, or until the agent stops by itself (the CA refuses it and it cannot attest
     // again): then exit non-zero with what to do, so a supervisor notices.
-    const stopped = await Promise.race([untilSignal().then(() => undefined), handle.done.then(() => undefined, (err: unknown) => err)]);
+    const stopped = await Promise.race([signalled.then(() => undefined), handle.done.then(() => undefined, (err: unknown) => err)]);
     await handle.close();
     if (stopped) throw stopped;
     return;

@@ -47,7 +47,7 @@ describe(`public bundle, JWKS and OIDC endpoints (${storeKind()} store)`, () => 
   });
 
   it('reports health and readiness', async () => {
-    expect(await (await fetch(`${ca.url}/healthz`)).json()).toEqual({ status: 'ok' });
+    expect(await (await fetch(`${ca.url}/healthz`)).json()).toEqual({ status: 'ok', version: expect.any(String) });
     expect(await (await fetch(`${ca.url}/readyz`)).json()).toEqual({ status: 'ready' });
   });
 });
