@@ -133,6 +133,7 @@ export const AdminPaths3 = {
 } as const;
 
 const Selector = Type.String({ minLength: 3, maxLength: 1100, description: 'type:value' });
+const AllowUnknownSelectorTypes = Type.Boolean({ description: 'accept selector types Cairn does not know (checked only for shape; they never match what its attestors produce); not stored' });
 
 export const CreateTokenBody = Type.Object(
   {
@@ -141,6 +142,7 @@ export const CreateTokenBody = Type.Object(
     agentId: Type.Optional(SpiffeIdString),
     spiffeId: Type.Optional(SpiffeIdString),
     selectors: Type.Optional(Type.Array(Selector, { maxItems: 32 })),
+    allowUnknownSelectorTypes: Type.Optional(AllowUnknownSelectorTypes),
   },
   { additionalProperties: false },
 );
@@ -165,6 +167,7 @@ const EntryFields = {
   admin: Type.Optional(Type.Boolean()),
   federatesWith: Type.Optional(Type.Array(TrustDomainName, { maxItems: 32 })),
   expiresAt: Type.Optional(Type.Union([Timestamp, Type.Null()])),
+  allowUnknownSelectorTypes: Type.Optional(AllowUnknownSelectorTypes),
 };
 
 export const CreateEntryBody = Type.Object(EntryFields, { additionalProperties: false });

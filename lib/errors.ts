@@ -25,6 +25,7 @@ export const ERROR_CODES = [
   'invalid_audience',
   'invalid_ttl',
   'invalid_selector',
+  'weak_selectors',
   // trust domains and authority
   'trust_domain_not_found',
   'trust_domain_exists',

@@ -43,6 +43,7 @@ export const STATUS_TABLE: Readonly<Record<ErrorCode, TransportStatus>> = {
   invalid_audience: s(400, G.InvalidArgument),
   invalid_ttl: s(400, G.InvalidArgument),
   invalid_selector: s(400, G.InvalidArgument),
+  weak_selectors: s(400, G.InvalidArgument),
   trust_domain_not_found: s(404, G.NotFound),
   trust_domain_exists: s(409, G.AlreadyExists),
   trust_domain_in_use: s(409, G.FailedPrecondition),

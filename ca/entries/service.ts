@@ -10,6 +10,7 @@ import type { TrustDomainStore } from '../trust-domains/store.js';
 import { TTL_LIMITS } from '../trust-domains/model.js';
 import type { Entry, EntryFilter, NewEntry } from './model.js';
 import type { EntryStore } from './store.js';
+import { checkSelectors } from './selectors.js';
 import { normalizeSelectors, parseId, parseTrustDomains } from './validation.js';
 
 export interface EntryInput {
@@ -23,6 +24,8 @@ export interface EntryInput {
   readonly admin?: boolean | undefined;
   readonly federatesWith?: readonly string[] | undefined;
   readonly expiresAt?: string | null | undefined;
+  /** Store selectors of types Cairn does not know (request-only; never stored). */
+  readonly allowUnknownSelectorTypes?: boolean | undefined;
 }
 
 export interface EntryDeps {
@@ -53,12 +56,15 @@ export class EntryService {
       expiresAt = new Date(input.expiresAt);
       if (Number.isNaN(expiresAt.getTime())) throw new CairnError('invalid_request', 'expiresAt must be an RFC 3339 timestamp');
     }
+    const selectors = normalizeSelectors(input.selectors);
+    // An entry parented to the server is a node alias: it matches node selectors, not workloads'.
+    checkSelectors(selectors, parentId.path === '/cairn/server' ? 'node-alias' : 'workload', { allowUnknownTypes: input.allowUnknownSelectorTypes });
     return {
       id,
       trustDomain: spiffeId.trustDomain,
       spiffeId: spiffeId.toString(),
       parentId: parentId.toString(),
-      selectors: normalizeSelectors(input.selectors),
+      selectors,
       x509SvidTtlSeconds: input.x509SvidTtl == null ? null : checkTtl(input.x509SvidTtl, TTL_LIMITS.x509SvidTtlSeconds, 'x509SvidTtl'),
       jwtSvidTtlSeconds: input.jwtSvidTtl == null ? null : checkTtl(input.jwtSvidTtl, TTL_LIMITS.jwtSvidTtlSeconds, 'jwtSvidTtl'),
       dnsNames: normalizeDnsNames(input.dnsNames ?? []),
@@ -112,6 +118,7 @@ export class EntryService {
       admin: patch.admin ?? current.admin,
       federatesWith: patch.federatesWith ?? current.federatesWith,
       expiresAt: patch.expiresAt === undefined ? current.expiresAt?.toISOString() ?? null : patch.expiresAt,
+      allowUnknownSelectorTypes: patch.allowUnknownSelectorTypes,
     };
     const next = await this.validate(id, merged);
     if (next.trustDomain !== current.trustDomain) throw new CairnError('wrong_trust_domain', 'an entry cannot move to another trust domain');
@@ -124,7 +131,7 @@ export class EntryService {
       await notifyChange(tx, next.trustDomain);
       return after!;
     });
-    this.deps.logger.info({ event: 'entry.updated', entryId: id, changes: Object.keys(patch), actor }, 'registration entry updated');
+    this.deps.logger.info({ event: 'entry.updated', entryId: id, changes: Object.keys(patch).filter((k) => k !== 'allowUnknownSelectorTypes'), actor }, 'registration entry updated');
     return updated;
   }
 

@@ -10,6 +10,7 @@ import { SpiffeId } from '../../spiffe/id.js';
 import { checkTtl } from '../issuance/policy.js';
 import { isReserved } from '../issuance/reserved.js';
 import { normalizeSelectors, parseId } from '../entries/validation.js';
+import { checkSelectors } from '../entries/selectors.js';
 import type { TrustDomainStore } from '../trust-domains/store.js';
 import type { Queryable } from '../db/database.js';
 import type { RedeemedToken, TokenKind, TokenStore } from './store.js';
@@ -26,6 +27,8 @@ export interface CreateTokenInput {
   /** Workload credential: the one SPIFFE ID it can ever obtain. */
   readonly spiffeId?: string | undefined;
   readonly selectors?: readonly string[] | undefined;
+  /** Accept node selectors of types Cairn does not know (request-only). */
+  readonly allowUnknownSelectorTypes?: boolean | undefined;
 }
 
 export interface CreatedToken {
@@ -73,6 +76,7 @@ export class TokenService {
       if (isReserved(bound) && !agentNamespace) throw new CairnError('reserved_spiffe_id', 'IDs under /cairn/ are reserved (agents may use /cairn/agent/…)');
     }
     const selectors = normalizeSelectors(input.selectors ?? [], { allowEmpty: true });
+    checkSelectors(selectors, 'token', { allowUnknownTypes: input.allowUnknownSelectorTypes });
     const secret = this.deps.random.bytes(32).toString('base64url');
     const now = this.deps.clock.now();
     const expiresAt = addSeconds(now, ttl);

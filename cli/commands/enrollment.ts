@@ -6,9 +6,9 @@ import { adminClientFor, CliError } from '../client.js';
 import { bootstrapDevice, expiryOf, nextRenewal, renewDevice } from '../device-client.js';
 import { printResult, say, table } from '../output.js';
 
-export const ENROLLMENT_USAGE = `cairn token create --trust-domain TD [--ttl 10m] [--agent-id ID | --spiffe-id ID] [--selector type:value …]
+export const ENROLLMENT_USAGE = `cairn token create --trust-domain TD [--ttl 10m] [--agent-id ID | --spiffe-id ID] [--selector join_token:LABEL …]
 cairn entry create --spiffe-id ID --parent-id ID --selector type:value … [--x509-svid-ttl D] [--jwt-svid-ttl D] [--dns NAME …]
-                   [--hint H] [--admin] [--federates-with TD …] [--expires-at ISO]
+                   [--hint H] [--admin] [--federates-with TD …] [--expires-at ISO] [--allow-unknown-selector-type]
 cairn entry list [--trust-domain TD] [--parent-id ID] [--spiffe-id ID] [--selector type:value …]
 cairn entry show ID | update ID [fields as for create] | delete ID
 cairn agent list [--trust-domain TD] | evict ID
@@ -31,6 +31,7 @@ const ENTRY_OPTIONS = {
   admin: { type: 'boolean' },
   'federates-with': { type: 'string', multiple: true },
   'expires-at': { type: 'string' },
+  'allow-unknown-selector-type': { type: 'boolean' },
   'trust-domain': { type: 'string' },
   'page-size': { type: 'string' },
   'page-token': { type: 'string' },
@@ -43,6 +44,7 @@ export async function tokenCommand(argv: string[]): Promise<void> {
     'agent-id': { type: 'string' },
     'spiffe-id': { type: 'string' },
     selector: { type: 'string', multiple: true },
+    'allow-unknown-selector-type': { type: 'boolean' },
   });
   if (positionals[0] !== 'create' || !values['trust-domain']) throw new UsageError(ENROLLMENT_USAGE);
   const res = await adminClientFor(values).request<{ id: string; kind: string; token: string; spiffeId: string; expiresAt: string }>('POST', '/v1/tokens', {
@@ -51,6 +53,7 @@ export async function tokenCommand(argv: string[]): Promise<void> {
     ...(values['agent-id'] ? { agentId: values['agent-id'] } : {}),
     ...(values['spiffe-id'] ? { spiffeId: values['spiffe-id'] } : {}),
     ...(values.selector ? { selectors: values.selector } : {}),
+    ...(values['allow-unknown-selector-type'] ? { allowUnknownSelectorTypes: true } : {}),
   });
   say(`${res.kind === 'join' ? 'join token' : 'workload credential'} for ${res.spiffeId}, single use, expires ${res.expiresAt}`);
   printResult(values.json, res, () => res.token);
@@ -88,6 +91,7 @@ export async function entryCommand(argv: string[]): Promise<void> {
     ...(values.admin !== undefined ? { admin: values.admin } : {}),
     ...(values['federates-with'] ? { federatesWith: values['federates-with'] } : {}),
     ...(values['expires-at'] ? { expiresAt: values['expires-at'] } : {}),
+    ...(values['allow-unknown-selector-type'] ? { allowUnknownSelectorTypes: true } : {}),
   };
   const need = (): string => {
     if (!id) throw new UsageError(`entry ${verb} needs an entry ID`);

@@ -151,11 +151,11 @@ describe(`tokens, attestation and the agent API over mTLS (${storeKind()} store)
   });
 
   it('an agent syncs and gets SVIDs only for entries it is the parent of (directly or through a node alias)', async () => {
-    const agent = await attest({ selectors: ['rack:r1', 'zone:a'] });
+    const agent = await attest({ selectors: ['join_token:rack:r1', 'join_token:zone:a'] });
     const other = await attest();
     const mine = await entry({ spiffeId: `spiffe://${TD}/web`, parentId: agent.spiffeId, selectors: ['unix:uid:1000'], dnsNames: ['web.enroll.test'], x509SvidTtl: 120 });
     const theirs = await entry({ spiffeId: `spiffe://${TD}/db`, parentId: other.spiffeId, selectors: ['unix:uid:1001'] });
-    await entry({ spiffeId: `spiffe://${TD}/racks/r1`, parentId: `spiffe://${TD}/cairn/server`, selectors: ['rack:r1'] });
+    await entry({ spiffeId: `spiffe://${TD}/racks/r1`, parentId: `spiffe://${TD}/cairn/server`, selectors: ['join_token:rack:r1'] });
     const viaAlias = await entry({ spiffeId: `spiffe://${TD}/rack-service`, parentId: `spiffe://${TD}/racks/r1`, selectors: ['unix:uid:1002'] });
 
     const sync = await agent.call<SyncResponse>('GET', `${AgentPaths.sync}?revision=0`);
@@ -325,10 +325,10 @@ describe(`registration entries (${storeKind()} store)`, () => {
       expect(res.status, JSON.stringify(patch)).toBeGreaterThanOrEqual(400);
       expect((await res.json()).code, JSON.stringify(patch)).toBe(code);
     }
-    const ok = await ca.admin('/v1/entries', { body: { ...base, selectors: ['unix:uid:1', 'k8s:ns:a:b', 'unix:uid:1'], federatesWith: ['partner.test'], hint: 'web', admin: true, expiresAt: '2030-01-01T00:00:00Z' } });
+    const ok = await ca.admin('/v1/entries', { body: { ...base, selectors: ['unix:uid:1', 'k8s:pod-label:a:b', 'unix:uid:1'], federatesWith: ['partner.test'], hint: 'web', admin: true, expiresAt: '2030-01-01T00:00:00Z' } });
     expect(ok.status).toBe(201);
-    expect(await ok.json()).toMatchObject({ selectors: ['k8s:ns:a:b', 'unix:uid:1'], federatesWith: ['partner.test'], hint: 'web', admin: true, expiresAt: '2030-01-01T00:00:00.000Z' });
-    const dup = await ca.admin('/v1/entries', { body: { ...base, selectors: ['unix:uid:1', 'k8s:ns:a:b'] } });
+    expect(await ok.json()).toMatchObject({ selectors: ['k8s:pod-label:a:b', 'unix:uid:1'], federatesWith: ['partner.test'], hint: 'web', admin: true, expiresAt: '2030-01-01T00:00:00.000Z' });
+    const dup = await ca.admin('/v1/entries', { body: { ...base, selectors: ['unix:uid:1', 'k8s:pod-label:a:b'] } });
     expect(dup.status).toBe(409);
     expect((await dup.json()).code).toBe('entry_exists');
   });
@@ -336,12 +336,12 @@ describe(`registration entries (${storeKind()} store)`, () => {
   it('lists with paging and filters by parent, SPIFFE ID and selectors; shows, updates and deletes', async () => {
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
-      const res = await ca.admin('/v1/entries', { body: { spiffeId: `spiffe://entries.test/svc${i}`, parentId: `spiffe://entries.test/agent${i % 2}`, selectors: ['unix:uid:10', `team:t${i}`] } });
+      const res = await ca.admin('/v1/entries', { body: { spiffeId: `spiffe://entries.test/svc${i}`, parentId: `spiffe://entries.test/agent${i % 2}`, selectors: ['unix:uid:10', `unix:supplementary_gid:${i}`] } });
       ids.push((await res.json()).id);
     }
     const byParent = await (await ca.admin(`/v1/entries?parentId=${encodeURIComponent('spiffe://entries.test/agent0')}`)).json();
     expect(byParent.entries.map((e: { spiffeId: string }) => e.spiffeId).sort()).toEqual(['spiffe://entries.test/svc0', 'spiffe://entries.test/svc2', 'spiffe://entries.test/svc4']);
-    const bySel = await (await ca.admin('/v1/entries?selector=unix:uid:10&selector=team:t3')).json();
+    const bySel = await (await ca.admin('/v1/entries?selector=unix:uid:10&selector=unix:supplementary_gid:3')).json();
     expect(bySel.entries.map((e: { spiffeId: string }) => e.spiffeId)).toEqual(['spiffe://entries.test/svc3']);
     const byId = await (await ca.admin(`/v1/entries?spiffeId=${encodeURIComponent('spiffe://entries.test/svc1')}`)).json();
     expect(byId.entries).toHaveLength(1);
@@ -363,7 +363,7 @@ describe(`registration entries (${storeKind()} store)`, () => {
 
   it('a trust domain with entries is not deleted unless forced', async () => {
     await ca.admin('/v1/trust-domains', { body: { name: 'busy.test' } });
-    await ca.admin('/v1/entries', { body: { spiffeId: 'spiffe://busy.test/w', parentId: 'spiffe://busy.test/a', selectors: ['x:y'] } });
+    await ca.admin('/v1/entries', { body: { spiffeId: 'spiffe://busy.test/w', parentId: 'spiffe://busy.test/a', selectors: ['unix:uid:1'] } });
     const refused = await ca.admin('/v1/trust-domains/busy.test', { method: 'DELETE' });
     expect(refused.status).toBe(409);
     expect(await refused.json()).toMatchObject({ code: 'trust_domain_in_use', details: { entries: 1 } });
