@@ -14,18 +14,30 @@ export interface UnregisteredCaller {
   readonly lastSeen: string;
 }
 
+/** How often unregistered.json may be rewritten at most. */
+export const DEFAULT_DISCOVERY_WRITE_INTERVAL_MS = 5000;
+
 /**
  * Discovery mode: callers that matched no entry, deduplicated by their selector set and bounded,
  * so operators can write entries from real traffic before enforcing. Persisted for
- * `cairn agent unregistered`.
+ * `cairn agent unregistered`: the list in memory is current at every call, the file is rewritten
+ * (temp file, fsync, rename) at most once per interval, so a caller with no identity calling in a
+ * loop cannot make the agent write and fsync on every call.
  */
 export class DiscoveryLog {
   private readonly seen = new Map<string, UnregisteredCaller>();
   private readonly file: string;
   private readonly writeFailures = new RepeatGate();
+  private readonly intervalMs: number;
+  private readonly max: number;
+  private lastWrite: number | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private dirty = false;
 
-  constructor(dataDir: string, private readonly clock: Clock, private readonly logger: Logger, private readonly max = 1000) {
+  constructor(dataDir: string, private readonly clock: Clock, private readonly logger: Logger, options: { max?: number | undefined; writeIntervalMs?: number | undefined } = {}) {
     this.file = join(dataDir, 'unregistered.json');
+    this.max = options.max ?? 1000;
+    this.intervalMs = options.writeIntervalMs ?? DEFAULT_DISCOVERY_WRITE_INTERVAL_MS;
     if (existsSync(this.file)) {
       try {
         for (const c of JSON.parse(readFileSync(this.file, 'utf8')) as UnregisteredCaller[]) this.seen.set(c.selectors.join(' '), c);
@@ -41,15 +53,38 @@ export class DiscoveryLog {
     const prev = this.seen.get(key);
     if (!prev && this.seen.size >= this.max) return;
     this.seen.set(key, { selectors: [...selectors].sort(), lastPid: peer.pid, count: (prev?.count ?? 0) + 1, firstSeen: prev?.firstSeen ?? now, lastSeen: now });
+    this.dirty = true;
+    const t = this.clock.now().getTime();
+    const since = this.lastWrite === undefined ? Infinity : t - this.lastWrite;
+    if (since >= this.intervalMs || since < 0) {
+      this.flush();
+    } else if (!this.timer) {
+      // the rest of the interval's callers are written together at its end
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.flush();
+      }, this.intervalMs - since).unref();
+    }
+  }
+
+  /** Writes the list now if it changed since the last write (also on shutdown). */
+  flush(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (!this.dirty) return;
+    this.lastWrite = this.clock.now().getTime();
     try {
       writeFileAtomic(this.file, JSON.stringify(this.list(), null, 2) + '\n', 0o600);
+      this.dirty = false;
       this.writeFailures.reset();
     } catch (err) {
       // Discovery is best effort: the caller's RPC goes on, the list stays in memory and is written
-      // with the next caller. Logged once a minute at most, however many callers arrive meanwhile.
+      // with a later caller. Logged once a minute at most, however many callers arrive meanwhile.
       const code = errnoCode(err);
       if (this.writeFailures.shouldLog(code ?? 'other', this.clock.now().getTime())) {
-        this.logger.warn({ event: 'discovery.persist_failed', file: this.file, code, reason: describeWriteError(err) }, 'could not write the list of unregistered callers; kept in memory, written with the next one');
+        this.logger.warn({ event: 'discovery.persist_failed', file: this.file, code, reason: describeWriteError(err) }, 'could not write the list of unregistered callers; kept in memory, written with a later one');
       }
     }
   }
