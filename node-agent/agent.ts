@@ -9,7 +9,7 @@ import { generateKeyAndCsr } from '../lib/pkcs10.js';
 import { RepeatGate } from '../lib/repeat-gate.js';
 import type { Bundle } from '../spiffe/bundle/bundle.js';
 import { parseJwtSvidInsecure } from '../spiffe/svid/jwt.js';
-import type { HealthState, PeerInfo, Workload, WorkloadApiPorts, WorkloadSnapshot, X509Identity, JwtSvidResult } from '../workload-api/ports.js';
+import type { ConnectionAttestation, HealthState, PeerInfo, Workload, WorkloadApiPorts, WorkloadSnapshot, X509Identity, JwtSvidResult } from '../workload-api/ports.js';
 import { CaClient, CaError, chainPemOf, type AgentCredentials } from './ca-client.js';
 import { clearPendingAttestationKey, saveAgentState, type PersistedAgent } from './storage/agent-state.js';
 import { DiscoveryLog } from './caller/discovery.js';
@@ -21,10 +21,13 @@ export interface AgentDeps {
   readonly dataDir: string;
   readonly spiffeId: string;
   readonly trustDomain: string;
-  /** Selectors of a caller (the workload attestor). */
-  readonly selectorsOf: (peer: PeerInfo) => Promise<string[]>;
-  /** Whether the caller is still the process the credentials were read from (pid-reuse guard). */
-  readonly stillSame?: (peer: PeerInfo) => boolean;
+  /**
+   * The workload attestors, run when a connection is accepted: what identifies the caller is read
+   * then, and each call re-checks (cheaply) that the process is still the one attested.
+   */
+  readonly identify: (peer: PeerInfo) => IdentifiedCaller;
+  /** How often unregistered.json may be rewritten; default 5000 ms. */
+  readonly discoveryWriteIntervalMs?: number;
   /** [0,1) for rotation jitter; Math.random by default. */
   readonly jitter?: () => number;
   /** The client's credentials are not in the data dir yet (the write after attestation failed): keep trying. */
@@ -54,6 +57,15 @@ export function isRefusal(err: unknown): err is CaError {
 
 /** Retry pacing of every repeated call to the CA: 1 s doubling to 30 s, with jitter. */
 const BACKOFF = { baseMs: 1000, capMs: 30_000 } as const;
+
+/** A connection's caller as the workload attestors see it (node-agent/caller/connection.ts). */
+export interface IdentifiedCaller {
+  /** Resolved once per connection; a failed lookup is retried by the next call. */
+  selectors(): Promise<string[]>;
+  /** Throws CallerChangedError when the process exited or exec'd since accept. */
+  recheck(): void;
+  release(): void;
+}
 
 interface HeldSvid {
   readonly identity: X509Identity;
@@ -109,7 +121,7 @@ export class NodeAgent implements WorkloadApiPorts {
   private currentPoll: AbortController | undefined;
 
   constructor(private readonly deps: AgentDeps) {
-    this.discovery = new DiscoveryLog(deps.dataDir, deps.clock, deps.logger);
+    this.discovery = new DiscoveryLog(deps.dataDir, deps.clock, deps.logger, { writeIntervalMs: deps.discoveryWriteIntervalMs });
     if (deps.credentialsUnpersisted) this.unpersisted = deps.client.credentials;
     this.joinTokenId = deps.joinTokenId;
     const backoff = { ...BACKOFF, jitter: deps.jitter ?? Math.random };
@@ -155,14 +167,37 @@ export class NodeAgent implements WorkloadApiPorts {
     return () => this.listeners.delete(listener);
   }
 
-  async attest(peer: PeerInfo): Promise<Workload> {
-    const list = await this.deps.selectorsOf(peer);
-    if (this.deps.stillSame && !this.deps.stillSame(peer)) throw new Error('the calling process went away during attestation');
+  attestConnection(peer: PeerInfo): ConnectionAttestation {
+    const caller = this.deps.identify(peer);
+    let bound: { workload: Workload; key: string; selectors: ReadonlySet<string> } | undefined;
+    /** The version at which the caller last passed its re-check (streams re-check once per change, not per stream). */
+    let checkedAt = -1;
+    const recheck = (): void => {
+      caller.recheck();
+      checkedAt = this.version;
+    };
+    return {
+      workload: async () => {
+        const list = await caller.selectors();
+        recheck();
+        bound ??= this.bind(list, () => {
+          if (checkedAt !== this.version) recheck();
+        });
+        if (this.view(bound.key, bound.selectors).entries.length === 0) this.discovery.record(peer, list);
+        return bound.workload;
+      },
+      release: () => caller.release(),
+    };
+  }
+
+  private bind(list: readonly string[], recheck: () => void): { workload: Workload; key: string; selectors: ReadonlySet<string> } {
     const selectors = new Set(list);
     const key = [...selectors].sort().join('\n');
-    if (this.view(key, selectors).entries.length === 0) this.discovery.record(peer, [...selectors]);
-    return {
-      snapshot: () => this.view(key, selectors).snapshot,
+    const workload: Workload = {
+      snapshot: () => {
+        recheck();
+        return this.view(key, selectors).snapshot;
+      },
       jwtSvids: async (audience, spiffeId) => {
         const out: JwtSvidResult[] = [];
         const seen = new Set<string>();
@@ -174,6 +209,7 @@ export class NodeAgent implements WorkloadApiPorts {
         return out;
       },
     };
+    return { workload, key, selectors };
   }
 
   /** The entries whose selectors are all among the caller's, and what they hold now; memoized per version. */

@@ -7,12 +7,16 @@ import { createCsr, generateKeyAndCsr } from '../lib/pkcs10.js';
 import { cairnVersion } from '../lib/version.js';
 import { parseBootstrapToken } from '../contract/bootstrap-token.js';
 import { SpiffeId } from '../spiffe/id.js';
-import { startWorkloadApiServer, type WorkloadApiServer } from '../workload-api/server.js';
+import { DEFAULT_MAX_CONNECTIONS_PER_UID, startWorkloadApiServer, type WorkloadApiServer } from '../workload-api/server.js';
 import { isRefusal, NodeAgent } from './agent.js';
 import { attestNode, type NodeAttestation } from './attestation/node-attestors.js';
 import { CaClient, chainPemOf } from './ca-client.js';
-import { ExecutableHashCache, unixSelectors } from './caller/unix-attestor.js';
+import { RepeatGate } from '../lib/repeat-gate.js';
+import { AccountNames } from './caller/accounts.js';
+import { CallerIdentifier } from './caller/connection.js';
+import { ExecutableHashCache } from './caller/unix-attestor.js';
 import { K8sWorkloadAttestor, KubeletClient } from './caller/k8s-attestor.js';
+import { SystemdWorkloadAttestor } from './caller/systemd-attestor.js';
 import { loadPeerCredentialSource, type PeerCredentials } from './platform/peercred.js';
 import { cannotAttestMessage, clearPendingAttestationKey, dataDirProblem, loadAgentState, pendingAttestationKey, saveAgentState, type PersistedAgent } from './storage/agent-state.js';
 
@@ -39,6 +43,12 @@ export interface AgentConfig {
   readonly attestation?: NodeAttestation | undefined;
   /** The Kubernetes workload attestor (k8s:* selectors from the kubelet), next to the Unix one. */
   readonly kubelet?: { readonly url: string; readonly tokenFile?: string | undefined; readonly caFile?: string | undefined; readonly skipVerify?: boolean | undefined } | undefined;
+  /** The systemd workload attestor (systemd:id, systemd:fragment_path), next to the Unix one. */
+  readonly systemd?: boolean | undefined;
+  /** Workload API connections holding no stream are closed after this long; 0 never. Default 30 s. */
+  readonly workloadIdleTimeoutMs?: number | undefined;
+  /** Open Workload API connections one uid may hold; more are refused. Default 64. */
+  readonly workloadMaxConnectionsPerUid?: number | undefined;
 }
 
 export interface AgentHandle {
@@ -191,13 +201,14 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
   const { state, unpersisted } = await bootstrap(config, clock, logger);
   const client = new CaClient({ caUrl: config.caUrl ?? state.caUrl, authorityPem: state.authorityPem, chainPem: state.chainPem, keyPem: state.keyPem });
   const peers = loadPeerCredentialSource();
-  const hashes = new ExecutableHashCache();
   const kubelet = config.kubelet ? new KubeletClient({ ...config.kubelet, clock }) : undefined;
-  const k8s = kubelet ? new K8sWorkloadAttestor({ pods: kubelet, log: logger }) : undefined;
-  const selectorsOf = async (peer: PeerCredentials): Promise<string[]> => {
-    const [unix, pod] = await Promise.all([unixSelectors(peer, {}, hashes), k8s ? k8s.selectors(peer) : Promise.resolve([])]);
-    return [...unix, ...pod];
-  };
+  const callers = new CallerIdentifier({
+    peers,
+    names: new AccountNames(),
+    hashes: new ExecutableHashCache(),
+    k8s: kubelet ? new K8sWorkloadAttestor({ pods: kubelet, log: logger }) : undefined,
+    systemd: config.systemd ? new SystemdWorkloadAttestor({ clock }) : undefined,
+  });
   const agent = new NodeAgent({
     client,
     clock,
@@ -205,8 +216,7 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
     dataDir: config.dataDir,
     spiffeId: state.spiffeId,
     trustDomain: SpiffeId.parse(state.spiffeId).trustDomain,
-    selectorsOf: (peer) => selectorsOf(peer as PeerCredentials),
-    stillSame: (peer) => peers.stillSame(peer as PeerCredentials),
+    identify: (peer) => callers.accept(peer as PeerCredentials),
     credentialsUnpersisted: unpersisted,
     joinTokenId: state.joinTokenId,
     // With evidence it can present again (or a token it can mint), an agent the CA stops accepting
@@ -219,14 +229,22 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
         : {}),
   });
   const socketPath = config.socketPath ?? join(config.dataDir, 'sockets', 'workload.sock');
+  const refusals = new RepeatGate();
   let server: WorkloadApiServer;
   try {
     server = await startWorkloadApiServer({
       socketPath,
       ports: agent,
       health: () => agent.health(),
-      peerOf: (socket) => peers.fromSocket(socket),
+      peerOf: (socket) => peers.kernelCredentials(socket),
       releasePeer: (peer) => peers.release(peer as PeerCredentials),
+      idleTimeoutMs: config.workloadIdleTimeoutMs,
+      maxConnectionsPerUid: config.workloadMaxConnectionsPerUid,
+      onRefused: (peer, reason) => {
+        if (refusals.shouldLog(`${reason}:${peer?.uid}`, clock.now().getTime())) {
+          logger.warn({ event: 'workload_api.connection_refused', reason, uid: peer?.uid, pid: peer?.pid, maxPerUid: config.workloadMaxConnectionsPerUid ?? DEFAULT_MAX_CONNECTIONS_PER_UID }, 'refused a Workload API connection (logged once a minute per uid)');
+        }
+      },
     });
   } catch (err) {
     client.close();
@@ -262,6 +280,7 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
       stop.abort();
       await server.close();
       await running.catch(() => undefined);
+      agent.discovery.flush();
       client.close();
       kubelet?.close();
     },

@@ -39,8 +39,18 @@ export interface WorkloadSnapshot {
   readonly federatedTrustDomains: readonly string[];
 }
 
+/**
+ * Thrown by the host when the process that opened a connection is no longer the one it attested
+ * (it exec'd another binary, or exited while another process holds the connection): the caller
+ * gets PermissionDenied.
+ */
+export class CallerChangedError extends Error {
+  override readonly name = 'CallerChangedError';
+}
+
 /** The identities one caller is entitled to, resolved by attestation. */
 export interface Workload {
+  /** May throw CallerChangedError (a stream then ends with PermissionDenied). */
   snapshot(): WorkloadSnapshot;
   /** JWT-SVIDs for the audience (one per entitled identity, or the one asked for). */
   jwtSvids(audience: readonly string[], spiffeId: string | undefined): Promise<readonly JwtSvidResult[]>;
@@ -49,8 +59,11 @@ export interface Workload {
 export interface WorkloadApiPorts {
   /** False until the agent holds its first sync; calls answer Unavailable meanwhile. */
   ready(): boolean;
-  /** Attests the caller (may read /proc etc.); throws when the caller cannot be attested. */
-  attest(peer: PeerInfo): Promise<Workload>;
+  /**
+   * Called once per connection, when it is accepted: reads what identifies the caller right away
+   * (before the caller can do anything else) and returns that connection's attestation.
+   */
+  attestConnection(peer: PeerInfo): ConnectionAttestation;
   /** The agent's own trust domain (its bundle is always sent). */
   trustDomain(): string;
   /** Bundles the agent holds, by trust domain name. */
@@ -64,4 +77,15 @@ export interface WorkloadApiPorts {
 export interface HealthState {
   readonly serving: boolean;
   readonly reason?: string | undefined;
+}
+
+/** One connection's caller, attested at accept and reused by every call on it. */
+export interface ConnectionAttestation {
+  /**
+   * The caller's workload, after checking that the process is still the one attested at accept;
+   * throws CallerChangedError when it is not, any other error when attestation failed (retryable).
+   */
+  workload(): Promise<Workload>;
+  /** The connection closed (frees what accept held, e.g. a pidfd). */
+  release(): void;
 }

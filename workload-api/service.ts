@@ -10,10 +10,10 @@ import {
   X509SVIDResponseSchema, X509SVIDSchema,
   type JWTBundlesResponse, type X509BundlesResponse, type X509SVIDResponse,
 } from './gen/workload_pb.js';
-import type { PeerInfo, Workload, WorkloadApiPorts, WorkloadSnapshot } from './ports.js';
+import { CallerChangedError, type ConnectionAttestation, type Workload, type WorkloadApiPorts, type WorkloadSnapshot } from './ports.js';
 
-/** The caller's kernel credentials, put into each call's context by the server. */
-export const kPeer = createContextKey<PeerInfo | undefined>(undefined);
+/** The connection's caller, attested at accept, put into each call's context by the server. */
+export const kCaller = createContextKey<ConnectionAttestation | undefined>(undefined);
 
 const SECURITY_HEADER = 'workload.spiffe.io';
 
@@ -27,14 +27,19 @@ function requireSecurityHeader(ctx: HandlerContext): void {
 async function attest(ports: WorkloadApiPorts, ctx: HandlerContext): Promise<Workload> {
   requireSecurityHeader(ctx);
   if (!ports.ready()) throw new ConnectError('agent is not ready yet', Code.Unavailable);
-  const peer = ctx.values.get(kPeer);
-  if (!peer) throw new ConnectError('caller could not be identified', Code.PermissionDenied);
+  const caller = ctx.values.get(kCaller);
+  if (!caller) throw new ConnectError('caller could not be identified', Code.PermissionDenied);
   try {
-    return await ports.attest(peer);
+    return await caller.workload();
   } catch (err) {
-    if (err instanceof ConnectError) throw err;
-    throw new ConnectError('workload attestation failed', Code.Unavailable, undefined, undefined, err);
+    throw attestationError(err);
   }
+}
+
+function attestationError(err: unknown): ConnectError {
+  if (err instanceof ConnectError) return err;
+  if (err instanceof CallerChangedError) return new ConnectError(err.message, Code.PermissionDenied);
+  return new ConnectError('workload attestation failed', Code.Unavailable, undefined, undefined, err);
 }
 
 /**
@@ -166,7 +171,12 @@ async function* states<T>(ports: WorkloadApiPorts, ctx: HandlerContext, shutdown
       if (ctx.signal.aborted) return; // the client went away
       if (dirty) {
         dirty = false;
-        const state = current();
+        let state: Encoded<T> | undefined;
+        try {
+          state = current();
+        } catch (err) {
+          throw attestationError(err);
+        }
         if (state === undefined) throw new ConnectError('no identity issued', Code.PermissionDenied);
         if (state.bytes !== last && (!last || Buffer.compare(state.bytes, last) !== 0)) {
           last = state.bytes;
@@ -196,7 +206,13 @@ export function workloadApiRoutes(ports: WorkloadApiPorts): WorkloadApiHandlers 
   const cache = new StateCache();
   const shutdown = new Shutdown();
   const hasIdentity = (workload: Workload): void => {
-    if (workload.snapshot().x509Svids.length === 0) throw new ConnectError('no identity issued', Code.PermissionDenied);
+    let snap: WorkloadSnapshot;
+    try {
+      snap = workload.snapshot();
+    } catch (err) {
+      throw attestationError(err);
+    }
+    if (snap.x509Svids.length === 0) throw new ConnectError('no identity issued', Code.PermissionDenied);
   };
   const routes = (router: ConnectRouter): void => {
     router.service(SpiffeWorkloadAPI, {

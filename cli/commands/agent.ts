@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { startAgent } from '../../node-agent/main.js';
 import type { NodeAttestation } from '../../node-agent/attestation/node-attestors.js';
 import { parse, UsageError } from '../args.js';
+import { parseDuration } from '../../lib/duration.js';
 import { dataDirOf, readInputFile } from '../client.js';
 import { printResult, say, table } from '../output.js';
 import { agentAdminCommand } from './enrollment.js';
@@ -12,6 +13,7 @@ cairn agent healthcheck [--socket PATH] [--wait DURATION]   (exit 0 when synced 
 cairn agent start --attestor k8s_psat --trust-domain TD --cluster NAME --ca-url URL --ca-pin PIN [--psat-token-file F]
 cairn agent start --attestor x509pop --trust-domain TD --ca-url URL --ca-pin PIN --x509pop-cert PEM --x509pop-key PEM
                   [--workload-attestor k8s --kubelet-url https://NODE_IP:10250 [--kubelet-token-file F] [--kubelet-ca-file F | --kubelet-skip-verify]]
+                  [--workload-attestor systemd] [--workload-idle-timeout 30s] [--workload-max-connections-per-uid 64]
 cairn agent unregistered [--data-dir DIR]     (callers that matched no entry: discovery mode)`;
 
 /** Resolves when SIGINT or SIGTERM arrives. */
@@ -53,16 +55,42 @@ const AGENT_START_OPTIONS = {
   'kubelet-token-file': { type: 'string' },
   'kubelet-ca-file': { type: 'string' },
   'kubelet-skip-verify': { type: 'boolean', default: false },
+  'workload-idle-timeout': { type: 'string' },
+  'workload-max-connections-per-uid': { type: 'string' },
 } as const;
 
 /** Where Kubernetes mounts a pod's service-account token and the cluster CA (ca.crt). */
 const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
-/** The Unix attestor always runs; `--workload-attestor k8s` adds the kubelet's view of the caller's pod. */
-function kubeletOf(values: { 'workload-attestor'?: string[] | undefined; 'kubelet-url'?: string | undefined; 'kubelet-token-file'?: string | undefined; 'kubelet-ca-file'?: string | undefined; 'kubelet-skip-verify'?: boolean | undefined }) {
+/** --workload-attestor: unix always runs; k8s and systemd are added by name. */
+function workloadAttestorsOf(values: { 'workload-attestor'?: string[] | undefined }): string[] {
   const attestors = values['workload-attestor'] ?? [];
-  for (const a of attestors) if (a !== 'unix' && a !== 'k8s') throw new UsageError(`--workload-attestor must be unix or k8s, got "${a}"`);
-  if (!attestors.includes('k8s')) return undefined;
+  for (const a of attestors) if (a !== 'unix' && a !== 'k8s' && a !== 'systemd') throw new UsageError(`--workload-attestor must be unix, k8s or systemd, got "${a}"`);
+  return attestors;
+}
+
+/** --workload-idle-timeout D (0 turns the idle close off) and --workload-max-connections-per-uid N. */
+function workloadLimitsOf(values: { 'workload-idle-timeout'?: string | undefined; 'workload-max-connections-per-uid'?: string | undefined }): { workloadIdleTimeoutMs?: number; workloadMaxConnectionsPerUid?: number } {
+  const out: { workloadIdleTimeoutMs?: number; workloadMaxConnectionsPerUid?: number } = {};
+  const idle = values['workload-idle-timeout'];
+  if (idle !== undefined) {
+    try {
+      out.workloadIdleTimeoutMs = parseDuration(idle) * 1000;
+    } catch {
+      throw new UsageError(`--workload-idle-timeout must be a duration like 30s, 5m or 0 (never), got "${idle}"`);
+    }
+  }
+  const max = values['workload-max-connections-per-uid'];
+  if (max !== undefined) {
+    if (!/^[1-9]\d{0,6}$/.test(max)) throw new UsageError(`--workload-max-connections-per-uid must be a whole number from 1 to 9999999, got "${max}"`);
+    out.workloadMaxConnectionsPerUid = Number(max);
+  }
+  return out;
+}
+
+/** `--workload-attestor k8s` adds the kubelet's view of the caller's pod. */
+function kubeletOf(values: { 'workload-attestor'?: string[] | undefined; 'kubelet-url'?: string | undefined; 'kubelet-token-file'?: string | undefined; 'kubelet-ca-file'?: string | undefined; 'kubelet-skip-verify'?: boolean | undefined }) {
+  if (!workloadAttestorsOf(values).includes('k8s')) return undefined;
   const url = values['kubelet-url'] ?? process.env.CAIRN_KUBELET_URL;
   if (!url) throw new UsageError('--workload-attestor k8s needs --kubelet-url https://<node-ip>:10250');
   if (values['kubelet-ca-file'] && values['kubelet-skip-verify']) throw new UsageError('--kubelet-ca-file and --kubelet-skip-verify are alternatives: give one');
@@ -124,6 +152,8 @@ export async function agentCommand(argv: string[]): Promise<void> {
       joinToken: joinTokenOf(values['join-token'], values['join-token-file']),
       attestation: nodeAttestationOf(values),
       kubelet: kubeletOf(values),
+      systemd: workloadAttestorsOf(values).includes('systemd'),
+      ...workloadLimitsOf(values),
     });
     starting = false;
     say(`Cairn ${handle.version} agent ${handle.spiffeId} serving the Workload API; export SPIFFE_ENDPOINT_SOCKET=unix://${handle.socketPath}`);

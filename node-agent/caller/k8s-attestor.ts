@@ -350,7 +350,12 @@ export class K8sWorkloadAttestor {
     }
     const target = parsePodFromCgroup(cgroup);
     if (!target) return [];
+    return this.selectorsFor(target, peer.pid);
+  }
 
+  /** k8s selectors for the pod and container the caller's cgroup named (read when it connected). */
+  async selectorsFor(target: PodAndContainer, pid: number): Promise<string[]> {
+    const peer = { pid };
     let delay = this.retryDelayMs;
     let lastError: KubeletError | Error | undefined;
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {

@@ -1,31 +1,48 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { closeSync, createReadStream, fstatSync, openSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import type { PeerInfo } from '../../workload-api/ports.js';
+import { AccountNames } from './accounts.js';
 
 /**
  * The Unix workload attestor: selectors from what the kernel says about the caller. uid/gid come
  * from SO_PEERCRED; names from /etc/passwd and /etc/group; supplementary groups, the executable's
  * path and its SHA-256 from /proc/<pid> (path and hash need the agent to run as root or with
  * CAP_SYS_PTRACE when the caller is another user; without it they are left out, never guessed).
+ *
+ * Everything that comes from /proc is read once, when the connection is accepted (processFacts);
+ * each call then only checks that the process is still running the same executable (exeIdentity).
  */
-export interface UnixAttestorOptions {
-  /** Read the executable and hash it (costs a file read per new caller). */
-  readonly withPathAndHash?: boolean;
-  readonly procRoot?: string;
-  readonly passwdFile?: string;
-  readonly groupFile?: string;
+
+/** The executable a process runs, as /proc/<pid>/exe names it: path (readlink) and file identity (stat). */
+export interface ExeIdentity {
+  readonly path: string;
+  readonly dev: bigint;
+  readonly ino: bigint;
 }
 
-function nameFor(file: string, id: number): string | undefined {
+/** What /proc said about a caller when its connection was accepted. */
+export interface ProcessFacts {
+  readonly groups: readonly number[];
+  /** Undefined when /proc/<pid>/exe could not be read (another user's process without CAP_SYS_PTRACE, or gone). */
+  readonly exe: ExeIdentity | undefined;
+  /** The executable's SHA-256, computed from the file identified at accept (shared per file identity). */
+  readonly sha256: Promise<string> | undefined;
+  /** The text of /proc/<pid>/cgroup, or undefined. */
+  readonly cgroup: string | undefined;
+}
+
+export function exeIdentity(procRoot: string, pid: number): ExeIdentity | undefined {
   try {
-    for (const line of readFileSync(file, 'utf8').split('\n')) {
-      const parts = line.split(':');
-      if (parts.length >= 3 && Number(parts[2]) === id) return parts[0];
-    }
+    const st = statSync(`${procRoot}/${pid}/exe`, { bigint: true });
+    return { path: readlinkSync(`${procRoot}/${pid}/exe`), dev: st.dev, ino: st.ino };
   } catch {
-    // no database: no name selector
+    return undefined;
   }
-  return undefined;
+}
+
+export function sameExe(a: ExeIdentity | undefined, b: ExeIdentity | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.dev === b.dev && a.ino === b.ino && a.path === b.path;
 }
 
 function supplementaryGroups(procRoot: string, pid: number): number[] {
@@ -38,11 +55,12 @@ function supplementaryGroups(procRoot: string, pid: number): number[] {
   }
 }
 
-function sha256File(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash('sha256');
-    createReadStream(path).on('error', reject).on('data', (c) => hash.update(c)).on('end', () => resolve(hash.digest('hex')));
-  });
+function readOrUndefined(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -54,43 +72,98 @@ export class ExecutableHashCache {
   private readonly hashes = new Map<string, Promise<string>>();
   constructor(private readonly capacity = 1024) {}
 
-  hash(path: string): Promise<string> {
-    const st = statSync(path, { bigint: true });
-    const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
-    let h = this.hashes.get(key);
-    if (!h) {
-      h = sha256File(path);
-      h.catch(() => this.hashes.delete(key));
-      if (this.hashes.size >= this.capacity) this.hashes.delete(this.hashes.keys().next().value!);
-      this.hashes.set(key, h);
+  /**
+   * The hash of the file open at `fd` (which this takes over and closes). Only an unknown file is
+   * read; a file being hashed for another caller shares that work.
+   */
+  hashOpen(fd: number): Promise<string> {
+    let key: string;
+    try {
+      const st = fstatSync(fd, { bigint: true });
+      key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    } catch (err) {
+      closeSync(fd);
+      return Promise.reject(err as Error);
     }
+    let h = this.hashes.get(key);
+    if (h) {
+      closeSync(fd);
+      return h;
+    }
+    h = new Promise<string>((resolve, reject) => {
+      const hash = createHash('sha256');
+      createReadStream('', { fd, autoClose: true }).on('error', reject).on('data', (c) => hash.update(c)).on('end', () => resolve(hash.digest('hex')));
+    });
+    h.catch(() => this.hashes.delete(key));
+    if (this.hashes.size >= this.capacity) this.hashes.delete(this.hashes.keys().next().value!);
+    this.hashes.set(key, h);
     return h;
+  }
+
+  /** The hash of the file at `path` (e.g. /proc/<pid>/exe). */
+  hash(path: string): Promise<string> {
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    return this.hashOpen(fd);
   }
 }
 
-export async function unixSelectors(peer: PeerInfo, options: UnixAttestorOptions = {}, hashes?: ExecutableHashCache): Promise<string[]> {
+export interface ProcessFactsOptions {
+  readonly procRoot?: string;
+  /** Read the executable's path and hash it (a file read per executable not seen before). */
+  readonly withPathAndHash?: boolean;
+}
+
+/**
+ * Reads, synchronously and at once, what /proc says about `pid`. The executable is opened here and
+ * its identity compared with what readlink/stat just said, so the hash is of the binary the
+ * process ran when its connection was accepted, whatever it runs by the time the hash is done.
+ */
+export function processFacts(pid: number, hashes: ExecutableHashCache, options: ProcessFactsOptions = {}): ProcessFacts {
   const procRoot = options.procRoot ?? '/proc';
-  const passwd = options.passwdFile ?? '/etc/passwd';
-  const group = options.groupFile ?? '/etc/group';
+  const groups = supplementaryGroups(procRoot, pid);
+  const cgroup = readOrUndefined(`${procRoot}/${pid}/cgroup`);
+  if (options.withPathAndHash === false) return { groups, exe: undefined, sha256: undefined, cgroup };
+  const exe = exeIdentity(procRoot, pid);
+  let sha256: Promise<string> | undefined;
+  if (exe) {
+    try {
+      const fd = openSync(`${procRoot}/${pid}/exe`, 'r');
+      const st = fstatSync(fd, { bigint: true });
+      if (st.dev === exe.dev && st.ino === exe.ino) sha256 = hashes.hashOpen(fd);
+      else closeSync(fd); // it exec'd between two reads: no hash rather than the wrong one
+    } catch {
+      // not permitted to open (only to stat), or the process is gone
+    }
+    sha256?.catch(() => undefined); // awaited by the caller; never an unhandled rejection
+  }
+  return { groups, exe, sha256, cgroup };
+}
+
+/** unix:* selectors from the kernel's credentials and the facts read at accept. */
+export async function unixSelectors(peer: PeerInfo, facts: ProcessFacts, names: AccountNames): Promise<string[]> {
   const selectors = [`unix:uid:${peer.uid}`, `unix:gid:${peer.gid}`];
-  const user = nameFor(passwd, peer.uid);
+  const user = names.user(peer.uid);
   if (user) selectors.push(`unix:user:${user}`);
-  const groupName = nameFor(group, peer.gid);
+  const groupName = names.group(peer.gid);
   if (groupName) selectors.push(`unix:group:${groupName}`);
-  for (const g of supplementaryGroups(procRoot, peer.pid)) {
+  for (const g of facts.groups) {
     selectors.push(`unix:supplementary_gid:${g}`);
-    const name = nameFor(group, g);
+    const name = names.group(g);
     if (name) selectors.push(`unix:supplementary_group:${name}`);
   }
-  if (options.withPathAndHash !== false) {
+  if (facts.exe && facts.sha256) {
+    let digest: string | undefined;
     try {
-      const exe = readlinkSync(`${procRoot}/${peer.pid}/exe`);
-      const digest = await (hashes ? hashes.hash(`${procRoot}/${peer.pid}/exe`) : sha256File(`${procRoot}/${peer.pid}/exe`));
-      selectors.push(`unix:path:${exe}`);
-      selectors.push(`unix:sha256:${digest}`);
+      digest = await facts.sha256;
     } catch {
-      // not permitted (another user, no CAP_SYS_PTRACE) or the process is gone
+      digest = undefined; // the file could not be read: no path or hash selector, never a guess
     }
+    if (digest) selectors.push(`unix:path:${facts.exe.path}`, `unix:sha256:${digest}`);
   }
   return [...new Set(selectors)].sort();
 }

@@ -23,6 +23,11 @@ interface Addon {
 
 /** The one seam to the native addon (built by `npm install`, see scripts/build-addon.sh). */
 export interface PeerCredentialSource {
+  /** The kernel's credentials (getsockopt only: nothing read from /proc, so refusing a connection stays cheap). */
+  kernelCredentials(socket: Socket): PeerCredentials;
+  /** Adds the start time (reads /proc/<pid>/stat), the pid-reuse guard where there is no pidfd. */
+  pin(peer: PeerCredentials): PeerCredentials;
+  /** kernelCredentials, pinned. */
   fromSocket(socket: Socket): PeerCredentials;
   /** True while the process the credentials were read from is still the one at that pid. */
   stillSame(peer: PeerCredentials): boolean;
@@ -32,13 +37,17 @@ export interface PeerCredentialSource {
 export function loadPeerCredentialSource(root: string = packageRoot(import.meta.url)): PeerCredentialSource {
   const require = createRequire(import.meta.url);
   const addon = require(join(root, 'build', 'Release', 'cairn_peercred.node')) as Addon;
+  const kernelCredentials = (socket: Socket): PeerCredentials => {
+    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (typeof fd !== 'number' || fd < 0) throw new Error('the socket has no file descriptor (not a Unix socket?)');
+    return { ...addon.peerCredentials(fd), startTime: undefined };
+  };
+  const pin = (peer: PeerCredentials): PeerCredentials =>
+    peer.startTime !== undefined || peer.pid <= 0 ? peer : { ...peer, startTime: processStartTime(peer.pid) };
   return {
-    fromSocket(socket) {
-      const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-      if (typeof fd !== 'number' || fd < 0) throw new Error('the socket has no file descriptor (not a Unix socket?)');
-      const cred = addon.peerCredentials(fd);
-      return { ...cred, startTime: cred.pid > 0 ? processStartTime(cred.pid) : undefined };
-    },
+    kernelCredentials,
+    pin,
+    fromSocket: (socket) => pin(kernelCredentials(socket)),
     stillSame(peer) {
       if (peer.pidfd >= 0) return addon.pidfdAlive(peer.pidfd);
       return peer.startTime !== undefined && processStartTime(peer.pid) === peer.startTime;

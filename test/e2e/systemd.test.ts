@@ -123,6 +123,7 @@ describe.runIf(storeKind() === 'embedded')('the units\' command lines, run as wr
     const agentArgs = execArgs('cairn-agent.service', { '${STATE_DIRECTORY}': join(dir, 'agent'), '/run/cairn/agent.sock': socket, '/etc/cairn/join-token': tokenFile });
     const agentEnv = environment('cairn-agent.service');
     expect(agentEnv.NODE_OPTIONS).toBe('--max-semi-space-size=1');
+    expect(agentArgs.join(' ')).toContain('--workload-attestor systemd'); // callers get systemd:id selectors on VMs
 
     const fetchId = async (): Promise<string> => {
       const client = new WorkloadApiClient(`unix://${socket}`);

@@ -48,10 +48,14 @@ describe('hostile input at the Workload API', () => {
       bundle: (td) => (td === TD ? bundle : undefined),
       now: () => new Date(),
       onChange: () => () => undefined,
-      attest: async () => ({ snapshot: () => ({ x509Svids: [], federatedTrustDomains: [] }), jwtSvids: async () => [] }),
+      attestConnection: (peer) => ({
+        workload: async () => ({ snapshot: () => ({ x509Svids: [], federatedTrustDomains: [] }), jwtSvids: async () => [] }),
+        release: () => peers.release(peer as never),
+      }),
     };
     const peers = loadPeerCredentialSource();
-    server = await startWorkloadApiServer({ socketPath: join(dir, 'api.sock'), ports, peerOf: (s) => peers.fromSocket(s), releasePeer: (p) => peers.release(p as never) });
+    // the flood below opens 200 connections from one uid: above the default per-uid cap, which is not what this file tests
+    server = await startWorkloadApiServer({ socketPath: join(dir, 'api.sock'), ports, peerOf: (s) => peers.fromSocket(s), releasePeer: (p) => peers.release(p as never), maxConnectionsPerUid: 1000 });
     client = grpcWorkloadClient(server.socketPath);
   });
   afterAll(async () => {

@@ -37,9 +37,12 @@ describe('grpc.health.v1.Health on the Workload API socket', () => {
       bundle: () => undefined,
       now: () => new Date(),
       onChange: () => () => undefined,
-      attest: async () => {
-        throw new Error('no caller is attested for a health check');
-      },
+      attestConnection: () => ({
+        workload: async () => {
+          throw new Error('no caller is attested for a health check');
+        },
+        release: () => undefined,
+      }),
     };
     server = await startWorkloadApiServer({ socketPath, ports, peerOf: () => undefined, health: () => state.health });
     client = new Health(`unix://${socketPath}`, grpc.credentials.createInsecure());

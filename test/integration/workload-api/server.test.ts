@@ -52,12 +52,13 @@ async function fakeAgent() {
       listeners.add(l);
       return () => listeners.delete(l);
     },
-    async attest(peer: PeerInfo): Promise<Workload> {
-      return {
+    attestConnection(peer: PeerInfo) {
+      const workload: Workload = {
         snapshot: () => ({ x509Svids: byUid.get(peer.uid) ?? [], federatedTrustDomains: [] }),
         jwtSvids: async (audience, spiffeId) =>
           (byUid.get(peer.uid) ?? []).filter((s) => !spiffeId || s.spiffeId === spiffeId).map((s) => ({ spiffeId: s.spiffeId, token: mintJwtSvid(authority, { spiffeId: SpiffeId.parse(s.spiffeId), audience }, new Date()).token })),
       };
+      return { workload: async () => workload, release: () => undefined };
     },
   };
   return { ports, issue, byUid, state, changed: () => listeners.forEach((l) => l()), ca };

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ExecutableHashCache, unixSelectors } from '../../../node-agent/caller/unix-attestor.js';
+import { AccountNames } from '../../../node-agent/caller/accounts.js';
+import { ExecutableHashCache, exeIdentity, processFacts, sameExe, unixSelectors } from '../../../node-agent/caller/unix-attestor.js';
 
 describe('the unix workload attestor', () => {
   let root: string;
@@ -20,10 +21,12 @@ describe('the unix workload attestor', () => {
   });
   afterEach(() => rmSync(root, { recursive: true, force: true }));
 
-  const options = () => ({ procRoot: join(root, 'proc'), passwdFile: join(root, 'passwd'), groupFile: join(root, 'group') });
+  const procRoot = (): string => join(root, 'proc');
+  const names = (): AccountNames => new AccountNames({ passwdFile: join(root, 'passwd'), groupFile: join(root, 'group') });
 
   it('yields uid, gid, names, supplementary groups, path and hash from what the kernel and /proc say', async () => {
-    expect(await unixSelectors({ pid: 77, uid: 1000, gid: 1000 }, options())).toEqual(
+    const facts = processFacts(77, new ExecutableHashCache(), { procRoot: procRoot() });
+    expect(await unixSelectors({ pid: 77, uid: 1000, gid: 1000 }, facts, names())).toEqual(
       [
         'unix:uid:1000', 'unix:gid:1000', 'unix:user:alice', 'unix:group:alice',
         'unix:supplementary_gid:27', 'unix:supplementary_group:sudo', 'unix:supplementary_gid:100', 'unix:supplementary_group:users',
@@ -33,9 +36,33 @@ describe('the unix workload attestor', () => {
   });
 
   it('leaves out what it cannot read instead of guessing', async () => {
-    const s = await unixSelectors({ pid: 99, uid: 4242, gid: 4242 }, options());
-    expect(s).toEqual(['unix:gid:4242', 'unix:uid:4242']);
-    expect(await unixSelectors({ pid: 77, uid: 1000, gid: 1000 }, { ...options(), withPathAndHash: false })).not.toContainEqual(expect.stringMatching(/^unix:(path|sha256):/));
+    const gone = processFacts(99, new ExecutableHashCache(), { procRoot: procRoot() });
+    expect(await unixSelectors({ pid: 99, uid: 4242, gid: 4242 }, gone, names())).toEqual(['unix:gid:4242', 'unix:uid:4242']);
+    const noExe = processFacts(77, new ExecutableHashCache(), { procRoot: procRoot(), withPathAndHash: false });
+    expect(await unixSelectors({ pid: 77, uid: 1000, gid: 1000 }, noExe, names())).not.toContainEqual(expect.stringMatching(/^unix:(path|sha256):/));
+  });
+
+  it('hashes the executable the process ran at accept, even when it execs before the hash is read', async () => {
+    const facts = processFacts(77, new ExecutableHashCache(), { procRoot: procRoot() });
+    // the process execs another binary (its /proc/<pid>/exe now names another file) before the hash is awaited
+    writeFileSync(join(root, 'other'), 'another binary');
+    unlinkSync(join(root, 'proc', '77', 'exe'));
+    symlinkSync(join(root, 'other'), join(root, 'proc', '77', 'exe'));
+    const s = await unixSelectors({ pid: 77, uid: 1000, gid: 1000 }, facts, names());
+    expect(s).toContain(`unix:sha256:${sha('binary v1')}`);
+    expect(s).toContain(`unix:path:${join(root, 'app')}`);
+    // and the per-call check sees the change
+    expect(sameExe(facts.exe, exeIdentity(procRoot(), 77))).toBe(false);
+  });
+
+  it('tells the same executable from another by device, inode and path', () => {
+    const a = exeIdentity(procRoot(), 77);
+    expect(a).toBeDefined();
+    expect(sameExe(a, exeIdentity(procRoot(), 77))).toBe(true);
+    expect(sameExe(a, { ...a!, ino: a!.ino + 1n })).toBe(false);
+    expect(sameExe(a, { ...a!, path: '/usr/bin/other' })).toBe(false);
+    expect(sameExe(a, undefined)).toBe(false);
+    expect(sameExe(undefined, undefined)).toBe(true);
   });
 
   it('hashes an executable once per file identity, and again when the file is replaced', async () => {
@@ -47,6 +74,26 @@ describe('the unix workload attestor', () => {
     rmSync(join(root, 'app'));
     writeFileSync(join(root, 'app'), 'binary v2 (upgraded)');
     expect(await cache.hash(exe)).toBe(sha('binary v2 (upgraded)'));
-    expect(await unixSelectors({ pid: 77, uid: 1000, gid: 1000 }, options(), cache)).toContain(`unix:sha256:${sha('binary v2 (upgraded)')}`);
+    const facts = processFacts(77, cache, { procRoot: procRoot() });
+    expect(await unixSelectors({ pid: 77, uid: 1000, gid: 1000 }, facts, names())).toContain(`unix:sha256:${sha('binary v2 (upgraded)')}`);
+  });
+
+  it('reads /etc/passwd and /etc/group again only when the file changes (device, inode, size, mtime)', () => {
+    const accounts = names();
+    expect(accounts.user(1000)).toBe('alice');
+    expect(accounts.group(27)).toBe('sudo');
+    // a rename over the file (what useradd and vipw do): a new inode, read again
+    writeFileSync(join(root, 'passwd.new'), 'root:x:0:0::/root:/bin/sh\nbob:x:1000:1000::/home/bob:/bin/sh\n');
+    renameSync(join(root, 'passwd.new'), join(root, 'passwd'));
+    expect(accounts.user(1000)).toBe('bob');
+    // an append in place: the size changes
+    appendFileSync(join(root, 'group'), 'web:x:3000:\n');
+    expect(accounts.group(3000)).toBe('web');
+    // a same-size rewrite in place with a new mtime
+    writeFileSync(join(root, 'group'), 'root:x:0:\nstaf:x:27:alice\nusers:x:100:\nalice:x:1000:\nweb:x:3000:\n');
+    utimesSync(join(root, 'group'), new Date(), new Date(Date.now() + 5000));
+    expect(accounts.group(27)).toBe('staf');
+    rmSync(join(root, 'passwd'));
+    expect(accounts.user(1000)).toBeUndefined();
   });
 });
