@@ -137,7 +137,8 @@ export async function benchWorkloadApi(): Promise<void> {
 
     const socket = join(dir, 'agent.sock');
     const profile = process.env.CAIRN_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CAIRN_BENCH_PROFILE}`] : [];
-    const agent = spawnCairn(['agent', 'start', '--socket', socket, '--join-token', token], { CAIRN_DATA_DIR: join(dir, 'node'), CAIRN_LOG_LEVEL: 'warn' }, profile);
+    // every bench client is this process's uid: lift the per-uid connection cap (default 64) above the 1,000 it opens
+    const agent = spawnCairn(['agent', 'start', '--socket', socket, '--join-token', token, '--workload-max-connections-per-uid', '20000'], { CAIRN_DATA_DIR: join(dir, 'node'), CAIRN_LOG_LEVEL: 'warn' }, profile);
     children.push(agent);
     await agent.waitFor(/serving the Workload API/);
     // ready when every identity is issued (the agent issues for all its entries, callers or not)

@@ -82,7 +82,7 @@ describe.runIf(canRun)(`stealing an SVID through the Unix attestor (${storeKind(
     await synced(['trusted-root']);
     // The real service (here: the trusted binary, with code inside it) gets its SVID…
     const legit = preloaded(0);
-    expect(await legit.line(/^(DATA|ERR)/)).toBe(`DATA spiffe://${TD}/trusted-root`);
+    expect(await legit.line(/^(DATA|ERR)/)).toMatch(new RegExp(`^DATA (.*,)?spiffe://${TD}/trusted-root(,|$)`));
     // …nobody running the same binary with the same code inside does not,
     const inside = preloaded(NOBODY);
     expect(await inside.line(/^(DATA|ERR)/)).toMatch(/^ERR 7 /);
@@ -96,7 +96,7 @@ describe.runIf(canRun)(`stealing an SVID through the Unix attestor (${storeKind(
     expect((await entry('trusted-nobody', [`unix:uid:${NOBODY}`, `unix:path:${tools.trusted}`, `unix:sha256:${sha}`])).status).toBe(201);
     await synced(['trusted-nobody']);
     // the trusted binary itself, as nobody, is served (the entry works)
-    expect(await preloaded(NOBODY).line(/^(DATA|ERR)/)).toBe(`DATA spiffe://${TD}/trusted-nobody`);
+    expect(await preloaded(NOBODY).line(/^(DATA|ERR)/)).toMatch(new RegExp(`^DATA (.*,)?spiffe://${TD}/trusted-nobody(,|$)`));
 
     // nobody connects from its own program and hands the connection to a child…
     const attacker = run([...asUid(NOBODY), tools.connectExec, agent!.socketPath, '1', tools.trusted, '30', '--', process.execPath, tools.client], { extraFds: 2 });
