@@ -11,7 +11,8 @@ class IdNameFile {
 
   constructor(private readonly path: string) {}
 
-  nameOf(id: number): string | undefined {
+  /** The names as the file is now (one stat; a read and parse only when it changed). */
+  current(): ReadonlyMap<number, string> {
     let key: string;
     try {
       const st = statSync(this.path, { bigint: true });
@@ -20,13 +21,13 @@ class IdNameFile {
       // no database: no name selector
       this.key = undefined;
       this.names = new Map();
-      return undefined;
+      return this.names;
     }
     if (key !== this.key) {
       this.names = parse(this.path);
       this.key = key;
     }
-    return this.names.get(id);
+    return this.names;
   }
 }
 
@@ -58,10 +59,17 @@ export class AccountNames {
   }
 
   user(uid: number): string | undefined {
-    return this.users.nameOf(uid);
+    return this.users.current().get(uid);
   }
 
   group(gid: number): string | undefined {
-    return this.groups.nameOf(gid);
+    return this.groups.current().get(gid);
+  }
+
+  /** Both databases as they are now, for the several lookups of one caller (one stat each). */
+  snapshot(): { user(uid: number): string | undefined; group(gid: number): string | undefined } {
+    const users = this.users.current();
+    const groups = this.groups.current();
+    return { user: (uid) => users.get(uid), group: (gid) => groups.get(gid) };
   }
 }

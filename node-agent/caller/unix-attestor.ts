@@ -145,7 +145,8 @@ export function processFacts(pid: number, hashes: ExecutableHashCache, options: 
 }
 
 /** unix:* selectors from the kernel's credentials and the facts read at accept. */
-export async function unixSelectors(peer: PeerInfo, facts: ProcessFacts, names: AccountNames): Promise<string[]> {
+export async function unixSelectors(peer: PeerInfo, facts: ProcessFacts, accounts: AccountNames): Promise<string[]> {
+  const names = accounts.snapshot();
   const selectors = [`unix:uid:${peer.uid}`, `unix:gid:${peer.gid}`];
   const user = names.user(peer.uid);
   if (user) selectors.push(`unix:user:${user}`);

@@ -8,6 +8,7 @@ import { startAgent, type AgentHandle } from '../../../node-agent/main.js';
 import { startTestCa, type TestCa } from '../../support/ca.js';
 import { storeKind } from '../../support/db.js';
 import { capturingLogger } from '../../support/logs.js';
+import { runCairnAsync } from '../../support/processes.js';
 import { asUid, run } from '../../support/workload-attacks.js';
 
 /**
@@ -107,7 +108,7 @@ describe(`Workload API connection limits (${storeKind()} store)`, () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it.runIf(isRoot)('2,000 idle connections from nobody hold at most its 64 (not 4,000 descriptors), and those are closed once idle', { timeout: 180_000 }, async () => {
+  it.runIf(isRoot)('2,000 idle connections from nobody hold at most its 64 (not 4,000 descriptors), and those are closed once idle', { timeout: 300_000 }, async () => {
     writeFileSync(join(dir, 'flood.cjs'), FLOOD, { mode: 0o644 });
     const before = ownFds();
     const flood = run(['prlimit', '--nofile=8192:8192', ...asUid(NOBODY), process.execPath, join(dir, 'flood.cjs'), agent!.socketPath, '2000']);
@@ -159,6 +160,19 @@ describe(`Workload API connection limits (${storeKind()} store)`, () => {
     const closedIn = await waitFor('the busy connection to be closed once idle', () => (busyClosed ? Date.now() - tEnd : undefined), 30_000);
     expect(closedIn).toBeGreaterThanOrEqual(IDLE_MS - 50);
     busy.destroy();
+  });
+
+  it('`cairn agent start` refuses bad values for the new flags, naming the flag', async () => {
+    for (const [args, message] of [
+      [['--workload-idle-timeout', 'soon'], /--workload-idle-timeout must be a duration like 30s/],
+      [['--workload-max-connections-per-uid', '0'], /--workload-max-connections-per-uid must be a whole number/],
+      [['--workload-max-connections-per-uid', 'lots'], /--workload-max-connections-per-uid must be a whole number/],
+      [['--workload-attestor', 'docker'], /--workload-attestor must be unix, k8s or systemd, got "docker"/],
+    ] as const) {
+      const r = await runCairnAsync(['agent', 'start', '--data-dir', join(dir, 'unused'), ...args], { CAIRN_JOIN_TOKEN: undefined });
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(message);
+    }
   });
 
   it('a caller with no identity calling in a loop does not make the agent rewrite unregistered.json on every call', { timeout: 120_000 }, async () => {
