@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, fstatSync, openSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { closeSync, createReadStream, fstatSync, openSync, readFileSync, readlinkSync, statSync, type BigIntStats } from 'node:fs';
 import type { PeerInfo } from '../../workload-api/ports.js';
 import { AccountNames } from './accounts.js';
 
@@ -18,6 +18,8 @@ export interface ExeIdentity {
   readonly path: string;
   readonly dev: bigint;
   readonly ino: bigint;
+  /** Device, inode, size, mtime and ctime: what a cached hash is keyed by. */
+  readonly key: string;
 }
 
 /** What /proc said about a caller when its connection was accepted. */
@@ -34,7 +36,7 @@ export interface ProcessFacts {
 export function exeIdentity(procRoot: string, pid: number): ExeIdentity | undefined {
   try {
     const st = statSync(`${procRoot}/${pid}/exe`, { bigint: true });
-    return { path: readlinkSync(`${procRoot}/${pid}/exe`), dev: st.dev, ino: st.ino };
+    return { path: readlinkSync(`${procRoot}/${pid}/exe`), dev: st.dev, ino: st.ino, key: fileKey(st) };
   } catch {
     return undefined;
   }
@@ -63,6 +65,8 @@ function readOrUndefined(path: string): string | undefined {
   }
 }
 
+const fileKey = (st: BigIntStats): string => `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+
 /**
  * Executable hashes by file identity (device, inode, size, mtime, ctime). Hashing a 100 MB binary
  * on every call would cost ~200 ms of each Workload API call; replacing the file changes its
@@ -79,8 +83,7 @@ export class ExecutableHashCache {
   hashOpen(fd: number): Promise<string> {
     let key: string;
     try {
-      const st = fstatSync(fd, { bigint: true });
-      key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+      key = fileKey(fstatSync(fd, { bigint: true }));
     } catch (err) {
       closeSync(fd);
       return Promise.reject(err as Error);
@@ -98,6 +101,11 @@ export class ExecutableHashCache {
     if (this.hashes.size >= this.capacity) this.hashes.delete(this.hashes.keys().next().value!);
     this.hashes.set(key, h);
     return h;
+  }
+
+  /** The hash of a file already hashed (or being hashed), by its identity key; undefined when unknown. */
+  cached(key: string): Promise<string> | undefined {
+    return this.hashes.get(key);
   }
 
   /** The hash of the file at `path` (e.g. /proc/<pid>/exe). */
@@ -119,9 +127,10 @@ export interface ProcessFactsOptions {
 }
 
 /**
- * Reads, synchronously and at once, what /proc says about `pid`. The executable is opened here and
- * its identity compared with what readlink/stat just said, so the hash is of the binary the
- * process ran when its connection was accepted, whatever it runs by the time the hash is done.
+ * Reads, synchronously and at once, what /proc says about `pid`. An executable whose hash is not
+ * known yet (by file identity) is opened here and its identity compared with what stat just said, so
+ * the hash is of the binary the process ran when its connection was accepted, whatever it runs by the
+ * time the hash is done.
  */
 export function processFacts(pid: number, hashes: ExecutableHashCache, options: ProcessFactsOptions = {}): ProcessFacts {
   const procRoot = options.procRoot ?? '/proc';
@@ -130,7 +139,8 @@ export function processFacts(pid: number, hashes: ExecutableHashCache, options: 
   if (options.withPathAndHash === false) return { groups, exe: undefined, sha256: undefined, cgroup };
   const exe = exeIdentity(procRoot, pid);
   let sha256: Promise<string> | undefined;
-  if (exe) {
+  if (exe) sha256 = hashes.cached(exe.key);
+  if (exe && !sha256) {
     try {
       const fd = openSync(`${procRoot}/${pid}/exe`, 'r');
       const st = fstatSync(fd, { bigint: true });
