@@ -11,7 +11,6 @@ import { DEFAULT_MAX_CONNECTIONS_PER_UID, startWorkloadApiServer, type WorkloadA
 import { isRefusal, NodeAgent } from './agent.js';
 import { attestNode, type NodeAttestation } from './attestation/node-attestors.js';
 import { CaClient, chainPemOf } from './ca-client.js';
-import { RepeatGate } from '../lib/repeat-gate.js';
 import { AccountNames } from './caller/accounts.js';
 import { CallerIdentifier } from './caller/connection.js';
 import { ExecutableHashCache } from './caller/unix-attestor.js';
@@ -229,7 +228,16 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
         : {}),
   });
   const socketPath = config.socketPath ?? join(config.dataDir, 'sockets', 'workload.sock');
-  const refusals = new RepeatGate();
+  // Once a minute per uid (and reason): a flood from one uid is one line, and several uids cannot
+  // make each other's lines repeat (a single-slot RepeatGate would log every alternation).
+  const refusalLoggedAt = new Map<string, number>();
+  const logRefusal = (key: string, now: number): boolean => {
+    const last = refusalLoggedAt.get(key);
+    if (last !== undefined && now >= last && now - last < 60_000) return false;
+    if (refusalLoggedAt.size >= 1024) refusalLoggedAt.clear();
+    refusalLoggedAt.set(key, now);
+    return true;
+  };
   let server: WorkloadApiServer;
   try {
     server = await startWorkloadApiServer({
@@ -241,7 +249,7 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
       idleTimeoutMs: config.workloadIdleTimeoutMs,
       maxConnectionsPerUid: config.workloadMaxConnectionsPerUid,
       onRefused: (peer, reason) => {
-        if (refusals.shouldLog(`${reason}:${peer?.uid}`, clock.now().getTime())) {
+        if (logRefusal(`${reason}:${peer?.uid}`, clock.now().getTime())) {
           logger.warn({ event: 'workload_api.connection_refused', reason, uid: peer?.uid, pid: peer?.pid, maxPerUid: config.workloadMaxConnectionsPerUid ?? DEFAULT_MAX_CONNECTIONS_PER_UID }, 'refused a Workload API connection (logged once a minute per uid)');
         }
       },
