@@ -64,7 +64,7 @@ describe(`selectors are checked when entries and tokens are written (${storeKind
     expect(ok.body).not.toHaveProperty('allowUnknownSelectorTypes');
   });
 
-  it('the CLI prints `error:` lines naming the selector, and takes --allow-unknown-selector-type', async () => {
+  it('the CLI prints `error:` lines naming the selector, and takes --allow-unknown-selector-type', { timeout: 180_000 }, async () => {
     const base = ['entry', 'create', '--parent-id', AGENT];
     const bad = await cli([...base, '--spiffe-id', `spiffe://${TD}/cli-a`, '--selector', 'unix:uid:abc']);
     expect(bad.status).toBe(1);
