@@ -44,7 +44,8 @@ describe('grpc.health.v1.Health on the Workload API socket', () => {
         release: () => undefined,
       }),
     };
-    server = await startWorkloadApiServer({ socketPath, ports, peerOf: () => undefined, health: () => state.health });
+    // The kernel always names a Unix-socket peer; "no identity" here is a caller no entry matches.
+    server = await startWorkloadApiServer({ socketPath, ports, peerOf: () => ({ pid: process.pid, uid: process.getuid!(), gid: process.getgid!() }), health: () => state.health });
     client = new Health(`unix://${socketPath}`, grpc.credentials.createInsecure());
   });
   afterAll(async () => {
