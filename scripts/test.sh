@@ -30,5 +30,10 @@ echo "== suite on PostgreSQL ($PG_VERSION_STRING)"
 CAIRN_TEST_STORE=postgres DATABASE_URL="$CAIRN_TEST_DATABASE_URL" \
   npx vitest run --reporter=default --reporter=json --outputFile.json="$REPORTS/postgres.json" "$@" || status=1
 
+# With CAIRN_RELIABILITY_DIR set (the hostile corpus writes its figures there too), the reports are kept
+# for scripts/reliability-report.mjs: RELIABILITY.md from a full run instead of a second one.
+if [ -n "${CAIRN_RELIABILITY_DIR:-}" ]; then
+  for s in embedded postgres; do if [ -f "$REPORTS/$s.json" ]; then cp "$REPORTS/$s.json" "$CAIRN_RELIABILITY_DIR/vitest-$s.json"; fi; done
+fi
 node scripts/summarize-tests.mjs "$REPORTS"/*.json
 exit $status
