@@ -2,7 +2,7 @@ import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { children, content, decodeOid, expect, raw, readWhole, Tag, type Node } from '../../lib/der.js';
 import { CairnError } from '../../lib/errors.js';
 
-/** Key types a CSR may carry (issue: P-256, P-384, RSA-2048 and up). */
+/** Key types a CSR may carry: P-256, P-384, RSA 2048–4096 bits with exponent 65537. */
 export type SubjectKeyType = 'ec-p256' | 'ec-p384' | 'rsa';
 
 export interface SubjectPublicKey {
@@ -20,16 +20,30 @@ const CURVES: Record<string, SubjectKeyType> = { '1.2.840.10045.3.1.7': 'ec-p256
 const CURVE_NAMES: Record<string, string> = { 'ec-p256': 'P-256', 'ec-p384': 'P-384' };
 const MIN_RSA_BITS = 2048;
 const MAX_RSA_BITS = 4096;
+/** F4: the only public exponent we accept (what every toolkit generates by default). */
+const RSA_EXPONENT = Buffer.from([0x01, 0x00, 0x01]);
 
 const unsupported = (message: string): CairnError => new CairnError('unsupported_key_type', message);
 
-function rsaModulusBits(keyBits: Buffer): number {
-  const [n] = children(expect(readWhole(keyBits), Tag.SEQUENCE, 'RSAPublicKey'));
-  const modulus = content(expect(n!, Tag.INTEGER, 'modulus'));
+const magnitude = (integer: Buffer): Buffer => {
   let start = 0;
-  while (start < modulus.length && modulus[start] === 0) start++;
-  if (start === modulus.length) return 0;
-  return (modulus.length - start - 1) * 8 + (32 - Math.clz32(modulus[start]!));
+  while (start < integer.length && integer[start] === 0) start++;
+  return integer.subarray(start);
+};
+
+/**
+ * Modulus size and exponent, read from the DER without touching a big-number library. The cost of
+ * an RSA verification grows with the exponent's size, and OpenSSL bounds it only for moduli over
+ * 3072 bits: a 3072-bit exponent made each CSR check cost ~5 ms. So anything but 65537 is refused
+ * here, before any signature is looked at.
+ */
+function rsaPublicKey(keyBits: Buffer): { bits: number; exponentOk: boolean } {
+  const [n, e] = children(expect(readWhole(keyBits), Tag.SEQUENCE, 'RSAPublicKey'));
+  if (!n || !e) throw new CairnError('invalid_csr', 'RSAPublicKey is incomplete');
+  const modulus = magnitude(content(expect(n, Tag.INTEGER, 'modulus')));
+  const exponent = magnitude(content(expect(e, Tag.INTEGER, 'publicExponent')));
+  const bits = modulus.length === 0 ? 0 : (modulus.length - 1) * 8 + (32 - Math.clz32(modulus[0]!));
+  return { bits, exponentOk: exponent.equals(RSA_EXPONENT) };
 }
 
 /** Reads a SubjectPublicKeyInfo node and decides whether Cairn will certify that key. */
@@ -47,12 +61,13 @@ export function readSubjectPublicKey(node: Node): SubjectPublicKey {
     return { spki: raw(node), keyType: curve, keyBits };
   }
   if (algorithm === RSA_ENCRYPTION) {
-    const rsaBits = rsaModulusBits(keyBits);
+    const { bits: rsaBits, exponentOk } = rsaPublicKey(keyBits);
     if (rsaBits < MIN_RSA_BITS) throw unsupported(`RSA keys must be at least ${MIN_RSA_BITS} bits, got ${rsaBits}`);
     if (rsaBits > MAX_RSA_BITS) throw unsupported(`RSA keys larger than ${MAX_RSA_BITS} bits are not accepted`);
+    if (!exponentOk) throw unsupported('RSA keys must use the public exponent 65537');
     return { spki: raw(node), keyType: 'rsa', rsaBits, keyBits };
   }
-  throw unsupported('only P-256, P-384 and RSA (2048-4096 bit) keys are accepted');
+  throw unsupported('only P-256, P-384 and RSA (2048-4096 bit, exponent 65537) keys are accepted');
 }
 
 /**
