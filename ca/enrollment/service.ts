@@ -9,12 +9,12 @@ import { parseX509Svid, verifyX509Svid } from '../../spiffe/svid/x509.js';
 import type { AuthorityService } from '../authority/service.js';
 import { nodeSubjects, type BanService } from '../bans/service.js';
 import type { EntryStore } from '../entries/store.js';
-import { decodeCsrText, verifyCsr } from '../issuance/csr.js';
+import { checkCsrSignature, decodeCsrText, readCsr, verifyCsr } from '../issuance/csr.js';
 import type { Queryable } from '../db/database.js';
 import type { CsrRequest, IssuanceService, IssuedX509Svid, MintedJwtSvid, X509Issuer } from '../issuance/service.js';
 import type { AttestedNode, NodeKind, NodeStore } from '../nodes/store.js';
 import type { TokenService } from '../tokens/service.js';
-import { defaultAgentId, invalidToken } from '../tokens/service.js';
+import { defaultAgentId, invalidToken, isGuess, type TokenRefusal } from '../tokens/service.js';
 import type { FailureLimiter } from './failure-limiter.js';
 
 export interface EnrollmentDeps {
@@ -58,32 +58,26 @@ export class EnrollmentService {
    * Redemption, signing, the inventory row and the node record commit together or not at all: a CA
    * killed anywhere in between leaves the token unspent, so the node simply retries. When the commit
    * happened but the answer was lost, the same key may redeem the token again (TokenStore.redeem).
-   * Failed guesses from one source are rate-limited; replays of real tokens are not.
+   *
+   * Refusals are cheap and a valid token is never refused for someone else's failures: the CSR's
+   * structure and key are checked first (no cryptography), then the token with one indexed read.
+   * Only a token that can be answered earns a signature check; guesses (unknown or malformed tokens)
+   * are counted per source address and, past the limit, answered 429 — still without cryptography.
    */
   private async enrollWithToken(tokenText: string, csrText: string, source: string, kind: 'join' | 'workload'): Promise<IssuedX509Svid> {
-    const csr = verifyCsr(decodeCsrText(csrText));
-    this.deps.limiter.check(source);
-    const guessed = (): CairnError => {
-      this.deps.limiter.fail(source);
-      return invalidToken();
-    };
-    const claimedTd = this.deps.tokens.claimedTrustDomain(tokenText);
-    if (claimedTd === undefined) throw guessed();
-    let issuer: X509Issuer;
-    try {
-      issuer = await this.deps.issuance.x509IssuerFor(claimedTd);
-    } catch (err) {
-      if (err instanceof CairnError && (err.code === 'trust_domain_not_found' || err.code === 'invalid_trust_domain')) throw guessed();
-      throw err;
-    }
+    const request = readCsr(decodeCsrText(csrText));
+    const screened = await this.deps.tokens.screen(tokenText, kind);
+    if (!screened.ok) throw this.refused(screened.reason, screened.tokenId, kind, source);
+    // A spent token can only fetch the SVID it was redeemed for, by the key in that SVID.
+    if (screened.issuedSvid && !spkiOf(screened.issuedSvid).equals(request.publicKey.spki)) throw this.refused('used', screened.tokenId, kind, source);
+    const csr = checkCsrSignature(request);
+    const issuer = await this.deps.issuance.x509IssuerFor(screened.trustDomain);
     const nodeKind: NodeKind = kind === 'join' ? 'agent' : 'device';
     const attestationType = kind === 'join' ? 'join_token' : 'workload_credential';
     const outcome = await this.deps.nodes.transaction(async (tx) => {
       const r = await this.deps.tokens.redeem(tokenText, kind, tx);
       if (!r.ok) return r; // commits: a token presented expired or for the other purpose is spent
       const t = r.token;
-      // The claims are not signed; one edited to name another trust domain changes nothing (rolled back).
-      if (t.trustDomain !== claimedTd) throw invalidToken();
       const grant: NodeGrant = {
         trustDomain: t.trustDomain,
         spiffeId: kind === 'join' ? (t.spiffeId ?? defaultAgentId(t.trustDomain, t.id)) : t.spiffeId!,
@@ -92,19 +86,39 @@ export class EnrollmentService {
       };
       if (t.repeat) {
         const svid = await this.repeatedAnswer(tx, t.issuedSvid!, grant, csr, issuer.bundle);
-        return svid ? { ok: true as const, svid, grant, repeat: true } : { ok: false as const, guess: false };
+        return svid ? { ok: true as const, svid, grant, tokenId: t.id, repeat: true } : { ok: false as const, reason: 'used' as const, tokenId: t.id };
       }
       const svid = await this.enrollIn(tx, issuer, grant, csr, nodeKind, attestationType);
       await this.deps.tokens.recordIssued(tx, t.id, svid.chain[0]!);
-      return { ok: true as const, svid, grant, repeat: false };
+      return { ok: true as const, svid, grant, tokenId: t.id, repeat: false };
     });
-    if (!outcome.ok) throw outcome.guess ? guessed() : invalidToken();
+    if (!outcome.ok) throw this.refused(outcome.reason, outcome.tokenId, kind, source);
     if (outcome.repeat) {
-      this.deps.logger.info({ event: 'token.answer_repeated', spiffeId: outcome.grant.spiffeId, serial: outcome.svid.serial, issuedTo: outcome.grant.issuedTo }, 'one-time token presented again by its key: same SVID sent again');
+      this.deps.logger.info({ event: 'token.answer_repeated', tokenId: outcome.tokenId, spiffeId: outcome.grant.spiffeId, serial: outcome.svid.serial, issuedTo: outcome.grant.issuedTo }, 'one-time token presented again by its key: same SVID sent again');
     } else {
+      this.deps.logger.info({ event: 'token.redeemed', tokenId: outcome.tokenId, kind, trustDomain: outcome.grant.trustDomain }, 'one-time token redeemed');
       this.attested(issuer, outcome.grant, outcome.svid, nodeKind, attestationType);
     }
     return outcome.svid;
+  }
+
+  /**
+   * One answer to the caller whatever the reason (no oracle); the real reason goes to the log.
+   * Guesses count toward the source's limit; past it they get 429 instead (logged at debug, so a
+   * flood cannot flood the log). Replays of real tokens are not counted: they come from a holder.
+   */
+  private refused(reason: TokenRefusal, tokenId: string | undefined, kind: 'join' | 'workload', source: string): CairnError {
+    if (isGuess(reason)) {
+      try {
+        this.deps.limiter.check(source);
+      } catch (err) {
+        this.deps.logger.debug({ event: 'token.refused', reason, tokenId, kind, source, limited: true }, 'one-time token refused');
+        return err as CairnError;
+      }
+      this.deps.limiter.fail(source);
+    }
+    this.deps.logger.info({ event: 'token.refused', reason, tokenId, kind, source }, 'one-time token refused');
+    return invalidToken();
   }
 
   /**
@@ -276,6 +290,8 @@ export interface NodeGrant {
   /** What besides its SPIFFE ID a ban can name this node by: its x509pop fingerprint, its Kubernetes node UID. */
   readonly banSubjects?: readonly string[] | undefined;
 }
+
+const spkiOf = (der: Buffer): Buffer => new X509Certificate(der).publicKey.export({ type: 'spki', format: 'der' });
 
 /** Serial of a DER certificate as lowercase hex, as the inventory stores it. */
 export function serialOf(der: Buffer): string {

@@ -59,7 +59,8 @@ function requestsCa(attributes: Node): boolean {
   return false;
 }
 
-interface ParsedCsr {
+/** A CSR whose structure and key passed our rules, but whose signature has not been checked yet. */
+export interface UnverifiedCsr {
   readonly publicKey: SubjectPublicKey;
   readonly hash: string;
   readonly info: Buffer;
@@ -68,7 +69,14 @@ interface ParsedCsr {
 
 /** Parses a PKCS#10 CSR and verifies its self-signature (proof of possession of the private key). */
 export function verifyCsr(der: Buffer): VerifiedCsr {
-  const csr = parseCsr(der);
+  return checkCsrSignature(readCsr(der));
+}
+
+/**
+ * The signature check alone, for callers that first decide (cheaply, e.g. from a token lookup)
+ * whether the request deserves any cryptography at all.
+ */
+export function checkCsrSignature(csr: UnverifiedCsr): VerifiedCsr {
   let ok = false;
   try {
     ok = cryptoVerify(csr.hash, csr.info, publicKeyObject(csr.publicKey), csr.signature);
@@ -82,7 +90,11 @@ export function verifyCsr(der: Buffer): VerifiedCsr {
 const badSignature = (cause?: unknown): CairnError =>
   new CairnError('csr_signature_invalid', 'CSR signature does not verify with its public key', cause === undefined ? undefined : { cause });
 
-function parseCsr(der: Buffer): ParsedCsr {
+/**
+ * Structure and key rules only, no cryptography: size, DER, a key Cairn certifies (P-256, P-384,
+ * RSA 2048–4096 with exponent 65537), a signature algorithm that fits it, no CA request.
+ */
+export function readCsr(der: Buffer): UnverifiedCsr {
   if (der.length > MAX_CSR_BYTES) throw bad(`CSR is larger than ${MAX_CSR_BYTES} bytes`);
   let info: Node, algorithm: string, signature: Buffer, publicKey: SubjectPublicKey;
   try {

@@ -143,7 +143,9 @@ export class NodeAttestationService {
     try {
       return await fn();
     } catch (err) {
-      if (err instanceof CairnError && (err.code === 'unauthenticated' || err.code === 'permission_denied' || err.code === 'agent_banned')) this.deps.limiter.fail(source);
+      // A CSR whose signature does not verify counts too: otherwise a flood of them would cost a
+      // signature check each, with no limit ever applying before the cryptography.
+      if (err instanceof CairnError && (err.code === 'unauthenticated' || err.code === 'permission_denied' || err.code === 'agent_banned' || err.code === 'csr_signature_invalid')) this.deps.limiter.fail(source);
       throw err;
     }
   }

@@ -15,7 +15,27 @@ import type { TrustDomainStore } from '../trust-domains/store.js';
 import type { Queryable } from '../db/database.js';
 import type { RedeemedToken, TokenKind, TokenStore } from './store.js';
 
-export type RedeemResult = { readonly ok: true; readonly token: RedeemedToken } | { readonly ok: false; readonly guess: boolean };
+/**
+ * Why a token was refused. The caller always gets the same answer (invalid_token, no oracle); the
+ * reason goes to the audit log. `malformed` and `unknown` are guesses; the others come from someone
+ * holding a real token.
+ */
+export type TokenRefusal = 'malformed' | 'unknown' | 'used' | 'expired' | 'wrong_kind' | 'tampered';
+
+export const isGuess = (reason: TokenRefusal): boolean => reason === 'malformed' || reason === 'unknown';
+
+export type RedeemResult = { readonly ok: true; readonly token: RedeemedToken } | { readonly ok: false; readonly reason: TokenRefusal; readonly tokenId?: string | undefined };
+
+/** A presented token that can be answered: unspent, or spent with an SVID its key may fetch again. */
+export interface ScreenedToken {
+  readonly ok: true;
+  readonly tokenId: string;
+  readonly trustDomain: string;
+  /** Set when the token is spent: only a CSR for this SVID's key can be answered (with this SVID). */
+  readonly issuedSvid: Buffer | undefined;
+}
+
+export type ScreenResult = ScreenedToken | { readonly ok: false; readonly reason: TokenRefusal; readonly tokenId?: string | undefined };
 
 export const TOKEN_TTL = { default: 600, min: 30, max: 86400 } as const;
 
@@ -93,34 +113,57 @@ export class TokenService {
     return this.deps.store.recordIssued(q, tokenId, svidDer);
   }
 
-  /** The trust domain a token claims, read without the database; undefined when it is not a token at all. */
-  claimedTrustDomain(text: string): string | undefined {
+  /**
+   * Whether a presented token can be answered, from one indexed read and no cryptography, so that
+   * refusals stay cheap and nothing costly (a CSR signature check, the issuer's keys) is done for a
+   * guess. A real token that can never be answered but is still unspent (expired, or presented for
+   * the other purpose) is spent here, as redemption would. Advisory for the rest: `redeem` decides.
+   */
+  async screen(text: string, kind: TokenKind): Promise<ScreenResult> {
+    let parsed;
     try {
-      return parseBootstrapToken(text).claims.td;
+      parsed = parseBootstrapToken(text);
     } catch {
-      return undefined;
+      return { ok: false, reason: 'malformed' };
     }
+    const tokenId = parsed.claims.id;
+    const hash = hashSecret(parsed.secret);
+    const found = await this.deps.store.find(tokenId, hash);
+    if (!found) return { ok: false, reason: 'unknown', tokenId };
+    // The claims are not signed: one edited to name another trust domain is refused, and stays unspent.
+    if (found.trustDomain !== parsed.claims.td) return { ok: false, reason: 'tampered', tokenId };
+    const now = this.deps.clock.now();
+    const unanswerable: TokenRefusal | undefined = found.kind !== kind ? 'wrong_kind' : found.expiresAt <= now ? 'expired' : undefined;
+    if (unanswerable) {
+      if (!found.used) await this.deps.store.redeem(tokenId, hash, found.trustDomain, now);
+      return { ok: false, reason: unanswerable, tokenId };
+    }
+    if (found.used && !found.issuedSvid) return { ok: false, reason: 'used', tokenId };
+    return { ok: true, tokenId, trustDomain: found.trustDomain, issuedSvid: found.used ? found.issuedSvid : undefined };
   }
 
   /**
-   * Consumes the token (even an expired one) and returns what it grants. A failure says whether
-   * it looked like a guess (no token with that id and secret) or a replay of a real one, so only
-   * guesses count toward rate limiting; the client sees the same answer either way. A `repeat`
-   * (see TokenStore.redeem) is the caller's to answer or refuse; `q` is the caller's transaction.
+   * Consumes the token (even an expired one) and returns what it grants, or why it was refused. A
+   * `repeat` (see TokenStore.redeem) is the caller's to answer or refuse; `q` is the caller's
+   * transaction.
    */
   async redeem(text: string, kind: TokenKind, q?: Queryable): Promise<RedeemResult> {
     let parsed;
     try {
       parsed = parseBootstrapToken(text);
     } catch {
-      return { ok: false, guess: true };
+      return { ok: false, reason: 'malformed' };
     }
+    const tokenId = parsed.claims.id;
     const now = this.deps.clock.now();
     const hash = hashSecret(parsed.secret);
-    const redeemed = await this.deps.store.redeem(parsed.claims.id, hash, now, q);
-    if (!redeemed) return { ok: false, guess: !(await this.deps.store.matches(parsed.claims.id, hash, q)) };
-    if (!redeemed.repeat) this.deps.logger.info({ event: 'token.redeemed', tokenId: redeemed.id, kind: redeemed.kind, trustDomain: redeemed.trustDomain }, 'one-time token redeemed');
-    if (redeemed.expiresAt <= now || redeemed.kind !== kind) return { ok: false, guess: false };
+    const redeemed = await this.deps.store.redeem(tokenId, hash, parsed.claims.td, now, q);
+    if (!redeemed) {
+      const found = await this.deps.store.find(tokenId, hash, q);
+      return { ok: false, reason: !found ? 'unknown' : found.trustDomain !== parsed.claims.td ? 'tampered' : 'used', tokenId };
+    }
+    if (redeemed.expiresAt <= now) return { ok: false, reason: 'expired', tokenId };
+    if (redeemed.kind !== kind) return { ok: false, reason: 'wrong_kind', tokenId };
     return { ok: true, token: redeemed };
   }
 }

@@ -29,6 +29,15 @@ export interface RedeemedToken {
   readonly issuedSvid: Buffer | undefined;
 }
 
+export interface FoundToken {
+  readonly id: string;
+  readonly trustDomain: string;
+  readonly kind: TokenKind;
+  readonly expiresAt: Date;
+  readonly used: boolean;
+  readonly issuedSvid: Buffer | undefined;
+}
+
 export class TokenStore {
   constructor(private readonly db: Database) {}
 
@@ -47,17 +56,18 @@ export class TokenStore {
    * concurrent presentations on any number of replicas exactly one gets the row. The token is
    * consumed even when it turns out to be expired (the caller checks expiry afterwards). Once its
    * SVID is recorded, a later presentation before expiry gets the row back as a `repeat`, to be
-   * answered with that same SVID (or refused); `q` is the caller's transaction.
+   * answered with that same SVID (or refused); `q` is the caller's transaction. The trust domain
+   * is the one the token's (unsigned) claims name: a token edited to name another is not touched.
    */
-  redeem(id: string, secretHash: Buffer, now: Date, q: Queryable = this.db): Promise<RedeemedToken | undefined> {
+  redeem(id: string, secretHash: Buffer, trustDomain: string, now: Date, q: Queryable = this.db): Promise<RedeemedToken | undefined> {
     return guard(async () => {
       const res = await q.query<{ id: string; trust_domain: string; kind: TokenKind; spiffe_id: string | null; selectors: string[]; expires_at: Date; issued_svid: Uint8Array | null; repeat: boolean }>(
         `UPDATE one_time_tokens t SET used_at = COALESCE(t.used_at, $3)
          FROM (SELECT id, used_at IS NOT NULL AS repeat FROM one_time_tokens WHERE id = $1 FOR UPDATE) prev
-         WHERE t.id = prev.id AND t.secret_hash = $2
+         WHERE t.id = prev.id AND t.secret_hash = $2 AND t.trust_domain = $4
            AND (t.used_at IS NULL OR (t.issued_svid IS NOT NULL AND t.expires_at > $3))
          RETURNING t.id, t.trust_domain, t.kind, t.spiffe_id, t.selectors, t.expires_at, t.issued_svid, prev.repeat`,
-        [id, secretHash, now],
+        [id, secretHash, now, trustDomain],
       );
       const r = res.rows[0];
       return (
@@ -76,9 +86,19 @@ export class TokenStore {
     });
   }
 
-  /** Whether id and secret match a token at all (used or not): tells a replay from a guess. */
-  matches(id: string, secretHash: Buffer, q: Queryable = this.db): Promise<boolean> {
-    return guard(async () => (await q.query(`SELECT 1 FROM one_time_tokens WHERE id = $1 AND secret_hash = $2`, [id, secretHash])).rows.length > 0);
+  /**
+   * The token with this id and secret, used or not, without changing it: one primary-key read that
+   * tells a real token (and its state) from a guess before anything costly is done for the caller.
+   */
+  find(id: string, secretHash: Buffer, q: Queryable = this.db): Promise<FoundToken | undefined> {
+    return guard(async () => {
+      const res = await q.query<{ trust_domain: string; kind: TokenKind; expires_at: Date; used: boolean; issued_svid: Uint8Array | null }>(
+        `SELECT trust_domain, kind, expires_at, used_at IS NOT NULL AS used, issued_svid FROM one_time_tokens WHERE id = $1 AND secret_hash = $2`,
+        [id, secretHash],
+      );
+      const r = res.rows[0];
+      return r && { id, trustDomain: r.trust_domain, kind: r.kind, expiresAt: toDate(r.expires_at), used: r.used, issuedSvid: r.issued_svid ? toBuffer(r.issued_svid) : undefined };
+    });
   }
 
   /** Drops tokens that can no longer be redeemed and no longer matter. */
