@@ -1,4 +1,3 @@
-import type { Server as HttpsServer } from 'node:https';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { SERVER_CERT_TTL_SECONDS } from './server-tls/service.js';
@@ -16,6 +15,7 @@ import { describeSchema, loadMigrations, migrate, schemaServes, schemaStatus, ty
 import { openPostgres } from './db/pg.js';
 import { buildCaApp, type CaApp } from './http/app.js';
 import type { PlainAdminMode } from './http/plain-admin.js';
+import { checkListenerLimits, DEFAULT_LISTENER_LIMITS, replaceTlsCredentials, type ListenerLimits } from './http/listener.js';
 import { loadKek } from './keys-at-rest.js';
 import { credentialSets, type KubeCredentialSet } from './node-attestation/kube-credentials.js';
 import { buildCaCore, type CaCore } from './services.js';
@@ -47,6 +47,8 @@ export interface CaConfig {
    * database user then needs no DDL rights, and a Job (`cairn migrate`) migrates before a rollout.
    */
   readonly noMigrate?: boolean | undefined;
+  /** Request and keep-alive timeouts and the connection cap of both listeners (defaults: DEFAULT_LISTENER_LIMITS). */
+  readonly limits?: Partial<ListenerLimits> | undefined;
 }
 
 export interface CaHandle {
@@ -95,8 +97,9 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
   const random = runtime.random ?? systemRandom;
   const version = runtime.version ?? cairnVersion();
   const migrations = bundledMigrations();
-  // Before the store: a missing or malformed KEK file is a configuration mistake, found without
-  // touching the database.
+  // Before the store: bad listener limits or a missing or malformed KEK file are configuration
+  // mistakes, found without touching the database.
+  const limits = checkListenerLimits({ ...DEFAULT_LISTENER_LIMITS, ...config.limits });
   const { kek, source, generated } = loadKek(config.kekFile, config.dataDir, random);
   // Everything opened from here on is closed again, newest first, if the start fails halfway: a CA
   // that cannot serve exits instead of hanging on a worker, a LISTEN connection or a bound port.
@@ -131,7 +134,7 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
       const left = credentials.notAfter.getTime() - clock.now().getTime();
       if (left > (SERVER_CERT_TTL_SECONDS * 1000) / 3) return;
       credentials = await core.serverTls.serverCredentials(sans);
-      (tlsApp.app.server as unknown as HttpsServer).setSecureContext({ key: credentials.keyPem, cert: credentials.certChainPem });
+      replaceTlsCredentials(tlsApp.app.server, { key: credentials.keyPem, cert: credentials.certChainPem });
       logger.info({ notAfter: credentials.notAfter.toISOString() }, 'TLS server certificate renewed');
     };
     let pass: Promise<void> = Promise.resolve();
@@ -144,8 +147,8 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
       });
     };
 
-    const app = await buildCaApp(core, { logger, publicUrl: config.publicUrl, version, plainAdmin: config.plainAdmin ?? 'loopback', tlsUrl: () => config.tlsPublicUrl ?? tlsUrl });
-    const tlsApp = await buildCaApp(core, { logger, publicUrl: config.publicUrl, version, tls: { key: credentials.keyPem, cert: credentials.certChainPem } });
+    const app = await buildCaApp(core, { logger, publicUrl: config.publicUrl, version, plainAdmin: config.plainAdmin ?? 'loopback', tlsUrl: () => config.tlsPublicUrl ?? tlsUrl, limits });
+    const tlsApp = await buildCaApp(core, { logger, publicUrl: config.publicUrl, version, limits, tls: { key: credentials.keyPem, cert: credentials.certChainPem } });
     // Loops stop after the listeners have closed (design: stop accepting, finish in-flight, stop
     // loops, close the pool), so they are registered before them.
     const rotation = setInterval(housekeeping, config.rotationIntervalMs ?? 60_000);

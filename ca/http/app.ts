@@ -26,6 +26,7 @@ import type { SyncService } from '../sync/service.js';
 import { registerTokenRoutes } from '../tokens/routes.js';
 import type { TokenService } from '../tokens/service.js';
 import type { App } from './types.js';
+import { checkListenerLimits, DEFAULT_LISTENER_LIMITS, fastifyTimeouts, nodeServerOptions, tlsServerOptions, type ListenerLimits } from './listener.js';
 
 export interface CaServices {
   readonly adminAuth: AdminAuthService;
@@ -59,6 +60,8 @@ export interface CaAppOptions {
   readonly plainAdmin?: PlainAdminMode;
   /** The TLS listener's URL, named in the refusal a plain-listener admin caller gets. */
   readonly tlsUrl?: () => string;
+  /** Request, keep-alive and handshake timeouts and the connection cap (ca/http/listener.ts). */
+  readonly limits?: ListenerLimits | undefined;
 }
 
 export interface RouteInfo {
@@ -81,10 +84,12 @@ export const DEFAULT_BODY_LIMIT = 1024 * 1024;
  * skip it), and later the agent context (mTLS). main.ts decides where it listens.
  */
 export async function buildCaApp(services: CaServices, options: CaAppOptions): Promise<CaApp> {
+  const limits = checkListenerLimits(options.limits ?? DEFAULT_LISTENER_LIMITS);
   const app = Fastify({
     ...(options.tls
-      ? { https: { key: options.tls.key, cert: options.tls.cert, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' as const } }
-      : {}),
+      ? { https: { ...tlsServerOptions(limits, options.tls), requestCert: true, rejectUnauthorized: false } }
+      : { http: nodeServerOptions(limits) }),
+    ...fastifyTimeouts(limits),
     loggerInstance: options.logger as FastifyBaseLogger,
     bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
@@ -98,6 +103,7 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
       void (reply as unknown as { status(n: number): { send(b: unknown): void } }).status(status).send(body);
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  if (limits.maxConnections > 0) app.server.maxConnections = limits.maxConnections;
   // Only JSON bodies: fastify's default text/plain parser would turn a wrong content type into a
   // confusing schema error instead of 415.
   app.removeContentTypeParser('text/plain');

@@ -4,6 +4,7 @@ import { bundledMigrations, CaStartError, describeDatabaseUrl, openDatabase, sta
 import { parseKubeCredentials, type KubeCredentialSet } from '../../ca/node-attestation/kube-credentials.js';
 import { describeSchema, latestVersion, migrate, schemaServes, schemaStatus } from '../../ca/db/migrate.js';
 import { validateTrustDomainName } from '../../ca/trust-domains/service.js';
+import { DEFAULT_LISTENER_LIMITS, type ListenerLimits } from '../../ca/http/listener.js';
 import { isCairnError } from '../../lib/errors.js';
 import { writeFileAtomic } from '../../lib/fs.js';
 import { cairnVersion } from '../../lib/version.js';
@@ -11,13 +12,14 @@ import { ConfigError, parse, UsageError } from '../args.js';
 import { dataDirOf, DEFAULT_HTTP_PORT, DEFAULT_TLS_PORT, readInputFile } from '../client.js';
 import { isPlainAdminMode, type PlainAdminMode } from '../../ca/http/plain-admin.js';
 import { say } from '../output.js';
-import { databaseUrl, envFlag, hostNameOrIp, listenAddress, readableFile, urlSetting } from '../settings.js';
+import { databaseUrl, durationMs, envFlag, hostNameOrIp, listenAddress, readableFile, urlSetting } from '../settings.js';
 import { untilSignal } from './agent.js';
 import { startAgent } from '../../node-agent/main.js';
 import { userInfo } from 'node:os';
 
 export const CA_USAGE = `cairn ca start [--data-dir DIR] [--database-url URL] [--listen HOST:PORT] [--public-url URL] [--kek-file FILE]
                [--tls-listen HOST:PORT] [--tls-public-url URL] [--tls-san NAME …] [--plain-admin loopback|off] [--no-migrate]
+               [--request-timeout 30s] [--keep-alive-timeout 72s] [--max-connections 10000]
                [--kube-credentials NAME=api-server=URL,token-file=F[,ca-file=F] …]   (k8s_psat TokenReview
                 credentials that attestors name; also CAIRN_KUBE_CREDENTIALS, ";"-separated; "in-cluster" is built in)
 cairn ca healthcheck [--server URL] [--wait DURATION]   (exit 0 when /readyz says ready)
@@ -36,6 +38,9 @@ const CA_OPTIONS = {
   'plain-admin': { type: 'string' },
   'kube-credentials': { type: 'string', multiple: true },
   'no-migrate': { type: 'boolean' },
+  'request-timeout': { type: 'string' },
+  'keep-alive-timeout': { type: 'string' },
+  'max-connections': { type: 'string' },
 } as const;
 
 /** A value from its flag, else its environment variable, with the name to blame when it is wrong. */
@@ -68,6 +73,9 @@ interface CaFlags {
   'plain-admin'?: string | undefined;
   'kube-credentials'?: string[] | undefined;
   'no-migrate'?: boolean | undefined;
+  'request-timeout'?: string | undefined;
+  'keep-alive-timeout'?: string | undefined;
+  'max-connections'?: string | undefined;
 }
 
 function plainAdminOf(flag: string | undefined): PlainAdminMode {
@@ -94,6 +102,26 @@ function kubeCredentialsOf(flags: readonly string[] | undefined): KubeCredential
     }
   });
   return sets;
+}
+
+/** A listener timeout: a duration of at least a second, named as given when it is wrong. */
+function timeoutOf(flagValue: string | undefined, flag: string, env: string): number | undefined {
+  const s = setting(flagValue, flag, env);
+  if (s === undefined) return undefined;
+  const ms = durationMs(s.value, s.name);
+  if (ms < 1000) throw new ConfigError(`${s.name} must be at least 1s, got "${s.value}"`);
+  return ms;
+}
+
+/** --request-timeout, --keep-alive-timeout, --max-connections (CAIRN_REQUEST_TIMEOUT, CAIRN_KEEP_ALIVE_TIMEOUT, CAIRN_MAX_CONNECTIONS). */
+function listenerLimitsOf(values: CaFlags): ListenerLimits {
+  const cap = setting(values['max-connections'], '--max-connections', 'CAIRN_MAX_CONNECTIONS');
+  if (cap !== undefined && !/^\d{1,7}$/.test(cap.value)) throw new ConfigError(`${cap.name} must be a whole number of connections (0 for no cap), got "${cap.value}"`);
+  return {
+    requestTimeoutMs: timeoutOf(values['request-timeout'], '--request-timeout', 'CAIRN_REQUEST_TIMEOUT') ?? DEFAULT_LISTENER_LIMITS.requestTimeoutMs,
+    keepAliveTimeoutMs: timeoutOf(values['keep-alive-timeout'], '--keep-alive-timeout', 'CAIRN_KEEP_ALIVE_TIMEOUT') ?? DEFAULT_LISTENER_LIMITS.keepAliveTimeoutMs,
+    maxConnections: cap === undefined ? DEFAULT_LISTENER_LIMITS.maxConnections : Number(cap.value),
+  };
 }
 
 /** The CA's configuration from flags and environment, every value checked before anything is opened. */
@@ -124,6 +152,7 @@ function caConfigOf(values: CaFlags): CaConfig {
     tlsSans: sans,
     kubeCredentials: kubeCredentialsOf(values['kube-credentials']),
     noMigrate: values['no-migrate'] === true || envFlag(process.env.CAIRN_NO_MIGRATE, 'CAIRN_NO_MIGRATE'),
+    limits: listenerLimitsOf(values),
   };
 }
 
