@@ -62,7 +62,7 @@ describe(`anonymous routes: limits before cryptography (${storeKind()} store)`, 
     ca = await startTestCa();
     expect((await ca.admin('/v1/trust-domains', { body: { name: TD } })).status).toBe(201);
     authority = await fetchPinnedAuthority(ca.tlsUrl, await ca.core.serverTls.pin());
-  });
+  }, 180_000); // a CA on a fresh database: slow on a loaded machine
   afterAll(() => ca?.close());
 
   it('after 10+ junk tokens from one address, a valid token from the same address still redeems', async () => {
