@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../lib/fs.js';
 import type { Random } from '../lib/random.js';
@@ -15,6 +15,8 @@ export function loadKek(kekFile: string | undefined, dataDir: string, random: Ra
     writeFileAtomic(path, kek.toString('base64') + '\n', 0o600);
     return { kek, source: path, generated: true };
   }
+  const problem = kekFileProblem(path);
+  if (problem) throw new Error(problem);
   const raw = readFileSync(path);
   if (raw.length === 32) return { kek: raw, source: path, generated: false };
   const text = raw.toString('utf8').trim();
@@ -22,3 +24,23 @@ export function loadKek(kekFile: string | undefined, dataDir: string, random: Ra
   if (decoded.length !== 32) throw new Error(`the KEK in ${path} must be 32 bytes (raw, hex or base64)`);
   return { kek: decoded, source: path, generated: false };
 }
+
+/**
+ * With a database dump, the KEK opens every CA key, so its file must be the CA's alone. The rule is
+ * PostgreSQL's for its server key: no access for others, ever; the group may read (and only read)
+ * when root owns the file, as with a root-managed group (Kubernetes' fsGroup on a Secret volume,
+ * systemd credentials, a `cairn` group an administrator chose). Anything else is refused. Returns
+ * what is wrong, with the chmod to run, or undefined for a file the CA may use.
+ */
+export function kekFileProblem(path: string): string | undefined {
+  const st = statSync(path);
+  if (!st.isFile()) return `the KEK file ${path} is not a regular file`;
+  const mode = st.mode & 0o777;
+  const byOthers = (mode & 0o007) !== 0;
+  const byGroup = (mode & 0o070) !== 0 && (st.uid !== 0 || (mode & 0o030) !== 0);
+  if (!byOthers && !byGroup) return undefined;
+  const who = byOthers ? 'other users' : 'its group';
+  return `the KEK file ${path} is accessible to ${who} (mode ${mode.toString(8).padStart(4, '0')}); it must be readable by the CA alone: run chmod 600 ${shellQuote(path)}`;
+}
+
+const shellQuote = (s: string): string => (/^[A-Za-z0-9_./:@%+=,-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);

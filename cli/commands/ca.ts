@@ -1,9 +1,11 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { publicUrls } from '../../contract/public-api.js';
 import { bundledMigrations, CaStartError, describeDatabaseUrl, openDatabase, startCa, type CaConfig, type CaHandle } from '../../ca/main.js';
 import { parseKubeCredentials, type KubeCredentialSet } from '../../ca/node-attestation/kube-credentials.js';
 import { describeSchema, latestVersion, migrate, schemaServes, schemaStatus } from '../../ca/db/migrate.js';
 import { validateTrustDomainName } from '../../ca/trust-domains/service.js';
+import { kekFileProblem } from '../../ca/keys-at-rest.js';
 import { DEFAULT_LISTENER_LIMITS, type ListenerLimits } from '../../ca/http/listener.js';
 import { isCairnError } from '../../lib/errors.js';
 import { writeFileAtomic } from '../../lib/fs.js';
@@ -124,8 +126,21 @@ function listenerLimitsOf(values: CaFlags): ListenerLimits {
   };
 }
 
+/**
+ * The KEK file named by --kek-file / CAIRN_KEK_FILE, or the one generated in the data directory if
+ * there is one: readable, and readable by the CA alone (ca/keys-at-rest.ts has the rule).
+ */
+function kekFileOf(kek: { value: string; name: string } | undefined, dataDir: string): string | undefined {
+  const path = kek ? readableFile(kek.value, kek.name) : join(dataDir, 'kek');
+  if (!kek && !existsSync(path)) return undefined;
+  const problem = kekFileProblem(path);
+  if (problem) throw new ConfigError(kek ? `${kek.name}: ${problem}` : problem);
+  return kek ? path : undefined;
+}
+
 /** The CA's configuration from flags and environment, every value checked before anything is opened. */
 function caConfigOf(values: CaFlags): CaConfig {
+  const dataDir = dataDirOf(values['data-dir']);
   const listen = listenOf(values.listen, '--listen', 'CAIRN_LISTEN', `127.0.0.1:${DEFAULT_HTTP_PORT}`);
   const tls = listenOf(values['tls-listen'], '--tls-listen', 'CAIRN_TLS_LISTEN', `127.0.0.1:${DEFAULT_TLS_PORT}`);
   const db = setting(values['database-url'], '--database-url', 'DATABASE_URL') ?? setting(undefined, '--database-url', 'CAIRN_DATABASE_URL');
@@ -139,12 +154,12 @@ function caConfigOf(values: CaFlags): CaConfig {
   const adminToken = configuredAdminToken()?.trim() || undefined;
   if (adminToken !== undefined && adminToken.length < 32) throw new ConfigError(`${process.env.CAIRN_ADMIN_TOKEN ? 'CAIRN_ADMIN_TOKEN' : 'CAIRN_ADMIN_TOKEN_FILE'} must hold at least 32 characters`);
   return {
-    dataDir: dataDirOf(values['data-dir']),
+    dataDir,
     databaseUrl: db ? databaseUrl(db.value, db.name) : undefined,
     ...listen,
     plainAdmin: plainAdminOf(values['plain-admin']),
     publicUrl: publicUrl ? urlSetting(publicUrl.value, publicUrl.name, ['http:', 'https:']) : defaultPublicUrl(listen.host, listen.port),
-    kekFile: kek ? readableFile(kek.value, kek.name) : undefined,
+    kekFile: kekFileOf(kek, dataDir),
     adminToken,
     tlsHost: tls.host,
     tlsPort: tls.port,
