@@ -147,8 +147,12 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
       });
     };
 
-    const app = await buildCaApp(core, { logger, publicUrl: config.publicUrl, version, plainAdmin: config.plainAdmin ?? 'loopback', tlsUrl: () => config.tlsPublicUrl ?? tlsUrl, limits });
-    const tlsApp = await buildCaApp(core, { logger, publicUrl: config.publicUrl, version, limits, tls: { key: credentials.keyPem, cert: credentials.certChainPem } });
+    // Without a configured public URL, the plain listener's address (known once it listens); never
+    // the request's Host.
+    let publicBase = config.publicUrl ?? '';
+    const publicUrl = (): string => publicBase;
+    const app = await buildCaApp(core, { logger, publicUrl, version, plainAdmin: config.plainAdmin ?? 'loopback', tlsUrl: () => config.tlsPublicUrl ?? tlsUrl, limits });
+    const tlsApp = await buildCaApp(core, { logger, publicUrl, version, limits, tls: { key: credentials.keyPem, cert: credentials.certChainPem } });
     // Loops stop after the listeners have closed (design: stop accepting, finish in-flight, stop
     // loops, close the pool), so they are registered before them.
     const rotation = setInterval(housekeeping, config.rotationIntervalMs ?? 60_000);
@@ -166,6 +170,10 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
     await listen(tlsApp, tlsHost, config.tlsPort ?? 8443, '--tls-listen');
     const url = `http://${hostPort(config.host, app)}`;
     tlsUrl = `https://${hostPort(tlsHost, tlsApp)}`;
+    if (!config.publicUrl) {
+      publicBase = url;
+      if (isWildcard(config.host)) logger.warn({ publicUrl: url }, 'no public URL configured and listening on every address: jwks_uri points at the loopback address; set --public-url (CAIRN_PUBLIC_URL) for consumers on other hosts');
+    }
     const tlsPin = credentials.pin;
     logger.info({ url, tlsUrl, tlsPin, plainAdmin: config.plainAdmin ?? 'loopback', store: db.kind, version }, 'CA listening');
 
@@ -244,10 +252,12 @@ async function listen(app: CaApp, host: string, port: number, flag: string): Pro
   }
 }
 
+const isWildcard = (host: string): boolean => host === '0.0.0.0' || host === '::' || host === '';
+
 function hostPort(host: string, app: CaApp): string {
   const address = app.app.server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
-  const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  const shown = isWildcard(host) ? '127.0.0.1' : host;
   return `${shown.includes(':') ? `[${shown}]` : shown}:${port}`;
 }
 

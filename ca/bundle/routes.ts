@@ -12,8 +12,12 @@ import { bundleOf, oidcDiscovery, oidcJwks, spiffeBundleDocument } from './docum
 
 export interface PublicRouteDeps {
   readonly authority: AuthorityService;
-  /** Externally visible base URL (e.g. https://ca.example.com); else derived from the request. */
-  readonly publicUrl?: string | undefined;
+  /**
+   * The externally visible base URL (e.g. https://ca.example.com): configured, else the listen
+   * address. Never taken from a request: documents served with `Cache-Control: public` would let
+   * one forged Host header point every cache's jwks_uri at an attacker.
+   */
+  readonly publicUrl: () => string;
 }
 
 /**
@@ -28,10 +32,6 @@ function sendCacheable(req: FastifyRequest, reply: FastifyReply, body: string, c
     return reply.status(304).send();
   }
   return reply.status(200).type(contentType).send(body);
-}
-
-export function baseUrlOf(req: FastifyRequest, configured: string | undefined): string {
-  return (configured ?? `${req.protocol}://${req.host}`).replace(/\/+$/, '');
 }
 
 export function registerPublicRoutes(app: App, deps: PublicRouteDeps): void {
@@ -84,7 +84,7 @@ export function registerPublicRoutes(app: App, deps: PublicRouteDeps): void {
     if (!trustDomain.jwtIssuer) {
       throw new CairnError('oidc_issuer_not_configured', `trust domain ${trustDomain.name} has no JWT issuer; set jwtIssuer to publish OIDC discovery`);
     }
-    const jwksUri = `${baseUrlOf(req, deps.publicUrl)}/td/${trustDomain.name}/jwks`;
+    const jwksUri = `${deps.publicUrl().replace(/\/+$/, '')}/td/${trustDomain.name}/jwks`;
     return sendCacheable(req, reply, JSON.stringify(oidcDiscovery(trustDomain.jwtIssuer, jwksUri, keys)), 'application/json');
   });
 }

@@ -46,7 +46,8 @@ export interface CaServices {
 
 export interface CaAppOptions {
   readonly logger: Logger;
-  readonly publicUrl?: string | undefined;
+  /** The base of jwks_uri: configured, else the listen address; never the request's Host. */
+  readonly publicUrl: () => string;
   /** This installation's version, reported by /healthz. */
   readonly version?: string;
   /** Request body cap; a CSR is ~1 KiB, so the default leaves room for batches without inviting floods. */

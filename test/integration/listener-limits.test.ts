@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +12,7 @@ import { startTestCa, type TestCa } from '../support/ca.js';
 import { storeKind } from '../support/db.js';
 
 const TD = 'listeners.test';
+const ISSUER = `https://issuer.example/td/${TD}`;
 /** Short for the test; the defaults are 30 s / 72 s / 10,000. */
 const LIMITS = { requestTimeoutMs: 2_000, keepAliveTimeoutMs: 2_000, maxConnections: 8 };
 /** Generous: Node's own defaults would hold these sockets 60 s (headers), forever (bodies), 120 s (handshakes). */
@@ -58,7 +61,7 @@ describe(`CA listeners: timeouts, connection cap and TLS suites (${storeKind()} 
 
   beforeAll(async () => {
     ca = await startTestCa({ limits: LIMITS });
-    expect((await ca.admin('/v1/trust-domains', { body: { name: TD } })).status).toBe(201);
+    expect((await ca.admin('/v1/trust-domains', { body: { name: TD, jwtIssuer: ISSUER } })).status).toBe(201);
     authority = await fetchPinnedAuthority(ca.tlsUrl, await ca.core.serverTls.pin());
     httpPort = Number(new URL(ca.url).port);
     tlsPort = Number(new URL(ca.tlsUrl).port);
@@ -124,6 +127,30 @@ describe(`CA listeners: timeouts, connection cap and TLS suites (${storeKind()} 
     expect(refused.length).toBe(20 - admitted.length);
     // and the listener serves again once they are gone
     expect((await fetch(`${ca.url}/healthz`)).status).toBe(200);
+  });
+
+  it('with no public URL configured, jwks_uri comes from the listen address, never from a forged Host header', async () => {
+    const path = `/td/${TD}/.well-known/openid-configuration`;
+    const forged = { host: 'evil.example:666', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https', forwarded: 'host=evil.example;proto=https' };
+    const get = (useTls: boolean): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> =>
+      new Promise((resolve, reject) => {
+        const req = (useTls ? httpsRequest : httpRequest)(`${useTls ? ca.tlsUrl : ca.url}${path}`, { headers: forged, ...(useTls ? { ca: authority, checkServerIdentity: () => undefined } : {}) }, (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    for (const useTls of [false, true]) {
+      const res = await get(useTls);
+      expect(res.status).toBe(200);
+      expect(res.headers['cache-control']).toMatch(/public/);
+      const doc = JSON.parse(res.body) as { issuer: string; jwks_uri: string };
+      expect(doc.jwks_uri).toBe(`${ca.url}/td/${TD}/jwks`);
+      expect(doc.issuer).toBe(ISSUER);
+      expect(res.body).not.toContain('evil');
+    }
   });
 
   it('TLS 1.2 offers only ECDHE with AES-GCM or ChaCha20-Poly1305 (openssl s_client); TLS 1.3 stays on', async () => {
