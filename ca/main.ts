@@ -47,6 +47,11 @@ export interface CaConfig {
    * database user then needs no DDL rights, and a Job (`cairn migrate`) migrates before a rollout.
    */
   readonly noMigrate?: boolean | undefined;
+  /**
+   * URI name constraints in new CA certificates (default true). Off only for verifiers that refuse
+   * URI constraints outright (pyca/cryptography's verifier, rustls-webpki before 0.102).
+   */
+  readonly caNameConstraints?: boolean | undefined;
   /** Request and keep-alive timeouts and the connection cap of both listeners (defaults: DEFAULT_LISTENER_LIMITS). */
   readonly limits?: Partial<ListenerLimits> | undefined;
 }
@@ -114,7 +119,7 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
     if (generated) logger.warn({ kekFile: source }, 'generated a new key-encryption key; replicas sharing this database need the same file (CAIRN_KEK_FILE)');
     let tlsUrl = '';
     const kubeCredentials = credentialSets(config.kubeCredentials ?? [], process.env);
-    const core = buildCaCore({ db, clock, random, logger, kek, kubeCredentials, migrations, version, tlsEndpoint: async () => ({ url: config.tlsPublicUrl ?? tlsUrl, pin: await core.serverTls.pin() }) });
+    const core = buildCaCore({ db, clock, random, logger, kek, kubeCredentials, caNameConstraints: config.caNameConstraints, migrations, version, tlsEndpoint: async () => ({ url: config.tlsPublicUrl ?? tlsUrl, pin: await core.serverTls.pin() }) });
     opened.defer('issuance workers', () => core.issuancePool.close());
     const adminTokenFile = join(config.dataDir, 'admin-token');
     const bootstrapToken = await core.adminAuth.bootstrap(config.adminToken);

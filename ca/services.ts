@@ -45,6 +45,8 @@ export interface CoreDeps {
   readonly migrations?: readonly Migration[];
   /** For readiness messages. */
   readonly version?: string;
+  /** URI name constraints in new CA certificates (default true; see ca/authority/ca-certificate.ts). */
+  readonly caNameConstraints?: boolean | undefined;
 }
 
 export interface CaCore extends CaServices {
@@ -70,7 +72,7 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const adminTokens = new AdminTokenStore(db);
   const inventory = new InventoryStore(db);
   const sealer = createSealer(deps.kek, random);
-  const authority = new AuthorityService({ db, clock, random, sealer, keys, trustDomains: trustDomainStore, logger });
+  const authority = new AuthorityService({ db, clock, random, sealer, keys, trustDomains: trustDomainStore, logger, caNameConstraints: deps.caNameConstraints ?? true });
   const nodes = new NodeStore(db);
   const tokenStore = new TokenStore(db);
   const issuancePool = new IssuancePool();

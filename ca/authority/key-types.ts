@@ -13,7 +13,15 @@ export interface KeyTypeProfile {
   /** WebCrypto import parameters (for @peculiar/x509 on the slow path). */
   readonly webCryptoImport: EcKeyImportParams | RsaHashedImportParams;
   readonly webCryptoSign: EcdsaParams | Algorithm;
+  /**
+   * The longest a CA certificate with this key type may live. NIST SP 800-57 Pt 1 gives CA signing
+   * keys a 1–3 year cryptoperiod and retires 112-bit strength (RSA-2048) after 2030; the stronger
+   * the key, the longer the cap: RSA-2048 1 year, P-256 3 years, P-384 5 years.
+   */
+  readonly maxCaTtlSeconds: number;
 }
+
+const YEAR = 365 * 86400;
 
 const PROFILES: Readonly<Record<KeyType, KeyTypeProfile>> = {
   'ec-p256': {
@@ -22,6 +30,7 @@ const PROFILES: Readonly<Record<KeyType, KeyTypeProfile>> = {
     x509SignatureAlgorithm: seq(oid('1.2.840.10045.4.3.2')),
     webCryptoImport: { name: 'ECDSA', namedCurve: 'P-256' },
     webCryptoSign: { name: 'ECDSA', hash: 'SHA-256' } as EcdsaParams,
+    maxCaTtlSeconds: 3 * YEAR,
   },
   'ec-p384': {
     hash: 'sha384',
@@ -29,6 +38,7 @@ const PROFILES: Readonly<Record<KeyType, KeyTypeProfile>> = {
     x509SignatureAlgorithm: seq(oid('1.2.840.10045.4.3.3')),
     webCryptoImport: { name: 'ECDSA', namedCurve: 'P-384' },
     webCryptoSign: { name: 'ECDSA', hash: 'SHA-384' } as EcdsaParams,
+    maxCaTtlSeconds: 5 * YEAR,
   },
   'rsa-2048': {
     hash: 'sha256',
@@ -36,6 +46,7 @@ const PROFILES: Readonly<Record<KeyType, KeyTypeProfile>> = {
     x509SignatureAlgorithm: seq(oid('1.2.840.113549.1.1.11'), nullValue()),
     webCryptoImport: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' },
     webCryptoSign: { name: 'RSASSA-PKCS1-v1_5' },
+    maxCaTtlSeconds: YEAR,
   },
 };
 

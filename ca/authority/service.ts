@@ -7,7 +7,7 @@ import type { Database, Queryable } from '../db/database.js';
 import type { TrustDomainStore } from '../trust-domains/store.js';
 import type { TrustDomain } from '../trust-domains/model.js';
 import { createCaCertificate } from './ca-certificate.js';
-import { generateKeyPairOf, type KeyType } from './key-types.js';
+import { generateKeyPairOf, profileOf, type KeyType } from './key-types.js';
 import type { Sealer } from './sealing.js';
 import { jwtSignerOf, sealingContext, x509SignerOf, type JwtSigner, type X509Signer } from './signers.js';
 import type { AuthorityKey, AuthorityKeyStore, AuthorityKind } from './store.js';
@@ -23,6 +23,8 @@ export interface AuthorityDeps {
   readonly keys: AuthorityKeyStore;
   readonly trustDomains: TrustDomainStore;
   readonly logger: Logger;
+  /** Put the trust domain's URI name constraint into new CA certificates (default true). */
+  readonly caNameConstraints?: boolean;
 }
 
 export interface ActiveAuthority {
@@ -53,12 +55,16 @@ export class AuthorityService {
     const { clock, random, sealer } = this.deps;
     const now = clock.now();
     const notBefore = addSeconds(now, -NOT_BEFORE_CUSHION_SECONDS);
-    const notAfter = addSeconds(now, req.ttlSeconds);
+    // A trust domain created before the caps may hold a longer TTL: its next keys get the cap.
+    const notAfter = addSeconds(now, Math.min(req.ttlSeconds, profileOf(req.keyType).maxCaTtlSeconds));
     const { privateKey, publicKey } = await generateKeyPairOf(req.keyType);
     const id = randomAlphanumeric(random, 32);
     const certificate =
       req.kind === 'x509'
-        ? await createCaCertificate({ trustDomain: req.trustDomain, keyType: req.keyType, privateKey, publicKey, serial: randomSerial(random), notBefore, notAfter })
+        ? await createCaCertificate({
+            trustDomain: req.trustDomain, keyType: req.keyType, privateKey, publicKey, serial: randomSerial(random), notBefore, notAfter,
+            nameConstraints: this.deps.caNameConstraints ?? true,
+          })
         : null;
     return {
       id,

@@ -7,7 +7,7 @@ import { SpiffeError } from '../../spiffe/errors.js';
 import type { Database, Queryable } from '../db/database.js';
 import type { AuthorityService } from '../authority/service.js';
 import type { AuthorityKeyStore } from '../authority/store.js';
-import { isKeyType, type KeyType } from '../authority/key-types.js';
+import { isKeyType, profileOf, type KeyType } from '../authority/key-types.js';
 import { checkTtl } from '../issuance/policy.js';
 import { TRUST_DOMAIN_DEFAULTS, TTL_LIMITS, type TrustDomain } from './model.js';
 import type { TrustDomainPatch, TrustDomainStore } from './store.js';
@@ -60,6 +60,12 @@ export function validateIssuer(issuer: string | null | undefined): string | null
   return issuer;
 }
 
+/** A CA lives at most as long as its key type allows (see KeyTypeProfile.maxCaTtlSeconds). */
+function checkCaTtlCap(caTtlSeconds: number, keyType: KeyType): void {
+  const max = profileOf(keyType).maxCaTtlSeconds;
+  if (caTtlSeconds > max) throw new CairnError('invalid_ttl', `caTtlSeconds must be at most ${max} seconds (${max / 86400} days) for ${keyType} keys`);
+}
+
 function checkTtls(t: { caTtlSeconds: number; x509SvidTtlSeconds: number; jwtSvidTtlSeconds: number }): void {
   checkTtl(t.caTtlSeconds, TTL_LIMITS.caTtlSeconds, 'caTtlSeconds');
   checkTtl(t.x509SvidTtlSeconds, TTL_LIMITS.x509SvidTtlSeconds, 'x509SvidTtlSeconds');
@@ -82,6 +88,7 @@ export class TrustDomainService {
       jwtSvidTtlSeconds: input.jwtSvidTtlSeconds ?? TRUST_DOMAIN_DEFAULTS.jwtSvidTtlSeconds,
     };
     checkTtls(ttls);
+    checkCaTtlCap(ttls.caTtlSeconds, caKeyType);
     const jwtIssuer = validateIssuer(input.jwtIssuer);
     if (await this.deps.store.get(name)) throw new CairnError('trust_domain_exists', `trust domain ${name} already exists`);
     const keys = await Promise.all(
@@ -126,6 +133,8 @@ export class TrustDomainService {
       x509SvidTtlSeconds: patch.x509SvidTtlSeconds ?? current.x509SvidTtlSeconds,
       jwtSvidTtlSeconds: patch.jwtSvidTtlSeconds ?? current.jwtSvidTtlSeconds,
     });
+    // Only a new value is held to the cap: one stored before the caps is capped at key generation.
+    if (patch.caTtlSeconds !== undefined) checkCaTtlCap(patch.caTtlSeconds, current.caKeyType);
     const jwtIssuer = patch.jwtIssuer === undefined ? undefined : validateIssuer(patch.jwtIssuer);
     const updated = await this.deps.store.update(current.name, { ...patch, jwtIssuer }, this.deps.clock.now());
     if (!updated) throw new CairnError('trust_domain_not_found', `trust domain ${name} does not exist`);

@@ -21,7 +21,7 @@ import { userInfo } from 'node:os';
 
 export const CA_USAGE = `cairn ca start [--data-dir DIR] [--database-url URL] [--listen HOST:PORT] [--public-url URL] [--kek-file FILE]
                [--tls-listen HOST:PORT] [--tls-public-url URL] [--tls-san NAME …] [--plain-admin loopback|off] [--no-migrate]
-               [--request-timeout 30s] [--keep-alive-timeout 72s] [--max-connections 10000]
+               [--request-timeout 30s] [--keep-alive-timeout 72s] [--max-connections 10000] [--ca-name-constraints on|off]
                [--kube-credentials NAME=api-server=URL,token-file=F[,ca-file=F] …]   (k8s_psat TokenReview
                 credentials that attestors name; also CAIRN_KUBE_CREDENTIALS, ";"-separated; "in-cluster" is built in)
 cairn ca healthcheck [--server URL] [--wait DURATION]   (exit 0 when /readyz says ready)
@@ -43,6 +43,7 @@ const CA_OPTIONS = {
   'request-timeout': { type: 'string' },
   'keep-alive-timeout': { type: 'string' },
   'max-connections': { type: 'string' },
+  'ca-name-constraints': { type: 'string' },
 } as const;
 
 /** A value from its flag, else its environment variable, with the name to blame when it is wrong. */
@@ -78,6 +79,13 @@ interface CaFlags {
   'request-timeout'?: string | undefined;
   'keep-alive-timeout'?: string | undefined;
   'max-connections'?: string | undefined;
+  'ca-name-constraints'?: string | undefined;
+}
+
+function nameConstraintsOf(values: CaFlags): boolean {
+  const s = setting(values['ca-name-constraints'], '--ca-name-constraints', 'CAIRN_CA_NAME_CONSTRAINTS');
+  if (s !== undefined && s.value !== 'on' && s.value !== 'off') throw new ConfigError(`${s.name} must be on or off, got "${s.value}"`);
+  return s?.value !== 'off';
 }
 
 function plainAdminOf(flag: string | undefined): PlainAdminMode {
@@ -168,6 +176,7 @@ function caConfigOf(values: CaFlags): CaConfig {
     kubeCredentials: kubeCredentialsOf(values['kube-credentials']),
     noMigrate: values['no-migrate'] === true || envFlag(process.env.CAIRN_NO_MIGRATE, 'CAIRN_NO_MIGRATE'),
     limits: listenerLimitsOf(values),
+    caNameConstraints: nameConstraintsOf(values),
   };
 }
 

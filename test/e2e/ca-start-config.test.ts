@@ -68,7 +68,7 @@ describe(`cairn ca start: the KEK file rule and the listener flags (${storeKind(
   });
 
   it('bad listener settings are one error line naming the flag or variable as given, exit 2', async () => {
-    for (const [flag, value] of [['--request-timeout', '0s'], ['--request-timeout', 'soon'], ['--keep-alive-timeout', '-1'], ['--max-connections', 'many']] as const) {
+    for (const [flag, value] of [['--request-timeout', '0s'], ['--request-timeout', 'soon'], ['--keep-alive-timeout', '-1'], ['--max-connections', 'many'], ['--ca-name-constraints', 'maybe']] as const) {
       const r = await start(join(dir, 'data-flags'), ['--kek-file', kekFile('kek-flags', 0o600), `${flag}=${value}`]);
       expect(r.status, r.stderr).toBe(2);
       expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
