@@ -17,6 +17,14 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
 fi
 
+# The CA-certificate tests read extensions with Debian's python3-cryptography (an independent parser).
+if ! /usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1; then
+  echo "== installing python3-cryptography from Debian's packages"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-cryptography >/dev/null
+fi
+
 source scripts/postgres.sh
 start_private_postgres
 REPORTS=$(mktemp -d /tmp/cairn-reports.XXXXXX)
