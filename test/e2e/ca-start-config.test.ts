@@ -42,7 +42,7 @@ describe(`cairn ca start: the KEK file rule and the listener flags (${storeKind(
     expect(env.status).toBe(2);
     expect(env.stderr).toContain(`error: CAIRN_KEK_FILE: the KEK file ${kek}`);
     expect(env.stderr).toContain(`run chmod 600 ${kek}`);
-  });
+  }, 120_000);
 
   it('a group-readable KEK file owned by anyone but root is refused', async () => {
     const kek = kekFile('kek-group', 0o640);
@@ -55,7 +55,7 @@ describe(`cairn ca start: the KEK file rule and the listener flags (${storeKind(
     const w = await start(join(dir, 'data-group-writable'), ['--kek-file', writable]);
     expect(w.status).toBe(2);
     expect(w.stderr).toContain(`(mode 0660)`);
-  });
+  }, 120_000);
 
   it('the KEK generated beside pgdata is held to the same rule on the next start', async () => {
     const data = join(dir, 'data-generated');
@@ -65,7 +65,7 @@ describe(`cairn ca start: the KEK file rule and the listener flags (${storeKind(
     const r = await start(data, []);
     expect(r.status).toBe(2);
     expect(r.stderr.trim().split('\n')).toEqual([`error: the KEK file ${join(data, 'kek')} is accessible to other users (mode 0604); it must be readable by the CA alone: run chmod 600 ${join(data, 'kek')}`]);
-  });
+  }, 120_000);
 
   it('bad listener settings are one error line naming the flag or variable as given, exit 2', async () => {
     for (const [flag, value] of [['--request-timeout', '0s'], ['--request-timeout', 'soon'], ['--keep-alive-timeout', '-1'], ['--max-connections', 'many'], ['--ca-name-constraints', 'maybe']] as const) {
