@@ -5,10 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../lib/errors.js';
-import { generateKeyAndCsr } from '../../lib/pkcs10.js';
+import { createCsr, generateKeyAndCsr } from '../../lib/pkcs10.js';
 import { fetchPinnedAuthority } from '../../lib/tls-client.js';
 import { startTestCa, type TestCa } from '../support/ca.js';
 import { storeKind } from '../support/db.js';
+import { rsaKeyWithExponent } from '../support/rsa-keys.js';
 
 /**
  * The hostile-input corpus over HTTP: hand-written and generated inputs against every kind of entry
@@ -236,6 +237,11 @@ describe(`hostile HTTP input (${storeKind()} store)`, () => {
     csrCase('Ed25519', foreign.ed25519!, 400, 'unsupported_key_type');
     csrCase('Ed448', foreign.ed448!, 400, 'unsupported_key_type');
     csrCase('secp256k1', foreign.secp256k1!, 400, 'unsupported_key_type');
+    // RSA exponents other than 65537 (a 3071-bit one makes each signature check cost milliseconds)
+    for (const [name, e] of [['RSA-3072 with a 3071-bit exponent', 'huge'], ['RSA-2048 with exponent 3', 3n]] as const) {
+      const key = rsaKeyWithExponent(name.startsWith('RSA-3072') ? 3072 : 2048, e);
+      csrCase(name, createCsr(key.privateKey, key.publicKey).toString('base64'), 400, 'unsupported_key_type');
+    }
     csrCase('a CA request', foreign.caRequest!, 400, 'invalid_csr');
     // extra SANs are not an attack that works: the CA takes only the key
     csrCase('extra SANs (ignored, only the key is used)', foreign.extraSans!, 201);
