@@ -29,8 +29,8 @@ export function loadKek(kekFile: string | undefined, dataDir: string, random: Ra
  * With a database dump, the KEK opens every CA key, so its file must be the CA's alone. The rule is
  * PostgreSQL's for its server key: no access for others, ever; the group may read (and only read)
  * when root owns the file, as with a root-managed group (Kubernetes' fsGroup on a Secret volume,
- * systemd credentials, a `cairn` group an administrator chose). Anything else is refused. Returns
- * what is wrong, with the chmod to run, or undefined for a file the CA may use.
+ * a `cairn` group an administrator chose). Anything else is refused. Returns what is wrong, with the
+ * chmod to run, or undefined for a file the CA may use.
  */
 export function kekFileProblem(path: string): string | undefined {
   const st = statSync(path);

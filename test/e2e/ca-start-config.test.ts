@@ -81,7 +81,7 @@ describe(`cairn ca start: the KEK file rule and the listener flags (${storeKind(
     expect(env.stderr.trim()).toBe('error: CAIRN_REQUEST_TIMEOUT must be a duration like 30s, 5m or 1h, got "soon"');
   }, 120_000);
 
-  it.runIf(isRoot)('a root-owned KEK its group may read starts (Kubernetes fsGroup, systemd credentials), and --request-timeout is applied', async () => {
+  it.runIf(isRoot)('a root-owned KEK its group may read starts (as a Kubernetes fsGroup mounts a Secret), and --request-timeout is applied', async () => {
     const kek = kekFile('kek-root-group', 0o440);
     const pg = storeKind() === 'postgres' ? await createPgDatabase() : undefined;
     try {
