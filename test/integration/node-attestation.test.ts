@@ -346,7 +346,16 @@ describe(`node attestation with Kubernetes PSATs and x509pop (${storeKind()} sto
           const popClient = new WorkloadApiClient(`unix://${viaPop.socketPath}`);
           try {
             const deadline = Date.now() + 20_000;
-            const has = async (c: WorkloadApiClient, id: string): Promise<boolean> => (await c.fetchX509Context()).svids.some((x) => x.spiffeId === id);
+            // Until its first entry arrives, the device agent answers PermissionDenied ("no identity
+            // issued"), which the spec tells clients to retry: not yet, rather than a failure.
+            const has = async (c: WorkloadApiClient, id: string): Promise<boolean> =>
+              c.fetchX509Context().then(
+                (ctx) => ctx.svids.some((x) => x.spiffeId === id),
+                (err: unknown) => {
+                  if ((err as { code?: string }).code === 'permission_denied') return false;
+                  throw err;
+                },
+              );
             while (!((await has(viaAlias, `spiffe://${TD}/ns/shop/sa/checkout`)) && (await has(popClient, `spiffe://${TD}/device/svc`)))) {
               if (Date.now() > deadline) throw new Error('the evicted agents did not come back');
               await new Promise((r) => setTimeout(r, 200));
