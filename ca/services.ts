@@ -3,8 +3,11 @@ import type { Logger } from '../lib/log.js';
 import type { Random } from '../lib/random.js';
 import type { Database } from './db/database.js';
 import { describeSchema, schemaServes, schemaStatus, schemaVersion, type Migration } from './db/migrate.js';
+import { AdminAccess } from './admin-auth/access.js';
+import { logRecordSink } from './admin-auth/record.js';
 import { AdminAuthService } from './admin-auth/service.js';
 import { AdminTokenStore } from './admin-auth/store.js';
+import { SvidAdminAuth } from './admin-auth/svid.js';
 import { createSealer } from './authority/sealing.js';
 import { AuthorityService } from './authority/service.js';
 import { AuthorityKeyStore } from './authority/store.js';
@@ -12,7 +15,7 @@ import { BanService } from './bans/service.js';
 import { BanStore } from './bans/store.js';
 import { EntryStore } from './entries/store.js';
 import { EntryService } from './entries/service.js';
-import { EnrollmentService } from './enrollment/service.js';
+import { EnrollmentService, serverId } from './enrollment/service.js';
 import { NodeAttestationService } from './node-attestation/service.js';
 import { NodeAttestationStore } from './node-attestation/store.js';
 import type { KubeCredentialSet } from './node-attestation/kube-credentials.js';
@@ -83,6 +86,28 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter, bans });
   const trustDomains = new TrustDomainService({ db, clock, logger, store: trustDomainStore, keys, authority, entries });
   const feed = new ChangeFeed(db);
+  const adminAuth = new AdminAuthService({ clock, random, logger, store: adminTokens });
+  const svidAdmins = new SvidAdminAuth({
+    clock,
+    facts: {
+      x509Authorities: (td) => authority.x509Authorities(td),
+      issued: (serial) => inventory.get(serial),
+      entry: (id) => entries.get(id),
+      node: (spiffeId) => nodes.get(spiffeId),
+    },
+  });
+  const adminAccess = new AdminAccess({
+    clock,
+    tokens: adminAuth,
+    svids: svidAdmins,
+    facts: {
+      entry: (id) => entries.get(id),
+      adminParents: (td) => entries.adminParents(td),
+      aliasesFor: (td, selectors) => entries.aliasesFor(td, serverId(td), selectors),
+      nodesBannedBy: (td, subject) => nodes.withBanSubject(td, subject),
+    },
+    sink: logRecordSink(logger),
+  });
   return {
     stores: { trustDomains: trustDomainStore, keys, entries, adminTokens, nodes, tokens: tokenStore },
     issuancePool,
@@ -93,7 +118,8 @@ export function buildCaCore(deps: CoreDeps): CaCore {
     enrollment,
     bans,
     sync: new SyncService({ clock, entries, enrollment, authority, feed }),
-    adminAuth: new AdminAuthService({ clock, random, logger, store: adminTokens }),
+    adminAuth,
+    adminAccess,
     authority,
     trustDomains,
     // Its own budget: PSAT and x509pop evidence cannot be guessed, so this only keeps a misbehaving

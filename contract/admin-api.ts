@@ -156,6 +156,9 @@ export const CreatedTokenView = Type.Object({
   expiresAt: Timestamp,
 });
 
+/** Admin API roles, weakest last: admin (everything), operator (entries, tokens, agents, SVIDs), viewer (read-only). */
+export const AdminRoleSchema = Type.Union([Type.Literal('admin'), Type.Literal('operator'), Type.Literal('viewer')]);
+
 const EntryFields = {
   spiffeId: SpiffeIdString,
   parentId: SpiffeIdString,
@@ -165,6 +168,7 @@ const EntryFields = {
   dnsNames: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 253 }), { maxItems: 32 })),
   hint: Type.Optional(Type.Union([Type.String({ maxLength: 1024 }), Type.Null()])),
   admin: Type.Optional(Type.Boolean()),
+  adminRole: Type.Optional(Type.Union([AdminRoleSchema, Type.Null()], { description: 'the role this entry\'s SVIDs get on the admin API (mTLS); implies admin; default admin' })),
   federatesWith: Type.Optional(Type.Array(TrustDomainName, { maxItems: 32 })),
   expiresAt: Type.Optional(Type.Union([Timestamp, Type.Null()])),
   allowUnknownSelectorTypes: Type.Optional(AllowUnknownSelectorTypes),
@@ -187,6 +191,7 @@ export const EntryView = Type.Object({
   dnsNames: Type.Array(Type.String()),
   hint: Type.Union([Type.String(), Type.Null()]),
   admin: Type.Boolean(),
+  adminRole: Type.Union([AdminRoleSchema, Type.Null()], { description: 'the role of this entry\'s SVIDs on the admin API; null unless admin' }),
   federatesWith: Type.Array(Type.String()),
   expiresAt: Type.Union([Timestamp, Type.Null()]),
   revision: Type.Integer(),
@@ -251,3 +256,44 @@ export const BanView = Type.Object({
 export type BanView = Static<typeof BanView>;
 export const BanListQuery = Type.Object({ ...PageQuery, trustDomain: Type.Optional(TrustDomainName) }, { additionalProperties: false });
 export const BanList = Type.Object({ bans: Type.Array(BanView), nextPageToken: Type.Optional(Type.String()) });
+
+// ---- named admin credentials (issue 13)
+
+export const AdminPaths13 = {
+  admins: '/v1/admins',
+  admin: '/v1/admins/:name',
+} as const;
+
+export const AdminName = Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9][a-z0-9._-]*$', description: 'lowercase letters, digits, ".", "_" and "-"' });
+
+export const CreateAdminBody = Type.Object(
+  {
+    name: AdminName,
+    role: AdminRoleSchema,
+    trustDomains: Type.Optional(Type.Array(TrustDomainName, { minItems: 1, maxItems: 32, description: 'the scope; absent: every trust domain' })),
+    ttlSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 315_360_000, description: 'absent: no expiry' })),
+  },
+  { additionalProperties: false },
+);
+export type CreateAdminBody = Static<typeof CreateAdminBody>;
+
+export const AdminView = Type.Object({
+  name: Type.String(),
+  role: AdminRoleSchema,
+  trustDomains: Type.Union([Type.Array(Type.String()), Type.Null()], { description: 'null: every trust domain' }),
+  createdAt: Timestamp,
+  createdBy: Type.Union([Type.String(), Type.Null()]),
+  expiresAt: Type.Union([Timestamp, Type.Null()]),
+  lastUsedAt: Type.Union([Timestamp, Type.Null()], { description: 'to within about a minute' }),
+});
+export type AdminView = Static<typeof AdminView>;
+
+export const CreatedAdminView = Type.Object({
+  ...AdminView.properties,
+  token: Type.String({ description: 'the secret, shown once; only its hash is stored' }),
+});
+export type CreatedAdminView = Static<typeof CreatedAdminView>;
+
+export const AdminParams = Type.Object({ name: AdminName });
+export const AdminListQuery = Type.Object(PageQuery, { additionalProperties: false });
+export const AdminList = Type.Object({ admins: Type.Array(AdminView), nextPageToken: Type.Optional(Type.String()) });

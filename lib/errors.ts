@@ -45,6 +45,9 @@ export const ERROR_CODES = [
   'entry_exists',
   'not_entry_parent',
   'attestor_unavailable',
+  // admin credentials
+  'admin_not_found',
+  'admin_exists',
   // infrastructure
   'conflict',
   'store_unavailable',

@@ -78,9 +78,10 @@ export class BanService {
     return lifted;
   }
 
-  list(trustDomain: string | undefined, pageSize: number | undefined, pageToken: string | undefined): Promise<Page<Ban>> {
+  /** `trustDomains`: only those (a scoped admin credential's list). */
+  list(trustDomain: string | undefined, pageSize: number | undefined, pageToken: string | undefined, trustDomains?: readonly string[]): Promise<Page<Ban>> {
     const after = decodePageToken(pageToken, 3) as string[] | undefined;
-    return this.deps.store.list(trustDomain, pageSizeOf(pageSize), after);
+    return this.deps.store.list(trustDomain, pageSizeOf(pageSize), after, trustDomains);
   }
 
   /** Throws agent_banned when any of the node's subjects is banned. `q`: the caller's transaction. */

@@ -61,12 +61,13 @@ export class BanStore {
     });
   }
 
-  list(trustDomain: string | undefined, limit: number, after: readonly string[] | undefined): Promise<Page<Ban>> {
+  /** `trustDomains`: only those (a scoped admin credential's list). */
+  list(trustDomain: string | undefined, limit: number, after: readonly string[] | undefined, trustDomains?: readonly string[]): Promise<Page<Ban>> {
     return guard(async () => {
       const res = await this.db.query<Row>(
-        `SELECT ${COLUMNS} FROM node_bans WHERE ($1::text IS NULL OR trust_domain = $1)
+        `SELECT ${COLUMNS} FROM node_bans WHERE ($1::text IS NULL OR trust_domain = $1) AND ($6::text[] IS NULL OR trust_domain = ANY($6::text[]))
            AND ($2::text IS NULL OR (trust_domain, kind, value) > ($2, $3, $4)) ORDER BY trust_domain, kind, value LIMIT $5`,
-        [trustDomain ?? null, after?.[0] ?? null, after?.[1] ?? null, after?.[2] ?? null, limit + 1],
+        [trustDomain ?? null, after?.[0] ?? null, after?.[1] ?? null, after?.[2] ?? null, limit + 1, trustDomains ?? null],
       );
       return toPage(res.rows.map(fromRow), limit, (b) => [b.trustDomain, b.kind, b.value]);
     });

@@ -3,11 +3,10 @@ import type { Clock } from '../../lib/clock.js';
 import { CairnError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import { decodePageToken, pageSizeOf, type Page } from '../../lib/paging.js';
-import { SpiffeError } from '../../spiffe/errors.js';
 import { SpiffeId } from '../../spiffe/id.js';
-import { parseX509Svid, verifyX509Svid } from '../../spiffe/svid/x509.js';
 import type { AuthorityService } from '../authority/service.js';
 import { nodeSubjects, type BanService } from '../bans/service.js';
+import { verifyClientSvid } from '../authority/client-svid.js';
 import type { EntryStore } from '../entries/store.js';
 import { checkCsrSignature, decodeCsrText, readCsr, verifyCsr } from '../issuance/csr.js';
 import type { Queryable } from '../db/database.js';
@@ -178,15 +177,7 @@ export class EnrollmentService {
    */
   async authenticate(chain: readonly Buffer[], kind: NodeKind): Promise<AttestedNode> {
     if (chain.length === 0) throw new CairnError('unauthenticated', 'a client certificate (the node SVID) is required');
-    let id: SpiffeId;
-    try {
-      const claimed = parseX509Svid(chain).spiffeId.trustDomain;
-      const authorities = await this.deps.authority.x509Authorities(claimed).catch(() => [] as Buffer[]);
-      id = verifyX509Svid(chain, (td) => (td === claimed ? { trustDomain: td, x509Authorities: authorities, jwtAuthorities: [] } : undefined), this.deps.clock.now()).spiffeId;
-    } catch (err) {
-      if (!(err instanceof SpiffeError)) throw err;
-      throw new CairnError('unauthenticated', `client certificate is not a valid SVID: ${err.message}`, { cause: err });
-    }
+    const id = await verifyClientSvid(chain, (td) => this.deps.authority.x509Authorities(td).catch(() => [] as Buffer[]), this.deps.clock.now());
     const serial = serialOf(chain[0]!);
     const node = await this.deps.nodes.get(id.toString());
     if (!node || node.kind !== kind) throw new CairnError('unauthenticated', `${id.toString()} is not an attested ${kind}; attest again`);
@@ -235,7 +226,7 @@ export class EnrollmentService {
       if (!entry) return fail(new CairnError('not_entry_parent', 'this agent is not authorized for that entry (unknown entry or another parent)'));
       if (entry.expiresAt && entry.expiresAt <= now) return fail(new CairnError('entry_not_found', 'the entry has expired'));
       try {
-        toIssue.push({ der: decodeCsrText(r.csr), policy: { spiffeId: SpiffeId.parse(entry.spiffeId), ttlSeconds: entry.x509SvidTtlSeconds ?? undefined, dnsNames: entry.dnsNames } });
+        toIssue.push({ der: decodeCsrText(r.csr), policy: { spiffeId: SpiffeId.parse(entry.spiffeId), ttlSeconds: entry.x509SvidTtlSeconds ?? undefined, dnsNames: entry.dnsNames }, entryId: entry.id });
         at.push(index);
       } catch (err) {
         if (!(err instanceof CairnError)) throw err;
@@ -269,9 +260,10 @@ export class EnrollmentService {
 
   // ---- admin: cairn agent list | evict (bans: bans/service.ts)
 
-  list(trustDomain: string | undefined, pageSize: number | undefined, pageToken: string | undefined): Promise<Page<AttestedNode>> {
+  /** `trustDomains`: only those (a scoped admin credential's list). */
+  list(trustDomain: string | undefined, pageSize: number | undefined, pageToken: string | undefined, trustDomains?: readonly string[]): Promise<Page<AttestedNode>> {
     const after = decodePageToken(pageToken, 1)?.[0] as string | undefined;
-    return this.deps.nodes.list({ trustDomain }, pageSizeOf(pageSize), after);
+    return this.deps.nodes.list({ trustDomain, trustDomains }, pageSizeOf(pageSize), after);
   }
 
   /** Deletes the node record; a ban on the node stays in force (the deny-list is separate). */

@@ -1,3 +1,5 @@
+import type { Role } from '../admin-auth/model.js';
+
 export interface Entry {
   readonly id: string;
   readonly trustDomain: string;
@@ -10,6 +12,8 @@ export interface Entry {
   readonly dnsNames: readonly string[];
   readonly hint: string | null;
   readonly admin: boolean;
+  /** The role this entry's SVIDs get on the admin API (mTLS); null unless admin. */
+  readonly adminRole: Role | null;
   readonly federatesWith: readonly string[];
   readonly expiresAt: Date | null;
   /** Global change counter: agents sync "everything after revision N". */
@@ -22,6 +26,8 @@ export type NewEntry = Omit<Entry, 'revision' | 'createdAt' | 'updatedAt'>;
 
 export interface EntryFilter {
   readonly trustDomain?: string | undefined;
+  /** Only these trust domains (a scoped admin credential's list). */
+  readonly trustDomains?: readonly string[] | undefined;
   readonly parentId?: string | undefined;
   readonly spiffeId?: string | undefined;
   /** Entries whose selectors include all of these. */

@@ -8,6 +8,8 @@ import { refuseReserved } from '../issuance/reserved.js';
 import { notifyChange } from '../db/changes.js';
 import type { TrustDomainStore } from '../trust-domains/store.js';
 import { TTL_LIMITS } from '../trust-domains/model.js';
+import { DEFAULT_ENTRY_ADMIN_ROLE, type Role } from '../admin-auth/model.js';
+import type { ChangeObserver } from '../admin-auth/record.js';
 import type { Entry, EntryFilter, NewEntry } from './model.js';
 import type { EntryStore } from './store.js';
 import { checkSelectors } from './selectors.js';
@@ -22,6 +24,8 @@ export interface EntryInput {
   readonly dnsNames?: readonly string[] | undefined;
   readonly hint?: string | null | undefined;
   readonly admin?: boolean | undefined;
+  /** Implies admin; default (admin without a role) DEFAULT_ENTRY_ADMIN_ROLE. */
+  readonly adminRole?: Role | null | undefined;
   readonly federatesWith?: readonly string[] | undefined;
   readonly expiresAt?: string | null | undefined;
   /** Store selectors of types Cairn does not know (request-only; never stored). */
@@ -56,6 +60,8 @@ export class EntryService {
       expiresAt = new Date(input.expiresAt);
       if (Number.isNaN(expiresAt.getTime())) throw new CairnError('invalid_request', 'expiresAt must be an RFC 3339 timestamp');
     }
+    if (input.adminRole != null && input.admin === false) throw new CairnError('invalid_request', 'adminRole is for admin entries: drop it or set admin');
+    const admin = input.admin ?? (input.adminRole != null);
     const selectors = normalizeSelectors(input.selectors);
     // An entry parented to the server is a node alias: it matches node selectors, not workloads'.
     checkSelectors(selectors, parentId.path === '/cairn/server' ? 'node-alias' : 'workload', { allowUnknownTypes: input.allowUnknownSelectorTypes });
@@ -69,7 +75,8 @@ export class EntryService {
       jwtSvidTtlSeconds: input.jwtSvidTtl == null ? null : checkTtl(input.jwtSvidTtl, TTL_LIMITS.jwtSvidTtlSeconds, 'jwtSvidTtl'),
       dnsNames: normalizeDnsNames(input.dnsNames ?? []),
       hint,
-      admin: input.admin ?? false,
+      admin,
+      adminRole: admin ? (input.adminRole ?? DEFAULT_ENTRY_ADMIN_ROLE) : null,
       federatesWith: parseTrustDomains(input.federatesWith ?? [], spiffeId.trustDomain),
       expiresAt,
     };
@@ -97,6 +104,7 @@ export class EntryService {
     const after = decodePageToken(pageToken, 1)?.[0] as string | undefined;
     const normalized: EntryFilter = {
       trustDomain: filter.trustDomain,
+      trustDomains: filter.trustDomains,
       parentId: filter.parentId === undefined ? undefined : parseId(filter.parentId, 'parentId').toString(),
       spiffeId: filter.spiffeId === undefined ? undefined : parseId(filter.spiffeId, 'spiffeId').toString(),
       selectors: filter.selectors === undefined ? undefined : normalizeSelectors(filter.selectors, { allowEmpty: true }),
@@ -105,7 +113,7 @@ export class EntryService {
   }
 
   /** Applies a partial change; a change of parent leaves a tombstone so the old parent's agents drop it. */
-  async update(id: string, patch: Partial<EntryInput>, actor: string): Promise<Entry> {
+  async update(id: string, patch: Partial<EntryInput>, actor: string, observe?: ChangeObserver<Entry>): Promise<Entry> {
     const current = await this.get(id);
     const merged: EntryInput = {
       spiffeId: patch.spiffeId ?? current.spiffeId,
@@ -115,7 +123,9 @@ export class EntryService {
       jwtSvidTtl: patch.jwtSvidTtl === undefined ? current.jwtSvidTtlSeconds : patch.jwtSvidTtl,
       dnsNames: patch.dnsNames ?? current.dnsNames,
       hint: patch.hint === undefined ? current.hint : patch.hint,
-      admin: patch.admin ?? current.admin,
+      // turning admin off drops the role; giving a role turns admin on
+      admin: patch.admin ?? (patch.adminRole != null ? true : current.admin),
+      adminRole: patch.adminRole !== undefined ? patch.adminRole : patch.admin === false ? null : current.adminRole,
       federatesWith: patch.federatesWith ?? current.federatesWith,
       expiresAt: patch.expiresAt === undefined ? current.expiresAt?.toISOString() ?? null : patch.expiresAt,
       allowUnknownSelectorTypes: patch.allowUnknownSelectorTypes,
@@ -129,20 +139,23 @@ export class EntryService {
       if (before.parentId !== next.parentId) await this.deps.store.tombstone(tx, before, now);
       const after = await this.deps.store.replace(tx, next, now);
       await notifyChange(tx, next.trustDomain);
+      observe?.(before, after!);
       return after!;
     });
     this.deps.logger.info({ event: 'entry.updated', entryId: id, changes: Object.keys(patch).filter((k) => k !== 'allowUnknownSelectorTypes'), actor }, 'registration entry updated');
     return updated;
   }
 
-  async delete(id: string, actor: string): Promise<void> {
+  async delete(id: string, actor: string): Promise<Entry> {
     const now = this.deps.clock.now();
-    await this.deps.store.write(async (tx) => {
+    const deleted = await this.deps.store.write(async (tx) => {
       const gone = await this.deps.store.delete(tx, id);
       if (!gone) throw new CairnError('entry_not_found', `registration entry ${id} does not exist`);
       await this.deps.store.tombstone(tx, gone, now);
       await notifyChange(tx, gone.trustDomain);
+      return gone;
     });
     this.deps.logger.info({ event: 'entry.deleted', entryId: id, actor }, 'registration entry deleted');
+    return deleted;
   }
 }

@@ -2,6 +2,7 @@ import type { Database, Queryable } from '../db/database.js';
 import { toDate, toNumber } from '../db/database.js';
 import { guard } from '../db/errors.js';
 import { toPage, type Page } from '../../lib/paging.js';
+import { DEFAULT_ENTRY_ADMIN_ROLE, type Role } from '../admin-auth/model.js';
 import type { Entry, EntryFilter, NewEntry } from './model.js';
 
 interface Row {
@@ -15,6 +16,7 @@ interface Row {
   dns_names: string[];
   hint: string | null;
   admin: boolean;
+  admin_role: Role | null;
   federates_with: string[];
   expires_at: Date | null;
   revision: number | string;
@@ -23,7 +25,7 @@ interface Row {
 }
 
 const COLUMNS = `id, trust_domain, spiffe_id, parent_id, selectors, x509_svid_ttl_seconds, jwt_svid_ttl_seconds, dns_names,
-  hint, admin, federates_with, expires_at, revision, created_at, updated_at`;
+  hint, admin, admin_role, federates_with, expires_at, revision, created_at, updated_at`;
 
 /**
  * Entry writers take this lock so revisions are handed out and committed in order: a reader that
@@ -43,6 +45,8 @@ function fromRow(r: Row): Entry {
     dnsNames: r.dns_names,
     hint: r.hint,
     admin: r.admin,
+    // an admin entry from before roles existed has none stored: it gets the default
+    adminRole: r.admin ? (r.admin_role ?? DEFAULT_ENTRY_ADMIN_ROLE) : null,
     federatesWith: r.federates_with,
     expiresAt: r.expires_at === null ? null : toDate(r.expires_at),
     revision: toNumber(r.revision),
@@ -72,9 +76,9 @@ export class EntryStore {
     return guard(async () => {
       const res = await tx.query<Row>(
         `INSERT INTO registration_entries (id, trust_domain, spiffe_id, parent_id, selectors, x509_svid_ttl_seconds, jwt_svid_ttl_seconds,
-           dns_names, hint, admin, federates_with, expires_at, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING ${COLUMNS}`,
-        [e.id, e.trustDomain, e.spiffeId, e.parentId, e.selectors, e.x509SvidTtlSeconds, e.jwtSvidTtlSeconds, e.dnsNames, e.hint, e.admin, e.federatesWith, e.expiresAt, now],
+           dns_names, hint, admin, federates_with, expires_at, created_at, updated_at, admin_role)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14) RETURNING ${COLUMNS}`,
+        [e.id, e.trustDomain, e.spiffeId, e.parentId, e.selectors, e.x509SvidTtlSeconds, e.jwtSvidTtlSeconds, e.dnsNames, e.hint, e.admin, e.federatesWith, e.expiresAt, now, e.adminRole],
       );
       return fromRow(res.rows[0]!);
     }, UNIQUE);
@@ -84,9 +88,10 @@ export class EntryStore {
     return guard(async () => {
       const res = await tx.query<Row>(
         `UPDATE registration_entries SET spiffe_id = $2, parent_id = $3, selectors = $4, x509_svid_ttl_seconds = $5, jwt_svid_ttl_seconds = $6,
-           dns_names = $7, hint = $8, admin = $9, federates_with = $10, expires_at = $11, updated_at = $12, revision = nextval('entry_revisions')
+           dns_names = $7, hint = $8, admin = $9, federates_with = $10, expires_at = $11, updated_at = $12, revision = nextval('entry_revisions'),
+           admin_role = $13
          WHERE id = $1 RETURNING ${COLUMNS}`,
-        [e.id, e.spiffeId, e.parentId, e.selectors, e.x509SvidTtlSeconds, e.jwtSvidTtlSeconds, e.dnsNames, e.hint, e.admin, e.federatesWith, e.expiresAt, now],
+        [e.id, e.spiffeId, e.parentId, e.selectors, e.x509SvidTtlSeconds, e.jwtSvidTtlSeconds, e.dnsNames, e.hint, e.admin, e.federatesWith, e.expiresAt, now, e.adminRole],
       );
       return res.rows[0] && fromRow(res.rows[0]);
     }, UNIQUE);
@@ -118,9 +123,9 @@ export class EntryStore {
         `SELECT ${COLUMNS} FROM registration_entries
          WHERE ($1::text IS NULL OR trust_domain = $1) AND ($2::text IS NULL OR parent_id = $2)
            AND ($3::text IS NULL OR spiffe_id = $3) AND ($4::text[] IS NULL OR selectors @> $4::text[])
-           AND ($5::text IS NULL OR id > $5)
+           AND ($5::text IS NULL OR id > $5) AND ($7::text[] IS NULL OR trust_domain = ANY($7::text[]))
          ORDER BY id LIMIT $6`,
-        [filter.trustDomain ?? null, filter.parentId ?? null, filter.spiffeId ?? null, filter.selectors?.length ? filter.selectors : null, after ?? null, limit + 1],
+        [filter.trustDomain ?? null, filter.parentId ?? null, filter.spiffeId ?? null, filter.selectors?.length ? filter.selectors : null, after ?? null, limit + 1, filter.trustDomains ?? null],
       );
       return toPage(res.rows.map(fromRow), limit, (e) => [e.id]);
     });
@@ -142,6 +147,14 @@ export class EntryStore {
         [trustDomain, serverId, nodeSelectors],
       );
       return res.rows.map((r) => r.spiffe_id).sort();
+    });
+  }
+
+  /** The parents (agents, node aliases) of a trust domain's admin entries: whoever they serve gets admin SVIDs. */
+  adminParents(trustDomain: string): Promise<string[]> {
+    return guard(async () => {
+      const res = await this.db.query<{ parent_id: string }>(`SELECT DISTINCT parent_id FROM registration_entries WHERE trust_domain = $1 AND admin`, [trustDomain]);
+      return res.rows.map((r) => r.parent_id);
     });
   }
 

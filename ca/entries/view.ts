@@ -13,6 +13,7 @@ export function entryView(e: Entry): EntryView {
     dnsNames: [...e.dnsNames],
     hint: e.hint,
     admin: e.admin,
+    adminRole: e.adminRole,
     federatesWith: [...e.federatesWith],
     expiresAt: e.expiresAt?.toISOString() ?? null,
     revision: e.revision,

@@ -3,6 +3,8 @@ import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from '../../lib/log.js';
 import { CairnError } from '../../lib/errors.js';
+import type { AdminAccess } from '../admin-auth/access.js';
+import { registerAdminRoutes } from '../admin-auth/routes.js';
 import type { AdminAuthService } from '../admin-auth/service.js';
 import type { AuthorityService } from '../authority/service.js';
 import type { BanService } from '../bans/service.js';
@@ -30,6 +32,8 @@ import { checkListenerLimits, DEFAULT_LISTENER_LIMITS, fastifyTimeouts, nodeServ
 
 export interface CaServices {
   readonly adminAuth: AdminAuthService;
+  /** Authentication, the route → role table and the record of every admin request (ca/admin-auth/). */
+  readonly adminAccess: AdminAccess;
   readonly tokens: TokenService;
   readonly entries: EntryService;
   readonly enrollment: EnrollmentService;
@@ -80,9 +84,10 @@ export interface CaApp {
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
 
 /**
- * The CA's HTTP surface in three encapsulated contexts: public (bundle, JWKS, OIDC, health; no
- * auth), admin (bearer token on every route, enforced by a hook on the context so no route can
- * skip it), and later the agent context (mTLS). main.ts decides where it listens.
+ * The CA's HTTP surface in encapsulated contexts: public (bundle, JWKS, OIDC, health; no auth),
+ * admin (a bearer credential or an admin SVID on every route, held to the route table by hooks on
+ * the context so no route can skip them), and on the TLS listener bootstrap and the mTLS agent and
+ * device contexts. main.ts decides where it listens.
  */
 export async function buildCaApp(services: CaServices, options: CaAppOptions): Promise<CaApp> {
   const limits = checkListenerLimits(options.limits ?? DEFAULT_LISTENER_LIMITS);
@@ -119,7 +124,7 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
   await app.register(swagger, {
     openapi: {
       info: { title: 'Cairn CA', version: options.version ?? 'unknown', description: 'SPIFFE identity authority: admin, public and agent APIs' },
-      components: { securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } } },
+      components: { securitySchemes: { adminToken: { type: 'http', scheme: 'bearer', description: 'a named admin credential; on the TLS listener an admin SVID (client certificate of an entry marked admin) works instead' } } },
     },
   });
 
@@ -149,9 +154,7 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
     });
     // On the plain listener the gate comes first: a refused caller's token is never even checked.
     if (!options.tls) admin.addHook('onRequest', plainAdminGate(options.plainAdmin ?? 'loopback', options.tlsUrl ?? (() => '')));
-    admin.addHook('onRequest', async (req) => {
-      req.actor = await services.adminAuth.authenticate(req.headers.authorization);
-    });
+    services.adminAccess.install(admin);
     registerTrustDomainRoutes(admin, services.trustDomains);
     registerMintRoutes(admin, services.issuance);
     registerInventoryRoutes(admin, services.inventory);
@@ -159,6 +162,7 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
     registerEntryRoutes(admin, services.entries);
     registerNodeRoutes(admin, services.enrollment, services.bans);
     registerAttestorAdminRoutes(admin, services.nodeAttestation);
+    registerAdminRoutes(admin, services.adminAuth);
   });
 
   if (options.tls) {

@@ -6,8 +6,13 @@ export type App = FastifyInstance<RawServerDefault, RawRequestDefaultExpression,
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** Who is calling, for events: "admin:<token name>", "agent:<spiffe id>", or "public". */
+    /**
+     * Who is calling, for events: an admin credential's name or an admin SVID's SPIFFE ID (admin
+     * context), the node's SPIFFE ID (agent and device contexts), "bootstrap:<address>", or "public".
+     */
     actor: string;
+    /** The admin context's state of this request: principal, access rule, scope, change note (ca/admin-auth/access.ts). */
+    adminState?: import('../admin-auth/access.js').AdminRequestState;
     /** The attested node behind an mTLS request (agent and device contexts only). */
     node: import('../nodes/store.js').AttestedNode;
   }

@@ -1,6 +1,7 @@
 import { errorResponses } from '../../contract/common.js';
 import { AdminPaths, InventoryList, InventoryQuery } from '../../contract/admin-api.js';
 import { decodePageToken, pageSizeOf } from '../../lib/paging.js';
+import { listScope } from '../admin-auth/access.js';
 import type { App } from '../http/types.js';
 import type { InventoryStore } from './store.js';
 
@@ -18,6 +19,7 @@ export function registerInventoryRoutes(app: App, inventory: InventoryStore): vo
     const page = await inventory.list(
       {
         ...(q.trustDomain ? { trustDomain: q.trustDomain } : {}),
+        trustDomains: listScope(req),
         ...(q.spiffeIdPrefix ? { spiffeIdPrefix: q.spiffeIdPrefix } : {}),
         ...(q.serial ? { serial: q.serial } : {}),
         ...(q.expiringBefore ? { expiringBefore: new Date(q.expiringBefore) } : {}),

@@ -3,6 +3,7 @@ import { AdminPaths, MintJwtBody, MintJwtResponse, MintX509Body, MintX509Respons
 import { TTL_LIMITS } from '../trust-domains/model.js';
 import { derToPem } from '../../spiffe/bundle/bundle.js';
 import { SpiffeId } from '../../spiffe/id.js';
+import { noteChange } from '../admin-auth/access.js';
 import type { App } from '../http/types.js';
 import { decodeCsrText, verifyCsr } from './csr.js';
 import { checkTtl, normalizeDnsNames } from './policy.js';
@@ -20,7 +21,8 @@ export function registerMintRoutes(app: App, issuance: IssuanceService): void {
     const ttlSeconds = req.body.ttlSeconds === undefined ? undefined : checkTtl(req.body.ttlSeconds, TTL_LIMITS.x509SvidTtlSeconds, 'ttlSeconds');
     const dnsNames = normalizeDnsNames(req.body.dnsNames ?? []);
     const csr = verifyCsr(decodeCsrText(req.body.csr));
-    const [svid] = await issuance.issueX509(spiffeId.trustDomain, [{ csr, policy: { spiffeId, ttlSeconds, dnsNames } }], req.actor);
+    const [svid] = await issuance.issueX509(spiffeId.trustDomain, [{ csr, policy: { spiffeId, ttlSeconds, dnsNames } }], `admin:${req.actor}`);
+    noteChange(req, { target: svid!.spiffeId, new: { spiffeId: svid!.spiffeId, serial: svid!.serial, dnsNames, expiresAt: svid!.notAfter.toISOString() } });
     return reply.status(201).send({
       spiffeId: svid!.spiffeId,
       serial: svid!.serial,
@@ -36,7 +38,8 @@ export function registerMintRoutes(app: App, issuance: IssuanceService): void {
     const spiffeId = SpiffeId.parse(req.body.spiffeId);
     refuseReserved(spiffeId);
     const ttlSeconds = req.body.ttlSeconds === undefined ? undefined : checkTtl(req.body.ttlSeconds, TTL_LIMITS.jwtSvidTtlSeconds, 'ttlSeconds');
-    const minted = await issuance.mintJwt(spiffeId.trustDomain, { spiffeId, audience: req.body.audience, ttlSeconds }, req.actor);
+    const minted = await issuance.mintJwt(spiffeId.trustDomain, { spiffeId, audience: req.body.audience, ttlSeconds }, `admin:${req.actor}`);
+    noteChange(req, { target: minted.spiffeId, new: { spiffeId: minted.spiffeId, audience: req.body.audience, expiresAt: minted.expiresAt.toISOString() } });
     return reply.status(201).send({ spiffeId: minted.spiffeId, token: minted.token, expiresAt: minted.expiresAt.toISOString() });
   });
 }

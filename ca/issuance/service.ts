@@ -26,6 +26,8 @@ export interface CsrRequest {
   /** The CSR, DER; verified (proof of possession) as part of issuance. */
   readonly der: Buffer;
   readonly policy: X509Policy;
+  /** The registration entry the SVID is for, recorded in the inventory (an admin entry's SVIDs are admin credentials). */
+  readonly entryId?: string | undefined;
 }
 
 export type BatchIssueResult = { readonly svid: IssuedX509Svid } | { readonly error: CairnError };
@@ -105,9 +107,9 @@ export class IssuanceService {
     };
   }
 
-  private async record(trustDomain: string, issued: readonly IssuedX509Svid[], issuedTo: string, now: Date, tx?: Queryable): Promise<void> {
+  private async record(trustDomain: string, issued: readonly IssuedX509Svid[], issuedTo: string, now: Date, tx?: Queryable, entryIds?: readonly (string | undefined)[]): Promise<void> {
     await this.deps.inventory.record(
-      issued.map((s) => ({ serial: s.serial, trustDomain, spiffeId: s.spiffeId, notBefore: s.notBefore, notAfter: s.notAfter, issuedTo, issuedAt: now })),
+      issued.map((s, i) => ({ serial: s.serial, trustDomain, spiffeId: s.spiffeId, notBefore: s.notBefore, notAfter: s.notAfter, issuedTo, issuedAt: now, entryId: entryIds?.[i] ?? null })),
       tx,
     );
   }
@@ -176,6 +178,7 @@ export class IssuanceService {
     });
     const signed = await this.deps.pool.issueAll(authority.x509.template, items);
     const issued: IssuedX509Svid[] = [];
+    const entryIds: (string | undefined)[] = [];
     signed.forEach((s, k) => {
       if (!s.ok) {
         results[at[k]!] = { error: s.error };
@@ -191,9 +194,10 @@ export class IssuanceService {
         bundle,
       };
       issued.push(svid);
+      entryIds.push(requests[at[k]!]!.entryId);
       results[at[k]!] = { svid };
     });
-    await this.record(trustDomain, issued, issuedTo, now);
+    await this.record(trustDomain, issued, issuedTo, now, undefined, entryIds);
     this.announce(trustDomain, issued, issuedTo);
     return results;
   }

@@ -1,6 +1,7 @@
 import { errorResponses } from '../../contract/common.js';
 import { AdminPaths3, BanBody, BanList, BanListQuery, BanView, NodeActionBody, NodeList, NodeListQuery, NodeView, UnbanBody } from '../../contract/admin-api.js';
 import { Type } from 'typebox';
+import { listScope, noteChange } from '../admin-auth/access.js';
 import type { App } from '../http/types.js';
 import type { BanService } from '../bans/service.js';
 import type { Ban } from '../bans/store.js';
@@ -32,7 +33,7 @@ export function registerNodeRoutes(app: App, enrollment: EnrollmentService, bans
   app.get(AdminPaths3.agents, {
     schema: { tags, summary: 'List attested agents and devices', querystring: NodeListQuery, response: { 200: NodeList, ...errorResponses } },
   }, async (req) => {
-    const page = await enrollment.list(req.query.trustDomain, req.query.pageSize, req.query.pageToken);
+    const page = await enrollment.list(req.query.trustDomain, req.query.pageSize, req.query.pageToken, listScope(req));
     return { agents: page.items.map(nodeView), ...(page.nextPageToken ? { nextPageToken: page.nextPageToken } : {}) };
   });
   app.post(AdminPaths3.agentBan, {
@@ -42,14 +43,22 @@ export function registerNodeRoutes(app: App, enrollment: EnrollmentService, bans
       body: BanBody,
       response: { 200: BanView, ...errorResponses },
     },
-  }, async (req) => banView(await bans.ban(req.body, req.actor)));
+  }, async (req) => {
+    const ban = banView(await bans.ban(req.body, req.actor));
+    noteChange(req, { trustDomain: ban.trustDomain, new: ban });
+    return ban;
+  });
   app.post(AdminPaths3.agentUnban, {
     schema: { tags, summary: 'Lift a ban (the same target as banned)', body: UnbanBody, response: { 200: BanView, ...errorResponses } },
-  }, async (req) => banView(await bans.unban(req.body, req.actor)));
+  }, async (req) => {
+    const lifted = banView(await bans.unban(req.body, req.actor));
+    noteChange(req, { trustDomain: lifted.trustDomain, old: lifted });
+    return lifted;
+  });
   app.get(AdminPaths3.agentBans, {
     schema: { tags, summary: 'The deny-list of nodes', querystring: BanListQuery, response: { 200: BanList, ...errorResponses } },
   }, async (req) => {
-    const page = await bans.list(req.query.trustDomain, req.query.pageSize, req.query.pageToken);
+    const page = await bans.list(req.query.trustDomain, req.query.pageSize, req.query.pageToken, listScope(req));
     return { bans: page.items.map(banView), ...(page.nextPageToken ? { nextPageToken: page.nextPageToken } : {}) };
   });
   app.post(AdminPaths3.agentEvict, {

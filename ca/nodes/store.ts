@@ -115,12 +115,27 @@ export class NodeStore {
     return guard(async () => (await this.db.query(`DELETE FROM attested_nodes WHERE spiffe_id = $1`, [spiffeId])).rowCount > 0);
   }
 
-  list(filter: { trustDomain?: string | undefined; kind?: NodeKind | undefined }, limit: number, after: string | undefined): Promise<Page<AttestedNode>> {
+  /** The nodes a ban subject names: by SPIFFE ID, or by what their attestor recorded (a device fingerprint, a node UID). */
+  withBanSubject(trustDomain: string, subject: string): Promise<AttestedNode[]> {
+    return guard(async () => {
+      const res = await this.db.query<Row>(
+        `SELECT ${COLUMNS} FROM attested_nodes n WHERE n.trust_domain = $1 AND ($2 = ANY (n.ban_subjects) OR 'spiffe_id:' || n.spiffe_id = $2)`,
+        [trustDomain, subject],
+      );
+      return res.rows.map(fromRow);
+    });
+  }
+
+  list(
+    filter: { trustDomain?: string | undefined; trustDomains?: readonly string[] | undefined; kind?: NodeKind | undefined },
+    limit: number,
+    after: string | undefined,
+  ): Promise<Page<AttestedNode>> {
     return guard(async () => {
       const res = await this.db.query<Row>(
         `SELECT ${COLUMNS} FROM attested_nodes n WHERE ($1::text IS NULL OR n.trust_domain = $1) AND ($2::text IS NULL OR n.kind = $2)
-           AND ($3::text IS NULL OR n.spiffe_id > $3) ORDER BY n.spiffe_id LIMIT $4`,
-        [filter.trustDomain ?? null, filter.kind ?? null, after ?? null, limit + 1],
+           AND ($3::text IS NULL OR n.spiffe_id > $3) AND ($5::text[] IS NULL OR n.trust_domain = ANY($5::text[])) ORDER BY n.spiffe_id LIMIT $4`,
+        [filter.trustDomain ?? null, filter.kind ?? null, after ?? null, limit + 1, filter.trustDomains ?? null],
       );
       return toPage(res.rows.map(fromRow), limit, (n) => [n.spiffeId]);
     });

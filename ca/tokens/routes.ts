@@ -1,5 +1,6 @@
 import { errorResponses } from '../../contract/common.js';
 import { AdminPaths3, CreatedTokenView, CreateTokenBody } from '../../contract/admin-api.js';
+import { noteChange } from '../admin-auth/access.js';
 import type { App } from '../http/types.js';
 import type { TokenService } from './service.js';
 
@@ -13,6 +14,7 @@ export function registerTokenRoutes(app: App, tokens: TokenService): void {
     },
   }, async (req, reply) => {
     const t = await tokens.create(req.body, req.actor);
+    noteChange(req, { target: t.id, new: { id: t.id, kind: t.kind, trustDomain: req.body.trustDomain, spiffeId: t.spiffeId, selectors: req.body.selectors ?? [], expiresAt: t.expiresAt.toISOString() } });
     return reply.status(201).send({ id: t.id, kind: t.kind, token: t.token, spiffeId: t.spiffeId, expiresAt: t.expiresAt.toISOString() });
   });
 }

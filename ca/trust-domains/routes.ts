@@ -3,6 +3,7 @@ import {
   AdminPaths, CreateTrustDomainBody, DeleteQuery, ListQuery, TrustDomainList, TrustDomainParams, TrustDomainView, UpdateTrustDomainBody,
 } from '../../contract/admin-api.js';
 import { Type } from 'typebox';
+import { listScope, noteChange } from '../admin-auth/access.js';
 import type { App } from '../http/types.js';
 import type { TrustDomain } from './model.js';
 import type { TrustDomainService } from './service.js';
@@ -25,12 +26,16 @@ export function registerTrustDomainRoutes(app: App, service: TrustDomainService)
   const tags = ['trust domains'];
   app.post(AdminPaths.trustDomains, {
     schema: { tags, summary: 'Create a trust domain with a new CA and JWT signing key', body: CreateTrustDomainBody, response: { 201: TrustDomainView, ...errorResponses } },
-  }, async (req, reply) => reply.status(201).send(trustDomainView(await service.create(req.body, req.actor))));
+  }, async (req, reply) => {
+    const view = trustDomainView(await service.create(req.body, req.actor));
+    noteChange(req, { new: view });
+    return reply.status(201).send(view);
+  });
 
   app.get(AdminPaths.trustDomains, {
     schema: { tags, summary: 'List trust domains', querystring: ListQuery, response: { 200: TrustDomainList, ...errorResponses } },
   }, async (req) => {
-    const page = await service.list(req.query.pageSize, req.query.pageToken);
+    const page = await service.list(req.query.pageSize, req.query.pageToken, listScope(req));
     return { trustDomains: page.items.map(trustDomainView), ...(page.nextPageToken ? { nextPageToken: page.nextPageToken } : {}) };
   });
 
@@ -40,7 +45,7 @@ export function registerTrustDomainRoutes(app: App, service: TrustDomainService)
 
   app.patch(AdminPaths.trustDomain, {
     schema: { tags, summary: 'Update TTLs or the JWT issuer', params: TrustDomainParams, body: UpdateTrustDomainBody, response: { 200: TrustDomainView, ...errorResponses } },
-  }, async (req) => trustDomainView(await service.update(req.params.name, req.body, req.actor)));
+  }, async (req) => trustDomainView(await service.update(req.params.name, req.body, req.actor, (before, after) => noteChange(req, { old: trustDomainView(before), new: trustDomainView(after) }))));
 
   app.delete(AdminPaths.trustDomain, {
     schema: { tags, summary: 'Delete a trust domain (refused while entries exist unless force=true)', params: TrustDomainParams, querystring: DeleteQuery, response: { 204: Type.Null(), ...errorResponses } },

@@ -11,6 +11,7 @@ import { isKeyType, profileOf, type KeyType } from '../authority/key-types.js';
 import { checkTtl } from '../issuance/policy.js';
 import { TRUST_DOMAIN_DEFAULTS, TTL_LIMITS, type TrustDomain } from './model.js';
 import type { TrustDomainPatch, TrustDomainStore } from './store.js';
+import type { ChangeObserver } from '../admin-auth/record.js';
 
 export interface CreateTrustDomainInput {
   readonly name: string;
@@ -121,12 +122,13 @@ export class TrustDomainService {
     return td;
   }
 
-  list(pageSize: number | undefined, pageToken: string | undefined): Promise<Page<TrustDomain>> {
+  /** `names`: only those (a scoped admin credential's list). */
+  list(pageSize: number | undefined, pageToken: string | undefined, names?: readonly string[]): Promise<Page<TrustDomain>> {
     const after = decodePageToken(pageToken, 1);
-    return this.deps.store.list(pageSizeOf(pageSize), after?.[0] as string | undefined);
+    return this.deps.store.list(pageSizeOf(pageSize), after?.[0] as string | undefined, names);
   }
 
-  async update(name: string, patch: TrustDomainPatch, actor: string): Promise<TrustDomain> {
+  async update(name: string, patch: TrustDomainPatch, actor: string, observe?: ChangeObserver<TrustDomain>): Promise<TrustDomain> {
     const current = await this.get(name);
     checkTtls({
       caTtlSeconds: patch.caTtlSeconds ?? current.caTtlSeconds,
@@ -138,6 +140,7 @@ export class TrustDomainService {
     const jwtIssuer = patch.jwtIssuer === undefined ? undefined : validateIssuer(patch.jwtIssuer);
     const updated = await this.deps.store.update(current.name, { ...patch, jwtIssuer }, this.deps.clock.now());
     if (!updated) throw new CairnError('trust_domain_not_found', `trust domain ${name} does not exist`);
+    observe?.(current, updated);
     this.deps.logger.info({ event: 'trust_domain.updated', trustDomain: current.name, changes: Object.keys(patch), actor }, 'trust domain updated');
     return updated;
   }

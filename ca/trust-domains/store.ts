@@ -67,11 +67,11 @@ export class TrustDomainStore {
     });
   }
 
-  list(limit: number, after: string | undefined): Promise<Page<TrustDomain>> {
+  list(limit: number, after: string | undefined, names?: readonly string[]): Promise<Page<TrustDomain>> {
     return guard(async () => {
       const res = await this.db.query<Row>(
-        `SELECT ${COLUMNS} FROM trust_domains WHERE ($1::text IS NULL OR name > $1) ORDER BY name LIMIT $2`,
-        [after ?? null, limit + 1],
+        `SELECT ${COLUMNS} FROM trust_domains WHERE ($1::text IS NULL OR name > $1) AND ($3::text[] IS NULL OR name = ANY($3::text[])) ORDER BY name LIMIT $2`,
+        [after ?? null, limit + 1, names ?? null],
       );
       return toPage(res.rows.map(fromRow), limit, (td) => [td.name]);
     });

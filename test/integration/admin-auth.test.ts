@@ -25,11 +25,11 @@ function concretePath(url: string): string {
   return url.replace(/:name|:trustDomain/g, 'example.org').replace(/:[a-zA-Z]+/g, 'x');
 }
 
-describe(`admin authentication (${storeKind()} store)`, () => {
+describe(`admin authentication (${storeKind()} store)`, { timeout: 120_000 }, () => {
   let ca: TestCa;
   beforeAll(async () => {
     ca = await startTestCa();
-  });
+  }, 180_000);
   afterAll(() => ca.close());
 
   it('every registered route is public by allow-list or answers 401 without a token', async () => {
@@ -117,7 +117,7 @@ describe(`admin authentication (${storeKind()} store)`, () => {
   });
 });
 
-describe('bootstrap admin token', () => {
+describe('bootstrap admin token', { timeout: 180_000 }, () => {
   it('is created once, written 0600 to the data dir, stored only as a hash, and works', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'cairn-boot-'));
     const { logger, text } = capturingLogger();

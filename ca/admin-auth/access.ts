@@ -1,0 +1,236 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Clock } from '../../lib/clock.js';
+import { CairnError } from '../../lib/errors.js';
+import { SpiffeId } from '../../spiffe/id.js';
+import { peerChain } from '../enrollment/routes.js';
+import { toHttpError } from '../http/errors.js';
+import type { App } from '../http/types.js';
+import { checkGuard, type AdminEntryFacts } from './guards.js';
+import { describeScope, inScope, roleAtLeast, type AdminPrincipal } from './model.js';
+import type { AdminRecordSink, ChangeNote } from './record.js';
+import { ADMIN_ROUTES, ruleFor, type RouteRule } from './route-table.js';
+import type { AdminAuthService, BearerResult } from './service.js';
+import type { SvidAdminAuth, SvidResult } from './svid.js';
+
+/** What the admin context knows about one request, from authentication to its record. */
+export interface AdminRequestState {
+  credential: 'token' | 'svid' | 'none';
+  principal?: AdminPrincipal;
+  /** Authentication failed; `attempted` names the expired credential or the SPIFFE ID claimed, if any. */
+  failed?: boolean;
+  attempted?: string | undefined;
+  rule?: RouteRule | undefined;
+  /** What the request acts on, found by the rule (a trust domain, a SPIFFE ID, an entry ID). */
+  subject?: string | undefined;
+  trustDomain?: string | undefined;
+  /** For a list: the trust domains it may show; undefined: all. */
+  listScope?: readonly string[] | undefined;
+  note?: ChangeNote;
+  errorCode?: string;
+}
+
+export interface AdminAccessDeps {
+  readonly clock: Clock;
+  readonly tokens: Pick<AdminAuthService, 'verifyBearer'>;
+  readonly svids: Pick<SvidAdminAuth, 'verify'>;
+  readonly facts: AdminEntryFacts;
+  readonly sink: AdminRecordSink;
+  /** The route table; tests hand in others. */
+  readonly table?: Readonly<Record<string, RouteRule>>;
+}
+
+const READS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+const denied = (principal: AdminPrincipal, message: string, details: Record<string, unknown> = {}): CairnError =>
+  new CairnError('permission_denied', `${principal.name} (role ${principal.role}, scope ${describeScope(principal.trustDomains)}) ${message}`, { details: { role: principal.role, ...details } });
+
+const stateOf = (req: FastifyRequest): AdminRequestState | undefined => req.adminState;
+
+/** The trust domains a list route may show for this request (undefined: all); list handlers pass it to their store. */
+export function listScope(req: FastifyRequest): readonly string[] | undefined {
+  return stateOf(req)?.listScope;
+}
+
+/** A handler's account of what it changed (target, old → new), for the request's record. */
+export function noteChange(req: FastifyRequest, note: ChangeNote): void {
+  const state = stateOf(req);
+  if (state) state.note = { ...state.note, ...note };
+}
+
+/**
+ * Authentication, authorization and the record of the admin API, in one place. Every admin
+ * request is authenticated by a bearer credential or an admin SVID, then held to the route table
+ * (role, trust-domain scope, guards); every change, refusal and failed authentication is recorded.
+ */
+export class AdminAccess {
+  private readonly table: Readonly<Record<string, RouteRule>>;
+
+  constructor(private readonly deps: AdminAccessDeps) {
+    this.table = deps.table ?? ADMIN_ROUTES;
+  }
+
+  /** Registers the hooks on the admin context; no admin route can skip them. */
+  install(app: App): void {
+    app.addHook('onRoute', (route) => {
+      const methods = Array.isArray(route.method) ? route.method : [route.method];
+      const rule = ruleFor(methods[0]!, route.url, this.table);
+      const access = rule ? `Role: ${rule.role}${rule.trustDomain.from === 'installation' ? ', scoped to every trust domain' : ''}.` : 'No rule in the access table: denied to every caller.';
+      route.schema = { ...route.schema, description: route.schema?.description ? `${route.schema.description}\n\n${access}` : access };
+    });
+    app.addHook('onRequest', async (req) => this.authenticate(req));
+    app.addHook('preHandler', async (req) => this.authorize(req));
+    app.addHook('preSerialization', async (req, _reply, payload) => this.checkList(req, payload));
+    app.addHook('onError', async (req, _reply, err) => {
+      const state = stateOf(req);
+      if (state) state.errorCode = toHttpError(err).body.code;
+    });
+    app.addHook('onResponse', async (req, reply) => this.record(req, reply));
+  }
+
+  /** onRequest: who is calling, and may their role call this route at all. */
+  async authenticate(req: FastifyRequest): Promise<void> {
+    const state: AdminRequestState = { credential: 'none' };
+    req.adminState = state;
+    let result: BearerResult | SvidResult;
+    const chain = req.headers.authorization === undefined ? peerChain(req) : [];
+    if (req.headers.authorization !== undefined) {
+      state.credential = 'token';
+      result = await this.deps.tokens.verifyBearer(req.headers.authorization);
+    } else if (chain.length > 0) {
+      state.credential = 'svid';
+      result = await this.deps.svids.verify(chain);
+    } else {
+      result = { ok: false, error: new CairnError('unauthenticated', 'an admin credential is required: Authorization: Bearer <admin token>, or on the TLS listener a client certificate that is an admin SVID') };
+    }
+    if (!result.ok) {
+      state.failed = true;
+      state.attempted = 'credential' in result ? result.credential : 'claimed' in result ? result.claimed : undefined;
+      throw result.error;
+    }
+    const principal = result.principal;
+    state.principal = principal;
+    req.actor = principal.name;
+    const rule = ruleFor(req.routeOptions.method as string, req.routeOptions.url, this.table);
+    state.rule = rule;
+    if (!rule) throw denied(principal, `cannot call ${req.method} ${req.routeOptions.url ?? req.url}: the route has no row in the access table, so it is denied to everyone`);
+    if (!roleAtLeast(principal.role, rule.role)) throw denied(principal, `cannot call ${req.method} ${req.routeOptions.url}: it needs the ${rule.role} role`, { requiredRole: rule.role });
+    if (rule.trustDomain.from === 'installation' && principal.trustDomains !== null) {
+      throw denied(principal, `cannot call ${req.method} ${req.routeOptions.url}: admin credentials are managed only by credentials scoped to every trust domain`);
+    }
+  }
+
+  /** preHandler (the body is parsed and validated): the trust domain the request acts on must be in scope; then the guards. */
+  async authorize(req: FastifyRequest): Promise<void> {
+    const state = stateOf(req);
+    const principal = state?.principal;
+    const rule = state?.rule;
+    if (!state || !principal || !rule) throw new CairnError('unauthenticated', 'an admin credential is required');
+    const params = (req.params ?? {}) as Record<string, unknown>;
+    const body = (req.body !== null && typeof req.body === 'object' ? req.body : undefined) as Record<string, unknown> | undefined;
+    const query = (req.query ?? {}) as Record<string, unknown>;
+    const scoped = principal.trustDomains !== null;
+    const demand = (trustDomain: string | undefined, what: string): void => {
+      if (trustDomain !== undefined) state.trustDomain ??= trustDomain;
+      if (!scoped) return;
+      if (trustDomain === undefined) throw denied(principal, `cannot call ${req.method} ${req.routeOptions.url}: the request names no trust domain (${what}), and the credential is scoped`);
+      if (!inScope(principal, trustDomain)) throw denied(principal, `cannot act on trust domain ${trustDomain} (${what})`, { trustDomain });
+    };
+    const text = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+    const tdOfId = (v: unknown): string | undefined => (typeof v === 'string' ? SpiffeId.parse(v).trustDomain : undefined);
+    let entry: Awaited<ReturnType<AdminEntryFacts['entry']>>;
+    const td = rule.trustDomain;
+    switch (td.from) {
+      case 'param':
+        state.subject = text(params[td.name]);
+        demand(state.subject, `path parameter ${td.name}`);
+        break;
+      case 'body': {
+        const found: [string, string][] = [
+          ...td.ids.filter((f) => body?.[f] !== undefined).map((f): [string, string] => [f, (scoped ? tdOfId(body?.[f]) : safeTrustDomainOf(body?.[f])) ?? '']),
+          ...td.names.filter((f) => body?.[f] !== undefined).map((f): [string, string] => [f, text(body?.[f]) ?? '']),
+        ];
+        state.subject = text(body?.[found[0]?.[0] ?? '']);
+        const fields = [...td.ids, ...td.names].join(' or ');
+        if (found.length === 0) demand(undefined, `body field ${fields}`);
+        // unscoped credentials leave a malformed value to the route's own validation
+        for (const [field, trustDomain] of found) demand(trustDomain === '' ? undefined : trustDomain, `body field ${field}`);
+        break;
+      }
+      case 'entry': {
+        state.subject = text(params[td.param]);
+        entry = state.subject === undefined ? undefined : await this.deps.facts.entry(state.subject);
+        // a missing entry is the route's 404; there is nothing of another trust domain to protect
+        if (entry) demand(entry.trustDomain, 'the entry');
+        if (body?.spiffeId !== undefined) demand(scoped ? tdOfId(body.spiffeId) : safeTrustDomainOf(body.spiffeId), 'body field spiffeId');
+        break;
+      }
+      case 'list': {
+        const requested = td.query === undefined ? undefined : text(query[td.query]);
+        if (requested !== undefined) demand(requested, `query parameter ${td.query}`);
+        state.listScope = scoped ? (requested !== undefined ? [requested] : principal.trustDomains!) : undefined;
+        break;
+      }
+      case 'none':
+      case 'installation':
+        state.subject = text(params.name) ?? text(body?.name);
+        break;
+    }
+    if (rule.guard && !roleAtLeast(principal.role, 'admin')) await checkGuard(rule.guard, { body, entry, principal: principal.name }, this.deps.facts);
+  }
+
+  /** preSerialization: a list answer for a scoped credential holds nothing outside its scope, or it fails. */
+  async checkList(req: FastifyRequest, payload: unknown): Promise<unknown> {
+    const state = stateOf(req);
+    const td = state?.rule?.trustDomain;
+    const allowed = state?.listScope;
+    if (!td || td.from !== 'list' || allowed === undefined || payload === null || typeof payload !== 'object') return payload;
+    const items = (payload as Record<string, unknown>)[td.items];
+    if (!Array.isArray(items)) return payload;
+    for (const item of items as Record<string, unknown>[]) {
+      if (!allowed.includes(String(item[td.field]))) {
+        req.log.error({ event: 'admin.scope_leak', route: req.routeOptions.url, actor: req.actor }, 'a list answer held an item outside the credential\'s scope; refused');
+        throw new CairnError('internal', 'internal error');
+      }
+    }
+    return payload;
+  }
+
+  /** onResponse: one record per change, refusal and failed authentication (reads that succeed are not recorded). */
+  async record(req: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const state = stateOf(req);
+    if (!state) return; // refused before authentication (the plain listener's gate), which logs on its own
+    const status = reply.statusCode;
+    const base = { time: this.deps.clock.now().toISOString(), status, source: req.ip, ...(state.errorCode ? { code: state.errorCode } : {}) };
+    try {
+      if (state.failed || !state.principal) {
+        await this.deps.sink.append({ ...base, actor: state.attempted ?? 'anonymous', credential: state.credential, action: 'admin.authenticate', outcome: 'failure' });
+        return;
+      }
+      if (READS.has(req.method) && state.errorCode !== 'permission_denied') return;
+      const note = state.note ?? {};
+      await this.deps.sink.append({
+        ...base,
+        actor: state.principal.name,
+        credential: state.principal.kind,
+        action: state.rule?.action ?? `${req.method} ${req.routeOptions.url ?? req.url.split('?')[0]}`,
+        target: note.target ?? state.subject,
+        trustDomain: note.trustDomain ?? state.trustDomain,
+        ...(status < 400 && note.old !== undefined ? { old: note.old } : {}),
+        ...(status < 400 && note.new !== undefined ? { new: note.new } : {}),
+        outcome: status < 400 ? 'success' : 'failure',
+      });
+    } catch (err) {
+      req.log.error({ err }, 'could not record an admin request');
+    }
+  }
+}
+
+/** The trust domain of a SPIFFE ID, or undefined when it is not one (its route rejects it). */
+function safeTrustDomainOf(v: unknown): string | undefined {
+  if (typeof v !== 'string') return undefined;
+  try {
+    return SpiffeId.parse(v).trustDomain;
+  } catch {
+    return undefined;
+  }
+}

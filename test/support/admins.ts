@@ -1,0 +1,24 @@
+import type { TestCa } from './ca.js';
+
+/** A JSON call against a test CA's plain listener (loopback) with the given bearer secret. */
+export async function callAs(ca: TestCa, token: string | undefined, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(ca.url + path, {
+    method,
+    headers: { ...(token === undefined ? {} : { authorization: `Bearer ${token}` }), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined };
+}
+
+/** Creates a named admin credential with the bootstrap credential; returns its secret. */
+export async function createAdmin(ca: TestCa, body: { name: string; role: string; trustDomains?: string[]; ttlSeconds?: number }): Promise<string> {
+  const res = await callAs(ca, ca.adminToken, 'POST', '/v1/admins', body);
+  if (res.status !== 201) throw new Error(`creating admin ${body.name}: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body.token as string;
+}
+
+/** A route pattern with its parameters filled in. */
+export function pathOf(url: string, params: Record<string, string>): string {
+  return url.replace(/:([A-Za-z]+)/g, (_m, name: string) => encodeURIComponent(params[name] ?? 'x'));
+}
