@@ -7,6 +7,9 @@ export const COMMON_OPTIONS = {
   'ca-pin': { type: 'string' },
   'ca-file': { type: 'string' },
   'data-dir': { type: 'string' },
+  // admin by X.509-SVID instead of the admin token (the TLS listener only)
+  'svid-dir': { type: 'string' },
+  'svid-from-socket': { type: 'boolean' },
   json: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
 } as const satisfies Options;

@@ -58,10 +58,57 @@ export interface AdminClient {
   request<T>(method: string, path: string, body?: unknown): Promise<T>;
 }
 
-/** The admin client for the common flags: the server and its trust (see admin-target.ts), and the admin token. */
-export function adminClientFor(values: AdminTargetFlags & { 'data-dir'?: string | undefined }): AdminClient {
+/**
+ * How admin verbs authenticate: the admin token (a bearer secret), or an admin SVID as the TLS client
+ * certificate (an SVID of a registration entry marked admin), loaded when the first request is made.
+ */
+export type AdminCredential =
+  | { readonly kind: 'token'; readonly token: string }
+  | { readonly kind: 'svid'; readonly source: string; readonly load: () => Promise<{ cert: string; key: string }> };
+
+export interface AdminCredentialFlags {
+  readonly 'svid-dir'?: string | undefined;
+  readonly 'svid-from-socket'?: boolean | undefined;
+  readonly 'data-dir'?: string | undefined;
+}
+
+/** --svid-dir DIR (svid.pem and svid.key, as `cairn svid fetch --write` leaves them), --svid-from-socket, else the admin token. */
+export function adminCredentialOf(values: AdminCredentialFlags, dataDir: string): AdminCredential {
+  if (values['svid-dir'] !== undefined && values['svid-from-socket']) throw new UsageError('--svid-dir and --svid-from-socket are alternatives: give one');
+  const dir = values['svid-dir'];
+  if (dir !== undefined) {
+    return {
+      kind: 'svid',
+      source: `--svid-dir ${dir}`,
+      load: async () => ({ cert: readInputFile(join(dir, 'svid.pem'), 'the SVID (--svid-dir)'), key: readInputFile(join(dir, 'svid.key'), 'the SVID key (--svid-dir)') }),
+    };
+  }
+  if (values['svid-from-socket']) {
+    return {
+      kind: 'svid',
+      source: '--svid-from-socket',
+      load: async () => {
+        // loaded only here: the Workload API client is not every admin verb's cost
+        const [{ WorkloadApiClient, x509Pem }, { workloadSocketOf }] = await Promise.all([import('../workload-api/client.js'), import('./commands/workload.js')]);
+        const client = new WorkloadApiClient(workloadSocketOf(undefined, values['data-dir']));
+        try {
+          const svid = (await client.fetchX509Context(AbortSignal.timeout(30_000))).svids[0];
+          if (!svid) throw new CliError('unauthenticated', 'the Workload API gave this process no X.509-SVID');
+          const pem = x509Pem(svid);
+          return { cert: pem.certificates, key: pem.privateKey };
+        } finally {
+          client.close();
+        }
+      },
+    };
+  }
+  return { kind: 'token', token: adminTokenOf(dataDir) };
+}
+
+/** The admin client for the common flags: the server and its trust (see admin-target.ts), and the admin token or SVID. */
+export function adminClientFor(values: AdminTargetFlags & AdminCredentialFlags): AdminClient {
   const dataDir = dataDirOf(values['data-dir']);
-  return adminClient(resolveAdminTarget(values, dataDir, recordedEndpoints(dataDir)), adminTokenOf(dataDir));
+  return adminClient(resolveAdminTarget(values, dataDir, recordedEndpoints(dataDir)), adminCredentialOf(values, dataDir));
 }
 
 /** TLS verification failures Node reports by code: the server is not who the trust settings say. */
@@ -93,14 +140,19 @@ function answer<T>(status: number, payload: unknown): T {
 }
 
 /**
- * Requests with the admin token. Over https the server is verified first (the pin on a connection
- * that carries nothing, then the pinned authority as the only root; or the CA file; or the system's
- * roots with a host-name check) and the token goes only inside that TLS session. Plain HTTP is
- * allowed to loopback addresses only; anything else is refused before a connection is made.
+ * Requests with the admin token or an admin SVID. Over https the server is verified first (the pin on
+ * a connection that carries nothing, then the pinned authority as the only root; or the CA file; or
+ * the system's roots with a host-name check) and the token goes only inside that TLS session; an SVID
+ * is the TLS client certificate, and then no token is sent. Plain HTTP (token only) is allowed to
+ * loopback addresses only; anything else is refused before a connection is made.
  */
-export function adminClient(t: AdminTarget, token: string): AdminClient {
+export function adminClient(t: AdminTarget, cred: AdminCredential): AdminClient {
   const url = new URL(t.server);
-  if (url.protocol === 'https:') return tlsAdminClient(t, token);
+  if (url.protocol === 'https:') return tlsAdminClient(t, cred);
+  if (cred.kind === 'svid') {
+    throw new UsageError(`${cred.source}: an SVID authenticates only over TLS, but ${t.serverSource} is ${t.server}; use the CA's TLS listener (--server https://HOST:8443 with --ca-pin or --ca-file)`);
+  }
+  const token = cred.token;
   if (!isLoopbackHost(url.hostname)) {
     throw new CliError('tls_required', `refusing to send the admin token in cleartext to ${t.server} (${t.serverSource}): plain HTTP is for loopback only; use the CA's TLS listener, e.g. --server https://${url.hostname}:8443 with --ca-pin PIN (\`cairn ca pin\`) or --ca-file FILE`);
   }
@@ -128,7 +180,7 @@ export function adminClient(t: AdminTarget, token: string): AdminClient {
   };
 }
 
-function tlsAdminClient(target: AdminTarget, token: string): AdminClient {
+function tlsAdminClient(target: AdminTarget, credential: AdminCredential): AdminClient {
   const trust = target.trust;
   // the pinned authority (or the CA file) is resolved once per process, before any token is sent
   let anchor: Promise<string | undefined> | undefined;
@@ -138,12 +190,17 @@ function tlsAdminClient(target: AdminTarget, token: string): AdminClient {
       : trust.kind === 'file'
         ? Promise.resolve(readInputFile(trust.file, `the CA file (${trust.source})`))
         : fetchPinnedAuthority(target.server, trust.pin));
+  let client: Promise<{ cert: string; key: string }> | undefined;
+  const clientCertificate = (): Promise<{ cert: string; key: string }> | undefined => (credential.kind === 'svid' ? (client ??= credential.load()) : undefined);
   return {
     async request<T>(method: string, path: string, body?: unknown): Promise<T> {
       let res: JsonResponse<unknown>;
+      // the SVID first: a failure there is the caller's to fix, not the CA's
+      const mtls = await clientCertificate();
       try {
         const ca = await anchorOf();
-        res = await requestJson<unknown>(method, target.server + path, body, { ca, bearer: token, checkServerName: trust === undefined });
+        // with an SVID no bearer token is sent: the certificate is the credential
+        res = await requestJson<unknown>(method, target.server + path, body, { ca, ...(mtls ?? { bearer: credential.kind === 'token' ? credential.token : undefined }), checkServerName: trust === undefined });
       } catch (err) {
         if (err instanceof UsageError) throw err;
         throw transportError(err, target);

@@ -28,10 +28,11 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   agent: async () => async (argv) => (argv[0] === 'healthcheck' ? (await import('./commands/health.js')).agentHealthcheckCommand(argv.slice(1)) : (await import('./commands/agent.js')).agentCommand(argv)),
   bootstrap: async () => (await import('./commands/enrollment.js')).bootstrapCommand,
   renew: async () => (await import('./commands/enrollment.js')).renewCommand,
+  admin: async () => (await import('./commands/admin.js')).adminCommand,
 };
 
 async function usage(): Promise<string> {
-  const [ca, td, mint, enrollment, agent, workload, attestor] = await Promise.all([
+  const [ca, td, mint, enrollment, agent, workload, attestor, admin] = await Promise.all([
     import('./commands/ca.js'),
     import('./commands/trust-domain.js'),
     import('./commands/mint.js'),
@@ -39,6 +40,7 @@ async function usage(): Promise<string> {
     import('./commands/agent.js'),
     import('./commands/workload.js'),
     import('./commands/attestor.js'),
+    import('./commands/admin.js'),
   ]);
   return `cairn — a SPIFFE identity authority
 
@@ -49,11 +51,13 @@ ${enrollment.ENROLLMENT_USAGE}
 ${agent.AGENT_USAGE}
 ${workload.WORKLOAD_USAGE}
 ${attestor.ATTESTOR_USAGE}
+${admin.ADMIN_USAGE}
 
 Common flags: --server URL (or CAIRN_SERVER), --data-dir DIR (or CAIRN_DATA_DIR, default ./.cairn), --json
 Admin verbs trust an https --server by --ca-pin PIN (or CAIRN_CA_PIN) or --ca-file FILE (or CAIRN_CA_FILE), else the
 caPin cairn up wrote to <data-dir>/endpoints.json; plain http:// only to loopback.
-The admin token comes from CAIRN_ADMIN_TOKEN, CAIRN_ADMIN_TOKEN_FILE or <data-dir>/admin-token.`;
+The admin token comes from CAIRN_ADMIN_TOKEN, CAIRN_ADMIN_TOKEN_FILE or <data-dir>/admin-token; with --svid-dir DIR or
+--svid-from-socket an admin SVID is the TLS client certificate instead, and no token is sent.`;
 }
 
 async function main(argv: string[]): Promise<number> {

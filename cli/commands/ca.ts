@@ -189,8 +189,11 @@ async function runUntilSignal(handle: CaHandle): Promise<void> {
 export async function caCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, CA_OPTIONS);
   if (positionals[0] !== 'start') throw new UsageError(CA_USAGE);
-  const handle = await startCa(caConfigOf(values));
-  say(`Cairn ${handle.version} CA listening on ${handle.url} and ${handle.tlsUrl} (${handle.db.kind} store); TLS pin ${handle.tlsPin}; admin token file: ${handle.adminTokenFile}`);
+  const config = caConfigOf(values);
+  const handle = await startCa(config);
+  // with a configured token there is no bootstrap credential to point at
+  const admin = config.adminToken ? 'admin credential "configured" from CAIRN_ADMIN_TOKEN' : `admin token file: ${handle.adminTokenFile}`;
+  say(`Cairn ${handle.version} CA listening on ${handle.url} and ${handle.tlsUrl} (${handle.db.kind} store); TLS pin ${handle.tlsPin}; ${admin}`);
   await runUntilSignal(handle);
 }
 

@@ -8,7 +8,9 @@ import { printResult, say, table } from '../output.js';
 
 export const ENROLLMENT_USAGE = `cairn token create --trust-domain TD [--ttl 10m] [--agent-id ID | --spiffe-id ID] [--selector join_token:LABEL …]
 cairn entry create --spiffe-id ID --parent-id ID --selector type:value … [--x509-svid-ttl D] [--jwt-svid-ttl D] [--dns NAME …]
-                   [--hint H] [--admin] [--federates-with TD …] [--expires-at ISO] [--allow-unknown-selector-type]
+                   [--hint H] [--admin] [--admin-role admin|operator|viewer] [--federates-with TD …] [--expires-at ISO] [--allow-unknown-selector-type]
+                   (--admin: the entry's SVIDs are admin credentials over mTLS, role --admin-role, default admin;
+                    update … --no-admin takes it away)
 cairn entry list [--trust-domain TD] [--parent-id ID] [--spiffe-id ID] [--selector type:value …]
 cairn entry show ID | update ID [fields as for create] | delete ID
 cairn agent list [--trust-domain TD] | evict ID
@@ -29,6 +31,8 @@ const ENTRY_OPTIONS = {
   dns: { type: 'string', multiple: true },
   hint: { type: 'string' },
   admin: { type: 'boolean' },
+  'no-admin': { type: 'boolean' },
+  'admin-role': { type: 'string' },
   'federates-with': { type: 'string', multiple: true },
   'expires-at': { type: 'string' },
   'allow-unknown-selector-type': { type: 'boolean' },
@@ -69,7 +73,7 @@ function describeEntry(e: EntryView): string {
     ['jwt-svid ttl', e.jwtSvidTtl === null ? 'trust domain default' : formatDuration(e.jwtSvidTtl)],
     ['dns names', e.dnsNames.join(' ') || '-'],
     ['hint', e.hint ?? '-'],
-    ['admin', String(e.admin)],
+    ['admin', e.admin ? `yes, role ${e.adminRole}` : 'no'],
     ['federates with', e.federatesWith.join(' ') || '-'],
     ['expires', e.expiresAt ?? 'never'],
     ['revision', String(e.revision)],
@@ -79,6 +83,11 @@ function describeEntry(e: EntryView): string {
 export async function entryCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, ENTRY_OPTIONS);
   const [verb, id] = positionals;
+  if (values.admin && values['no-admin']) throw new UsageError('--admin and --no-admin contradict each other');
+  if (values['no-admin'] && values['admin-role'] !== undefined) throw new UsageError('--admin-role is for admin entries: drop it or --no-admin');
+  if (values['admin-role'] !== undefined && !['admin', 'operator', 'viewer'].includes(values['admin-role'])) {
+    throw new UsageError(`--admin-role must be admin, operator or viewer, got "${values['admin-role']}"`);
+  }
   const client = adminClientFor(values);
   const fields = {
     ...(values['spiffe-id'] ? { spiffeId: values['spiffe-id'] } : {}),
@@ -89,6 +98,8 @@ export async function entryCommand(argv: string[]): Promise<void> {
     ...(values.dns ? { dnsNames: values.dns } : {}),
     ...(values.hint !== undefined ? { hint: values.hint } : {}),
     ...(values.admin !== undefined ? { admin: values.admin } : {}),
+    ...(values['no-admin'] ? { admin: false } : {}),
+    ...(values['admin-role'] !== undefined ? { adminRole: values['admin-role'] } : {}),
     ...(values['federates-with'] ? { federatesWith: values['federates-with'] } : {}),
     ...(values['expires-at'] ? { expiresAt: values['expires-at'] } : {}),
     ...(values['allow-unknown-selector-type'] ? { allowUnknownSelectorTypes: true } : {}),

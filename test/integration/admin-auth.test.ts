@@ -102,6 +102,13 @@ describe(`admin authentication (${storeKind()} store)`, { timeout: 120_000 }, ()
     expect(doc.paths['/v1/trust-domains'].post.requestBody).toBeDefined();
     expect(doc.paths['/v1/trust-domains'].post.responses['201']).toBeDefined();
     expect(doc.paths['/v1/trust-domains'].post.security).toEqual([{ adminToken: [] }]);
+    // named admin credentials, and each admin route says the role it needs
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/admins', '/v1/admins/{name}']));
+    expect(doc.paths['/v1/admins'].post.responses['201'].content['application/json'].schema.properties.token).toBeDefined();
+    expect(doc.paths['/v1/admins'].get.responses['200'].content['application/json'].schema.properties.admins.items.properties.token).toBeUndefined();
+    expect(doc.paths['/v1/trust-domains'].post.description).toContain('Role: admin');
+    expect(doc.paths['/v1/entries'].post.description).toContain('Role: operator');
+    expect(doc.paths['/v1/entries'].get.description).toContain('Role: viewer');
   });
 
   it('never writes tokens or keys to the logs', async () => {
