@@ -161,6 +161,10 @@ function caConfigOf(values: CaFlags): CaConfig {
   ];
   const adminToken = configuredAdminToken()?.trim() || undefined;
   if (adminToken !== undefined && adminToken.length < 32) throw new ConfigError(`${process.env.CAIRN_ADMIN_TOKEN ? 'CAIRN_ADMIN_TOKEN' : 'CAIRN_ADMIN_TOKEN_FILE'} must hold at least 32 characters`);
+  // the configured credential is sent as a bearer header: what the admin API would never accept is refused before the store
+  if (adminToken !== undefined && !/^[\x21-\x7e]{32,512}$/.test(adminToken)) {
+    throw new ConfigError(`${process.env.CAIRN_ADMIN_TOKEN ? 'CAIRN_ADMIN_TOKEN' : 'CAIRN_ADMIN_TOKEN_FILE'} must hold at most 512 printable ASCII characters without spaces`);
+  }
   return {
     dataDir,
     databaseUrl: db ? databaseUrl(db.value, db.name) : undefined,

@@ -134,6 +134,19 @@ describe(`start-up failures exit with one error line (${storeKind()} store)`, ()
   });
 
   it.each([
+    ['short', /^error: CAIRN_ADMIN_TOKEN must hold at least 32 characters/],
+    ['cairn-admin.' + 'x'.repeat(30) + ' with a space', /^error: CAIRN_ADMIN_TOKEN must hold at most 512 printable ASCII characters without spaces/],
+    ['cairn-admin.' + 'x'.repeat(520), /^error: CAIRN_ADMIN_TOKEN must hold at most 512 printable ASCII characters/],
+  ])('a configured admin token the API could never accept (%#) is refused before the store is touched: one error line, exit 2', { timeout: 60_000 }, async (token, message) => {
+    const dataDir = join(dir, `config-${++n}`);
+    const r = await run(['ca', 'start', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--tls-listen', '127.0.0.1:0'], { DATABASE_URL: undefined, CAIRN_LISTEN: undefined, CAIRN_ADMIN_TOKEN: token });
+    expect(r.errors).toHaveLength(1);
+    expect(r.errors[0]).toMatch(message);
+    expect(r.status).toBe(2);
+    expect(existsSync(dataDir)).toBe(false);
+  });
+
+  it.each([
     [['--listen', '127.0.0.1:99999'], /^error: --listen: port 99999 is out of range/],
     [['--listen', 'localhost'], /^error: --listen must be HOST:PORT/],
     [['--public-url', 'ftp://ca.example'], /^error: --public-url must use http or https/],
