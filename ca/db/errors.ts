@@ -21,7 +21,12 @@ function isUnavailable(err: PgLikeError): boolean {
  * on a given constraint, so each store decides what a duplicate means in its own terms.
  */
 export function translateDbError(err: unknown, onUnique?: Readonly<Record<string, ErrorCode>>): unknown {
-  if (err instanceof CairnError) return err;
+  if (err instanceof CairnError) {
+    // The PostgreSQL pool's own query() already made a duplicate a generic conflict; the store names it.
+    const constraint = err.code === 'conflict' ? (err.cause as PgLikeError | undefined)?.constraint : undefined;
+    const named = constraint ? onUnique?.[constraint] : undefined;
+    return named ? new CairnError(named, err.message, { cause: err.cause }) : err;
+  }
   const e = (err ?? {}) as PgLikeError;
   if (e.code === '23505') {
     const code: ErrorCode = (e.constraint ? onUnique?.[e.constraint] : undefined) ?? 'conflict';
