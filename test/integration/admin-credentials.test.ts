@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCa, type CaHandle } from '../../ca/main.js';
-import { callAs, createAdmin } from '../support/admins.js';
+import { callAs, createAdmin, recordOf } from '../support/admins.js';
 import { startTestCa, type TestCa } from '../support/ca.js';
 import { FakeClock } from '../support/clock.js';
 import { createPgDatabase, storeKind } from '../support/db.js';
@@ -65,7 +65,7 @@ describe(`named admin credentials (${storeKind()} store)`, { timeout: 120_000 },
     const res = await callAs(ca, token, 'GET', '/v1/trust-domains');
     expect([res.status, res.body.code]).toEqual([401, 'unauthenticated']);
     expect(res.body.message).toContain('expired');
-    const record = ca.logs().split('\n').filter((l) => l.includes('"admin.auth_failed"')).map((l) => JSON.parse(l)).pop();
+    const record = await recordOf(ca, 'admin.auth_failed', (r) => r.actor === 'short');
     expect(record).toMatchObject({ actor: 'short', credential: 'token', action: 'admin.authenticate', outcome: 'failure', status: 401 });
     // still listed (and revocable) until revoked
     expect((await callAs(ca, ca.adminToken, 'DELETE', '/v1/admins/short')).status).toBe(204);

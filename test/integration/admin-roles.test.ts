@@ -7,7 +7,7 @@ import { errorHandler } from '../../ca/http/errors.js';
 import type { App } from '../../ca/http/types.js';
 import { generateKeyAndCsr } from '../../lib/pkcs10.js';
 import { redeem, type TestNode } from '../support/agent-client.js';
-import { callAs, createAdmin, pathOf } from '../support/admins.js';
+import { callAs, createAdmin, pathOf, recordOf } from '../support/admins.js';
 import { startTestCa, type TestCa } from '../support/ca.js';
 import { storeKind } from '../support/db.js';
 
@@ -38,7 +38,7 @@ describe(`admin roles, scopes and guards (${storeKind()} store)`, { timeout: 120
     ca = await startTestCa();
     for (const td of [A, B]) {
       await ok('bootstrap', 'POST', '/v1/trust-domains', { name: td });
-      const { token } = await ok('bootstrap', 'POST', '/v1/tokens', { trustDomain: td, agentId: `spiffe://${td}/node-1`, selectors: ['tag:plain'] });
+      const { token } = await ok('bootstrap', 'POST', '/v1/tokens', { trustDomain: td, agentId: `spiffe://${td}/node-1`, selectors: ['join_token:plain'] });
       agents[td] = (await redeem(token)).node!;
       entries[td] = (await ok('bootstrap', 'POST', '/v1/entries', { spiffeId: `spiffe://${td}/web`, parentId: agents[td]!.spiffeId, selectors: ['unix:uid:1000'] })).id;
       await ok('bootstrap', 'POST', '/v1/x509-svids', { spiffeId: `spiffe://${td}/minted`, csr: csr() });
@@ -230,7 +230,7 @@ describe(`admin roles, scopes and guards (${storeKind()} store)`, { timeout: 120
   it('operators cannot make, change or feed admin entries (no way to an admin SVID of their own)', async () => {
     // an admin entry served through a node alias, and one parented to an agent directly
     const alias = `spiffe://${A}/nodes/prod`;
-    const aliasEntry = await ok('bootstrap', 'POST', '/v1/entries', { spiffeId: alias, parentId: `spiffe://${A}/cairn/server`, selectors: ['tag:prod'] });
+    const aliasEntry = await ok('bootstrap', 'POST', '/v1/entries', { spiffeId: alias, parentId: `spiffe://${A}/cairn/server`, selectors: ['join_token:prod'] });
     const viaAlias = await ok('bootstrap', 'POST', '/v1/entries', { spiffeId: `spiffe://${A}/ops-tool`, parentId: alias, selectors: ['unix:uid:0'], admin: true, adminRole: 'operator' });
     const { token } = await ok('bootstrap', 'POST', '/v1/tokens', { trustDomain: A, agentId: `spiffe://${A}/admin-host` });
     const adminHost = (await redeem(token)).node!;
@@ -246,13 +246,13 @@ describe(`admin roles, scopes and guards (${storeKind()} store)`, { timeout: 120
       await refused(who, 'PATCH', `/v1/entries/${direct.id}`, { parentId: agents[A]!.spiffeId });
       await refused(who, 'DELETE', `/v1/entries/${direct.id}`);
       // the alias that serves an admin entry, and a second alias entry with its ID
-      await refused(who, 'PATCH', `/v1/entries/${aliasEntry.id}`, { selectors: ['tag:mine'] });
-      await refused(who, 'POST', '/v1/entries', { spiffeId: alias, parentId: `spiffe://${A}/cairn/server`, selectors: ['tag:mine'] });
+      await refused(who, 'PATCH', `/v1/entries/${aliasEntry.id}`, { selectors: ['join_token:mine'] });
+      await refused(who, 'POST', '/v1/entries', { spiffeId: alias, parentId: `spiffe://${A}/cairn/server`, selectors: ['join_token:mine'] });
       // a join token for the agent that serves an admin entry, or one whose selectors join that alias
       await refused(who, 'POST', '/v1/tokens', { trustDomain: A, agentId: adminHost.spiffeId });
-      await refused(who, 'POST', '/v1/tokens', { trustDomain: A, selectors: ['tag:prod', 'tag:extra'] });
+      await refused(who, 'POST', '/v1/tokens', { trustDomain: A, selectors: ['join_token:prod', 'join_token:extra'] });
       // other tokens and entries stay theirs
-      await ok(who, 'POST', '/v1/tokens', { trustDomain: A, selectors: ['tag:plain'] });
+      await ok(who, 'POST', '/v1/tokens', { trustDomain: A, selectors: ['join_token:plain'] });
       await ok(who, 'POST', '/v1/tokens', { trustDomain: A, agentId: `spiffe://${A}/node-2` });
     }
     // a banned agent that serves an admin entry is unbanned by admins only
@@ -279,7 +279,7 @@ describe(`admin roles, scopes and guards (${storeKind()} store)`, { timeout: 120
     // an entry that is no longer admin (and no longer parents one) is an operator's again
     await ok('operator', 'DELETE', `/v1/entries/${direct.id}`);
     await ok('bootstrap', 'DELETE', `/v1/entries/${viaAlias.id}`);
-    await ok('operator', 'PATCH', `/v1/entries/${aliasEntry.id}`, { selectors: ['tag:other'] });
+    await ok('operator', 'PATCH', `/v1/entries/${aliasEntry.id}`, { selectors: ['join_token:other'] });
     await ok('operator', 'POST', '/v1/tokens', { trustDomain: A, agentId: adminHost.spiffeId });
   });
 
@@ -306,6 +306,8 @@ describe(`admin roles, scopes and guards (${storeKind()} store)`, { timeout: 120
     const created = await ok('bootstrap', 'POST', '/v1/admins', { name: 'rec', role: 'viewer', ttlSeconds: 3600 });
     await ok('bootstrap', 'DELETE', '/v1/admins/rec');
     await ok('operator', 'PATCH', `/v1/entries/${entries[A]}`, { selectors: ['unix:uid:1000'] });
+    // the last request's record is written once its response has gone out
+    await recordOf(ca, 'admin.action', (r) => r.action === 'entry.update' && r.new?.selectors?.[0] === 'unix:uid:1000', before);
     const lines = ca.logs().slice(before).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>);
     const records = lines.filter((l) => l.event === 'admin.action' || l.event === 'admin.auth_failed');
     const update = records.find((r) => r.action === 'entry.update')!;

@@ -6,7 +6,7 @@ import { fetchPinnedAuthority, requestJson, type JsonResponse } from '../../lib/
 import { derToPem } from '../../spiffe/bundle/bundle.js';
 import { subjectPublicKeyFromDer } from '../../ca/issuance/spki.js';
 import { pemChain, redeem, type TestNode } from '../support/agent-client.js';
-import { callAs } from '../support/admins.js';
+import { callAs, recordOf } from '../support/admins.js';
 import { startTestCa, type TestCa } from '../support/ca.js';
 import { referenceLeaf, testCaCertificate } from '../support/certs.js';
 import { FakeClock } from '../support/clock.js';
@@ -67,7 +67,7 @@ describe(`admin by X.509-SVID over mTLS (${storeKind()} store)`, { timeout: 120_
     expect((await asSvid(creds, 'POST', '/v1/tokens', { trustDomain: OTHER })).body.code).toBe('permission_denied');
     expect((await asSvid(creds, 'GET', '/v1/admins')).body.code).toBe('permission_denied');
     // recorded under the SPIFFE ID
-    const line = ca.logs().split('\n').filter((l) => l.includes('"admin.action"') && l.includes('entry.create')).map((l) => JSON.parse(l)).pop();
+    const line = await recordOf(ca, 'admin.action', (r) => r.action === 'entry.create' && r.target === created.body.id);
     expect(line).toMatchObject({ actor: `spiffe://${TD}/ops`, credential: 'svid', outcome: 'success', target: created.body.id });
     expect(ca.logs()).toContain(`"event":"entry.created"`);
     // the default role of an admin entry is admin (SPIRE's admin: true)
@@ -121,7 +121,7 @@ describe(`admin by X.509-SVID over mTLS (${storeKind()} store)`, { timeout: 120_
       const res = await asSvid({ cert: derToPem(leaf) + derToPem(rogue.der), key: key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString() }, 'GET', '/v1/trust-domains');
       expect([res.status, res.body.code], td).toEqual([401, 'unauthenticated']);
     }
-    const record = ca.logs().split('\n').filter((l) => l.includes('"admin.auth_failed"')).map((l) => JSON.parse(l)).pop();
+    const record = await recordOf(ca, 'admin.auth_failed', (r) => r.actor === 'spiffe://not-hosted.test/forged');
     expect(record).toMatchObject({ actor: 'spiffe://not-hosted.test/forged', credential: 'svid', outcome: 'failure', status: 401 });
   });
 

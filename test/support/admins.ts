@@ -22,3 +22,18 @@ export async function createAdmin(ca: TestCa, body: { name: string; role: string
 export function pathOf(url: string, params: Record<string, string>): string {
   return url.replace(/:([A-Za-z]+)/g, (_m, name: string) => encodeURIComponent(params[name] ?? 'x'));
 }
+
+/**
+ * The newest admin record (`admin.action` / `admin.auth_failed` log line) after `from` that `match`
+ * accepts, waiting for it: records are written when the response has gone out, so the client can
+ * read the logs before its own request's record is there.
+ */
+export async function recordOf(ca: Pick<TestCa, 'logs'>, event: 'admin.action' | 'admin.auth_failed', match: (r: Record<string, any>) => boolean, from = 0): Promise<Record<string, any>> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const found = ca.logs().slice(from).split('\n').filter((l) => l.includes(`"${event}"`)).map((l) => JSON.parse(l) as Record<string, any>).filter(match).pop();
+    if (found) return found;
+    if (Date.now() > deadline) throw new Error(`no ${event} record matching ${match.toString()} in the logs`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
