@@ -117,6 +117,8 @@ export class NodeAgent implements WorkloadApiPorts {
   /** Set when the CA refuses our SVID and we cannot attest again: the loops stop and run() rejects with it. */
   private refused: AgentRefusedError | undefined;
   private readonly stopLoops = new AbortController();
+  /** When (by our clock) the newest agent SVID was received; undefined for the one we started with. */
+  private newestReceivedAt: number | undefined;
   /** The sync long-poll in flight, restarted when the agent switches SVIDs. */
   private currentPoll: AbortController | undefined;
 
@@ -489,6 +491,7 @@ export class NodeAgent implements WorkloadApiPorts {
     }
     const creds: AgentCredentials = { caUrl: next.caUrl, authorityPem: next.authorityPem, chainPem: next.chainPem, keyPem: next.keyPem };
     this.joinTokenId = next.joinTokenId;
+    this.newestReceivedAt = this.deps.clock.now().getTime();
     this.useCredentials(creds);
     this.unpersisted = undefined;
     this.deps.logger.info({ event: 'agent.reattested', spiffeId: next.spiffeId, refusal: refusal.code, expiresAt: new Date(validityOf(creds.chainPem).notAfter).toISOString() }, 'the CA refused our SVID; attested again');
@@ -502,11 +505,16 @@ export class NodeAgent implements WorkloadApiPorts {
     // again at every tick, only when it too reaches half-life.
     const newest = this.unpersisted ?? this.deps.client.credentials;
     const { notBefore, notAfter } = validityOf(newest.chainPem);
-    const due = this.deps.clock.now().getTime() >= notBefore + (notAfter - notBefore) / 2;
+    const now = this.deps.clock.now().getTime();
+    const halfLife = (notAfter - notBefore) / 2;
+    // Also half a lifetime after we received it, by our own clock: a clock running ahead of the CA's
+    // would otherwise find every fresh SVID past half-life and renew it at every tick.
+    const due = now >= notBefore + halfLife && (this.newestReceivedAt === undefined || now >= this.newestReceivedAt + halfLife);
     if (due) {
       const key = generateKeyAndCsr('ec-p256');
       const svid = await this.deps.client.renew(key.csr.toString('base64'));
       this.unpersisted = { ...newest, chainPem: chainPemOf(svid), keyPem: key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString() };
+      this.newestReceivedAt = this.deps.clock.now().getTime();
     }
     if (this.unpersisted) this.persistOwnSvid(this.unpersisted);
     return due;
