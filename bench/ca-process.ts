@@ -27,7 +27,7 @@ export async function startBenchCa(dataDir: string, nodeArgs: string[] = []): Pr
     await ca.stop();
     throw err;
   }
-  const httpUrl = /listening on (http:\/\/\S+)/.exec(ca.stderr())![1]!;
+  const httpUrl = /listening on (http:\/\/\S+)/.exec(ca.stdout())![1]!; // the banner, on stdout
   return {
     process: ca,
     httpUrl,

@@ -13,3 +13,8 @@ export function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
 }
+
+/** A server's banner: written once start-up is complete, alone on stdout (its logs go to stderr). */
+export function banner(lines: readonly string[]): void {
+  process.stdout.write(lines.join('\n') + '\n');
+}

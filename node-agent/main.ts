@@ -17,12 +17,18 @@ import { ExecutableHashCache } from './caller/unix-attestor.js';
 import { K8sWorkloadAttestor, KubeletClient } from './caller/k8s-attestor.js';
 import { SystemdWorkloadAttestor } from './caller/systemd-attestor.js';
 import { loadPeerCredentialSource, type PeerCredentials } from './platform/peercred.js';
+import { prepareSocketDir } from './storage/socket-dir.js';
 import { cannotAttestMessage, clearPendingAttestationKey, dataDirProblem, loadAgentState, pendingAttestationKey, saveAgentState, type PersistedAgent } from './storage/agent-state.js';
 
 export interface AgentConfig {
   readonly dataDir: string;
   /** Unix socket for the Workload API; default <data-dir>/sockets/workload.sock. */
   readonly socketPath?: string | undefined;
+  /**
+   * Cairn's own directory tree (default: the data dir). Directories in it on the way to the socket
+   * are opened for search so workloads of other users can reach the socket (see socket-dir.ts).
+   */
+  readonly ownedDir?: string | undefined;
   /**
    * A join token the operator gave (the string, or a reader of its file that answers undefined once
    * the file is gone). It is looked at on every start: the token this data dir attested with is not
@@ -240,6 +246,14 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
   };
   let server: WorkloadApiServer;
   try {
+    const { opened, closed } = prepareSocketDir(socketPath, config.ownedDir ?? config.dataDir);
+    if (opened.length > 0) logger.debug({ directories: opened }, 'opened the directories on the way to the Workload API socket for search');
+    if (closed.length > 0) {
+      logger.warn(
+        { event: 'agent.socket_unreachable', socket: socketPath, directories: closed.map((d) => `${d.path} (${d.mode})`) },
+        'workloads running as other users cannot reach the Workload API socket: a directory on its path is not searchable by them (give it o+x, or choose another --socket)',
+      );
+    }
     server = await startWorkloadApiServer({
       socketPath,
       ports: agent,

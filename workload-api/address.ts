@@ -1,3 +1,5 @@
+import { accessSync, constants, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { Code, ConnectError } from '@connectrpc/connect';
 
 /**
@@ -25,10 +27,61 @@ function snake(code: Code): string {
 /** Socket errors meaning "no server there right now": gRPC calls that Unavailable, and so do we. */
 const UNREACHABLE = new Set(['ENOENT', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ERR_HTTP2_GOAWAY_SESSION', 'ERR_HTTP2_STREAM_CANCEL']);
 
-export function toWorkloadApiError(err: unknown): WorkloadApiError {
+/** What connect(2)'s errno means to someone pointing a client at a socket. */
+const CONNECT_ERRNO_MEANING: Readonly<Record<string, string>> = {
+  ENOENT: 'no such socket',
+  ECONNREFUSED: 'nothing is listening on it',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ENOTDIR: 'a part of the path is not a directory',
+  ENOTSOCK: 'not a socket',
+  EAGAIN: "the agent's connection backlog is full",
+};
+
+const modeOf = (path: string): string => {
+  try {
+    const st = statSync(path);
+    return ` (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}, owner uid ${st.uid})`;
+  } catch {
+    return '';
+  }
+};
+
+/**
+ * Which path refused this process: the first directory on the way it may not search, else the socket
+ * it may not write to. connect(2) answers EACCES for either and names neither.
+ */
+function refusingPath(socketPath: string): string {
+  const dirs: string[] = [];
+  for (let d = dirname(socketPath); ; d = dirname(d)) {
+    dirs.unshift(d);
+    if (dirname(d) === d) break;
+  }
+  for (const d of dirs) {
+    try {
+      accessSync(d, constants.X_OK);
+    } catch {
+      return `the directory ${d}${modeOf(d)}`;
+    }
+  }
+  return `the socket ${socketPath}${modeOf(socketPath)}`;
+}
+
+export function toWorkloadApiError(err: unknown, socketPath?: string): WorkloadApiError {
   if (err instanceof WorkloadApiError) return err;
   const e = ConnectError.from(err);
-  const syscall = (e.cause as { code?: string } | undefined)?.code ?? (err as { code?: unknown }).code;
+  const cause = e.cause as { code?: string; syscall?: string } | undefined;
+  const syscall = cause?.code ?? (err as { code?: unknown }).code;
+  // The connection itself failed: say where we tried and why, in words, with the errno.
+  if (socketPath !== undefined && cause?.syscall === 'connect' && typeof syscall === 'string') {
+    const where = `cannot connect to the Workload API at unix://${socketPath}`;
+    const meaning = CONNECT_ERRNO_MEANING[syscall] ?? 'connect(2) failed';
+    if (syscall === 'EACCES' || syscall === 'EPERM') {
+      // A permission problem does not go away by waiting: report it rather than retry.
+      return new WorkloadApiError('unavailable', `${where}: ${meaning} (${syscall}) on ${refusingPath(socketPath)}`, false);
+    }
+    return new WorkloadApiError('unavailable', `${where}: ${meaning} (${syscall})`, true);
+  }
   if (typeof syscall === 'string' && UNREACHABLE.has(syscall)) return new WorkloadApiError('unavailable', `the workload API is not reachable: ${e.rawMessage}`, true);
   return new WorkloadApiError(snake(e.code), e.rawMessage, e.code === Code.Unavailable || e.code === Code.PermissionDenied);
 }

@@ -83,11 +83,13 @@ export interface WatchOptions {
 export class WorkloadApiClient {
   private readonly sessions: Http2SessionManager;
   private readonly rpc: Client<typeof SpiffeWorkloadAPI>;
+  private readonly socketPath: string;
 
   /** `address` is a `unix://` URI or an absolute socket path; default: SPIFFE_ENDPOINT_SOCKET. */
   constructor(address: string | undefined = process.env.SPIFFE_ENDPOINT_SOCKET) {
     if (!address) throw new WorkloadApiError('invalid_argument', 'no workload API address: pass one or set SPIFFE_ENDPOINT_SOCKET', false);
     const socketPath = address.startsWith('/') ? address : socketPathOf(address);
+    this.socketPath = socketPath;
     const securityHeader: Interceptor = (next) => (req) => {
       req.header.set('workload.spiffe.io', 'true');
       return next(req);
@@ -107,7 +109,7 @@ export class WorkloadApiClient {
       for await (const res of this.rpc.fetchX509SVID({}, { signal: abort.signal })) return x509Context(res);
       throw new WorkloadApiError('unavailable', 'the stream ended without a message', true);
     } catch (err) {
-      throw toWorkloadApiError(err);
+      throw toWorkloadApiError(err, this.socketPath);
     } finally {
       signal?.removeEventListener('abort', onAbort);
       abort.abort();
@@ -160,7 +162,7 @@ export class WorkloadApiClient {
       const res = await this.rpc.fetchJWTSVID({ audience: [...audience], spiffeId: spiffeId ?? '' });
       return res.svids.map((s) => ({ spiffeId: s.spiffeId, token: s.svid, hint: s.hint }));
     } catch (err) {
-      throw toWorkloadApiError(err);
+      throw toWorkloadApiError(err, this.socketPath);
     }
   }
 
@@ -170,7 +172,7 @@ export class WorkloadApiClient {
       const res = await this.rpc.validateJWTSVID({ svid: token, audience });
       return { spiffeId: res.spiffeId, claims: (res.claims ?? {}) as Record<string, unknown> };
     } catch (err) {
-      throw toWorkloadApiError(err);
+      throw toWorkloadApiError(err, this.socketPath);
     }
   }
 
@@ -194,7 +196,7 @@ export class WorkloadApiClient {
         throw new WorkloadApiError('unavailable', 'the workload API closed the stream', true);
       } catch (err) {
         if (options.signal?.aborted) return;
-        const e = toWorkloadApiError(err);
+        const e = toWorkloadApiError(err, this.socketPath);
         if (!e.retryable || cap === 0) throw e;
         options.onRetry?.(e, backoff);
         await sleep(backoff, undefined, options.signal ? { signal: options.signal } : undefined).catch(() => undefined);

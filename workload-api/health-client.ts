@@ -24,7 +24,7 @@ export async function checkHealth(address: string, options: { service?: string; 
     const status = (HealthCheckResponse_ServingStatus[res.status] ?? 'UNKNOWN') as ServingStatus;
     return reason === undefined ? { status } : { status, reason };
   } catch (err) {
-    throw toWorkloadApiError(err);
+    throw toWorkloadApiError(err, socketPath);
   } finally {
     sessions.abort();
   }

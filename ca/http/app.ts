@@ -17,6 +17,7 @@ import { registerTrustDomainRoutes } from '../trust-domains/routes.js';
 import type { TrustDomainService } from '../trust-domains/service.js';
 import { errorHandler, toHttpError } from './errors.js';
 import { plainAdminGate, type PlainAdminMode } from './plain-admin.js';
+import { RequestLogController } from './request-log.js';
 import { agentRoutes, deviceRoutes, registerBootstrapRoutes, registerNodeContext } from '../enrollment/routes.js';
 import type { EnrollmentService } from '../enrollment/service.js';
 import { registerEntryRoutes } from '../entries/routes.js';
@@ -97,6 +98,7 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
       : { http: nodeServerOptions(limits) }),
     ...fastifyTimeouts(limits),
     loggerInstance: options.logger as FastifyBaseLogger,
+    logController: new RequestLogController(),
     bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
     return503OnClosing: true,

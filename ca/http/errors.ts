@@ -64,13 +64,21 @@ function retryAfterOf(err: unknown, status: number): number | undefined {
   return status === 503 ? 1 : undefined;
 }
 
+/**
+ * 4xx answers worth an operator's attention: a caller presenting a wrong, spent or revoked credential,
+ * or one being throttled. The rest (bad input, unknown names, conflicts) is the caller's own mistake,
+ * fully explained in the answer it got: a debug line.
+ */
+const SIGNAL_4XX = new Set([401, 403, 429]);
+
 export function errorHandler(err: unknown, request: FastifyRequest, reply: FastifyReply): void {
   const { status, body } = toHttpError(err);
   // A 503 is a known condition (the database is away, we are shutting down): one warning line per
   // request, not an error with a stack, or an outage buries the log under identical traces.
   if (status === 503) request.log.warn({ code: body.code, cause: err instanceof Error && err.cause instanceof Error ? err.cause.message : undefined }, 'request refused: dependency unavailable');
   else if (status >= 500) request.log.error({ err, code: body.code }, 'request failed');
-  else request.log.info({ code: body.code, status }, 'request rejected');
+  else if (SIGNAL_4XX.has(status)) request.log.warn({ code: body.code, status, method: request.method, url: request.url.split('?')[0], remoteAddress: request.ip }, 'request refused');
+  else request.log.debug({ code: body.code, status }, 'request rejected');
   const retryAfter = retryAfterOf(err, status);
   if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
   void reply.status(status).send(body);

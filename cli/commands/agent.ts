@@ -5,10 +5,12 @@ import type { NodeAttestation } from '../../node-agent/attestation/node-attestor
 import { parse, UsageError } from '../args.js';
 import { parseDuration } from '../../lib/duration.js';
 import { dataDirOf, readInputFile } from '../client.js';
-import { printResult, say, table } from '../output.js';
+import { createLogger } from '../../lib/log.js';
+import { LOG_OPTIONS, logOptionsOf } from '../logging.js';
+import { banner, printResult, table } from '../output.js';
 import { agentAdminCommand } from './enrollment.js';
 
-export const AGENT_USAGE = `cairn agent start [--data-dir DIR] [--socket PATH] [--join-token T | --join-token-file F]
+export const AGENT_USAGE = `cairn agent start [--data-dir DIR] [--socket PATH] [--join-token T | --join-token-file F] [--log-level L] [--log-format pretty|json]
 cairn agent healthcheck [--socket PATH] [--wait DURATION]   (exit 0 when synced and holding a valid agent SVID)
 cairn agent start --attestor k8s_psat --trust-domain TD --cluster NAME --ca-url URL --ca-pin PIN [--psat-token-file F]
 cairn agent start --attestor x509pop --trust-domain TD --ca-url URL --ca-pin PIN --x509pop-cert PEM --x509pop-key PEM
@@ -136,8 +138,9 @@ export const DEFAULT_PSAT_TOKEN_FILE = '/var/run/secrets/tokens/cairn-agent';
 export async function agentCommand(argv: string[]): Promise<void> {
   const [verb] = argv;
   if (verb === 'start') {
-    const { values } = parse(argv.slice(1), AGENT_START_OPTIONS);
-    const dataDir = join(dataDirOf(values['data-dir']), 'agent');
+    const { values } = parse(argv.slice(1), { ...AGENT_START_OPTIONS, ...LOG_OPTIONS });
+    const dataRoot = dataDirOf(values['data-dir']);
+    const logger = createLogger(logOptionsOf(values));
     // Listened for before anything starts: a SIGTERM arriving between the start and the listener
     // would otherwise kill the process outright, without closing the socket. One during the start
     // (say, while the CA is unreachable and attestation retries) stops the process at once.
@@ -146,17 +149,21 @@ export async function agentCommand(argv: string[]): Promise<void> {
     void signalled.then(() => {
       if (starting) process.exit(0);
     });
-    const handle = await startAgent({
-      dataDir,
-      socketPath: values.socket ?? process.env.CAIRN_AGENT_SOCKET,
-      joinToken: joinTokenOf(values['join-token'], values['join-token-file']),
-      attestation: nodeAttestationOf(values),
-      kubelet: kubeletOf(values),
-      systemd: workloadAttestorsOf(values).includes('systemd'),
-      ...workloadLimitsOf(values),
-    });
+    const handle = await startAgent(
+      {
+        dataDir: join(dataRoot, 'agent'),
+        ownedDir: dataRoot,
+        socketPath: values.socket ?? process.env.CAIRN_AGENT_SOCKET,
+        joinToken: joinTokenOf(values['join-token'], values['join-token-file']),
+        attestation: nodeAttestationOf(values),
+        kubelet: kubeletOf(values),
+        systemd: workloadAttestorsOf(values).includes('systemd'),
+        ...workloadLimitsOf(values),
+      },
+      { logger },
+    );
     starting = false;
-    say(`Cairn ${handle.version} agent ${handle.spiffeId} serving the Workload API; export SPIFFE_ENDPOINT_SOCKET=unix://${handle.socketPath}`);
+    banner([`Cairn ${handle.version} agent ${handle.spiffeId} serving the Workload API; export SPIFFE_ENDPOINT_SOCKET=unix://${handle.socketPath}`]);
     // Until a signal, or until the agent stops by itself (the CA refuses it and it cannot attest
     // again): then exit non-zero with what to do, so a supervisor notices.
     const stopped = await Promise.race([signalled.then(() => undefined), handle.done.then(() => undefined, (err: unknown) => err)]);

@@ -13,8 +13,10 @@ import { cairnVersion } from '../../lib/version.js';
 import { ConfigError, parse, UsageError } from '../args.js';
 import { dataDirOf, DEFAULT_HTTP_PORT, DEFAULT_TLS_PORT, readInputFile } from '../client.js';
 import { isPlainAdminMode, type PlainAdminMode } from '../../ca/http/plain-admin.js';
-import { say } from '../output.js';
+import { banner } from '../output.js';
 import { databaseUrl, durationMs, envFlag, hostNameOrIp, listenAddress, readableFile, urlSetting } from '../settings.js';
+import { LOG_OPTIONS, logOptionsOf } from '../logging.js';
+import { createLogger } from '../../lib/log.js';
 import { untilSignal } from './agent.js';
 import { startAgent } from '../../node-agent/main.js';
 import { userInfo } from 'node:os';
@@ -24,9 +26,11 @@ export const CA_USAGE = `cairn ca start [--data-dir DIR] [--database-url URL] [-
                [--request-timeout 30s] [--keep-alive-timeout 72s] [--max-connections 10000] [--ca-name-constraints on|off]
                [--kube-credentials NAME=api-server=URL,token-file=F[,ca-file=F] …]   (k8s_psat TokenReview
                 credentials that attestors name; also CAIRN_KUBE_CREDENTIALS, ";"-separated; "in-cluster" is built in)
+               [--log-level L] [--log-format pretty|json]
 cairn ca healthcheck [--server URL] [--wait DURATION]   (exit 0 when /readyz says ready)
 cairn migrate [--data-dir DIR] [--database-url URL]     (apply the schema migrations and exit)
-cairn up [--trust-domain example.org] [--data-dir DIR] [--listen HOST:PORT]`;
+cairn up [--trust-domain example.org] [--data-dir DIR] [--listen HOST:PORT] [--log-level L] [--log-format pretty|json]
+  (servers log to stderr: pretty on a terminal, JSON otherwise; their banner goes to stdout once they are up)`;
 
 const CA_OPTIONS = {
   'database-url': { type: 'string' },
@@ -44,6 +48,7 @@ const CA_OPTIONS = {
   'keep-alive-timeout': { type: 'string' },
   'max-connections': { type: 'string' },
   'ca-name-constraints': { type: 'string' },
+  ...LOG_OPTIONS,
 } as const;
 
 /** A value from its flag, else its environment variable, with the name to blame when it is wrong. */
@@ -194,10 +199,10 @@ export async function caCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, CA_OPTIONS);
   if (positionals[0] !== 'start') throw new UsageError(CA_USAGE);
   const config = caConfigOf(values);
-  const handle = await startCa(config);
+  const handle = await startCa(config, { logger: createLogger(logOptionsOf(values)) });
   // with a configured token there is no bootstrap credential to point at
   const admin = config.adminToken ? 'admin credential "configured" from CAIRN_ADMIN_TOKEN' : `admin token file: ${handle.adminTokenFile}`;
-  say(`Cairn ${handle.version} CA listening on ${handle.url} and ${handle.tlsUrl} (${handle.db.kind} store); TLS pin ${handle.tlsPin}; ${admin}`);
+  banner([`Cairn ${handle.version} CA listening on ${handle.url} and ${handle.tlsUrl} (${handle.db.kind} store); TLS pin ${handle.tlsPin}; ${admin}`]);
   await runUntilSignal(handle);
 }
 
@@ -247,7 +252,7 @@ export async function upCommand(argv: string[]): Promise<void> {
     throw new ConfigError(`${td.name}: "${td.value}" is not a trust domain name: ${(err as Error).message}`);
   }
   const trustDomain = td.value;
-  const handle = await startCa(config);
+  const handle = await startCa(config, { logger: createLogger(logOptionsOf(values)) });
   const base = (config.publicUrl ?? handle.url).replace(/\/+$/, '');
   const urls = publicUrls(base, trustDomain);
   try {
@@ -276,7 +281,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   const mintJoinToken = async (): Promise<string> => (await handle.core.tokens.create({ trustDomain, agentId: agentAlias, ttlSeconds: 600 }, 'system:up')).token;
   let agent;
   try {
-    agent = await startAgent({ dataDir: agentDir, mintJoinToken, socketPath: process.env.CAIRN_AGENT_SOCKET, caUrl: config.tlsPublicUrl ?? handle.tlsUrl }, { logger: handle.logger });
+    agent = await startAgent({ dataDir: agentDir, ownedDir: config.dataDir, mintJoinToken, socketPath: process.env.CAIRN_AGENT_SOCKET, caUrl: config.tlsPublicUrl ?? handle.tlsUrl }, { logger: handle.logger });
     const user = userInfo();
     const workloadId = `spiffe://${trustDomain}/user/${user.username.replace(/[^A-Za-z0-9._-]/g, '_') || user.uid}`;
     const existing = await handle.core.entries.list({ parentId: agent.spiffeId, spiffeId: workloadId }, 1, undefined);
@@ -293,15 +298,17 @@ export async function upCommand(argv: string[]): Promise<void> {
     throw err;
   }
   writeFileAtomic(join(config.dataDir, 'endpoints.json'), JSON.stringify(endpoints, null, 2) + '\n', 0o644);
-  say(`Cairn ${handle.version} is up: trust domain ${trustDomain}, CA at ${handle.url}, agents and devices at ${handle.tlsUrl} (${handle.db.kind} store)`);
-  say(`  agent:          ${agent.spiffeId}; your uid gets ${endpoints.workloadSpiffeId}`);
-  say(`  export SPIFFE_ENDPOINT_SOCKET=unix://${agent.socketPath}`);
-  say(`  bundle:         ${urls.bundleUrl}`);
-  say(`  JWKS:           ${urls.jwksUrl}`);
-  say(`  OIDC discovery: ${urls.oidcDiscoveryUrl}`);
-  say(`  admin token:    ${handle.adminTokenFile} (admin verbs use ${handle.tlsUrl}, pin ${handle.tlsPin})`);
-  say(`  endpoints:      ${join(config.dataDir, 'endpoints.json')}`);
-  say('Press Ctrl-C to stop.');
+  banner([
+    `Cairn ${handle.version} is up: trust domain ${trustDomain}, CA at ${handle.url}, agents and devices at ${handle.tlsUrl} (${handle.db.kind} store)`,
+    `  agent:          ${agent.spiffeId}; your uid gets ${endpoints.workloadSpiffeId}`,
+    `  export SPIFFE_ENDPOINT_SOCKET=unix://${agent.socketPath}`,
+    `  bundle:         ${urls.bundleUrl}`,
+    `  JWKS:           ${urls.jwksUrl}`,
+    `  OIDC discovery: ${urls.oidcDiscoveryUrl}`,
+    `  admin token:    ${handle.adminTokenFile} (admin verbs use ${handle.tlsUrl}, pin ${handle.tlsPin})`,
+    `  endpoints:      ${join(config.dataDir, 'endpoints.json')}`,
+    'Press Ctrl-C to stop.',
+  ]);
   const signal = await Promise.race([untilSignal(), agent.done.then(() => undefined, (err: unknown) => err as Error)]);
   if (signal instanceof Error) {
     await agent.close();

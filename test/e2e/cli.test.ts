@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -5,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPgDatabase, storeKind } from '../support/db.js';
 import { opensslVerify } from '../support/openssl.js';
 import { packageRoot } from '../../lib/paths.js';
-import { freePort, runCairn, spawnCairn, type Spawned } from '../support/processes.js';
+import { CLI, freePort, runCairn, spawnCairn, type Spawned } from '../support/processes.js';
 
 describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () => {
   let dataDir: string;
@@ -58,6 +59,38 @@ describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () =>
     const discovery = await (await fetch(endpoints.oidcDiscoveryUrl)).json();
     expect(discovery.jwks_uri).toBe(endpoints.jwksUrl);
     expect(statSync(endpoints.adminTokenFile).mode & 0o777).toBe(0o600);
+  });
+
+  it('`cairn up` prints its banner once it is up, alone on stdout; its logs go to stderr, without per-request lines at info', () => {
+    const endpoints = JSON.parse(readFileSync(join(dataDir, 'endpoints.json'), 'utf8'));
+    expect(up.stdout()).toBe(
+      [
+        `Cairn is up: trust domain example.org, CA at ${endpoints.caUrl}, agents and devices at ${endpoints.caTlsUrl} (${storeKind()} store)`,
+        `  agent:          ${endpoints.agentSpiffeId}; your uid gets ${endpoints.workloadSpiffeId}`,
+        `  export SPIFFE_ENDPOINT_SOCKET=unix://${endpoints.socket}`,
+        `  bundle:         ${endpoints.bundleUrl}`,
+        `  JWKS:           ${endpoints.jwksUrl}`,
+        `  OIDC discovery: ${endpoints.oidcDiscoveryUrl}`,
+        `  admin token:    ${endpoints.adminTokenFile} (admin verbs use ${endpoints.caTlsUrl}, pin ${endpoints.caPin})`,
+        `  endpoints:      ${join(dataDir, 'endpoints.json')}`,
+        'Press Ctrl-C to stop.',
+        '',
+      ].join('\n'),
+    );
+    // stderr is not a terminal here: JSON lines, every one of them
+    const logs = up.stderr().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { level: number; msg: string });
+    expect(logs.map((l) => l.msg)).toContain('CA listening');
+    expect(logs.filter((l) => l.msg === 'incoming request' || l.msg === 'request completed')).toEqual([]);
+  });
+
+  it.runIf(process.getuid?.() === 0)('a workload of another user reaches the socket (its directories are searchable): no identity, but no EACCES', () => {
+    const socket = JSON.parse(readFileSync(join(dataDir, 'endpoints.json'), 'utf8')).socket as string;
+    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', process.execPath, CLI, 'svid', 'fetch', '--socket', socket], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).toMatch(/^error: permission_denied: /);
+    expect(r.status).toBe(1);
+    // the data dir itself stays unlistable, and its secrets keep their modes
+    expect(statSync(dataDir).mode & 0o777).toBe(0o711);
+    expect(statSync(join(dataDir, 'admin-token')).mode & 0o777).toBe(0o600);
   });
 
   it('admin verbs print only the result on stdout, and --json gives JSON', () => {
@@ -186,7 +219,7 @@ describe.runIf(storeKind() === 'postgres')('two CA processes started at once on 
       expect(viaB.status).toBe(200);
       const minted = runCairn(['jwt', 'mint', '--spiffe-id', 'spiffe://replicas.test/w', '--audience', 'x'], { CAIRN_SERVER: `http://127.0.0.1:${pb}`, CAIRN_ADMIN_TOKEN: token });
       expect(minted.status).toBe(0);
-      expect(a.stderr() + b.stderr()).not.toMatch(/error/i);
+      expect(a.stderr() + b.stderr()).not.toMatch(/"level":(50|60)|^error/im);
     } finally {
       await Promise.all([a.stop(), b.stop()]);
       await drop();

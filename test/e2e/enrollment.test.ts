@@ -93,7 +93,7 @@ describe(`one token, 50 concurrent redemptions (${storeKind()} store)`, () => {
     );
     try {
       await Promise.all(processes.map((p) => p.waitFor(/"msg":"CA listening"/)));
-      const urls = processes.map((p) => JSON.parse(p.stdout().split('\n').find((l) => l.includes('"CA listening"'))!) as { url: string; tlsUrl: string });
+      const urls = processes.map((p) => JSON.parse(p.stderr().split('\n').find((l) => l.includes('"CA listening"'))!) as { url: string; tlsUrl: string });
       const admin = { CAIRN_SERVER: urls[0]!.url, CAIRN_ADMIN_TOKEN: adminToken };
       expect((await runCairnAsync(['trust-domain', 'create', 'race.test'], admin)).status).toBe(0);
       const token = (await runCairnAsync(['token', 'create', '--trust-domain', 'race.test'], admin)).stdout.trim();
@@ -109,7 +109,7 @@ describe(`one token, 50 concurrent redemptions (${storeKind()} store)`, () => {
       for (const r of results.filter((x) => x.status === 401)) expect((r.body as { code: string }).code).toBe('invalid_token');
       const inventory = JSON.parse((await runCairnAsync(['svid', 'list', '--trust-domain', 'race.test', '--json'], admin)).stdout);
       expect(inventory.svids).toHaveLength(1);
-      for (const p of processes) expect(p.stdout()).not.toMatch(/"level":50/);
+      for (const p of processes) expect(p.stderr()).not.toMatch(/"level":50/);
     } finally {
       await Promise.all(processes.map((p) => p.stop()));
       await pg?.drop();

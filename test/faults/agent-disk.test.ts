@@ -36,15 +36,23 @@ function readPersisted(path: string): Persisted {
   return { bytes, serial: leaf.serialNumber.toLowerCase(), notAfter: new Date(leaf.validTo).toISOString() };
 }
 
-/** The JSON log lines of an agent process (pino on stdout) with this event or message. */
+/** The JSON log lines of an agent process (pino on stderr) with this event or message. */
 function logLines(p: Spawned, match: (line: Record<string, unknown>) => boolean): Record<string, unknown>[] {
   return p
-    .stdout()
+    .stderr()
     .split('\n')
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as Record<string, unknown>)
     .filter(match);
 }
+
+/** What a process printed on stderr besides its JSON log lines (its `error:` line). */
+const messages = (p: Spawned): string =>
+  p
+    .stderr()
+    .split('\n')
+    .filter((l) => !l.startsWith('{'))
+    .join('\n');
 
 async function until<T>(what: string, f: () => T | undefined | Promise<T | undefined>, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -241,7 +249,7 @@ describe.runIf(isRoot && slowScenario())(`fault: the agent's data dir full or re
       const p = start();
       expect(await exitWithin(p, 15_000)).toBe(1);
       const escaped = agentDir.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-      expect(p.stderr()).toMatch(
+      expect(messages(p)).toMatch(
         new RegExp(`^error: the agent's data dir ${escaped} is not writable: ${why}\\. The agent keeps its SVID there to restart without a new token, so it stopped before attesting \\(the join token was not used\\); make the directory writable \\(or choose another with --data-dir\\) and start the agent again\\n$`),
       );
     }
@@ -333,7 +341,7 @@ describe.runIf(isRoot && slowScenario())(`fault: the agent's data dir full or re
     // With its socket where it is by default, in the read-only data dir, B cannot serve: a clear error.
     const defaultSocket = startAgentProcess(dataB, undefined, mntB, undefined);
     expect(await exitWithin(defaultSocket, 15_000)).toBe(1);
-    expect(defaultSocket.stderr()).toBe(
+    expect(messages(defaultSocket)).toBe(
       `error: cannot create the Workload API socket ${join(dataB, 'agent', 'sockets', 'workload.sock')}: the file system is mounted read-only (EROFS); the agent SVID is persisted: fix this and start the agent again, no new token needed\n`,
     );
     agentA = startAgentProcess(dataA, sockA, mntA, undefined);
