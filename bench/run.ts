@@ -1,9 +1,10 @@
 import { benchAgentApi } from './agent-api.js';
+import { benchFootprint } from './footprint.js';
 import { benchIssuance } from './issuance.js';
 import { benchWorkloadApi } from './workload-api.js';
 
 const only = process.argv[2];
-const suites: Record<string, () => Promise<void>> = { issuance: benchIssuance, 'agent-api': benchAgentApi, 'workload-api': benchWorkloadApi };
+const suites: Record<string, () => Promise<void>> = { issuance: benchIssuance, 'agent-api': benchAgentApi, 'workload-api': benchWorkloadApi, footprint: benchFootprint };
 
 for (const [name, run] of Object.entries(suites)) {
   if (only && only !== name) continue;

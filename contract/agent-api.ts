@@ -1,17 +1,8 @@
 import { Type, type Static } from 'typebox';
 import { EntryView } from './admin-api.js';
 
-/** Routes on the CA's TLS listener used by node agents and agentless devices. */
-export const AgentPaths = {
-  attest: '/agent/v1/attest',
-  renew: '/agent/v1/renew',
-  sync: '/agent/v1/sync',
-  x509Svids: '/agent/v1/x509-svids',
-  jwtSvids: '/agent/v1/jwt-svids',
-  deviceRedeem: '/device/v1/redeem',
-  deviceRenew: '/device/v1/renew',
-  deviceJwtSvids: '/device/v1/jwt-svids',
-} as const;
+// Path constants live in paths.ts, which loads no schema library (the node agent needs only them).
+export { AgentPaths } from './paths.js';
 
 const Der = Type.String({ maxLength: 65536, description: 'base64 DER' });
 const Csr = Type.String({ minLength: 1, maxLength: 32768, description: 'PKCS#10 CSR, base64 DER or PEM; only its key is used' });

@@ -1,17 +1,7 @@
 import { Type, type Static } from 'typebox';
 import { TrustDomainName } from './common.js';
 
-/** Node attestation with Kubernetes PSATs and x509pop: agent-facing (TLS, no client cert) and admin routes. */
-export const NodeAttestationPaths = {
-  attestPsat: '/agent/v1/attest/k8s-psat',
-  x509PopChallenge: '/agent/v1/attest/x509pop/challenge',
-  attestX509Pop: '/agent/v1/attest/x509pop',
-  attestors: '/v1/trust-domains/:trustDomain/attestors',
-  psatCluster: '/v1/trust-domains/:trustDomain/attestors/k8s-psat/:name',
-  x509PopCa: '/v1/trust-domains/:trustDomain/attestors/x509pop/:name',
-  attestor: '/v1/trust-domains/:trustDomain/attestors/:kind/:name',
-  caTls: '/v1/ca/tls',
-} as const;
+export { NodeAttestationPaths } from './paths.js';
 
 const Csr = Type.String({ minLength: 1, maxLength: 32768, description: 'PKCS#10 CSR, base64 DER or PEM; only its key is used' });
 const Name = Type.String({ minLength: 1, maxLength: 63 });

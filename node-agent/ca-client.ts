@@ -1,7 +1,6 @@
 import { Agent as HttpsAgent } from 'node:https';
-import {
-  AgentPaths, type BatchX509Response, type JwtSvidMessage, type SyncResponse, type X509SvidMessage,
-} from '../contract/agent-api.js';
+import type { BatchX509Response, JwtSvidMessage, SyncResponse, X509SvidMessage } from '../contract/agent-api.js';
+import { AgentPaths } from '../contract/paths.js';
 import { parseBootstrapToken } from '../contract/bootstrap-token.js';
 import type { Clock } from '../lib/clock.js';
 import { fetchPinnedAuthority, PinMismatchError, requestJson } from '../lib/tls-client.js';

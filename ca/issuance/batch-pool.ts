@@ -17,20 +17,46 @@ export type BatchResult = { readonly ok: true; readonly cert: Buffer } | { reado
  * everything else; on the event loop they would cap a batch at one core and stall every other
  * request meanwhile. The CA key travels to the workers as a KeyObject (same process, never
  * serialised). Small batches stay on the calling thread, where a hand-off costs more than it saves.
+ *
+ * Workers start with the first batch that needs them and stop after a quiet spell: each is a V8
+ * isolate of its own (~10 MB resident), which a CA that signs a handful of SVIDs an hour (`cairn up`
+ * on a laptop, a small fleet) would otherwise carry for its whole life.
  */
 export class IssuancePool {
   private readonly workers: Worker[] = [];
   private readonly pending = new Map<number, { worker: Worker; resolve: (r: BatchOutcome[]) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private turn = 0;
+  private readonly file: URL | undefined = workerFile();
+  private idleTimer: NodeJS.Timeout | undefined;
+  private closed = false;
 
   constructor(
-    size: number = Math.max(1, availableParallelism()),
+    private readonly maxWorkers: number = Math.max(1, availableParallelism()),
     private readonly minBatchForWorkers = 16,
-  ) {
-    const file = workerFile();
-    if (!file) return; // no compiled worker (a source checkout before `npm run build`): work in-thread
-    for (let i = 0; i < size; i++) this.spawn(file);
+    /** Workers are stopped after this long without a job, and started again by the next batch. */
+    private readonly idleMs = 60_000,
+  ) {}
+
+  /** Tops the pool up to its size; false when there is no compiled worker (a source checkout before `npm run build`). */
+  private ensureWorkers(): boolean {
+    if (!this.file || this.closed) return false;
+    while (this.workers.length < this.maxWorkers) this.spawn(this.file);
+    return true;
+  }
+
+  private armIdleTimer(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      if (this.pending.size > 0) return this.armIdleTimer();
+      void this.stopWorkers();
+    }, this.idleMs);
+    this.idleTimer.unref();
+  }
+
+  private async stopWorkers(): Promise<void> {
+    const stopping = this.workers.splice(0);
+    await Promise.all(stopping.map((w) => w.terminate()));
   }
 
   private spawn(file: URL): void {
@@ -59,7 +85,8 @@ export class IssuancePool {
 
   async issueAll(issuer: IssuerTemplate, items: readonly BatchItem[]): Promise<BatchResult[]> {
     const here = (chunk: readonly BatchItem[]): BatchResult[] => chunk.map((i) => fromOutcome(issueItem(issuer, i)));
-    if (items.length < this.minBatchForWorkers || this.workers.length === 0) return here(items);
+    if (items.length < this.minBatchForWorkers || !this.ensureWorkers()) return here(items);
+    this.armIdleTimer();
     const chunks = this.workers.length;
     const size = Math.ceil(items.length / chunks);
     const parts = await Promise.all(
@@ -84,8 +111,9 @@ export class IssuancePool {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.terminate()));
-    this.workers.length = 0;
+    this.closed = true;
+    clearTimeout(this.idleTimer);
+    await this.stopWorkers();
   }
 }
 

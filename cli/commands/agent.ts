@@ -5,10 +5,8 @@ import type { NodeAttestation } from '../../node-agent/attestation/node-attestor
 import { parse, UsageError } from '../args.js';
 import { parseDuration } from '../../lib/duration.js';
 import { dataDirOf, readInputFile } from '../client.js';
-import { createLogger } from '../../lib/log.js';
-import { LOG_OPTIONS, logOptionsOf } from '../logging.js';
+import { LOG_OPTIONS, leanProcessLogger } from '../logging.js';
 import { banner, printResult, table } from '../output.js';
-import { agentAdminCommand } from './enrollment.js';
 
 export const AGENT_USAGE = `cairn agent start [--data-dir DIR] [--socket PATH] [--join-token T | --join-token-file F] [--log-level L] [--log-format pretty|json]
 cairn agent healthcheck [--socket PATH] [--wait DURATION]   (exit 0 when synced and holding a valid agent SVID)
@@ -140,7 +138,13 @@ export async function agentCommand(argv: string[]): Promise<void> {
   if (verb === 'start') {
     const { values } = parse(argv.slice(1), { ...AGENT_START_OPTIONS, ...LOG_OPTIONS });
     const dataRoot = dataDirOf(values['data-dir']);
-    const logger = createLogger(logOptionsOf(values));
+    // Every setting checked before the restart in place (leanProcessLogger) and before anything starts.
+    const joinToken = joinTokenOf(values['join-token'], values['join-token-file']);
+    const attestation = nodeAttestationOf(values);
+    const kubelet = kubeletOf(values);
+    const systemd = workloadAttestorsOf(values).includes('systemd');
+    const limits = workloadLimitsOf(values);
+    const logger = leanProcessLogger(values);
     // Listened for before anything starts: a SIGTERM arriving between the start and the listener
     // would otherwise kill the process outright, without closing the socket. One during the start
     // (say, while the CA is unreachable and attestation retries) stops the process at once.
@@ -154,11 +158,11 @@ export async function agentCommand(argv: string[]): Promise<void> {
         dataDir: join(dataRoot, 'agent'),
         ownedDir: dataRoot,
         socketPath: values.socket ?? process.env.CAIRN_AGENT_SOCKET,
-        joinToken: joinTokenOf(values['join-token'], values['join-token-file']),
-        attestation: nodeAttestationOf(values),
-        kubelet: kubeletOf(values),
-        systemd: workloadAttestorsOf(values).includes('systemd'),
-        ...workloadLimitsOf(values),
+        joinToken,
+        attestation,
+        kubelet,
+        systemd,
+        ...limits,
       },
       { logger },
     );
@@ -178,6 +182,7 @@ export async function agentCommand(argv: string[]): Promise<void> {
     printResult(values.json, list, () => table([['SELECTORS', 'CALLS', 'LAST SEEN'], ...list.map((c) => [c.selectors.join(' '), String(c.count), c.lastSeen])]));
     return;
   }
-  if (verb === 'list' || verb === 'ban' || verb === 'unban' || verb === 'evict' || verb === 'bans') return agentAdminCommand(argv);
+  // Loaded on demand: the admin client's schemas (TypeBox) would cost `agent start` ~20 MB resident.
+  if (verb === 'list' || verb === 'ban' || verb === 'unban' || verb === 'evict' || verb === 'bans') return (await import('./enrollment.js')).agentAdminCommand(argv);
   throw new UsageError(AGENT_USAGE);
 }

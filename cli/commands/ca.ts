@@ -15,7 +15,7 @@ import { dataDirOf, DEFAULT_HTTP_PORT, DEFAULT_TLS_PORT, readInputFile } from '.
 import { isPlainAdminMode, type PlainAdminMode } from '../../ca/http/plain-admin.js';
 import { banner } from '../output.js';
 import { databaseUrl, durationMs, envFlag, hostNameOrIp, listenAddress, readableFile, urlSetting } from '../settings.js';
-import { LOG_OPTIONS, logOptionsOf } from '../logging.js';
+import { LOG_OPTIONS, leanProcessLogger, logOptionsOf } from '../logging.js';
 import { createLogger } from '../../lib/log.js';
 import { untilSignal } from './agent.js';
 import { startAgent } from '../../node-agent/main.js';
@@ -252,7 +252,7 @@ export async function upCommand(argv: string[]): Promise<void> {
     throw new ConfigError(`${td.name}: "${td.value}" is not a trust domain name: ${(err as Error).message}`);
   }
   const trustDomain = td.value;
-  const handle = await startCa(config, { logger: createLogger(logOptionsOf(values)) });
+  const handle = await startCa(config, { logger: leanProcessLogger(values) });
   const base = (config.publicUrl ?? handle.url).replace(/\/+$/, '');
   const urls = publicUrls(base, trustDomain);
   try {

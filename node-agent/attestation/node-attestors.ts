@@ -1,7 +1,8 @@
 import { createPrivateKey, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { X509SvidMessage } from '../../contract/agent-api.js';
-import { NodeAttestationPaths, type X509PopChallenge } from '../../contract/node-attestation.js';
+import type { X509PopChallenge } from '../../contract/node-attestation.js';
+import { NodeAttestationPaths } from '../../contract/paths.js';
 import { pemToDerList } from '../../spiffe/bundle/bundle.js';
 import { CaClient } from '../ca-client.js';
 

@@ -19,6 +19,11 @@ interface Addon {
   peerCredentials(fd: number): { pid: number; uid: number; gid: number; pidfd: number };
   pidfdAlive(pidfd: number): boolean;
   closeFd(fd: number): void;
+  execve(path: string, argv: readonly string[], env: readonly string[]): never;
+}
+
+function loadAddon(root: string): Addon {
+  return createRequire(import.meta.url)(join(root, 'build', 'Release', 'cairn_peercred.node')) as Addon;
 }
 
 /** The one seam to the native addon (built by `npm install`, see scripts/build-addon.sh). */
@@ -35,8 +40,7 @@ export interface PeerCredentialSource {
 }
 
 export function loadPeerCredentialSource(root: string = packageRoot(import.meta.url)): PeerCredentialSource {
-  const require = createRequire(import.meta.url);
-  const addon = require(join(root, 'build', 'Release', 'cairn_peercred.node')) as Addon;
+  const addon = loadAddon(root);
   const kernelCredentials = (socket: Socket): PeerCredentials => {
     const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
     if (typeof fd !== 'number' || fd < 0) throw new Error('the socket has no file descriptor (not a Unix socket?)');
@@ -66,5 +70,35 @@ export function processStartTime(pid: number): string | undefined {
     return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
   } catch {
     return undefined;
+  }
+}
+
+/** `--max-semi-space-size` and `--max_semi_space_size` are one V8 flag. */
+const flagName = (arg: string): string => arg.split('=')[0]!.replace(/_/g, '-');
+
+/**
+ * Restarts this process in place (execve: same pid, same stdio, under the same supervisor) with V8
+ * flags added to node's command line, unless the command line or NODE_OPTIONS already names each
+ * of them: the user's choice stands, and the restarted process does not restart again. V8 sizes its
+ * heap when the process starts; `v8.setFlagsFromString` accepts heap-size flags later and changes
+ * nothing. Call it before the process writes to stdout or stderr or opens anything. Returns only
+ * when it did not restart: undefined when there was nothing to add, else why it could not (the
+ * process then carries on with what it has).
+ */
+export function reexecWithNodeFlags(flags: readonly string[], root: string = packageRoot(import.meta.url)): string | undefined {
+  const given = new Set([...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].filter(Boolean).map(flagName));
+  const missing = flags.filter((f) => !given.has(flagName(f)));
+  if (missing.length === 0) return undefined;
+  let addon: Addon;
+  try {
+    addon = loadAddon(root);
+  } catch (err) {
+    return `the native addon is not built: ${(err as Error).message}`;
+  }
+  const env = Object.entries(process.env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
+  try {
+    addon.execve(process.execPath, [process.argv0, ...missing, ...process.execArgv, ...process.argv.slice(1)], env);
+  } catch (err) {
+    return (err as Error).message;
   }
 }

@@ -81,6 +81,8 @@ describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () =>
     const logs = up.stderr().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { level: number; msg: string });
     expect(logs.map((l) => l.msg)).toContain('CA listening');
     expect(logs.filter((l) => l.msg === 'incoming request' || l.msg === 'request completed')).toEqual([]);
+    // it restarted itself in place with a small young generation (see cli/logging.ts)
+    expect(readFileSync(`/proc/${up.child.pid}/cmdline`, 'utf8').split('\0')).toContain('--max-semi-space-size=1');
   });
 
   it.runIf(process.getuid?.() === 0)('a workload of another user reaches the socket (its directories are searchable): no identity, but no EACCES', () => {

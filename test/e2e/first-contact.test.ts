@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLI, runCairn } from '../support/processes.js';
+import { CLI, runCairn, spawnCairn } from '../support/processes.js';
 import { registerLogSource } from '../support/logs.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -15,7 +15,7 @@ const tempDir = (): string => {
   return d;
 };
 
-describe('first contact: log flags, connection errors', () => {
+describe('first contact: log flags, the lean restart, connection errors', () => {
   afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
   it('--log-level and --log-format (and their variables) are checked before anything starts', () => {
@@ -28,6 +28,24 @@ describe('first contact: log flags, connection errors', () => {
     const env = runCairn(['up', '--data-dir', tempDir()], { CAIRN_LOG_FORMAT: 'yaml' });
     expect(env.status).toBe(2);
     expect(env.stderr).toMatch(/CAIRN_LOG_FORMAT must be one of json, pretty, got "yaml"/);
+  });
+
+  /** `cairn agent start` with nothing to attest with: it restarts itself, logs its node flags at debug, then stops with a clear error. */
+  async function agentFlags(env: Record<string, string | undefined>): Promise<{ pid: number; line: { pid: number; execArgv: string[] } }> {
+    const p = spawnCairn(['agent', 'start', '--data-dir', tempDir()], { CAIRN_LOG_LEVEL: 'debug', CAIRN_JOIN_TOKEN: undefined, ...env });
+    expect(await p.exited).toBe(1);
+    expect(p.stderr()).toMatch(/^error: no valid agent SVID in the data dir and no way to attest/m);
+    const line = p.stderr().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string; pid: number; execArgv: string[] }).find((l) => l.msg === 'node flags');
+    expect(line).toBeDefined();
+    return { pid: p.child.pid!, line: line! };
+  }
+
+  it('`cairn agent start` restarts itself in place (same pid) with a 1 MB semi-space, unless NODE_OPTIONS sets one', async () => {
+    const lean = await agentFlags({ NODE_OPTIONS: undefined });
+    expect(lean.line.execArgv).toContain('--max-semi-space-size=1');
+    expect(lean.line.pid).toBe(lean.pid);
+    const chosen = await agentFlags({ NODE_OPTIONS: '--max-semi-space-size=4' });
+    expect(chosen.line.execArgv).not.toContain('--max-semi-space-size=1');
   });
 
   it.runIf(isRoot)('a socket another user cannot reach: the client names the directory that refused, not `internal`', async () => {

@@ -21,8 +21,11 @@ describe('issuance pool (worker threads)', () => {
   afterAll(() => pool.close());
 
   it('verifies, templates and signs on workers; the certificates verify and carry the key from each CSR', async () => {
-    expect(pool.size).toBe(2);
     const ca = await testCaCertificate('pool.test');
+    // no worker until a batch needs one: small batches run in-thread
+    expect(pool.size).toBe(0);
+    expect((await pool.issueAll(ca.template, [item(generateKeyAndCsr().csr, 0)]))[0]!.ok).toBe(true);
+    expect(pool.size).toBe(0);
     const keys = Array.from({ length: 30 }, () => generateKeyAndCsr());
     const tampered = Buffer.from(keys[0]!.csr);
     tampered[tampered.length - 3]! ^= 1;
@@ -38,6 +41,24 @@ describe('issuance pool (worker threads)', () => {
     const first = results[0]!;
     if (first.ok) expect(opensslVerify(derToPem(first.cert), derToPem(ca.der))).toContain('OK');
     expect(results.slice(30).map((r) => (r.ok ? 'ok' : r.error.code))).toEqual([expect.stringMatching(/csr_signature_invalid|invalid_csr/), 'invalid_csr', 'csr_signature_invalid']);
+    expect(pool.size).toBe(2);
+  });
+
+  it('stops its workers after a quiet spell and starts them again for the next batch', async () => {
+    const ca = await testCaCertificate('pool.test');
+    const quick = new IssuancePool(2, 4, 200);
+    try {
+      const items = Array.from({ length: 8 }, (_, i) => item(generateKeyAndCsr().csr, i));
+      expect((await quick.issueAll(ca.template, items)).every((r) => r.ok)).toBe(true);
+      expect(quick.size).toBe(2);
+      const deadline = Date.now() + 20_000;
+      while (quick.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(quick.size).toBe(0);
+      expect((await quick.issueAll(ca.template, items)).every((r) => r.ok)).toBe(true);
+      expect(quick.size).toBe(2);
+    } finally {
+      await quick.close();
+    }
   });
 
   it('does not strand a request when a worker dies', async () => {
