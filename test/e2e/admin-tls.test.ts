@@ -96,7 +96,7 @@ describe(`admin verbs over TLS (${storeKind()} store)`, { timeout: 240_000 }, ()
     const pin = runCairn(['ca', 'pin', '--json'], env);
     expect(pin.stderr).toBe('');
     expect(JSON.parse(pin.stdout).pin).toBe(endpoints.caPin);
-    expect(up.stderr()).toContain(endpoints.caPin);
+    expect(up.stdout()).toContain(endpoints.caPin);
   });
 
   it('admin verbs use the TLS URL and pin from endpoints.json by default', () => {
@@ -233,7 +233,7 @@ describe.runIf(storeKind() === 'embedded')('the plain listener seen from a non-l
     await ca?.stop();
     ca = spawnCairn(['ca', 'start', '--data-dir', join(dir, 'ca'), '--listen', '[::]:8080', '--tls-listen', '[::]:8443', '--tls-san', V4, ...extra], { CAIRN_ADMIN_TOKEN: undefined, DATABASE_URL: undefined, CAIRN_PLAIN_ADMIN: undefined, ...extraEnv }, [], { wrapper: ['ip', 'netns', 'exec', ns] });
     await ca.waitFor(/TLS pin (sha256:[A-Za-z0-9_-]{43})/, 180_000);
-    pin = /TLS pin (sha256:[A-Za-z0-9_-]{43})/.exec(ca.stderr())![1]!;
+    pin = /TLS pin (sha256:[A-Za-z0-9_-]{43})/.exec(ca.stdout())![1]!; // its banner, on stdout
     token = readFileSync(join(dir, 'ca', 'admin-token'), 'utf8').trim();
   };
 

@@ -105,7 +105,7 @@ describe.runIf(storeKind() === 'embedded')('the units\' command lines, run as wr
     const caReady = await runCairnAsync(execArgs('cairn-ca.service', { '127.0.0.1:8080': `127.0.0.1:${http}` }, 'ExecStartPost'));
     expect(caReady).toMatchObject({ status: 0, stderr: '' });
     // the admin API over TLS only, trusted through the pin the CA printed (what the unit's comment says to do)
-    const pin = /TLS pin (sha256:[A-Za-z0-9_-]{43})/.exec(ca.stderr())![1]!;
+    const pin = /TLS pin (sha256:[A-Za-z0-9_-]{43})/.exec(ca.stdout())![1]!; // its banner, on stdout
     const tlsUrl = `https://127.0.0.1:${tls}`;
     const authority = await fetchPinnedAuthority(tlsUrl, pin);
     const adminToken = readFileSync(join(dir, 'ca', 'admin-token'), 'utf8').trim();
