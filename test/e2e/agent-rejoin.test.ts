@@ -54,7 +54,7 @@ describe(`a join-token agent told to come back, comes back (${storeKind()} store
   const exitOf = async (p: Spawned): Promise<{ status: number | null; errors: string[] }> => {
     const hung = new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 90_000).unref());
     const status = await Promise.race([p.exited, hung]);
-    if (status === 'hung') throw new Error(`the agent did not exit; its last output:\n${p.stdout().slice(-3000)}\n${p.stderr()}`);
+    if (status === 'hung') throw new Error(`the agent did not exit; its last output:\n${p.stdout()}\n${p.stderr().slice(-3000)}`);
     return { status, errors: p.stderr().split('\n').filter((l) => l.startsWith('error:')) };
   };
   const refusedLine = (spiffeId: string) =>
@@ -76,8 +76,8 @@ describe(`a join-token agent told to come back, comes back (${storeKind()} store
 
     const b = startAgentProcess();
     await b.waitFor(/serving the Workload API/, 90_000);
-    expect(b.stdout()).toContain('reusing the persisted agent SVID');
-    expect(b.stdout()).not.toContain('agent attested');
+    expect(b.stderr()).toContain('reusing the persisted agent SVID');
+    expect(b.stderr()).not.toContain('agent attested');
     await healthy();
     expect((JSON.parse(readFileSync(svidFile, 'utf8')) as { chainPem: string }).chainPem).toBe(attested.chainPem);
   });
@@ -91,7 +91,7 @@ describe(`a join-token agent told to come back, comes back (${storeKind()} store
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatch(refusedLine(spiffeId));
     // It did not loop: one refusal, not a line per retry.
-    expect(b.stdout().match(/is not an attested agent/g)?.length ?? 0).toBeLessThanOrEqual(1);
+    expect(b.stderr().match(/is not an attested agent/g)?.length ?? 0).toBeLessThanOrEqual(1);
   });
 
   it('restarted with the token it already used: exits with the same line instead of looping', { timeout: 180_000 }, async () => {
@@ -108,7 +108,7 @@ describe(`a join-token agent told to come back, comes back (${storeKind()} store
     writeFileSync(tokenFile, second.token + '\n', { mode: 0o600 });
     const d = startAgentProcess();
     await d.waitFor(/serving the Workload API/, 90_000);
-    expect(d.stdout()).toContain('a join token this agent has not used was given');
+    expect(d.stderr()).toContain('a join token this agent has not used was given');
     await healthy();
     const saved = JSON.parse(readFileSync(svidFile, 'utf8')) as { spiffeId: string; joinTokenId?: string };
     expect(saved.spiffeId).toBe(second.spiffeId);
@@ -126,13 +126,13 @@ describe(`a join-token agent told to come back, comes back (${storeKind()} store
 
     const e = startAgentProcess();
     await e.waitFor(/serving the Workload API/, 90_000);
-    expect(e.stdout()).toContain('reusing the persisted agent SVID'); // accepted at first contact: the token is not spent
+    expect(e.stderr()).toContain('reusing the persisted agent SVID'); // accepted at first contact: the token is not spent
     expect(await e.stop()).toBe(0);
 
     await evict(legacy.spiffeId as string);
     const f = startAgentProcess();
     await f.waitFor(/serving the Workload API/, 90_000);
-    expect(f.stdout()).toContain('the CA refuses the persisted agent SVID; attesting again with a join token');
+    expect(f.stderr()).toContain('the CA refuses the persisted agent SVID; attesting again with a join token');
     await healthy();
     expect((JSON.parse(readFileSync(svidFile, 'utf8')) as { spiffeId: string }).spiffeId).toBe(third.spiffeId);
   });

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPgDatabase, storeKind } from '../support/db.js';
 import { opensslVerify } from '../support/openssl.js';
 import { packageRoot } from '../../lib/paths.js';
+import { cairnVersion } from '../../lib/version.js';
 import { CLI, freePort, runCairn, spawnCairn, type Spawned } from '../support/processes.js';
 
 describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () => {
@@ -65,7 +66,7 @@ describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () =>
     const endpoints = JSON.parse(readFileSync(join(dataDir, 'endpoints.json'), 'utf8'));
     expect(up.stdout()).toBe(
       [
-        `Cairn is up: trust domain example.org, CA at ${endpoints.caUrl}, agents and devices at ${endpoints.caTlsUrl} (${storeKind()} store)`,
+        `Cairn ${cairnVersion()} is up: trust domain example.org, CA at ${endpoints.caUrl}, agents and devices at ${endpoints.caTlsUrl} (${storeKind()} store)`,
         `  agent:          ${endpoints.agentSpiffeId}; your uid gets ${endpoints.workloadSpiffeId}`,
         `  export SPIFFE_ENDPOINT_SOCKET=unix://${endpoints.socket}`,
         `  bundle:         ${endpoints.bundleUrl}`,

@@ -70,9 +70,9 @@ describe(`upgrades: cairn migrate, --no-migrate, schema versions (${storeKind()}
     const ca = spawnCairn([...args, '--no-migrate'], env(s));
     cleanups.push(() => ca.stop());
     await ca.waitFor(/listening on/, 90_000);
-    expect(ca.stderr()).toContain(`Cairn ${VERSION} CA listening on`);
-    expect(ca.stdout()).not.toContain('database migrated');
-    const url = /listening on (http:\/\/[^ ]+)/.exec(ca.stderr())![1]!;
+    expect(ca.stdout()).toContain(`Cairn ${VERSION} CA listening on`); // its banner, on stdout
+    expect(ca.stderr()).not.toContain('database migrated'); // its logs, on stderr
+    const url = /listening on (http:\/\/[^ ]+)/.exec(ca.stdout())![1]!;
     expect(await (await fetch(`${url}/healthz`)).json()).toEqual({ status: 'ok', version: VERSION });
     const check = await runCairnAsync(['ca', 'healthcheck', '--server', url], { CAIRN_SERVER: undefined });
     expect(check).toMatchObject({ status: 0, stdout: `the CA at ${url} is ready\n`, stderr: '' });
@@ -132,7 +132,7 @@ describe(`upgrades: cairn migrate, --no-migrate, schema versions (${storeKind()}
         const ca = spawnCairn(['ca', 'start', '--data-dir', s.dataDir, '--listen', '127.0.0.1:0', '--tls-listen', '127.0.0.1:0', ...extra], env({ databaseUrl: runtimeUrl.toString() }));
         cleanups.push(() => ca.stop());
         await ca.waitFor(/listening on/, 90_000);
-        const url = /listening on (http:\/\/[^ ]+)/.exec(ca.stderr())![1]!;
+        const url = /listening on (http:\/\/[^ ]+)/.exec(ca.stdout())![1]!;
         expect((await fetch(`${url}/readyz`)).status).toBe(200);
         // and it works: a trust domain (keys sealed, rows written) and a token
         const token = readFileSync(join(s.dataDir, 'admin-token'), 'utf8').trim();
@@ -188,7 +188,7 @@ describe(`upgrades: cairn migrate, --no-migrate, schema versions (${storeKind()}
       expect((await admin(old.url, '/v1/trust-domains', { name: 'roll.test' })).status).toBe(201);
 
       const fresh = await replica(newCli, 'new'); // migrates to KNOWN + 1 at start
-      expect(fresh.p.stdout()).toMatch(new RegExp(`"versions":\\[${KNOWN + 1}\\]`));
+      expect(fresh.p.stderr()).toMatch(new RegExp(`"versions":\\[${KNOWN + 1}\\]`));
       expect(await ready(fresh.url)).toEqual({ status: 200 });
       // the old replica keeps serving on the newer schema, reads and writes
       expect(await ready(old.url)).toEqual({ status: 200 });
@@ -197,7 +197,7 @@ describe(`upgrades: cairn migrate, --no-migrate, schema versions (${storeKind()}
       // and an old replica restarted now (a rollout in progress) starts on it, saying so
       expect(await old.p.stop()).toBe(0);
       const oldAgain = await replica(oldCli, 'old');
-      expect(oldAgain.p.stdout()).toContain('"event":"db.schema_newer"');
+      expect(oldAgain.p.stderr()).toContain('"event":"db.schema_newer"');
       expect(await ready(oldAgain.url)).toEqual({ status: 200 });
 
       // The next release drops something: its Job migrates, and replicas that do not know that

@@ -55,8 +55,9 @@ export function spawnCairn(args: string[], env: Record<string, string | undefine
     waiters.forEach((w) => w());
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  // Servers (`ca start`, `agent start`, `up`) log to stdout: scan it too. One-shot commands print
-  // what they were asked for there (a new token, say), which is not a leak.
+  // Servers (`ca start`, `agent start`, `up`) log to stderr and print their banner on stdout: scan
+  // both. One-shot commands print what they were asked for on stdout (a new token, say), which is
+  // not a leak.
   const server = args[1] === 'start' || args[0] === 'up';
   registerLogSource(() => (server ? out + err : err));
   return {
