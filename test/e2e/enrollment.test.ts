@@ -11,7 +11,7 @@ import { runCairnAsync, spawnCairn } from '../support/processes.js';
 import { startTestCa } from '../support/ca.js';
 
 describe(`agentless device path through the CLI (${storeKind()} store)`, () => {
-  it('bootstrap with a credential, renew twice with a short TTL, every certificate verified by openssl; reuse fails', async () => {
+  it('bootstrap with a credential, renew twice with a short TTL, every certificate verified by openssl; reuse fails', { timeout: 120_000 }, async () => {
     const ca = await startTestCa();
     const dir = mkdtempSync(join(tmpdir(), 'cairn-device-'));
     try {
