@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { UsageError } from './args.js';
+import { UsageError } from './flags.js';
 
 /**
  * Where admin verbs send the admin token, and how they trust the server before they do. The token

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { resolve } from 'node:path';
 import { fetchPinnedAuthority, PinMismatchError, requestJson, type JsonResponse } from '../lib/tls-client.js';
 import { isLoopbackHost } from '../lib/net.js';
-import { UsageError } from './args.js';
+import { UsageError } from './flags.js';
 import { resolveAdminTarget, type AdminTarget, type AdminTargetFlags } from './admin-target.js';
 
 /** Where the CLI finds things: flags, then CAIRN_* environment, then the local defaults. */

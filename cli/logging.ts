@@ -1,19 +1,16 @@
 import { createLogger, LOG_FORMATS, LOG_LEVELS, resolveLogOptions, type LogFormat, type Logger } from '../lib/log.js';
 import { reexecWithNodeFlags } from '../node-agent/platform/peercred.js';
-import { UsageError } from './args.js';
-
-/** The flags of the commands that run a server (`ca start`, `agent start`, `up`). */
-export const LOG_OPTIONS = {
-  'log-level': { type: 'string' },
-  'log-format': { type: 'string' },
-} as const;
+import { UsageError } from './flags.js';
 
 interface LogFlags {
   'log-level'?: string | undefined;
   'log-format'?: string | undefined;
 }
 
-/** --log-level / --log-format over CAIRN_LOG_LEVEL / CAIRN_LOG_FORMAT, checked before anything starts. */
+/**
+ * --log-level / --log-format over CAIRN_LOG_LEVEL / CAIRN_LOG_FORMAT, checked before anything starts
+ * (the flag tables of ca start, agent start and up list the same choices: cli/specs/common.ts LOG_FLAGS).
+ */
 export function logOptionsOf(values: LogFlags): { level: string; format: LogFormat | undefined } {
   const level = values['log-level'];
   if (level !== undefined && !(LOG_LEVELS as readonly string[]).includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${level}"`);

@@ -1,96 +1,67 @@
 #!/usr/bin/env node
 import { CairnError } from '../lib/errors.js';
-import { ConfigError, UsageError } from './args.js';
 import { CliError } from './client.js';
-
-type Command = (argv: string[]) => Promise<void>;
+import { commandUsage, ConfigError, groupUsage, isGroup, overview, parseCommand, translateApiMessage, UsageError, wantsHelp, type CommandSpec } from './flags.js';
+import { COMMANDS, resolve } from './registry.js';
 
 /**
- * Commands load on demand: `cairn agent start` on a node should not pay (in memory and start-up)
+ * Commands load on demand: the registry holds only flag tables and text, and each command's handler
+ * is imported when it runs, so `cairn agent start` on a node does not pay (in memory and start-up)
  * for the CA's web server, database drivers and embedded PostgreSQL.
  */
-const COMMANDS: Record<string, () => Promise<Command>> = {
-  ca: async () => async (argv) =>
-    argv[0] === 'pin' ? (await import('./commands/attestor.js')).caPinCommand(argv)
-    : argv[0] === 'healthcheck' ? (await import('./commands/health.js')).caHealthcheckCommand(argv.slice(1))
-    : (await import('./commands/ca.js')).caCommand(argv),
-  migrate: async () => (await import('./commands/ca.js')).migrateCommand,
-  attestor: async () => (await import('./commands/attestor.js')).attestorCommand,
-  up: async () => (await import('./commands/ca.js')).upCommand,
-  'trust-domain': async () => (await import('./commands/trust-domain.js')).trustDomainCommand,
-  x509: async () => (await import('./commands/mint.js')).x509Command,
-  // Minting and the inventory talk to the CA's admin API; fetch/watch/validate to the local Workload API.
-  jwt: async () => async (argv) => (argv[0] === 'mint' ? (await import('./commands/mint.js')).jwtCommand(argv) : (await import('./commands/workload.js')).jwtWorkloadCommand(argv)),
-  svid: async () => async (argv) => (argv[0] === 'list' ? (await import('./commands/mint.js')).svidCommand(argv) : (await import('./commands/workload.js')).svidWorkloadCommand(argv)),
-  token: async () => (await import('./commands/enrollment.js')).tokenCommand,
-  entry: async () => (await import('./commands/enrollment.js')).entryCommand,
-  // The health check loads no agent code: probes run it every few seconds.
-  agent: async () => async (argv) => (argv[0] === 'healthcheck' ? (await import('./commands/health.js')).agentHealthcheckCommand(argv.slice(1)) : (await import('./commands/agent.js')).agentCommand(argv)),
-  bootstrap: async () => (await import('./commands/enrollment.js')).bootstrapCommand,
-  renew: async () => (await import('./commands/enrollment.js')).renewCommand,
-  admin: async () => (await import('./commands/admin.js')).adminCommand,
-};
-
-async function usage(): Promise<string> {
-  const [ca, td, mint, enrollment, agent, workload, attestor, admin] = await Promise.all([
-    import('./commands/ca.js'),
-    import('./commands/trust-domain.js'),
-    import('./commands/mint.js'),
-    import('./commands/enrollment.js'),
-    import('./commands/agent.js'),
-    import('./commands/workload.js'),
-    import('./commands/attestor.js'),
-    import('./commands/admin.js'),
-  ]);
-  return `cairn — a SPIFFE identity authority
-
-${ca.CA_USAGE}
-${td.TRUST_DOMAIN_USAGE}
-${mint.MINT_USAGE}
-${enrollment.ENROLLMENT_USAGE}
-${agent.AGENT_USAGE}
-${workload.WORKLOAD_USAGE}
-${attestor.ATTESTOR_USAGE}
-${admin.ADMIN_USAGE}
-
-Common flags: --server URL (or CAIRN_SERVER), --data-dir DIR (or CAIRN_DATA_DIR, default ./.cairn), --json
-Admin verbs trust an https --server by --ca-pin PIN (or CAIRN_CA_PIN) or --ca-file FILE (or CAIRN_CA_FILE), else the
-caPin cairn up wrote to <data-dir>/endpoints.json; plain http:// only to loopback.
-The admin token comes from CAIRN_ADMIN_TOKEN, CAIRN_ADMIN_TOKEN_FILE or <data-dir>/admin-token; with --svid-dir DIR or
---svid-from-socket an admin SVID is the TLS client certificate instead, and no token is sent.`;
-}
-
 async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  if (!command || command === 'help' || command === '--help' || command === '-h') {
-    process.stdout.write((await usage()) + '\n');
-    return command ? 0 : 2;
-  }
-  // `cairn ca start --help` must explain, not start a CA.
-  if (rest.includes('--help') || rest.includes('-h')) {
-    process.stdout.write((await usage()) + '\n');
-    return 0;
-  }
-  const load = COMMANDS[command];
-  if (!load) {
-    process.stderr.write(`unknown command "${command}"\n\n${await usage()}\n`);
+  const [first] = argv;
+  if (first === undefined) {
+    process.stdout.write(overview(COMMANDS) + '\n');
     return 2;
   }
+  if (first === '--help' || first === '-h') {
+    process.stdout.write(overview(COMMANDS) + '\n');
+    return 0;
+  }
+  let running: CommandSpec | undefined;
+  let runningPath = '';
   try {
-    await (await load())(rest);
+    const { spec, path, rest, siblings } = resolve(argv);
+    const name = path.join(' ');
+    if (isGroup(spec)) {
+      if (wantsHelp(rest)) {
+        process.stdout.write(groupUsage(name, spec) + '\n');
+        return 0;
+      }
+      throw new UsageError(rest.length ? `${name} needs a command before its flags: ${spec.commands.map((c) => c.name).join(', ')}` : `${name} needs a command: ${spec.commands.map((c) => c.name).join(', ')}`, name);
+    }
+    // `cairn ca start --help` must explain, not start a CA.
+    if (wantsHelp(rest)) {
+      process.stdout.write(commandUsage(name, spec) + '\n');
+      return 0;
+    }
+    const siblingCommands = siblings.filter((s): s is CommandSpec => !isGroup(s));
+    const parsed = await parseCommand(spec, rest, {
+      path: name,
+      siblings: siblingCommands,
+    });
+    running = spec;
+    runningPath = name;
+    await spec.run(parsed);
     return 0;
   } catch (err) {
+    // A setting whose value cannot work, found before anything was opened: the message names it.
     if (err instanceof ConfigError) {
       process.stderr.write(`error: ${err.message}\n`);
       return 2;
     }
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`${(err as Error).message}\n`);
+    if (err instanceof UsageError) {
+      err.command ??= runningPath || undefined;
+      process.stderr.write(`error: ${err.message}\n`);
+      process.stderr.write(err.command ? `Run 'cairn ${err.command} --help' for usage.\n` : "Run 'cairn --help' for the commands.\n");
       return 2;
     }
     // Coded errors (the Workload API client's too, matched by name so it loads only when used).
     if (err instanceof CliError || err instanceof CairnError || (err as Error).name === 'WorkloadApiError') {
-      process.stderr.write(`error: ${(err as CliError).code}: ${(err as Error).message}\n`);
+      // A 400 is about the request's fields: name the flags that set them.
+      const message = (err as CliError).status === 400 ? translateApiMessage((err as Error).message, running?.apiFields) : (err as Error).message;
+      process.stderr.write(`error: ${(err as CliError).code}: ${message}\n`);
       return 1;
     }
     process.stderr.write(`error: ${(err as Error).message ?? String(err)}\n`);

@@ -1,7 +1,7 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parseDuration } from '../lib/duration.js';
-import { ConfigError } from './args.js';
+import { ConfigError } from './flags.js';
 
 /**
  * Checks of configuration values, run before a server opens anything (store, sockets, ports). Each

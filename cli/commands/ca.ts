@@ -4,99 +4,31 @@ import { publicUrls } from '../../contract/public-api.js';
 import { bundledMigrations, CaStartError, describeDatabaseUrl, openDatabase, startCa, type CaConfig, type CaHandle } from '../../ca/main.js';
 import { parseKubeCredentials, type KubeCredentialSet } from '../../ca/node-attestation/kube-credentials.js';
 import { describeSchema, latestVersion, migrate, schemaServes, schemaStatus } from '../../ca/db/migrate.js';
-import { validateTrustDomainName } from '../../ca/trust-domains/service.js';
 import { kekFileProblem } from '../../ca/keys-at-rest.js';
 import { DEFAULT_LISTENER_LIMITS, type ListenerLimits } from '../../ca/http/listener.js';
 import { isCairnError } from '../../lib/errors.js';
 import { writeFileAtomic } from '../../lib/fs.js';
+import { parseDuration } from '../../lib/duration.js';
 import { cairnVersion } from '../../lib/version.js';
-import { ConfigError, parse, UsageError } from '../args.js';
+import { ConfigError, type Parsed, type Values } from '../flags.js';
+import type { CA_START_FLAGS, MIGRATE_FLAGS, UP_FLAGS } from '../specs/ca.js';
 import { dataDirOf, DEFAULT_HTTP_PORT, DEFAULT_TLS_PORT, readInputFile } from '../client.js';
-import { isPlainAdminMode, type PlainAdminMode } from '../../ca/http/plain-admin.js';
+import type { PlainAdminMode } from '../../ca/http/plain-admin.js';
 import { banner } from '../output.js';
-import { databaseUrl, durationMs, envFlag, hostNameOrIp, listenAddress, readableFile, urlSetting } from '../settings.js';
-import { LOG_OPTIONS, leanProcessLogger, logOptionsOf } from '../logging.js';
+import { hostNameOrIp, listenAddress } from '../settings.js';
+import { leanProcessLogger, logOptionsOf } from '../logging.js';
 import { createLogger } from '../../lib/log.js';
 import { untilSignal } from './agent.js';
 import { startAgent } from '../../node-agent/main.js';
 import { userInfo } from 'node:os';
 
-export const CA_USAGE = `cairn ca start [--data-dir DIR] [--database-url URL] [--listen HOST:PORT] [--public-url URL] [--kek-file FILE]
-               [--tls-listen HOST:PORT] [--tls-public-url URL] [--tls-san NAME …] [--plain-admin loopback|off] [--no-migrate]
-               [--request-timeout 30s] [--keep-alive-timeout 72s] [--max-connections 10000] [--ca-name-constraints on|off]
-               [--kube-credentials NAME=api-server=URL,token-file=F[,ca-file=F] …]   (k8s_psat TokenReview
-                credentials that attestors name; also CAIRN_KUBE_CREDENTIALS, ";"-separated; "in-cluster" is built in)
-               [--log-level L] [--log-format pretty|json]
-cairn ca healthcheck [--server URL] [--wait DURATION]   (exit 0 when /readyz says ready)
-cairn migrate [--data-dir DIR] [--database-url URL]     (apply the schema migrations and exit)
-cairn up [--trust-domain example.org] [--data-dir DIR] [--listen HOST:PORT] [--log-level L] [--log-format pretty|json]
-  (servers log to stderr: pretty on a terminal, JSON otherwise; their banner goes to stdout once they are up)`;
-
-const CA_OPTIONS = {
-  'database-url': { type: 'string' },
-  listen: { type: 'string' },
-  'public-url': { type: 'string' },
-  'kek-file': { type: 'string' },
-  'trust-domain': { type: 'string' },
-  'tls-listen': { type: 'string' },
-  'tls-public-url': { type: 'string' },
-  'tls-san': { type: 'string', multiple: true },
-  'plain-admin': { type: 'string' },
-  'kube-credentials': { type: 'string', multiple: true },
-  'no-migrate': { type: 'boolean' },
-  'request-timeout': { type: 'string' },
-  'keep-alive-timeout': { type: 'string' },
-  'max-connections': { type: 'string' },
-  'ca-name-constraints': { type: 'string' },
-  ...LOG_OPTIONS,
-} as const;
-
-/** A value from its flag, else its environment variable, with the name to blame when it is wrong. */
-function setting(flagValue: string | undefined, flag: string, env: string): { value: string; name: string } | undefined {
-  if (flagValue !== undefined) return { value: flagValue, name: flag };
-  const fromEnv = process.env[env];
-  return fromEnv === undefined || fromEnv === '' ? undefined : { value: fromEnv, name: env };
-}
-
-function listenOf(flagValue: string | undefined, flag: string, env: string, fallback: string): { host: string; port: number } {
-  const s = setting(flagValue, flag, env) ?? { value: fallback, name: flag };
-  return listenAddress(s.value, s.name);
-}
+/** HOST:PORT or the default; a given value was checked by the flag table (flag, config file or environment). */
+const listenOf = (value: string | undefined, fallback: string, name: string): { host: string; port: number } => listenAddress(value ?? fallback, name);
 
 /** With no public URL configured, a specific listen address is the best guess; a wildcard is not. */
 function defaultPublicUrl(host: string, port: number): string | undefined {
   if (port === 0 || host === '0.0.0.0' || host === '::' || host === '') return undefined;
   return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-}
-
-interface CaFlags {
-  'data-dir'?: string | undefined;
-  'database-url'?: string | undefined;
-  listen?: string | undefined;
-  'public-url'?: string | undefined;
-  'kek-file'?: string | undefined;
-  'tls-listen'?: string | undefined;
-  'tls-public-url'?: string | undefined;
-  'tls-san'?: string[] | undefined;
-  'plain-admin'?: string | undefined;
-  'kube-credentials'?: string[] | undefined;
-  'no-migrate'?: boolean | undefined;
-  'request-timeout'?: string | undefined;
-  'keep-alive-timeout'?: string | undefined;
-  'max-connections'?: string | undefined;
-  'ca-name-constraints'?: string | undefined;
-}
-
-function nameConstraintsOf(values: CaFlags): boolean {
-  const s = setting(values['ca-name-constraints'], '--ca-name-constraints', 'CAIRN_CA_NAME_CONSTRAINTS');
-  if (s !== undefined && s.value !== 'on' && s.value !== 'off') throw new ConfigError(`${s.name} must be on or off, got "${s.value}"`);
-  return s?.value !== 'off';
-}
-
-function plainAdminOf(flag: string | undefined): PlainAdminMode {
-  const value = flag ?? process.env.CAIRN_PLAIN_ADMIN ?? 'loopback';
-  if (!isPlainAdminMode(value)) throw new UsageError(`${flag === undefined ? 'CAIRN_PLAIN_ADMIN' : '--plain-admin'} must be loopback or off, got "${value}"`);
-  return value;
 }
 
 /** CAIRN_ADMIN_TOKEN, else the file CAIRN_ADMIN_TOKEN_FILE names (a mounted secret, a systemd credential). */
@@ -113,55 +45,45 @@ function kubeCredentialsOf(flags: readonly string[] | undefined): KubeCredential
     try {
       return parseKubeCredentials(text);
     } catch (err) {
-      throw new UsageError(`${where}: ${(err as Error).message}`);
+      throw new ConfigError(`${where}: ${(err as Error).message}`);
     }
   });
   return sets;
 }
 
-/** A listener timeout: a duration of at least a second, named as given when it is wrong. */
-function timeoutOf(flagValue: string | undefined, flag: string, env: string): number | undefined {
-  const s = setting(flagValue, flag, env);
-  if (s === undefined) return undefined;
-  const ms = durationMs(s.value, s.name);
-  if (ms < 1000) throw new ConfigError(`${s.name} must be at least 1s, got "${s.value}"`);
-  return ms;
-}
-
-/** --request-timeout, --keep-alive-timeout, --max-connections (CAIRN_REQUEST_TIMEOUT, CAIRN_KEEP_ALIVE_TIMEOUT, CAIRN_MAX_CONNECTIONS). */
-function listenerLimitsOf(values: CaFlags): ListenerLimits {
-  const cap = setting(values['max-connections'], '--max-connections', 'CAIRN_MAX_CONNECTIONS');
-  if (cap !== undefined && !/^\d{1,7}$/.test(cap.value)) throw new ConfigError(`${cap.name} must be a whole number of connections (0 for no cap), got "${cap.value}"`);
+/** --request-timeout, --keep-alive-timeout, --max-connections (checked by the flag table), over the defaults. */
+function listenerLimitsOf(values: Values<typeof CA_START_FLAGS>): ListenerLimits {
+  const ms = (v: string | undefined): number | undefined => (v === undefined ? undefined : parseDuration(v) * 1000);
   return {
-    requestTimeoutMs: timeoutOf(values['request-timeout'], '--request-timeout', 'CAIRN_REQUEST_TIMEOUT') ?? DEFAULT_LISTENER_LIMITS.requestTimeoutMs,
-    keepAliveTimeoutMs: timeoutOf(values['keep-alive-timeout'], '--keep-alive-timeout', 'CAIRN_KEEP_ALIVE_TIMEOUT') ?? DEFAULT_LISTENER_LIMITS.keepAliveTimeoutMs,
-    maxConnections: cap === undefined ? DEFAULT_LISTENER_LIMITS.maxConnections : Number(cap.value),
+    requestTimeoutMs: ms(values['request-timeout']) ?? DEFAULT_LISTENER_LIMITS.requestTimeoutMs,
+    keepAliveTimeoutMs: ms(values['keep-alive-timeout']) ?? DEFAULT_LISTENER_LIMITS.keepAliveTimeoutMs,
+    maxConnections: values['max-connections'] === undefined ? DEFAULT_LISTENER_LIMITS.maxConnections : Number(values['max-connections']),
   };
 }
 
 /**
- * The KEK file named by --kek-file / CAIRN_KEK_FILE, or the one generated in the data directory if
- * there is one: readable, and readable by the CA alone (ca/keys-at-rest.ts has the rule).
+ * The KEK file named by --kek-file (or CAIRN_KEK_FILE, or the config file; `where` says which, and the
+ * table checked that it is readable), or the one generated in the data directory if there is one:
+ * readable by the CA alone (ca/keys-at-rest.ts has the rule).
  */
-function kekFileOf(kek: { value: string; name: string } | undefined, dataDir: string): string | undefined {
-  const path = kek ? readableFile(kek.value, kek.name) : join(dataDir, 'kek');
-  if (!kek && !existsSync(path)) return undefined;
+function kekFileOf(kek: string | undefined, where: string | undefined, dataDir: string): string | undefined {
+  const path = kek ?? join(dataDir, 'kek');
+  if (kek === undefined && !existsSync(path)) return undefined;
   const problem = kekFileProblem(path);
-  if (problem) throw new ConfigError(kek ? `${kek.name}: ${problem}` : problem);
-  return kek ? path : undefined;
+  if (problem) throw new ConfigError(kek !== undefined ? `${where ?? '--kek-file'}: ${problem}` : problem);
+  return kek;
 }
 
-/** The CA's configuration from flags and environment, every value checked before anything is opened. */
-function caConfigOf(values: CaFlags): CaConfig {
+/**
+ * The CA's configuration from flags, the config file and the environment. The flag table checked each
+ * value before anything is opened (naming the setting as given); what it cannot express is checked here.
+ */
+function caConfigOf({ values, sources }: Pick<Parsed<typeof CA_START_FLAGS>, 'values' | 'sources'>): CaConfig {
   const dataDir = dataDirOf(values['data-dir']);
-  const listen = listenOf(values.listen, '--listen', 'CAIRN_LISTEN', `127.0.0.1:${DEFAULT_HTTP_PORT}`);
-  const tls = listenOf(values['tls-listen'], '--tls-listen', 'CAIRN_TLS_LISTEN', `127.0.0.1:${DEFAULT_TLS_PORT}`);
-  const db = setting(values['database-url'], '--database-url', 'DATABASE_URL') ?? setting(undefined, '--database-url', 'CAIRN_DATABASE_URL');
-  const publicUrl = setting(values['public-url'], '--public-url', 'CAIRN_PUBLIC_URL');
-  const tlsPublicUrl = setting(values['tls-public-url'], '--tls-public-url', 'CAIRN_TLS_PUBLIC_URL');
-  const kek = setting(values['kek-file'], '--kek-file', 'CAIRN_KEK_FILE');
+  const listen = listenOf(values.listen, `127.0.0.1:${DEFAULT_HTTP_PORT}`, '--listen');
+  const tls = listenOf(values['tls-listen'], `127.0.0.1:${DEFAULT_TLS_PORT}`, '--tls-listen');
   const sans = [
-    ...(values['tls-san'] ?? []).map((v) => hostNameOrIp(v, '--tls-san')),
+    ...(values['tls-san'] ?? []),
     ...(process.env.CAIRN_TLS_SANS ?? '').split(',').map((s) => s.trim()).filter(Boolean).map((v) => hostNameOrIp(v, 'CAIRN_TLS_SANS')),
   ];
   const adminToken = configuredAdminToken()?.trim() || undefined;
@@ -172,20 +94,20 @@ function caConfigOf(values: CaFlags): CaConfig {
   }
   return {
     dataDir,
-    databaseUrl: db ? databaseUrl(db.value, db.name) : undefined,
+    databaseUrl: values['database-url'],
     ...listen,
-    plainAdmin: plainAdminOf(values['plain-admin']),
-    publicUrl: publicUrl ? urlSetting(publicUrl.value, publicUrl.name, ['http:', 'https:']) : defaultPublicUrl(listen.host, listen.port),
-    kekFile: kekFileOf(kek, dataDir),
+    plainAdmin: values['plain-admin'] as PlainAdminMode, // one of the table's choices
+    publicUrl: values['public-url'] ?? defaultPublicUrl(listen.host, listen.port),
+    kekFile: kekFileOf(values['kek-file'], sources['kek-file'], dataDir),
     adminToken,
     tlsHost: tls.host,
     tlsPort: tls.port,
-    tlsPublicUrl: tlsPublicUrl ? urlSetting(tlsPublicUrl.value, tlsPublicUrl.name, ['https:']) : undefined,
+    tlsPublicUrl: values['tls-public-url'],
     tlsSans: sans,
     kubeCredentials: kubeCredentialsOf(values['kube-credentials']),
-    noMigrate: values['no-migrate'] === true || envFlag(process.env.CAIRN_NO_MIGRATE, 'CAIRN_NO_MIGRATE'),
+    noMigrate: values['no-migrate'] === true,
     limits: listenerLimitsOf(values),
-    caNameConstraints: nameConstraintsOf(values),
+    caNameConstraints: values['ca-name-constraints'] !== 'off',
   };
 }
 
@@ -195,11 +117,9 @@ async function runUntilSignal(handle: CaHandle): Promise<void> {
   await handle.close();
 }
 
-export async function caCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(argv, CA_OPTIONS);
-  if (positionals[0] !== 'start') throw new UsageError(CA_USAGE);
-  const config = caConfigOf(values);
-  const handle = await startCa(config, { logger: createLogger(logOptionsOf(values)) });
+export async function caStartCommand(args: Parsed<typeof CA_START_FLAGS>): Promise<void> {
+  const config = caConfigOf(args);
+  const handle = await startCa(config, { logger: createLogger(logOptionsOf(args.values)) });
   // with a configured token there is no bootstrap credential to point at
   const admin = config.adminToken ? 'admin credential "configured" from CAIRN_ADMIN_TOKEN' : `admin token file: ${handle.adminTokenFile}`;
   banner([`Cairn ${handle.version} CA listening on ${handle.url} and ${handle.tlsUrl} (${handle.db.kind} store); TLS pin ${handle.tlsPin}; ${admin}`]);
@@ -211,11 +131,8 @@ export async function caCommand(argv: string[]): Promise<void> {
  * `ca start`, then exit. For a Job (or a deploy step) with DDL rights ahead of replicas started with
  * --no-migrate. Prints what it applied, or that there was nothing to apply.
  */
-export async function migrateCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(argv, { 'database-url': { type: 'string' } });
-  if (positionals.length > 0) throw new UsageError(CA_USAGE);
-  const db = setting(values['database-url'], '--database-url', 'DATABASE_URL') ?? setting(undefined, '--database-url', 'CAIRN_DATABASE_URL');
-  const config = { dataDir: dataDirOf(values['data-dir']), databaseUrl: db ? databaseUrl(db.value, db.name) : undefined };
+export async function migrateCommand({ values }: Parsed<typeof MIGRATE_FLAGS>): Promise<void> {
+  const config = { dataDir: dataDirOf(values['data-dir']), databaseUrl: values['database-url'] };
   const where = config.databaseUrl ? `PostgreSQL at ${describeDatabaseUrl(config.databaseUrl)}` : `the embedded database in ${join(config.dataDir, 'pgdata')}`;
   const version = cairnVersion();
   const migrations = bundledMigrations();
@@ -242,16 +159,10 @@ export async function migrateCommand(argv: string[]): Promise<void> {
  * The main job on one machine: the CA on the embedded store (unless DATABASE_URL is set), a trust
  * domain ready to use, and every endpoint written to <data-dir>/endpoints.json for scripts.
  */
-export async function upCommand(argv: string[]): Promise<void> {
-  const { values } = parse(argv, CA_OPTIONS);
-  const config = caConfigOf(values);
-  const td = setting(values['trust-domain'], '--trust-domain', 'CAIRN_TRUST_DOMAIN') ?? { value: 'example.org', name: '--trust-domain' };
-  try {
-    validateTrustDomainName(td.value);
-  } catch (err) {
-    throw new ConfigError(`${td.name}: "${td.value}" is not a trust domain name: ${(err as Error).message}`);
-  }
-  const trustDomain = td.value;
+export async function upCommand({ values, sources }: Parsed<typeof UP_FLAGS>): Promise<void> {
+  const config = caConfigOf({ values, sources });
+  // Checked by the flag table before anything is opened: an invalid name never reaches the store.
+  const trustDomain = values['trust-domain'];
   const handle = await startCa(config, { logger: leanProcessLogger(values) });
   const base = (config.publicUrl ?? handle.url).replace(/\/+$/, '');
   const urls = publicUrls(base, trustDomain);

@@ -1,9 +1,11 @@
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkHealth } from '../../workload-api/health-client.js';
-import { parse } from '../args.js';
+import { parseDuration } from '../../lib/duration.js';
+import type { Parsed } from '../flags.js';
+import type { AGENT_HEALTHCHECK_FLAGS } from '../specs/agent.js';
+import type { CA_HEALTHCHECK_FLAGS } from '../specs/ca.js';
 import { dataDirOf, DEFAULT_HTTP_PORT, recordedEndpoints } from '../client.js';
-import { durationMs } from '../settings.js';
 
 /**
  * `cairn agent healthcheck` and `cairn ca healthcheck`, like `spire-agent healthcheck`: exit 0 when
@@ -16,11 +18,8 @@ export class HealthcheckFailed extends Error {
   override readonly name = 'HealthcheckFailed';
 }
 
-const OPTIONS = { socket: { type: 'string' }, wait: { type: 'string' } } as const;
-
-/** --socket, CAIRN_AGENT_SOCKET (as `agent start`), SPIFFE_ENDPOINT_SOCKET, endpoints.json, else agent start's default. */
-function agentSocketOf(flag: string | undefined, dataDirFlag: string | undefined): string {
-  const given = flag ?? process.env.CAIRN_AGENT_SOCKET ?? process.env.SPIFFE_ENDPOINT_SOCKET;
+/** --socket (or CAIRN_AGENT_SOCKET as `agent start`, or SPIFFE_ENDPOINT_SOCKET), endpoints.json, else agent start's default. */
+function agentSocketOf(given: string | undefined, dataDirFlag: string | undefined): string {
   if (given) return /^[a-z][a-z0-9+.-]*:/i.test(given) ? given : resolve(given);
   const dataDir = dataDirOf(dataDirFlag);
   return recordedEndpoints(dataDir).socket ?? join(dataDir, 'agent', 'sockets', 'workload.sock');
@@ -37,10 +36,12 @@ async function until(waitMs: number, once: () => Promise<string | undefined>): P
   }
 }
 
-export async function agentHealthcheckCommand(argv: string[]): Promise<void> {
-  const { values } = parse(argv, OPTIONS);
+/** --wait, already checked by the flag table. */
+const waitMsOf = (wait: string | undefined): number => (wait ? parseDuration(wait) * 1000 : 0);
+
+export async function agentHealthcheckCommand({ values }: Parsed<typeof AGENT_HEALTHCHECK_FLAGS>): Promise<void> {
   const address = agentSocketOf(values.socket, values['data-dir']);
-  const waitMs = values.wait ? durationMs(values.wait, '--wait') : 0;
+  const waitMs = waitMsOf(values.wait);
   const shown = address.replace(/^unix:\/\//, '');
   await until(waitMs, async () => {
     try {
@@ -56,11 +57,10 @@ export async function agentHealthcheckCommand(argv: string[]): Promise<void> {
   process.stdout.write(`the agent on ${shown} is healthy: synced with the CA, holding a valid agent SVID, serving the Workload API\n`);
 }
 
-export async function caHealthcheckCommand(argv: string[]): Promise<void> {
-  const { values } = parse(argv, OPTIONS);
+export async function caHealthcheckCommand({ values }: Parsed<typeof CA_HEALTHCHECK_FLAGS>): Promise<void> {
   // /readyz is public on the plain listener (also with --plain-admin off): no token, no TLS trust needed.
-  const server = (values.server ?? process.env.CAIRN_SERVER ?? recordedEndpoints(dataDirOf(values['data-dir'])).caUrl ?? `http://127.0.0.1:${DEFAULT_HTTP_PORT}`).replace(/\/+$/, '');
-  const waitMs = values.wait ? durationMs(values.wait, '--wait') : 0;
+  const server = (values.server ?? recordedEndpoints(dataDirOf(values['data-dir'])).caUrl ?? `http://127.0.0.1:${DEFAULT_HTTP_PORT}`).replace(/\/+$/, '');
+  const waitMs = waitMsOf(values.wait);
   await until(waitMs, async () => {
     let res: Response;
     try {

@@ -2,26 +2,14 @@ import { join } from 'node:path';
 import type { MintX509Response } from '../../contract/admin-api.js';
 import { parseDuration } from '../../lib/duration.js';
 import { writeFileAtomic } from '../../lib/fs.js';
-import { generateKeyAndCsr } from '../../lib/pkcs10.js';
-import { parse, UsageError } from '../args.js';
+import { generateKeyAndCsr, type GeneratedKeyType } from '../../lib/pkcs10.js';
+import type { Parsed } from '../flags.js';
+import type { JWT_MINT_FLAGS, SVID_LIST_FLAGS, X509_MINT_FLAGS } from '../specs/svid.js';
 import { adminClientFor } from '../client.js';
 import { printResult, say, table } from '../output.js';
 
-export const MINT_USAGE = `cairn x509 mint --spiffe-id ID [--ttl 1h] [--dns NAME …] [--key-type ec-p256|ec-p384|rsa-2048] [--write DIR]
-cairn jwt mint --spiffe-id ID --audience AUD [--audience AUD …] [--ttl 5m]
-cairn svid list [--trust-domain TD] [--spiffe-id-prefix P] [--serial HEX] [--expiring-before ISO] [--page-size N] [--page-token T]`;
-
-export async function x509Command(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(argv, {
-    'spiffe-id': { type: 'string' },
-    ttl: { type: 'string' },
-    dns: { type: 'string', multiple: true },
-    'key-type': { type: 'string', default: 'ec-p256' },
-    write: { type: 'string' },
-  });
-  if (positionals[0] !== 'mint' || !values['spiffe-id']) throw new UsageError(MINT_USAGE);
-  const keyType = values['key-type'];
-  if (keyType !== 'ec-p256' && keyType !== 'ec-p384' && keyType !== 'rsa-2048') throw new UsageError('--key-type must be ec-p256, ec-p384 or rsa-2048');
+export async function x509Mint({ values }: Parsed<typeof X509_MINT_FLAGS>): Promise<void> {
+  const keyType = values['key-type'] as GeneratedKeyType; // one of the table's choices
   const client = adminClientFor(values);
   // The private key is generated here and never sent: the CA sees only the CSR.
   const key = generateKeyAndCsr(keyType);
@@ -43,15 +31,8 @@ export async function x509Command(argv: string[]): Promise<void> {
   );
 }
 
-export async function jwtCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(argv, {
-    'spiffe-id': { type: 'string' },
-    audience: { type: 'string', multiple: true },
-    ttl: { type: 'string' },
-  });
-  if (positionals[0] !== 'mint' || !values['spiffe-id'] || !values.audience) throw new UsageError(MINT_USAGE);
-  const client = adminClientFor(values);
-  const res = await client.request<{ spiffeId: string; token: string; expiresAt: string }>('POST', '/v1/jwt-svids', {
+export async function jwtMint({ values }: Parsed<typeof JWT_MINT_FLAGS>): Promise<void> {
+  const res = await adminClientFor(values).request<{ spiffeId: string; token: string; expiresAt: string }>('POST', '/v1/jwt-svids', {
     spiffeId: values['spiffe-id'],
     audience: values.audience,
     ...(values.ttl ? { ttlSeconds: parseDuration(values.ttl) } : {}),
@@ -64,28 +45,18 @@ interface InventoryPage {
   nextPageToken?: string;
 }
 
-export async function svidCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(argv, {
-    'trust-domain': { type: 'string' },
-    'spiffe-id-prefix': { type: 'string' },
-    serial: { type: 'string' },
-    'expiring-before': { type: 'string' },
-    'page-size': { type: 'string' },
-    'page-token': { type: 'string' },
-  });
-  if (positionals[0] !== 'list') throw new UsageError(MINT_USAGE);
-  const client = adminClientFor(values);
+export async function svidList({ values }: Parsed<typeof SVID_LIST_FLAGS>): Promise<void> {
   const qs = new URLSearchParams();
   const map: Record<string, string | undefined> = {
     trustDomain: values['trust-domain'],
     spiffeIdPrefix: values['spiffe-id-prefix'],
-    serial: values.serial,
+    serial: values.serial, // lowercase already (CHECKS.serial)
     expiringBefore: values['expiring-before'],
     pageSize: values['page-size'],
     pageToken: values['page-token'],
   };
   for (const [k, v] of Object.entries(map)) if (v) qs.set(k, v);
-  const page = await client.request<InventoryPage>('GET', `/v1/x509-svids?${qs}`);
+  const page = await adminClientFor(values).request<InventoryPage>('GET', `/v1/x509-svids?${qs}`);
   printResult(values.json, page, () =>
     table([['SERIAL', 'SPIFFE ID', 'EXPIRES', 'ISSUED TO'], ...page.svids.map((s) => [s.serial, s.spiffeId, s.notAfter, s.issuedTo])]) +
     (page.nextPageToken ? `\n(next page: --page-token ${page.nextPageToken})` : ''),

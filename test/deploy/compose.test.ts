@@ -6,11 +6,7 @@ import { dirname, join, posix } from 'node:path';
 import { Ajv } from 'ajv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDocument } from 'yaml';
-import { AGENT_USAGE } from '../../cli/commands/agent.js';
-import { CA_USAGE } from '../../cli/commands/ca.js';
-import { ENROLLMENT_USAGE } from '../../cli/commands/enrollment.js';
-import { TRUST_DOMAIN_USAGE } from '../../cli/commands/trust-domain.js';
-import { WORKLOAD_USAGE } from '../../cli/commands/workload.js';
+import { undocumentedFlags } from '../../cli/registry.js';
 import { packageRoot } from '../../lib/paths.js';
 import { storeKind } from '../support/db.js';
 import { CLI, freePort, spawnCairn, type Spawned } from '../support/processes.js';
@@ -108,17 +104,6 @@ function referenceProblems(compose: Json): string[] {
 function flag(args: readonly string[], name: string): string | undefined {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
-}
-
-const COMMON_FLAGS = ['--server', '--ca-pin', '--ca-file', '--data-dir', '--json'];
-
-/** Flags of a cairn command line that the CLI's usage text for that command does not document. */
-function undocumentedFlags(args: readonly string[]): string[] {
-  const usage: Record<string, string> = { ca: CA_USAGE, agent: AGENT_USAGE, svid: WORKLOAD_USAGE, token: ENROLLMENT_USAGE, entry: ENROLLMENT_USAGE, 'trust-domain': TRUST_DOMAIN_USAGE };
-  const text = usage[args[0] ?? ''];
-  if (text === undefined) return [`unexpected command ${args.slice(0, 2).join(' ')}`];
-  const documented = new Set([...(text.match(/--[a-z0-9-]+/g) ?? []), ...COMMON_FLAGS]);
-  return args.filter((a) => a.startsWith('--') && !documented.has(a));
 }
 
 /** The cairn invocations in bootstrap.sh, as words after `"${cairn[@]}"`. */

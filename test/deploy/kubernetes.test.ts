@@ -17,9 +17,7 @@ import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { DEFAULT_PSAT_AUDIENCE } from '../../ca/node-attestation/service.js';
-import { AGENT_USAGE } from '../../cli/commands/agent.js';
-import { CA_USAGE } from '../../cli/commands/ca.js';
-import { WORKLOAD_USAGE } from '../../cli/commands/workload.js';
+import { undocumentedFlags } from '../../cli/registry.js';
 import { packageRoot } from '../../lib/paths.js';
 import { runCairn, runCairnAsync } from '../support/processes.js';
 
@@ -233,14 +231,6 @@ function referenceProblems(manifests: Manifest[]): string[] {
     }
   }
   return problems;
-}
-
-/** Every --flag of a `cairn` command line is one the CLI documents (ca start, agent start, svid watch). */
-function undocumentedFlags(args: readonly string[]): string[] {
-  const usage = args[0] === 'ca' ? CA_USAGE : args[0] === 'agent' ? AGENT_USAGE : args[0] === 'svid' ? WORKLOAD_USAGE : undefined;
-  if (usage === undefined) return [`unexpected command ${args.slice(0, 2).join(' ')}`];
-  const documented = new Set(usage.match(/--[a-z0-9-]+/g) ?? []);
-  return args.filter((a) => a.startsWith('--') && !documented.has(a));
 }
 
 // ---- the tests --------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { resolveAdminTarget, type AdminTargetFlags, type RecordedAdminEndpoints } from '../../../cli/admin-target.js';
-import { UsageError } from '../../../cli/args.js';
+import { UsageError } from '../../../cli/flags.js';
 
 const PIN = `sha256:${'a'.repeat(43)}`;
 const OTHER = `sha256:${'B'.repeat(43)}`;

@@ -1,0 +1,65 @@
+import { apiFieldsFor, CHECKS, command, flags, group } from '../flags.js';
+import { TTL_LIMITS } from '../../ca/trust-domains/model.js';
+import { ADMIN_FLAGS, PAGING } from './common.js';
+
+const NAME = { name: 'NAME', description: 'the trust domain, e.g. example.org', required: true, check: CHECKS.trustDomain } as const;
+
+const TTL_FLAGS = flags({
+  'ca-ttl': { type: 'string', value: 'DURATION', check: CHECKS.durationBetween(TTL_LIMITS.caTtlSeconds), description: 'lifetime of CA certificates made from now on (default 365d)' },
+  'x509-svid-ttl': { type: 'string', value: 'DURATION', check: CHECKS.durationBetween(TTL_LIMITS.x509SvidTtlSeconds), description: 'default X.509-SVID lifetime (default 1h)' },
+  'jwt-svid-ttl': { type: 'string', value: 'DURATION', check: CHECKS.durationBetween(TTL_LIMITS.jwtSvidTtlSeconds), description: 'default JWT-SVID lifetime (default 5m)' },
+  'jwt-issuer': { type: 'string', value: 'URL', description: 'the iss claim of JWT-SVIDs and the OIDC issuer, e.g. https://ca.example/td/example.org' },
+});
+
+export const TD_CREATE_FLAGS = flags({
+  'ca-key-type': { type: 'string', choices: ['ec-p256', 'ec-p384', 'rsa-2048'], description: "the CA and JWT signing keys' type (default ec-p256); fixed once created" },
+  ...TTL_FLAGS,
+  ...ADMIN_FLAGS,
+});
+export const TD_UPDATE_FLAGS = flags({
+  ...TTL_FLAGS,
+  'jwt-issuer': { type: 'string', value: 'URL', description: 'the iss claim of JWT-SVIDs and the OIDC issuer; "" removes it' },
+  ...ADMIN_FLAGS,
+});
+export const TD_LIST_FLAGS = flags({ ...PAGING, ...ADMIN_FLAGS });
+export const TD_SHOW_FLAGS = ADMIN_FLAGS;
+export const TD_DELETE_FLAGS = flags({
+  force: { type: 'boolean', default: false, description: 'delete even while registration entries exist (they go with it)' },
+  ...ADMIN_FLAGS,
+});
+
+/** API body fields → the flags that set them, for the CA's 4xx messages. */
+const TD_FIELDS = { caKeyType: 'ca-key-type', caTtlSeconds: 'ca-ttl', x509SvidTtlSeconds: 'x509-svid-ttl', jwtSvidTtlSeconds: 'jwt-svid-ttl', jwtIssuer: 'jwt-issuer', pageSize: 'page-size', pageToken: 'page-token' };
+
+const td = () => import('../commands/trust-domain.js');
+
+export const trustDomainGroup = group({
+  name: 'trust-domain',
+  summary: 'create, list, show, update and delete trust domains',
+  commands: [
+    command({
+      name: 'create',
+      summary: 'create a trust domain with new CA and JWT signing keys',
+      flags: TD_CREATE_FLAGS,
+      positionals: [NAME],
+      apiFields: apiFieldsFor(TD_CREATE_FLAGS, TD_FIELDS),
+      examples: ['cairn trust-domain create example.org --x509-svid-ttl 30m --jwt-issuer https://ca.example/td/example.org'],
+      run: async (args) => (await td()).tdCreate(args),
+    }),
+    command({ name: 'list', summary: 'list trust domains', flags: TD_LIST_FLAGS, apiFields: apiFieldsFor(TD_LIST_FLAGS, TD_FIELDS), run: async (args) => (await td()).tdList(args) }),
+    command({ name: 'show', summary: "show a trust domain's settings", flags: TD_SHOW_FLAGS, positionals: [NAME], run: async (args) => (await td()).tdShow(args) }),
+    command({
+      name: 'update',
+      summary: "change a trust domain's lifetimes or JWT issuer",
+      flags: TD_UPDATE_FLAGS,
+      positionals: [NAME],
+      apiFields: apiFieldsFor(TD_UPDATE_FLAGS, TD_FIELDS),
+      refuse: {
+        'ca-key-type':
+          'cannot be changed by update: the key type is fixed when the trust domain is created, and its key rotation keeps it; create a new trust domain for another key type',
+      },
+      run: async (args) => (await td()).tdUpdate(args),
+    }),
+    command({ name: 'delete', summary: 'delete a trust domain and its keys', flags: TD_DELETE_FLAGS, positionals: [NAME], run: async (args) => (await td()).tdDelete(args) }),
+  ],
+});
