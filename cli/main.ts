@@ -40,6 +40,8 @@ async function main(argv: string[]): Promise<number> {
     const parsed = await parseCommand(spec, rest, {
       path: name,
       siblings: siblingCommands,
+      // The YAML reader loads only for commands started with --config.
+      loadConfig: async (file, table) => (await import('./config-file.js')).loadConfigFile(file, table),
     });
     running = spec;
     runningPath = name;

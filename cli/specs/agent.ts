@@ -1,6 +1,6 @@
 import { parseDuration } from '../../lib/duration.js';
 import { CHECKS, command, flags, group } from '../flags.js';
-import { ADMIN_FLAGS, DATA_DIR, HEALTHCHECK_WAIT, JSON_OUTPUT, LOG_FLAGS, PAGING } from './common.js';
+import { ADMIN_FLAGS, CONFIG_FLAG, DATA_DIR, HEALTHCHECK_WAIT, JSON_OUTPUT, LOG_FLAGS, PAGING } from './common.js';
 
 /** Where the DaemonSet in deploy/kubernetes projects the agent's token (audience cairn-ca). */
 export const DEFAULT_PSAT_TOKEN_FILE = '/var/run/secrets/tokens/cairn-agent';
@@ -68,6 +68,7 @@ export const AGENT_START_FLAGS = flags({
     description: 'Workload API connections one uid may hold open; extras are refused before any /proc read (default 64)',
   },
   ...LOG_FLAGS,
+  ...CONFIG_FLAG,
 });
 
 export const AGENT_UNREGISTERED_FLAGS = flags({ ...DATA_DIR, ...JSON_OUTPUT });
@@ -116,11 +117,13 @@ export const agentGroup = group({
       name: 'start',
       summary: 'run a node agent serving the Workload API on a Unix socket',
       description: `Attest to the CA (join token, k8s_psat or x509pop; or the persisted SVID while valid), sync entries,
-keep workload SVIDs fresh and serve the SPIFFE Workload API until SIGINT or SIGTERM.`,
+keep workload SVIDs fresh and serve the SPIFFE Workload API until SIGINT or SIGTERM.
+Flags may come from a YAML file (--config): flags on the command line win over the file, the file over the environment.`,
       flags: AGENT_START_FLAGS,
       examples: [
         'cairn agent start --join-token-file /etc/cairn/join-token --socket /run/cairn/agent.sock',
         'cairn agent start --attestor k8s_psat --trust-domain example.org --cluster prod --ca-url URL --ca-pin PIN',
+        'cairn agent start --config /etc/cairn/agent.yaml',
       ],
       run: async (args) => (await agent()).agentStartCommand(args),
     }),

@@ -1,7 +1,7 @@
 import { parseTrustDomain } from '../../spiffe/id.js';
 import { CHECKS, command, ConfigError, flags, group, type ValueCheck } from '../flags.js';
 import { databaseUrl, durationMs, hostNameOrIp, listenAddress, readableFile, urlSetting } from '../settings.js';
-import { ADMIN_FLAGS, DATA_DIR, HEALTHCHECK_WAIT, LOG_FLAGS } from './common.js';
+import { ADMIN_FLAGS, CONFIG_FLAG, DATA_DIR, HEALTHCHECK_WAIT, LOG_FLAGS } from './common.js';
 
 /**
  * Server settings are checked with cli/settings.ts before anything is opened; each message names
@@ -91,6 +91,7 @@ export const CA_START_FLAGS = flags({
     description: "URI name constraints (the trust domain) in new CA certificates; off only for verifiers that refuse them (default on)",
   },
   ...LOG_FLAGS,
+  ...CONFIG_FLAG,
 });
 
 export const UP_FLAGS = flags({
@@ -143,9 +144,10 @@ export const caGroup = group({
     command({
       name: 'start',
       summary: 'run the CA server (admin API, public documents, agent and device TLS listener)',
-      description: 'Run the CA server until SIGINT or SIGTERM. Replicas share one PostgreSQL (same KEK and admin token).',
+      description: `Run the CA server until SIGINT or SIGTERM. Replicas share one PostgreSQL (same KEK and admin token).
+Flags may come from a YAML file (--config): flags on the command line win over the file, the file over the environment.`,
       flags: CA_START_FLAGS,
-      examples: ['cairn ca start --listen 0.0.0.0:8080 --tls-listen 0.0.0.0:8443 --database-url postgres://cairn@db/cairn'],
+      examples: ['cairn ca start --listen 0.0.0.0:8080 --tls-listen 0.0.0.0:8443 --database-url postgres://cairn@db/cairn', 'cairn ca start --config /etc/cairn/ca.yaml'],
       run: async (args) => (await ca()).caStartCommand(args),
     }),
     command({

@@ -67,3 +67,8 @@ export const LOG_FLAGS = flags({
   'log-level': { type: 'string', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], description: 'what the logs hold: info by default, request lines at debug (or CAIRN_LOG_LEVEL)' },
   'log-format': { type: 'string', choices: ['pretty', 'json'], description: 'logs on stderr as text or JSON lines (default: pretty on a terminal, JSON otherwise; or CAIRN_LOG_FORMAT)' },
 });
+
+/** `--config FILE` for long-running commands: YAML whose keys are the command's flag names. */
+export const CONFIG_FLAG = flags({
+  config: { type: 'string', value: 'FILE', complete: 'file', description: 'read flags from a YAML file (keys are flag names; ${VAR} and ${VAR:-default} expand; flags win)' },
+});

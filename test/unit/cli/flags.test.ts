@@ -1,6 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve as resolvePath } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parseConfig, expand } from '../../../cli/config-file.js';
 import { closest, command, commandUsage, editDistance, flags, isGroup, parseCommand, translateApiMessage, UsageError, type CommandSpec, type FlagTable, type ParseContext } from '../../../cli/flags.js';
 import { resolve, undocumentedFlags, walk } from '../../../cli/registry.js';
 import { packageRoot } from '../../../lib/paths.js';
@@ -158,6 +160,63 @@ describe('API messages', () => {
     expect(translateApiMessage('ttlSeconds must be between 60 and 86400 seconds', fields)).toBe('--ttl must be between 60 and 86400 seconds');
     expect(translateApiMessage('body/ttlSeconds must be >= 1', fields)).toBe('--ttl must be >= 1');
     expect(translateApiMessage('x509SvidTtlSeconds is fine', fields)).toBe('x509SvidTtlSeconds is fine');
+  });
+});
+
+describe('--config files', () => {
+  const env = { HOST: '10.1.2.3', EMPTY: '' };
+  it('are YAML mappings of flag names, typed by the table, with ${VAR} and ${VAR:-default} expanded', () => {
+    const text = 'listen: ${HOST}:8080\nttl: ${TTL:-1h}\nmode: "${EMPTY:-a}"\nselector:\n  - unix:uid:1\n  - k8s:ns:$${literal}\nadmin: true\n';
+    expect(parseConfig(text, 'c.yaml', TABLE, env)).toEqual({ listen: '10.1.2.3:8080', ttl: '1h', mode: 'a', selector: ['unix:uid:1', 'k8s:ns:${literal}'], admin: true });
+    expect(parseConfig('selector: a:1\n', 'c.yaml', TABLE, env)).toEqual({ selector: ['a:1'] });
+    expect(parseConfig('', 'c.yaml', TABLE, env)).toEqual({});
+    // failsafe schema: nothing is reinterpreted
+    expect(parseConfig('ttl: 0123\nlisten: yes\n', 'c.yaml', TABLE, env)).toEqual({ ttl: '0123', listen: 'yes' });
+  });
+
+  it('refuse unknown keys (with a suggestion), missing variables, wrong shapes and bad YAML', () => {
+    const err = (text: string) => {
+      try {
+        parseConfig(text, 'c.yaml', TABLE, env);
+      } catch (e) {
+        expect(e).toBeInstanceOf(UsageError);
+        return (e as Error).message;
+      }
+      throw new Error('no error');
+    };
+    expect(err('lisen: x\n')).toBe('unknown key "lisen" in c.yaml (did you mean listen?)');
+    expect(err('listen: ${NOPE}\n')).toBe('listen in c.yaml: environment variable NOPE is not set (write ${NOPE:-default} to give a default)');
+    expect(err('listen: ${1X}\n')).toMatch(/listen in c\.yaml: "\$\{1X\}" is not a variable reference/);
+    expect(err('admin: yes\n')).toBe('admin in c.yaml must be true or false (got "yes")');
+    expect(err('listen: [a, b]\n')).toBe('listen in c.yaml takes one value, not a list');
+    expect(err('listen:\n')).toBe('listen in c.yaml needs a value');
+    expect(err('- a\n')).toMatch(/must be a mapping of flag names/);
+    expect(err('config: other.yaml\n')).toMatch(/do not nest/);
+    expect(err('listen: a\nlisten: b\n')).toMatch(/is not valid YAML/);
+  });
+
+  it('expand after parsing, so a variable cannot add keys or structure', () => {
+    expect(parseConfig('listen: ${EVIL}\n', 'c.yaml', TABLE, { EVIL: 'x\nadmin: true' })).toEqual({ listen: 'x\nadmin: true' });
+    expect(expand('a$$b', {}, 'w')).toBe('a$b');
+  });
+});
+
+describe('the example config files in deploy/config', () => {
+  // The KEK file must be readable when ca start checks its settings (before anything is opened).
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-config-'));
+  const kek = join(dir, 'kek');
+  writeFileSync(kek, '00'.repeat(32), { mode: 0o600 });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  it.each([
+    ['ca.yaml', ['ca', 'start']],
+    ['agent.yaml', ['agent', 'start']],
+  ])('%s holds only flags of its command, with valid values', async (file, path) => {
+    const { spec } = resolve(path);
+    if (isGroup(spec)) throw new Error('not a command');
+    const full = join(packageRoot(), 'deploy', 'config', file);
+    const env = { DATABASE_URL: 'postgres://cairn@db/cairn', CAIRN_KEK_FILE: kek, CLUSTER_NAME: 'prod', CAIRN_CA_PIN: 'sha256:x', NODE_IP: '192.0.2.1' };
+    const parsed = await parseCommand(spec, ['--config', full], { path: path.join(' '), env: {}, loadConfig: async (f, table) => parseConfig(readFileSync(f, 'utf8'), f, table, env) });
+    expect(Object.keys(parsed.values)).toContain('data-dir');
   });
 });
 
