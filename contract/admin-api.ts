@@ -97,7 +97,7 @@ export const InventoryQuery = Type.Object(
     ...PageQuery,
     trustDomain: Type.Optional(TrustDomainName),
     spiffeIdPrefix: Type.Optional(Type.String({ minLength: 1, maxLength: 2048 })),
-    serial: Type.Optional(Type.String({ pattern: '^[0-9a-f]{1,40}$' })),
+    serial: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{1,40}$', description: 'hex, either case (serials are printed lowercase)' })),
     expiringBefore: Type.Optional(Timestamp),
   },
   { additionalProperties: false },

@@ -21,7 +21,7 @@ export function registerInventoryRoutes(app: App, inventory: InventoryStore): vo
         ...(q.trustDomain ? { trustDomain: q.trustDomain } : {}),
         trustDomains: listScope(req),
         ...(q.spiffeIdPrefix ? { spiffeIdPrefix: q.spiffeIdPrefix } : {}),
-        ...(q.serial ? { serial: q.serial } : {}),
+        ...(q.serial ? { serial: q.serial.toLowerCase() } : {}), // stored lowercase, accepted in either case
         ...(q.expiringBefore ? { expiringBefore: new Date(q.expiringBefore) } : {}),
       },
       pageSizeOf(q.pageSize),

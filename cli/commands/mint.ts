@@ -3,12 +3,16 @@ import type { MintX509Response } from '../../contract/admin-api.js';
 import { parseDuration } from '../../lib/duration.js';
 import { writeFileAtomic } from '../../lib/fs.js';
 import { generateKeyAndCsr, type GeneratedKeyType } from '../../lib/pkcs10.js';
-import type { Parsed } from '../flags.js';
+import { UsageError, type Parsed } from '../flags.js';
 import type { JWT_MINT_FLAGS, SVID_LIST_FLAGS, X509_MINT_FLAGS } from '../specs/svid.js';
 import { adminClientFor } from '../client.js';
 import { printResult, say, table } from '../output.js';
 
-export async function x509Mint({ values }: Parsed<typeof X509_MINT_FLAGS>): Promise<void> {
+/** The key is generated here and never sent; it is printed only when asked for by name (--print-key). */
+export async function x509Mint({ values, command }: Parsed<typeof X509_MINT_FLAGS>): Promise<void> {
+  if (!values.write && !values['print-key']) {
+    throw new UsageError('x509 mint needs --write DIR (svid.pem, svid.key 0600, bundle.pem) or --print-key (the certificate and private key as PEM on stdout)', command);
+  }
   const keyType = values['key-type'] as GeneratedKeyType; // one of the table's choices
   const client = adminClientFor(values);
   // The private key is generated here and never sent: the CA sees only the CSR.
@@ -26,8 +30,9 @@ export async function x509Mint({ values }: Parsed<typeof X509_MINT_FLAGS>): Prom
     writeFileAtomic(join(values.write, 'bundle.pem'), res.bundle, 0o644);
     say(`wrote svid.pem, svid.key and bundle.pem to ${values.write}`);
   }
-  printResult(values.json, { ...res, ...(values.write ? {} : { privateKey: keyPem }) }, () =>
-    values.write ? `${res.spiffeId} ${res.serial} ${res.expiresAt}` : res.certChain + keyPem,
+  const printKey = values['print-key'];
+  printResult(values.json, { ...res, ...(printKey ? { privateKey: keyPem } : {}) }, () =>
+    printKey ? res.certChain + keyPem : `${res.spiffeId} ${res.serial} ${res.expiresAt}`,
   );
 }
 

@@ -7,7 +7,7 @@ import { WorkloadApiClient, WorkloadApiError, x509Pem, type X509Context } from '
 import { UsageError, type Parsed } from '../flags.js';
 import type { JWT_FETCH_FLAGS, JWT_VALIDATE_FLAGS, SVID_FETCH_FLAGS, SVID_WATCH_FLAGS } from '../specs/svid.js';
 import { dataDirOf, recordedEndpoints } from '../client.js';
-import { printResult, say } from '../output.js';
+import { printResult, say, table } from '../output.js';
 import { untilSignal } from './agent.js';
 
 /**
@@ -50,22 +50,33 @@ function writeFiles(dir: string, ctx: X509Context, spiffeId: string | undefined)
 function summary(ctx: X509Context) {
   return ctx.svids.map((s) => {
     const leaf = new X509Certificate(s.chain[0]!);
-    return { spiffeId: s.spiffeId, hint: s.hint, serial: leaf.serialNumber, expiresAt: new Date(leaf.validTo).toISOString() };
+    // Lowercase hex, as the CA's API, inventory and logs print serials (Node gives uppercase).
+    return { spiffeId: s.spiffeId, hint: s.hint, serial: leaf.serialNumber.toLowerCase(), expiresAt: new Date(leaf.validTo).toISOString() };
   });
 }
 
+function summaryTable(svids: ReturnType<typeof summary>): string {
+  return table([['SPIFFE ID', 'SERIAL', 'EXPIRES', 'HINT'], ...svids.map((s) => [s.spiffeId, s.serial, s.expiresAt, s.hint || '-'])]);
+}
+
+/** A summary by default; the files with --write; the PEMs, private key included, only with --print-key. */
 export async function svidFetch({ values }: Parsed<typeof SVID_FETCH_FLAGS>): Promise<void> {
   const client = new WorkloadApiClient(workloadSocketOf(values.socket, values['data-dir']));
   try {
     const ctx = await client.fetchX509Context(AbortSignal.timeout(30_000));
+    const chosen = pick(ctx, values['spiffe-id']);
+    const svids = summary(ctx).filter((s) => !values['spiffe-id'] || s.spiffeId === chosen.spiffeId);
     if (values.write) {
       const id = writeFiles(values.write, ctx, values['spiffe-id']);
       say(`wrote svid.pem, svid.key and bundle.pem for ${id} to ${values.write}`);
-      return printResult(values.json, summary(ctx), () => id);
     }
-    const svid = pick(ctx, values['spiffe-id']);
-    const pem = x509Pem(svid);
-    printResult(values.json, { svids: summary(ctx), certificates: pem.certificates, privateKey: pem.privateKey, bundle: pem.bundle }, () => pem.certificates + pem.privateKey + pem.bundle);
+    if (values['print-key']) {
+      const pem = x509Pem(chosen);
+      return printResult(values.json, { svids, certificates: pem.certificates, privateKey: pem.privateKey, bundle: pem.bundle }, () => pem.certificates + pem.privateKey + pem.bundle);
+    }
+    if (values.write) return printResult(values.json, { svids }, () => chosen.spiffeId);
+    if (!values.json) say('(no key printed: --write DIR writes svid.pem, svid.key and bundle.pem; --print-key prints the PEMs, private key included)');
+    printResult(values.json, { svids }, () => summaryTable(svids));
   } finally {
     client.close();
   }

@@ -7,7 +7,8 @@ export const X509_MINT_FLAGS = flags({
   ttl: { type: 'string', value: 'DURATION', check: CHECKS.durationBetween(TTL_LIMITS.x509SvidTtlSeconds), description: "lifetime (default: the trust domain's X.509-SVID TTL)" },
   dns: { type: 'string', multiple: true, value: 'NAME', description: 'a DNS name for the certificate' },
   'key-type': { type: 'string', choices: ['ec-p256', 'ec-p384', 'rsa-2048'], default: 'ec-p256', description: 'the key generated here (it never leaves this machine)' },
-  write: { type: 'string', value: 'DIR', complete: 'dir', description: 'write svid.pem, svid.key (0600) and bundle.pem to DIR (else print the PEMs)' },
+  write: { type: 'string', value: 'DIR', complete: 'dir', description: 'write svid.pem, svid.key (0600) and bundle.pem to DIR' },
+  'print-key': { type: 'boolean', default: false, description: 'print the certificate chain and the PRIVATE KEY as PEM on stdout' },
   ...ADMIN_FLAGS,
 });
 
@@ -30,6 +31,7 @@ export const SVID_LIST_FLAGS = flags({
 export const SVID_FETCH_FLAGS = flags({
   'spiffe-id': { type: 'string', value: 'ID', check: CHECKS.spiffeId, description: 'which of the SVIDs the caller holds (default: the first)' },
   write: { type: 'string', value: 'DIR', complete: 'dir', description: 'write svid.pem, svid.key (0600), bundle.pem and federated/<td>.pem to DIR' },
+  'print-key': { type: 'boolean', default: false, description: 'print the certificate chain, the PRIVATE KEY and the bundle as PEM on stdout' },
   ...JSON_OUTPUT,
   ...SOCKET_FLAGS,
 });
@@ -64,6 +66,7 @@ export const x509Group = group({
     command({
       name: 'mint',
       summary: 'issue an X.509-SVID for a key generated here (only a CSR is sent)',
+      description: 'Issue an X.509-SVID for a key generated on this machine. Give --write DIR for files, or --print-key for PEM on stdout.',
       flags: X509_MINT_FLAGS,
       apiFields: { spiffeId: 'spiffe-id', ttlSeconds: 'ttl', dnsNames: 'dns' },
       examples: ['cairn x509 mint --spiffe-id spiffe://example.org/web --dns web.example.org --write ./web'],
@@ -100,9 +103,11 @@ export const svidGroup = group({
   commands: [
     command({
       name: 'fetch',
-      summary: "fetch this caller's X.509-SVID from the Workload API (like spire-agent api fetch x509)",
+      summary: "fetch this caller's X.509-SVID: a summary, files (--write) or PEM (--print-key)",
+      description: `Fetch this caller's X.509-SVID from the Workload API (like spire-agent api fetch x509).
+Prints a summary (SPIFFE ID, serial, expiry, hint); --write DIR writes the files; --print-key prints the PEMs, key included.`,
       flags: SVID_FETCH_FLAGS,
-      examples: ['cairn svid fetch --write ./id'],
+      examples: ['cairn svid fetch', 'cairn svid fetch --write ./id', 'cairn svid fetch --print-key > bundle-and-key.pem'],
       run: async (args) => (await workload()).svidFetch(args),
     }),
     command({

@@ -74,8 +74,11 @@ describe(`issuance (${storeKind()} store)`, () => {
     }
     const byPrefix = await (await ca.admin(`/v1/x509-svids?spiffeIdPrefix=${encodeURIComponent(`spiffe://${TD}/inv/`)}`)).json();
     expect(byPrefix.svids.map((s: { spiffeId: string }) => s.spiffeId)).toEqual([`spiffe://${TD}/inv/a`, `spiffe://${TD}/inv/b`]);
+    for (const serial of serials) expect(serial).toMatch(/^[0-9a-f]{32}$/); // lowercase hex, as everywhere
     const bySerial = await (await ca.admin(`/v1/x509-svids?serial=${serials[2]}`)).json();
     expect(bySerial.svids).toHaveLength(1);
+    const upper = await (await ca.admin(`/v1/x509-svids?serial=${serials[2]!.toUpperCase()}`)).json();
+    expect(upper.svids.map((s: { serial: string }) => s.serial)).toEqual([serials[2]]);
     expect(bySerial.svids[0]).toMatchObject({ spiffeId: `spiffe://${TD}/inv_x/c`, trustDomain: TD, issuedTo: 'admin:bootstrap' });
     const soon = new Date(Date.now() + 200_000).toISOString();
     const expiring = await (await ca.admin(`/v1/x509-svids?trustDomain=${TD}&expiringBefore=${soon}&pageSize=2`)).json();
