@@ -40,6 +40,8 @@ export class CliError extends Error {
     readonly code: string,
     message: string,
     readonly status?: number,
+    /** The API error's machine-readable details (e.g. entry_exists's existingId). */
+    readonly details?: Readonly<Record<string, unknown>>,
   ) {
     super(message);
   }
@@ -133,8 +135,8 @@ function transportError(err: unknown, target: AdminTarget): CliError {
 function answer<T>(status: number, payload: unknown): T {
   if (status === 204) return undefined as T;
   if (status < 200 || status >= 300) {
-    const e = (payload ?? {}) as { code?: string; message?: string };
-    throw new CliError(e.code ?? `http_${status}`, e.message ?? `the CA answered ${status}`, status);
+    const e = (payload ?? {}) as { code?: string; message?: string; details?: Record<string, unknown> };
+    throw new CliError(e.code ?? `http_${status}`, e.message ?? `the CA answered ${status}`, status, e.details);
   }
   return payload as T;
 }

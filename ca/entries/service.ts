@@ -1,5 +1,5 @@
 import type { Clock } from '../../lib/clock.js';
-import { CairnError } from '../../lib/errors.js';
+import { CairnError, isCairnError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import { decodePageToken, pageSizeOf, type Page } from '../../lib/paging.js';
 import { randomAlphanumeric, type Random } from '../../lib/random.js';
@@ -82,14 +82,31 @@ export class EntryService {
     };
   }
 
+  /** A collision on the identity (SPIFFE ID, parent, selectors) names the entry that holds it. */
+  private async namingExisting<T>(entry: NewEntry, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (err) {
+      if (!isCairnError(err, 'entry_exists')) throw err;
+      const existing = await this.deps.store.findIdentity(entry);
+      if (!existing || existing.id === entry.id) throw err;
+      throw new CairnError('entry_exists', `registration entry ${existing.id} already has this SPIFFE ID, parent ID and selectors`, {
+        cause: err,
+        details: { existingId: existing.id },
+      });
+    }
+  }
+
   async create(input: EntryInput, actor: string): Promise<Entry> {
     const entry = await this.validate(randomAlphanumeric(this.deps.random, 24), input);
     const now = this.deps.clock.now();
-    const created = await this.deps.store.write(async (tx) => {
-      const e = await this.deps.store.insert(tx, entry, now);
-      await notifyChange(tx, e.trustDomain);
-      return e;
-    });
+    const created = await this.namingExisting(entry, () =>
+      this.deps.store.write(async (tx) => {
+        const e = await this.deps.store.insert(tx, entry, now);
+        await notifyChange(tx, e.trustDomain);
+        return e;
+      }),
+    );
     this.deps.logger.info({ event: 'entry.created', entryId: created.id, spiffeId: created.spiffeId, parentId: created.parentId, actor }, 'registration entry created');
     return created;
   }
@@ -133,15 +150,17 @@ export class EntryService {
     const next = await this.validate(id, merged);
     if (next.trustDomain !== current.trustDomain) throw new CairnError('wrong_trust_domain', 'an entry cannot move to another trust domain');
     const now = this.deps.clock.now();
-    const updated = await this.deps.store.write(async (tx) => {
-      const before = await this.deps.store.get(id, tx);
-      if (!before) throw new CairnError('entry_not_found', `registration entry ${id} does not exist`);
-      if (before.parentId !== next.parentId) await this.deps.store.tombstone(tx, before, now);
-      const after = await this.deps.store.replace(tx, next, now);
-      await notifyChange(tx, next.trustDomain);
-      observe?.(before, after!);
-      return after!;
-    });
+    const updated = await this.namingExisting(next, () =>
+      this.deps.store.write(async (tx) => {
+        const before = await this.deps.store.get(id, tx);
+        if (!before) throw new CairnError('entry_not_found', `registration entry ${id} does not exist`);
+        if (before.parentId !== next.parentId) await this.deps.store.tombstone(tx, before, now);
+        const after = await this.deps.store.replace(tx, next, now);
+        await notifyChange(tx, next.trustDomain);
+        observe?.(before, after!);
+        return after!;
+      }),
+    );
     this.deps.logger.info({ event: 'entry.updated', entryId: id, changes: Object.keys(patch).filter((k) => k !== 'allowUnknownSelectorTypes'), actor }, 'registration entry updated');
     return updated;
   }

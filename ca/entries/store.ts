@@ -117,6 +117,14 @@ export class EntryStore {
     });
   }
 
+  /** The entry holding this identity (the unique key), for naming it when a create or update collides. */
+  findIdentity(e: Pick<NewEntry, 'spiffeId' | 'parentId' | 'selectors'>): Promise<Entry | undefined> {
+    return guard(async () => {
+      const res = await this.db.query<Row>(`SELECT ${COLUMNS} FROM registration_entries WHERE spiffe_id = $1 AND parent_id = $2 AND selectors = $3::text[]`, [e.spiffeId, e.parentId, e.selectors]);
+      return res.rows[0] && fromRow(res.rows[0]);
+    });
+  }
+
   list(filter: EntryFilter, limit: number, after: string | undefined): Promise<Page<Entry>> {
     return guard(async () => {
       const res = await this.db.query<Row>(

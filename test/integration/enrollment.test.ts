@@ -327,10 +327,18 @@ describe(`registration entries (${storeKind()} store)`, () => {
     }
     const ok = await ca.admin('/v1/entries', { body: { ...base, selectors: ['unix:uid:1', 'k8s:pod-label:a:b', 'unix:uid:1'], federatesWith: ['partner.test'], hint: 'web', admin: true, expiresAt: '2030-01-01T00:00:00Z' } });
     expect(ok.status).toBe(201);
-    expect(await ok.json()).toMatchObject({ selectors: ['k8s:pod-label:a:b', 'unix:uid:1'], federatesWith: ['partner.test'], hint: 'web', admin: true, expiresAt: '2030-01-01T00:00:00.000Z' });
+    const okBody = await ok.json();
+    expect(okBody).toMatchObject({ selectors: ['k8s:pod-label:a:b', 'unix:uid:1'], federatesWith: ['partner.test'], hint: 'web', admin: true, expiresAt: '2030-01-01T00:00:00.000Z' });
     const dup = await ca.admin('/v1/entries', { body: { ...base, selectors: ['unix:uid:1', 'k8s:pod-label:a:b'] } });
     expect(dup.status).toBe(409);
-    expect((await dup.json()).code).toBe('entry_exists');
+    const existingId = okBody.id as string;
+    // the refusal names the entry that holds the identity, in the message and as a field
+    expect(await dup.json()).toEqual({ code: 'entry_exists', message: `registration entry ${existingId} already has this SPIFFE ID, parent ID and selectors`, details: { existingId } });
+    const other = await ca.admin('/v1/entries', { body: { ...base, selectors: ['unix:uid:2'] } });
+    expect(other.status).toBe(201);
+    const clash = await ca.admin(`/v1/entries/${(await other.json()).id}`, { method: 'PATCH', body: { selectors: ['k8s:pod-label:a:b', 'unix:uid:1'] } });
+    expect(clash.status).toBe(409);
+    expect((await clash.json()).details).toEqual({ existingId });
   });
 
   it('lists with paging and filters by parent, SPIFFE ID and selectors; shows, updates and deletes', async () => {
