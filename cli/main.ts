@@ -19,6 +19,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(overview(COMMANDS) + '\n');
     return 0;
   }
+  if (first === '--version') argv = ['version', ...argv.slice(1)];
   let running: CommandSpec | undefined;
   let runningPath = '';
   try {

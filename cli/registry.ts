@@ -5,7 +5,7 @@ import { attestorGroup } from './specs/attestor.js';
 import { caGroup, migrate, up } from './specs/ca.js';
 import { bootstrap, renew } from './specs/device.js';
 import { entryGroup } from './specs/entry.js';
-import { help } from './specs/meta.js';
+import { completion, help, version } from './specs/meta.js';
 import { jwtGroup, svidGroup, x509Group } from './specs/svid.js';
 import { tokenGroup } from './specs/token.js';
 import { trustDomainGroup } from './specs/trust-domain.js';
@@ -30,6 +30,8 @@ export const COMMANDS: readonly Spec[] = [
   bootstrap,
   renew,
   help,
+  completion,
+  version,
 ];
 
 export interface Resolved {

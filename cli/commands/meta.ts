@@ -1,6 +1,10 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../../lib/paths.js';
+import { bashCompletion, zshCompletion } from '../completion.js';
 import { commandUsage, groupUsage, isGroup, overview, type Parsed } from '../flags.js';
 import { COMMANDS, resolve } from '../registry.js';
-import type { NO_FLAGS } from '../specs/meta.js';
+import type { NO_FLAGS, VERSION_FLAGS } from '../specs/meta.js';
 
 const output = (text: string): void => void process.stdout.write(text.endsWith('\n') ? text : text + '\n');
 
@@ -10,4 +14,17 @@ export async function helpCommand({ positionals }: Parsed<typeof NO_FLAGS>): Pro
   // Words past a command (`help trust-domain create NAME`) are its arguments: resolve stops before them.
   const { spec, path } = resolve(positionals);
   output(isGroup(spec) ? groupUsage(path.join(' '), spec) : commandUsage(path.join(' '), spec));
+}
+
+export async function completionCommand({ positionals }: Parsed<typeof NO_FLAGS>): Promise<void> {
+  output(positionals[0] === 'zsh' ? zshCompletion() : bashCompletion());
+}
+
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+export async function versionCommand({ values }: Parsed<typeof VERSION_FLAGS>): Promise<void> {
+  const v = packageVersion();
+  output(values.json ? JSON.stringify({ version: v }) : `cairn ${v}`);
 }

@@ -4,7 +4,8 @@ import { dirname, join, relative, resolve as resolvePath } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseConfig, expand } from '../../../cli/config-file.js';
 import { closest, command, commandUsage, editDistance, flags, isGroup, parseCommand, translateApiMessage, UsageError, type CommandSpec, type FlagTable, type ParseContext } from '../../../cli/flags.js';
-import { resolve, undocumentedFlags, walk } from '../../../cli/registry.js';
+import { bashCompletion, zshCompletion } from '../../../cli/completion.js';
+import { COMMANDS, resolve, undocumentedFlags, walk } from '../../../cli/registry.js';
 import { packageRoot } from '../../../lib/paths.js';
 
 const noop = async (): Promise<void> => undefined;
@@ -217,6 +218,19 @@ describe('the example config files in deploy/config', () => {
     const env = { DATABASE_URL: 'postgres://cairn@db/cairn', CAIRN_KEK_FILE: kek, CLUSTER_NAME: 'prod', CAIRN_CA_PIN: 'sha256:x', NODE_IP: '192.0.2.1' };
     const parsed = await parseCommand(spec, ['--config', full], { path: path.join(' '), env: {}, loadConfig: async (f, table) => parseConfig(readFileSync(f, 'utf8'), f, table, env) });
     expect(Object.keys(parsed.values)).toContain('data-dir');
+  });
+});
+
+describe('shell completion scripts', () => {
+  it('name every command, subcommand and flag', () => {
+    const bash = bashCompletion();
+    const zsh = zshCompletion();
+    for (const { path, spec } of walk()) {
+      if (isGroup(spec)) expect(bash).toContain(`'${path.join(' ')}') echo '${spec.commands.map((c) => c.name).join(' ')}'`);
+      else for (const flag of Object.keys(spec.flags)) expect(bash).toContain(`--${flag}`);
+    }
+    expect(zsh).toMatch(/^#compdef cairn\n/);
+    expect(zsh).toContain(`'') echo '${COMMANDS.map((c) => c.name).join(' ')}'`);
   });
 });
 
