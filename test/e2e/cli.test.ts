@@ -1,5 +1,5 @@
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,7 +7,7 @@ import { createPgDatabase, storeKind } from '../support/db.js';
 import { opensslVerify } from '../support/openssl.js';
 import { packageRoot } from '../../lib/paths.js';
 import { cairnVersion } from '../../lib/version.js';
-import { CLI, freePort, runCairn, spawnCairn, type Spawned } from '../support/processes.js';
+import { CLI, freePort, runCairn, runCairnAsync, spawnCairn, type Spawned } from '../support/processes.js';
 
 describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () => {
   let dataDir: string;
@@ -173,6 +173,105 @@ describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () =>
     expect(gone.stderr).toMatch(/unreachable/);
     const usage = runCairn(['trust-domain', 'frobnicate'], env);
     expect(usage.status).toBe(2);
+    expect(usage.stderr).toMatch(/^error: unknown trust-domain command "frobnicate" \(trust-domain has create, list, show, update, delete\)/);
+  });
+
+  it('`cairn svid fetch` prints a summary, never the key unless --print-key asks for it', () => {
+    const summary = runCairn(['svid', 'fetch'], env);
+    expect(summary.status, summary.stderr).toBe(0);
+    expect(summary.stdout).not.toMatch(/PRIVATE KEY|BEGIN/);
+    const [header, row] = summary.stdout.trim().split('\n');
+    expect(header).toMatch(/^SPIFFE ID\s+SERIAL\s+EXPIRES\s+HINT$/);
+    const [id, serial, expires] = row!.split(/\s+/);
+    expect(id).toMatch(/^spiffe:\/\/example\.org\/user\//);
+    expect(serial).toMatch(/^[0-9a-f]{32}$/);
+    expect(Date.parse(expires!)).toBeGreaterThan(Date.now());
+    expect(summary.stderr).toMatch(/--print-key/);
+    const json = JSON.parse(runCairn(['svid', 'fetch', '--json'], env).stdout);
+    expect(json).toEqual({ svids: [expect.objectContaining({ spiffeId: id, serial, expiresAt: expires })] });
+    const pem = runCairn(['svid', 'fetch', '--print-key'], env);
+    expect(pem.status).toBe(0);
+    expect(pem.stdout).toMatch(/BEGIN CERTIFICATE[\s\S]*BEGIN PRIVATE KEY/);
+    // the agent's SVIDs are in the CA's inventory under the same serial, found in either case
+    const listed = runCairn(['svid', 'list', '--serial', serial!.toUpperCase(), '--json'], env);
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(JSON.parse(listed.stdout).svids).toEqual([expect.objectContaining({ serial, spiffeId: id })]);
+  });
+
+  it('serial numbers are lowercase hex everywhere and match the certificate', () => {
+    const out = join(dataDir, 'serials');
+    const minted = runCairn(['x509', 'mint', '--spiffe-id', 'spiffe://example.org/serials', '--write', out], env);
+    expect(minted.status, minted.stderr).toBe(0);
+    const serial = minted.stdout.split(' ')[1]!;
+    expect(serial).toMatch(/^[0-9a-f]{32}$/);
+    const openssl = execFileSync('openssl', ['x509', '-noout', '-serial', '-in', join(out, 'svid.pem')], { encoding: 'utf8' }).trim();
+    expect(openssl.replace(/^serial=/, '').toLowerCase()).toBe(serial);
+    for (const query of [serial, serial.toUpperCase()]) {
+      const r = runCairn(['svid', 'list', '--serial', query], env);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout).toContain(`${serial}  spiffe://example.org/serials`);
+    }
+    const bad = runCairn(['svid', 'list', '--serial', 'xyz'], env);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/^error: --serial must be a hexadecimal serial number/);
+    // minting never puts a key on stdout by default
+    const noWhere = runCairn(['x509', 'mint', '--spiffe-id', 'spiffe://example.org/serials'], env);
+    expect(noWhere.status).toBe(2);
+    expect(noWhere.stderr).toMatch(/^error: x509 mint needs --write DIR .* or --print-key/);
+  });
+
+  it('`trust-domain update` refuses --ca-key-type, saying why, and changes nothing', () => {
+    const r = runCairn(['trust-domain', 'update', 'cli.test', '--ca-key-type', 'rsa-2048', '--x509-svid-ttl', '20m'], env);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/^error: --ca-key-type cannot be changed by update: the key type is fixed when the trust domain is created/);
+    expect(JSON.parse(runCairn(['trust-domain', 'show', 'cli.test', '--json'], env).stdout)).toMatchObject({ caKeyType: 'ec-p256', x509SvidTtlSeconds: 1800 });
+    const misplaced = runCairn(['trust-domain', 'update', 'cli.test', '--force'], env);
+    expect(misplaced.stderr).toMatch(/^error: unknown flag --force for trust-domain update \(it is a flag of trust-domain delete\)/);
+    const ok = runCairn(['trust-domain', 'update', 'cli.test', '--x509-svid-ttl', '20m', '--json'], env);
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ caKeyType: 'ec-p256', x509SvidTtlSeconds: 1200 });
+  });
+
+  it('a duplicate entry names the entry that exists; 400s name the flag, not the API field', () => {
+    const args = ['entry', 'create', '--spiffe-id', 'spiffe://example.org/dup', '--parent-id', 'spiffe://example.org/cairn/agent/local', '--selector', 'unix:uid:4242'];
+    const first = runCairn(args, env);
+    expect(first.status, first.stderr).toBe(0);
+    const id = first.stdout.trim();
+    const again = runCairn([...args.slice(0, -1), 'unix:uid:4242', '--selector', 'unix:uid:4242'], env);
+    expect(again.status).toBe(1);
+    expect(again.stderr).toBe(`error: entry_exists: registration entry ${id} already has this SPIFFE ID, parent ID and selectors\n`);
+    const ttl = runCairn(['token', 'create', '--trust-domain', 'example.org', '--ttl', '5s'], env);
+    expect(ttl.status).toBe(1);
+    expect(ttl.stderr).toBe('error: invalid_ttl: --ttl must be between 30 and 86400 seconds\n');
+    const own = runCairn([...args, '--federates-with', 'example.org'], env);
+    expect(own.stderr).toBe("error: invalid_trust_domain: --federates-with cannot name the entry's own trust domain\n");
+  });
+
+  it('`agent start --config` reads a YAML file with ${ENV} expansion; flags win over the file', { timeout: 120_000 }, async () => {
+    const token = runCairn(['token', 'create', '--trust-domain', 'example.org', '--agent-id', 'spiffe://example.org/agent/from-config'], env);
+    expect(token.status, token.stderr).toBe(0);
+    const dir = mkdtempSync(join(tmpdir(), 'cairn-agent-config-'));
+    const file = join(dir, 'agent.yaml');
+    writeFileSync(file, [
+      '# agent settings; keys are the flags of cairn agent start',
+      'data-dir: ${AGENT_HOME}/state',
+      'socket: ${AGENT_HOME}/from-file.sock',
+      'join-token: ${JOIN_TOKEN}',
+      'attestor: ${ATTESTOR:-join_token}',
+      '',
+    ].join('\n'));
+    const socket = join(dir, 'from-flag.sock');
+    const agent = spawnCairn(['agent', 'start', '--config', file, '--socket', socket], { AGENT_HOME: dir, JOIN_TOKEN: token.stdout.trim(), CAIRN_DATA_DIR: undefined, CAIRN_AGENT_SOCKET: join(dir, 'from-env.sock') });
+    try {
+      await agent.waitFor(/serving the Workload API/, 90_000);
+      expect(agent.stderr() + agent.stdout()).toContain(`spiffe://example.org/agent/from-config serving the Workload API; export SPIFFE_ENDPOINT_SOCKET=unix://${socket}`);
+      expect(existsSync(socket)).toBe(true);
+      expect(existsSync(join(dir, 'state', 'agent', 'agent-svid.json'))).toBe(true);
+      expect(await agent.stop('SIGTERM'), agent.stderr()).toBe(0);
+    } finally {
+      await agent.stop('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('stops cleanly on SIGTERM and starts again on the same data; `svid watch` rides through it', async () => {
@@ -230,4 +329,177 @@ describe.runIf(storeKind() === 'postgres')('two CA processes started at once on 
       rmSync(dirB, { recursive: true, force: true });
     }
   }, 240_000);
+});
+
+describe('the cairn CLI teaches itself: help, errors, completion, version, config files', () => {
+  // Parsing and help do not touch a store: run them once, on the embedded pass.
+  const onceIt = it.runIf(storeKind() === 'embedded');
+  const noServer = { CAIRN_SERVER: 'http://127.0.0.1:1', CAIRN_ADMIN_TOKEN: 'cairn-admin.unused' };
+
+  onceIt('`cairn --help` is a short overview; `cairn <command> --help` and `cairn help <command>` describe every flag', async () => {
+    const overview = runCairn(['--help']);
+    expect(overview.status).toBe(0);
+    expect(overview.stdout.split('\n').length).toBeLessThan(30);
+    for (const name of ['up', 'ca', 'agent', 'trust-domain', 'entry', 'token', 'x509', 'jwt', 'svid', 'attestor', 'bootstrap', 'renew', 'completion', 'version']) {
+      expect(overview.stdout).toMatch(new RegExp(`^  ${name}\\s+\\S`, 'm'));
+    }
+    expect(runCairn(['help']).stdout).toBe(overview.stdout);
+    // every group's page and one command of each (the unit tests render every command in-process)
+    const { COMMANDS } = await import('../../cli/registry.js');
+    const pages = COMMANDS.map((spec) => ('commands' in spec ? [spec.name, spec.commands[0]!.name] : [spec.name]));
+    pages.push(['trust-domain'], ['attestor', 'k8s-psat', 'add']);
+    const results = await Promise.all(pages.map((path) => runCairnAsync([...path, '--help'])));
+    for (const [i, path] of pages.entries()) {
+      const r = results[i]!;
+      expect(r.status, path.join(' ')).toBe(0);
+      expect(r.stdout, path.join(' ')).toMatch(new RegExp(`^Usage: cairn ${path.join(' ')} `));
+    }
+    const entryCreate = results[pages.findIndex((p) => p.join(' ') === 'entry create')]!.stdout;
+    expect(entryCreate).toMatch(/^  --selector TYPE:VALUE\s+a selector the caller must have, e\.g\. unix:uid:1000 or k8s:ns:shop \(required; repeatable\)$/m);
+    expect(entryCreate).toMatch(/^  --x509-svid-ttl DURATION\s+X\.509-SVID lifetime/m);
+    expect(runCairn(['help', 'entry', 'create']).stdout).toBe(entryCreate);
+    expect(runCairn(['help', 'attestor', 'k8s-psat', 'add']).stdout).toBe(results[pages.length - 1]!.stdout);
+    // --help wins over everything else on the line: it never starts a CA
+    const ca = runCairn(['ca', 'start', '--listen', 'nonsense', '--help']);
+    expect(ca.status).toBe(0);
+    expect(ca.stdout).toMatch(/--tls-listen HOST:PORT\s+TLS listener for agents and devices/);
+    const group = runCairn(['trust-domain', '--help']);
+    expect(group.stdout).toMatch(/^  update\s+change a trust domain's lifetimes or JWT issuer$/m);
+  });
+
+  onceIt('every error starts with error:, names the flag as typed, suggests the closest one, and exits 2', () => {
+    const cases: [string[], RegExp][] = [
+      [['entry', 'create', '--selecter', 'unix:uid:1'], /^error: unknown flag --selecter \(did you mean --selector\?\)\n/],
+      [['entry', 'create', '--spiffe-id', 'spiffe://example.org/a', '--parent-id', 'spiffe://example.org/b'], /^error: entry create needs --selector TYPE:VALUE/],
+      [['entry', 'create', '--spiffe-id', 'example.org/a', '--parent-id', 'spiffe://example.org/b', '--selector', 'unix:uid:1'], /^error: --spiffe-id must be a SPIFFE ID like spiffe:\/\/example\.org\/web/],
+      [['entry', 'create', '--spiffe-id', 'spiffe://example.org/a', '--parent-id', 'spiffe://example.org/b', '--selector', 'uid'], /^error: --selector must be type:value/],
+      [['svid', 'list', '--expiring-before', 'tomorrow'], /^error: --expiring-before must be an RFC 3339 timestamp/],
+      [['x509', 'mint', '--spiffe-id', 'spiffe://example.org/a', '--ttl', '10x', '--write', '/nonexistent'], /^error: --ttl must be a duration like 90s/],
+      [['trust-domain', 'create', 'td.test', '--x509-svid-ttl', '10s'], /^error: --x509-svid-ttl must be between 1m and 90d \(got "10s"\)/],
+      [['token', 'create', '--trust-domain'], /^error: --trust-domain needs a value \(TD\)/],
+      [['entry', 'create', '--hint', '--admin'], /^error: --hint needs a value \(TEXT\) before --admin/],
+      [['agent', 'start', '--attestor', 'k8s'], /^error: --attestor must be one of join_token, k8s_psat, x509pop \(got "k8s"\) \(did you mean k8s_psat\?\)/],
+      [['ca', 'start', '--listen', '8080'], /^error: --listen must be HOST:PORT/],
+      [['entry', 'create', '-json'], /^error: unknown flag -json \(did you mean --json\?\)/],
+      [['trust-domian', 'list'], /^error: unknown command "trust-domian" \(did you mean trust-domain\?\)/],
+      [['entry', 'craete'], /^error: unknown entry command "craete" \(did you mean create\?\)/],
+      [['entry', 'show'], /^error: entry show needs ID/],
+      [['entry'], /^error: entry needs a command: create, list, show, update, delete/],
+      [['completion', 'fish'], /^error: SHELL must be bash or zsh \(got "fish"\)/],
+    ];
+    for (const [args, re] of cases) {
+      const r = runCairn(args, noServer);
+      expect(r.stderr, args.join(' ')).toMatch(re);
+      expect(r.stderr, args.join(' ')).toMatch(/\nRun 'cairn [a-z0-9 -]*--help' for /);
+      expect(r.stderr, args.join(' ')).not.toMatch(/To specify a positional argument|must have required property|must match format/);
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.stdout).toBe('');
+    }
+  });
+
+  onceIt('`cairn --version` and `cairn version` print the package version', () => {
+    const { version } = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
+    expect(runCairn(['--version']).stdout).toBe(`cairn ${version}\n`);
+    expect(runCairn(['version']).stdout).toBe(`cairn ${version}\n`);
+    expect(JSON.parse(runCairn(['version', '--json']).stdout)).toEqual({ version });
+  });
+
+  onceIt('`cairn completion bash`, sourced in a real bash, completes commands, subcommands, flags and values', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cairn-completion-'));
+    try {
+      const script = join(dir, 'cairn.bash');
+      const out = runCairn(['completion', 'bash']);
+      expect(out.status).toBe(0);
+      writeFileSync(script, out.stdout);
+      const complete = (words: string[]): string[] => {
+        const r = spawnSync('bash', ['--norc', '--noprofile', '-c', `source ${script} || exit 9
+COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _cairn; printf '%s\\n' "\${COMPREPLY[@]}"`], { encoding: 'utf8', cwd: dir });
+        expect(r.status, r.stderr).toBe(0);
+        return r.stdout.split('\n').filter(Boolean);
+      };
+      const registered = spawnSync('bash', ['--norc', '--noprofile', '-c', `source ${script} && complete -p cairn`], { encoding: 'utf8' });
+      expect(registered.stdout.trim()).toBe('complete -F _cairn cairn');
+      expect(complete(['cairn', 'trust-d'])).toEqual(['trust-domain']);
+      expect(complete(['cairn', 'trust-domain', 'up'])).toEqual(['update']);
+      expect(complete(['cairn', 'entry', 'create', '--sel'])).toEqual(['--selector']);
+      expect(complete(['cairn', 'attestor', 'k8s-psat', 'add', '--token'])).toEqual(['--token-review']);
+      expect(complete(['cairn', 'x509', 'mint', '--key-type', ''])).toEqual(['ec-p256', 'ec-p384', 'rsa-2048']);
+      expect(complete(['cairn', 'help', 'trust-domain', 'de'])).toEqual(['delete']);
+      expect(complete(['cairn', 'completion', ''])).toEqual(['bash', 'zsh']);
+      expect(complete(['cairn', 'ca', 'start', '--config', 'cairn.b'])).toEqual(['cairn.bash']);
+      // a value is not taken for a command word
+      expect(complete(['cairn', 'entry', 'list', '--spiffe-id', 'create', '--j'])).toEqual(['--json']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  onceIt('`cairn completion zsh` registers with compinit and completes through the same tables in a real zsh', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cairn-completion-'));
+    try {
+      const script = join(dir, '_cairn');
+      writeFileSync(script, runCairn(['completion', 'zsh']).stdout);
+      const r = spawnSync('zsh', ['-f', '-c', `autoload -Uz compinit && compinit -u -D && source ${script} || exit 9
+print -r -- "registered=$_comps[cairn]"
+print -r -- "$(__cairn_candidates "" trust-domain)"
+print -r -- "$(__cairn_candidates --sel entry create)"
+print -r -- "$(__cairn_candidates "" agent start --workload-attestor)"`], { encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      const [registered, subs, flags, values] = r.stdout.split('\n');
+      expect(registered).toBe('registered=_cairn');
+      expect(subs).toBe('create list show update delete');
+      expect(flags!.split(' ')).toContain('--selector');
+      expect(values).toBe('unix k8s');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('`--config` files: unknown keys, missing variables and bad values are errors naming the key; flags override the file', { timeout: 120_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cairn-config-'));
+    try {
+      const file = join(dir, 'cairn.yaml');
+      writeFileSync(file, 'lisen: 127.0.0.1:1\n');
+      let r = runCairn(['ca', 'start', '--config', file]);
+      expect(r.status).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`^error: unknown key "lisen" in ${file} \\(did you mean listen\\?\\)\\nRun 'cairn ca start --help'`));
+      writeFileSync(file, 'listen: ${CAIRN_TEST_UNSET_VAR}\n');
+      r = runCairn(['ca', 'start', '--config', file], { CAIRN_TEST_UNSET_VAR: undefined });
+      expect(r.stderr).toMatch(/^error: listen in .*cairn\.yaml: environment variable CAIRN_TEST_UNSET_VAR is not set/);
+      writeFileSync(file, 'listen: ${ADDR}\n');
+      r = runCairn(['ca', 'start', '--config', file], { ADDR: 'nowhere' });
+      expect(r.stderr).toMatch(/^error: listen in .*cairn\.yaml must be HOST:PORT/);
+      r = runCairn(['ca', 'start', '--config', join(dir, 'missing.yaml')]);
+      expect(r.stderr).toMatch(/^error: cannot read the config file .*missing\.yaml: ENOENT/);
+      expect(r.status).toBe(2);
+
+      // a real CA from the file: the listen address from the environment through ${VAR}, a default
+      // through ${VAR:-…}, the TLS listener given by both (the flag wins), the data dir from the file
+      const port = await freePort();
+      let databaseUrl: string | undefined;
+      let drop: (() => Promise<void>) | undefined;
+      if (storeKind() === 'postgres') ({ url: databaseUrl, drop } = await createPgDatabase());
+      writeFileSync(file, [
+        'data-dir: ${CONFIG_DIR}/state',
+        'listen: 127.0.0.1:${HTTP_PORT}',
+        'tls-listen: 127.0.0.1:${TLS_PORT:-1}',
+        'tls-san:',
+        '  - cairn.config.test',
+        ...(databaseUrl ? ['database-url: ${DB_URL}'] : []),
+        '',
+      ].join('\n'));
+      const ca = spawnCairn(['ca', 'start', '--config', file, '--tls-listen', '127.0.0.1:0'], { CONFIG_DIR: dir, HTTP_PORT: String(port), DB_URL: databaseUrl, CAIRN_DATA_DIR: undefined, CAIRN_LISTEN: '127.0.0.1:2', DATABASE_URL: undefined, CAIRN_ADMIN_TOKEN: undefined });
+      try {
+        await ca.waitFor(/listening on/, 60_000);
+        expect(ca.stderr() + ca.stdout()).toMatch(new RegExp(`listening on http://127\\.0\\.0\\.1:${port} and https://127\\.0\\.0\\.1:(?!1\\b)\\d+`));
+        expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+        expect(existsSync(join(dir, 'state', 'admin-token'))).toBe(true);
+      } finally {
+        expect(await ca.stop('SIGTERM')).toBe(0);
+        await drop?.();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
