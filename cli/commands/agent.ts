@@ -19,6 +19,28 @@ export function untilSignal(): Promise<string> {
 }
 
 /**
+ * SIGINT and SIGTERM for a command that starts a server (`ca start`, `up`, `agent start`), listened
+ * for BEFORE anything starts: a signal arriving between the start and a later listener (a supervisor
+ * or test that signals as soon as it reads the ready line) would otherwise be Node's default death,
+ * without closing the socket or the store. One during the start (say, while the CA is unreachable
+ * and attestation retries) ends the process at once; call `started()` once the server is up (before
+ * printing its ready line), and `stopped` resolves with the signal for a graceful close.
+ */
+export function stopSignals(): { readonly stopped: Promise<string>; started(): void } {
+  let starting = true;
+  const stopped = untilSignal();
+  void stopped.then(() => {
+    if (starting) process.exit(0);
+  });
+  return {
+    stopped,
+    started: () => {
+      starting = false;
+    },
+  };
+}
+
+/**
  * The join token, from the flag, a file or CAIRN_JOIN_TOKEN. The agent compares it with the token its
  * data dir attested with: the same one is not spent again, so the file may stay configured, and it
  * may also be deleted after the first start (a missing file is no token).
@@ -93,20 +115,13 @@ export async function agentStartCommand({ values }: Parsed<typeof AGENT_START_FL
   const systemd = workloadAttestorsOf(values).includes('systemd');
   const limits = workloadLimitsOf(values);
   const logger = leanProcessLogger(values);
-  // Listened for before anything starts: a SIGTERM arriving between the start and the listener
-  // would otherwise kill the process outright, without closing the socket. One during the start
-  // (say, while the CA is unreachable and attestation retries) stops the process at once.
-  const signalled = untilSignal();
-  let starting = true;
-  void signalled.then(() => {
-    if (starting) process.exit(0);
-  });
+  const signals = stopSignals();
   const handle = await startAgent({ dataDir: join(dataRoot, 'agent'), ownedDir: dataRoot, socketPath: values.socket, joinToken, attestation, kubelet, systemd, ...limits }, { logger });
-  starting = false;
+  signals.started();
   banner([`Cairn ${handle.version} agent ${handle.spiffeId} serving the Workload API; export SPIFFE_ENDPOINT_SOCKET=unix://${handle.socketPath}`]);
   // Until a signal, or until the agent stops by itself (the CA refuses it and it cannot attest
   // again): then exit non-zero with what to do, so a supervisor notices.
-  const stopped = await Promise.race([signalled.then(() => undefined), handle.done.then(() => undefined, (err: unknown) => err)]);
+  const stopped = await Promise.race([signals.stopped.then(() => undefined), handle.done.then(() => undefined, (err: unknown) => err)]);
   await handle.close();
   if (stopped) throw stopped;
 }

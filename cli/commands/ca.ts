@@ -18,7 +18,7 @@ import { banner } from '../output.js';
 import { hostNameOrIp, listenAddress } from '../settings.js';
 import { leanProcessLogger, logOptionsOf } from '../logging.js';
 import { createLogger } from '../../lib/log.js';
-import { untilSignal } from './agent.js';
+import { stopSignals } from './agent.js';
 import { startAgent } from '../../node-agent/main.js';
 import { userInfo } from 'node:os';
 
@@ -111,19 +111,21 @@ function caConfigOf({ values, sources }: Pick<Parsed<typeof CA_START_FLAGS>, 'va
   };
 }
 
-async function runUntilSignal(handle: CaHandle): Promise<void> {
-  const signal = await untilSignal();
+async function runUntilSignal(handle: CaHandle, stopped: Promise<string>): Promise<void> {
+  const signal = await stopped;
   handle.logger.info({ signal }, 'shutting down');
   await handle.close();
 }
 
 export async function caStartCommand(args: Parsed<typeof CA_START_FLAGS>): Promise<void> {
   const config = caConfigOf(args);
+  const signals = stopSignals();
   const handle = await startCa(config, { logger: createLogger(logOptionsOf(args.values)) });
+  signals.started();
   // with a configured token there is no bootstrap credential to point at
   const admin = config.adminToken ? 'admin credential "configured" from CAIRN_ADMIN_TOKEN' : `admin token file: ${handle.adminTokenFile}`;
   banner([`Cairn ${handle.version} CA listening on ${handle.url} and ${handle.tlsUrl} (${handle.db.kind} store); TLS pin ${handle.tlsPin}; ${admin}`]);
-  await runUntilSignal(handle);
+  await runUntilSignal(handle, signals.stopped);
 }
 
 /**
@@ -163,7 +165,10 @@ export async function upCommand({ values, sources }: Parsed<typeof UP_FLAGS>): P
   const config = caConfigOf({ values, sources });
   // Checked by the flag table before anything is opened: an invalid name never reaches the store.
   const trustDomain = values['trust-domain'];
-  const handle = await startCa(config, { logger: leanProcessLogger(values) });
+  // the restart in place (leanProcessLogger) comes first: nothing is listened for or opened before it
+  const logger = leanProcessLogger(values);
+  const signals = stopSignals();
+  const handle = await startCa(config, { logger });
   const base = (config.publicUrl ?? handle.url).replace(/\/+$/, '');
   const urls = publicUrls(base, trustDomain);
   try {
@@ -209,6 +214,7 @@ export async function upCommand({ values, sources }: Parsed<typeof UP_FLAGS>): P
     throw err;
   }
   writeFileAtomic(join(config.dataDir, 'endpoints.json'), JSON.stringify(endpoints, null, 2) + '\n', 0o644);
+  signals.started();
   banner([
     `Cairn ${handle.version} is up: trust domain ${trustDomain}, CA at ${handle.url}, agents and devices at ${handle.tlsUrl} (${handle.db.kind} store)`,
     `  agent:          ${agent.spiffeId}; your uid gets ${endpoints.workloadSpiffeId}`,
@@ -220,7 +226,7 @@ export async function upCommand({ values, sources }: Parsed<typeof UP_FLAGS>): P
     `  endpoints:      ${join(config.dataDir, 'endpoints.json')}`,
     'Press Ctrl-C to stop.',
   ]);
-  const signal = await Promise.race([untilSignal(), agent.done.then(() => undefined, (err: unknown) => err as Error)]);
+  const signal = await Promise.race([signals.stopped, agent.done.then(() => undefined, (err: unknown) => err as Error)]);
   if (signal instanceof Error) {
     await agent.close();
     await handle.close();
