@@ -490,7 +490,7 @@ print -r -- "$(__cairn_candidates "" agent start --workload-attestor)"`], { enco
       ].join('\n'));
       const ca = spawnCairn(['ca', 'start', '--config', file, '--tls-listen', '127.0.0.1:0'], { CONFIG_DIR: dir, HTTP_PORT: String(port), DB_URL: databaseUrl, CAIRN_DATA_DIR: undefined, CAIRN_LISTEN: '127.0.0.1:2', DATABASE_URL: undefined, CAIRN_ADMIN_TOKEN: undefined });
       try {
-        await ca.waitFor(/listening on/, 60_000);
+        await ca.waitFor(/Cairn CA listening on/, 120_000); // the ready line, printed once SIGTERM is handled
         expect(ca.stderr() + ca.stdout()).toMatch(new RegExp(`listening on http://127\\.0\\.0\\.1:${port} and https://127\\.0\\.0\\.1:(?!1\\b)\\d+`));
         expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
         expect(existsSync(join(dir, 'state', 'admin-token'))).toBe(true);
