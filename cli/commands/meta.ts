@@ -1,6 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { packageRoot } from '../../lib/paths.js';
+import { cairnVersion } from '../../lib/version.js';
 import { bashCompletion, zshCompletion } from '../completion.js';
 import { commandUsage, groupUsage, isGroup, overview, type Parsed } from '../flags.js';
 import { COMMANDS, resolve } from '../registry.js';
@@ -20,11 +18,8 @@ export async function completionCommand({ positionals }: Parsed<typeof NO_FLAGS>
   output(positionals[0] === 'zsh' ? zshCompletion() : bashCompletion());
 }
 
-export function packageVersion(): string {
-  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
-}
-
 export async function versionCommand({ values }: Parsed<typeof VERSION_FLAGS>): Promise<void> {
-  const v = packageVersion();
+  // The one source of the version: the same as /healthz and the start banners.
+  const v = cairnVersion();
   output(values.json ? JSON.stringify({ version: v }) : `cairn ${v}`);
 }

@@ -111,7 +111,7 @@ const ID = { name: 'SPIFFE_ID', description: "the agent's or device's SPIFFE ID,
 
 export const agentGroup = group({
   name: 'agent',
-  summary: 'run a node agent; list, ban, unban and evict attested agents',
+  summary: 'run a node agent; check its health; list, ban, unban and evict attested agents',
   commands: [
     command({
       name: 'start',

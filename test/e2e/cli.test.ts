@@ -258,6 +258,8 @@ describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () =>
       'socket: ${AGENT_HOME}/from-file.sock',
       'join-token: ${JOIN_TOKEN}',
       'attestor: ${ATTESTOR:-join_token}',
+      'workload-idle-timeout: 45s',
+      'workload-max-connections-per-uid: ${MAX_CONNECTIONS:-16}',
       '',
     ].join('\n'));
     const socket = join(dir, 'from-flag.sock');
@@ -267,6 +269,11 @@ describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () =>
       expect(agent.stderr() + agent.stdout()).toContain(`spiffe://example.org/agent/from-config serving the Workload API; export SPIFFE_ENDPOINT_SOCKET=unix://${socket}`);
       expect(existsSync(socket)).toBe(true);
       expect(existsSync(join(dir, 'state', 'agent', 'agent-svid.json'))).toBe(true);
+      // the agent the file configured is healthy by `cairn agent healthcheck` (the flag's socket)
+      const health = await runCairnAsync(['agent', 'healthcheck', '--socket', socket, '--wait', '60s']);
+      expect(health.stderr).toBe('');
+      expect(health.stdout).toBe(`the agent on ${socket} is healthy: synced with the CA, holding a valid agent SVID, serving the Workload API\n`);
+      expect(health.status).toBe(0);
       expect(await agent.stop('SIGTERM'), agent.stderr()).toBe(0);
     } finally {
       await agent.stop('SIGKILL');
@@ -340,14 +347,14 @@ describe('the cairn CLI teaches itself: help, errors, completion, version, confi
     const overview = runCairn(['--help']);
     expect(overview.status).toBe(0);
     expect(overview.stdout.split('\n').length).toBeLessThan(30);
-    for (const name of ['up', 'ca', 'agent', 'trust-domain', 'entry', 'token', 'x509', 'jwt', 'svid', 'attestor', 'bootstrap', 'renew', 'completion', 'version']) {
+    for (const name of ['up', 'ca', 'migrate', 'agent', 'trust-domain', 'entry', 'token', 'x509', 'jwt', 'svid', 'attestor', 'bootstrap', 'renew', 'completion', 'version']) {
       expect(overview.stdout).toMatch(new RegExp(`^  ${name}\\s+\\S`, 'm'));
     }
     expect(runCairn(['help']).stdout).toBe(overview.stdout);
     // every group's page and one command of each (the unit tests render every command in-process)
     const { COMMANDS } = await import('../../cli/registry.js');
     const pages = COMMANDS.map((spec) => ('commands' in spec ? [spec.name, spec.commands[0]!.name] : [spec.name]));
-    pages.push(['trust-domain'], ['attestor', 'k8s-psat', 'add']);
+    pages.push(['trust-domain'], ['ca', 'healthcheck'], ['agent', 'healthcheck'], ['attestor', 'k8s-psat', 'add']);
     const results = await Promise.all(pages.map((path) => runCairnAsync([...path, '--help'])));
     for (const [i, path] of pages.entries()) {
       const r = results[i]!;
@@ -365,6 +372,15 @@ describe('the cairn CLI teaches itself: help, errors, completion, version, confi
     expect(ca.stdout).toMatch(/--tls-listen HOST:PORT\s+TLS listener for agents and devices/);
     const group = runCairn(['trust-domain', '--help']);
     expect(group.stdout).toMatch(/^  update\s+change a trust domain's lifetimes or JWT issuer$/m);
+    // the verbs and flags of the production work: health checks, migrations, Workload API limits
+    const page = (path: string[]): string => results[pages.findIndex((p) => p.join(' ') === path.join(' '))]!.stdout;
+    expect(page(['agent', 'healthcheck'])).toMatch(/^  --wait DURATION\s+keep asking until healthy/m);
+    expect(page(['ca', 'healthcheck'])).toMatch(/^  --server URL\s+the CA's plain HTTP URL.*\(env CAIRN_SERVER\)$/m);
+    expect(page(['migrate'])).toMatch(/^  --database-url URL\s+PostgreSQL connection URL/m);
+    expect(ca.stdout).toMatch(/^  --no-migrate\s+do not apply schema migrations at start .*\(env CAIRN_NO_MIGRATE\)$/m);
+    const agentStart = page(['agent', 'start']);
+    for (const flag of ['--workload-attestor unix|k8s|systemd', '--workload-idle-timeout DURATION', '--workload-max-connections-per-uid N']) expect(agentStart).toContain(`  ${flag}`);
+    expect(runCairn(['entry', 'create', '--help']).stdout).toMatch(/^  --allow-unknown-selector-type\s+store selectors of a type Cairn does not know/m);
   });
 
   onceIt('every error starts with error:, names the flag as typed, suggests the closest one, and exits 2', () => {
@@ -379,7 +395,6 @@ describe('the cairn CLI teaches itself: help, errors, completion, version, confi
       [['token', 'create', '--trust-domain'], /^error: --trust-domain needs a value \(TD\)/],
       [['entry', 'create', '--hint', '--admin'], /^error: --hint needs a value \(TEXT\) before --admin/],
       [['agent', 'start', '--attestor', 'k8s'], /^error: --attestor must be one of join_token, k8s_psat, x509pop \(got "k8s"\) \(did you mean k8s_psat\?\)/],
-      [['ca', 'start', '--listen', '8080'], /^error: --listen must be HOST:PORT/],
       [['entry', 'create', '-json'], /^error: unknown flag -json \(did you mean --json\?\)/],
       [['trust-domian', 'list'], /^error: unknown command "trust-domian" \(did you mean trust-domain\?\)/],
       [['entry', 'craete'], /^error: unknown entry command "craete" \(did you mean create\?\)/],
@@ -395,10 +410,22 @@ describe('the cairn CLI teaches itself: help, errors, completion, version, confi
       expect(r.status, args.join(' ')).toBe(2);
       expect(r.stdout).toBe('');
     }
+    // A server setting that cannot work is one error line naming it as given, before anything opens.
+    for (const [args, env, re] of [
+      [['ca', 'start', '--data-dir', '/nonexistent/cairn', '--listen', '8080'], {}, /^error: --listen must be HOST:PORT \(e\.g\. 127\.0\.0\.1:8080 or \[::1\]:8080\), got "8080"\n$/],
+      [['ca', 'start', '--data-dir', '/nonexistent/cairn', '--listen', '127.0.0.1:0', '--tls-listen', '127.0.0.1:0'], { CAIRN_NO_MIGRATE: 'maybe' }, /^error: CAIRN_NO_MIGRATE must be 1 or 0 \(true\/false\), got "maybe"\n$/],
+      [['agent', 'start', '--workload-max-connections-per-uid', '0'], {}, /^error: --workload-max-connections-per-uid must be a whole number from 1 to 9999999 \(got "0"\)\n/],
+      [['agent', 'healthcheck', '--wait', 'forever'], {}, /^error: --wait must be a duration like 90s/],
+    ] as const) {
+      const r = runCairn([...args], { ...noServer, CAIRN_LISTEN: undefined, DATABASE_URL: undefined, ...env });
+      expect(r.stderr, args.join(' ')).toMatch(re);
+      expect(r.status, args.join(' ')).toBe(2);
+    }
   });
 
-  onceIt('`cairn --version` and `cairn version` print the package version', () => {
+  onceIt('`cairn --version` and `cairn version` print the package version, the one /healthz and the banners show', () => {
     const { version } = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
+    expect(cairnVersion()).toBe(version);
     expect(runCairn(['--version']).stdout).toBe(`cairn ${version}\n`);
     expect(runCairn(['version']).stdout).toBe(`cairn ${version}\n`);
     expect(JSON.parse(runCairn(['version', '--json']).stdout)).toEqual({ version });
@@ -426,6 +453,10 @@ COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length 
       expect(complete(['cairn', 'x509', 'mint', '--key-type', ''])).toEqual(['ec-p256', 'ec-p384', 'rsa-2048']);
       expect(complete(['cairn', 'help', 'trust-domain', 'de'])).toEqual(['delete']);
       expect(complete(['cairn', 'completion', ''])).toEqual(['bash', 'zsh']);
+      expect(complete(['cairn', 'agent', 'he'])).toEqual(['healthcheck']);
+      expect(complete(['cairn', 'mig'])).toEqual(['migrate']);
+      expect(complete(['cairn', 'ca', 'start', '--no-m'])).toEqual(['--no-migrate']);
+      expect(complete(['cairn', 'agent', 'start', '--workload-attestor', 's'])).toEqual(['systemd']);
       expect(complete(['cairn', 'ca', 'start', '--config', 'cairn.b'])).toEqual(['cairn.bash']);
       // a value is not taken for a command word
       expect(complete(['cairn', 'entry', 'list', '--spiffe-id', 'create', '--j'])).toEqual(['--json']);
@@ -449,7 +480,7 @@ print -r -- "$(__cairn_candidates "" agent start --workload-attestor)"`], { enco
       expect(registered).toBe('registered=_cairn');
       expect(subs).toBe('create list show update delete');
       expect(flags!.split(' ')).toContain('--selector');
-      expect(values).toBe('unix k8s');
+      expect(values).toBe('unix k8s systemd');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -488,9 +519,15 @@ print -r -- "$(__cairn_candidates "" agent start --workload-attestor)"`], { enco
         ...(databaseUrl ? ['database-url: ${DB_URL}'] : []),
         '',
       ].join('\n'));
+      // a boolean setting from the file: no-migrate on a fresh database is refused, naming cairn migrate
+      const noMigrate = join(dir, 'no-migrate.yaml');
+      writeFileSync(noMigrate, ['data-dir: ${CONFIG_DIR}/state', 'listen: 127.0.0.1:0', 'tls-listen: 127.0.0.1:0', 'no-migrate: true', ...(databaseUrl ? ['database-url: ${DB_URL}'] : []), ''].join('\n'));
+      r = await runCairnAsync(['ca', 'start', '--config', noMigrate], { CONFIG_DIR: dir, DB_URL: databaseUrl, CAIRN_DATA_DIR: undefined, CAIRN_LISTEN: undefined, DATABASE_URL: undefined, CAIRN_NO_MIGRATE: undefined, CAIRN_ADMIN_TOKEN: undefined });
+      expect(r.stderr).toMatch(/^error: the database schema is at version 0 but this Cairn \(\S+\) needs version \d+: run `cairn migrate`/);
+      expect(r.status).toBe(1);
       const ca = spawnCairn(['ca', 'start', '--config', file, '--tls-listen', '127.0.0.1:0'], { CONFIG_DIR: dir, HTTP_PORT: String(port), DB_URL: databaseUrl, CAIRN_DATA_DIR: undefined, CAIRN_LISTEN: '127.0.0.1:2', DATABASE_URL: undefined, CAIRN_ADMIN_TOKEN: undefined });
       try {
-        await ca.waitFor(/Cairn CA listening on/, 120_000); // the ready line, printed once SIGTERM is handled
+        await ca.waitFor(/Cairn \S+ CA listening on/, 120_000); // the ready line, printed once SIGTERM is handled
         expect(ca.stderr() + ca.stdout()).toMatch(new RegExp(`listening on http://127\\.0\\.0\\.1:${port} and https://127\\.0\\.0\\.1:(?!1\\b)\\d+`));
         expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
         expect(existsSync(join(dir, 'state', 'admin-token'))).toBe(true);

@@ -167,7 +167,7 @@ describe(`Workload API connection limits (${storeKind()} store)`, () => {
       [['--workload-idle-timeout', 'soon'], /--workload-idle-timeout must be a duration like 30s/],
       [['--workload-max-connections-per-uid', '0'], /--workload-max-connections-per-uid must be a whole number/],
       [['--workload-max-connections-per-uid', 'lots'], /--workload-max-connections-per-uid must be a whole number/],
-      [['--workload-attestor', 'docker'], /--workload-attestor must be unix, k8s or systemd, got "docker"/],
+      [['--workload-attestor', 'docker'], /--workload-attestor must be one of unix, k8s, systemd \(got "docker"\)/],
     ] as const) {
       const r = await runCairnAsync(['agent', 'start', '--data-dir', join(dir, 'unused'), ...args], { CAIRN_JOIN_TOKEN: undefined });
       expect(r.status, args.join(' ')).toBe(2);
