@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -378,6 +378,9 @@ describe('the cairn CLI teaches itself: help, errors, completion, version, confi
     expect(page(['ca', 'healthcheck'])).toMatch(/^  --server URL\s+the CA's plain HTTP URL.*\(env CAIRN_SERVER\)$/m);
     expect(page(['migrate'])).toMatch(/^  --database-url URL\s+PostgreSQL connection URL/m);
     expect(ca.stdout).toMatch(/^  --no-migrate\s+do not apply schema migrations at start .*\(env CAIRN_NO_MIGRATE\)$/m);
+    for (const [flag, env] of [['--request-timeout DURATION', 'CAIRN_REQUEST_TIMEOUT'], ['--keep-alive-timeout DURATION', 'CAIRN_KEEP_ALIVE_TIMEOUT'], ['--max-connections N', 'CAIRN_MAX_CONNECTIONS'], ['--ca-name-constraints on|off', 'CAIRN_CA_NAME_CONSTRAINTS']] as const) {
+      expect(ca.stdout).toMatch(new RegExp(`^  ${flag.replace('|', '\\|')}\\s+\\S.*\\(env ${env}\\)$`, 'm'));
+    }
     const agentStart = page(['agent', 'start']);
     for (const flag of ['--workload-attestor unix|k8s|systemd', '--workload-idle-timeout DURATION', '--workload-max-connections-per-uid N']) expect(agentStart).toContain(`  ${flag}`);
     expect(runCairn(['entry', 'create', '--help']).stdout).toMatch(/^  --allow-unknown-selector-type\s+store selectors of a type Cairn does not know/m);
@@ -456,6 +459,7 @@ COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length 
       expect(complete(['cairn', 'agent', 'he'])).toEqual(['healthcheck']);
       expect(complete(['cairn', 'mig'])).toEqual(['migrate']);
       expect(complete(['cairn', 'ca', 'start', '--no-m'])).toEqual(['--no-migrate']);
+      expect(complete(['cairn', 'ca', 'start', '--ca-name-constraints', ''])).toEqual(['on', 'off']);
       expect(complete(['cairn', 'agent', 'start', '--workload-attestor', 's'])).toEqual(['systemd']);
       expect(complete(['cairn', 'ca', 'start', '--config', 'cairn.b'])).toEqual(['cairn.bash']);
       // a value is not taken for a command word
@@ -500,6 +504,19 @@ print -r -- "$(__cairn_candidates "" agent start --workload-attestor)"`], { enco
       writeFileSync(file, 'listen: ${ADDR}\n');
       r = runCairn(['ca', 'start', '--config', file], { ADDR: 'nowhere' });
       expect(r.stderr).toMatch(/^error: listen in .*cairn\.yaml must be HOST:PORT/);
+      // settings checked before anything opens are named by their key in the file, one line, exit 2
+      writeFileSync(file, 'request-timeout: 0s\n');
+      r = runCairn(['ca', 'start', '--config', file]);
+      expect(r.stderr).toBe(`error: request-timeout in ${file} must be at least 1s, got "0s"\n`);
+      expect(r.status).toBe(2);
+      const openKek = join(dir, 'kek-open');
+      writeFileSync(openKek, Buffer.alloc(32, 7).toString('base64'), { mode: 0o644 });
+      chmodSync(openKek, 0o644);
+      writeFileSync(file, `data-dir: ${join(dir, 'never')}\nkek-file: ${openKek}\nca-name-constraints: off\nmax-connections: 50\n`);
+      r = runCairn(['ca', 'start', '--config', file], { CAIRN_KEK_FILE: undefined });
+      expect(r.stderr).toBe(`error: kek-file in ${file}: the KEK file ${openKek} is accessible to other users (mode 0644); it must be readable by the CA alone: run chmod 600 ${openKek}\n`);
+      expect(r.status).toBe(2);
+      expect(existsSync(join(dir, 'never'))).toBe(false);
       r = runCairn(['ca', 'start', '--config', join(dir, 'missing.yaml')]);
       expect(r.stderr).toMatch(/^error: cannot read the config file .*missing\.yaml: ENOENT/);
       expect(r.status).toBe(2);
