@@ -65,7 +65,8 @@ function entryFields(values: Omit<Values<typeof ENTRY_UPDATE_FLAGS>, 'no-admin'>
 const ENTRY_FIELD_FLAGS = ['spiffe-id', 'parent-id', 'selector', 'x509-svid-ttl', 'jwt-svid-ttl', 'dns', 'hint', 'admin', 'no-admin', 'admin-role', 'federates-with', 'expires-at'];
 
 export async function entryCreate({ values, command }: Parsed<typeof ENTRY_CREATE_FLAGS>): Promise<void> {
-  const e = await adminClientFor(values).request<EntryView>('POST', '/v1/entries', entryFields(values, command));
+  const fields = entryFields(values, command);
+  const e = await adminClientFor(values).request<EntryView>('POST', '/v1/entries', fields);
   printResult(values.json, e, () => e.id);
 }
 
@@ -91,7 +92,8 @@ export async function entryShow({ values, positionals }: Parsed<typeof ENTRY_ID_
 
 export async function entryUpdate({ values, positionals, command }: Parsed<typeof ENTRY_UPDATE_FLAGS>): Promise<void> {
   requireOneOf(values, ENTRY_FIELD_FLAGS, command);
-  const e = await adminClientFor(values).request<EntryView>('PATCH', `/v1/entries/${encodeURIComponent(positionals[0]!)}`, entryFields(values, command));
+  const fields = entryFields(values, command);
+  const e = await adminClientFor(values).request<EntryView>('PATCH', `/v1/entries/${encodeURIComponent(positionals[0]!)}`, fields);
   printResult(values.json, e, () => describeEntry(e));
 }
 

@@ -347,7 +347,7 @@ describe('the cairn CLI teaches itself: help, errors, completion, version, confi
     const overview = runCairn(['--help']);
     expect(overview.status).toBe(0);
     expect(overview.stdout.split('\n').length).toBeLessThan(30);
-    for (const name of ['up', 'ca', 'migrate', 'agent', 'trust-domain', 'entry', 'token', 'x509', 'jwt', 'svid', 'attestor', 'bootstrap', 'renew', 'completion', 'version']) {
+    for (const name of ['up', 'ca', 'migrate', 'agent', 'trust-domain', 'entry', 'token', 'x509', 'jwt', 'svid', 'attestor', 'admin', 'bootstrap', 'renew', 'completion', 'version']) {
       expect(overview.stdout).toMatch(new RegExp(`^  ${name}\\s+\\S`, 'm'));
     }
     expect(runCairn(['help']).stdout).toBe(overview.stdout);
@@ -384,6 +384,16 @@ describe('the cairn CLI teaches itself: help, errors, completion, version, confi
     const agentStart = page(['agent', 'start']);
     for (const flag of ['--workload-attestor unix|k8s|systemd', '--workload-idle-timeout DURATION', '--workload-max-connections-per-uid N']) expect(agentStart).toContain(`  ${flag}`);
     expect(runCairn(['entry', 'create', '--help']).stdout).toMatch(/^  --allow-unknown-selector-type\s+store selectors of a type Cairn does not know/m);
+    // admin identities: the admin group, the SVID credential flags of every admin verb, admin entries
+    expect(page(['admin', 'create'])).toMatch(/^  --role admin\|operator\|viewer\s+admin: everything.*\(required\)$/m);
+    expect(entryCreate).toMatch(/^  --svid-dir DIR\s+authenticate with an admin SVID instead of the token/m);
+    expect(entryCreate).toMatch(/^  --admin-role admin\|operator\|viewer\s+the role an admin entry's SVIDs get/m);
+    const noAdmin = runCairn(['entry', 'create', '--no-admin'], noServer);
+    expect(noAdmin.stderr).toMatch(/^error: unknown flag --no-admin for entry create \(it is a flag of entry update\)\n/);
+    expect(noAdmin.status).toBe(2);
+    const both = runCairn(['entry', 'update', 'some-id', '--admin', '--no-admin'], noServer);
+    expect(both.stderr).toMatch(/^error: --admin and --no-admin contradict each other\n/);
+    expect(both.status).toBe(2);
   });
 
   onceIt('every error starts with error:, names the flag as typed, suggests the closest one, and exits 2', () => {
