@@ -92,7 +92,8 @@ export function adminCredentialOf(values: AdminCredentialFlags, dataDir: string)
       load: async () => {
         // loaded only here: the Workload API client is not every admin verb's cost
         const [{ WorkloadApiClient, x509Pem }, { workloadSocketOf }] = await Promise.all([import('../workload-api/client.js'), import('./commands/workload.js')]);
-        const client = new WorkloadApiClient(workloadSocketOf(undefined, values['data-dir']));
+        // admin verbs have no --socket (nor a table entry applying SPIFFE_ENDPOINT_SOCKET): read it here
+        const client = new WorkloadApiClient(workloadSocketOf(process.env.SPIFFE_ENDPOINT_SOCKET || undefined, values['data-dir']));
         try {
           const svid = (await client.fetchX509Context(AbortSignal.timeout(30_000))).svids[0];
           if (!svid) throw new CliError('unauthenticated', 'the Workload API gave this process no X.509-SVID');

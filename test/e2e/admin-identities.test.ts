@@ -141,7 +141,7 @@ describe(`admin identities with real processes (${storeKind()} store)`, { timeou
     await fails(i, ['agent', 'list', '--trust-domain', B], ops, 'permission_denied');
     await fails(i, ['agent', 'ban', nodes[B]!], ops, 'permission_denied');
     await fails(i, ['agent', 'evict', nodes[B]!], ops, 'permission_denied');
-    await fails(i, ['x509', 'mint', '--spiffe-id', `spiffe://${B}/x`], ops, 'permission_denied');
+    await fails(i, ['x509', 'mint', '--spiffe-id', `spiffe://${B}/x`, '--print-key'], ops, 'permission_denied');
     await fails(i, ['jwt', 'mint', '--spiffe-id', `spiffe://${B}/x`, '--audience', 'a'], ops, 'permission_denied');
     await fails(i, ['svid', 'list', '--trust-domain', B], ops, 'permission_denied');
     expect(JSON.parse((await ok(i, ['svid', 'list', '--spiffe-id-prefix', `spiffe://${B}/`, '--json'], ops)).stdout).svids).toEqual([]);
