@@ -65,7 +65,7 @@ export const HEALTHCHECK_WAIT = flags({
  */
 export const LOG_FLAGS = flags({
   'log-level': { type: 'string', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], description: 'what the logs hold: info by default, request lines at debug (or CAIRN_LOG_LEVEL)' },
-  'log-format': { type: 'string', choices: ['pretty', 'json'], description: 'logs on stderr as text or JSON lines (default: pretty on a terminal, JSON otherwise; or CAIRN_LOG_FORMAT)' },
+  'log-format': { type: 'string', choices: ['json', 'pretty'], description: 'logs on stderr as text or JSON lines (default: pretty on a terminal, JSON otherwise; or CAIRN_LOG_FORMAT)' },
 });
 
 /** `--config FILE` for long-running commands: YAML whose keys are the command's flag names. */

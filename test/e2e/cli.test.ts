@@ -381,6 +381,10 @@ describe('the cairn CLI teaches itself: help, errors, completion, version, confi
     for (const [flag, env] of [['--request-timeout DURATION', 'CAIRN_REQUEST_TIMEOUT'], ['--keep-alive-timeout DURATION', 'CAIRN_KEEP_ALIVE_TIMEOUT'], ['--max-connections N', 'CAIRN_MAX_CONNECTIONS'], ['--ca-name-constraints on|off', 'CAIRN_CA_NAME_CONSTRAINTS']] as const) {
       expect(ca.stdout).toMatch(new RegExp(`^  ${flag.replace('|', '\\|')}\\s+\\S.*\\(env ${env}\\)$`, 'm'));
     }
+    for (const server of [ca.stdout, page(['agent', 'start']), page(['up'])]) {
+      expect(server).toMatch(/^  --log-level fatal\|error\|warn\|info\|debug\|trace\|silent\s+what the logs hold/m);
+      expect(server).toMatch(/^  --log-format json\|pretty\s+logs on stderr as text or JSON lines/m);
+    }
     const agentStart = page(['agent', 'start']);
     for (const flag of ['--workload-attestor unix|k8s|systemd', '--workload-idle-timeout DURATION', '--workload-max-connections-per-uid N']) expect(agentStart).toContain(`  ${flag}`);
     expect(runCairn(['entry', 'create', '--help']).stdout).toMatch(/^  --allow-unknown-selector-type\s+store selectors of a type Cairn does not know/m);
@@ -550,7 +554,8 @@ print -r -- "$(__cairn_candidates "" agent start --workload-attestor)"`], { enco
       const noMigrate = join(dir, 'no-migrate.yaml');
       writeFileSync(noMigrate, ['data-dir: ${CONFIG_DIR}/state', 'listen: 127.0.0.1:0', 'tls-listen: 127.0.0.1:0', 'no-migrate: true', ...(databaseUrl ? ['database-url: ${DB_URL}'] : []), ''].join('\n'));
       r = await runCairnAsync(['ca', 'start', '--config', noMigrate], { CONFIG_DIR: dir, DB_URL: databaseUrl, CAIRN_DATA_DIR: undefined, CAIRN_LISTEN: undefined, DATABASE_URL: undefined, CAIRN_NO_MIGRATE: undefined, CAIRN_ADMIN_TOKEN: undefined });
-      expect(r.stderr).toMatch(/^error: the database schema is at version 0 but this Cairn \(\S+\) needs version \d+: run `cairn migrate`/);
+      // (the CA's logs share stderr: the refusal is its one error: line)
+      expect(r.stderr.split('\n').filter((l) => l.startsWith('error:'))).toEqual([expect.stringMatching(/^error: the database schema is at version 0 but this Cairn \(\S+\) needs version \d+: run `cairn migrate`/)]);
       expect(r.status).toBe(1);
       const ca = spawnCairn(['ca', 'start', '--config', file, '--tls-listen', '127.0.0.1:0'], { CONFIG_DIR: dir, HTTP_PORT: String(port), DB_URL: databaseUrl, CAIRN_DATA_DIR: undefined, CAIRN_LISTEN: '127.0.0.1:2', DATABASE_URL: undefined, CAIRN_ADMIN_TOKEN: undefined });
       try {

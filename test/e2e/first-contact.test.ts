@@ -21,10 +21,10 @@ describe('first contact: log flags, the lean restart, connection errors', () => 
   it('--log-level and --log-format (and their variables) are checked before anything starts', () => {
     const level = runCairn(['ca', 'start', '--log-level', 'loud']);
     expect(level.status).toBe(2);
-    expect(level.stderr).toMatch(/--log-level must be one of fatal, error, warn, info, debug, trace, silent, got "loud"/);
+    expect(level.stderr).toMatch(/^error: --log-level must be one of fatal, error, warn, info, debug, trace, silent \(got "loud"\)/);
     const format = runCairn(['agent', 'start', '--log-format', 'xml']);
     expect(format.status).toBe(2);
-    expect(format.stderr).toMatch(/--log-format must be one of json, pretty, got "xml"/);
+    expect(format.stderr).toMatch(/^error: --log-format must be one of json, pretty \(got "xml"\)/);
     const env = runCairn(['up', '--data-dir', tempDir()], { CAIRN_LOG_FORMAT: 'yaml' });
     expect(env.status).toBe(2);
     expect(env.stderr).toMatch(/CAIRN_LOG_FORMAT must be one of json, pretty, got "yaml"/);

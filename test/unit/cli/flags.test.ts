@@ -202,6 +202,15 @@ describe('--config files', () => {
   });
 });
 
+describe('the log flags of the servers', () => {
+  it('offer exactly the levels and formats lib/log.ts accepts (the table cannot import it: pino)', async () => {
+    const { LOG_LEVELS, LOG_FORMATS } = await import('../../../lib/log.js');
+    const { LOG_FLAGS } = await import('../../../cli/specs/common.js');
+    expect(LOG_FLAGS['log-level'].choices).toEqual([...LOG_LEVELS]);
+    expect(LOG_FLAGS['log-format'].choices).toEqual([...LOG_FORMATS]);
+  });
+});
+
 describe('the example config files in deploy/config', () => {
   // The KEK file must be readable when ca start checks its settings (before anything is opened).
   const dir = mkdtempSync(join(tmpdir(), 'cairn-config-'));
