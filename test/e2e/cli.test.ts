@@ -265,8 +265,9 @@ describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () =>
     const socket = join(dir, 'from-flag.sock');
     const agent = spawnCairn(['agent', 'start', '--config', file, '--socket', socket], { AGENT_HOME: dir, JOIN_TOKEN: token.stdout.trim(), CAIRN_DATA_DIR: undefined, CAIRN_AGENT_SOCKET: join(dir, 'from-env.sock') });
     try {
-      await agent.waitFor(/serving the Workload API/, 90_000);
-      expect(agent.stderr() + agent.stdout()).toContain(`spiffe://example.org/agent/from-config serving the Workload API; export SPIFFE_ENDPOINT_SOCKET=unix://${socket}`);
+      // the banner (stdout), printed once it serves; the log line of the same name comes first on stderr
+      await agent.waitFor(/serving the Workload API; export SPIFFE_ENDPOINT_SOCKET=/, 90_000);
+      expect(agent.stdout()).toContain(`spiffe://example.org/agent/from-config serving the Workload API; export SPIFFE_ENDPOINT_SOCKET=unix://${socket}`);
       expect(existsSync(socket)).toBe(true);
       expect(existsSync(join(dir, 'state', 'agent', 'agent-svid.json'))).toBe(true);
       // the agent the file configured is healthy by `cairn agent healthcheck` (the flag's socket)
