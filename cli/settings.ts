@@ -73,14 +73,6 @@ export function durationMs(text: string, setting: string): number {
   }
 }
 
-/** A boolean environment variable: 1/true/yes or 0/false/no (any case); empty or unset is false. */
-export function envFlag(value: string | undefined, name: string): boolean {
-  if (value === undefined || value === '') return false;
-  if (/^(1|true|yes|on)$/i.test(value)) return true;
-  if (/^(0|false|no|off)$/i.test(value)) return false;
-  throw new ConfigError(`${name} must be 1 or 0 (true/false), got "${value}"`);
-}
-
 function isHostName(text: string): boolean {
   return text.length <= 253 && /^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$/.test(text);
 }
