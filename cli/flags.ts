@@ -439,8 +439,12 @@ export function apiFieldsFor(table: FlagTable, fields: Readonly<Record<string, s
 export function translateApiMessage(message: string, fields: Readonly<Record<string, string>> | undefined): string {
   if (!fields) return message;
   let out = message.replace(/\b(?:body|querystring|params) must have required property '(\w+)'/g, (all, field: string) => (fields[field] ? `--${fields[field]} is required` : all));
+  // Where the API names a field: "body/ttlSeconds …", a camelCase name anywhere, or a message that
+  // starts with the field ('selector "x": …'). An English word in prose ("k8s_psat selectors are …")
+  // is left alone.
   for (const [field, flag] of Object.entries(fields)) {
-    out = out.replace(new RegExp(`(?:\\b(?:body|querystring|params)[/.])?(?<![\\w-])${field}(?![\\w-])`, 'g'), `--${flag}`);
+    out = out.replace(new RegExp(`\\b(?:body|querystring|params)[/.]${field}(?![\\w-])`, 'g'), `--${flag}`);
+    out = out.replace(new RegExp(/[A-Z]/.test(field) ? `(?<![\\w-])${field}(?![\\w-])` : `^${field}(?![\\w-])`, 'g'), `--${flag}`);
   }
   return out;
 }

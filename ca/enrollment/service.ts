@@ -177,7 +177,9 @@ export class EnrollmentService {
    */
   async authenticate(chain: readonly Buffer[], kind: NodeKind): Promise<AttestedNode> {
     if (chain.length === 0) throw new CairnError('unauthenticated', 'a client certificate (the node SVID) is required');
-    const id = await verifyClientSvid(chain, (td) => this.deps.authority.x509Authorities(td).catch(() => [] as Buffer[]), this.deps.clock.now());
+    // A store that cannot be read is 503, not a refusal: an agent told "unauthenticated" during a
+    // database outage would conclude it was evicted (a join-token agent then exits).
+    const id = await verifyClientSvid(chain, (td) => this.deps.authority.x509Authorities(td), this.deps.clock.now());
     const serial = serialOf(chain[0]!);
     const node = await this.deps.nodes.get(id.toString());
     if (!node || node.kind !== kind) throw new CairnError('unauthenticated', `${id.toString()} is not an attested ${kind}; attest again`);

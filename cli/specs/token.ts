@@ -19,7 +19,7 @@ export const tokenGroup = group({
       name: 'create',
       summary: 'print a single-use token alone on stdout',
       flags: TOKEN_CREATE_FLAGS,
-      apiFields: { trustDomain: 'trust-domain', ttlSeconds: 'ttl', agentId: 'agent-id', spiffeId: 'spiffe-id', selectors: 'selector', allowUnknownSelectorTypes: 'allow-unknown-selector-type' },
+      apiFields: { trustDomain: 'trust-domain', ttlSeconds: 'ttl', agentId: 'agent-id', spiffeId: 'spiffe-id', selectors: 'selector', selector: 'selector', allowUnknownSelectorTypes: 'allow-unknown-selector-type' },
       examples: [
         'cairn token create --trust-domain example.org > join-token',
         'cairn token create --trust-domain example.org --spiffe-id spiffe://example.org/device-type/thermostat/ins/6f1c > cred',

@@ -68,7 +68,7 @@ describe(`selectors are checked when entries and tokens are written (${storeKind
     const base = ['entry', 'create', '--parent-id', AGENT];
     const bad = await cli([...base, '--spiffe-id', `spiffe://${TD}/cli-a`, '--selector', 'unix:uid:abc']);
     expect(bad.status).toBe(1);
-    expect(bad.stderr).toMatch(/^error: invalid_selector: selector "unix:uid:abc": expected unix:uid:<value> where the value is a decimal uid/m);
+    expect(bad.stderr).toMatch(/^error: invalid_selector: --selector "unix:uid:abc": expected unix:uid:<value> where the value is a decimal uid/m);
     const weak = await cli([...base, '--spiffe-id', `spiffe://${TD}/cli-b`, '--selector', 'unix:path:/usr/bin/true']);
     expect(weak.status).toBe(1);
     expect(weak.stderr).toMatch(/^error: weak_selectors: /m);
@@ -78,6 +78,6 @@ describe(`selectors are checked when entries and tokens are written (${storeKind
     expect(opted.status, opted.stderr).toBe(0);
     const token = await cli(['token', 'create', '--trust-domain', TD, '--selector', 'k8s_psat:cluster:prod']);
     expect(token.status).toBe(1);
-    expect(token.stderr).toMatch(/^error: invalid_selector: selector "k8s_psat:cluster:prod": .*join_token:<label>/m);
+    expect(token.stderr).toMatch(/^error: invalid_selector: --selector "k8s_psat:cluster:prod": .*join_token:<label>/m);
   });
 });

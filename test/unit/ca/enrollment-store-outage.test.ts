@@ -1,0 +1,34 @@
+import { createPublicKey, randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { EnrollmentService, type EnrollmentDeps } from '../../../ca/enrollment/service.js';
+import { subjectPublicKeyFromDer } from '../../../ca/issuance/spki.js';
+import { CairnError } from '../../../lib/errors.js';
+import { generateKeyAndCsr } from '../../../lib/pkcs10.js';
+import { referenceLeaf, testCaCertificate } from '../../support/certs.js';
+
+/**
+ * An agent's mTLS call while the store cannot be read: the answer must be store_unavailable (503),
+ * never unauthenticated. An agent told "unauthenticated" concludes it was evicted, and a join-token
+ * agent then exits — every agent of the estate during a database outage
+ * (test/faults/postgres-outage.test.ts found it; this is the same bug without a 60 s outage).
+ */
+describe('node mTLS authentication during a store outage', () => {
+  it('answers store_unavailable, not unauthenticated, when the trust domain\'s authorities cannot be read', async () => {
+    const td = 'outage.test';
+    const ca = await testCaCertificate(td);
+    const key = generateKeyAndCsr();
+    const subjectKey = subjectPublicKeyFromDer(createPublicKey(key.privateKey).export({ format: 'der', type: 'spki' }));
+    const now = new Date();
+    const leaf = await referenceLeaf(ca, { spiffeId: `spiffe://${td}/cairn/agent/join_token/a`, serial: randomBytes(16), notBefore: new Date(now.getTime() - 60_000), notAfter: new Date(now.getTime() + 3600_000), dnsNames: [], publicKey: subjectKey }, subjectKey);
+    const down = new CairnError('store_unavailable', 'the database is unavailable, retry later');
+    const unreachable = (): never => {
+      throw new Error('not reached: authentication stops at the authorities');
+    };
+    const deps = {
+      clock: { now: () => now },
+      authority: { x509Authorities: () => Promise.reject(down) },
+      nodes: { get: unreachable },
+    } as unknown as EnrollmentDeps;
+    await expect(new EnrollmentService(deps).authenticate([leaf, ca.der], 'agent')).rejects.toMatchObject({ code: 'store_unavailable' });
+  });
+});
