@@ -9,6 +9,7 @@ import { startTestCa, type TestCa } from '../../support/ca.js';
 import { storeKind } from '../../support/db.js';
 import { capturingLogger } from '../../support/logs.js';
 import { asUid, buildAttackTools, haveCompiler, run, type AttackTools } from '../../support/workload-attacks.js';
+import { waitFor } from '../../support/wait.js';
 
 /**
  * Issue 11 item 1: local identity theft through the Unix workload attestor, with real processes,
@@ -20,16 +21,6 @@ const NOBODY = 65534;
 const isRoot = process.getuid?.() === 0;
 const canRun = isRoot && haveCompiler();
 if (!canRun) console.warn(`caller-attacks: skipped (${isRoot ? 'no C compiler (cc)' : 'needs root to run processes as other uids'})`);
-
-const waitFor = async <T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> => {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-};
 
 describe.runIf(canRun)(`stealing an SVID through the Unix attestor (${storeKind()} store)`, () => {
   let ca: TestCa;

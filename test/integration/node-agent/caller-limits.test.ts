@@ -10,6 +10,7 @@ import { storeKind } from '../../support/db.js';
 import { capturingLogger } from '../../support/logs.js';
 import { runCairnAsync } from '../../support/processes.js';
 import { asUid, run } from '../../support/workload-attacks.js';
+import { waitFor } from '../../support/wait.js';
 
 /**
  * Issue 11 item 6 (Workload API): idle connections are closed, a uid's connections are capped and
@@ -47,16 +48,6 @@ function one() {
 `;
 
 const ownFds = (): number => readdirSync('/proc/self/fd').length;
-
-const waitFor = async <T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> => {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-};
 
 function session(socket: string): Promise<ClientHttp2Session> {
   return new Promise((resolve, reject) => {
