@@ -15,14 +15,19 @@ export function loadKek(kekFile: string | undefined, dataDir: string, random: Ra
     writeFileAtomic(path, kek.toString('base64') + '\n', 0o600);
     return { kek, source: path, generated: true };
   }
+  return { kek: readKekFile(path), source: path, generated: false };
+}
+
+/** A KEK file's key: 32 raw bytes, or 32 bytes in hex or base64 text; refused if others may read it. */
+export function readKekFile(path: string): Buffer {
   const problem = kekFileProblem(path);
   if (problem) throw new Error(problem);
   const raw = readFileSync(path);
-  if (raw.length === 32) return { kek: raw, source: path, generated: false };
+  if (raw.length === 32) return raw;
   const text = raw.toString('utf8').trim();
   const decoded = /^[0-9a-fA-F]{64}$/.test(text) ? Buffer.from(text, 'hex') : Buffer.from(text, 'base64');
   if (decoded.length !== 32) throw new Error(`the KEK in ${path} must be 32 bytes (raw, hex or base64)`);
-  return { kek: decoded, source: path, generated: false };
+  return decoded;
 }
 
 /**

@@ -70,6 +70,8 @@ export interface CaHandle {
   readonly logger: Logger;
   /** This installation's version (package.json), as /healthz reports it. */
   readonly version: string;
+  /** SIGHUP: takes a new KEK from the KEK file and re-seals what is still under the old one. */
+  reloadKek(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -119,7 +121,7 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
     if (generated) logger.warn({ kekFile: source }, 'generated a new key-encryption key; replicas sharing this database need the same file (CAIRN_KEK_FILE)');
     let tlsUrl = '';
     const kubeCredentials = credentialSets(config.kubeCredentials ?? [], process.env);
-    const core = buildCaCore({ db, clock, random, logger, kek, kubeCredentials, caNameConstraints: config.caNameConstraints, migrations, version, tlsEndpoint: async () => ({ url: config.tlsPublicUrl ?? tlsUrl, pin: await core.serverTls.pin() }) });
+    const core = buildCaCore({ db, clock, random, logger, kek, kekFile: source, kubeCredentials, caNameConstraints: config.caNameConstraints, migrations, version, tlsEndpoint: async () => ({ url: config.tlsPublicUrl ?? tlsUrl, pin: await core.serverTls.pin() }) });
     opened.defer('issuance workers', () => core.issuancePool.close());
     const adminTokenFile = join(config.dataDir, 'admin-token');
     const bootstrapToken = await core.adminAuth.bootstrap(config.adminToken);
@@ -193,6 +195,12 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
       adminTokenFile,
       logger,
       version,
+      // A bad KEK file on SIGHUP leaves the CA as it was: serving, with the KEKs it holds.
+      reloadKek: () =>
+        core.kek.reload().then(
+          () => undefined,
+          (err: unknown) => logger.error({ err, kekFile: source }, `the KEK was not reloaded: ${(err as Error).message}`),
+        ),
       close: release,
     };
   } catch (err) {
@@ -242,8 +250,10 @@ export function describeDatabaseUrl(url: string): string {
 }
 
 function kekProblem(err: unknown, kekSource: string): unknown {
-  if (!isCairnError(err, 'internal') || !/key-encryption key/.test(err.message)) return err;
-  return new CaStartError(`the key-encryption key in ${kekSource} does not open the keys stored in this database: every replica of a database needs the KEK file it was created with (--kek-file / CAIRN_KEK_FILE)`, { cause: err });
+  // kek_unavailable: sealed under a KEK id this file's key does not have; internal: a key of format 1
+  // (no KEK id) that does not authenticate.
+  if (!isCairnError(err, 'kek_unavailable') && !(isCairnError(err, 'internal') && /key-encryption key/.test(err.message))) return err;
+  return new CaStartError(`the key-encryption key in ${kekSource} does not open the keys stored in this database: every replica of a database needs the KEK file it was created with, or after cairn kek rotate the new one (--kek-file / CAIRN_KEK_FILE)`, { cause: err });
 }
 
 async function listen(app: CaApp, host: string, port: number, flag: string): Promise<void> {

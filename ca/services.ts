@@ -8,7 +8,9 @@ import { logRecordSink } from './admin-auth/record.js';
 import { AdminAuthService } from './admin-auth/service.js';
 import { AdminTokenStore } from './admin-auth/store.js';
 import { SvidAdminAuth } from './admin-auth/svid.js';
-import { createSealer } from './authority/sealing.js';
+import { createSealer, KekRing } from './authority/sealing.js';
+import { KekService } from './kek/service.js';
+import { SealedValueStore } from './kek/store.js';
 import { AuthorityService } from './authority/service.js';
 import { AuthorityKeyStore } from './authority/store.js';
 import { BanService } from './bans/service.js';
@@ -40,6 +42,8 @@ export interface CoreDeps {
   readonly random: Random;
   readonly logger: Logger;
   readonly kek: Buffer;
+  /** The file the KEK came from: `cairn kek rotate` stages the new one beside it, SIGHUP re-reads it. */
+  readonly kekFile?: string | undefined;
   /** The TLS endpoint bootstrappers use and the pin of its trust anchor (known once listening). */
   readonly tlsEndpoint: () => Promise<{ url: string; pin: string }>;
   /** The CA's own Kubernetes credential sets by name (node-attestation/kube-credentials.ts credentialSets). */
@@ -74,7 +78,8 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const entries = new EntryStore(db);
   const adminTokens = new AdminTokenStore(db);
   const inventory = new InventoryStore(db);
-  const sealer = createSealer(deps.kek, random);
+  const kekRing = new KekRing(deps.kek);
+  const sealer = createSealer(kekRing, random);
   const authority = new AuthorityService({ db, clock, random, sealer, keys, trustDomains: trustDomainStore, logger, caNameConstraints: deps.caNameConstraints ?? true });
   const nodes = new NodeStore(db);
   const tokenStore = new TokenStore(db);
@@ -120,6 +125,7 @@ export function buildCaCore(deps: CoreDeps): CaCore {
     sync: new SyncService({ clock, entries, enrollment, authority, feed }),
     adminAuth,
     adminAccess,
+    kek: new KekService({ ring: kekRing, sealer, store: new SealedValueStore(db), clock, random, logger, kekFile: deps.kekFile }),
     authority,
     trustDomains,
     // Its own budget: PSAT and x509pop evidence cannot be guessed, so this only keeps a misbehaving

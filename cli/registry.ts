@@ -5,6 +5,7 @@ import { attestorGroup } from './specs/attestor.js';
 import { caGroup, migrate, up } from './specs/ca.js';
 import { bootstrap, renew } from './specs/device.js';
 import { entryGroup } from './specs/entry.js';
+import { kekGroup } from './specs/kek.js';
 import { completion, help, version } from './specs/meta.js';
 import { jwtGroup, svidGroup, x509Group } from './specs/svid.js';
 import { tokenGroup } from './specs/token.js';
@@ -27,6 +28,7 @@ export const COMMANDS: readonly Spec[] = [
   svidGroup,
   attestorGroup,
   adminGroup,
+  kekGroup,
   bootstrap,
   renew,
   help,

@@ -48,6 +48,10 @@ export const ERROR_CODES = [
   // admin credentials
   'admin_not_found',
   'admin_exists',
+  // the key-encryption key
+  'kek_unavailable',
+  'kek_not_staged',
+  'kek_unchanged',
   // infrastructure
   'conflict',
   'store_unavailable',

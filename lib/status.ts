@@ -64,6 +64,9 @@ export const STATUS_TABLE: Readonly<Record<ErrorCode, TransportStatus>> = {
   admin_exists: s(409, G.AlreadyExists),
   conflict: s(409, G.AlreadyExists),
   store_unavailable: s(503, G.Unavailable),
+  kek_unavailable: s(503, G.Unavailable),
+  kek_not_staged: s(409, G.FailedPrecondition),
+  kek_unchanged: s(409, G.FailedPrecondition),
   internal: s(500, G.Internal),
 };
 

@@ -97,6 +97,8 @@ export const ADMIN_ROUTES: Readonly<Record<string, RouteRule>> = {
   'POST /v1/admins': { role: 'admin', action: 'admin.create', trustDomain: INSTALLATION },
   'GET /v1/admins': { role: 'viewer', action: 'admin.list', trustDomain: INSTALLATION },
   'DELETE /v1/admins/:name': { role: 'admin', action: 'admin.revoke', trustDomain: INSTALLATION },
+  'GET /v1/kek': { role: 'viewer', action: 'kek.status', trustDomain: INSTALLATION },
+  'POST /v1/kek/rotate': { role: 'admin', action: 'kek.rotate', trustDomain: INSTALLATION },
 };
 
 /** The row for a request's route (HEAD answers as its GET); undefined: no row, so denied. */

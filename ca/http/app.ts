@@ -5,6 +5,8 @@ import type { Logger } from '../../lib/log.js';
 import { CairnError } from '../../lib/errors.js';
 import type { AdminAccess } from '../admin-auth/access.js';
 import { registerAdminRoutes } from '../admin-auth/routes.js';
+import { registerKekRoutes } from '../kek/routes.js';
+import type { KekService } from '../kek/service.js';
 import type { AdminAuthService } from '../admin-auth/service.js';
 import type { AuthorityService } from '../authority/service.js';
 import type { BanService } from '../bans/service.js';
@@ -33,6 +35,7 @@ import { checkListenerLimits, DEFAULT_LISTENER_LIMITS, fastifyTimeouts, nodeServ
 
 export interface CaServices {
   readonly adminAuth: AdminAuthService;
+  readonly kek: KekService;
   /** Authentication, the route → role table and the record of every admin request (ca/admin-auth/). */
   readonly adminAccess: AdminAccess;
   readonly tokens: TokenService;
@@ -165,6 +168,7 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
     registerNodeRoutes(admin, services.enrollment, services.bans);
     registerAttestorAdminRoutes(admin, services.nodeAttestation);
     registerAdminRoutes(admin, services.adminAuth);
+    registerKekRoutes(admin, services.kek);
   });
 
   if (options.tls) {

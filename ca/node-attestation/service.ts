@@ -65,7 +65,7 @@ function checkName(name: string, what: string): string {
   return name;
 }
 
-const tokenKeyId = (trustDomain: string, cluster: string): string => `k8s-psat/${trustDomain}/${cluster}/api-token`;
+export const tokenKeyId = (trustDomain: string, cluster: string): string => `k8s-psat/${trustDomain}/${cluster}/api-token`;
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
 
 /** An attestor's configuration as the admin API shows it: sealed secrets are only said to be there. */

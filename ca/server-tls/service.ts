@@ -13,7 +13,7 @@ import { profileOf } from '../authority/key-types.js';
 import type { Sealer } from '../authority/sealing.js';
 import type { ServerTlsStore } from './store.js';
 
-const SEALING_CONTEXT = 'cairn-server-tls-authority';
+export const SEALING_CONTEXT = 'cairn-server-tls-authority';
 const AUTHORITY_TTL_SECONDS = 10 * 365 * 86400;
 export const SERVER_CERT_TTL_SECONDS = 30 * 86400;
 

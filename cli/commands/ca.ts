@@ -111,7 +111,13 @@ function caConfigOf({ values, sources }: Pick<Parsed<typeof CA_START_FLAGS>, 'va
   };
 }
 
+/** SIGHUP re-reads the KEK file (after cairn kek rotate on another replica); its default would kill the CA. */
+function reloadKekOnHangup(handle: CaHandle): void {
+  process.on('SIGHUP', () => void handle.reloadKek());
+}
+
 async function runUntilSignal(handle: CaHandle, stopped: Promise<string>): Promise<void> {
+  reloadKekOnHangup(handle);
   const signal = await stopped;
   handle.logger.info({ signal }, 'shutting down');
   await handle.close();
@@ -169,6 +175,7 @@ export async function upCommand({ values, sources }: Parsed<typeof UP_FLAGS>): P
   const logger = leanProcessLogger(values);
   const signals = stopSignals();
   const handle = await startCa(config, { logger });
+  reloadKekOnHangup(handle);
   const base = (config.publicUrl ?? handle.url).replace(/\/+$/, '');
   const urls = publicUrls(base, trustDomain);
   try {

@@ -144,7 +144,8 @@ export const caGroup = group({
     command({
       name: 'start',
       summary: 'run the CA server (admin API, public documents, agent and device TLS listener)',
-      description: `Run the CA server until SIGINT or SIGTERM. Replicas share one PostgreSQL (same KEK and admin token).
+      description: `Run the CA server until SIGINT or SIGTERM; SIGHUP re-reads the KEK file (cairn kek rotate). Replicas share
+one PostgreSQL (same KEK and admin token).
 Flags may come from a YAML file (--config): flags on the command line win over the file, the file over the environment.`,
       flags: CA_START_FLAGS,
       examples: ['cairn ca start --listen 0.0.0.0:8080 --tls-listen 0.0.0.0:8443 --database-url postgres://cairn@db/cairn', 'cairn ca start --config /etc/cairn/ca.yaml'],

@@ -97,7 +97,7 @@ describe(`start-up failures exit with one error line (${storeKind()} store)`, ()
     const ca = await startCa({ dataDir: s.dataDir, databaseUrl: s.databaseUrl, host: '127.0.0.1', port: 0, tlsPort: 0, kekFile: right }, { logger: capturingLogger().logger });
     await ca.close();
     const r = await caStart(s, 0, 0, ['--kek-file', wrong]);
-    expect(r.errors).toEqual([`error: the key-encryption key in ${wrong} does not open the keys stored in this database: every replica of a database needs the KEK file it was created with (--kek-file / CAIRN_KEK_FILE)`]);
+    expect(r.errors).toEqual([`error: the key-encryption key in ${wrong} does not open the keys stored in this database: every replica of a database needs the KEK file it was created with, or after cairn kek rotate the new one (--kek-file / CAIRN_KEK_FILE)`]);
     expect(r.status).toBe(1);
   });
 

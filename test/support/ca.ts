@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Clock } from '../../lib/clock.js';
@@ -34,14 +34,14 @@ export interface TestCa {
 }
 
 /** A real CA (both listeners on loopback ports) over a fresh database of the store under test. */
-export async function startTestCa(options: { clock?: Clock; publicUrl?: string; databaseUrl?: string; kubeCredentials?: KubeCredentialSet[]; limits?: Partial<ListenerLimits> } = {}): Promise<TestCa> {
+export async function startTestCa(options: { clock?: Clock; publicUrl?: string; databaseUrl?: string; kubeCredentials?: KubeCredentialSet[]; limits?: Partial<ListenerLimits>; kekFile?: string } = {}): Promise<TestCa> {
   const dataDir = mkdtempSync(join(tmpdir(), 'cairn-ca-'));
   const pg = options.databaseUrl || storeKind() !== 'postgres' ? undefined : await createPgDatabase();
   const databaseUrl = options.databaseUrl ?? pg?.url;
   const { logger, text } = capturingLogger();
   const start = (tlsPort: number): Promise<CaHandle> =>
     startCa(
-      { dataDir, databaseUrl, host: '127.0.0.1', port: 0, tlsPort, publicUrl: options.publicUrl, rotationIntervalMs: 3_600_000, kubeCredentials: options.kubeCredentials, limits: options.limits },
+      { dataDir, databaseUrl, host: '127.0.0.1', port: 0, tlsPort, publicUrl: options.publicUrl, rotationIntervalMs: 3_600_000, kubeCredentials: options.kubeCredentials, limits: options.limits, kekFile: options.kekFile },
       { logger, ...(options.clock ? { clock: options.clock } : {}) },
     );
   let handle: CaHandle | undefined = await start(0);
@@ -50,7 +50,9 @@ export async function startTestCa(options: { clock?: Clock; publicUrl?: string; 
     if (!handle) throw new Error('the test CA is stopped');
     return handle;
   };
-  const adminToken = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim() || (process.env.CAIRN_ADMIN_TOKEN ?? '');
+  // a second replica on a shared database finds the bootstrap credential made already: use the first one's
+  const tokenFile = join(dataDir, 'admin-token');
+  const adminToken = (existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : '') || (process.env.CAIRN_ADMIN_TOKEN ?? '');
   return {
     get core() {
       return current().core;

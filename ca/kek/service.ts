@@ -1,0 +1,147 @@
+import { accessSync, constants, existsSync, renameSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { KekRotationView, KekStatusView } from '../../contract/kek-api.js';
+import type { Clock } from '../../lib/clock.js';
+import { CairnError, isCairnError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/log.js';
+import type { Random } from '../../lib/random.js';
+import { createSealer, kekId, type KekRing, type Sealer } from '../authority/sealing.js';
+import { sealingContext } from '../authority/signers.js';
+import { readKekFile } from '../keys-at-rest.js';
+import { tokenKeyId } from '../node-attestation/service.js';
+import { SEALING_CONTEXT } from '../server-tls/service.js';
+import type { SealedValue, SealedValueStore } from './store.js';
+
+export interface KekServiceDeps {
+  readonly ring: KekRing;
+  readonly sealer: Sealer;
+  readonly store: SealedValueStore;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly logger: Logger;
+  /** This replica's KEK file (--kek-file, or <data-dir>/kek); a rotation's new key waits beside it. */
+  readonly kekFile: string | undefined;
+}
+
+/** What a sealed value was sealed for: the associated data that binds it to its row. */
+function contextOf(v: SealedValue): string {
+  switch (v.kind) {
+    case 'authority_key':
+      return sealingContext(v.trustDomain, v.id);
+    case 'server_tls_authority':
+      return SEALING_CONTEXT;
+    case 'k8s_api_token':
+      return tokenKeyId(v.trustDomain, v.cluster);
+  }
+}
+
+const describe = (v: SealedValue): string =>
+  v.kind === 'authority_key' ? `authority key ${v.id} of ${v.trustDomain}` : v.kind === 'server_tls_authority' ? 'the server TLS authority key' : `the Kubernetes API token of cluster ${v.cluster} in ${v.trustDomain}`;
+
+/** Where `cairn kek rotate` puts the new key for this replica to take: beside its KEK file. */
+export const stagedKekFile = (kekFile: string): string => `${kekFile}.next`;
+
+/**
+ * The key-encryption key's rotation. The new KEK never travels through the API: `cairn kek rotate`
+ * writes it beside the CA's own KEK file (so only someone who may write there can choose it), and the
+ * admin call only tells the CA to take it. The CA then re-seals every sealed value in one
+ * transaction, checks each one opens with the new KEK alone, and only then moves the new file over
+ * the old one. Other replicas take the new file on SIGHUP or restart (`reload`); a value one of them
+ * sealed under the old KEK meanwhile is re-sealed then, since the old KEK stays in its memory.
+ */
+export class KekService {
+  constructor(private readonly deps: KekServiceDeps) {}
+
+  async status(): Promise<KekStatusView> {
+    const values = await this.deps.store.list();
+    const sealedUnder: Record<string, number> = {};
+    for (const v of values) {
+      const id = this.deps.sealer.sealedUnder(v.sealed) ?? 'unnamed';
+      sealedUnder[id] = (sealedUnder[id] ?? 0) + 1;
+    }
+    return { kekId: this.deps.ring.current.id, heldKekIds: this.deps.ring.ids, sealedValues: values.length, sealedUnder };
+  }
+
+  async rotate(actor: string): Promise<KekRotationView> {
+    const kekFile = this.deps.kekFile;
+    if (kekFile === undefined) throw new CairnError('kek_not_staged', 'this CA runs without a KEK file, so its KEK cannot be rotated');
+    const staged = stagedKekFile(kekFile);
+    if (!existsSync(staged)) {
+      throw new CairnError('kek_not_staged', `no new key-encryption key is waiting at ${staged}: run cairn kek rotate --new-kek-file FILE on this CA's host, with this CA's --kek-file or --data-dir`);
+    }
+    let next: Buffer;
+    try {
+      next = readKekFile(staged);
+    } catch (err) {
+      throw new CairnError('kek_not_staged', `the new key-encryption key at ${staged} cannot be used: ${(err as Error).message}`);
+    }
+    const previous = this.deps.ring.current;
+    if (kekId(next) === previous.id) throw new CairnError('kek_unchanged', 'the new key-encryption key is the one in use; generate a new one (head -c 32 /dev/urandom)');
+    // Checked before anything is re-sealed: keys re-sealed under a KEK that cannot replace the old
+    // file would not open after a restart.
+    try {
+      accessSync(dirname(kekFile), constants.W_OK);
+    } catch {
+      throw new CairnError('kek_not_staged', `the CA cannot replace its KEK file ${kekFile} (its directory is not writable by the CA), so it does not rotate; give the new KEK to every replica's --kek-file and send them SIGHUP instead`);
+    }
+    const newId = this.deps.ring.use(next);
+    let result: { total: number; resealed: number };
+    try {
+      result = await this.resealAll(newId, next, 'rotate');
+    } catch (err) {
+      this.deps.ring.use(previous.key);
+      throw err;
+    }
+    renameSync(staged, kekFile);
+    const rotatedAt = this.deps.clock.now();
+    this.deps.logger.info({ event: 'kek.rotated', kekId: newId, previousKekId: previous.id, sealedValues: result.total, resealed: result.resealed, kekFile, actor }, 'key-encryption key rotated: every sealed value re-sealed under the new KEK');
+    return { kekId: newId, previousKekId: previous.id, sealedValues: result.total, resealed: result.resealed, kekFile, rotatedAt: rotatedAt.toISOString() };
+  }
+
+  /**
+   * SIGHUP: re-read the KEK file. A new key there becomes the one that seals (the old one stays in
+   * memory to open what is not re-sealed yet), and whatever this replica can open that is not under
+   * the current KEK is re-sealed. Returns the current KEK's id.
+   */
+  async reload(): Promise<string> {
+    const kekFile = this.deps.kekFile;
+    if (kekFile === undefined) return this.deps.ring.current.id;
+    const kek = readKekFile(kekFile);
+    const before = this.deps.ring.current.id;
+    const id = this.deps.ring.use(kek);
+    if (id !== before) this.deps.logger.info({ event: 'kek.reloaded', kekId: id, previousKekId: before, kekFile }, 'took the key-encryption key in the KEK file');
+    const { resealed } = await this.resealAll(id, kek, 'reload');
+    if (resealed > 0) this.deps.logger.info({ event: 'kek.resealed', kekId: id, resealed }, 'values still sealed under a previous KEK re-sealed');
+    return id;
+  }
+
+  /**
+   * Re-seals every value not under `id`. On rotate, a value no held KEK opens stops it (nothing is
+   * changed); on reload it is left for the replica that holds its KEK, with a warning.
+   */
+  private resealAll(id: string, kek: Buffer, mode: 'rotate' | 'reload'): Promise<{ total: number; resealed: number }> {
+    const { sealer, logger } = this.deps;
+    const alone = createSealer(kek, this.deps.random);
+    return this.deps.store.reseal(
+      (v) => {
+        if (sealer.sealedUnder(v.sealed) === id) return undefined;
+        const context = contextOf(v);
+        let plain: Buffer;
+        try {
+          plain = sealer.open(v.sealed, context);
+        } catch (err) {
+          if (mode === 'reload' && isCairnError(err, 'kek_unavailable')) {
+            logger.warn({ event: 'kek.reseal_skipped', value: describe(v), sealedUnder: sealer.sealedUnder(v.sealed) }, 'a sealed value is under a KEK this replica does not hold; the replica that has it re-seals it on SIGHUP');
+            return undefined;
+          }
+          throw isCairnError(err, 'kek_unavailable') ? new CairnError('kek_unavailable', `cannot rotate: ${describe(v)} is sealed under key-encryption key ${sealer.sealedUnder(v.sealed)}, which this replica does not hold; send SIGHUP to the replica that has it first, or give this one that KEK`) : err;
+        }
+        return sealer.seal(plain, context);
+      },
+      (after) => {
+        if (mode === 'reload') return;
+        for (const v of after) alone.open(v.sealed, contextOf(v));
+      },
+    );
+  }
+}
