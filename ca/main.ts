@@ -17,6 +17,7 @@ import { buildCaApp, type CaApp } from './http/app.js';
 import type { PlainAdminMode } from './http/plain-admin.js';
 import { checkListenerLimits, DEFAULT_LISTENER_LIMITS, replaceTlsCredentials, type ListenerLimits } from './http/listener.js';
 import { loadKek } from './keys-at-rest.js';
+import { METRICS_PATH, startMetricsListener } from '../lib/metrics-listener.js';
 import { credentialSets, type KubeCredentialSet } from './node-attestation/kube-credentials.js';
 import { buildCaCore, type CaCore } from './services.js';
 
@@ -54,6 +55,8 @@ export interface CaConfig {
   readonly caNameConstraints?: boolean | undefined;
   /** Request and keep-alive timeouts and the connection cap of both listeners (defaults: DEFAULT_LISTENER_LIMITS). */
   readonly limits?: Partial<ListenerLimits> | undefined;
+  /** Prometheus metrics on a listener of their own, besides /metrics for loopback callers on the plain listener. */
+  readonly metricsListen?: { readonly host: string; readonly port: number } | undefined;
 }
 
 export interface CaHandle {
@@ -70,6 +73,8 @@ export interface CaHandle {
   readonly logger: Logger;
   /** This installation's version (package.json), as /healthz reports it. */
   readonly version: string;
+  /** Where Prometheus scrapes this CA: the metrics listener's, else the plain listener's /metrics (loopback callers). */
+  readonly metricsUrl: string;
   /** SIGHUP: takes a new KEK from the KEK file and re-seals what is still under the old one. */
   reloadKek(): Promise<void>;
   close(): Promise<void>;
@@ -81,6 +86,8 @@ export interface CaRuntime {
   readonly logger?: Logger;
   /** Default: package.json's, read once here. */
   readonly version?: string;
+  /** Report the process_* and nodejs_* metrics too (the CA process; not CAs inside a test process). */
+  readonly processMetrics?: boolean;
 }
 
 /** The CA could not start; the message is one sentence for the operator (the CLI prints it as `error: …`). */
@@ -121,7 +128,7 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
     if (generated) logger.warn({ kekFile: source }, 'generated a new key-encryption key; replicas sharing this database need the same file (CAIRN_KEK_FILE)');
     let tlsUrl = '';
     const kubeCredentials = credentialSets(config.kubeCredentials ?? [], process.env);
-    const core = buildCaCore({ db, clock, random, logger, kek, kekFile: source, kubeCredentials, caNameConstraints: config.caNameConstraints, migrations, version, tlsEndpoint: async () => ({ url: config.tlsPublicUrl ?? tlsUrl, pin: await core.serverTls.pin() }) });
+    const core = buildCaCore({ db, clock, random, logger, kek, kekFile: source, processMetrics: runtime.processMetrics ?? false, kubeCredentials, caNameConstraints: config.caNameConstraints, migrations, version, tlsEndpoint: async () => ({ url: config.tlsPublicUrl ?? tlsUrl, pin: await core.serverTls.pin() }) });
     opened.defer('issuance workers', () => core.issuancePool.close());
     const adminTokenFile = join(config.dataDir, 'admin-token');
     const bootstrapToken = await core.adminAuth.bootstrap(config.adminToken);
@@ -147,7 +154,7 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
     let pass: Promise<void> = Promise.resolve();
     const housekeeping = (): void => {
       pass = pass.then(async () => {
-        await rotateAll(core, logger);
+        core.metrics.rotationPass(await rotateAll(core, logger));
         await refreshTls().catch((err: unknown) => logger.warn({ err }, 'TLS server certificate renewal failed; will retry'));
         await core.stores.tokens.purge(new Date(clock.now().getTime() - 86400_000)).catch(() => 0);
         await core.nodeAttestation.reclaim().catch((err: unknown) => logger.warn({ err }, 'reclaiming expired attestation records failed; will retry'));
@@ -181,8 +188,17 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
       publicBase = url;
       if (isWildcard(config.host)) logger.warn({ publicUrl: url }, 'no public URL configured and listening on every address: jwks_uri points at the loopback address; set --public-url (CAIRN_PUBLIC_URL) for consumers on other hosts');
     }
+    let metricsUrl = `${url}${METRICS_PATH}`;
+    if (config.metricsListen) {
+      const { host, port } = config.metricsListen;
+      const listener = await startMetricsListener(core.metrics, host, port, (err) => logger.warn({ err }, 'collecting metrics failed')).catch((err: unknown) => {
+        throw listenProblem(err, host, port, '--metrics-listen');
+      });
+      opened.defer('metrics listener', () => listener.close());
+      metricsUrl = listener.url;
+    }
     const tlsPin = credentials.pin;
-    logger.info({ url, tlsUrl, tlsPin, plainAdmin: config.plainAdmin ?? 'loopback', store: db.kind, version }, 'CA listening');
+    logger.info({ url, tlsUrl, metricsUrl, tlsPin, plainAdmin: config.plainAdmin ?? 'loopback', store: db.kind, version }, 'CA listening');
 
     return {
       url,
@@ -195,6 +211,7 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
       adminTokenFile,
       logger,
       version,
+      metricsUrl,
       // A bad KEK file on SIGHUP leaves the CA as it was: serving, with the KEKs it holds.
       reloadKek: () =>
         core.kek.reload().then(
@@ -260,11 +277,15 @@ async function listen(app: CaApp, host: string, port: number, flag: string): Pro
   try {
     await app.app.listen({ host, port });
   } catch (err) {
-    const code = (err as { code?: string }).code;
-    const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
-    const why = code === 'EADDRINUSE' ? 'the address is already in use' : code === 'EACCES' ? 'permission denied (ports below 1024 need privileges)' : code === 'EADDRNOTAVAIL' ? 'no such local address' : (err as Error).message;
-    throw new CaStartError(`cannot listen on ${address} (${flag}): ${why}`, { cause: err });
+    throw listenProblem(err, host, port, flag);
   }
+}
+
+function listenProblem(err: unknown, host: string, port: number, flag: string): CaStartError {
+  const code = (err as { code?: string }).code;
+  const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const why = code === 'EADDRINUSE' ? 'the address is already in use' : code === 'EACCES' ? 'permission denied (ports below 1024 need privileges)' : code === 'EADDRNOTAVAIL' ? 'no such local address' : (err as Error).message;
+  return new CaStartError(`cannot listen on ${address} (${flag}): ${why}`, { cause: err });
 }
 
 const isWildcard = (host: string): boolean => host === '0.0.0.0' || host === '::' || host === '';
@@ -276,7 +297,8 @@ function hostPort(host: string, app: CaApp): string {
   return `${shown.includes(':') ? `[${shown}]` : shown}:${port}`;
 }
 
-async function rotateAll(core: CaCore, logger: Logger): Promise<void> {
+/** One pass over every trust domain; false when it failed (and will be retried). */
+async function rotateAll(core: CaCore, logger: Logger): Promise<boolean> {
   try {
     let token: string | undefined;
     do {
@@ -284,7 +306,9 @@ async function rotateAll(core: CaCore, logger: Logger): Promise<void> {
       for (const td of page.items) await core.authority.rotate(td.name);
       token = page.nextPageToken;
     } while (token);
+    return true;
   } catch (err) {
     logger.warn({ err }, 'authority rotation pass failed; will retry');
+    return false;
   }
 }

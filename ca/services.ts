@@ -10,6 +10,7 @@ import { AdminTokenStore } from './admin-auth/store.js';
 import { SvidAdminAuth } from './admin-auth/svid.js';
 import { createSealer, KekRing } from './authority/sealing.js';
 import { KekService } from './kek/service.js';
+import { CaMetrics } from './metrics/ca-metrics.js';
 import { SealedValueStore } from './kek/store.js';
 import { AuthorityService } from './authority/service.js';
 import { AuthorityKeyStore } from './authority/store.js';
@@ -52,6 +53,8 @@ export interface CoreDeps {
   readonly migrations?: readonly Migration[];
   /** For readiness messages. */
   readonly version?: string;
+  /** Also the client library's process_* and nodejs_* metrics: true for the CA process, not for CAs in tests. */
+  readonly processMetrics?: boolean;
   /** URI name constraints in new CA certificates (default true; see ca/authority/ca-certificate.ts). */
   readonly caNameConstraints?: boolean | undefined;
 }
@@ -84,7 +87,8 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const nodes = new NodeStore(db);
   const tokenStore = new TokenStore(db);
   const issuancePool = new IssuancePool();
-  const issuance = new IssuanceService({ clock, random, logger, authority, inventory, pool: issuancePool });
+  const metrics = new CaMetrics({ activeAuthorities: async () => (await keys.activeEverywhere()).map((a) => ({ ...a, activatedAt: undefined })) }, { process: deps.processMetrics ?? false });
+  const issuance = new IssuanceService({ clock, random, logger, authority, inventory, pool: issuancePool, metrics });
   const tokens = new TokenService({ store: tokenStore, trustDomains: trustDomainStore, clock, random, logger, endpoint: deps.tlsEndpoint });
   const limiter = new FailureLimiter(clock);
   const bans = new BanService({ clock, logger, store: new BanStore(db), trustDomains: trustDomainStore });
@@ -122,7 +126,8 @@ export function buildCaCore(deps: CoreDeps): CaCore {
     entries: new EntryService({ clock, random, logger, store: entries, trustDomains: trustDomainStore }),
     enrollment,
     bans,
-    sync: new SyncService({ clock, entries, enrollment, authority, feed }),
+    sync: new SyncService({ clock, entries, enrollment, authority, feed, metrics }),
+    metrics,
     adminAuth,
     adminAccess,
     kek: new KekService({ ring: kekRing, sealer, store: new SealedValueStore(db), clock, random, logger, kekFile: deps.kekFile }),

@@ -13,6 +13,7 @@ import type { ConnectionAttestation, HealthState, PeerInfo, Workload, WorkloadAp
 import { CaClient, CaError, chainPemOf, type AgentCredentials } from './ca-client.js';
 import { clearPendingAttestationKey, saveAgentState, type PersistedAgent } from './storage/agent-state.js';
 import { DiscoveryLog } from './caller/discovery.js';
+import type { AgentGauges } from './metrics.js';
 
 export interface AgentDeps {
   readonly client: CaClient;
@@ -119,6 +120,8 @@ export class NodeAgent implements WorkloadApiPorts {
   private readonly stopLoops = new AbortController();
   /** When (by our clock) the newest agent SVID was received; undefined for the one we started with. */
   private newestReceivedAt: number | undefined;
+  /** When a sync answer last arrived (our clock). */
+  private lastSyncAt: number | undefined;
   /** The sync long-poll in flight, restarted when the agent switches SVIDs. */
   private currentPoll: AbortController | undefined;
 
@@ -136,6 +139,13 @@ export class NodeAgent implements WorkloadApiPorts {
 
   ready(): boolean {
     return this.synced && this.bundleState !== undefined;
+  }
+
+  /** What the agent's metrics report at each scrape (node-agent/metrics.ts). */
+  gauges(): AgentGauges {
+    let earliest: number | undefined;
+    for (const s of this.svids.values()) if (earliest === undefined || s.notAfter < earliest) earliest = s.notAfter;
+    return { identities: this.svids.size, earliestSvidExpiry: earliest, lastSyncAt: this.lastSyncAt, canMintJwt: this.health().serving && !this.syncFailures.failing };
   }
 
   /** Why the agent stopped, when the CA refused it and it cannot attest again. */
@@ -374,6 +384,7 @@ export class NodeAgent implements WorkloadApiPorts {
     this.parents = res.parents;
     this.revision = res.revision;
     this.synced = true;
+    this.lastSyncAt = this.deps.clock.now().getTime();
     if (dirty) this.changed();
   }
 

@@ -19,6 +19,7 @@ import { SystemdWorkloadAttestor } from './caller/systemd-attestor.js';
 import { loadPeerCredentialSource, type PeerCredentials } from './platform/peercred.js';
 import { prepareSocketDir } from './storage/socket-dir.js';
 import { cannotAttestMessage, clearPendingAttestationKey, dataDirProblem, loadAgentState, pendingAttestationKey, saveAgentState, type PersistedAgent } from './storage/agent-state.js';
+import { startMetricsListener } from '../lib/metrics-listener.js';
 
 export interface AgentConfig {
   readonly dataDir: string;
@@ -54,6 +55,10 @@ export interface AgentConfig {
   readonly workloadIdleTimeoutMs?: number | undefined;
   /** Open Workload API connections one uid may hold; more are refused. Default 64. */
   readonly workloadMaxConnectionsPerUid?: number | undefined;
+  /** Serve Prometheus metrics on this address (a loopback one unless the operator chooses otherwise); absent: none. */
+  readonly metricsListen?: { readonly host: string; readonly port: number } | undefined;
+  /** Report the process_* and nodejs_* metrics too (the agent's own process). */
+  readonly processMetrics?: boolean | undefined;
 }
 
 export interface AgentHandle {
@@ -61,6 +66,8 @@ export interface AgentHandle {
   /** This installation's version (package.json), read once at start. */
   readonly version: string;
   readonly socketPath: string;
+  /** Where Prometheus scrapes this agent, when --metrics-listen was given. */
+  readonly metricsUrl: string | undefined;
   readonly agent: NodeAgent;
   /** Resolves once the first sync is in and the first SVIDs are issued. */
   whenReady(timeoutMs?: number): Promise<void>;
@@ -244,6 +251,8 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
     refusalLoggedAt.set(key, now);
     return true;
   };
+  // prom-client is loaded only when metrics are asked for: an agent without them does not carry it.
+  const metrics = config.metricsListen ? new (await import('./metrics.js')).AgentMetrics(() => agent.gauges(), clock, { process: config.processMetrics ?? false }) : undefined;
   let server: WorkloadApiServer;
   try {
     const { opened, closed } = prepareSocketDir(socketPath, config.ownedDir ?? config.dataDir);
@@ -262,6 +271,7 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
       releasePeer: (peer) => peers.release(peer as PeerCredentials),
       idleTimeoutMs: config.workloadIdleTimeoutMs,
       maxConnectionsPerUid: config.workloadMaxConnectionsPerUid,
+      metrics,
       onRefused: (peer, reason) => {
         if (logRefusal(`${reason}:${peer?.uid}`, clock.now().getTime())) {
           logger.warn({ event: 'workload_api.connection_refused', reason, uid: peer?.uid, pid: peer?.pid, maxPerUid: config.workloadMaxConnectionsPerUid ?? DEFAULT_MAX_CONNECTIONS_PER_UID }, 'refused a Workload API connection (logged once a minute per uid)');
@@ -277,6 +287,19 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
     const next = unpersisted ? 'the agent SVID could not be persisted either, so a restart needs a new join token' : 'the agent SVID is persisted: fix this and start the agent again, no new token needed';
     throw new AgentStartError(`cannot create the Workload API socket ${socketPath}: ${describeWriteError(err)}; ${next}`, { cause: err });
   }
+  let metricsListener: { readonly url: string; close(): Promise<void> } | undefined;
+  if (metrics && config.metricsListen) {
+    const { host, port } = config.metricsListen;
+    try {
+      metricsListener = await startMetricsListener(metrics, host, port, (err) => logger.warn({ err }, 'collecting metrics failed'));
+    } catch (err) {
+      await server.close();
+      client.close();
+      kubelet?.close();
+      const code = errnoCode(err);
+      throw new AgentStartError(`cannot listen on ${host.includes(':') ? `[${host}]` : host}:${port} (--metrics-listen): ${code === 'EADDRINUSE' ? 'the address is already in use' : (err as Error).message}`, { cause: err });
+    }
+  }
   const stop = new AbortController();
   const running = agent.run(stop.signal);
   running.catch(() => undefined); // observed through `done`
@@ -286,6 +309,7 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
     spiffeId: state.spiffeId,
     version,
     socketPath,
+    metricsUrl: metricsListener?.url,
     agent,
     done: running,
     async whenReady(timeoutMs = 30_000) {
@@ -300,6 +324,7 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
     },
     async close() {
       stop.abort();
+      await metricsListener?.close();
       await server.close();
       await running.catch(() => undefined);
       agent.discovery.flush();

@@ -8,6 +8,7 @@ import { healthRoutes } from './health.js';
 import type { ConnectionAttestation, HealthState, PeerInfo, WorkloadApiPorts } from './ports.js';
 import { kCaller, workloadApiRoutes } from './service.js';
 import { makeDirs } from '../lib/fs.js';
+import { metricsInterceptor, type WorkloadApiMetrics } from './metrics.js';
 
 /** Connections that hold no stream are closed after this long (issue 11: idle sockets cost descriptors). */
 export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
@@ -27,6 +28,8 @@ export interface WorkloadApiServerOptions {
   readonly idleTimeoutMs?: number;
   /** Refuse a uid's connections beyond this many open at once. Default 64. */
   readonly maxConnectionsPerUid?: number;
+  /** Observes every call (the agent's Prometheus metrics); absent: no interceptor at all. */
+  readonly metrics?: WorkloadApiMetrics | undefined;
   /** Told about each refused connection (to log it, rate-limited). */
   readonly onRefused?: (peer: PeerInfo | undefined, reason: 'no_credentials' | 'too_many_connections') => void;
 }
@@ -74,6 +77,7 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
   const api = workloadApiRoutes(options.ports);
   const health = healthRoutes(options.health ?? (() => (options.ports.ready() ? { serving: true } : { serving: false, reason: 'not yet synced' })));
   const handler = connectNodeAdapter({
+    ...(options.metrics ? { interceptors: [metricsInterceptor(options.metrics)] } : {}),
     routes: (router) => {
       api.routes(router);
       health(router);

@@ -88,6 +88,14 @@ export class AuthorityKeyStore {
     });
   }
 
+  /** The active authority of every trust domain and kind: what the metrics report on each scrape. */
+  activeEverywhere(): Promise<{ trustDomain: string; kind: AuthorityKind; notAfter: Date }[]> {
+    return guard(async () => {
+      const res = await this.db.query<{ trust_domain: string; kind: AuthorityKind; not_after: Date }>(`SELECT trust_domain, kind, not_after FROM authority_keys WHERE status = 'active' ORDER BY trust_domain, kind`);
+      return res.rows.map((r) => ({ trustDomain: r.trust_domain, kind: r.kind, notAfter: toDate(r.not_after) }));
+    });
+  }
+
   all(trustDomain: string, q: Queryable = this.db): Promise<AuthorityKey[]> {
     return guard(async () => {
       const res = await q.query<Row>(`SELECT ${COLUMNS} FROM authority_keys WHERE trust_domain = $1 ORDER BY kind, not_before, id`, [trustDomain]);

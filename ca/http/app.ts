@@ -6,6 +6,8 @@ import { CairnError } from '../../lib/errors.js';
 import type { AdminAccess } from '../admin-auth/access.js';
 import { registerAdminRoutes } from '../admin-auth/routes.js';
 import { registerKekRoutes } from '../kek/routes.js';
+import type { CaMetrics } from '../metrics/ca-metrics.js';
+import { registerMetricsRoute } from '../metrics/routes.js';
 import type { KekService } from '../kek/service.js';
 import type { AdminAuthService } from '../admin-auth/service.js';
 import type { AuthorityService } from '../authority/service.js';
@@ -36,6 +38,7 @@ import { checkListenerLimits, DEFAULT_LISTENER_LIMITS, fastifyTimeouts, nodeServ
 export interface CaServices {
   readonly adminAuth: AdminAuthService;
   readonly kek: KekService;
+  readonly metrics: CaMetrics;
   /** Authentication, the route → role table and the record of every admin request (ca/admin-auth/). */
   readonly adminAccess: AdminAccess;
   readonly tokens: TokenService;
@@ -134,6 +137,16 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
   });
 
   app.setErrorHandler(errorHandler);
+  app.addHook('onResponse', async (req, reply) => {
+    services.metrics.response({
+      method: req.method,
+      route: req.routeOptions.url,
+      access: req.routeOptions.config?.access,
+      status: reply.statusCode,
+      code: req.errorCode ?? req.adminState?.errorCode,
+      role: req.adminState?.principal?.role,
+    });
+  });
   app.setNotFoundHandler((req, reply) => {
     const { status, body } = toHttpError(new CairnError('not_found', `no route for ${req.method} ${req.url.split('?')[0]}`));
     void reply.status(status).send(body);
@@ -147,6 +160,7 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
       req.actor = 'public';
     });
     registerHealthRoutes(pub, services.ready, options.version ?? 'unknown');
+    if (!options.tls) registerMetricsRoute(pub, services.metrics);
     registerPublicRoutes(pub, { authority: services.authority, publicUrl: options.publicUrl });
     pub.get('/docs', { schema: { hide: true } }, async () => app.swagger());
     pub.get('/docs/openapi.json', { schema: { hide: true } }, async () => app.swagger());

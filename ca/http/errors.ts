@@ -79,6 +79,7 @@ export function errorHandler(err: unknown, request: FastifyRequest, reply: Fasti
   else if (status >= 500) request.log.error({ err, code: body.code }, 'request failed');
   else if (SIGNAL_4XX.has(status)) request.log.warn({ code: body.code, status, method: request.method, url: request.url.split('?')[0], remoteAddress: request.ip }, 'request refused');
   else request.log.debug({ code: body.code, status }, 'request rejected');
+  request.errorCode = body.code;
   const retryAfter = retryAfterOf(err, status);
   if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
   void reply.status(status).send(body);

@@ -13,6 +13,8 @@ declare module 'fastify' {
     actor: string;
     /** The admin context's state of this request: principal, access rule, scope, change note (ca/admin-auth/access.ts). */
     adminState?: import('../admin-auth/access.js').AdminRequestState;
+    /** The error code this request was answered with, for metrics (set by the error handler). */
+    errorCode?: string;
     /** The attested node behind an mTLS request (agent and device contexts only). */
     node: import('../nodes/store.js').AttestedNode;
   }

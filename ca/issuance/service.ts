@@ -7,6 +7,7 @@ import type { SpiffeId } from '../../spiffe/id.js';
 import type { ActiveAuthority, AuthorityService } from '../authority/service.js';
 import { NOT_BEFORE_CUSHION_SECONDS } from '../authority/service.js';
 import type { Queryable } from '../db/database.js';
+import { NO_METRICS, type IssuanceMetrics } from '../metrics/ca-metrics.js';
 import type { InventoryStore } from '../inventory/store.js';
 import type { VerifiedCsr } from './csr.js';
 import { buildLeafTbs, signCertificate } from './leaf-template.js';
@@ -20,7 +21,11 @@ export interface IssuanceDeps {
   readonly authority: AuthorityService;
   readonly inventory: InventoryStore;
   readonly pool: IssuancePool;
+  readonly metrics?: IssuanceMetrics;
 }
+
+/** The outcome label of a failed issuance: its error code when it has one. */
+const failureOf = (err: unknown): string => (err instanceof CairnError ? err.code : 'internal');
 
 export interface CsrRequest {
   /** The CSR, DER; verified (proof of possession) as part of issuance. */
@@ -78,7 +83,11 @@ export interface MintedJwtSvid {
  * recorded in the inventory before anything leaves.
  */
 export class IssuanceService {
-  constructor(private readonly deps: IssuanceDeps) {}
+  private readonly metrics: IssuanceMetrics;
+
+  constructor(private readonly deps: IssuanceDeps) {
+    this.metrics = deps.metrics ?? NO_METRICS;
+  }
 
   async issueX509(trustDomain: string, requests: readonly X509Request[], issuedTo: string): Promise<IssuedX509Svid[]> {
     const issuer = await this.x509IssuerFor(trustDomain);
@@ -98,10 +107,17 @@ export class IssuanceService {
     return {
       bundle,
       issue: async (requests, issuedTo, tx) => {
-        const now = this.deps.clock.now();
-        const issued = await Promise.all(requests.map((r) => this.signOne(authority, r, now, bundle)));
-        await this.record(trustDomain, issued, issuedTo, now, tx);
-        return issued;
+        const done = this.metrics.issuance('x509', trustDomain);
+        try {
+          const now = this.deps.clock.now();
+          const issued = await Promise.all(requests.map((r) => this.signOne(authority, r, now, bundle)));
+          await this.record(trustDomain, issued, issuedTo, now, tx);
+          done('ok', issued.length);
+          return issued;
+        } catch (err) {
+          done(failureOf(err), requests.length);
+          throw err;
+        }
       },
       announce: (issued, issuedTo) => this.announce(trustDomain, issued, issuedTo),
     };
@@ -160,6 +176,22 @@ export class IssuanceService {
    * the inventory before the batch returns.
    */
   async issueX509Batch(trustDomain: string, requests: readonly CsrRequest[], issuedTo: string): Promise<BatchIssueResult[]> {
+    const done = this.metrics.issuance('x509', trustDomain);
+    let results: BatchIssueResult[];
+    try {
+      results = await this.batch(trustDomain, requests, issuedTo);
+    } catch (err) {
+      done(failureOf(err), requests.length);
+      throw err;
+    }
+    const failures = new Map<string, number>();
+    for (const r of results) if ('error' in r) failures.set(r.error.code, (failures.get(r.error.code) ?? 0) + 1);
+    done('ok', results.length - [...failures.values()].reduce((a, b) => a + b, 0));
+    for (const [code, n] of failures) done(code, n);
+    return results;
+  }
+
+  private async batch(trustDomain: string, requests: readonly CsrRequest[], issuedTo: string): Promise<BatchIssueResult[]> {
     const authority = await this.deps.authority.active(trustDomain);
     const bundle = await this.deps.authority.x509Authorities(trustDomain);
     const now = this.deps.clock.now();
@@ -203,6 +235,18 @@ export class IssuanceService {
   }
 
   async mintJwt(trustDomain: string, req: JwtRequest, issuedTo: string): Promise<MintedJwtSvid> {
+    const done = this.metrics.issuance('jwt', trustDomain);
+    try {
+      const minted = await this.mint(trustDomain, req, issuedTo);
+      done('ok');
+      return minted;
+    } catch (err) {
+      done(failureOf(err));
+      throw err;
+    }
+  }
+
+  private async mint(trustDomain: string, req: JwtRequest, issuedTo: string): Promise<MintedJwtSvid> {
     const authority = await this.deps.authority.active(trustDomain);
     if (!req.spiffeId.memberOf(trustDomain)) {
       throw new CairnError('wrong_trust_domain', `${req.spiffeId.toString()} is not in trust domain ${trustDomain}`);

@@ -1,5 +1,6 @@
 import type { SyncEntry, SyncResponse } from '../../contract/agent-api.js';
 import type { Clock } from '../../lib/clock.js';
+import type { SyncMetrics } from '../metrics/ca-metrics.js';
 import { publicJwkOf } from '../../spiffe/bundle/jwk.js';
 import type { AuthorityService } from '../authority/service.js';
 import type { EnrollmentService } from '../enrollment/service.js';
@@ -16,6 +17,7 @@ export interface SyncDeps {
   readonly enrollment: EnrollmentService;
   readonly authority: AuthorityService;
   readonly feed: ChangeFeed;
+  readonly metrics?: SyncMetrics;
 }
 
 export interface SyncRequest {
@@ -39,6 +41,15 @@ export class SyncService {
   constructor(private readonly deps: SyncDeps) {}
 
   async sync(node: AttestedNode, req: SyncRequest, abandoned?: AbortSignal): Promise<SyncResponse> {
+    const ended = this.deps.metrics?.pollStarted();
+    try {
+      return await this.poll(node, req, abandoned);
+    } finally {
+      ended?.();
+    }
+  }
+
+  private async poll(node: AttestedNode, req: SyncRequest, abandoned?: AbortSignal): Promise<SyncResponse> {
     const signal = abandoned ? AbortSignal.any([abandoned, this.deps.feed.closing]) : this.deps.feed.closing;
     const deadline = this.deps.clock.now().getTime() + req.waitSeconds * 1000;
     let since = req.revision;
@@ -63,6 +74,10 @@ export class SyncService {
       const remaining = deadline - this.deps.clock.now().getTime();
       if (full || changed.length > 0 || removed.length > 0 || bundleChanged || remaining <= 0 || signal.aborted) {
         waiter.cancel();
+        if (!full && changed.length > 0) {
+          const newest = changed.reduce((n, e) => Math.max(n, e.updatedAt.getTime()), 0);
+          this.deps.metrics?.delivered((this.deps.clock.now().getTime() - newest) / 1000);
+        }
         return {
           revision: Math.max(latest, since),
           full,

@@ -7,6 +7,7 @@ import { UsageError, type Parsed, type Values } from '../flags.js';
 import type { AGENT_START_FLAGS, AGENT_UNREGISTERED_FLAGS } from '../specs/agent.js';
 import { dataDirOf, readInputFile } from '../client.js';
 import { leanProcessLogger } from '../logging.js';
+import { listenAddress } from '../settings.js';
 import { banner, printResult, table } from '../output.js';
 
 /** Resolves when SIGINT or SIGTERM arrives. */
@@ -116,9 +117,10 @@ export async function agentStartCommand({ values }: Parsed<typeof AGENT_START_FL
   const limits = workloadLimitsOf(values);
   const logger = leanProcessLogger(values);
   const signals = stopSignals();
-  const handle = await startAgent({ dataDir: join(dataRoot, 'agent'), ownedDir: dataRoot, socketPath: values.socket, joinToken, attestation, kubelet, systemd, ...limits }, { logger });
+  const metricsListen = values['metrics-listen'] === undefined ? undefined : listenAddress(values['metrics-listen'], '--metrics-listen');
+  const handle = await startAgent({ dataDir: join(dataRoot, 'agent'), ownedDir: dataRoot, socketPath: values.socket, joinToken, attestation, kubelet, systemd, ...limits, metricsListen, processMetrics: true }, { logger });
   signals.started();
-  banner([`Cairn ${handle.version} agent ${handle.spiffeId} serving the Workload API; export SPIFFE_ENDPOINT_SOCKET=unix://${handle.socketPath}`]);
+  banner([`Cairn ${handle.version} agent ${handle.spiffeId} serving the Workload API; export SPIFFE_ENDPOINT_SOCKET=unix://${handle.socketPath}${handle.metricsUrl ? `; metrics at ${handle.metricsUrl}` : ''}`]);
   // Until a signal, or until the agent stops by itself (the CA refuses it and it cannot attest
   // again): then exit non-zero with what to do, so a supervisor notices.
   const stopped = await Promise.race([signals.stopped.then(() => undefined), handle.done.then(() => undefined, (err: unknown) => err)]);

@@ -108,6 +108,7 @@ function caConfigOf({ values, sources }: Pick<Parsed<typeof CA_START_FLAGS>, 'va
     noMigrate: values['no-migrate'] === true,
     limits: listenerLimitsOf(values),
     caNameConstraints: values['ca-name-constraints'] !== 'off',
+    ...(values['metrics-listen'] !== undefined ? { metricsListen: listenOf(values['metrics-listen'], '', '--metrics-listen') } : {}),
   };
 }
 
@@ -126,7 +127,7 @@ async function runUntilSignal(handle: CaHandle, stopped: Promise<string>): Promi
 export async function caStartCommand(args: Parsed<typeof CA_START_FLAGS>): Promise<void> {
   const config = caConfigOf(args);
   const signals = stopSignals();
-  const handle = await startCa(config, { logger: createLogger(logOptionsOf(args.values)) });
+  const handle = await startCa(config, { logger: createLogger(logOptionsOf(args.values)), processMetrics: true });
   signals.started();
   // with a configured token there is no bootstrap credential to point at
   const admin = config.adminToken ? 'admin credential "configured" from CAIRN_ADMIN_TOKEN' : `admin token file: ${handle.adminTokenFile}`;
@@ -174,7 +175,7 @@ export async function upCommand({ values, sources }: Parsed<typeof UP_FLAGS>): P
   // the restart in place (leanProcessLogger) comes first: nothing is listened for or opened before it
   const logger = leanProcessLogger(values);
   const signals = stopSignals();
-  const handle = await startCa(config, { logger });
+  const handle = await startCa(config, { logger, processMetrics: true });
   reloadKekOnHangup(handle);
   const base = (config.publicUrl ?? handle.url).replace(/\/+$/, '');
   const urls = publicUrls(base, trustDomain);
@@ -196,6 +197,7 @@ export async function upCommand({ values, sources }: Parsed<typeof UP_FLAGS>): P
     jwksUrl: urls.jwksUrl,
     oidcDiscoveryUrl: urls.oidcDiscoveryUrl,
     adminTokenFile: handle.adminTokenFile,
+    metricsUrl: handle.metricsUrl,
     store: handle.db.kind,
   };
   // The agent on this machine: attest once with a join token, then reuse its persisted SVID.
@@ -204,7 +206,11 @@ export async function upCommand({ values, sources }: Parsed<typeof UP_FLAGS>): P
   const mintJoinToken = async (): Promise<string> => (await handle.core.tokens.create({ trustDomain, agentId: agentAlias, ttlSeconds: 600 }, 'system:up')).token;
   let agent;
   try {
-    agent = await startAgent({ dataDir: agentDir, ownedDir: config.dataDir, mintJoinToken, socketPath: process.env.CAIRN_AGENT_SOCKET, caUrl: config.tlsPublicUrl ?? handle.tlsUrl }, { logger: handle.logger });
+    // the agent's metrics on a free loopback port, named in endpoints.json
+    agent = await startAgent(
+      { dataDir: agentDir, ownedDir: config.dataDir, mintJoinToken, socketPath: process.env.CAIRN_AGENT_SOCKET, caUrl: config.tlsPublicUrl ?? handle.tlsUrl, metricsListen: { host: '127.0.0.1', port: 0 } },
+      { logger: handle.logger },
+    );
     const user = userInfo();
     const workloadId = `spiffe://${trustDomain}/user/${user.username.replace(/[^A-Za-z0-9._-]/g, '_') || user.uid}`;
     const existing = await handle.core.entries.list({ parentId: agent.spiffeId, spiffeId: workloadId }, 1, undefined);
@@ -213,6 +219,7 @@ export async function upCommand({ values, sources }: Parsed<typeof UP_FLAGS>): P
     }
     await agent.whenReady();
     endpoints.socket = agent.socketPath;
+    if (agent.metricsUrl) endpoints.agentMetricsUrl = agent.metricsUrl;
     endpoints.agentSpiffeId = agent.spiffeId;
     endpoints.workloadSpiffeId = workloadId;
   } catch (err) {

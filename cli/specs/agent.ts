@@ -1,5 +1,6 @@
 import { parseDuration } from '../../lib/duration.js';
 import { CHECKS, command, flags, group } from '../flags.js';
+import { listenAddress } from '../settings.js';
 import { ADMIN_FLAGS, CONFIG_FLAG, DATA_DIR, HEALTHCHECK_WAIT, JSON_OUTPUT, LOG_FLAGS, PAGING } from './common.js';
 
 /** Where the DaemonSet in deploy/kubernetes projects the agent's token (audience cairn-ca). */
@@ -66,6 +67,13 @@ export const AGENT_START_FLAGS = flags({
       return v;
     },
     description: 'Workload API connections one uid may hold open; extras are refused before any /proc read (default 64)',
+  },
+  'metrics-listen': {
+    type: 'string',
+    value: 'HOST:PORT',
+    env: ['CAIRN_AGENT_METRICS_LISTEN'],
+    check: (v, where) => (listenAddress(v, where), v),
+    description: 'serve Prometheus metrics (GET /metrics, no credential) here, e.g. 127.0.0.1:9465 (default: none)',
   },
   ...LOG_FLAGS,
   ...CONFIG_FLAG,

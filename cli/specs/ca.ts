@@ -60,6 +60,13 @@ export const CA_START_FLAGS = flags({
   'public-url': { type: 'string', value: 'URL', env: ['CAIRN_PUBLIC_URL'], check: SETTING.url, description: 'base URL clients use, for jwks_uri and bundle URLs (default: the listen address)' },
   'kek-file': { type: 'string', value: 'FILE', env: ['CAIRN_KEK_FILE'], check: SETTING.readableFile, complete: 'file', description: 'key-encryption key, 32 bytes raw, hex or base64 (default: generated in <data-dir>/kek)' },
   'tls-listen': { type: 'string', value: 'HOST:PORT', env: ['CAIRN_TLS_LISTEN'], check: SETTING.listen, description: 'TLS listener for agents and devices (default 127.0.0.1:8443)' },
+  'metrics-listen': {
+    type: 'string',
+    value: 'HOST:PORT',
+    env: ['CAIRN_METRICS_LISTEN'],
+    check: SETTING.listen,
+    description: 'serve Prometheus metrics (GET /metrics, no credential) on a listener of their own (default: /metrics on --listen, to loopback callers only)',
+  },
   'tls-public-url': { type: 'string', value: 'URL', env: ['CAIRN_TLS_PUBLIC_URL'], check: SETTING.httpsUrl, description: 'the TLS URL put into tokens (default https://<tls listen address>)' },
   'kube-credentials': {
     type: 'string',
