@@ -13,7 +13,7 @@ export const KekStatusView = Type.Object({
   kekId: KekId,
   heldKekIds: Type.Array(KekId, { description: 'every KEK this replica holds in memory: the current one seals, all of them open' }),
   sealedValues: Type.Integer({ description: 'private keys and secrets sealed in the database' }),
-  sealedUnder: Type.Record(Type.String(), Type.Integer(), { description: 'how many sealed values each KEK sealed; "unnamed" for values sealed before KEK ids existed' }),
+  sealedUnder: Type.Record(Type.String(), Type.Integer(), { description: 'how many sealed values each KEK held by this replica opens; "unknown": none it holds does' }),
 });
 export type KekStatusView = Static<typeof KekStatusView>;
 

@@ -7,22 +7,21 @@ import type { Random } from '../../lib/random.js';
  * database. The key's id is bound in as associated data, so a sealed key copied onto another row
  * does not open.
  *
- * Format 2 names the KEK that sealed it (an 8-byte id, see kekId), so after `cairn kek rotate` a
- * replica knows which values are still under the old KEK and one that was not given the new KEK
- * yet says so, instead of failing authentication. Format 1 (no id) is still read.
+ * The format (1) does not name the KEK: a value is tried with the current KEK first, then with any
+ * other this process holds (after `cairn kek rotate`, the previous one stays in memory). It stays
+ * format 1 so that the release before this one, which may share the database during a rolling
+ * upgrade, opens everything this one seals.
  */
-const V1 = 1;
-const V2 = 2;
-const ID_BYTES = 8;
+const VERSION = 1;
 const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 
 /**
  * A KEK's public name: HMAC-SHA-256 keyed by the KEK over a fixed label, first 8 bytes in hex. It
- * tells keys apart and reveals nothing usable about a 32-byte random key.
+ * tells keys apart in messages and `cairn kek status`, and reveals nothing usable about a 32-byte key.
  */
 export function kekId(kek: Buffer): string {
-  return createHmac('sha256', kek).update('cairn key-encryption key id').digest().subarray(0, ID_BYTES).toString('hex');
+  return createHmac('sha256', kek).update('cairn key-encryption key id').digest().subarray(0, 8).toString('hex');
 }
 
 /**
@@ -48,8 +47,9 @@ export class KekRing {
     return { id: this.currentId, key: this.keys.get(this.currentId)! };
   }
 
+  /** The ids held, the current one first: the order values are tried in. */
   get ids(): string[] {
-    return [...this.keys.keys()];
+    return [this.currentId, ...[...this.keys.keys()].filter((id) => id !== this.currentId)];
   }
 
   get(id: string): Buffer | undefined {
@@ -67,63 +67,62 @@ export class KekRing {
 export interface Sealer {
   seal(plaintext: Buffer, keyId: string): Buffer;
   open(sealed: Buffer, keyId: string): Buffer;
-  /** The id of the KEK that sealed this value; undefined for format 1, which does not say. */
-  sealedUnder(sealed: Buffer): string | undefined;
-  /** The id of the KEK new values are sealed under. */
-  readonly currentKekId: string;
+  /** The id of the held KEK that opens this value, or undefined when none does. */
+  openedBy(sealed: Buffer, keyId: string): string | undefined;
 }
 
-function decrypt(kek: Buffer, nonce: Buffer, body: Buffer, tag: Buffer, keyId: string): Buffer {
-  const decipher = createDecipheriv('aes-256-gcm', kek, nonce);
-  decipher.setAAD(Buffer.from(keyId, 'utf8'));
-  decipher.setAuthTag(tag);
-  return Buffer.concat([decipher.update(body), decipher.final()]);
+interface Parts {
+  readonly nonce: Buffer;
+  readonly body: Buffer;
+  readonly tag: Buffer;
 }
 
-function sealedUnder(sealed: Buffer): string | undefined {
-  return sealed[0] === V2 && sealed.length >= 1 + ID_BYTES ? sealed.subarray(1, 1 + ID_BYTES).toString('hex') : undefined;
+function partsOf(sealed: Buffer): Parts {
+  if (sealed.length < 1 + NONCE_BYTES + TAG_BYTES || sealed[0] !== VERSION) {
+    throw new CairnError('internal', 'a stored private key has an unknown format');
+  }
+  return { nonce: sealed.subarray(1, 1 + NONCE_BYTES), body: sealed.subarray(1 + NONCE_BYTES, sealed.length - TAG_BYTES), tag: sealed.subarray(sealed.length - TAG_BYTES) };
+}
+
+function decrypt(kek: Buffer, p: Parts, keyId: string): Buffer | undefined {
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', kek, p.nonce);
+    decipher.setAAD(Buffer.from(keyId, 'utf8'));
+    decipher.setAuthTag(p.tag);
+    return Buffer.concat([decipher.update(p.body), decipher.final()]);
+  } catch {
+    return undefined;
+  }
 }
 
 export function createSealer(keys: Buffer | KekRing, random: Random): Sealer {
   const ring = keys instanceof KekRing ? keys : new KekRing(keys);
+  const find = (sealed: Buffer, keyId: string): { id: string; plain: Buffer } | undefined => {
+    const parts = partsOf(sealed);
+    for (const id of ring.ids) {
+      const plain = decrypt(ring.get(id)!, parts, keyId);
+      if (plain) return { id, plain };
+    }
+    return undefined;
+  };
   return {
-    sealedUnder,
-    get currentKekId() {
-      return ring.current.id;
-    },
     seal(plaintext, keyId) {
-      const { id, key } = ring.current;
       const nonce = random.bytes(NONCE_BYTES);
-      const cipher = createCipheriv('aes-256-gcm', key, nonce);
+      const cipher = createCipheriv('aes-256-gcm', ring.current.key, nonce);
       cipher.setAAD(Buffer.from(keyId, 'utf8'));
       const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
-      return Buffer.concat([Buffer.from([V2]), Buffer.from(id, 'hex'), nonce, body, cipher.getAuthTag()]);
+      return Buffer.concat([Buffer.from([VERSION]), nonce, body, cipher.getAuthTag()]);
     },
+    openedBy: (sealed, keyId) => find(sealed, keyId)?.id,
     open(sealed, keyId) {
-      const head = sealed[0] === V2 ? 1 + ID_BYTES : 1;
-      if ((sealed[0] !== V1 && sealed[0] !== V2) || sealed.length < head + NONCE_BYTES + TAG_BYTES) {
-        throw new CairnError('internal', 'a stored private key has an unknown format');
-      }
-      const nonce = sealed.subarray(head, head + NONCE_BYTES);
-      const tag = sealed.subarray(sealed.length - TAG_BYTES);
-      const body = sealed.subarray(head + NONCE_BYTES, sealed.length - TAG_BYTES);
-      const id = sealedUnder(sealed);
-      const candidates = id === undefined ? ring.ids.map((i) => ring.get(i)!) : [ring.get(id)].filter((k): k is Buffer => k !== undefined);
-      if (candidates.length === 0) {
-        throw new CairnError(
-          'kek_unavailable',
-          `a stored private key is sealed under key-encryption key ${id}, which this process does not hold (it holds ${ring.ids.join(', ')}): the KEK was rotated; put the new KEK in this replica's --kek-file and send it SIGHUP, or restart it`,
-        );
-      }
-      let last: unknown;
-      for (const kek of candidates) {
-        try {
-          return decrypt(kek, nonce, body, tag, keyId);
-        } catch (err) {
-          last = err;
-        }
-      }
-      throw new CairnError('internal', 'a stored private key does not open with the configured key-encryption key', { cause: last });
+      const found = find(sealed, keyId);
+      if (found) return found.plain;
+      // Authentication failed under every KEK held: most likely the value was re-sealed under a KEK
+      // this process was not given yet (a rotation on another replica), else it is damaged.
+      throw new CairnError(
+        'kek_unavailable',
+        `a stored private key does not open with the key-encryption key${ring.ids.length > 1 ? 's' : ''} this process holds (${ring.ids.join(', ')}): if the KEK was rotated (cairn kek rotate), put the new one in this replica's --kek-file and send it SIGHUP, or restart it`,
+      );
     },
   };
 }

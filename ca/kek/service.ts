@@ -2,7 +2,7 @@ import { accessSync, constants, existsSync, renameSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { KekRotationView, KekStatusView } from '../../contract/kek-api.js';
 import type { Clock } from '../../lib/clock.js';
-import { CairnError, isCairnError } from '../../lib/errors.js';
+import { CairnError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import type { Random } from '../../lib/random.js';
 import { createSealer, kekId, type KekRing, type Sealer } from '../authority/sealing.js';
@@ -47,7 +47,8 @@ export const stagedKekFile = (kekFile: string): string => `${kekFile}.next`;
  * admin call only tells the CA to take it. The CA then re-seals every sealed value in one
  * transaction, checks each one opens with the new KEK alone, and only then moves the new file over
  * the old one. Other replicas take the new file on SIGHUP or restart (`reload`); a value one of them
- * sealed under the old KEK meanwhile is re-sealed then, since the old KEK stays in its memory.
+ * sealed under the old KEK meanwhile is re-sealed then, since the old KEK stays in its memory. Which
+ * KEK sealed a value is found by trying each held KEK (the format does not name it; see sealing.ts).
  */
 export class KekService {
   constructor(private readonly deps: KekServiceDeps) {}
@@ -56,7 +57,7 @@ export class KekService {
     const values = await this.deps.store.list();
     const sealedUnder: Record<string, number> = {};
     for (const v of values) {
-      const id = this.deps.sealer.sealedUnder(v.sealed) ?? 'unnamed';
+      const id = this.deps.sealer.openedBy(v.sealed, contextOf(v)) ?? 'unknown';
       sealedUnder[id] = (sealedUnder[id] ?? 0) + 1;
     }
     return { kekId: this.deps.ring.current.id, heldKekIds: this.deps.ring.ids, sealedValues: values.length, sealedUnder };
@@ -124,19 +125,17 @@ export class KekService {
     const alone = createSealer(kek, this.deps.random);
     return this.deps.store.reseal(
       (v) => {
-        if (sealer.sealedUnder(v.sealed) === id) return undefined;
         const context = contextOf(v);
-        let plain: Buffer;
-        try {
-          plain = sealer.open(v.sealed, context);
-        } catch (err) {
-          if (mode === 'reload' && isCairnError(err, 'kek_unavailable')) {
-            logger.warn({ event: 'kek.reseal_skipped', value: describe(v), sealedUnder: sealer.sealedUnder(v.sealed) }, 'a sealed value is under a KEK this replica does not hold; the replica that has it re-seals it on SIGHUP');
+        const by = sealer.openedBy(v.sealed, context);
+        if (by === id) return undefined;
+        if (by === undefined) {
+          if (mode === 'reload') {
+            logger.warn({ event: 'kek.reseal_skipped', value: describe(v) }, 'a sealed value opens with no KEK this replica holds; the replica that sealed it re-seals it on SIGHUP');
             return undefined;
           }
-          throw isCairnError(err, 'kek_unavailable') ? new CairnError('kek_unavailable', `cannot rotate: ${describe(v)} is sealed under key-encryption key ${sealer.sealedUnder(v.sealed)}, which this replica does not hold; send SIGHUP to the replica that has it first, or give this one that KEK`) : err;
+          throw new CairnError('kek_unavailable', `cannot rotate: ${describe(v)} opens with no key-encryption key this replica holds (${this.deps.ring.ids.join(', ')}); send SIGHUP to the replica that sealed it first, or give this one its KEK`);
         }
-        return sealer.seal(plain, context);
+        return sealer.seal(sealer.open(v.sealed, context), context);
       },
       (after) => {
         if (mode === 'reload') return;
