@@ -11,6 +11,7 @@ import type { AuthorityKey, AuthorityKeyStore } from '../authority/store.js';
 import { notifyChange } from '../db/changes.js';
 import type { Queryable } from '../db/database.js';
 import type { TrustDomainStore } from '../trust-domains/store.js';
+import type { TrustDomain } from '../trust-domains/model.js';
 import { signCrl } from './crl.js';
 import type { CurrentSvid, RevocationStore, RevokedSvid, StoredCrl } from './store.js';
 
@@ -129,12 +130,27 @@ export class RevocationService {
   }
 
   /**
-   * The CRLs as stored, restricted to the authorities published now (`published`: their ids and which
-   * is active). Read-only: sync calls it on every long-poll round.
+   * The CRLs for the authorities published now (`published`: their ids and which is active), as sync
+   * reads them on every long-poll round: one read, and a re-signing only when one is missing or due
+   * (a trust domain created since the last housekeeping pass).
    */
+  async published(trustDomain: TrustDomain, published: readonly AuthorityKey[]): Promise<PublishedCrls> {
+    const stored = await this.deps.store.crls(trustDomain.name);
+    if (due(published, stored, this.deps.clock.now(), crlValiditySeconds(trustDomain.x509SvidTtlSeconds))) {
+      await this.refresh(trustDomain.name);
+      return this.stored(trustDomain.name, published);
+    }
+    return this.select(stored, published);
+  }
+
+  /** The CRLs as stored, restricted to the authorities published now. */
   async stored(trustDomain: string, published: readonly AuthorityKey[]): Promise<PublishedCrls> {
+    return this.select(await this.deps.store.crls(trustDomain), published);
+  }
+
+  private select(stored: readonly StoredCrl[], published: readonly AuthorityKey[]): PublishedCrls {
     const x509 = published.filter(isX509);
-    const crls = (await this.deps.store.crls(trustDomain)).filter((c) => x509.some((k) => k.id === c.authorityId));
+    const crls = stored.filter((c) => x509.some((k) => k.id === c.authorityId));
     const activeId = x509.find((k) => k.status === 'active')?.id;
     const active = crls.find((c) => c.authorityId === activeId);
     const ordered = active ? [active, ...crls.filter((c) => c !== active)] : crls;

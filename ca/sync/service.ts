@@ -75,7 +75,7 @@ export class SyncService {
       ]);
       const { trustDomain, keys } = await this.deps.authority.published(node.trustDomain);
       const bundleChanged = trustDomain.bundleSequence > req.bundleSequence;
-      const crls = req.crl === undefined ? undefined : await this.deps.revocation.stored(node.trustDomain, keys);
+      const crls = req.crl === undefined ? undefined : await this.deps.revocation.published(trustDomain, keys);
       const crlChanged = crls !== undefined && crls.digest !== req.crl;
       const remaining = deadline - this.deps.clock.now().getTime();
       if (full || changed.length > 0 || removed.length > 0 || bundleChanged || crlChanged || remaining <= 0 || signal.aborted) {
