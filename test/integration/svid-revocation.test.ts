@@ -13,6 +13,7 @@ import { redeem, type TestNode } from '../support/agent-client.js';
 import { startTestCa, type TestCa } from '../support/ca.js';
 import { createAdmin, callAs } from '../support/admins.js';
 import { storeKind } from '../support/db.js';
+import { FakeClock } from '../support/clock.js';
 
 const TD = 'revoke.test';
 
@@ -212,5 +213,76 @@ describe(`single X.509-SVID revocation and the CRL (${storeKind()} store)`, () =
     const after = await ca.core.revocation.current(TD);
     expect(after.digest).not.toBe(before.digest);
     expect(after.active!.crlNumber).toBe(before.active!.crlNumber + 1);
+  });
+});
+
+describe(`CRLs across a CA rotation: one per published CA, each signed by its own key (${storeKind()} store)`, () => {
+  const DAY = 86400;
+  const RTD = 'revoke-rotate.test';
+  const clock = new FakeClock(new Date());
+  let ca: TestCa;
+  let dir: string;
+  beforeAll(async () => {
+    ca = await startTestCa({ clock });
+    dir = mkdtempSync(join(tmpdir(), 'cairn-revoke-rot-'));
+    expect((await ca.admin('/v1/trust-domains', { body: { name: RTD, caTtlSeconds: DAY, x509SvidTtlSeconds: 6 * 3600 } })).status).toBe(201);
+  });
+  afterAll(async () => {
+    await ca?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const mint = async (): Promise<MintX509Response> => {
+    const key = generateKeyAndCsr();
+    const res = await ca.admin('/v1/x509-svids', { body: { spiffeId: `spiffe://${RTD}/w`, csr: key.csr.toString('base64') } });
+    expect(res.status).toBe(201);
+    return (await res.json()) as MintX509Response;
+  };
+  const revoke = async (serial: string) => expect((await ca.admin('/v1/x509-svids/revoke', { body: { serial } })).status).toBe(200);
+  const at = () => ['-attime', String(Math.floor(clock.now().getTime() / 1000))];
+  /** 'ok', 'revoked', or openssl's complaint. */
+  const check = (leaf: string, bundle: string, crl: string): string => {
+    writeFileSync(join(dir, 'leaf.pem'), leaf);
+    writeFileSync(join(dir, 'bundle.pem'), bundle);
+    writeFileSync(join(dir, 'crl.pem'), crl);
+    try {
+      execFileSync('openssl', ['verify', '-crl_check', ...at(), '-CAfile', join(dir, 'bundle.pem'), '-CRLfile', join(dir, 'crl.pem'), join(dir, 'leaf.pem')], { stdio: 'pipe' });
+      return 'ok';
+    } catch (err) {
+      const out = `${(err as { stdout?: Buffer }).stdout ?? ''}${(err as { stderr?: Buffer }).stderr ?? ''}`;
+      return /certificate revoked/.test(out) ? 'revoked' : out;
+    }
+  };
+
+  it('SVIDs of the old and the new CA are both checked against the CRL of the CA that issued them', async () => {
+    clock.advance(DAY * 0.55); // successor prepared and published: it gets a CRL before it signs anything
+    expect(await ca.core.authority.rotate(RTD)).toBe(true);
+    expect(await ca.core.revocation.refresh(RTD)).toBe(true);
+    const prepared = await (await fetch(`${ca.url}/td/${RTD}/crl.pem`)).text();
+    expect(prepared.match(/BEGIN X509 CRL/g)).toHaveLength(2);
+
+    clock.advance(DAY * 0.25);
+    const oldRevoked = await mint();
+    const oldKept = await mint();
+    clock.advance(DAY * 0.04); // the successor becomes active
+    expect(await ca.core.authority.rotate(RTD)).toBe(true);
+    const newRevoked = await mint();
+    const newKept = await mint();
+    expect(newRevoked.certChain).not.toBe(oldRevoked.certChain);
+    await revoke(oldRevoked.serial);
+    await revoke(newRevoked.serial);
+
+    const bundle = await (await fetch(`${ca.url}/td/${RTD}/bundle.pem`)).text();
+    const crls = await (await fetch(`${ca.url}/td/${RTD}/crl.pem`)).text();
+    expect(crls.match(/BEGIN X509 CRL/g)).toHaveLength(2);
+    expect(check(oldRevoked.certChain, bundle, crls)).toBe('revoked');
+    expect(check(newRevoked.certChain, bundle, crls)).toBe('revoked');
+    expect(check(oldKept.certChain, bundle, crls)).toBe('ok');
+    expect(check(newKept.certChain, bundle, crls)).toBe('ok');
+
+    // GET /crl is the active (new) CA's: its issuer is the issuer of SVIDs signed now
+    const der = Buffer.from(await (await fetch(`${ca.url}/td/${RTD}/crl`)).arrayBuffer());
+    const issuer = /Issuer: (.*)/.exec(execFileSync('openssl', ['crl', '-inform', 'DER', '-noout', '-text'], { input: der, encoding: 'utf8' }))![1];
+    const leafIssuer = execFileSync('openssl', ['x509', '-noout', '-issuer', '-nameopt', 'oneline'], { input: newKept.certChain, encoding: 'utf8' });
+    expect(leafIssuer.replace(/^issuer=\s*/, '').trim().replace(/\s+/g, ' ')).toBe(issuer!.trim().replace(/\s+/g, ' '));
   });
 });
