@@ -27,7 +27,7 @@ export interface EnrollmentDeps {
   readonly limiter: FailureLimiter;
   readonly bans: BanService;
   /** Revoked serials (ca/revocation): a revoked SVID is refused for mTLS and renewal. */
-  readonly revocations: { isRevoked(serial: string): Promise<boolean> };
+  readonly revocations: { isRevoked(serial: string, q?: Queryable): Promise<boolean> };
 }
 
 export interface BatchItemResult {
@@ -134,7 +134,7 @@ export class EnrollmentService {
     const serial = serialOf(der);
     if (node?.banned) throw new CairnError('agent_banned', `${grant.spiffeId} is banned`);
     if (!node || node.serial !== serial || node.newSerial) return undefined;
-    if (await this.deps.revocations.isRevoked(serial)) return undefined;
+    if (await this.deps.revocations.isRevoked(serial, tx)) return undefined;
     const notAfter = new Date(cert.validTo);
     if (notAfter <= this.deps.clock.now()) return undefined;
     return { spiffeId: grant.spiffeId, chain: [der], serial, notBefore: new Date(cert.validFrom), notAfter, bundle };

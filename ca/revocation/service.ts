@@ -114,9 +114,9 @@ export class RevocationService {
     return { trustDomain: outcome.trustDomain, svids: outcome.svids };
   }
 
-  /** One indexed lookup; a store error propagates as store_unavailable (a 503, never a refusal). */
-  isRevoked(serial: string): Promise<boolean> {
-    return this.deps.store.isRevoked(serial);
+  /** One indexed lookup (`q`: the caller's transaction); a store error propagates as store_unavailable (a 503, never a refusal). */
+  isRevoked(serial: string, q?: Queryable): Promise<boolean> {
+    return this.deps.store.isRevoked(serial, q);
   }
 
   /** Unexpired revoked serials of the SVIDs issued to one agent (sync tells it which to replace). */
@@ -191,7 +191,10 @@ export class RevocationService {
     const td = await trustDomains.get(trustDomain, tx);
     if (!td) return;
     await store.prune(tx, trustDomain, now);
-    const [published, revoked, previous] = await Promise.all([keys.published(trustDomain, now, tx), store.unexpired(trustDomain, now, tx), store.crls(trustDomain, tx)]);
+    // One after another: a transaction is one connection, which runs one statement at a time.
+    const published = await keys.published(trustDomain, now, tx);
+    const revoked = await store.unexpired(trustDomain, now, tx);
+    const previous = await store.crls(trustDomain, tx);
     const thisUpdate = new Date(Math.floor(addSeconds(now, -NOT_BEFORE_CUSHION_SECONDS).getTime() / 1000) * 1000);
     const nextUpdate = new Date(Math.floor(addSeconds(now, crlValiditySeconds(td.x509SvidTtlSeconds)).getTime() / 1000) * 1000);
     const crls: StoredCrl[] = [];

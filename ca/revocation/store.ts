@@ -103,8 +103,8 @@ export class RevocationStore {
   }
 
   /** Whether a serial is revoked: one primary-key lookup (every node mTLS request makes it). */
-  isRevoked(serial: string): Promise<boolean> {
-    return guard(async () => (await this.db.query(`SELECT 1 FROM revoked_x509_svids WHERE serial = $1`, [serial])).rowCount > 0);
+  isRevoked(serial: string, q: Queryable = this.db): Promise<boolean> {
+    return guard(async () => (await q.query(`SELECT 1 FROM revoked_x509_svids WHERE serial = $1`, [serial])).rowCount > 0);
   }
 
   /** The trust domain's revoked serials that have not expired, oldest revocation first. */

@@ -165,6 +165,18 @@ describe(`single X.509-SVID revocation and the CRL (${storeKind()} store)`, () =
     }
   });
 
+  it('a spent token presented again by its key does not hand back a revoked SVID', async () => {
+    const key = generateKeyAndCsr();
+    const t = await token({});
+    const first = await redeem(t, AgentPaths.attest, key);
+    expect(first.status).toBe(201);
+    expect((await redeem(t, AgentPaths.attest, key)).status).toBe(201); // the lost-answer path works before
+    expect((await admin('/v1/x509-svids/revoke', { serial: first.node!.svid.serial })).status).toBe(200);
+    const again = await redeem(t, AgentPaths.attest, key);
+    expect(again.status).toBe(401);
+    expect((again.body as { code: string }).code).toBe('invalid_token');
+  });
+
   it("a device's next renewal after revocation fails with svid_revoked telling the operator to bootstrap again", async () => {
     const { node } = await redeem(await token({ spiffeId: `spiffe://${TD}/device/7` }), AgentPaths.deviceRedeem);
     await node!.renew(AgentPaths.deviceRenew); // renewing works before
