@@ -190,6 +190,19 @@ http {
     expect(readFileSync(join(ng, 'logs', 'error.log'), 'utf8')).toMatch(/certificate revoked/);
   }, 180_000);
 
+  it('a revoked device: cairn renew fails with svid_revoked telling the operator to bootstrap again', async () => {
+    const dev = join(dir, 'device');
+    const tok = await ca!.admin<{ token: string }>('/v1/tokens', { trustDomain: TD, spiffeId: `spiffe://${TD}/device/1` });
+    const boot = await runCairnAsync(['bootstrap', '--token', tok.body.token, '--write', dev], { CAIRN_DATA_DIR: undefined });
+    expect(boot.status).toBe(0);
+    expect((await runCairnAsync(['renew', '--dir', dev], { CAIRN_DATA_DIR: undefined })).status).toBe(0);
+    const r = await runCairnAsync(['svid', 'revoke', '--spiffe-id', `spiffe://${TD}/device/1`, '--reason', 'stolen'], adminEnv());
+    expect(r.status).toBe(0);
+    const renew = await runCairnAsync(['renew', '--dir', dev], { CAIRN_DATA_DIR: undefined });
+    expect(renew.status, renew.stderr).toBe(1);
+    expect(renew.stderr).toMatch(/^error: svid_revoked: the SVID [0-9a-f]+ of spiffe:\/\/revoke-e2e\.test\/device\/1 has been revoked and cannot be renewed: bootstrap the device again/m);
+  }, 120_000);
+
   it("revoking the agent's own SVID: the join-token agent stops with one clear error line", async () => {
     const nodes = await ca!.admin<{ agents: { spiffeId: string; serial: string }[] }>(`/v1/agents?trustDomain=${TD}`);
     const serial = nodes.body.agents.find((n) => n.spiffeId === agentId)!.serial;
