@@ -1,4 +1,5 @@
 -- Revocation of single X.509-SVIDs and the CRLs that publish it.
+-- cairn:expand-only
 
 -- A revoked serial stays here until the certificate expires (then it leaves every CRL and the row is
 -- pruned). `issued_to` is the agent the SVID was issued to (from the inventory): an agent learns through

@@ -101,6 +101,8 @@ export class NodeAgent implements WorkloadApiPorts {
   /** The trust domain's CRLs (DER) for the Workload API's crl field, and the digest the CA gave them. */
   private crlState: readonly Buffer[] = [];
   private crlDigest = '';
+  /** False once a CA of an older release refused the sync's `crl` parameter: sync then goes without it. */
+  private askRevocations = true;
   private revision = 0;
   private parents: string[] = [];
   private synced = false;
@@ -295,7 +297,7 @@ export class NodeAgent implements WorkloadApiPorts {
       signal.addEventListener('abort', stopPoll, { once: true });
       this.currentPoll = poll;
       try {
-        const res = await this.deps.client.sync(this.revision, this.bundleSequence, this.synced ? 30 : 0, poll.signal, this.crlDigest);
+        const res = await this.deps.client.sync(this.revision, this.bundleSequence, this.synced ? 30 : 0, poll.signal, this.askRevocations ? this.crlDigest : undefined);
         this.recovered(this.syncFailures, 'agent.sync_recovered', 'sync with the CA works again');
         const parentsChanged = this.synced && !res.full && res.parents.join() !== this.parents.join();
         if (parentsChanged) {
@@ -307,6 +309,12 @@ export class NodeAgent implements WorkloadApiPorts {
       } catch (err) {
         if (signal.aborted) return;
         if (poll.signal.aborted) continue; // restarted to present a new SVID (see useCredentials)
+        if (this.askRevocations && err instanceof CaError && err.status === 400 && err.code === 'invalid_request') {
+          // A CA that predates revocation refuses the parameter; sync still works without it.
+          this.askRevocations = false;
+          this.deps.logger.warn({ event: 'agent.revocations_unsupported', reason: err.message }, 'the CA does not send revocations (an older release); syncing without them');
+          continue;
+        }
         let failure = err;
         if (isRefusal(err)) {
           if (!this.deps.reattest) {
