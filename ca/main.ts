@@ -303,7 +303,12 @@ async function rotateAll(core: CaCore, logger: Logger): Promise<boolean> {
     let token: string | undefined;
     do {
       const page = await core.trustDomains.list(500, token);
-      for (const td of page.items) await core.authority.rotate(td.name);
+      for (const td of page.items) {
+        await core.authority.rotate(td.name);
+        // After rotation: a new CA gets its CRL, one no longer published loses it, and CRLs past half
+        // their validity are re-signed.
+        await core.revocation.refresh(td.name).catch((err: unknown) => logger.warn({ err, trustDomain: td.name }, 'CRL re-signing failed; will retry'));
+      }
       token = page.nextPageToken;
     } while (token);
     return true;

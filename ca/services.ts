@@ -25,6 +25,8 @@ import type { KubeCredentialSet } from './node-attestation/kube-credentials.js';
 import { IssuancePool } from './issuance/batch-pool.js';
 import { FailureLimiter } from './enrollment/failure-limiter.js';
 import { NodeStore } from './nodes/store.js';
+import { RevocationService } from './revocation/service.js';
+import { RevocationStore } from './revocation/store.js';
 import { ServerTlsService } from './server-tls/service.js';
 import { ServerTlsStore } from './server-tls/store.js';
 import { ChangeFeed } from './sync/change-feed.js';
@@ -92,7 +94,8 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const tokens = new TokenService({ store: tokenStore, trustDomains: trustDomainStore, clock, random, logger, endpoint: deps.tlsEndpoint });
   const limiter = new FailureLimiter(clock);
   const bans = new BanService({ clock, logger, store: new BanStore(db), trustDomains: trustDomainStore });
-  const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter, bans });
+  const revocation = new RevocationService({ clock, logger, store: new RevocationStore(db), keys, trustDomains: trustDomainStore, sealer });
+  const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter, bans, revocations: revocation });
   const trustDomains = new TrustDomainService({ db, clock, logger, store: trustDomainStore, keys, authority, entries });
   const feed = new ChangeFeed(db);
   const adminAuth = new AdminAuthService({ clock, random, logger, store: adminTokens });
@@ -103,6 +106,7 @@ export function buildCaCore(deps: CoreDeps): CaCore {
       issued: (serial) => inventory.get(serial),
       entry: (id) => entries.get(id),
       node: (spiffeId) => nodes.get(spiffeId),
+      revoked: (serial) => revocation.isRevoked(serial),
     },
   });
   const adminAccess = new AdminAccess({
@@ -126,8 +130,9 @@ export function buildCaCore(deps: CoreDeps): CaCore {
     entries: new EntryService({ clock, random, logger, store: entries, trustDomains: trustDomainStore }),
     enrollment,
     bans,
-    sync: new SyncService({ clock, entries, enrollment, authority, feed, metrics }),
+    sync: new SyncService({ clock, entries, enrollment, authority, feed, metrics, revocation }),
     metrics,
+    revocation,
     adminAuth,
     adminAccess,
     kek: new KekService({ ring: kekRing, sealer, store: new SealedValueStore(db), clock, random, logger, kekFile: deps.kekFile }),

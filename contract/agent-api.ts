@@ -28,6 +28,8 @@ export const SyncQuery = Type.Object(
     bundleSequence: Type.Optional(Type.Integer({ minimum: 0 })),
     /** Long-poll: wait up to this many seconds for a change when nothing is new. */
     wait: Type.Optional(Type.Integer({ minimum: 0, maximum: 60 })),
+    /** The `revocation.digest` last received ('' at first). Absent: the agent takes no revocations. */
+    crl: Type.Optional(Type.String({ maxLength: 64 })),
   },
   { additionalProperties: false },
 );
@@ -49,6 +51,12 @@ export const SyncResponse = Type.Object({
   removed: Type.Array(Type.String()),
   /** Present when the bundle changed since `bundleSequence`. */
   bundle: Type.Optional(Type.Object({ sequence: Type.Integer(), x509Authorities: Type.Array(Der), jwtAuthorities: Type.Array(Type.Object({ kid: Type.String(), jwk: Type.Object({}, { additionalProperties: true }) })) })),
+  /**
+   * Present when the trust domain's CRLs changed since the `crl` digest sent: the CRLs (DER, one per
+   * published CA, the active one's first) and the unexpired revoked serials of SVIDs issued to this
+   * agent, which it must replace at once.
+   */
+  revocation: Type.Optional(Type.Object({ digest: Type.String(), crls: Type.Array(Der), revokedSerials: Type.Array(Type.String()) })),
 });
 export type SyncResponse = Static<typeof SyncResponse>;
 

@@ -6,6 +6,8 @@ export const PublicPaths = {
   bundlePem: '/td/:trustDomain/bundle.pem',
   jwks: '/td/:trustDomain/jwks',
   oidcDiscovery: '/td/:trustDomain/.well-known/openid-configuration',
+  crl: '/td/:trustDomain/crl',
+  crlPem: '/td/:trustDomain/crl.pem',
   healthz: '/healthz',
   readyz: '/readyz',
 } as const;

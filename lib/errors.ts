@@ -45,6 +45,9 @@ export const ERROR_CODES = [
   'entry_exists',
   'not_entry_parent',
   'attestor_unavailable',
+  // single SVIDs
+  'svid_not_found',
+  'svid_revoked',
   // admin credentials
   'admin_not_found',
   'admin_exists',

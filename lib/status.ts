@@ -60,6 +60,8 @@ export const STATUS_TABLE: Readonly<Record<ErrorCode, TransportStatus>> = {
   entry_exists: s(409, G.AlreadyExists),
   not_entry_parent: s(403, G.PermissionDenied),
   attestor_unavailable: s(503, G.Unavailable),
+  svid_not_found: s(404, G.NotFound),
+  svid_revoked: s(401, G.Unauthenticated),
   admin_not_found: s(404, G.NotFound),
   admin_exists: s(409, G.AlreadyExists),
   conflict: s(409, G.AlreadyExists),

@@ -70,6 +70,10 @@ export interface IdentifiedCaller {
 
 interface HeldSvid {
   readonly identity: X509Identity;
+  /** Lowercase hex, as the CA names it in revocations. */
+  readonly serial: string;
+  /** The CA revoked it: replaced at once, and no longer served once no replacement is being issued. */
+  readonly revoked?: boolean;
   readonly revision: number;
   readonly notBefore: number;
   readonly notAfter: number;
@@ -94,6 +98,11 @@ export class NodeAgent implements WorkloadApiPorts {
   private readonly listeners = new Set<() => void>();
   private bundleState: Bundle | undefined;
   private bundleSequence = 0;
+  /** The trust domain's CRLs (DER) for the Workload API's crl field, and the digest the CA gave them. */
+  private crlState: readonly Buffer[] = [];
+  private crlDigest = '';
+  /** False once a CA of an older release refused the sync's `crl` parameter: sync then goes without it. */
+  private askRevocations = true;
   private revision = 0;
   private parents: string[] = [];
   private synced = false;
@@ -168,6 +177,10 @@ export class NodeAgent implements WorkloadApiPorts {
 
   bundle(trustDomain: string): Bundle | undefined {
     return trustDomain === this.deps.trustDomain ? this.bundleState : undefined;
+  }
+
+  crls(): readonly Buffer[] {
+    return this.crlState;
   }
 
   now(): Date {
@@ -284,7 +297,7 @@ export class NodeAgent implements WorkloadApiPorts {
       signal.addEventListener('abort', stopPoll, { once: true });
       this.currentPoll = poll;
       try {
-        const res = await this.deps.client.sync(this.revision, this.bundleSequence, this.synced ? 30 : 0, poll.signal);
+        const res = await this.deps.client.sync(this.revision, this.bundleSequence, this.synced ? 30 : 0, poll.signal, this.askRevocations ? this.crlDigest : undefined);
         this.recovered(this.syncFailures, 'agent.sync_recovered', 'sync with the CA works again');
         const parentsChanged = this.synced && !res.full && res.parents.join() !== this.parents.join();
         if (parentsChanged) {
@@ -296,6 +309,12 @@ export class NodeAgent implements WorkloadApiPorts {
       } catch (err) {
         if (signal.aborted) return;
         if (poll.signal.aborted) continue; // restarted to present a new SVID (see useCredentials)
+        if (this.askRevocations && err instanceof CaError && err.status === 400 && err.code === 'invalid_request') {
+          // A CA that predates revocation refuses the parameter; sync still works without it.
+          this.askRevocations = false;
+          this.deps.logger.warn({ event: 'agent.revocations_unsupported', reason: err.message }, 'the CA does not send revocations (an older release); syncing without them');
+          continue;
+        }
         let failure = err;
         if (isRefusal(err)) {
           if (!this.deps.reattest) {
@@ -333,7 +352,7 @@ export class NodeAgent implements WorkloadApiPorts {
   private refuse(err: CaError): void {
     if (this.refused) return;
     this.refused = new AgentRefusedError(
-      `the CA no longer accepts this agent's SVID (${this.deps.spiffeId}: ${err.code}; it was evicted, or its SVID expired or was superseded): start the agent with a new join token (--join-token, --join-token-file or CAIRN_JOIN_TOKEN)`,
+      `the CA no longer accepts this agent's SVID (${this.deps.spiffeId}: ${err.code}; ${err.code === 'svid_revoked' ? 'its SVID was revoked' : 'it was evicted, or its SVID expired or was superseded'}): start the agent with a new join token (--join-token, --join-token-file or CAIRN_JOIN_TOKEN)`,
     );
     this.deps.logger.error({ event: 'agent.refused', spiffeId: this.deps.spiffeId, code: err.code, reason: err.message }, 'the CA no longer accepts this agent; it needs a new join token');
     this.stopLoops.abort();
@@ -381,6 +400,18 @@ export class NodeAgent implements WorkloadApiPorts {
       this.bundleSequence = res.bundle.sequence;
       dirty = true;
     }
+    if (res.revocation) {
+      this.crlDigest = res.revocation.digest;
+      this.crlState = res.revocation.crls.map((b) => Buffer.from(b, 'base64'));
+      const revoked = new Set(res.revocation.revokedSerials);
+      for (const [entryId, held] of this.svids) {
+        if (!revoked.has(held.serial) || held.revoked) continue;
+        // Due now: the sync loop's rotate() right after this replaces it on every open stream.
+        this.svids.set(entryId, { ...held, revoked: true, renewAt: 0 });
+        this.deps.logger.warn({ event: 'agent.svid_revoked', entryId, spiffeId: held.identity.spiffeId, serial: held.serial }, 'the CA revoked an SVID this agent holds; replacing it');
+      }
+      dirty = true;
+    }
     this.parents = res.parents;
     this.revision = res.revision;
     this.synced = true;
@@ -410,15 +441,18 @@ export class NodeAgent implements WorkloadApiPorts {
   private dropExpired(): void {
     const now = this.deps.clock.now().getTime();
     let dropped = 0;
+    let revoked = 0;
     for (const [id, held] of this.svids) {
-      if (held.notAfter > now) continue;
+      // A revoked SVID whose replacement could not be issued (no rotation in flight) is not served on.
+      const unreplaced = held.revoked === true && !this.rotating;
+      if (held.notAfter > now && !unreplaced) continue;
       this.svids.delete(id);
-      dropped++;
+      if (held.notAfter > now) revoked++;
+      else dropped++;
     }
-    if (dropped > 0) {
-      this.deps.logger.warn({ dropped }, 'SVIDs expired before they could be renewed (is the CA reachable?)');
-      this.changed();
-    }
+    if (dropped > 0) this.deps.logger.warn({ dropped }, 'SVIDs expired before they could be renewed (is the CA reachable?)');
+    if (revoked > 0) this.deps.logger.warn({ event: 'agent.revoked_dropped', dropped: revoked }, 'revoked SVIDs dropped before a replacement could be issued; retrying');
+    if (dropped > 0 || revoked > 0) this.changed();
   }
 
   private rotating: Promise<void> | undefined;
@@ -470,6 +504,7 @@ export class NodeAgent implements WorkloadApiPorts {
         const notAfter = new Date(leaf.validTo).getTime();
         this.svids.set(entry.id, {
           identity: { spiffeId: r.svid.spiffeId, chain, privateKey: key.privateKey.export({ format: 'der', type: 'pkcs8' }), hint: entry.hint ?? undefined },
+          serial: leaf.serialNumber.toLowerCase(),
           revision: entry.revision,
           notBefore,
           notAfter,

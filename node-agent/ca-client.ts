@@ -129,8 +129,10 @@ export class CaClient {
     return this.call('POST', AgentPaths.renew, { csr: csrBase64 });
   }
 
-  sync(revision: number, bundleSequence: number, waitSeconds: number, signal?: AbortSignal): Promise<SyncResponse> {
-    return this.call('GET', `${AgentPaths.sync}?revision=${revision}&bundleSequence=${bundleSequence}&wait=${waitSeconds}`, undefined, signal, (waitSeconds + 15) * 1000);
+  /** `crl`: the revocation digest held ('' for none): the CA then sends CRLs and revoked serials when they change. */
+  sync(revision: number, bundleSequence: number, waitSeconds: number, signal?: AbortSignal, crl?: string): Promise<SyncResponse> {
+    const crlParam = crl === undefined ? '' : `&crl=${encodeURIComponent(crl)}`;
+    return this.call('GET', `${AgentPaths.sync}?revision=${revision}&bundleSequence=${bundleSequence}&wait=${waitSeconds}${crlParam}`, undefined, signal, (waitSeconds + 15) * 1000);
   }
 
   issue(requests: { entryId: string; csr: string }[]): Promise<BatchX509Response> {

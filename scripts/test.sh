@@ -33,6 +33,14 @@ if ! command -v zsh >/dev/null 2>&1; then
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends zsh >/dev/null
 fi
 
+# The revocation test runs nginx with ssl_crl as an independent verifier (Debian's nginx-light).
+if ! [ -x /usr/sbin/nginx ]; then
+  echo "== installing nginx from Debian's packages"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
+fi
+
 source scripts/postgres.sh
 start_private_postgres
 REPORTS=$(mktemp -d /tmp/cairn-reports.XXXXXX)

@@ -33,6 +33,8 @@ export interface X509Context {
   readonly svids: readonly X509SvidMaterial[];
   /** Foreign trust domain SPIFFE ID → its CA certificates. */
   readonly federatedBundles: ReadonlyMap<string, readonly Buffer[]>;
+  /** The CRLs (DER) the agent sends in the response's `crl` field. */
+  readonly crls: readonly Buffer[];
 }
 
 export interface JwtSvidMaterial {
@@ -65,6 +67,7 @@ function x509Context(res: X509SVIDResponse): X509Context {
       hint: s.hint,
     })),
     federatedBundles: new Map(Object.entries(res.federatedBundles).map(([td, der]) => [td, splitDerCertificates(Buffer.from(der))])),
+    crls: res.crl.map((c) => Buffer.from(c)),
   };
 }
 

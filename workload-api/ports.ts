@@ -68,6 +68,11 @@ export interface WorkloadApiPorts {
   trustDomain(): string;
   /** Bundles the agent holds, by trust domain name. */
   bundle(trustDomain: string): Bundle | undefined;
+  /**
+   * The agent's trust domain's CRLs (DER), for the `crl` fields of X509SVIDResponse and
+   * X509BundlesResponse; a change is announced through onChange like any other. Absent: none.
+   */
+  crls?(): readonly Uint8Array[];
   /** Registers a listener for any change that may alter a stream's state; returns the unsubscribe. */
   onChange(listener: () => void): () => void;
   now(): Date;

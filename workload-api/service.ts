@@ -69,6 +69,7 @@ function x509State(ports: WorkloadApiPorts, snap: WorkloadSnapshot): X509SVIDRes
       });
     }),
     federatedBundles: federated,
+    crl: [...(ports.crls?.() ?? [])],
   });
 }
 
@@ -81,7 +82,7 @@ function bundleMaps(ports: WorkloadApiPorts, snap: WorkloadSnapshot): { x509: X5
     x509[trustDomainId(td)] = x509BundleDer(b);
     jwt[trustDomainId(td)] = jwtJwks(b);
   }
-  return { x509: create(X509BundlesResponseSchema, { bundles: x509 }), jwt: create(JWTBundlesResponseSchema, { bundles: jwt }) };
+  return { x509: create(X509BundlesResponseSchema, { bundles: x509, crl: [...(ports.crls?.() ?? [])] }), jwt: create(JWTBundlesResponseSchema, { bundles: jwt }) };
 }
 
 interface Encoded<T> {

@@ -78,6 +78,9 @@ export const ADMIN_ROUTES: Readonly<Record<string, RouteRule>> = {
   'POST /v1/x509-svids': { role: 'operator', action: 'x509_svid.mint', trustDomain: bodyId('spiffeId') },
   'GET /v1/x509-svids': { role: 'viewer', action: 'x509_svid.list', trustDomain: list('trustDomain', 'svids', 'trustDomain') },
   'POST /v1/jwt-svids': { role: 'operator', action: 'jwt_svid.mint', trustDomain: bodyId('spiffeId') },
+  // by serial (with trustDomain for a scoped credential) or by SPIFFE ID
+  'POST /v1/x509-svids/revoke': { role: 'operator', action: 'x509_svid.revoke', trustDomain: bodyEither('trustDomain', 'spiffeId') },
+  'GET /v1/x509-svids/revoked': { role: 'viewer', action: 'x509_svid.revoked', trustDomain: list('trustDomain', 'svids', 'trustDomain') },
 
   // tokens, entries, agents
   'POST /v1/tokens': { role: 'operator', action: 'token.create', trustDomain: body('trustDomain'), guard: 'tokenCreate' },

@@ -15,6 +15,8 @@ export interface SvidAdminFacts {
   entry(id: string): Promise<{ readonly spiffeId: string; readonly admin: boolean; readonly adminRole: Role | null; readonly expiresAt: Date | null } | undefined>;
   /** The attested node (agent) an SVID was issued to. */
   node(spiffeId: string): Promise<{ readonly banned: boolean } | undefined>;
+  /** Whether the serial has been revoked (cairn svid revoke). */
+  revoked(serial: string): Promise<boolean>;
 }
 
 export type SvidResult =
@@ -52,6 +54,7 @@ export class SvidAdminAuth {
     const issued = await this.deps.facts.issued(serial);
     const notAdmin = `${id} is not an admin SVID: only an SVID issued for a registration entry marked admin authenticates to the admin API`;
     if (!issued || issued.spiffeId !== id || !issued.entryId) return refuse(notAdmin);
+    if (await this.deps.facts.revoked(serial)) return refuse(`${id}: this SVID (serial ${serial}) has been revoked`);
     const entry = await this.deps.facts.entry(issued.entryId);
     if (!entry || entry.spiffeId !== id) return refuse(`${id}: the registration entry this SVID was issued for no longer exists`);
     if (!entry.admin || entry.adminRole === null) return refuse(`${id}: the registration entry this SVID was issued for is not marked admin`);

@@ -26,6 +26,8 @@ export interface EnrollmentDeps {
   readonly authority: AuthorityService;
   readonly limiter: FailureLimiter;
   readonly bans: BanService;
+  /** Revoked serials (ca/revocation): a revoked SVID is refused for mTLS and renewal. */
+  readonly revocations: { isRevoked(serial: string, q?: Queryable): Promise<boolean> };
 }
 
 export interface BatchItemResult {
@@ -132,6 +134,7 @@ export class EnrollmentService {
     const serial = serialOf(der);
     if (node?.banned) throw new CairnError('agent_banned', `${grant.spiffeId} is banned`);
     if (!node || node.serial !== serial || node.newSerial) return undefined;
+    if (await this.deps.revocations.isRevoked(serial, tx)) return undefined;
     const notAfter = new Date(cert.validTo);
     if (notAfter <= this.deps.clock.now()) return undefined;
     return { spiffeId: grant.spiffeId, chain: [der], serial, notBefore: new Date(cert.validFrom), notAfter, bundle };
@@ -181,9 +184,10 @@ export class EnrollmentService {
     // database outage would conclude it was evicted (a join-token agent then exits).
     const id = await verifyClientSvid(chain, (td) => this.deps.authority.x509Authorities(td), this.deps.clock.now());
     const serial = serialOf(chain[0]!);
-    const node = await this.deps.nodes.get(id.toString());
+    const [node, revoked] = await Promise.all([this.deps.nodes.get(id.toString()), this.deps.revocations.isRevoked(serial)]);
     if (!node || node.kind !== kind) throw new CairnError('unauthenticated', `${id.toString()} is not an attested ${kind}; attest again`);
     if (node.banned) throw new CairnError('agent_banned', `${node.spiffeId} is banned`);
+    if (revoked) throw revokedRefusal(node, serial);
     if (serial === node.newSerial) {
       await this.deps.nodes.promote(node.spiffeId, serial, this.deps.clock.now());
     } else if (serial !== node.serial) {
@@ -273,6 +277,14 @@ export class EnrollmentService {
     if (!(await this.deps.nodes.delete(spiffeId))) throw new CairnError('agent_not_found', `${spiffeId} is not an attested node`);
     this.deps.logger.info({ event: 'node.evicted', spiffeId, actor }, 'node evicted; it must attest again');
   }
+}
+
+/** What a node presenting a revoked SVID is told: it cannot renew it, only enroll again. */
+function revokedRefusal(node: AttestedNode, serial: string): CairnError {
+  const next = node.kind === 'device'
+    ? 'bootstrap the device again with a new workload credential (cairn token create --spiffe-id, then cairn bootstrap --token)'
+    : 'the agent must attest again (a join-token agent needs a new join token)';
+  return new CairnError('svid_revoked', `the SVID ${serial} of ${node.spiffeId} has been revoked and cannot be renewed: ${next}`);
 }
 
 /** Who a node is after attestation: its SPIFFE ID, its selectors, and what vouched for it (for the inventory). */

@@ -22,6 +22,8 @@ import type { TrustDomainService } from '../trust-domains/service.js';
 import { errorHandler, toHttpError } from './errors.js';
 import { plainAdminGate, type PlainAdminMode } from './plain-admin.js';
 import { RequestLogController } from './request-log.js';
+import { registerCrlRoutes, registerRevocationRoutes } from '../revocation/routes.js';
+import type { RevocationService } from '../revocation/service.js';
 import { agentRoutes, deviceRoutes, registerBootstrapRoutes, registerNodeContext } from '../enrollment/routes.js';
 import type { EnrollmentService } from '../enrollment/service.js';
 import { registerEntryRoutes } from '../entries/routes.js';
@@ -51,6 +53,8 @@ export interface CaServices {
   readonly trustDomains: TrustDomainService;
   readonly issuance: IssuanceService;
   readonly inventory: InventoryStore;
+  /** Revoked SVIDs and the trust domains' CRLs (ca/revocation/). */
+  readonly revocation: RevocationService;
   /** Whether this CA can serve now (store answering, schema one it can serve), and if not, why. */
   readonly ready: () => Promise<{ readonly ready: boolean; readonly reason?: string }>;
 }
@@ -162,6 +166,7 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
     registerHealthRoutes(pub, services.ready, options.version ?? 'unknown');
     if (!options.tls) registerMetricsRoute(pub, services.metrics);
     registerPublicRoutes(pub, { authority: services.authority, publicUrl: options.publicUrl });
+    registerCrlRoutes(pub, services.revocation);
     pub.get('/docs', { schema: { hide: true } }, async () => app.swagger());
     pub.get('/docs/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   });
@@ -177,6 +182,7 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
     registerTrustDomainRoutes(admin, services.trustDomains);
     registerMintRoutes(admin, services.issuance);
     registerInventoryRoutes(admin, services.inventory);
+    registerRevocationRoutes(admin, services.revocation);
     registerTokenRoutes(admin, services.tokens);
     registerEntryRoutes(admin, services.entries);
     registerNodeRoutes(admin, services.enrollment, services.bans);

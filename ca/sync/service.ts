@@ -8,6 +8,7 @@ import type { Entry } from '../entries/model.js';
 import { entryView } from '../entries/view.js';
 import type { EntryStore } from '../entries/store.js';
 import type { AttestedNode } from '../nodes/store.js';
+import type { RevocationService } from '../revocation/service.js';
 import type { ChangeFeed } from './change-feed.js';
 import { CairnError } from '../../lib/errors.js';
 
@@ -18,12 +19,15 @@ export interface SyncDeps {
   readonly authority: AuthorityService;
   readonly feed: ChangeFeed;
   readonly metrics?: SyncMetrics;
+  readonly revocation: RevocationService;
 }
 
 export interface SyncRequest {
   readonly revision: number;
   readonly bundleSequence: number;
   readonly waitSeconds: number;
+  /** The CRL digest the agent holds; undefined: it takes no revocations. */
+  readonly crl?: string | undefined;
 }
 
 export function syncEntryOf(e: Entry): SyncEntry {
@@ -71,14 +75,20 @@ export class SyncService {
       ]);
       const { trustDomain, keys } = await this.deps.authority.published(node.trustDomain);
       const bundleChanged = trustDomain.bundleSequence > req.bundleSequence;
+      const crls = req.crl === undefined ? undefined : await this.deps.revocation.published(trustDomain, keys);
+      const crlChanged = crls !== undefined && crls.digest !== req.crl;
       const remaining = deadline - this.deps.clock.now().getTime();
-      if (full || changed.length > 0 || removed.length > 0 || bundleChanged || remaining <= 0 || signal.aborted) {
+      if (full || changed.length > 0 || removed.length > 0 || bundleChanged || crlChanged || remaining <= 0 || signal.aborted) {
         waiter.cancel();
         if (!full && changed.length > 0) {
           const newest = changed.reduce((n, e) => Math.max(n, e.updatedAt.getTime()), 0);
           this.deps.metrics?.delivered((this.deps.clock.now().getTime() - newest) / 1000);
         }
+        const revocation = crlChanged
+          ? { digest: crls.digest, crls: crls.crls.map((c) => c.der.toString('base64')), revokedSerials: await this.deps.revocation.heldBy(node.spiffeId) }
+          : undefined;
         return {
+          ...(revocation ? { revocation } : {}),
           revision: Math.max(latest, since),
           full,
           parents,

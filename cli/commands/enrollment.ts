@@ -187,7 +187,7 @@ export async function renewCommand({ values }: Parsed<typeof RENEW_FLAGS>): Prom
     } catch (err) {
       const left = expiryOf(dir).getTime() - Date.now();
       say(`renewal failed (${err instanceof CliError ? err.code : (err as Error).message}); ${Math.max(0, Math.round(left / 1000))}s of validity left, retrying`);
-      if (err instanceof CliError && (err.code === 'agent_banned' || err.code === 'unauthenticated' || err.code === 'agent_svid_superseded')) throw err;
+      if (err instanceof CliError && (err.code === 'agent_banned' || err.code === 'unauthenticated' || err.code === 'agent_svid_superseded' || err.code === 'svid_revoked')) throw err;
       await sleep(Math.min(backoff, Math.max(1000, left / 4)), undefined, { signal: stop.signal }).catch(() => undefined);
       backoff = Math.min(backoff * 2, 60_000);
     }

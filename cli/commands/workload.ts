@@ -29,7 +29,7 @@ function pick(ctx: X509Context, spiffeId: string | undefined) {
 }
 
 /**
- * Writes svid.pem, svid.key and bundle.pem (plus federated/<td>.pem per foreign trust domain), each
+ * Writes svid.pem, svid.key, bundle.pem and crl.pem (plus federated/<td>.pem per foreign trust domain), each
  * atomically. The key goes first and the certificate last, so a reader that keys off svid.pem's change
  * never pairs a new certificate with an old key.
  */
@@ -38,6 +38,8 @@ function writeFiles(dir: string, ctx: X509Context, spiffeId: string | undefined)
   const pem = x509Pem(svid);
   makeDirs(dir, 0o755);
   writeFileAtomic(join(dir, 'bundle.pem'), pem.bundle, 0o644);
+  // The CRLs the agent carries (every published CA's), for ssl_crl / crl-file next to bundle.pem.
+  if (ctx.crls.length > 0) writeFileAtomic(join(dir, 'crl.pem'), ctx.crls.map((c) => derToPem(c, 'X509 CRL')).join(''), 0o644);
   for (const [td, certs] of ctx.federatedBundles) {
     makeDirs(join(dir, 'federated'), 0o755);
     writeFileAtomic(join(dir, 'federated', `${td.replace(/^spiffe:\/\//, '')}.pem`), certs.map((c) => derToPem(c)).join(''), 0o644);

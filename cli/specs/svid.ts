@@ -28,9 +28,22 @@ export const SVID_LIST_FLAGS = flags({
   ...ADMIN_FLAGS,
 });
 
+export const SVID_REVOKE_FLAGS = flags({
+  serial: { type: 'string', value: 'HEX', check: CHECKS.serial, description: 'the SVID to revoke, by serial number (hex, either case; cairn svid list prints them)' },
+  'spiffe-id': { type: 'string', value: 'ID', check: CHECKS.spiffeId, description: 'revoke every current X.509-SVID of this SPIFFE ID' },
+  'trust-domain': { type: 'string', value: 'TD', check: CHECKS.trustDomain, description: "the SVID's trust domain (needed with --serial by a credential scoped to some trust domains)" },
+  reason: { type: 'string', value: 'TEXT', description: 'why, recorded with the revocation' },
+  ...ADMIN_FLAGS,
+});
+
+export const SVID_REVOKED_FLAGS = flags({
+  'trust-domain': { type: 'string', value: 'TD', required: true, check: CHECKS.trustDomain, description: 'the trust domain whose revoked SVIDs to list' },
+  ...ADMIN_FLAGS,
+});
+
 export const SVID_FETCH_FLAGS = flags({
   'spiffe-id': { type: 'string', value: 'ID', check: CHECKS.spiffeId, description: 'which of the SVIDs the caller holds (default: the first)' },
-  write: { type: 'string', value: 'DIR', complete: 'dir', description: 'write svid.pem, svid.key (0600), bundle.pem and federated/<td>.pem to DIR' },
+  write: { type: 'string', value: 'DIR', complete: 'dir', description: 'write svid.pem, svid.key (0600), bundle.pem, crl.pem and federated/<td>.pem to DIR' },
   'print-key': { type: 'boolean', default: false, description: 'print the certificate chain, the PRIVATE KEY and the bundle as PEM on stdout' },
   ...JSON_OUTPUT,
   ...SOCKET_FLAGS,
@@ -58,6 +71,7 @@ export const JWT_VALIDATE_FLAGS = flags({
 
 const mint = () => import('../commands/mint.js');
 const workload = () => import('../commands/workload.js');
+const revoke = () => import('../commands/revoke.js');
 
 export const x509Group = group({
   name: 'x509',
@@ -99,7 +113,7 @@ export const jwtGroup = group({
 
 export const svidGroup = group({
   name: 'svid',
-  summary: 'fetch and watch X.509-SVIDs (Workload API); search the issued inventory (admin API)',
+  summary: 'fetch and watch X.509-SVIDs (Workload API); search the issued inventory and revoke (admin API)',
   commands: [
     command({
       name: 'fetch',
@@ -112,7 +126,7 @@ Prints a summary (SPIFFE ID, serial, expiry, hint); --write DIR writes the files
     }),
     command({
       name: 'watch',
-      summary: 'keep svid.pem, svid.key and bundle.pem current, running a command after each rotation',
+      summary: 'keep svid.pem, svid.key, bundle.pem and crl.pem current, running a command after each update',
       flags: SVID_WATCH_FLAGS,
       examples: ["cairn svid watch --write ./id --exec 'nginx -s reload'"],
       run: async (args) => (await workload()).svidWatch(args),
@@ -123,6 +137,24 @@ Prints a summary (SPIFFE ID, serial, expiry, hint); --write DIR writes the files
       flags: SVID_LIST_FLAGS,
       apiFields: { trustDomain: 'trust-domain', spiffeIdPrefix: 'spiffe-id-prefix', serial: 'serial', expiringBefore: 'expiring-before', pageSize: 'page-size', pageToken: 'page-token' },
       run: async (args) => (await mint()).svidList(args),
+    }),
+    command({
+      name: 'revoke',
+      summary: 'revoke an X.509-SVID (--serial) or every current SVID of an ID (--spiffe-id): refused for renewal, replaced by its agent, listed in the CRL',
+      description: `Revoke one X.509-SVID by serial, or every current X.509-SVID of a SPIFFE ID. The CA refuses it for mTLS and renewal
+(a device must be bootstrapped again), the agent holding it replaces it at once, and the trust domain's CRL
+(/td/<td>/crl, /td/<td>/crl.pem, and the Workload API's crl field) lists it until it expires.`,
+      flags: SVID_REVOKE_FLAGS,
+      apiFields: { serial: 'serial', spiffeId: 'spiffe-id', trustDomain: 'trust-domain', reason: 'reason' },
+      examples: ['cairn svid revoke --serial 5f0c… --reason "key leaked"', 'cairn svid revoke --spiffe-id spiffe://example.org/web --reason compromised'],
+      run: async (args) => (await revoke()).svidRevoke(args),
+    }),
+    command({
+      name: 'revoked',
+      summary: "the revoked X.509-SVIDs of a trust domain that have not expired (what its CRL lists)",
+      flags: SVID_REVOKED_FLAGS,
+      apiFields: { trustDomain: 'trust-domain' },
+      run: async (args) => (await revoke()).svidRevoked(args),
     }),
   ],
 });

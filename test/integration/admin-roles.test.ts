@@ -151,6 +151,8 @@ describe(`admin roles, scopes and guards (${storeKind()} store)`, { timeout: 120
     'POST /v1/x509-svids': ['/v1/x509-svids', { spiffeId: `spiffe://${B}/w`, csr: csr() }],
     'GET /v1/x509-svids': [`/v1/x509-svids?trustDomain=${B}`],
     'POST /v1/jwt-svids': ['/v1/jwt-svids', { spiffeId: `spiffe://${B}/w`, audience: ['x'] }],
+    'POST /v1/x509-svids/revoke': ['/v1/x509-svids/revoke', { spiffeId: `spiffe://${B}/w` }],
+    'GET /v1/x509-svids/revoked': [`/v1/x509-svids/revoked?trustDomain=${B}`],
     'POST /v1/tokens': ['/v1/tokens', { trustDomain: B }],
     'POST /v1/entries': ['/v1/entries', { spiffeId: `spiffe://${B}/x`, parentId: agents[B]!.spiffeId, selectors: ['unix:uid:1'] }],
     'GET /v1/entries': [`/v1/entries?trustDomain=${B}`],
@@ -183,6 +185,9 @@ describe(`admin roles, scopes and guards (${storeKind()} store)`, { timeout: 120
     await refused('adminA', 'POST', '/v1/agents/ban', { trustDomain: B, nodeUid: 'node-1' });
     await refused('adminA', 'POST', '/v1/agents/ban', { fingerprint: 'ab'.repeat(20) });
     await refused('adminA', 'POST', '/v1/agents/ban', { trustDomain: A, spiffeId: agents[B]!.spiffeId });
+    // a revocation by serial alone names no trust domain: a scoped credential must add its own
+    await refused('adminA', 'POST', '/v1/x509-svids/revoke', { serial: 'ab12' });
+    await refused('adminA', 'POST', '/v1/x509-svids/revoke', { serial: 'ab12', trustDomain: B });
     expect((await ok('bootstrap', 'GET', '/v1/agents/bans')).bans).toEqual([]);
     // nothing happened in B
     expect((await ok('bootstrap', 'GET', `/v1/entries/${entries[B]}`)).selectors).toEqual(['unix:uid:1000']);

@@ -27,7 +27,7 @@ describe(`migrations (${storeKind()} store)`, () => {
       const t = await testDatabase({ migrated: false });
       try {
         const results = await Promise.all([migrate(t.db, migrations()), migrate(t.db, migrations()), migrate(t.db, migrations())]);
-        expect(results.flat().sort()).toEqual(migrations().map((m) => m.version));
+        expect(results.flat().sort((a, b) => a - b)).toEqual(migrations().map((m) => m.version));
       } finally {
         await t.close();
       }
@@ -38,7 +38,7 @@ describe(`migrations (${storeKind()} store)`, () => {
     try {
       const results = await Promise.all(replicas.map((db) => migrate(db, migrations())));
       // each migration ran in exactly one replica
-      expect(results.flat().sort()).toEqual(migrations().map((m) => m.version));
+      expect(results.flat().sort((a, b) => a - b)).toEqual(migrations().map((m) => m.version));
       const rows = await replicas[0]!.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version');
       expect(rows.rows.map((r) => r.version)).toEqual(migrations().map((m) => m.version));
     } finally {

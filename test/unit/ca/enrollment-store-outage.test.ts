@@ -31,4 +31,29 @@ describe('node mTLS authentication during a store outage', () => {
     } as unknown as EnrollmentDeps;
     await expect(new EnrollmentService(deps).authenticate([leaf, ca.der], 'agent')).rejects.toMatchObject({ code: 'store_unavailable' });
   });
+
+  it('answers store_unavailable, not svid_revoked or unauthenticated, when the revoked-serial lookup fails', async () => {
+    const td = 'outage.test';
+    const ca = await testCaCertificate(td);
+    const key = generateKeyAndCsr();
+    const subjectKey = subjectPublicKeyFromDer(createPublicKey(key.privateKey).export({ format: 'der', type: 'spki' }));
+    const now = new Date();
+    const spiffeId = `spiffe://${td}/cairn/agent/join_token/b`;
+    const serial = randomBytes(16);
+    serial[0] = serial[0]! & 0x7f;
+    const leaf = await referenceLeaf(ca, { spiffeId, serial, notBefore: new Date(now.getTime() - 60_000), notAfter: new Date(now.getTime() + 3600_000), dnsNames: [], publicKey: subjectKey }, subjectKey);
+    const down = new CairnError('store_unavailable', 'the database is unavailable, retry later');
+    const node = { spiffeId, kind: 'agent', banned: false, serial: serial.toString('hex'), newSerial: null };
+    const deps = {
+      clock: { now: () => now },
+      authority: { x509Authorities: async () => [ca.der] },
+      nodes: { get: async () => node },
+      revocations: { isRevoked: () => Promise.reject(down) },
+    } as unknown as EnrollmentDeps;
+    await expect(new EnrollmentService(deps).authenticate([leaf, ca.der], 'agent')).rejects.toMatchObject({ code: 'store_unavailable' });
+    // and with the store answering: a revoked serial is svid_revoked, another passes
+    const answering = (revoked: boolean) => ({ ...deps, revocations: { isRevoked: async () => revoked } }) as EnrollmentDeps;
+    await expect(new EnrollmentService(answering(true)).authenticate([leaf, ca.der], 'agent')).rejects.toMatchObject({ code: 'svid_revoked' });
+    await expect(new EnrollmentService(answering(false)).authenticate([leaf, ca.der], 'agent')).resolves.toBe(node);
+  });
 });
