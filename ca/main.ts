@@ -19,7 +19,7 @@ import { checkListenerLimits, DEFAULT_LISTENER_LIMITS, replaceTlsCredentials, ty
 import { loadKek } from './keys-at-rest.js';
 import { METRICS_PATH, startMetricsListener } from '../lib/metrics-listener.js';
 import { credentialSets, type KubeCredentialSet } from './node-attestation/kube-credentials.js';
-import { buildCaCore, type CaCore } from './services.js';
+import { buildCaCore, defaultAuditOrigin, type CaCore } from './services.js';
 
 export interface CaConfig {
   readonly dataDir: string;
@@ -53,6 +53,14 @@ export interface CaConfig {
    * URI constraints outright (pyca/cryptography's verifier, rustls-webpki before 0.102).
    */
   readonly caNameConstraints?: boolean | undefined;
+  /** The audit log's origin (checkpoint first line), used when this replica creates the log; default <host of the TLS public URL>/cairn/audit. */
+  readonly auditOrigin?: string | undefined;
+  /** While the log grows, sign a checkpoint this often (default 10 s, at most a minute). */
+  readonly auditCheckpointIntervalMs?: number | undefined;
+  /** Write each checkpoint this replica signs to this file (atomically replaced). */
+  readonly auditCheckpointFile?: string | undefined;
+  /** POST each checkpoint this replica signs to this URL (text/plain; 5 s timeout). Configuration only. */
+  readonly auditCheckpointWebhook?: string | undefined;
   /** Request and keep-alive timeouts and the connection cap of both listeners (defaults: DEFAULT_LISTENER_LIMITS). */
   readonly limits?: Partial<ListenerLimits> | undefined;
   /** Prometheus metrics on a listener of their own, besides /metrics for loopback callers on the plain listener. */
@@ -128,7 +136,12 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
     if (generated) logger.warn({ kekFile: source }, 'generated a new key-encryption key; replicas sharing this database need the same file (CAIRN_KEK_FILE)');
     let tlsUrl = '';
     const kubeCredentials = credentialSets(config.kubeCredentials ?? [], process.env);
-    const core = buildCaCore({ db, clock, random, logger, kek, kekFile: source, processMetrics: runtime.processMetrics ?? false, kubeCredentials, caNameConstraints: config.caNameConstraints, migrations, version, tlsEndpoint: async () => ({ url: config.tlsPublicUrl ?? tlsUrl, pin: await core.serverTls.pin() }) });
+    const audit = {
+      origin: config.auditOrigin ?? defaultAuditOrigin(hostOfUrl(config.tlsPublicUrl ?? config.publicUrl) ?? hostname()),
+      checkpointEveryMs: config.auditCheckpointIntervalMs,
+      export: { file: config.auditCheckpointFile, webhook: config.auditCheckpointWebhook },
+    };
+    const core = buildCaCore({ db, clock, random, logger, kek, kekFile: source, processMetrics: runtime.processMetrics ?? false, kubeCredentials, caNameConstraints: config.caNameConstraints, migrations, version, audit, tlsEndpoint: async () => ({ url: config.tlsPublicUrl ?? tlsUrl, pin: await core.serverTls.pin() }) });
     opened.defer('issuance workers', () => core.issuancePool.close());
     const adminTokenFile = join(config.dataDir, 'admin-token');
     const bootstrapToken = await core.adminAuth.bootstrap(config.adminToken);
@@ -176,6 +189,16 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
       await pass;
     });
     housekeeping();
+    // the log's key is made (or opened: a wrong KEK is a start-up error) before serving
+    await core.audit.open().catch((err: unknown) => {
+      throw kekProblem(err, source);
+    });
+    const auditStop = new AbortController();
+    const auditLoop = core.auditCheckpointer.run(auditStop.signal);
+    opened.defer('audit checkpoint loop', async () => {
+      auditStop.abort();
+      await auditLoop;
+    });
     opened.defer('listeners', async () => {
       core.feed.endLongPolls(); // long-polls answer now rather than hold the close for 30 s
       await Promise.all([app.app.close(), tlsApp.app.close()]);
@@ -278,6 +301,15 @@ async function listen(app: CaApp, host: string, port: number, flag: string): Pro
     await app.app.listen({ host, port });
   } catch (err) {
     throw listenProblem(err, host, port, flag);
+  }
+}
+
+function hostOfUrl(url: string | undefined): string | undefined {
+  if (!url) return undefined;
+  try {
+    return new URL(url).hostname || undefined;
+  } catch {
+    return undefined;
   }
 }
 

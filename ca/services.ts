@@ -38,6 +38,10 @@ import { InventoryStore } from './inventory/store.js';
 import { IssuanceService } from './issuance/service.js';
 import { TrustDomainService } from './trust-domains/service.js';
 import { TrustDomainStore } from './trust-domains/store.js';
+import { AuditStore } from './audit/store.js';
+import { AuditLog } from './audit/service.js';
+import { auditRecordSink } from './audit/admin-sink.js';
+import { Checkpointer, type CheckpointExport } from './audit/checkpointer.js';
 
 export interface CoreDeps {
   readonly db: Database;
@@ -59,6 +63,8 @@ export interface CoreDeps {
   readonly processMetrics?: boolean;
   /** URI name constraints in new CA certificates (default true; see ca/authority/ca-certificate.ts). */
   readonly caNameConstraints?: boolean | undefined;
+  /** The audit log: its origin when this replica creates it, how often it signs while growing, where checkpoints go. */
+  readonly audit?: { readonly origin?: string | undefined; readonly checkpointEveryMs?: number | undefined; readonly export?: CheckpointExport | undefined } | undefined;
 }
 
 export interface CaCore extends CaServices {
@@ -75,6 +81,9 @@ export interface CaCore extends CaServices {
   readonly feed: ChangeFeed;
 }
 
+/** The audit log's origin when none is configured: this host's name (replicas keep whichever the first one stored). */
+export const defaultAuditOrigin = (host: string): string => `${host.replace(/[^A-Za-z0-9.-]/g, '-') || 'localhost'}/cairn/audit`;
+
 /** Wires stores and services over one database. No I/O happens here. */
 export function buildCaCore(deps: CoreDeps): CaCore {
   const { db, clock, random, logger } = deps;
@@ -85,17 +94,19 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const inventory = new InventoryStore(db);
   const kekRing = new KekRing(deps.kek);
   const sealer = createSealer(kekRing, random);
+  const audit = new AuditLog({ store: new AuditStore(db), clock, sealer, logger, origin: deps.audit?.origin ?? defaultAuditOrigin('localhost') });
+  const auditCheckpointer = new Checkpointer(audit, clock, logger, { integrateEveryMs: 1000, checkpointEveryMs: deps.audit?.checkpointEveryMs ?? 10_000, export: deps.audit?.export ?? {} });
   const authority = new AuthorityService({ db, clock, random, sealer, keys, trustDomains: trustDomainStore, logger, caNameConstraints: deps.caNameConstraints ?? true });
   const nodes = new NodeStore(db);
   const tokenStore = new TokenStore(db);
   const issuancePool = new IssuancePool();
   const metrics = new CaMetrics({ activeAuthorities: async () => (await keys.activeEverywhere()).map((a) => ({ ...a, activatedAt: undefined })) }, { process: deps.processMetrics ?? false });
-  const issuance = new IssuanceService({ clock, random, logger, authority, inventory, pool: issuancePool, metrics });
-  const tokens = new TokenService({ store: tokenStore, trustDomains: trustDomainStore, clock, random, logger, endpoint: deps.tlsEndpoint });
+  const issuance = new IssuanceService({ clock, random, logger, authority, inventory, pool: issuancePool, metrics, audit, db });
+  const tokens = new TokenService({ store: tokenStore, trustDomains: trustDomainStore, clock, random, logger, endpoint: deps.tlsEndpoint, audit });
   const limiter = new FailureLimiter(clock);
-  const bans = new BanService({ clock, logger, store: new BanStore(db), trustDomains: trustDomainStore });
-  const revocation = new RevocationService({ clock, logger, store: new RevocationStore(db), keys, trustDomains: trustDomainStore, sealer });
-  const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter, bans, revocations: revocation });
+  const bans = new BanService({ clock, logger, store: new BanStore(db), trustDomains: trustDomainStore, audit });
+  const revocation = new RevocationService({ clock, logger, store: new RevocationStore(db), keys, trustDomains: trustDomainStore, sealer, audit });
+  const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter, bans, revocations: revocation, audit });
   const trustDomains = new TrustDomainService({ db, clock, logger, store: trustDomainStore, keys, authority, entries });
   const feed = new ChangeFeed(db);
   const adminAuth = new AdminAuthService({ clock, random, logger, store: adminTokens });
@@ -119,7 +130,7 @@ export function buildCaCore(deps: CoreDeps): CaCore {
       aliasesFor: (td, selectors) => entries.aliasesFor(td, serverId(td), selectors),
       nodesBannedBy: (td, subject) => nodes.withBanSubject(td, subject),
     },
-    sink: logRecordSink(logger),
+    sink: auditRecordSink(audit, db, logRecordSink(logger)),
   });
   return {
     stores: { trustDomains: trustDomainStore, keys, entries, adminTokens, nodes, tokens: tokenStore },
@@ -135,14 +146,16 @@ export function buildCaCore(deps: CoreDeps): CaCore {
     revocation,
     adminAuth,
     adminAccess,
-    kek: new KekService({ ring: kekRing, sealer, store: new SealedValueStore(db), clock, random, logger, kekFile: deps.kekFile }),
+    kek: new KekService({ ring: kekRing, sealer, store: new SealedValueStore(db), clock, random, logger, kekFile: deps.kekFile, audit }),
+    audit,
+    auditCheckpointer,
     authority,
     trustDomains,
     // Its own budget: PSAT and x509pop evidence cannot be guessed, so this only keeps a misbehaving
     // source from making us hammer the Kubernetes API; nodes behind one NAT share it.
     nodeAttestation: new NodeAttestationService({
       clock, random, logger, store: new NodeAttestationStore(db), enrollment, trustDomains, bans, limiter: new FailureLimiter(clock, 60), endpoint: deps.tlsEndpoint,
-      sealer, kubeCredentials: deps.kubeCredentials ?? new Map(),
+      sealer, kubeCredentials: deps.kubeCredentials ?? new Map(), audit,
     }),
     issuance,
     inventory,

@@ -176,7 +176,8 @@ export function adminClient(t: AdminTarget, cred: AdminCredential): AdminClient 
       try {
         payload = text ? JSON.parse(text) : undefined;
       } catch {
-        payload = undefined;
+        // a text/plain answer (the audit log's signed checkpoint) is handed back as the text
+        payload = (res.headers.get('content-type') ?? '').startsWith('text/plain') ? text : undefined;
       }
       return answer<T>(res.status, payload);
     },

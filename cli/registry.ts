@@ -6,6 +6,7 @@ import { caGroup, migrate, up } from './specs/ca.js';
 import { bootstrap, renew } from './specs/device.js';
 import { entryGroup } from './specs/entry.js';
 import { kekGroup } from './specs/kek.js';
+import { auditGroup } from './specs/audit.js';
 import { completion, help, version } from './specs/meta.js';
 import { jwtGroup, svidGroup, x509Group } from './specs/svid.js';
 import { tokenGroup } from './specs/token.js';
@@ -29,6 +30,7 @@ export const COMMANDS: readonly Spec[] = [
   attestorGroup,
   adminGroup,
   kekGroup,
+  auditGroup,
   bootstrap,
   renew,
   help,

@@ -55,6 +55,8 @@ export const ERROR_CODES = [
   'kek_unavailable',
   'kek_not_staged',
   'kek_unchanged',
+  // the audit log
+  'invalid_audit_range',
   // infrastructure
   'conflict',
   'store_unavailable',

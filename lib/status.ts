@@ -69,6 +69,7 @@ export const STATUS_TABLE: Readonly<Record<ErrorCode, TransportStatus>> = {
   kek_unavailable: s(503, G.Unavailable),
   kek_not_staged: s(409, G.FailedPrecondition),
   kek_unchanged: s(409, G.FailedPrecondition),
+  invalid_audit_range: s(400, G.InvalidArgument),
   internal: s(500, G.Internal),
 };
 

@@ -133,7 +133,9 @@ export function requestJson<T>(method: string, url: string, body: unknown, tls: 
           try {
             parsed = text ? JSON.parse(text) : undefined;
           } catch {
-            parsed = { code: 'invalid_response', message: text.slice(0, 200) };
+            // a text/plain answer (the audit log's signed checkpoint) is handed back as the text
+            const plain = (res.headers['content-type'] ?? '').startsWith('text/plain') && (res.statusCode ?? 0) < 300;
+            parsed = plain ? text : { code: 'invalid_response', message: text.slice(0, 200) };
           }
           resolve({ status: res.statusCode ?? 0, body: parsed as T });
         });

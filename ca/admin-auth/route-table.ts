@@ -102,6 +102,15 @@ export const ADMIN_ROUTES: Readonly<Record<string, RouteRule>> = {
   'DELETE /v1/admins/:name': { role: 'admin', action: 'admin.revoke', trustDomain: INSTALLATION },
   'GET /v1/kek': { role: 'viewer', action: 'kek.status', trustDomain: INSTALLATION },
   'POST /v1/kek/rotate': { role: 'admin', action: 'kek.rotate', trustDomain: INSTALLATION },
+
+  // the audit log: it spans every trust domain, so installation-wide credentials only
+  'GET /v1/audit/checkpoint': { role: 'viewer', action: 'audit.checkpoint', trustDomain: INSTALLATION },
+  'POST /v1/audit/checkpoint': { role: 'admin', action: 'audit.sign', trustDomain: INSTALLATION },
+  'GET /v1/audit/entries': { role: 'viewer', action: 'audit.entries', trustDomain: INSTALLATION },
+  'GET /v1/audit/proof/inclusion': { role: 'viewer', action: 'audit.inclusion_proof', trustDomain: INSTALLATION },
+  'GET /v1/audit/proof/consistency': { role: 'viewer', action: 'audit.consistency_proof', trustDomain: INSTALLATION },
+  'GET /v1/audit/key': { role: 'viewer', action: 'audit.key', trustDomain: INSTALLATION },
+  'GET /v1/audit/search': { role: 'viewer', action: 'audit.search', trustDomain: INSTALLATION },
 };
 
 /** The row for a request's route (HEAD answers as its GET); undefined: no row, so denied. */

@@ -1,3 +1,4 @@
+import type { AuditAppender } from '../audit/port.js';
 import type { Clock } from '../../lib/clock.js';
 import { CairnError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
@@ -8,6 +9,7 @@ import type { TrustDomainStore } from '../trust-domains/store.js';
 import { banSubject, type Ban, type BanKind, type BanStore } from './store.js';
 
 export interface BanDeps {
+  readonly audit: AuditAppender;
   readonly clock: Clock;
   readonly logger: Logger;
   readonly store: BanStore;
@@ -64,7 +66,11 @@ export class BanService {
     const t = targetOf(target);
     const trustDomain = needTrustDomain(t.trustDomain, t.kind);
     if (!(await this.deps.trustDomains.get(trustDomain))) throw new CairnError('trust_domain_not_found', `trust domain ${trustDomain} does not exist`);
-    const ban = await this.deps.store.add({ trustDomain, kind: t.kind, value: t.value, reason: target.reason ?? null, createdBy: actor, createdAt: this.deps.clock.now() });
+    const ban = await this.deps.store.transaction(async (tx) => {
+      const added = await this.deps.store.add({ trustDomain, kind: t.kind, value: t.value, reason: target.reason ?? null, createdBy: actor, createdAt: this.deps.clock.now() }, tx);
+      await this.deps.audit.append(tx, [{ event: 'node.banned', actor, subject: { trustDomain, kind: t.kind, value: t.value, reason: added.reason ?? undefined, spiffeId: t.kind === 'spiffe_id' ? t.value : undefined } }]);
+      return added;
+    });
     this.deps.logger.info({ event: 'node.banned', trustDomain, kind: t.kind, value: t.value, actor }, 'node banned');
     return ban;
   }
@@ -72,7 +78,11 @@ export class BanService {
   async unban(target: BanTarget, actor: string): Promise<Ban> {
     const t = targetOf(target);
     const trustDomain = needTrustDomain(t.trustDomain, t.kind);
-    const lifted = await this.deps.store.remove(trustDomain, t.kind, t.value);
+    const lifted = await this.deps.store.transaction(async (tx) => {
+      const removed = await this.deps.store.remove(trustDomain, t.kind, t.value, tx);
+      if (removed) await this.deps.audit.append(tx, [{ event: 'node.unbanned', actor, subject: { trustDomain, kind: t.kind, value: t.value, spiffeId: t.kind === 'spiffe_id' ? t.value : undefined } }]);
+      return removed;
+    });
     if (!lifted) throw new CairnError('not_found', `no ban on ${t.kind === 'spiffe_id' ? t.value : `${t.kind} ${t.value} in ${trustDomain}`}`);
     this.deps.logger.info({ event: 'node.unbanned', trustDomain, kind: t.kind, value: t.value, actor }, 'node unbanned');
     return lifted;

@@ -33,10 +33,14 @@ const fromRow = (r: Row): Ban => ({ trustDomain: r.trust_domain, kind: r.kind, v
 export class BanStore {
   constructor(private readonly db: Database) {}
 
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return guard(() => this.db.transaction(fn));
+  }
+
   /** Adds a ban, or keeps the one there (a new reason replaces the old). */
-  add(ban: Ban): Promise<Ban> {
+  add(ban: Ban, q: Queryable = this.db): Promise<Ban> {
     return guard(async () => {
-      const res = await this.db.query<Row>(
+      const res = await q.query<Row>(
         `INSERT INTO node_bans (trust_domain, kind, value, reason, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (trust_domain, kind, value) DO UPDATE SET reason = COALESCE(EXCLUDED.reason, node_bans.reason)
          RETURNING ${COLUMNS}`,
@@ -46,9 +50,9 @@ export class BanStore {
     });
   }
 
-  remove(trustDomain: string, kind: BanKind, value: string): Promise<Ban | undefined> {
+  remove(trustDomain: string, kind: BanKind, value: string, q: Queryable = this.db): Promise<Ban | undefined> {
     return guard(async () => {
-      const res = await this.db.query<Row>(`DELETE FROM node_bans WHERE trust_domain = $1 AND kind = $2 AND value = $3 RETURNING ${COLUMNS}`, [trustDomain, kind, value]);
+      const res = await q.query<Row>(`DELETE FROM node_bans WHERE trust_domain = $1 AND kind = $2 AND value = $3 RETURNING ${COLUMNS}`, [trustDomain, kind, value]);
       return res.rows[0] && fromRow(res.rows[0]);
     });
   }

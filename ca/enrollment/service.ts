@@ -10,6 +10,7 @@ import { verifyClientSvid } from '../authority/client-svid.js';
 import type { EntryStore } from '../entries/store.js';
 import { checkCsrSignature, decodeCsrText, readCsr, verifyCsr } from '../issuance/csr.js';
 import type { Queryable } from '../db/database.js';
+import type { AuditAppender } from '../audit/port.js';
 import type { CsrRequest, IssuanceService, IssuedX509Svid, MintedJwtSvid, X509Issuer } from '../issuance/service.js';
 import type { AttestedNode, NodeKind, NodeStore } from '../nodes/store.js';
 import type { TokenService } from '../tokens/service.js';
@@ -28,6 +29,7 @@ export interface EnrollmentDeps {
   readonly bans: BanService;
   /** Revoked serials (ca/revocation): a revoked SVID is refused for mTLS and renewal. */
   readonly revocations: { isRevoked(serial: string, q?: Queryable): Promise<boolean> };
+  readonly audit: AuditAppender;
 }
 
 export interface BatchItemResult {
@@ -68,9 +70,9 @@ export class EnrollmentService {
   private async enrollWithToken(tokenText: string, csrText: string, source: string, kind: 'join' | 'workload'): Promise<IssuedX509Svid> {
     const request = readCsr(decodeCsrText(csrText));
     const screened = await this.deps.tokens.screen(tokenText, kind);
-    if (!screened.ok) throw this.refused(screened.reason, screened.tokenId, kind, source);
+    if (!screened.ok) throw await this.refused(screened.reason, screened.tokenId, kind, source);
     // A spent token can only fetch the SVID it was redeemed for, by the key in that SVID.
-    if (screened.issuedSvid && !spkiOf(screened.issuedSvid).equals(request.publicKey.spki)) throw this.refused('used', screened.tokenId, kind, source);
+    if (screened.issuedSvid && !spkiOf(screened.issuedSvid).equals(request.publicKey.spki)) throw await this.refused('used', screened.tokenId, kind, source);
     const csr = checkCsrSignature(request);
     const issuer = await this.deps.issuance.x509IssuerFor(screened.trustDomain);
     const nodeKind: NodeKind = kind === 'join' ? 'agent' : 'device';
@@ -91,9 +93,10 @@ export class EnrollmentService {
       }
       const svid = await this.enrollIn(tx, issuer, grant, csr, nodeKind, attestationType);
       await this.deps.tokens.recordIssued(tx, t.id, svid.chain[0]!);
+      await this.deps.audit.append(tx, [{ event: 'token.redeemed', actor: grant.issuedTo, subject: { tokenId: t.id, kind, trustDomain: t.trustDomain, spiffeId: grant.spiffeId, serial: svid.serial, source } }]);
       return { ok: true as const, svid, grant, tokenId: t.id, repeat: false };
     });
-    if (!outcome.ok) throw this.refused(outcome.reason, outcome.tokenId, kind, source);
+    if (!outcome.ok) throw await this.refused(outcome.reason, outcome.tokenId, kind, source);
     if (outcome.repeat) {
       this.deps.logger.info({ event: 'token.answer_repeated', tokenId: outcome.tokenId, spiffeId: outcome.grant.spiffeId, serial: outcome.svid.serial, issuedTo: outcome.grant.issuedTo }, 'one-time token presented again by its key: same SVID sent again');
     } else {
@@ -108,7 +111,7 @@ export class EnrollmentService {
    * Guesses count toward the source's limit; past it they get 429 instead (logged at debug, so a
    * flood cannot flood the log). Replays of real tokens are not counted: they come from a holder.
    */
-  private refused(reason: TokenRefusal, tokenId: string | undefined, kind: 'join' | 'workload', source: string): CairnError {
+  private async refused(reason: TokenRefusal, tokenId: string | undefined, kind: 'join' | 'workload', source: string): Promise<CairnError> {
     if (isGuess(reason)) {
       try {
         this.deps.limiter.check(source);
@@ -119,6 +122,9 @@ export class EnrollmentService {
       this.deps.limiter.fail(source);
     }
     this.deps.logger.info({ event: 'token.refused', reason, tokenId, kind, source }, 'one-time token refused');
+    // the real reason, which the caller is not told; refusals past the source's limit are not written (no log flood)
+    await this.deps.audit.record([{ event: 'token.refused', actor: `bootstrap:${source}`, subject: { reason, tokenId, kind, source } }])
+      .catch((err: unknown) => this.deps.logger.error({ err }, 'could not append a refused token to the audit log'));
     return invalidToken();
   }
 
@@ -166,6 +172,11 @@ export class EnrollmentService {
     await this.deps.nodes.upsert(tx, {
       spiffeId: grant.spiffeId, trustDomain: grant.trustDomain, kind, attestationType, selectors: grant.selectors, serial: svid!.serial, expiresAt: svid!.notAfter, banSubjects: grant.banSubjects ?? [],
     }, this.deps.clock.now());
+    await this.deps.audit.append(tx, [{
+      event: 'node.attested',
+      actor: grant.issuedTo,
+      subject: { trustDomain: grant.trustDomain, spiffeId: grant.spiffeId, kind, attestationType, selectors: [...grant.selectors], serial: svid!.serial },
+    }]);
     return svid!;
   }
 
@@ -274,7 +285,12 @@ export class EnrollmentService {
 
   /** Deletes the node record; a ban on the node stays in force (the deny-list is separate). */
   async evict(spiffeId: string, actor: string): Promise<void> {
-    if (!(await this.deps.nodes.delete(spiffeId))) throw new CairnError('agent_not_found', `${spiffeId} is not an attested node`);
+    const deleted = await this.deps.nodes.transaction(async (tx) => {
+      if (!(await this.deps.nodes.delete(spiffeId, tx))) return false;
+      await this.deps.audit.append(tx, [{ event: 'node.evicted', actor, subject: { spiffeId, trustDomain: SpiffeId.parse(spiffeId).trustDomain } }]);
+      return true;
+    });
+    if (!deleted) throw new CairnError('agent_not_found', `${spiffeId} is not an attested node`);
     this.deps.logger.info({ event: 'node.evicted', spiffeId, actor }, 'node evicted; it must attest again');
   }
 }

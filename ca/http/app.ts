@@ -33,6 +33,9 @@ import { registerAttestorAdminRoutes, registerNodeAttestationRoutes } from '../n
 import type { NodeAttestationService } from '../node-attestation/service.js';
 import type { SyncService } from '../sync/service.js';
 import { registerTokenRoutes } from '../tokens/routes.js';
+import { registerAuditRoutes } from '../audit/routes.js';
+import type { AuditLog } from '../audit/service.js';
+import type { Checkpointer } from '../audit/checkpointer.js';
 import type { TokenService } from '../tokens/service.js';
 import type { App } from './types.js';
 import { checkListenerLimits, DEFAULT_LISTENER_LIMITS, fastifyTimeouts, nodeServerOptions, tlsServerOptions, type ListenerLimits } from './listener.js';
@@ -55,6 +58,9 @@ export interface CaServices {
   readonly inventory: InventoryStore;
   /** Revoked SVIDs and the trust domains' CRLs (ca/revocation/). */
   readonly revocation: RevocationService;
+  /** The verifiable audit log (ca/audit/) and its integrate/sign loop. */
+  readonly audit: AuditLog;
+  readonly auditCheckpointer: Checkpointer;
   /** Whether this CA can serve now (store answering, schema one it can serve), and if not, why. */
   readonly ready: () => Promise<{ readonly ready: boolean; readonly reason?: string }>;
 }
@@ -189,6 +195,7 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
     registerAttestorAdminRoutes(admin, services.nodeAttestation);
     registerAdminRoutes(admin, services.adminAuth);
     registerKekRoutes(admin, services.kek);
+    registerAuditRoutes(admin, services.audit, services.auditCheckpointer);
   });
 
   if (options.tls) {

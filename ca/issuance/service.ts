@@ -6,8 +6,9 @@ import { randomSerial, type Random } from '../../lib/random.js';
 import type { SpiffeId } from '../../spiffe/id.js';
 import type { ActiveAuthority, AuthorityService } from '../authority/service.js';
 import { NOT_BEFORE_CUSHION_SECONDS } from '../authority/service.js';
-import type { Queryable } from '../db/database.js';
+import type { Database, Queryable } from '../db/database.js';
 import { NO_METRICS, type IssuanceMetrics } from '../metrics/ca-metrics.js';
+import type { AuditAppender } from '../audit/port.js';
 import type { InventoryStore } from '../inventory/store.js';
 import type { VerifiedCsr } from './csr.js';
 import { buildLeafTbs, signCertificate } from './leaf-template.js';
@@ -22,6 +23,9 @@ export interface IssuanceDeps {
   readonly inventory: InventoryStore;
   readonly pool: IssuancePool;
   readonly metrics?: IssuanceMetrics;
+  /** Every SVID issued is an audit entry, written with its inventory row. */
+  readonly audit: AuditAppender;
+  readonly db: Database;
 }
 
 /** The outcome label of a failed issuance: its error code when it has one. */
@@ -123,11 +127,22 @@ export class IssuanceService {
     };
   }
 
+  /** The inventory rows and the audit entries, one multi-row INSERT each, in `tx` or a transaction of their own. */
   private async record(trustDomain: string, issued: readonly IssuedX509Svid[], issuedTo: string, now: Date, tx?: Queryable, entryIds?: readonly (string | undefined)[]): Promise<void> {
-    await this.deps.inventory.record(
-      issued.map((s, i) => ({ serial: s.serial, trustDomain, spiffeId: s.spiffeId, notBefore: s.notBefore, notAfter: s.notAfter, issuedTo, issuedAt: now, entryId: entryIds?.[i] ?? null })),
-      tx,
-    );
+    if (issued.length === 0) return;
+    const write = async (q: Queryable): Promise<void> => {
+      await this.deps.inventory.record(
+        issued.map((s, i) => ({ serial: s.serial, trustDomain, spiffeId: s.spiffeId, notBefore: s.notBefore, notAfter: s.notAfter, issuedTo, issuedAt: now, entryId: entryIds?.[i] ?? null })),
+        q,
+      );
+      await this.deps.audit.append(q, issued.map((s, i) => ({
+        event: 'x509_svid.issued',
+        actor: issuedTo,
+        subject: { trustDomain, spiffeId: s.spiffeId, serial: s.serial, notAfter: s.notAfter.toISOString(), issuedTo, entryId: entryIds?.[i] },
+      })));
+    };
+    if (tx) await write(tx);
+    else await this.deps.db.transaction(write);
   }
 
   private announce(trustDomain: string, issued: readonly IssuedX509Svid[], issuedTo: string): void {
@@ -253,6 +268,12 @@ export class IssuanceService {
     }
     if (req.spiffeId.isTrustDomainId) throw new CairnError('invalid_spiffe_id', 'a JWT-SVID needs a SPIFFE ID with a path');
     const minted = mintJwtSvid(authority, req, this.deps.clock.now());
+    // written before the token leaves: a JWT-SVID the log cannot record is not handed out
+    await this.deps.audit.record([{
+      event: 'jwt_svid.minted',
+      actor: issuedTo,
+      subject: { trustDomain, spiffeId: minted.spiffeId, audience: normalizeAudiences(req.audience), expiresAt: minted.expiresAt.toISOString(), issuedTo },
+    }]);
     this.deps.logger.info(
       { event: 'jwt_svid.minted', trustDomain, spiffeId: minted.spiffeId, audience: req.audience, expiresAt: minted.expiresAt.toISOString(), issuedTo },
       'JWT-SVID minted',

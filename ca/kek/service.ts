@@ -11,6 +11,9 @@ import { readKekFile } from '../keys-at-rest.js';
 import { tokenKeyId } from '../node-attestation/service.js';
 import { SEALING_CONTEXT } from '../server-tls/service.js';
 import type { SealedValue, SealedValueStore } from './store.js';
+import type { AuditAppender } from '../audit/port.js';
+import { AUDIT_LOG_SEALING_CONTEXT } from '../audit/service.js';
+import type { Queryable } from '../db/database.js';
 
 export interface KekServiceDeps {
   readonly ring: KekRing;
@@ -21,6 +24,7 @@ export interface KekServiceDeps {
   readonly logger: Logger;
   /** This replica's KEK file (--kek-file, or <data-dir>/kek); a rotation's new key waits beside it. */
   readonly kekFile: string | undefined;
+  readonly audit: AuditAppender;
 }
 
 /** What a sealed value was sealed for: the associated data that binds it to its row. */
@@ -32,11 +36,13 @@ function contextOf(v: SealedValue): string {
       return SEALING_CONTEXT;
     case 'k8s_api_token':
       return tokenKeyId(v.trustDomain, v.cluster);
+    case 'audit_log_key':
+      return AUDIT_LOG_SEALING_CONTEXT;
   }
 }
 
 const describe = (v: SealedValue): string =>
-  v.kind === 'authority_key' ? `authority key ${v.id} of ${v.trustDomain}` : v.kind === 'server_tls_authority' ? 'the server TLS authority key' : `the Kubernetes API token of cluster ${v.cluster} in ${v.trustDomain}`;
+  v.kind === 'authority_key' ? `authority key ${v.id} of ${v.trustDomain}` : v.kind === 'server_tls_authority' ? 'the server TLS authority key' : v.kind === 'audit_log_key' ? 'the audit log key' : `the Kubernetes API token of cluster ${v.cluster} in ${v.trustDomain}`;
 
 /** Where `cairn kek rotate` puts the new key for this replica to take: beside its KEK file. */
 export const stagedKekFile = (kekFile: string): string => `${kekFile}.next`;
@@ -88,7 +94,8 @@ export class KekService {
     const newId = this.deps.ring.use(next);
     let result: { total: number; resealed: number };
     try {
-      result = await this.resealAll(newId, next, 'rotate');
+      result = await this.resealAll(newId, next, 'rotate', (tx, r) =>
+        this.deps.audit.append(tx, [{ event: 'kek.rotated', actor, subject: { kekId: newId, previousKekId: previous.id, sealedValues: r.total, resealed: r.resealed } }]));
     } catch (err) {
       this.deps.ring.use(previous.key);
       throw err;
@@ -120,7 +127,7 @@ export class KekService {
    * Re-seals every value not under `id`. On rotate, a value no held KEK opens stops it (nothing is
    * changed); on reload it is left for the replica that holds its KEK, with a warning.
    */
-  private resealAll(id: string, kek: Buffer, mode: 'rotate' | 'reload'): Promise<{ total: number; resealed: number }> {
+  private resealAll(id: string, kek: Buffer, mode: 'rotate' | 'reload', also?: (tx: Queryable, result: { total: number; resealed: number }) => Promise<void>): Promise<{ total: number; resealed: number }> {
     const { sealer, logger } = this.deps;
     const alone = createSealer(kek, this.deps.random);
     return this.deps.store.reseal(
@@ -141,6 +148,7 @@ export class KekService {
         if (mode === 'reload') return;
         for (const v of after) alone.open(v.sealed, contextOf(v));
       },
+      also,
     );
   }
 }

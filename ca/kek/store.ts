@@ -10,7 +10,8 @@ import { guard } from '../db/errors.js';
 export type SealedValue =
   | { readonly kind: 'authority_key'; readonly trustDomain: string; readonly id: string; readonly sealed: Buffer }
   | { readonly kind: 'server_tls_authority'; readonly sealed: Buffer }
-  | { readonly kind: 'k8s_api_token'; readonly trustDomain: string; readonly cluster: string; readonly sealed: Buffer };
+  | { readonly kind: 'k8s_api_token'; readonly trustDomain: string; readonly cluster: string; readonly sealed: Buffer }
+  | { readonly kind: 'audit_log_key'; readonly sealed: Buffer };
 
 /** Returns the value re-sealed, or undefined to leave it as it is. */
 export type Reseal = (value: SealedValue) => Buffer | undefined;
@@ -25,10 +26,12 @@ async function readAll(q: Queryable, lock: boolean): Promise<SealedValue[]> {
     `SELECT trust_domain, name, config->>'apiTokenSealed' AS sealed FROM node_attestors
       WHERE kind = 'k8s_psat' AND config ? 'apiTokenSealed' ORDER BY trust_domain, name${forUpdate}`,
   );
+  const audit = await q.query<{ private_key_sealed: Uint8Array }>(`SELECT private_key_sealed FROM audit_log${forUpdate}`);
   return [
     ...keys.rows.map((r): SealedValue => ({ kind: 'authority_key', trustDomain: r.trust_domain, id: r.id, sealed: toBuffer(r.private_key_sealed) })),
     ...tls.rows.map((r): SealedValue => ({ kind: 'server_tls_authority', sealed: toBuffer(r.private_key_sealed) })),
     ...tokens.rows.map((r): SealedValue => ({ kind: 'k8s_api_token', trustDomain: r.trust_domain, cluster: r.name, sealed: Buffer.from(r.sealed, 'base64') })),
+    ...audit.rows.map((r): SealedValue => ({ kind: 'audit_log_key', sealed: toBuffer(r.private_key_sealed) })),
   ];
 }
 
@@ -47,6 +50,9 @@ async function write(q: Queryable, v: SealedValue, sealed: Buffer): Promise<void
         [v.trustDomain, v.cluster, sealed.toString('base64')],
       );
       return;
+    case 'audit_log_key':
+      await q.query(`UPDATE audit_log SET private_key_sealed = $1`, [sealed]);
+      return;
   }
 }
 
@@ -61,8 +67,9 @@ export class SealedValueStore {
    * One transaction over every sealed value, its rows locked: a replica creating or re-sealing a
    * key at the same moment waits, so nothing is left behind under the old KEK or overwritten.
    * `check` runs on the values as written, before the commit; when it throws, nothing changes.
+   * `also` joins the transaction (the audit entry of a rotation).
    */
-  reseal(fn: Reseal, check: (after: readonly SealedValue[]) => void): Promise<{ total: number; resealed: number }> {
+  reseal(fn: Reseal, check: (after: readonly SealedValue[]) => void, also?: (tx: Queryable, result: { total: number; resealed: number }) => Promise<void>): Promise<{ total: number; resealed: number }> {
     return guard(() =>
       this.db.transaction(async (tx) => {
         const before = await readAll(tx, true);
@@ -74,6 +81,7 @@ export class SealedValueStore {
           resealed++;
         }
         check(await readAll(tx, false));
+        await also?.(tx, { total: before.length, resealed });
         return { total: before.length, resealed };
       }),
     );

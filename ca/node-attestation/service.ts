@@ -1,3 +1,4 @@
+import type { AuditAppender } from '../audit/port.js';
 import { createHash } from 'node:crypto';
 import type { JSONWebKeySet } from 'jose';
 import type { Clock } from '../../lib/clock.js';
@@ -32,6 +33,7 @@ export interface NodeAttestationDeps {
   readonly trustDomains: TrustDomainService;
   readonly bans: BanService;
   readonly limiter: FailureLimiter;
+  readonly audit: AuditAppender;
   /** Seals inline Kubernetes API tokens under the KEK. */
   readonly sealer: Sealer;
   /** The CA's own Kubernetes credential sets, by name (`in-cluster` and --kube-credentials). */
@@ -138,14 +140,19 @@ export class NodeAttestationService {
 
   // ---- attestation (no client certificate; failures rate-limited per source)
 
-  private async guarded<T>(source: string, fn: () => Promise<T>): Promise<T> {
+  private async guarded<T>(source: string, attempt: { method: string; trustDomain?: string }, fn: () => Promise<T>): Promise<T> {
     this.deps.limiter.check(source);
     try {
       return await fn();
     } catch (err) {
       // A CSR whose signature does not verify counts too: otherwise a flood of them would cost a
       // signature check each, with no limit ever applying before the cryptography.
-      if (err instanceof CairnError && (err.code === 'unauthenticated' || err.code === 'permission_denied' || err.code === 'agent_banned' || err.code === 'csr_signature_invalid')) this.deps.limiter.fail(source);
+      if (err instanceof CairnError && (err.code === 'unauthenticated' || err.code === 'permission_denied' || err.code === 'agent_banned' || err.code === 'csr_signature_invalid')) {
+        this.deps.limiter.fail(source);
+        // counted refusals only: past the source's limit nothing reaches here, so a flood cannot flood the log
+        await this.deps.audit.record([{ event: 'node.refused', actor: `bootstrap:${source}`, subject: { method: attempt.method, trustDomain: attempt.trustDomain, reason: err.code, message: err.message, source } }])
+          .catch((e: unknown) => this.deps.logger.error({ err: e }, 'could not append a refused attestation to the audit log'));
+      }
       throw err;
     }
   }
@@ -203,7 +210,7 @@ export class NodeAttestationService {
   }
 
   attestPsat(req: { trustDomain: string; cluster: string; token: string; csr: string }, source: string): Promise<IssuedX509Svid> {
-    return this.guarded(source, async () => {
+    return this.guarded(source, { method: 'k8s_psat', trustDomain: req.trustDomain }, async () => {
       const csr = verifyCsr(decodeCsrText(req.csr));
       const rec = await this.deps.store.get(req.trustDomain, 'k8s_psat', req.cluster);
       if (!rec) throw new CairnError('unauthenticated', `no Kubernetes cluster "${req.cluster}" is configured for ${req.trustDomain}`);
@@ -239,7 +246,7 @@ export class NodeAttestationService {
   }
 
   challengeX509Pop(req: { trustDomain: string; chain: string[] }, source: string): Promise<{ challengeId: string; nonce: string; expiresAt: string }> {
-    return this.guarded(source, async () => {
+    return this.guarded(source, { method: 'x509pop', trustDomain: req.trustDomain }, async () => {
       // Counted before any certificate is parsed: every challenge asked for, answered or not.
       this.challengesPerSource.take(source);
       const chain = req.chain.map((c) => Buffer.from(c, 'base64'));
@@ -274,7 +281,7 @@ export class NodeAttestationService {
   }
 
   attestX509Pop(req: { challengeId: string; signature: string; csr: string }, source: string): Promise<IssuedX509Svid> {
-    return this.guarded(source, async () => {
+    return this.guarded(source, { method: 'x509pop' }, async () => {
       const csr = verifyCsr(decodeCsrText(req.csr));
       const now = this.deps.clock.now();
       const challenge = await this.deps.store.getChallenge(req.challengeId, now);

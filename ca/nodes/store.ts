@@ -111,8 +111,8 @@ export class NodeStore {
     });
   }
 
-  delete(spiffeId: string): Promise<boolean> {
-    return guard(async () => (await this.db.query(`DELETE FROM attested_nodes WHERE spiffe_id = $1`, [spiffeId])).rowCount > 0);
+  delete(spiffeId: string, q: Queryable = this.db): Promise<boolean> {
+    return guard(async () => (await q.query(`DELETE FROM attested_nodes WHERE spiffe_id = $1`, [spiffeId])).rowCount > 0);
   }
 
   /** The nodes a ban subject names: by SPIFFE ID, or by what their attestor recorded (a device fingerprint, a node UID). */

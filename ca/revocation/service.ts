@@ -1,3 +1,4 @@
+import type { AuditAppender } from '../audit/port.js';
 import { createHash, type KeyObject } from 'node:crypto';
 import type { Clock } from '../../lib/clock.js';
 import { addSeconds } from '../../lib/clock.js';
@@ -22,6 +23,7 @@ export interface RevocationDeps {
   readonly keys: AuthorityKeyStore;
   readonly trustDomains: TrustDomainStore;
   readonly sealer: Sealer;
+  readonly audit: AuditAppender;
 }
 
 export interface RevokeRequest {
@@ -100,6 +102,7 @@ export class RevocationService {
       await this.deps.trustDomains.lock(tx, trustDomain);
       const fresh = found.filter((s) => s.revokedAt === null).map((s): RevokedSvid => revokedRecord(s, reason, now, actor));
       await store.add(tx, fresh);
+      await this.deps.audit.append(tx, fresh.map((s) => ({ event: 'svid.revoked', actor, subject: { trustDomain, serial: s.serial, spiffeId: s.spiffeId, notAfter: s.notAfter.toISOString(), issuedTo: s.issuedTo, reason: reason ?? undefined } })));
       if (fresh.length > 0) {
         await this.resign(tx, trustDomain, now);
         await notifyChange(tx, trustDomain);

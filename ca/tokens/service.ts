@@ -1,3 +1,4 @@
+import type { AuditAppender } from '../audit/port.js';
 import { createHash } from 'node:crypto';
 import { validateTrustDomainName } from '../trust-domains/service.js';
 import { encodeBootstrapToken, parseBootstrapToken } from '../../contract/bootstrap-token.js';
@@ -67,6 +68,7 @@ export interface TokenDeps {
   readonly logger: Logger;
   /** Where bootstrappers reach the CA's TLS endpoint, and the pin of its trust anchor. */
   readonly endpoint: () => Promise<{ url: string; pin: string }>;
+  readonly audit: AuditAppender;
 }
 
 const hashSecret = (secret: string): Buffer => createHash('sha256').update(secret, 'utf8').digest();
@@ -100,11 +102,15 @@ export class TokenService {
     const secret = this.deps.random.bytes(32).toString('base64url');
     const now = this.deps.clock.now();
     const expiresAt = addSeconds(now, ttl);
-    await this.deps.store.insert({
-      id, trustDomain: td.name, kind, secretHash: hashSecret(secret), spiffeId: bound?.toString() ?? null, selectors, expiresAt, createdBy: actor, createdAt: now,
+    const spiffeId = bound?.toString() ?? defaultAgentId(td.name, id);
+    await this.deps.store.transaction(async (tx) => {
+      await this.deps.store.insert({
+        id, trustDomain: td.name, kind, secretHash: hashSecret(secret), spiffeId: bound?.toString() ?? null, selectors, expiresAt, createdBy: actor, createdAt: now,
+      }, tx);
+      // never the token or its secret: its id names it
+      await this.deps.audit.append(tx, [{ event: 'token.minted', actor, subject: { tokenId: id, kind, trustDomain: td.name, spiffeId, selectors: [...selectors], expiresAt: expiresAt.toISOString() } }]);
     });
     const { url, pin } = await this.deps.endpoint();
-    const spiffeId = bound?.toString() ?? defaultAgentId(td.name, id);
     this.deps.logger.info({ event: 'token.created', tokenId: id, kind, trustDomain: td.name, spiffeId, expiresAt: expiresAt.toISOString(), actor }, 'one-time token created');
     return { id, kind, token: encodeBootstrapToken({ v: 1, kind, id, td: td.name, url, pin }, secret), expiresAt, spiffeId };
   }

@@ -41,9 +41,13 @@ export interface FoundToken {
 export class TokenStore {
   constructor(private readonly db: Database) {}
 
-  insert(t: TokenRecord): Promise<void> {
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return guard(() => this.db.transaction(fn));
+  }
+
+  insert(t: TokenRecord, q: Queryable = this.db): Promise<void> {
     return guard(async () => {
-      await this.db.query(
+      await q.query(
         `INSERT INTO one_time_tokens (id, trust_domain, kind, secret_hash, spiffe_id, selectors, expires_at, created_by, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
         [t.id, t.trustDomain, t.kind, t.secretHash, t.spiffeId, t.selectors, t.expiresAt, t.createdBy, t.createdAt],

@@ -109,6 +109,10 @@ function caConfigOf({ values, sources }: Pick<Parsed<typeof CA_START_FLAGS>, 'va
     limits: listenerLimitsOf(values),
     caNameConstraints: values['ca-name-constraints'] !== 'off',
     ...(values['metrics-listen'] !== undefined ? { metricsListen: listenOf(values['metrics-listen'], '', '--metrics-listen') } : {}),
+    auditOrigin: values['audit-origin'],
+    auditCheckpointIntervalMs: values['audit-checkpoint-interval'] === undefined ? undefined : parseDuration(values['audit-checkpoint-interval']) * 1000,
+    auditCheckpointFile: values['audit-checkpoint-file'],
+    auditCheckpointWebhook: values['audit-checkpoint-webhook'],
   };
 }
 

@@ -27,6 +27,16 @@ const SETTING = {
     if (v !== 'on' && v !== 'off') throw new ConfigError(`${where} must be on or off, got "${v}"`);
     return v;
   }) satisfies ValueCheck,
+  /** How often the audit log signs while it grows: 1 s to a minute. */
+  checkpointInterval: ((v, where) => {
+    const ms = durationMs(v, where);
+    if (ms < 1000 || ms > 60_000) throw new ConfigError(`${where} must be between 1s and 60s, got "${v}"`);
+    return v;
+  }) satisfies ValueCheck,
+  auditOrigin: ((v, where) => {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._~/:-]{0,254}$/.test(v) || v.includes('://')) throw new ConfigError(`${where} must be a log name without a scheme, spaces or '+', like ca.example.org/cairn/audit, got "${v}"`);
+    return v;
+  }) satisfies ValueCheck,
   trustDomain: ((v, where) => {
     try {
       return parseTrustDomain(v);
@@ -96,6 +106,34 @@ export const CA_START_FLAGS = flags({
     check: SETTING.onOff,
     complete: ['on', 'off'],
     description: "URI name constraints (the trust domain) in new CA certificates; off only for verifiers that refuse them (default on)",
+  },
+  'audit-origin': {
+    type: 'string',
+    value: 'NAME',
+    env: ['CAIRN_AUDIT_ORIGIN'],
+    check: SETTING.auditOrigin,
+    description: "the audit log's name, first line of its checkpoints, taken when the log is created (default <host of --tls-public-url or --public-url>/cairn/audit)",
+  },
+  'audit-checkpoint-interval': {
+    type: 'string',
+    value: 'DURATION',
+    env: ['CAIRN_AUDIT_CHECKPOINT_INTERVAL'],
+    check: SETTING.checkpointInterval,
+    description: 'while the audit log grows, sign a checkpoint this often, 1s to 60s (default 10s)',
+  },
+  'audit-checkpoint-file': {
+    type: 'string',
+    value: 'FILE',
+    env: ['CAIRN_AUDIT_CHECKPOINT_FILE'],
+    complete: 'file',
+    description: 'write each audit checkpoint this replica signs to FILE (replaced atomically), a copy outside the database',
+  },
+  'audit-checkpoint-webhook': {
+    type: 'string',
+    value: 'URL',
+    env: ['CAIRN_AUDIT_CHECKPOINT_WEBHOOK'],
+    check: SETTING.url,
+    description: 'POST each audit checkpoint this replica signs to URL (text/plain, 5 s timeout, no redirects)',
   },
   ...LOG_FLAGS,
   ...CONFIG_FLAG,

@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Clock } from '../../lib/clock.js';
-import { startCa, type CaHandle } from '../../ca/main.js';
+import { startCa, type CaConfig, type CaHandle } from '../../ca/main.js';
 import type { CaCore } from '../../ca/services.js';
 import type { CaApp } from '../../ca/http/app.js';
 import type { KubeCredentialSet } from '../../ca/node-attestation/kube-credentials.js';
@@ -34,14 +34,14 @@ export interface TestCa {
 }
 
 /** A real CA (both listeners on loopback ports) over a fresh database of the store under test. */
-export async function startTestCa(options: { clock?: Clock; publicUrl?: string; databaseUrl?: string; kubeCredentials?: KubeCredentialSet[]; limits?: Partial<ListenerLimits>; kekFile?: string } = {}): Promise<TestCa> {
+export async function startTestCa(options: { clock?: Clock; publicUrl?: string; databaseUrl?: string; kubeCredentials?: KubeCredentialSet[]; limits?: Partial<ListenerLimits>; kekFile?: string; config?: Partial<CaConfig> } = {}): Promise<TestCa> {
   const dataDir = mkdtempSync(join(tmpdir(), 'cairn-ca-'));
   const pg = options.databaseUrl || storeKind() !== 'postgres' ? undefined : await createPgDatabase();
   const databaseUrl = options.databaseUrl ?? pg?.url;
   const { logger, text } = capturingLogger();
   const start = (tlsPort: number): Promise<CaHandle> =>
     startCa(
-      { dataDir, databaseUrl, host: '127.0.0.1', port: 0, tlsPort, publicUrl: options.publicUrl, rotationIntervalMs: 3_600_000, kubeCredentials: options.kubeCredentials, limits: options.limits, kekFile: options.kekFile },
+      { dataDir, databaseUrl, host: '127.0.0.1', port: 0, tlsPort, publicUrl: options.publicUrl, rotationIntervalMs: 3_600_000, kubeCredentials: options.kubeCredentials, limits: options.limits, kekFile: options.kekFile, ...options.config },
       { logger, ...(options.clock ? { clock: options.clock } : {}) },
     );
   let handle: CaHandle | undefined = await start(0);
