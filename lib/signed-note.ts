@@ -25,9 +25,10 @@ export function verifierKey(name: string, publicKey: Buffer): string {
 }
 
 export function parseVerifierKey(vkey: string): { name: string; keyId: Buffer; publicKey: Buffer } {
-  const parts = vkey.trim().split('+');
-  if (parts.length !== 3) throw new TypeError('a verifier key is <name>+<hex key id>+<base64 key>');
-  const [name, hex, b64] = parts as [string, string, string];
+  // the base64 key may itself hold '+': split at the first two only
+  const m = /^([^+]+)\+([^+]+)\+(.+)$/s.exec(vkey.trim());
+  if (!m) throw new TypeError('a verifier key is <name>+<hex key id>+<base64 key>');
+  const [, name, hex, b64] = m as unknown as [string, string, string, string];
   checkKeyName(name);
   const raw = Buffer.from(b64, 'base64');
   if (!/^[0-9a-f]{8}$/.test(hex) || raw.length !== 33 || raw[0] !== ED25519) throw new TypeError('the verifier key is not an Ed25519 note key');
@@ -36,7 +37,8 @@ export function parseVerifierKey(vkey: string): { name: string; keyId: Buffer; p
   return { name, keyId: Buffer.from(hex, 'hex'), publicKey };
 }
 
-export const rawEd25519 = (key: KeyObject): Buffer => key.export({ type: 'spki', format: 'der' }).subarray(SPKI_ED25519_PREFIX.length);
+/** The raw 32-byte Ed25519 public key of a public or private key object. */
+export const rawEd25519 = (key: KeyObject): Buffer => (key.type === 'private' ? createPublicKey(key) : key).export({ type: 'spki', format: 'der' }).subarray(SPKI_ED25519_PREFIX.length);
 export const ed25519PublicKey = (raw: Buffer): KeyObject => createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, raw]), format: 'der', type: 'spki' });
 
 /** Signs `text` (lines each ending in `\n`) as a note: text, an empty line, one signature line. */

@@ -22,10 +22,12 @@ async function sealedBlobs(ca: TestCa): Promise<{ where: string; blob: Buffer }[
   const keys = await ca.handle.db.query<{ id: string; private_key_sealed: Uint8Array }>('SELECT id, private_key_sealed FROM authority_keys');
   const tls = await ca.handle.db.query<{ private_key_sealed: Uint8Array }>('SELECT private_key_sealed FROM server_tls_authority');
   const tokens = await ca.handle.db.query<{ name: string; sealed: string }>(`SELECT name, config->>'apiTokenSealed' AS sealed FROM node_attestors WHERE config ? 'apiTokenSealed'`);
+  const audit = await ca.handle.db.query<{ private_key_sealed: Uint8Array }>('SELECT private_key_sealed FROM audit_log');
   return [
     ...keys.rows.map((r) => ({ where: `authority key ${r.id}`, blob: Buffer.from(r.private_key_sealed) })),
     ...tls.rows.map((r) => ({ where: 'server TLS authority', blob: Buffer.from(r.private_key_sealed) })),
     ...tokens.rows.map((r) => ({ where: `k8s token ${r.name}`, blob: Buffer.from(r.sealed, 'base64') })),
+    ...audit.rows.map((r) => ({ where: 'audit log key', blob: Buffer.from(r.private_key_sealed) })),
   ];
 }
 
@@ -74,7 +76,7 @@ describe(`cairn kek rotate: every sealed value re-sealed under the new KEK (${st
     });
     expect(psat.status).toBe(200);
     const ids = (await ca.handle.db.query<{ trust_domain: string; id: string }>('SELECT trust_domain, id FROM authority_keys')).rows;
-    aads = [...ids.map((r) => `cairn-authority-key:${r.trust_domain}:${r.id}`), 'cairn-server-tls-authority', `k8s-psat/${TD}/east/api-token`];
+    aads = [...ids.map((r) => `cairn-authority-key:${r.trust_domain}:${r.id}`), 'cairn-server-tls-authority', `k8s-psat/${TD}/east/api-token`, 'audit-log-key'];
   }, 120_000);
   afterAll(() => ca.close());
 
@@ -135,6 +137,9 @@ describe(`cairn kek rotate: every sealed value re-sealed under the new KEK (${st
     // the change is recorded, never with key material
     expect(ca.logs()).toMatch(/"action":"kek.rotate"/);
     expect(ca.logs()).not.toContain(newKek.toString('base64'));
+    // and in the audit log, written in the re-seal transaction
+    const entries = (await ca.handle.db.query<{ data: Uint8Array }>(`SELECT data FROM audit_entries WHERE event = 'kek.rotated'`)).rows.map((r) => JSON.parse(Buffer.from(r.data).toString('utf8')));
+    expect(entries).toEqual([expect.objectContaining({ kekId: kekId(newKek), previousKekId: kekId(oldKek), resealed: aads.length })]);
   });
 
   it('a restarted CA opens every key with the new KEK file and signs', async () => {
@@ -144,6 +149,8 @@ describe(`cairn kek rotate: every sealed value re-sealed under the new KEK (${st
     const body = await svid.json();
     expect(opensslVerify(body.certChain, body.bundle)).toContain('OK');
     expect((await ca.admin('/v1/jwt-svids', { body: { spiffeId: `spiffe://${TD}/w`, audience: ['a'] } })).status).toBe(201);
+    // the audit log key, re-sealed too, still signs
+    expect((await ca.admin('/v1/audit/checkpoint', { method: 'POST' })).status).toBe(200);
     // and a CA given the old KEK cannot start on this database
     const stale = join(mkdtempSync(join(tmpdir(), 'cairn-old-kek-')), 'kek');
     writeFileSync(stale, oldKek.toString('base64'), { mode: 0o600 });

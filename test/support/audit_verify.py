@@ -62,7 +62,7 @@ def verify_inclusion(lh, index, size, proof, root):
 
 
 req = json.load(sys.stdin)
-name, key_id_hex, key_b64 = req["vkey"].split("+")
+name, key_id_hex, key_b64 = req["vkey"].split("+", 2)  # the base64 may hold a "+"
 raw = base64.b64decode(key_b64)
 if len(raw) != 33 or raw[0] != 1:
     fail("vkey is not an Ed25519 note key")
