@@ -4,7 +4,7 @@
 -- stores every complete subtree hash they finish, so roots and proofs read O(log n) hashes.
 CREATE TABLE audit_entries (
   seq        bigserial PRIMARY KEY,
-  idx        bigint UNIQUE,
+  idx        bigint,
   data       bytea NOT NULL,
   time       timestamptz NOT NULL,
   event      text NOT NULL,
@@ -12,12 +12,15 @@ CREATE TABLE audit_entries (
   spiffe_id  text,
   serial     text
 );
+-- Every index but the pending one is partial on numbered rows: an append (on the issuance path)
+-- touches only the primary key and the pending index; the integrator pays for the rest.
 CREATE INDEX audit_entries_pending ON audit_entries (seq) WHERE idx IS NULL;
-CREATE INDEX audit_entries_event ON audit_entries (event, idx);
-CREATE INDEX audit_entries_actor ON audit_entries (actor, idx);
-CREATE INDEX audit_entries_spiffe_id ON audit_entries (spiffe_id, idx) WHERE spiffe_id IS NOT NULL;
-CREATE INDEX audit_entries_serial ON audit_entries (serial) WHERE serial IS NOT NULL;
-CREATE INDEX audit_entries_time ON audit_entries (time);
+CREATE UNIQUE INDEX audit_entries_idx ON audit_entries (idx) WHERE idx IS NOT NULL;
+CREATE INDEX audit_entries_event ON audit_entries (event, idx) WHERE idx IS NOT NULL;
+CREATE INDEX audit_entries_actor ON audit_entries (actor, idx) WHERE idx IS NOT NULL;
+CREATE INDEX audit_entries_spiffe_id ON audit_entries (spiffe_id, idx) WHERE idx IS NOT NULL AND spiffe_id IS NOT NULL;
+CREATE INDEX audit_entries_serial ON audit_entries (serial) WHERE idx IS NOT NULL AND serial IS NOT NULL;
+CREATE INDEX audit_entries_time ON audit_entries (time) WHERE idx IS NOT NULL;
 
 -- complete subtrees: 2^level leaves from leaf index * 2^level; level 0 holds the leaf hashes
 CREATE TABLE audit_tree_nodes (

@@ -51,10 +51,11 @@ export class AuditStore {
   append(q: Queryable, rows: readonly AuditRow[]): Promise<void> {
     if (rows.length === 0) return Promise.resolve();
     return guard(async () => {
+      // the canonical JSON travels as text (cheaper to encode than bytea arrays) and is stored as its UTF-8 bytes
       await q.query(
         `INSERT INTO audit_entries (data, time, event, actor, spiffe_id, serial)
-         SELECT * FROM unnest($1::bytea[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[])`,
-        [rows.map((r) => r.data), rows.map((r) => r.time.toISOString()), rows.map((r) => r.event), rows.map((r) => r.actor), rows.map((r) => r.spiffeId), rows.map((r) => r.serial)],
+         SELECT convert_to(d, 'UTF8'), t, e, a, s, n FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[]) AS u(d, t, e, a, s, n)`,
+        [rows.map((r) => r.data.toString('utf8')), rows.map((r) => r.time.toISOString()), rows.map((r) => r.event), rows.map((r) => r.actor), rows.map((r) => r.spiffeId), rows.map((r) => r.serial)],
       );
     });
   }
