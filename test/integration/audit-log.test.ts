@@ -1,5 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +24,8 @@ const csr = (): string => {
 describe(`the audit log (${storeKind()} store)`, { timeout: 300_000 }, () => {
   let ca: TestCa;
   let dir: string;
+  let witness: Server;
+  const witnessed: { type: string | undefined; body: string }[] = [];
   const cli = (...args: string[]) => runCairnAsync(['audit', ...args, '--server', ca.url], { CAIRN_ADMIN_TOKEN: ca.adminToken, CAIRN_SERVER: undefined, CAIRN_CA_PIN: undefined, CAIRN_CA_FILE: undefined });
   const json = async (path: string, init?: Parameters<TestCa['admin']>[1]) => {
     const res = await ca.admin(path, init);
@@ -46,11 +49,23 @@ describe(`the audit log (${storeKind()} store)`, { timeout: 300_000 }, () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'cairn-audit-'));
-    ca = await startTestCa({ config: { auditOrigin: 'audit.test.example/cairn/audit', auditCheckpointFile: join(dir, 'exported.checkpoint') } });
+    // a witness the CA posts each checkpoint to (configured, never set through the API)
+    witness = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString('utf8')));
+      req.on('end', () => {
+        witnessed.push({ type: req.headers['content-type'], body });
+        res.end();
+      });
+    });
+    await new Promise<void>((r) => witness.listen(0, '127.0.0.1', r));
+    const port = (witness.address() as { port: number }).port;
+    ca = await startTestCa({ config: { auditOrigin: 'audit.test.example/cairn/audit', auditCheckpointFile: join(dir, 'exported.checkpoint'), auditCheckpointWebhook: `http://127.0.0.1:${port}/checkpoints` } });
     expect((await ca.admin('/v1/trust-domains', { body: { name: TD } })).status).toBe(201);
   });
   afterAll(async () => {
     await ca?.close();
+    await new Promise((r) => witness?.close(r));
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -137,6 +152,7 @@ describe(`the audit log (${storeKind()} store)`, { timeout: 300_000 }, () => {
     const old = parseCheckpoint(openNote(first, vkey));
     // the checkpoint was exported as it was made
     expect(readFileSync(join(dir, 'exported.checkpoint'), 'utf8')).toBe(first);
+    expect(witnessed.at(-1)).toEqual({ type: 'text/plain; charset=utf-8', body: first });
     writeFileSync(join(dir, 'old.checkpoint'), first);
     for (let i = 0; i < 5; i++) expect((await ca.admin('/v1/x509-svids', { body: { spiffeId: `spiffe://${TD}/batch/${i}`, csr: csr() } })).status).toBe(201);
     const later = parseCheckpoint(openNote(await sign(), vkey));
