@@ -72,6 +72,8 @@ describe(`the audit log (${storeKind()} store)`, { timeout: 300_000 }, () => {
   it('records issuance, JWT-SVIDs, tokens and admin changes as canonical JSON, never a secret', async () => {
     const x = await json('/v1/x509-svids', { body: { spiffeId: `spiffe://${TD}/web`, csr: csr() } });
     expect(x.status).toBe(201);
+    const revoked = await json('/v1/x509-svids/revoke', { body: { serial: x.body.serial, trustDomain: TD, reason: 'key compromise' } });
+    expect(revoked.status, JSON.stringify(revoked.body)).toBe(200);
     const j = await json('/v1/jwt-svids', { body: { spiffeId: `spiffe://${TD}/web`, audience: ['gw'] } });
     expect(j.status).toBe(201);
     const t = await json('/v1/tokens', { body: { trustDomain: TD } });
@@ -92,6 +94,7 @@ describe(`the audit log (${storeKind()} store)`, { timeout: 300_000 }, () => {
     const issued = entries.find((e) => e.event === 'x509_svid.issued' && e.spiffeId === `spiffe://${TD}/web`);
     expect(issued).toMatchObject({ serial: x.body.serial, trustDomain: TD, notAfter: x.body.expiresAt ?? expect.any(String), issuedTo: expect.any(String) });
     expect(issued!.serial).toMatch(/^[0-9a-f]+$/);
+    expect(entries.find((e) => e.event === 'svid.revoked')).toMatchObject({ serial: x.body.serial, spiffeId: `spiffe://${TD}/web`, trustDomain: TD, reason: 'key compromise' });
     expect(entries.find((e) => e.event === 'jwt_svid.minted')).toMatchObject({ spiffeId: `spiffe://${TD}/web`, audience: ['gw'], expiresAt: expect.any(String) });
     expect(entries.find((e) => e.event === 'token.minted')).toMatchObject({ tokenId: t.body.id, trustDomain: TD, actor: expect.any(String) });
     expect(entries.find((e) => e.event === 'admin.action' && e.action === 'trust_domain.create')).toMatchObject({ outcome: 'success', new: expect.objectContaining({ name: TD }) });
