@@ -100,7 +100,10 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const nodes = new NodeStore(db);
   const tokenStore = new TokenStore(db);
   const issuancePool = new IssuancePool();
-  const metrics = new CaMetrics({ activeAuthorities: async () => (await keys.activeEverywhere()).map((a) => ({ ...a, activatedAt: undefined })) }, { process: deps.processMetrics ?? false });
+  const metrics = new CaMetrics(
+    { activeAuthorities: async () => (await keys.activeEverywhere()).map((a) => ({ ...a, activatedAt: undefined })), auditLog: () => audit.state() },
+    { process: deps.processMetrics ?? false },
+  );
   const issuance = new IssuanceService({ clock, random, logger, authority, inventory, pool: issuancePool, metrics, audit, db });
   const tokens = new TokenService({ store: tokenStore, trustDomains: trustDomainStore, clock, random, logger, endpoint: deps.tlsEndpoint, audit });
   const limiter = new FailureLimiter(clock);

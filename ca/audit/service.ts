@@ -124,6 +124,12 @@ export class AuditLog implements AuditAppender {
     return (await this.deps.store.latestCheckpoint()) ?? (await this.checkpoint()).checkpoint;
   }
 
+  /** For metrics: the integrated size, rows not numbered yet, and the newest checkpoint (never signs one). */
+  async state(): Promise<{ size: number; pending: number; checkpoint: { size: number; createdAt: Date } | undefined }> {
+    const [size, pending, checkpoint] = await Promise.all([this.size(), this.deps.store.pending(), this.deps.store.latestCheckpoint()]);
+    return { size, pending, checkpoint: checkpoint && { size: checkpoint.size, createdAt: checkpoint.createdAt } };
+  }
+
   async size(): Promise<number> {
     return (await this.deps.store.log())?.size ?? 0;
   }

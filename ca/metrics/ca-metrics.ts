@@ -47,6 +47,7 @@ export type CaMetricsPorts = IssuanceMetrics & SyncMetrics & RotationMetrics & H
 
 /** Read at each scrape; a failing source leaves its metrics out of that scrape. */
 export interface CaGaugeSources {
+  auditLog(): Promise<{ readonly size: number; readonly pending: number; readonly checkpoint: { readonly size: number; readonly createdAt: Date } | undefined }>;
   activeAuthorities(): Promise<readonly { readonly trustDomain: string; readonly kind: string; readonly notAfter: Date; readonly activatedAt: Date | undefined }[]>;
 }
 
@@ -115,6 +116,22 @@ export class CaMetrics implements CaMetricsPorts {
         },
       });
     };
+    const auditGauge = (name: string, help: string, pick: (a: Awaited<ReturnType<CaGaugeSources['auditLog']>>) => number | undefined): void => {
+      new Gauge({
+        name,
+        help,
+        registers,
+        async collect() {
+          const v = pick(await sources.auditLog());
+          if (v === undefined) this.reset();
+          else this.set(v);
+        },
+      });
+    };
+    auditGauge('cairn_audit_log_entries', 'Entries in the audit log (integrated into the Merkle tree)', (a) => a.size);
+    auditGauge('cairn_audit_pending_entries', 'Audit entries appended but not yet integrated (numbered) into the tree', (a) => a.pending);
+    auditGauge('cairn_audit_checkpoint_size', 'Tree size of the newest signed checkpoint', (a) => a.checkpoint?.size);
+    auditGauge('cairn_audit_checkpoint_timestamp_seconds', 'When the newest checkpoint was signed (Unix time; absent before the first)', (a) => (a.checkpoint ? a.checkpoint.createdAt.getTime() / 1000 : undefined));
     authorityGauge('cairn_authority_not_after_timestamp_seconds', "Expiry of each trust domain's active authority, by kind (x509, jwt) (Unix time)", (a) => a.notAfter);
     authorityGauge('cairn_authority_last_rotation_timestamp_seconds', "When each trust domain's active authority started signing, by kind (Unix time)", (a) => a.activatedAt);
 

@@ -94,6 +94,6 @@ describe(`metrics with real processes (${storeKind()} store)`, { timeout: 300_00
     expect(missing).toEqual([]);
     // the alerts the issue asks for are there
     const alerts = exprs.filter((e) => e.where.startsWith('alert')).map((e) => e.where);
-    for (const a of ['CairnAuthorityExpiring', 'CairnRotationFailing', 'CairnAgentNotSyncing']) expect(alerts).toContain(`alert ${a}`);
+    for (const a of ['CairnAuthorityExpiring', 'CairnRotationFailing', 'CairnAgentNotSyncing', 'CairnAuditCheckpointStale']) expect(alerts).toContain(`alert ${a}`);
   });
 });

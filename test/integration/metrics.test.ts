@@ -93,6 +93,18 @@ describe(`CA metrics (${storeKind()} store)`, { timeout: 120_000 }, () => {
     expect(valueOf(samples, 'cairn_sync_lag_seconds_sum')).toBeLessThan(30);
   });
 
+  it('reports the audit log: entries, entries not yet numbered, and the newest checkpoint', async () => {
+    const note = await callAs(ca, ca.adminToken, 'POST', '/v1/audit/checkpoint');
+    expect(note.status).toBe(200);
+    const size = Number(String(note.body).split('\n')[1]);
+    expect(size).toBeGreaterThan(0);
+    const { samples } = await scrape();
+    expect(valueOf(samples, 'cairn_audit_checkpoint_size')).toBeGreaterThanOrEqual(size);
+    expect(valueOf(samples, 'cairn_audit_log_entries')).toBeGreaterThanOrEqual(size);
+    expect(valueOf(samples, 'cairn_audit_pending_entries')).toBeGreaterThanOrEqual(0);
+    expect(Math.abs(valueOf(samples, 'cairn_audit_checkpoint_timestamp_seconds')! - Date.now() / 1000)).toBeLessThan(300);
+  });
+
   it('serves /metrics on the plain listener to loopback callers only, never on the TLS listener', async () => {
     const far = await ca.app.app.inject({ method: 'GET', url: '/metrics', remoteAddress: '192.0.2.7' });
     expect(far.statusCode).toBe(403);
