@@ -13,6 +13,7 @@ import { KekService } from './kek/service.js';
 import { CaMetrics } from './metrics/ca-metrics.js';
 import { SealedValueStore } from './kek/store.js';
 import { AuthorityService } from './authority/service.js';
+import { AuthorityLifecycle } from './authority/lifecycle.js';
 import { AuthorityKeyStore } from './authority/store.js';
 import { BanService } from './bans/service.js';
 import { BanStore } from './bans/store.js';
@@ -153,6 +154,7 @@ export function buildCaCore(deps: CoreDeps): CaCore {
     audit,
     auditCheckpointer,
     authority,
+    authorityLifecycle: new AuthorityLifecycle({ db, clock, logger, keys, trustDomains: trustDomainStore, authority, inventory }),
     trustDomains,
     // Its own budget: PSAT and x509pop evidence cannot be guessed, so this only keeps a misbehaving
     // source from making us hammer the Kubernetes API; nodes behind one NAT share it.

@@ -13,10 +13,12 @@ export const KeyTypeSchema = Type.Union([Type.Literal('ec-p256'), Type.Literal('
 export const TrustDomainView = Type.Object({
   name: Type.String(),
   caKeyType: KeyTypeSchema,
+  jwtKeyType: KeyTypeSchema,
   caTtlSeconds: Type.Integer(),
   x509SvidTtlSeconds: Type.Integer(),
   jwtSvidTtlSeconds: Type.Integer(),
   jwtIssuer: Type.Union([Type.String(), Type.Null()]),
+  authorityPrepublishSeconds: Type.Integer(),
   bundleSequence: Type.Integer(),
   createdAt: Timestamp,
   updatedAt: Timestamp,
@@ -27,10 +29,12 @@ export const CreateTrustDomainBody = Type.Object(
   {
     name: TrustDomainName,
     caKeyType: Type.Optional(KeyTypeSchema),
+    jwtKeyType: Type.Optional(KeyTypeSchema),
     caTtlSeconds: Type.Optional(Type.Integer({ minimum: 1 })),
     x509SvidTtlSeconds: Type.Optional(Type.Integer({ minimum: 1 })),
     jwtSvidTtlSeconds: Type.Optional(Type.Integer({ minimum: 1 })),
     jwtIssuer: Type.Optional(Type.Union([Type.String({ maxLength: 512 }), Type.Null()])),
+    authorityPrepublishSeconds: Type.Optional(Type.Integer({ minimum: 0 })),
   },
   { additionalProperties: false },
 );
@@ -42,6 +46,8 @@ export const UpdateTrustDomainBody = Type.Object(
     x509SvidTtlSeconds: Type.Optional(Type.Integer({ minimum: 1 })),
     jwtSvidTtlSeconds: Type.Optional(Type.Integer({ minimum: 1 })),
     jwtIssuer: Type.Optional(Type.Union([Type.String({ maxLength: 512 }), Type.Null()])),
+    jwtKeyType: Type.Optional(KeyTypeSchema),
+    authorityPrepublishSeconds: Type.Optional(Type.Integer({ minimum: 0 })),
   },
   { additionalProperties: false, minProperties: 1 },
 );

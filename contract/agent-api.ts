@@ -39,6 +39,30 @@ export type SyncQuery = Static<typeof SyncQuery>;
 export const SyncEntry = Type.Omit(EntryView, ['trustDomain', 'createdAt', 'updatedAt']);
 export type SyncEntry = Static<typeof SyncEntry>;
 
+/**
+ * An authority the operator tainted (`cairn authority taint`): still in the bundle (peers' SVIDs it
+ * signed keep verifying until they are replaced), but the agent re-issues every X.509-SVID whose chain
+ * it signed, renews its own SVID if it signed that, and drops and no longer validates JWT-SVIDs
+ * with its `kid`. The key identifies what it signed: X.509 by verifying a certificate's signature
+ * with it, JWT by `kid` (= id).
+ */
+export const TaintedAuthority = Type.Object({
+  kind: Type.Union([Type.Literal('x509'), Type.Literal('jwt')]),
+  id: Type.String(),
+  /** SubjectPublicKeyInfo DER, base64. */
+  publicKey: Der,
+});
+export type TaintedAuthority = Static<typeof TaintedAuthority>;
+
+export const SyncBundle = Type.Object({
+  sequence: Type.Integer(),
+  x509Authorities: Type.Array(Der),
+  jwtAuthorities: Type.Array(Type.Object({ kid: Type.String(), jwk: Type.Object({}, { additionalProperties: true }) })),
+  /** The published authorities that are tainted (absent from a CA of an earlier release: none). */
+  taintedAuthorities: Type.Optional(Type.Array(TaintedAuthority)),
+});
+export type SyncBundle = Static<typeof SyncBundle>;
+
 export const SyncResponse = Type.Object({
   /** Pass back as `revision` next time. */
   revision: Type.Integer(),
@@ -50,7 +74,7 @@ export const SyncResponse = Type.Object({
   entries: Type.Array(SyncEntry),
   removed: Type.Array(Type.String()),
   /** Present when the bundle changed since `bundleSequence`. */
-  bundle: Type.Optional(Type.Object({ sequence: Type.Integer(), x509Authorities: Type.Array(Der), jwtAuthorities: Type.Array(Type.Object({ kid: Type.String(), jwk: Type.Object({}, { additionalProperties: true }) })) })),
+  bundle: Type.Optional(SyncBundle),
   /**
    * Present when the trust domain's CRLs changed since the `crl` digest sent: the CRLs (DER, one per
    * published CA, the active one's first) and the unexpired revoked serials of SVIDs issued to this

@@ -32,6 +32,10 @@ export const ERROR_CODES = [
   'trust_domain_in_use',
   'oidc_issuer_not_configured',
   'authority_expired',
+  'authority_not_found',
+  'authority_invalid_state',
+  'authority_in_use',
+  'authority_too_new',
   // issuance
   'invalid_csr',
   'csr_signature_invalid',

@@ -74,6 +74,13 @@ export const ADMIN_ROUTES: Readonly<Record<string, RouteRule>> = {
   'DELETE /v1/trust-domains/:trustDomain/attestors/:kind/:name': { role: 'admin', action: 'attestor.remove', trustDomain: param('trustDomain') },
   'GET /v1/ca/tls': { role: 'viewer', action: 'ca.tls', trustDomain: NONE },
 
+  // authorities (signing keys): the operator's levers after a compromise are the admin's
+  'GET /v1/trust-domains/:name/authorities': { role: 'viewer', action: 'authority.list', trustDomain: param('name') },
+  'POST /v1/trust-domains/:name/authorities/prepare': { role: 'admin', action: 'authority.prepare', trustDomain: param('name') },
+  'POST /v1/trust-domains/:name/authorities/activate': { role: 'admin', action: 'authority.activate', trustDomain: param('name') },
+  'POST /v1/trust-domains/:name/authorities/:id/taint': { role: 'admin', action: 'authority.taint', trustDomain: param('name') },
+  'POST /v1/trust-domains/:name/authorities/:id/revoke': { role: 'admin', action: 'authority.revoke', trustDomain: param('name') },
+
   // SVIDs
   'POST /v1/x509-svids': { role: 'operator', action: 'x509_svid.mint', trustDomain: bodyId('spiffeId') },
   'GET /v1/x509-svids': { role: 'viewer', action: 'x509_svid.list', trustDomain: list('trustDomain', 'svids', 'trustDomain') },

@@ -10,7 +10,8 @@ import { createCaCertificate } from './ca-certificate.js';
 import { generateKeyPairOf, profileOf, type KeyType } from './key-types.js';
 import type { Sealer } from './sealing.js';
 import { jwtSignerOf, sealingContext, x509SignerOf, type JwtSigner, type X509Signer } from './signers.js';
-import type { AuthorityKey, AuthorityKeyStore, AuthorityKind } from './store.js';
+import { activationDue, preparationPoint } from './schedule.js';
+import { AUTHORITY_KINDS, type AuthorityKey, type AuthorityKeyStore, type AuthorityKind } from './store.js';
 
 /** X.509 SVIDs and CA certificates start 10 s in the past to absorb clock skew (SPIRE's cushion). */
 export const NOT_BEFORE_CUSHION_SECONDS = 10;
@@ -43,11 +44,14 @@ export interface NewKeyRequest {
 
 /**
  * The per-trust-domain authority: generates and seals keys, hands out signers for the active keys
- * (decrypted once per key id and cached on this instance), and rotates keys as they age.
+ * (decrypted once per key id and cached on this instance), publishes what verifiers need, and
+ * rotates keys as they age. The operator's levers (prepare, activate, taint, revoke) are in lifecycle.ts.
  */
 export class AuthorityService {
   private readonly x509Signers = new Map<string, X509Signer>();
   private readonly jwtSigners = new Map<string, JwtSigner>();
+  /** Per JWT key: the expiry bound written to the store (or being written). */
+  private readonly jwtRecorded = new Map<string, { until: number; written: Promise<void> }>();
 
   constructor(private readonly deps: AuthorityDeps) {}
 
@@ -78,6 +82,7 @@ export class AuthorityService {
       notBefore,
       notAfter,
       createdAt: now,
+      activatedAt: req.status === 'active' ? now : null,
     };
   }
 
@@ -116,35 +121,69 @@ export class AuthorityService {
     return signer;
   }
 
-  /** Every key a verifier must know now (prepared, active, and retired-but-unexpired). */
+  /**
+   * Every key a verifier must know now: prepared, active, old and tainted, not expired (revoked
+   * keys are not in authority_keys at all). A key that expired since the last rotation pass is
+   * pruned here first, with a sequence bump, so no reader ever sees the key set shrink under an
+   * unchanged spiffe_sequence; keys and sequence come from one snapshot.
+   */
   async published(trustDomainName: string): Promise<{ trustDomain: TrustDomain; keys: AuthorityKey[] }> {
     const now = this.deps.clock.now();
-    const [trustDomain, keys] = await Promise.all([
-      this.deps.trustDomains.get(trustDomainName),
-      this.deps.keys.published(trustDomainName, now),
-    ]);
-    if (!trustDomain) throw new CairnError('trust_domain_not_found', `trust domain ${trustDomainName} does not exist`);
-    return { trustDomain, keys };
+    const read = async () => {
+      const [trustDomain, snapshot] = await Promise.all([this.deps.trustDomains.get(trustDomainName), this.deps.keys.snapshot(trustDomainName)]);
+      if (!trustDomain || !snapshot) throw new CairnError('trust_domain_not_found', `trust domain ${trustDomainName} does not exist`);
+      return { trustDomain: { ...trustDomain, bundleSequence: snapshot.sequence }, keys: snapshot.keys };
+    };
+    let current = await read();
+    if (current.keys.some((k) => k.notAfter <= now)) {
+      await this.deps.db.transaction(async (tx) => {
+        if (!(await this.deps.trustDomains.lock(tx, trustDomainName))) return;
+        if ((await this.deps.keys.deleteExpired(tx, trustDomainName, now)) > 0) await this.deps.trustDomains.bumpBundleSequence(tx, trustDomainName, now);
+      });
+      current = await read();
+    }
+    return { trustDomain: current.trustDomain, keys: current.keys.filter((k) => k.notAfter > now) };
   }
 
   async x509Authorities(trustDomainName: string): Promise<Buffer[]> {
-    const keys = await this.deps.keys.published(trustDomainName, this.deps.clock.now());
+    const { keys } = await this.published(trustDomainName);
     return keys.filter((k) => k.kind === 'x509' && k.certificate).map((k) => k.certificate!);
   }
 
-  /** Forgets cached key material for a trust domain's keys (after deletion). */
+  /** Forgets cached key material for keys that will never sign again (deleted, revoked). */
   forget(keyIds: readonly string[]): void {
     for (const id of keyIds) {
       this.x509Signers.delete(id);
       this.jwtSigners.delete(id);
+      this.jwtRecorded.delete(id);
     }
   }
 
   /**
-   * SPIRE's schedule: at half of the active key's life a successor is prepared and published; at
-   * one sixth of life remaining it becomes active and the old key stays published until it
-   * expires; expired keys are dropped. Each change bumps the bundle's spiffe_sequence.
-   * Returns whether anything changed.
+   * Records that a JWT-SVID signed by `kid` expires at `expiresAt`, before the token leaves, so that
+   * revoking the key can tell whether any token it signed may still be valid. The stored bound is
+   * rounded up to the minute and only ever raised: about one write a minute per key and replica.
+   */
+  async recordJwtExpiry(kid: string, expiresAt: Date): Promise<void> {
+    const known = this.jwtRecorded.get(kid);
+    if (known && known.until >= expiresAt.getTime()) return known.written;
+    const until = Math.ceil(expiresAt.getTime() / 60_000) * 60_000;
+    const written = this.deps.keys.extendSignedUntil(kid, new Date(until));
+    const entry = { until, written };
+    this.jwtRecorded.set(kid, entry);
+    try {
+      await written;
+    } catch (err) {
+      if (this.jwtRecorded.get(kid) === entry) this.jwtRecorded.delete(kid);
+      throw err;
+    }
+  }
+
+  /**
+   * Automatic rotation (schedule.ts): a successor is generated and published when due, activated when
+   * due and published long enough, and expired keys are dropped; each change bumps the bundle's
+   * spiffe_sequence. A kind with no usable key at all (the CA was down past its expiry) gets one
+   * at once. Returns whether anything changed.
    */
   async rotate(trustDomainName: string): Promise<boolean> {
     const { db, keys, trustDomains, clock } = this.deps;
@@ -154,49 +193,55 @@ export class AuthorityService {
     const td = await trustDomains.get(trustDomainName);
     if (!td) return false;
     const fresh: AuthorityKey[] = [];
-    for (const kind of ['x509', 'jwt'] as const) {
-      const active = current.find((k) => k.kind === kind && k.status === 'active');
-      const prepared = current.find((k) => k.kind === kind && k.status === 'prepared');
-      if (!active || prepared) continue;
-      if (now >= midpoint(active)) {
-        fresh.push(await this.generateKey({ trustDomain: td.name, kind, keyType: td.caKeyType, ttlSeconds: td.caTtlSeconds, status: 'prepared' }));
+    for (const kind of AUTHORITY_KINDS) {
+      const active = current.find((k) => k.kind === kind && k.status === 'active' && k.notAfter > now);
+      if (current.some((k) => k.kind === kind && k.status === 'prepared' && k.notAfter > now)) continue;
+      if (!active || now >= preparationPoint(active, td.authorityPrepublishSeconds)) {
+        fresh.push(await this.generateKey({ trustDomain: td.name, kind, keyType: kind === 'jwt' ? td.jwtKeyType : td.caKeyType, ttlSeconds: td.caTtlSeconds, status: 'prepared' }));
       }
     }
+    const changes: Record<string, unknown>[] = [];
     const changed = await db.transaction(async (tx) => {
       const locked = await trustDomains.lock(tx, trustDomainName);
       if (!locked) return false;
+      let dirty = (await keys.deleteExpired(tx, trustDomainName, now)) > 0;
       const latest = await keys.all(trustDomainName, tx);
-      let dirty = false;
       const toInsert = fresh.filter((f) => !latest.some((k) => k.kind === f.kind && k.status === 'prepared'));
       if (toInsert.length > 0) {
         await keys.insert(tx, toInsert);
+        for (const k of toInsert) changes.push({ event: 'authority.prepared', kind: k.kind, authorityId: k.id, keyType: k.keyType, notAfter: k.notAfter.toISOString() });
         dirty = true;
       }
-      dirty = (await this.activateDue(tx, [...latest, ...toInsert], now)) || dirty;
-      dirty = (await keys.deleteExpired(tx, trustDomainName, now)) > 0 || dirty;
+      dirty = (await this.activateDue(tx, locked, [...latest, ...toInsert], now, changes)) || dirty;
       if (dirty) await trustDomains.bumpBundleSequence(tx, trustDomainName, now);
       return dirty;
     });
+    for (const c of changes) {
+      const fields = { ...c, trustDomain: trustDomainName, actor: 'rotation' };
+      if (c.event === 'authority.activated' && c.early) this.deps.logger.warn(fields, 'authority activated before its pre-publication window ended: the active key was expiring');
+      else this.deps.logger.info(fields, c.event === 'authority.prepared' ? 'authority prepared and published' : 'authority activated');
+    }
     if (changed) this.deps.logger.info({ event: 'authority.rotated', trustDomain: trustDomainName }, 'authority keys rotated');
     return changed;
   }
 
-  private async activateDue(tx: Queryable, all: readonly AuthorityKey[], now: Date): Promise<boolean> {
+  private async activateDue(tx: Queryable, td: TrustDomain, all: readonly AuthorityKey[], now: Date, changes: Record<string, unknown>[]): Promise<boolean> {
     let dirty = false;
-    for (const kind of ['x509', 'jwt'] as const) {
-      const active = all.find((k) => k.kind === kind && k.status === 'active');
-      const prepared = all.find((k) => k.kind === kind && k.status === 'prepared');
+    for (const kind of AUTHORITY_KINDS) {
+      const active = all.find((k) => k.kind === kind && k.status === 'active' && k.notAfter > now);
+      const prepared = all.find((k) => k.kind === kind && k.status === 'prepared' && k.notAfter > now);
       if (!prepared) continue;
-      if (!active || now >= activationPoint(active)) {
-        if (active) await this.deps.keys.setStatus(tx, active.id, 'retired');
-        await this.deps.keys.setStatus(tx, prepared.id, 'active');
-        dirty = true;
-      }
+      const decision = activationDue(active, prepared, td.authorityPrepublishSeconds, now);
+      if (decision === 'wait') continue;
+      const previous = all.find((k) => k.kind === kind && k.status === 'active');
+      if (previous) await this.deps.keys.deactivate(tx, previous.id, now);
+      await this.deps.keys.activate(tx, prepared.id, now);
+      changes.push({
+        event: 'authority.activated', kind, authorityId: prepared.id, previousId: previous?.id, early: decision === 'activate_early',
+        publishedSeconds: Math.floor((now.getTime() - prepared.createdAt.getTime()) / 1000),
+      });
+      dirty = true;
     }
     return dirty;
   }
 }
-
-const lifetime = (k: AuthorityKey): number => k.notAfter.getTime() - k.notBefore.getTime();
-const midpoint = (k: AuthorityKey): Date => new Date(k.notBefore.getTime() + lifetime(k) / 2);
-const activationPoint = (k: AuthorityKey): Date => new Date(k.notAfter.getTime() - lifetime(k) / 6);

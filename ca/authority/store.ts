@@ -1,10 +1,16 @@
 import type { Database, Queryable } from '../db/database.js';
-import { toBuffer, toDate } from '../db/database.js';
+import { toBuffer, toDate, toNumber } from '../db/database.js';
 import { guard } from '../db/errors.js';
 import type { KeyType } from './key-types.js';
 
 export type AuthorityKind = 'x509' | 'jwt';
-export type AuthorityStatus = 'prepared' | 'active' | 'retired';
+/**
+ * SPIRE's journal states. prepared: published, never signed; active: signs; old: signed before,
+ * still published until it expires; tainted: old and no longer trusted by agents (their SVIDs are
+ * re-issued); revoked: gone from the bundle for good (kept in revoked_authority_keys).
+ */
+export type AuthorityStatus = 'prepared' | 'active' | 'old' | 'tainted' | 'revoked';
+export const AUTHORITY_KINDS: readonly AuthorityKind[] = ['x509', 'jwt'];
 
 export interface AuthorityKey {
   /** For JWT keys this is the `kid`. */
@@ -12,7 +18,7 @@ export interface AuthorityKey {
   readonly trustDomain: string;
   readonly kind: AuthorityKind;
   readonly keyType: KeyType;
-  readonly status: AuthorityStatus;
+  readonly status: Exclude<AuthorityStatus, 'revoked'>;
   /** SPKI DER. */
   readonly publicKey: Buffer;
   /** CA certificate DER (x509 keys only). */
@@ -20,7 +26,21 @@ export interface AuthorityKey {
   readonly privateKeySealed: Buffer;
   readonly notBefore: Date;
   readonly notAfter: Date;
+  /** When it was generated and published (it is in the bundle from the commit that stores it). */
   readonly createdAt: Date;
+  readonly activatedAt?: Date | null;
+  readonly deactivatedAt?: Date | null;
+  readonly taintedAt?: Date | null;
+  /** JWT keys: no JWT-SVID it signed expires after this. */
+  readonly signedUntil?: Date | null;
+}
+
+/** What is kept of a revoked key: its public parts and history, never its private key. */
+export interface RevokedAuthorityKey extends Omit<AuthorityKey, 'status' | 'privateKeySealed'> {
+  readonly status: 'revoked';
+  readonly revokedAt: Date;
+  readonly revokedBy: string;
+  readonly forced: boolean;
 }
 
 interface Row {
@@ -35,9 +55,25 @@ interface Row {
   not_before: Date;
   not_after: Date;
   created_at: Date;
+  activated_at: Date | null;
+  deactivated_at: Date | null;
+  tainted_at: Date | null;
+  signed_until: Date | null;
 }
 
-const COLUMNS = 'id, trust_domain, kind, key_type, status, public_key, certificate, private_key_sealed, not_before, not_after, created_at';
+interface RevokedRow extends Omit<Row, 'status' | 'private_key_sealed'> {
+  revoked_at: Date;
+  revoked_by: string;
+  forced: boolean;
+}
+
+const COLUMNS = `id, trust_domain, kind, key_type, status, public_key, certificate, private_key_sealed, not_before, not_after, created_at,
+  activated_at, deactivated_at, tainted_at, signed_until`;
+const PREFIXED_COLUMNS = COLUMNS.split(',').map((c) => `k.${c.trim()}`).join(', ');
+const REVOKED_COLUMNS = `id, trust_domain, kind, key_type, public_key, certificate, not_before, not_after, created_at,
+  activated_at, deactivated_at, tainted_at, signed_until, revoked_at, revoked_by, forced`;
+
+const optionalDate = (d: Date | null | undefined): Date | null => (d === null || d === undefined ? null : toDate(d));
 
 function fromRow(r: Row): AuthorityKey {
   return {
@@ -45,13 +81,40 @@ function fromRow(r: Row): AuthorityKey {
     trustDomain: r.trust_domain,
     kind: r.kind as AuthorityKind,
     keyType: r.key_type as KeyType,
-    status: r.status as AuthorityStatus,
+    // A replica of the previous release still calls an old key 'retired'.
+    status: (r.status === 'retired' ? 'old' : r.status) as AuthorityKey['status'],
     publicKey: toBuffer(r.public_key),
     certificate: r.certificate === null ? null : toBuffer(r.certificate),
     privateKeySealed: toBuffer(r.private_key_sealed),
     notBefore: toDate(r.not_before),
     notAfter: toDate(r.not_after),
     createdAt: toDate(r.created_at),
+    activatedAt: optionalDate(r.activated_at),
+    deactivatedAt: optionalDate(r.deactivated_at),
+    taintedAt: optionalDate(r.tainted_at),
+    signedUntil: optionalDate(r.signed_until),
+  };
+}
+
+function fromRevokedRow(r: RevokedRow): RevokedAuthorityKey {
+  return {
+    id: r.id,
+    trustDomain: r.trust_domain,
+    kind: r.kind as AuthorityKind,
+    keyType: r.key_type as KeyType,
+    status: 'revoked',
+    publicKey: toBuffer(r.public_key),
+    certificate: r.certificate === null ? null : toBuffer(r.certificate),
+    notBefore: toDate(r.not_before),
+    notAfter: toDate(r.not_after),
+    createdAt: toDate(r.created_at),
+    activatedAt: optionalDate(r.activated_at),
+    deactivatedAt: optionalDate(r.deactivated_at),
+    taintedAt: optionalDate(r.tainted_at),
+    signedUntil: optionalDate(r.signed_until),
+    revokedAt: toDate(r.revoked_at),
+    revokedBy: r.revoked_by,
+    forced: r.forced,
   };
 }
 
@@ -62,22 +125,47 @@ export class AuthorityKeyStore {
     return guard(async () => {
       for (const k of keys) {
         await tx.query(
-          `INSERT INTO authority_keys (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+          `INSERT INTO authority_keys (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
           [k.id, k.trustDomain, k.kind, k.keyType, k.status, k.publicKey, k.certificate, k.privateKeySealed,
-            k.notBefore, k.notAfter, k.createdAt],
+            k.notBefore, k.notAfter, k.createdAt, k.activatedAt ?? null, k.deactivatedAt ?? null, k.taintedAt ?? null, k.signedUntil ?? null],
         );
       }
     });
   }
 
-  /** Keys a verifier must know: every key not yet expired (prepared, active, or retired but still signing-valid). */
+  /**
+   * Every key of the trust domain that is not revoked, expired or not (the bundle is these minus the
+   * expired ones, which AuthorityService prunes with a sequence bump before it publishes anything).
+   */
+  all(trustDomain: string, q: Queryable = this.db): Promise<AuthorityKey[]> {
+    return guard(async () => {
+      const res = await q.query<Row>(`SELECT ${COLUMNS} FROM authority_keys WHERE trust_domain = $1 ORDER BY kind, not_before, id`, [trustDomain]);
+      return res.rows.map(fromRow);
+    });
+  }
+
+  /** Keys not yet expired (prepared, active, old, tainted; revoked keys are not in this table). */
   published(trustDomain: string, now: Date, q: Queryable = this.db): Promise<AuthorityKey[]> {
     return guard(async () => {
-      const res = await q.query<Row>(
-        `SELECT ${COLUMNS} FROM authority_keys WHERE trust_domain = $1 AND not_after > $2 ORDER BY kind, not_before, id`,
-        [trustDomain, now],
-      );
+      const res = await q.query<Row>(`SELECT ${COLUMNS} FROM authority_keys WHERE trust_domain = $1 AND not_after > $2 ORDER BY kind, not_before, id`, [trustDomain, now]);
       return res.rows.map(fromRow);
+    });
+  }
+
+  /**
+   * The keys and the bundle sequence in one statement, so in one snapshot: a reader never pairs a
+   * changed key set with the sequence from before the change (or the reverse). Undefined when the
+   * trust domain does not exist.
+   */
+  snapshot(trustDomain: string, q: Queryable = this.db): Promise<{ sequence: number; keys: AuthorityKey[] } | undefined> {
+    return guard(async () => {
+      const res = await q.query<Row & { bundle_sequence: number | string }>(
+        `SELECT td.bundle_sequence, ${PREFIXED_COLUMNS} FROM trust_domains td LEFT JOIN authority_keys k ON k.trust_domain = td.name
+         WHERE td.name = $1 ORDER BY k.kind, k.not_before, k.id`,
+        [trustDomain],
+      );
+      if (res.rows.length === 0) return undefined;
+      return { sequence: toNumber(res.rows[0]!.bundle_sequence), keys: res.rows.filter((r) => r.id !== null).map(fromRow) };
     });
   }
 
@@ -96,20 +184,62 @@ export class AuthorityKeyStore {
     });
   }
 
-  all(trustDomain: string, q: Queryable = this.db): Promise<AuthorityKey[]> {
+  revoked(trustDomain: string, q: Queryable = this.db): Promise<RevokedAuthorityKey[]> {
     return guard(async () => {
-      const res = await q.query<Row>(`SELECT ${COLUMNS} FROM authority_keys WHERE trust_domain = $1 ORDER BY kind, not_before, id`, [trustDomain]);
-      return res.rows.map(fromRow);
+      const res = await q.query<RevokedRow>(`SELECT ${REVOKED_COLUMNS} FROM revoked_authority_keys WHERE trust_domain = $1 ORDER BY kind, not_before, id`, [trustDomain]);
+      return res.rows.map(fromRevokedRow);
     });
   }
 
-  setStatus(tx: Queryable, id: string, status: AuthorityStatus): Promise<void> {
+  /** prepared → active, stamping when it began signing. */
+  activate(tx: Queryable, id: string, now: Date): Promise<void> {
     return guard(async () => {
-      await tx.query(`UPDATE authority_keys SET status = $2 WHERE id = $1`, [id, status]);
+      await tx.query(`UPDATE authority_keys SET status = 'active', activated_at = $2 WHERE id = $1`, [id, now]);
     });
   }
 
+  /** active → old, stamping when it stopped signing. */
+  deactivate(tx: Queryable, id: string, now: Date): Promise<void> {
+    return guard(async () => {
+      await tx.query(`UPDATE authority_keys SET status = 'old', deactivated_at = $2 WHERE id = $1`, [id, now]);
+    });
+  }
+
+  taint(tx: Queryable, id: string, now: Date): Promise<void> {
+    return guard(async () => {
+      await tx.query(`UPDATE authority_keys SET status = 'tainted', tainted_at = $2 WHERE id = $1`, [id, now]);
+    });
+  }
+
+  /** Moves the key out of authority_keys (its private key is dropped) into revoked_authority_keys. */
+  revoke(tx: Queryable, key: AuthorityKey, now: Date, actor: string, forced: boolean): Promise<void> {
+    return guard(async () => {
+      await tx.query(
+        `INSERT INTO revoked_authority_keys (${REVOKED_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+        [key.id, key.trustDomain, key.kind, key.keyType, key.publicKey, key.certificate, key.notBefore, key.notAfter, key.createdAt,
+          key.activatedAt ?? null, key.deactivatedAt ?? null, key.taintedAt ?? null, key.signedUntil ?? null, now, actor, forced],
+      );
+      await tx.query(`DELETE FROM authority_keys WHERE id = $1`, [key.id]);
+    });
+  }
+
+  /**
+   * Raises a JWT key's signed_until (never lowers it: replicas race). Returns nothing; the caller
+   * remembers what it wrote so it writes about once a minute, not per token.
+   */
+  extendSignedUntil(id: string, until: Date): Promise<void> {
+    return guard(async () => {
+      await this.db.query(`UPDATE authority_keys SET signed_until = GREATEST(COALESCE(signed_until, $2), $2) WHERE id = $1`, [id, until]);
+    });
+  }
+
+  /** Deletes expired keys; returns how many published ones went (each changed the bundle). */
   deleteExpired(tx: Queryable, trustDomain: string, before: Date): Promise<number> {
-    return guard(async () => (await tx.query(`DELETE FROM authority_keys WHERE trust_domain = $1 AND not_after <= $2`, [trustDomain, before])).rowCount);
+    return guard(async () => {
+      const res = await tx.query(`DELETE FROM authority_keys WHERE trust_domain = $1 AND not_after <= $2`, [trustDomain, before]);
+      // Revoked keys were out of the bundle already; past their expiry nothing needs them listed.
+      await tx.query(`DELETE FROM revoked_authority_keys WHERE trust_domain = $1 AND not_after <= $2`, [trustDomain, before]);
+      return res.rowCount;
+    });
   }
 }

@@ -11,6 +11,8 @@ import { registerMetricsRoute } from '../metrics/routes.js';
 import type { KekService } from '../kek/service.js';
 import type { AdminAuthService } from '../admin-auth/service.js';
 import type { AuthorityService } from '../authority/service.js';
+import type { AuthorityLifecycle } from '../authority/lifecycle.js';
+import { registerAuthorityRoutes } from '../authority/routes.js';
 import type { BanService } from '../bans/service.js';
 import { registerHealthRoutes, registerPublicRoutes } from '../bundle/routes.js';
 import type { InventoryStore } from '../inventory/store.js';
@@ -53,6 +55,7 @@ export interface CaServices {
   readonly nodeAttestation: NodeAttestationService;
   readonly sync: SyncService;
   readonly authority: AuthorityService;
+  readonly authorityLifecycle: AuthorityLifecycle;
   readonly trustDomains: TrustDomainService;
   readonly issuance: IssuanceService;
   readonly inventory: InventoryStore;
@@ -196,6 +199,7 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
     registerAdminRoutes(admin, services.adminAuth);
     registerKekRoutes(admin, services.kek);
     registerAuditRoutes(admin, services.audit, services.auditCheckpointer);
+    registerAuthorityRoutes(admin, services.authorityLifecycle);
   });
 
   if (options.tls) {

@@ -1,5 +1,5 @@
 import type { Database, Queryable } from '../db/database.js';
-import { toDate } from '../db/database.js';
+import { toDate, toNumber } from '../db/database.js';
 import { guard } from '../db/errors.js';
 import { toPage, type Page } from '../../lib/paging.js';
 
@@ -11,8 +11,21 @@ export interface IssuedSvidRecord {
   readonly notAfter: Date;
   readonly issuedTo: string;
   readonly issuedAt: Date;
+  /** The authority that signed it (null for SVIDs issued before this was recorded). */
+  readonly authorityId?: string | null;
   /** The registration entry it was issued for (agent batch issuance); null otherwise. */
   readonly entryId?: string | null;
+}
+
+/** Unexpired SVIDs an authority signed that are still in use (see InventoryStore.inUse). */
+export interface AuthorityUse {
+  readonly svids: number;
+  /** Of those, the SVIDs attested agents and devices hold now (their current or just-renewed serial). */
+  readonly nodeSvids: number;
+  /** When the last of them expires. */
+  readonly lastExpiry: Date | null;
+  /** A few of their SPIFFE IDs, for the operator. */
+  readonly examples: string[];
 }
 
 export interface InventoryFilter {
@@ -58,8 +71,8 @@ export class InventoryStore {
     if (records.length === 0) return Promise.resolve();
     return guard(async () => {
       await q.query(
-        `INSERT INTO issued_x509_svids (serial, trust_domain, spiffe_id, not_before, not_after, issued_to, issued_at, entry_id)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::timestamptz[], $8::text[])`,
+        `INSERT INTO issued_x509_svids (serial, trust_domain, spiffe_id, not_before, not_after, issued_to, issued_at, authority_id, entry_id)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::timestamptz[], $8::text[], $9::text[])`,
         [
           records.map((r) => r.serial),
           records.map((r) => r.trustDomain),
@@ -68,6 +81,7 @@ export class InventoryStore {
           records.map((r) => r.notAfter.toISOString()),
           records.map((r) => r.issuedTo),
           records.map((r) => r.issuedAt.toISOString()),
+          records.map((r) => r.authorityId ?? null),
           records.map((r) => r.entryId ?? null),
         ],
       );
@@ -103,6 +117,47 @@ export class InventoryStore {
     return guard(async () => {
       const res = await this.db.query<Row>(`SELECT ${COLUMNS} FROM issued_x509_svids WHERE serial = $1`, [serial]);
       return res.rows[0] && fromRow(res.rows[0]);
+    });
+  }
+
+  /** Per authority: how many SVIDs it signed are unexpired, and when the last of them expires. */
+  unexpiredByAuthority(ids: readonly string[], now: Date): Promise<Map<string, { count: number; lastExpiry: Date }>> {
+    if (ids.length === 0) return Promise.resolve(new Map());
+    return guard(async () => {
+      const res = await this.db.query<{ authority_id: string; n: number | string; last: Date }>(
+        `SELECT authority_id, count(*) AS n, max(not_after) AS last FROM issued_x509_svids
+         WHERE authority_id = ANY($1::text[]) AND not_after > $2 GROUP BY authority_id`,
+        [ids, now],
+      );
+      return new Map(res.rows.map((r) => [r.authority_id, { count: toNumber(r.n), lastExpiry: toDate(r.last) }]));
+    });
+  }
+
+  /**
+   * Unexpired SVIDs signed by `authorityId` that are still in use: all of them except those known to
+   * be replaced — an SVID an agent got for an entry, once the same agent got a newer one for that
+   * entry; an attested node's own SVID, once the node holds a serial issued after it. Anything else
+   * (minted through the admin API, a node evicted since) counts until it expires. Reads
+   * attested_nodes too: "in use" is a question about both.
+   */
+  inUse(authorityId: string, now: Date, q: Queryable = this.db): Promise<AuthorityUse> {
+    return guard(async () => {
+      const res = await q.query<{ svids: number | string; node_svids: number | string; last: Date | null; examples: string[] | null }>(
+        `SELECT count(*) AS svids,
+                count(*) FILTER (WHERE s.serial = n.serial OR s.serial = n.new_serial) AS node_svids,
+                max(s.not_after) AS last,
+                (array_agg(DISTINCT s.spiffe_id))[1:5] AS examples
+         FROM issued_x509_svids s
+         LEFT JOIN attested_nodes n ON n.spiffe_id = s.spiffe_id AND s.entry_id IS NULL
+         WHERE s.authority_id = $1 AND s.not_after > $2
+           AND NOT (s.entry_id IS NOT NULL AND EXISTS (
+             SELECT 1 FROM issued_x509_svids r WHERE r.issued_to = s.issued_to AND r.entry_id = s.entry_id AND r.issued_at > s.issued_at))
+           AND NOT (n.spiffe_id IS NOT NULL AND s.serial <> n.serial AND s.serial IS DISTINCT FROM n.new_serial AND EXISTS (
+             SELECT 1 FROM issued_x509_svids c WHERE c.serial = n.serial AND c.issued_at > s.issued_at))`,
+        [authorityId, now],
+      );
+      const r = res.rows[0]!;
+      return { svids: toNumber(r.svids), nodeSvids: toNumber(r.node_svids), lastExpiry: r.last === null ? null : toDate(r.last), examples: r.examples ?? [] };
     });
   }
 }

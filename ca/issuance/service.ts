@@ -115,7 +115,7 @@ export class IssuanceService {
         try {
           const now = this.deps.clock.now();
           const issued = await Promise.all(requests.map((r) => this.signOne(authority, r, now, bundle)));
-          await this.record(trustDomain, issued, issuedTo, now, tx);
+          await this.record(trustDomain, issued, issuedTo, now, authority.x509.id, tx);
           done('ok', issued.length);
           return issued;
         } catch (err) {
@@ -127,12 +127,15 @@ export class IssuanceService {
     };
   }
 
-  /** The inventory rows and the audit entries, one multi-row INSERT each, in `tx` or a transaction of their own. */
-  private async record(trustDomain: string, issued: readonly IssuedX509Svid[], issuedTo: string, now: Date, tx?: Queryable, entryIds?: readonly (string | undefined)[]): Promise<void> {
+  /**
+   * The inventory rows and the audit entries, one multi-row INSERT each, in `tx` or a transaction of their own.
+   * Each SVID's row names the authority that signed it, so `authority list` and `revoke` can count what it signed.
+   */
+  private async record(trustDomain: string, issued: readonly IssuedX509Svid[], issuedTo: string, now: Date, authorityId: string, tx?: Queryable, entryIds?: readonly (string | undefined)[]): Promise<void> {
     if (issued.length === 0) return;
     const write = async (q: Queryable): Promise<void> => {
       await this.deps.inventory.record(
-        issued.map((s, i) => ({ serial: s.serial, trustDomain, spiffeId: s.spiffeId, notBefore: s.notBefore, notAfter: s.notAfter, issuedTo, issuedAt: now, entryId: entryIds?.[i] ?? null })),
+        issued.map((s, i) => ({ serial: s.serial, trustDomain, spiffeId: s.spiffeId, notBefore: s.notBefore, notAfter: s.notAfter, issuedTo, issuedAt: now, authorityId, entryId: entryIds?.[i] ?? null })),
         q,
       );
       await this.deps.audit.append(q, issued.map((s, i) => ({
@@ -244,7 +247,7 @@ export class IssuanceService {
       entryIds.push(requests[at[k]!]!.entryId);
       results[at[k]!] = { svid };
     });
-    await this.record(trustDomain, issued, issuedTo, now, undefined, entryIds);
+    await this.record(trustDomain, issued, issuedTo, now, authority.x509.id, undefined, entryIds);
     this.announce(trustDomain, issued, issuedTo);
     return results;
   }
@@ -274,6 +277,8 @@ export class IssuanceService {
       actor: issuedTo,
       subject: { trustDomain, spiffeId: minted.spiffeId, audience: normalizeAudiences(req.audience), expiresAt: minted.expiresAt.toISOString(), issuedTo },
     }]);
+    // Before the token leaves: revoking this key later must know how long its tokens can be valid.
+    await this.deps.authority.recordJwtExpiry(authority.jwt.kid, minted.expiresAt);
     this.deps.logger.info(
       { event: 'jwt_svid.minted', trustDomain, spiffeId: minted.spiffeId, audience: req.audience, expiresAt: minted.expiresAt.toISOString(), issuedTo },
       'JWT-SVID minted',

@@ -1,8 +1,9 @@
-import type { SyncEntry, SyncResponse } from '../../contract/agent-api.js';
+import type { SyncBundle, SyncEntry, SyncResponse } from '../../contract/agent-api.js';
 import type { Clock } from '../../lib/clock.js';
 import type { SyncMetrics } from '../metrics/ca-metrics.js';
 import { publicJwkOf } from '../../spiffe/bundle/jwk.js';
 import type { AuthorityService } from '../authority/service.js';
+import type { AuthorityKey } from '../authority/store.js';
 import type { EnrollmentService } from '../enrollment/service.js';
 import type { Entry } from '../entries/model.js';
 import { entryView } from '../entries/view.js';
@@ -33,6 +34,16 @@ export interface SyncRequest {
 export function syncEntryOf(e: Entry): SyncEntry {
   const { trustDomain: _td, createdAt: _c, updatedAt: _u, ...rest } = entryView(e);
   return rest;
+}
+
+/** The bundle as agents get it: the published keys, and which of them are tainted. */
+export function syncBundleOf(sequence: number, keys: readonly AuthorityKey[]): SyncBundle {
+  return {
+    sequence,
+    x509Authorities: keys.filter((k) => k.kind === 'x509' && k.certificate).map((k) => k.certificate!.toString('base64')),
+    jwtAuthorities: keys.filter((k) => k.kind === 'jwt').map((k) => ({ kid: k.id, jwk: { ...publicJwkOf(k.publicKey) } })),
+    taintedAuthorities: keys.filter((k) => k.status === 'tainted').map((k) => ({ kind: k.kind, id: k.id, publicKey: k.publicKey.toString('base64') })),
+  };
 }
 
 /**
@@ -94,15 +105,7 @@ export class SyncService {
           parents,
           entries: changed.map(syncEntryOf),
           removed,
-          ...(bundleChanged
-            ? {
-                bundle: {
-                  sequence: trustDomain.bundleSequence,
-                  x509Authorities: keys.filter((k) => k.kind === 'x509' && k.certificate).map((k) => k.certificate!.toString('base64')),
-                  jwtAuthorities: keys.filter((k) => k.kind === 'jwt').map((k) => ({ kid: k.id, jwk: { ...publicJwkOf(k.publicKey) } })),
-                },
-              }
-            : {}),
+          ...(bundleChanged ? { bundle: syncBundleOf(trustDomain.bundleSequence, keys) } : {}),
         };
       }
       // Nothing for this agent up to `latest`: move the cursor and wait for the next change.

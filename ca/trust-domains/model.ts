@@ -3,6 +3,10 @@ import type { KeyType } from '../authority/key-types.js';
 export interface TrustDomain {
   readonly name: string;
   readonly caKeyType: KeyType;
+  /** The type of JWT signing keys made from now on (the current key keeps its type until rotation). */
+  readonly jwtKeyType: KeyType;
+  /** A successor key is in the bundle at least this long before it signs (automatic rotation). */
+  readonly authorityPrepublishSeconds: number;
   readonly caTtlSeconds: number;
   readonly x509SvidTtlSeconds: number;
   readonly jwtSvidTtlSeconds: number;
@@ -20,6 +24,11 @@ export const TRUST_DOMAIN_DEFAULTS = {
   x509SvidTtlSeconds: 3600,
   jwtSvidTtlSeconds: 300,
   bundleRefreshHintSeconds: 300,
+  /**
+   * Envoy caches a JWKS for 10 minutes and istiod refreshes every 20: a key published 30 minutes before
+   * it signs has reached them (gateways-k8s-audit.md §G.4).
+   */
+  authorityPrepublishSeconds: 1800,
 } as const;
 
 export const TTL_LIMITS = {

@@ -12,10 +12,12 @@ export function trustDomainView(td: TrustDomain): TrustDomainView {
   return {
     name: td.name,
     caKeyType: td.caKeyType,
+    jwtKeyType: td.jwtKeyType,
     caTtlSeconds: td.caTtlSeconds,
     x509SvidTtlSeconds: td.x509SvidTtlSeconds,
     jwtSvidTtlSeconds: td.jwtSvidTtlSeconds,
     jwtIssuer: td.jwtIssuer,
+    authorityPrepublishSeconds: td.authorityPrepublishSeconds,
     bundleSequence: td.bundleSequence,
     createdAt: td.createdAt.toISOString(),
     updatedAt: td.updatedAt.toISOString(),
@@ -44,7 +46,7 @@ export function registerTrustDomainRoutes(app: App, service: TrustDomainService)
   }, async (req) => trustDomainView(await service.get(req.params.name)));
 
   app.patch(AdminPaths.trustDomain, {
-    schema: { tags, summary: 'Update TTLs or the JWT issuer', params: TrustDomainParams, body: UpdateTrustDomainBody, response: { 200: TrustDomainView, ...errorResponses } },
+    schema: { tags, summary: 'Update TTLs, the JWT issuer, the JWT key type (applied at the next JWT key) or the pre-publication window', params: TrustDomainParams, body: UpdateTrustDomainBody, response: { 200: TrustDomainView, ...errorResponses } },
   }, async (req) => trustDomainView(await service.update(req.params.name, req.body, req.actor, (before, after) => noteChange(req, { old: trustDomainView(before), new: trustDomainView(after) }))));
 
   app.delete(AdminPaths.trustDomain, {

@@ -16,10 +16,16 @@ import type { ChangeObserver } from '../admin-auth/record.js';
 export interface CreateTrustDomainInput {
   readonly name: string;
   readonly caKeyType?: string;
+  readonly jwtKeyType?: string;
   readonly caTtlSeconds?: number;
+  readonly authorityPrepublishSeconds?: number;
   readonly x509SvidTtlSeconds?: number;
   readonly jwtSvidTtlSeconds?: number;
   readonly jwtIssuer?: string | null;
+}
+
+export interface UpdateTrustDomainInput extends Omit<TrustDomainPatch, 'jwtKeyType'> {
+  readonly jwtKeyType?: string;
 }
 
 /** Something that knows whether a trust domain still has registration entries. */
@@ -67,13 +73,27 @@ function checkCaTtlCap(caTtlSeconds: number, keyType: KeyType): void {
   if (caTtlSeconds > max) throw new CairnError('invalid_ttl', `caTtlSeconds must be at most ${max} seconds (${max / 86400} days) for ${keyType} keys`);
 }
 
-function checkTtls(t: { caTtlSeconds: number; x509SvidTtlSeconds: number; jwtSvidTtlSeconds: number }): void {
+function checkTtls(t: { caTtlSeconds: number; x509SvidTtlSeconds: number; jwtSvidTtlSeconds: number; authorityPrepublishSeconds: number }): void {
   checkTtl(t.caTtlSeconds, TTL_LIMITS.caTtlSeconds, 'caTtlSeconds');
   checkTtl(t.x509SvidTtlSeconds, TTL_LIMITS.x509SvidTtlSeconds, 'x509SvidTtlSeconds');
   checkTtl(t.jwtSvidTtlSeconds, TTL_LIMITS.jwtSvidTtlSeconds, 'jwtSvidTtlSeconds');
   if (t.x509SvidTtlSeconds > t.caTtlSeconds || t.jwtSvidTtlSeconds > t.caTtlSeconds) {
     throw new CairnError('invalid_ttl', 'SVID TTLs cannot exceed the CA TTL');
   }
+  // A successor is prepared at half life at the latest and activated at one sixth of life left; a
+  // window longer than half the CA TTL could not be honoured without leaving the trust domain with
+  // no valid signing key, so it is refused rather than silently shortened.
+  if (!Number.isInteger(t.authorityPrepublishSeconds) || t.authorityPrepublishSeconds < 0 || t.authorityPrepublishSeconds > t.caTtlSeconds / 2) {
+    throw new CairnError(
+      'invalid_ttl',
+      `authorityPrepublishSeconds must be between 0 and half the CA TTL (${Math.floor(t.caTtlSeconds / 2)} seconds for a CA TTL of ${t.caTtlSeconds}); raise the CA TTL for a longer window`,
+    );
+  }
+}
+
+function keyTypeOf(value: string, field: string): KeyType {
+  if (!isKeyType(value)) throw new CairnError('unsupported_key_type', `${field} must be ec-p256, ec-p384 or rsa-2048`);
+  return value;
 }
 
 export class TrustDomainService {
@@ -81,12 +101,15 @@ export class TrustDomainService {
 
   async create(input: CreateTrustDomainInput, actor: string): Promise<TrustDomain> {
     const name = validateTrustDomainName(input.name);
-    const caKeyType = input.caKeyType ?? TRUST_DOMAIN_DEFAULTS.caKeyType;
-    if (!isKeyType(caKeyType)) throw new CairnError('unsupported_key_type', 'caKeyType must be ec-p256, ec-p384 or rsa-2048');
+    const caKeyType = keyTypeOf(input.caKeyType ?? TRUST_DOMAIN_DEFAULTS.caKeyType, 'caKeyType');
+    // Independent of the CA key: RS256 is what go-oidc and older cloud federation accept by default.
+    const jwtKeyType = keyTypeOf(input.jwtKeyType ?? caKeyType, 'jwtKeyType');
+    const caTtlSeconds = input.caTtlSeconds ?? TRUST_DOMAIN_DEFAULTS.caTtlSeconds;
     const ttls = {
-      caTtlSeconds: input.caTtlSeconds ?? TRUST_DOMAIN_DEFAULTS.caTtlSeconds,
+      caTtlSeconds,
       x509SvidTtlSeconds: input.x509SvidTtlSeconds ?? TRUST_DOMAIN_DEFAULTS.x509SvidTtlSeconds,
       jwtSvidTtlSeconds: input.jwtSvidTtlSeconds ?? TRUST_DOMAIN_DEFAULTS.jwtSvidTtlSeconds,
+      authorityPrepublishSeconds: input.authorityPrepublishSeconds ?? Math.min(TRUST_DOMAIN_DEFAULTS.authorityPrepublishSeconds, Math.floor(caTtlSeconds / 2)),
     };
     checkTtls(ttls);
     checkCaTtlCap(ttls.caTtlSeconds, caKeyType);
@@ -94,13 +117,14 @@ export class TrustDomainService {
     if (await this.deps.store.get(name)) throw new CairnError('trust_domain_exists', `trust domain ${name} already exists`);
     const keys = await Promise.all(
       (['x509', 'jwt'] as const).map((kind) =>
-        this.deps.authority.generateKey({ trustDomain: name, kind, keyType: caKeyType as KeyType, ttlSeconds: ttls.caTtlSeconds, status: 'active' }),
+        this.deps.authority.generateKey({ trustDomain: name, kind, keyType: kind === 'jwt' ? jwtKeyType : caKeyType, ttlSeconds: ttls.caTtlSeconds, status: 'active' }),
       ),
     );
     const now = this.deps.clock.now();
     const td: TrustDomain = {
       name,
       caKeyType,
+      jwtKeyType,
       ...ttls,
       jwtIssuer,
       bundleSequence: 1,
@@ -112,7 +136,7 @@ export class TrustDomainService {
       await this.deps.store.insert(tx, td);
       await this.deps.keys.insert(tx, keys);
     });
-    this.deps.logger.info({ event: 'trust_domain.created', trustDomain: name, caKeyType, actor }, 'trust domain created');
+    this.deps.logger.info({ event: 'trust_domain.created', trustDomain: name, caKeyType, jwtKeyType, actor }, 'trust domain created');
     return td;
   }
 
@@ -128,17 +152,20 @@ export class TrustDomainService {
     return this.deps.store.list(pageSizeOf(pageSize), after?.[0] as string | undefined, names);
   }
 
-  async update(name: string, patch: TrustDomainPatch, actor: string, observe?: ChangeObserver<TrustDomain>): Promise<TrustDomain> {
+  /** A new jwtKeyType applies to the next JWT key (rotation, or `authority prepare --kind jwt`). */
+  async update(name: string, patch: UpdateTrustDomainInput, actor: string, observe?: ChangeObserver<TrustDomain>): Promise<TrustDomain> {
     const current = await this.get(name);
     checkTtls({
       caTtlSeconds: patch.caTtlSeconds ?? current.caTtlSeconds,
       x509SvidTtlSeconds: patch.x509SvidTtlSeconds ?? current.x509SvidTtlSeconds,
       jwtSvidTtlSeconds: patch.jwtSvidTtlSeconds ?? current.jwtSvidTtlSeconds,
+      authorityPrepublishSeconds: patch.authorityPrepublishSeconds ?? current.authorityPrepublishSeconds,
     });
     // Only a new value is held to the cap: one stored before the caps is capped at key generation.
     if (patch.caTtlSeconds !== undefined) checkCaTtlCap(patch.caTtlSeconds, current.caKeyType);
     const jwtIssuer = patch.jwtIssuer === undefined ? undefined : validateIssuer(patch.jwtIssuer);
-    const updated = await this.deps.store.update(current.name, { ...patch, jwtIssuer }, this.deps.clock.now());
+    const jwtKeyType = patch.jwtKeyType === undefined ? undefined : keyTypeOf(patch.jwtKeyType, 'jwtKeyType');
+    const updated = await this.deps.store.update(current.name, { ...patch, jwtIssuer, jwtKeyType }, this.deps.clock.now());
     if (!updated) throw new CairnError('trust_domain_not_found', `trust domain ${name} does not exist`);
     observe?.(current, updated);
     this.deps.logger.info({ event: 'trust_domain.updated', trustDomain: current.name, changes: Object.keys(patch), actor }, 'trust domain updated');

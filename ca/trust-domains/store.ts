@@ -4,7 +4,7 @@ import { guard } from '../db/errors.js';
 import { notifyChange } from '../db/changes.js';
 import { toPage, type Page } from '../../lib/paging.js';
 import type { KeyType } from '../authority/key-types.js';
-import type { TrustDomain } from './model.js';
+import { TRUST_DOMAIN_DEFAULTS, type TrustDomain } from './model.js';
 
 interface Row {
   name: string;
@@ -15,17 +15,23 @@ interface Row {
   jwt_issuer: string | null;
   bundle_sequence: number | string;
   bundle_refresh_hint_seconds: number;
+  jwt_key_type: string | null;
+  authority_prepublish_seconds: number | null;
   created_at: Date | string;
   updated_at: Date | string;
 }
 
 const COLUMNS = `name, ca_key_type, ca_ttl_seconds, x509_svid_ttl_seconds, jwt_svid_ttl_seconds, jwt_issuer,
-  bundle_sequence, bundle_refresh_hint_seconds, created_at, updated_at`;
+  bundle_sequence, bundle_refresh_hint_seconds, created_at, updated_at, jwt_key_type, authority_prepublish_seconds`;
 
 function fromRow(r: Row): TrustDomain {
   return {
     name: r.name,
     caKeyType: r.ca_key_type as KeyType,
+    // NULL: a trust domain from before the setting (or made by a replica of that release): JWT keys
+    // of the CA's type, as they always were, and the default window.
+    jwtKeyType: (r.jwt_key_type ?? r.ca_key_type) as KeyType,
+    authorityPrepublishSeconds: r.authority_prepublish_seconds === null ? TRUST_DOMAIN_DEFAULTS.authorityPrepublishSeconds : toNumber(r.authority_prepublish_seconds),
     caTtlSeconds: toNumber(r.ca_ttl_seconds),
     x509SvidTtlSeconds: toNumber(r.x509_svid_ttl_seconds),
     jwtSvidTtlSeconds: toNumber(r.jwt_svid_ttl_seconds),
@@ -42,6 +48,8 @@ export interface TrustDomainPatch {
   readonly x509SvidTtlSeconds?: number;
   readonly jwtSvidTtlSeconds?: number;
   readonly jwtIssuer?: string | null;
+  readonly jwtKeyType?: KeyType;
+  readonly authorityPrepublishSeconds?: number;
 }
 
 export class TrustDomainStore {
@@ -51,9 +59,9 @@ export class TrustDomainStore {
     return guard(
       async () => {
         await tx.query(
-          `INSERT INTO trust_domains (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+          `INSERT INTO trust_domains (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
           [td.name, td.caKeyType, td.caTtlSeconds, td.x509SvidTtlSeconds, td.jwtSvidTtlSeconds, td.jwtIssuer,
-            td.bundleSequence, td.bundleRefreshHintSeconds, td.createdAt, td.updatedAt],
+            td.bundleSequence, td.bundleRefreshHintSeconds, td.createdAt, td.updatedAt, td.jwtKeyType, td.authorityPrepublishSeconds],
         );
       },
       { trust_domains_pkey: 'trust_domain_exists' },
@@ -85,10 +93,12 @@ export class TrustDomainStore {
            x509_svid_ttl_seconds = COALESCE($3, x509_svid_ttl_seconds),
            jwt_svid_ttl_seconds = COALESCE($4, jwt_svid_ttl_seconds),
            jwt_issuer = CASE WHEN $5::boolean THEN $6 ELSE jwt_issuer END,
-           updated_at = $7
+           updated_at = $7,
+           jwt_key_type = COALESCE($8, jwt_key_type),
+           authority_prepublish_seconds = COALESCE($9, authority_prepublish_seconds)
          WHERE name = $1 RETURNING ${COLUMNS}`,
         [name, patch.caTtlSeconds ?? null, patch.x509SvidTtlSeconds ?? null, patch.jwtSvidTtlSeconds ?? null,
-          patch.jwtIssuer !== undefined, patch.jwtIssuer ?? null, now],
+          patch.jwtIssuer !== undefined, patch.jwtIssuer ?? null, now, patch.jwtKeyType ?? null, patch.authorityPrepublishSeconds ?? null],
       );
       return res.rows[0] && fromRow(res.rows[0]);
     });

@@ -164,6 +164,11 @@ describe(`admin roles, scopes and guards (${storeKind()} store)`, { timeout: 120
     'POST /v1/agents/unban': ['/v1/agents/unban', { spiffeId: agents[B]!.spiffeId }],
     'POST /v1/agents/evict': ['/v1/agents/evict', { spiffeId: agents[B]!.spiffeId }],
     'GET /v1/agents/bans': [`/v1/agents/bans?trustDomain=${B}`],
+    'GET /v1/trust-domains/:name/authorities': [`/v1/trust-domains/${B}/authorities`],
+    'POST /v1/trust-domains/:name/authorities/prepare': [`/v1/trust-domains/${B}/authorities/prepare`, { kind: 'x509' }],
+    'POST /v1/trust-domains/:name/authorities/activate': [`/v1/trust-domains/${B}/authorities/activate`, { kind: 'x509' }],
+    'POST /v1/trust-domains/:name/authorities/:id/taint': [`/v1/trust-domains/${B}/authorities/k1/taint`, { kind: 'x509' }],
+    'POST /v1/trust-domains/:name/authorities/:id/revoke': [`/v1/trust-domains/${B}/authorities/k1/revoke`, { kind: 'x509', force: true }],
   });
 
   it('a credential scoped to one trust domain cannot touch another through any route', async () => {

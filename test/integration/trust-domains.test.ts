@@ -14,7 +14,10 @@ describe(`trust domains over HTTP (${storeKind()} store)`, () => {
     expect(created.status).toBe(201);
     const td = await created.json();
     expect(td).toMatchObject({ name: 'lifecycle.test', caKeyType: 'ec-p256', x509SvidTtlSeconds: 3600, jwtSvidTtlSeconds: 300, jwtIssuer: null, bundleSequence: 1 });
-    expect(Object.keys(td).sort()).toEqual(['bundleSequence', 'caKeyType', 'caTtlSeconds', 'createdAt', 'jwtIssuer', 'jwtSvidTtlSeconds', 'name', 'updatedAt', 'x509SvidTtlSeconds']);
+    expect(Object.keys(td).sort()).toEqual([
+      'authorityPrepublishSeconds', 'bundleSequence', 'caKeyType', 'caTtlSeconds', 'createdAt', 'jwtIssuer', 'jwtKeyType', 'jwtSvidTtlSeconds', 'name', 'updatedAt', 'x509SvidTtlSeconds',
+    ]);
+    expect(td).toMatchObject({ jwtKeyType: 'ec-p256', authorityPrepublishSeconds: 1800 });
 
     expect((await (await ca.admin('/v1/trust-domains/lifecycle.test')).json()).name).toBe('lifecycle.test');
     const patched = await ca.admin('/v1/trust-domains/lifecycle.test', { method: 'PATCH', body: { x509SvidTtlSeconds: 600, jwtIssuer: 'https://oidc.lifecycle.test' } });
