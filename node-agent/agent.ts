@@ -1,6 +1,6 @@
-import { X509Certificate } from 'node:crypto';
+import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { SyncEntry } from '../contract/agent-api.js';
+import type { SyncEntry, TaintedAuthority } from '../contract/agent-api.js';
 import type { Clock } from '../lib/clock.js';
 import { describeWriteError, errnoCode } from '../lib/fs.js';
 import { FailureStreak, type StreakEnd } from '../lib/backoff.js';
@@ -77,7 +77,47 @@ interface HeldSvid {
   readonly revision: number;
   readonly notBefore: number;
   readonly notAfter: number;
-  readonly renewAt: number;
+  /** Due for renewal from then; 0 when its chain was signed by a tainted authority (re-issue now). */
+  renewAt: number;
+}
+
+/**
+ * Authorities the operator tainted, as sync reports them. What they signed is replaced at once:
+ * X.509-SVIDs (a certificate in the chain verifies with a tainted key) and JWT-SVIDs (by `kid`).
+ */
+export class TaintedAuthorities {
+  private readonly x509 = new Map<string, KeyObject>();
+  private readonly jwt = new Set<string>();
+
+  /** Replaces the set; returns the ids that are newly tainted. */
+  update(list: readonly TaintedAuthority[]): string[] {
+    const added = list.filter((a) => !(a.kind === 'x509' ? this.x509.has(a.id) : this.jwt.has(a.id))).map((a) => a.id);
+    this.x509.clear();
+    this.jwt.clear();
+    for (const a of list) {
+      if (a.kind === 'jwt') this.jwt.add(a.id);
+      else this.x509.set(a.id, createPublicKey({ key: Buffer.from(a.publicKey, 'base64'), format: 'der', type: 'spki' }));
+    }
+    return added;
+  }
+
+  get empty(): boolean {
+    return this.x509.size === 0 && this.jwt.size === 0;
+  }
+
+  jwtKid(kid: string): boolean {
+    return this.jwt.has(kid);
+  }
+
+  /** The id of the tainted authority that signed a certificate of this chain (DER, leaf first), if any. */
+  signerOf(chain: readonly (Buffer | X509Certificate)[]): string | undefined {
+    if (this.x509.size === 0) return undefined;
+    for (const c of chain) {
+      const cert = c instanceof X509Certificate ? c : new X509Certificate(c);
+      for (const [id, key] of this.x509) if (cert.verify(key)) return id;
+    }
+    return undefined;
+  }
 }
 
 /** Renew at half the lifetime, ±10% of that half, so a fleet does not renew in lock-step. */
@@ -94,7 +134,12 @@ export function renewalTime(notBefore: number, notAfter: number, jitter: number)
 export class NodeAgent implements WorkloadApiPorts {
   private readonly entries = new Map<string, SyncEntry>();
   private readonly svids = new Map<string, HeldSvid>();
-  private readonly jwtCache = new Map<string, { token: string; renewAt: number }>();
+  private readonly jwtCache = new Map<string, { token: string; kid: string; renewAt: number }>();
+  private readonly tainted = new TaintedAuthorities();
+  /** Our own SVID was signed by a tainted authority: renew it at the next tick, whatever its age. */
+  private ownSvidTainted = false;
+  /** SVIDs being replaced because a tainted authority signed them: since when and how many, for the log line when done. */
+  private taintReplacement: { since: number; svids: number; authorityIds: readonly string[] } | undefined;
   private readonly listeners = new Set<() => void>();
   private bundleState: Bundle | undefined;
   private bundleSequence = 0;
@@ -261,9 +306,11 @@ export class NodeAgent implements WorkloadApiPorts {
     const cached = this.jwtCache.get(key);
     if (cached && cached.renewAt > now) return cached.token;
     const minted = await this.deps.client.mintJwt(entry.id, audience);
-    const claims = parseJwtSvidInsecure(minted.token).claims as { iat?: number; exp: number };
+    const parsed = parseJwtSvidInsecure(minted.token);
+    const claims = parsed.claims as { iat?: number; exp: number };
     const iat = (claims.iat ?? now / 1000) * 1000;
-    this.jwtCache.set(key, { token: minted.token, renewAt: iat + (claims.exp * 1000 - iat) / 2 });
+    const kid = String((parsed.header as { kid?: unknown }).kid ?? '');
+    this.jwtCache.set(key, { token: minted.token, kid, renewAt: this.tainted.jwtKid(kid) ? 0 : iat + (claims.exp * 1000 - iat) / 2 });
     if (this.jwtCache.size > 10_000) this.jwtCache.delete(this.jwtCache.keys().next().value!);
     return minted.token;
   }
@@ -391,13 +438,20 @@ export class NodeAgent implements WorkloadApiPorts {
       dirty = true;
     }
     if (res.bundle) {
+      const newlyTainted = this.tainted.update(res.bundle.taintedAuthorities ?? []);
       this.bundleState = {
         trustDomain: this.deps.trustDomain,
+        // Tainted CAs stay: peers' SVIDs they signed must keep verifying until they are replaced.
         x509Authorities: res.bundle.x509Authorities.map((b) => Buffer.from(b, 'base64')),
-        jwtAuthorities: res.bundle.jwtAuthorities.map((a) => ({ kid: a.kid, jwk: a.jwk as unknown as Bundle['jwtAuthorities'][number]['jwk'] })),
+        // Tainted JWT keys go: neither ValidateJWTSVID nor a workload validating with FetchJWTBundles
+        // accepts their tokens any more (this agent re-mints what it cached at once).
+        jwtAuthorities: res.bundle.jwtAuthorities
+          .filter((a) => !this.tainted.jwtKid(a.kid))
+          .map((a) => ({ kid: a.kid, jwk: a.jwk as unknown as Bundle['jwtAuthorities'][number]['jwk'] })),
         sequence: res.bundle.sequence,
       };
       this.bundleSequence = res.bundle.sequence;
+      if (newlyTainted.length > 0) this.replaceTainted(newlyTainted);
       dirty = true;
     }
     if (res.revocation) {
@@ -419,6 +473,38 @@ export class NodeAgent implements WorkloadApiPorts {
     if (dirty) this.changed();
   }
 
+  /**
+   * Newly tainted authorities: every SVID whose chain one of them signed becomes due now (rotate()
+   * re-issues it with the CA's active key and the streams get it), our own SVID too, and cached
+   * JWT-SVIDs they signed are dropped.
+   */
+  private replaceTainted(ids: readonly string[]): void {
+    let svids = 0;
+    for (const held of this.svids.values()) {
+      if (held.renewAt !== 0 && this.tainted.signerOf(held.identity.chain)) {
+        held.renewAt = 0;
+        svids++;
+      }
+    }
+    let jwts = 0;
+    for (const [key, cached] of this.jwtCache) {
+      if (this.tainted.jwtKid(cached.kid)) {
+        this.jwtCache.delete(key);
+        jwts++;
+      }
+    }
+    const own = this.deps.client.credentials;
+    this.ownSvidTainted = this.tainted.signerOf([new X509Certificate(own.chainPem)]) !== undefined;
+    if (svids > 0 || this.ownSvidTainted) {
+      const prior = this.taintReplacement;
+      this.taintReplacement = { since: prior?.since ?? this.deps.clock.now().getTime(), svids: svids + (prior?.svids ?? 0), authorityIds: [...(prior?.authorityIds ?? []), ...ids] };
+    }
+    this.deps.logger.warn(
+      { event: 'agent.authority_tainted', authorityIds: ids, svidsToReissue: svids, jwtSvidsDropped: jwts, ownSvid: this.ownSvidTainted },
+      'authorities were tainted: re-issuing what they signed',
+    );
+  }
+
   private async rotationLoop(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       await sleep(1000, undefined, { signal }).catch(() => undefined);
@@ -434,6 +520,7 @@ export class NodeAgent implements WorkloadApiPorts {
         if (isRefusal(err) && !this.deps.reattest) this.refuse(err);
         else this.failed(this.renewalFailures, err, 'agent.renewal_failed', 'agent SVID renewal failed; will retry');
       }
+      this.noteTaintReplaced();
     }
   }
 
@@ -502,17 +589,31 @@ export class NodeAgent implements WorkloadApiPorts {
         const leaf = new X509Certificate(chain[0]!);
         const notBefore = new Date(leaf.validFrom).getTime();
         const notAfter = new Date(leaf.validTo).getTime();
+        // Signed before the CA switched keys but delivered after the taint reached us: due again at once.
+        const tainted = !this.tainted.empty && this.tainted.signerOf([leaf, ...chain.slice(1)]) !== undefined;
         this.svids.set(entry.id, {
           identity: { spiffeId: r.svid.spiffeId, chain, privateKey: key.privateKey.export({ format: 'der', type: 'pkcs8' }), hint: entry.hint ?? undefined },
           serial: leaf.serialNumber.toLowerCase(),
           revision: entry.revision,
           notBefore,
           notAfter,
-          renewAt: renewalTime(notBefore, notAfter, (this.deps.jitter ?? Math.random)()),
+          renewAt: tainted ? 0 : renewalTime(notBefore, notAfter, (this.deps.jitter ?? Math.random)()),
         });
       });
       if (batch.length > 0) this.changed();
     }
+  }
+
+  /** Once nothing we hold or serve is signed by a tainted authority (our own SVID included, in use), say so once. */
+  private noteTaintReplaced(): void {
+    if (!this.taintReplacement || [...this.svids.values()].some((h) => h.renewAt === 0)) return;
+    if (this.tainted.signerOf([new X509Certificate(this.deps.client.credentials.chainPem)]) !== undefined) return;
+    const { since, svids, authorityIds } = this.taintReplacement;
+    this.taintReplacement = undefined;
+    this.deps.logger.info(
+      { event: 'agent.tainted_replaced', authorityIds, svids, tookMs: this.deps.clock.now().getTime() - since },
+      'every SVID signed by a tainted authority was replaced',
+    );
   }
 
   /** The CA refused one entry: retry it with its own backoff; log the first refusal (and a new code). */
@@ -553,14 +654,18 @@ export class NodeAgent implements WorkloadApiPorts {
     const { notBefore, notAfter } = validityOf(newest.chainPem);
     const now = this.deps.clock.now().getTime();
     const halfLife = (notAfter - notBefore) / 2;
+    const wasTainted = this.ownSvidTainted;
     // Also half a lifetime after we received it, by our own clock: a clock running ahead of the CA's
-    // would otherwise find every fresh SVID past half-life and renew it at every tick.
-    const due = now >= notBefore + halfLife && (this.newestReceivedAt === undefined || now >= this.newestReceivedAt + halfLife);
+    // would otherwise find every fresh SVID past half-life and renew it at every tick. A tainted signer
+    // makes it due at once.
+    const due = wasTainted || (now >= notBefore + halfLife && (this.newestReceivedAt === undefined || now >= this.newestReceivedAt + halfLife));
     if (due) {
       const key = generateKeyAndCsr('ec-p256');
       const svid = await this.deps.client.renew(key.csr.toString('base64'));
       this.unpersisted = { ...newest, chainPem: chainPemOf(svid), keyPem: key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString() };
       this.newestReceivedAt = this.deps.clock.now().getTime();
+      this.ownSvidTainted = this.tainted.signerOf([new X509Certificate(this.unpersisted.chainPem)]) !== undefined;
+      if (wasTainted && !this.ownSvidTainted) this.deps.logger.info({ event: 'agent_svid.reissued', expiresAt: new Date(validityOf(this.unpersisted.chainPem).notAfter).toISOString() }, 'the agent SVID signed by a tainted authority was replaced');
     }
     if (this.unpersisted) this.persistOwnSvid(this.unpersisted);
     return due;
