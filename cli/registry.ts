@@ -2,6 +2,7 @@ import { didYouMean, isGroup, UsageError, type CommandSpec, type GroupSpec, type
 import { adminGroup } from './specs/admin.js';
 import { agentGroup } from './specs/agent.js';
 import { attestorGroup } from './specs/attestor.js';
+import { authorityGroup } from './specs/authority.js';
 import { caGroup, migrate, up } from './specs/ca.js';
 import { bootstrap, renew } from './specs/device.js';
 import { entryGroup } from './specs/entry.js';
@@ -28,6 +29,7 @@ export const COMMANDS: readonly Spec[] = [
   jwtGroup,
   svidGroup,
   attestorGroup,
+  authorityGroup,
   adminGroup,
   kekGroup,
   auditGroup,

@@ -9,10 +9,12 @@ function describe(td: TrustDomainView): string {
   return table([
     ['name', td.name],
     ['ca key type', td.caKeyType],
+    ['jwt key type', td.jwtKeyType],
     ['ca ttl', formatDuration(td.caTtlSeconds)],
     ['x509-svid ttl', formatDuration(td.x509SvidTtlSeconds)],
     ['jwt-svid ttl', formatDuration(td.jwtSvidTtlSeconds)],
     ['jwt issuer', td.jwtIssuer ?? '-'],
+    ['authority prepublish', formatDuration(td.authorityPrepublishSeconds)],
     ['bundle sequence', String(td.bundleSequence)],
     ['created', td.createdAt],
   ]);
@@ -25,6 +27,8 @@ function settings(values: Values<typeof TD_UPDATE_FLAGS>) {
     ...(values['x509-svid-ttl'] ? { x509SvidTtlSeconds: parseDuration(values['x509-svid-ttl']) } : {}),
     ...(values['jwt-svid-ttl'] ? { jwtSvidTtlSeconds: parseDuration(values['jwt-svid-ttl']) } : {}),
     ...(values['jwt-issuer'] !== undefined ? { jwtIssuer: values['jwt-issuer'] === '' ? null : values['jwt-issuer'] } : {}),
+    ...(values['jwt-key-type'] ? { jwtKeyType: values['jwt-key-type'] } : {}),
+    ...(values['authority-prepublish'] !== undefined ? { authorityPrepublishSeconds: parseDuration(values['authority-prepublish']) } : {}),
   };
 }
 
@@ -56,7 +60,7 @@ export async function tdShow({ values, positionals }: Parsed<typeof TD_SHOW_FLAG
 }
 
 export async function tdUpdate({ values, positionals, command }: Parsed<typeof TD_UPDATE_FLAGS>): Promise<void> {
-  requireOneOf(values, ['ca-ttl', 'x509-svid-ttl', 'jwt-svid-ttl', 'jwt-issuer'], command);
+  requireOneOf(values, ['ca-ttl', 'x509-svid-ttl', 'jwt-svid-ttl', 'jwt-issuer', 'jwt-key-type', 'authority-prepublish'], command);
   const td = await adminClientFor(values).request<TrustDomainView>('PATCH', pathOf(positionals[0]), settings(values));
   printResult(values.json, td, () => describe(td));
 }

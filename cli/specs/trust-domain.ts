@@ -2,6 +2,11 @@ import { apiFieldsFor, CHECKS, command, flags, group } from '../flags.js';
 import { TTL_LIMITS } from '../../ca/trust-domains/model.js';
 import { ADMIN_FLAGS, PAGING } from './common.js';
 
+/** 0 is allowed: no window (a successor may sign as soon as it is made). */
+function durationOrZero(v: string): string {
+  return /^0+[smhd]?$/.test(v.trim()) ? v : CHECKS.duration(v);
+}
+
 const NAME = { name: 'NAME', description: 'the trust domain, e.g. example.org', required: true, check: CHECKS.trustDomain } as const;
 
 const TTL_FLAGS = flags({
@@ -9,10 +14,21 @@ const TTL_FLAGS = flags({
   'x509-svid-ttl': { type: 'string', value: 'DURATION', check: CHECKS.durationBetween(TTL_LIMITS.x509SvidTtlSeconds), description: 'default X.509-SVID lifetime (default 1h)' },
   'jwt-svid-ttl': { type: 'string', value: 'DURATION', check: CHECKS.durationBetween(TTL_LIMITS.jwtSvidTtlSeconds), description: 'default JWT-SVID lifetime (default 5m)' },
   'jwt-issuer': { type: 'string', value: 'URL', description: 'the iss claim of JWT-SVIDs and the OIDC issuer, e.g. https://ca.example/td/example.org' },
+  'jwt-key-type': {
+    type: 'string',
+    choices: ['ec-p256', 'ec-p384', 'rsa-2048'],
+    description: 'the type of JWT signing keys (ES256, ES384, RS256), applied at the next JWT key (default: the CA key type)',
+  },
+  'authority-prepublish': {
+    type: 'string',
+    value: 'DURATION',
+    check: durationOrZero,
+    description: 'automatic rotation publishes a successor key this long before it signs, at most half the CA TTL (default 30m)',
+  },
 });
 
 export const TD_CREATE_FLAGS = flags({
-  'ca-key-type': { type: 'string', choices: ['ec-p256', 'ec-p384', 'rsa-2048'], description: "the CA and JWT signing keys' type (default ec-p256); fixed once created" },
+  'ca-key-type': { type: 'string', choices: ['ec-p256', 'ec-p384', 'rsa-2048'], description: "the CA key's type (default ec-p256); fixed once created" },
   ...TTL_FLAGS,
   ...ADMIN_FLAGS,
 });
@@ -29,7 +45,7 @@ export const TD_DELETE_FLAGS = flags({
 });
 
 /** API body fields → the flags that set them, for the CA's 4xx messages. */
-const TD_FIELDS = { caKeyType: 'ca-key-type', caTtlSeconds: 'ca-ttl', x509SvidTtlSeconds: 'x509-svid-ttl', jwtSvidTtlSeconds: 'jwt-svid-ttl', jwtIssuer: 'jwt-issuer', pageSize: 'page-size', pageToken: 'page-token' };
+const TD_FIELDS = { caKeyType: 'ca-key-type', jwtKeyType: 'jwt-key-type', authorityPrepublishSeconds: 'authority-prepublish', caTtlSeconds: 'ca-ttl', x509SvidTtlSeconds: 'x509-svid-ttl', jwtSvidTtlSeconds: 'jwt-svid-ttl', jwtIssuer: 'jwt-issuer', pageSize: 'page-size', pageToken: 'page-token' };
 
 const td = () => import('../commands/trust-domain.js');
 
@@ -43,20 +59,20 @@ export const trustDomainGroup = group({
       flags: TD_CREATE_FLAGS,
       positionals: [NAME],
       apiFields: apiFieldsFor(TD_CREATE_FLAGS, TD_FIELDS),
-      examples: ['cairn trust-domain create example.org --x509-svid-ttl 30m --jwt-issuer https://ca.example/td/example.org'],
+      examples: ['cairn trust-domain create example.org --x509-svid-ttl 30m --jwt-issuer https://ca.example/td/example.org --jwt-key-type rsa-2048'],
       run: async (args) => (await td()).tdCreate(args),
     }),
     command({ name: 'list', summary: 'list trust domains', flags: TD_LIST_FLAGS, apiFields: apiFieldsFor(TD_LIST_FLAGS, TD_FIELDS), run: async (args) => (await td()).tdList(args) }),
     command({ name: 'show', summary: "show a trust domain's settings", flags: TD_SHOW_FLAGS, positionals: [NAME], run: async (args) => (await td()).tdShow(args) }),
     command({
       name: 'update',
-      summary: "change a trust domain's lifetimes or JWT issuer",
+      summary: "change a trust domain's lifetimes, JWT issuer, JWT key type or pre-publication window",
       flags: TD_UPDATE_FLAGS,
       positionals: [NAME],
       apiFields: apiFieldsFor(TD_UPDATE_FLAGS, TD_FIELDS),
       refuse: {
         'ca-key-type':
-          'cannot be changed by update: the key type is fixed when the trust domain is created, and its key rotation keeps it; create a new trust domain for another key type',
+          'cannot be changed by update: the key type is fixed when the trust domain is created, and its key rotation keeps it; create a new trust domain for another key type (the JWT key type can change: --jwt-key-type)',
       },
       run: async (args) => (await td()).tdUpdate(args),
     }),
