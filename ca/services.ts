@@ -97,12 +97,12 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const sealer = createSealer(kekRing, random);
   const audit = new AuditLog({ store: new AuditStore(db), clock, sealer, logger, origin: deps.audit?.origin ?? defaultAuditOrigin('localhost') });
   const auditCheckpointer = new Checkpointer(audit, clock, logger, { integrateEveryMs: 1000, checkpointEveryMs: deps.audit?.checkpointEveryMs ?? 10_000, export: deps.audit?.export ?? {} });
-  const authority = new AuthorityService({ db, clock, random, sealer, keys, trustDomains: trustDomainStore, logger, caNameConstraints: deps.caNameConstraints ?? true });
+  const authority = new AuthorityService({ db, clock, random, sealer, keys, trustDomains: trustDomainStore, logger, caNameConstraints: deps.caNameConstraints ?? true, audit });
   const nodes = new NodeStore(db);
   const tokenStore = new TokenStore(db);
   const issuancePool = new IssuancePool();
   const metrics = new CaMetrics(
-    { activeAuthorities: async () => (await keys.activeEverywhere()).map((a) => ({ ...a, activatedAt: undefined })), auditLog: () => audit.state() },
+    { activeAuthorities: () => keys.activeEverywhere(), auditLog: () => audit.state() },
     { process: deps.processMetrics ?? false },
   );
   const issuance = new IssuanceService({ clock, random, logger, authority, inventory, pool: issuancePool, metrics, audit, db });
@@ -154,7 +154,7 @@ export function buildCaCore(deps: CoreDeps): CaCore {
     audit,
     auditCheckpointer,
     authority,
-    authorityLifecycle: new AuthorityLifecycle({ db, clock, logger, keys, trustDomains: trustDomainStore, authority, inventory }),
+    authorityLifecycle: new AuthorityLifecycle({ db, clock, logger, keys, trustDomains: trustDomainStore, authority, inventory, audit }),
     trustDomains,
     // Its own budget: PSAT and x509pop evidence cannot be guessed, so this only keeps a misbehaving
     // source from making us hammer the Kubernetes API; nodes behind one NAT share it.

@@ -9,6 +9,7 @@ import type { InventoryStore } from '../inventory/store.js';
 import type { TrustDomainStore } from '../trust-domains/store.js';
 import type { AuthorityService } from './service.js';
 import type { AuthorityKey, AuthorityKeyStore, AuthorityKind, RevokedAuthorityKey } from './store.js';
+import type { AuditAppender } from '../audit/port.js';
 
 export interface AuthorityLifecycleDeps {
   readonly db: Database;
@@ -18,6 +19,8 @@ export interface AuthorityLifecycleDeps {
   readonly trustDomains: TrustDomainStore;
   readonly authority: AuthorityService;
   readonly inventory: InventoryStore;
+  /** Every lever is recorded in the audit log, in the transaction that pulls it. */
+  readonly audit?: AuditAppender;
 }
 
 export interface ActivateOptions {
@@ -102,6 +105,7 @@ export class AuthorityLifecycle {
         );
       }
       await this.deps.keys.insert(tx, [key]);
+      await this.deps.audit?.append(tx, [{ event: 'authority.prepared', actor, subject: { trustDomain: td.name, kind, authorityId: key.id, keyType: key.keyType, notAfter: key.notAfter.toISOString() } }]);
     });
     this.deps.logger.info({ event: 'authority.prepared', trustDomain: td.name, kind, authorityId: key.id, keyType: key.keyType, actor }, 'authority prepared and published');
     return this.view(key, undefined, this.deps.clock.now());
@@ -137,6 +141,7 @@ export class AuthorityLifecycle {
       const previous = all.find((k) => k.kind === kind && k.status === 'active');
       if (previous) await this.deps.keys.deactivate(tx, previous.id, now);
       await this.deps.keys.activate(tx, prepared.id, now);
+      await this.deps.audit?.append(tx, [{ event: 'authority.activated', actor, subject: { trustDomain, kind, authorityId: prepared.id, previousId: previous?.id, publishedSeconds } }]);
       return {
         activated: this.view({ ...prepared, status: 'active', activatedAt: now }, undefined, now),
         previous: previous ? this.view({ ...previous, status: 'old', deactivatedAt: now }, undefined, now) : null,
@@ -168,6 +173,7 @@ export class AuthorityLifecycle {
         throw new CairnError('authority_invalid_state', `cannot taint ${kind} authority ${id}: ${why}`, { details: { id, status: key.status } });
       }
       await this.deps.keys.taint(tx, key.id, now);
+      await this.deps.audit?.append(tx, [{ event: 'authority.tainted', actor, subject: { trustDomain, kind, authorityId: key.id } }]);
       return this.view({ ...key, status: 'tainted', taintedAt: now }, undefined, now);
     });
     this.deps.logger.warn({ event: 'authority.tainted', trustDomain, kind, authorityId: id, actor }, 'authority tainted: agents re-issue what it signed');
@@ -197,6 +203,7 @@ export class AuthorityLifecycle {
         });
       }
       await this.deps.keys.revoke(tx, key, now, actor, force);
+      await this.deps.audit?.append(tx, [{ event: 'authority.revoked', actor, subject: { trustDomain, kind, authorityId: key.id, force, svidsInUse: (use.details as { svidsInUse?: number }).svidsInUse } }]);
       const { privateKeySealed: _sealed, ...publicParts } = key;
       return this.view({ ...publicParts, status: 'revoked', revokedAt: now, revokedBy: actor, forced: force }, undefined, now);
     });

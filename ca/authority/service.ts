@@ -12,6 +12,8 @@ import type { Sealer } from './sealing.js';
 import { jwtSignerOf, sealingContext, x509SignerOf, type JwtSigner, type X509Signer } from './signers.js';
 import { activationDue, preparationPoint } from './schedule.js';
 import { AUTHORITY_KINDS, type AuthorityKey, type AuthorityKeyStore, type AuthorityKind } from './store.js';
+import type { AuditAppender } from '../audit/port.js';
+import type { JsonValue } from '../../lib/canonical-json.js';
 
 /** X.509 SVIDs and CA certificates start 10 s in the past to absorb clock skew (SPIRE's cushion). */
 export const NOT_BEFORE_CUSHION_SECONDS = 10;
@@ -26,6 +28,8 @@ export interface AuthorityDeps {
   readonly logger: Logger;
   /** Put the trust domain's URI name constraint into new CA certificates (default true). */
   readonly caNameConstraints?: boolean;
+  /** Automatic rotations are recorded in the audit log, in their transaction. */
+  readonly audit?: AuditAppender;
 }
 
 export interface ActiveAuthority {
@@ -214,6 +218,9 @@ export class AuthorityService {
       }
       dirty = (await this.activateDue(tx, locked, [...latest, ...toInsert], now, changes)) || dirty;
       if (dirty) await trustDomains.bumpBundleSequence(tx, trustDomainName, now);
+      if (changes.length > 0) {
+        await this.deps.audit?.append(tx, changes.map(({ event, ...subject }) => ({ event: String(event), actor: 'cairn', subject: { trustDomain: trustDomainName, ...(subject as Record<string, JsonValue | undefined>) } })));
+      }
       return dirty;
     });
     for (const c of changes) {

@@ -177,10 +177,13 @@ export class AuthorityKeyStore {
   }
 
   /** The active authority of every trust domain and kind: what the metrics report on each scrape. */
-  activeEverywhere(): Promise<{ trustDomain: string; kind: AuthorityKind; notAfter: Date }[]> {
+  activeEverywhere(): Promise<{ trustDomain: string; kind: AuthorityKind; notAfter: Date; activatedAt: Date | undefined }[]> {
     return guard(async () => {
-      const res = await this.db.query<{ trust_domain: string; kind: AuthorityKind; not_after: Date }>(`SELECT trust_domain, kind, not_after FROM authority_keys WHERE status = 'active' ORDER BY trust_domain, kind`);
-      return res.rows.map((r) => ({ trustDomain: r.trust_domain, kind: r.kind, notAfter: toDate(r.not_after) }));
+      const res = await this.db.query<{ trust_domain: string; kind: AuthorityKind; not_after: Date; activated_at: Date | null }>(
+        // a key active since before activation times were recorded (0009) has none: its creation is the closest bound
+        `SELECT trust_domain, kind, not_after, COALESCE(activated_at, created_at) AS activated_at FROM authority_keys WHERE status = 'active' ORDER BY trust_domain, kind`,
+      );
+      return res.rows.map((r) => ({ trustDomain: r.trust_domain, kind: r.kind, notAfter: toDate(r.not_after), activatedAt: r.activated_at ? toDate(r.activated_at) : undefined }));
     });
   }
 

@@ -276,4 +276,21 @@ describe(`authority lifecycle (${storeKind()} store)`, () => {
     // and it is stable while nothing changes
     expect((await bundle(TD)).spiffe_sequence).toBe(after.spiffe_sequence);
   });
+  it('records every lever, with its actor, in the audit log in the same transaction', async () => {
+    const td = 'audited.lifecycle.test';
+    expect((await call('/v1/trust-domains', { name: td })).status).toBe(201);
+    expect((await call(`/v1/trust-domains/${td}/authorities/prepare`, { kind: 'x509' })).status).toBe(201);
+    const activated = await call(`/v1/trust-domains/${td}/authorities/activate`, { kind: 'x509' });
+    expect(activated.status, JSON.stringify(activated.body)).toBe(200);
+    const old = activated.body.previous.id as string;
+    expect((await call(`/v1/trust-domains/${td}/authorities/${old}/taint`, { kind: 'x509' })).status).toBe(200);
+    // integrate and sign now (the answer is the signed note, text/plain)
+    expect((await ca.admin('/v1/audit/checkpoint', { method: 'POST' })).status).toBe(200);
+    for (const event of ['authority.prepared', 'authority.activated', 'authority.tainted']) {
+      const found = await call(`/v1/audit/search?event=${event}`);
+      const entries = (found.body.entries as { data: string }[]).map((e) => JSON.parse(Buffer.from(e.data, 'base64').toString('utf8')));
+      expect(entries.filter((e) => e.trustDomain === td), event).toHaveLength(1);
+      expect(entries.find((e) => e.trustDomain === td)).toMatchObject({ event, actor: 'bootstrap', kind: 'x509' });
+    }
+  });
 });

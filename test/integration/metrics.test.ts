@@ -73,6 +73,7 @@ describe(`CA metrics (${storeKind()} store)`, { timeout: 120_000 }, () => {
     const { samples } = await scrape();
     for (const k of keys) {
       expect(valueOf(samples, 'cairn_authority_not_after_timestamp_seconds', { trust_domain: TD, kind: k.kind })).toBe(new Date(k.not_after).getTime() / 1000);
+      expect(valueOf(samples, 'cairn_authority_last_rotation_timestamp_seconds', { trust_domain: TD, kind: k.kind })).toBeLessThanOrEqual(Date.now() / 1000);
     }
   });
 
