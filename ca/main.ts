@@ -168,6 +168,7 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
     const housekeeping = (): void => {
       pass = pass.then(async () => {
         core.metrics.rotationPass(await rotateAll(core, logger));
+        await core.kek.settle().catch((err: unknown) => logger.warn({ err }, 're-sealing values left under a previous KEK failed; will retry'));
         await refreshTls().catch((err: unknown) => logger.warn({ err }, 'TLS server certificate renewal failed; will retry'));
         await core.stores.tokens.purge(new Date(clock.now().getTime() - 86400_000)).catch(() => 0);
         await core.nodeAttestation.reclaim().catch((err: unknown) => logger.warn({ err }, 'reclaiming expired attestation records failed; will retry'));

@@ -134,7 +134,8 @@ export function buildCaCore(deps: CoreDeps): CaCore {
       aliasesFor: (td, selectors) => entries.aliasesFor(td, serverId(td), selectors),
       nodesBannedBy: (td, subject) => nodes.withBanSubject(td, subject),
     },
-    sink: auditRecordSink(audit, db, logRecordSink(logger)),
+    // failed admin authentications reach the audit log at most 20 per source and minute
+    sink: auditRecordSink(audit, db, logRecordSink(logger), new FailureLimiter(clock, 20, 60)),
   });
   return {
     stores: { trustDomains: trustDomainStore, keys, entries, adminTokens, nodes, tokens: tokenStore },

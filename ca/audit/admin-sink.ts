@@ -1,6 +1,7 @@
 import type { JsonValue } from '../../lib/canonical-json.js';
 import type { AdminRecord, AdminRecordSink } from '../admin-auth/record.js';
 import type { Queryable } from '../db/database.js';
+import type { FailureLimiter } from '../enrollment/failure-limiter.js';
 import type { AuditAppender } from './port.js';
 
 /** Views are JSON-ready; this drops what JSON would (undefined, functions) so the entry is canonical. */
@@ -13,15 +14,28 @@ const json = (v: unknown): JsonValue | undefined => (v === undefined ? undefined
  * its log (the request has been answered by then; the change's own domain event, where it has one,
  * was written in its transaction).
  */
-export function auditRecordSink(audit: AuditAppender, db: Queryable, next: AdminRecordSink): AdminRecordSink {
+export function auditRecordSink(audit: AuditAppender, db: Queryable, next: AdminRecordSink, authFailures: FailureLimiter): AdminRecordSink {
   return {
     async append(record: AdminRecord) {
       await next.append(record);
       const failedAuth = record.action === 'admin.authenticate';
+      if (failedAuth) {
+        // Anyone who reaches the listener can fail to authenticate: past a few per source and minute
+        // they stay in the log lines only, so nobody can grow the permanent log without a credential.
+        try {
+          authFailures.check(record.source);
+        } catch {
+          return;
+        }
+        authFailures.fail(record.source);
+      }
       await audit.append(db, [{
         event: failedAuth ? 'admin.auth_failed' : 'admin.action',
-        actor: record.actor,
+        // an unauthenticated caller is nobody: what it claimed to be (an expired credential's name, an
+        // unverified certificate's SPIFFE ID) is recorded as a claim, never as the actor
+        actor: failedAuth ? 'anonymous' : record.actor,
         subject: {
+          ...(failedAuth && record.actor !== 'anonymous' ? { claimed: record.actor } : {}),
           credential: record.credential,
           action: record.action,
           target: record.target,

@@ -222,7 +222,14 @@ export class AuthorityLifecycle {
         details: { jwtSvidsValidUntil: until.toISOString() },
       };
     }
-    const u = await this.deps.inventory.inUse(key.id, now, tx);
+    const u = await this.deps.inventory.inUse(key.id, key.trustDomain, now, tx);
+    if (u.svids === 0 && u.unknownSigner > 0) {
+      return {
+        inUse: true,
+        message: `${u.unknownSigner} unexpired SVID(s) of ${key.trustDomain} have no recorded signer (issued before this release recorded it, or by a replica of the previous one), and any of them may be this key's`,
+        details: { svidsInUse: 0, unknownSigner: u.unknownSigner },
+      };
+    }
     if (u.svids === 0) return { inUse: false, details: { svidsInUse: 0 } };
     const held = u.nodeSvids > 0 ? `, ${u.nodeSvids} of them held by attested agents or devices as their own SVID` : '';
     return {

@@ -43,6 +43,11 @@ export class KekRing {
     return this.currentId;
   }
 
+  /** Holds `kek` for opening only (a rotation's new KEK until it commits). Returns its id. */
+  hold(kek: Buffer): string {
+    return this.add(kek);
+  }
+
   get current(): { readonly id: string; readonly key: Buffer } {
     return { id: this.currentId, key: this.keys.get(this.currentId)! };
   }

@@ -24,6 +24,11 @@ export interface AuthorityUse {
   readonly nodeSvids: number;
   /** When the last of them expires. */
   readonly lastExpiry: Date | null;
+  /**
+   * Unexpired SVIDs of the trust domain whose signer is not recorded (issued before 0009, or by a
+   * replica of the previous release during an upgrade): any of them may be this key's.
+   */
+  readonly unknownSigner: number;
   /** A few of their SPIFFE IDs, for the operator. */
   readonly examples: string[];
 }
@@ -140,8 +145,12 @@ export class InventoryStore {
    * (minted through the admin API, a node evicted since) counts until it expires. Reads
    * attested_nodes too: "in use" is a question about both.
    */
-  inUse(authorityId: string, now: Date, q: Queryable = this.db): Promise<AuthorityUse> {
+  inUse(authorityId: string, trustDomain: string, now: Date, q: Queryable = this.db): Promise<AuthorityUse> {
     return guard(async () => {
+      const unknown = await q.query<{ n: number | string }>(
+        `SELECT count(*) AS n FROM issued_x509_svids WHERE trust_domain = $1 AND authority_id IS NULL AND not_after > $2`,
+        [trustDomain, now],
+      );
       const res = await q.query<{ svids: number | string; node_svids: number | string; last: Date | null; examples: string[] | null }>(
         `SELECT count(*) AS svids,
                 count(*) FILTER (WHERE s.serial = n.serial OR s.serial = n.new_serial) AS node_svids,
@@ -157,7 +166,7 @@ export class InventoryStore {
         [authorityId, now],
       );
       const r = res.rows[0]!;
-      return { svids: toNumber(r.svids), nodeSvids: toNumber(r.node_svids), lastExpiry: r.last === null ? null : toDate(r.last), examples: r.examples ?? [] };
+      return { svids: toNumber(r.svids), nodeSvids: toNumber(r.node_svids), unknownSigner: toNumber(unknown.rows[0]!.n), lastExpiry: r.last === null ? null : toDate(r.last), examples: r.examples ?? [] };
     });
   }
 }

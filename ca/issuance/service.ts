@@ -31,6 +31,9 @@ export interface IssuanceDeps {
 /** The outcome label of a failed issuance: its error code when it has one. */
 const failureOf = (err: unknown): string => (err instanceof CairnError ? err.code : 'internal');
 
+/** A trust domain that does not exist is not counted: its name is the caller's, and would become a label. */
+const countable = (err: unknown): boolean => !(err instanceof CairnError && err.code === 'trust_domain_not_found');
+
 export interface CsrRequest {
   /** The CSR, DER; verified (proof of possession) as part of issuance. */
   readonly der: Buffer;
@@ -119,7 +122,7 @@ export class IssuanceService {
           done('ok', issued.length);
           return issued;
         } catch (err) {
-          done(failureOf(err), requests.length);
+          if (countable(err)) done(failureOf(err), requests.length);
           throw err;
         }
       },
@@ -199,7 +202,7 @@ export class IssuanceService {
     try {
       results = await this.batch(trustDomain, requests, issuedTo);
     } catch (err) {
-      done(failureOf(err), requests.length);
+      if (countable(err)) done(failureOf(err), requests.length);
       throw err;
     }
     const failures = new Map<string, number>();
@@ -259,7 +262,7 @@ export class IssuanceService {
       done('ok');
       return minted;
     } catch (err) {
-      done(failureOf(err));
+      if (countable(err)) done(failureOf(err));
       throw err;
     }
   }

@@ -63,6 +63,20 @@ const resultOf = (o: HttpOutcome): string => (o.status < 400 ? 'ok' : (o.code ??
 
 const seconds = (start: bigint): number => Number(process.hrtime.bigint() - start) / 1e9;
 
+/**
+ * One read per scrape however many gauges use it: a scrape collects its gauges concurrently, so they
+ * share the read in flight. Scrapes need no credential; each must cost a bounded few queries.
+ */
+function perScrape<T>(read: () => Promise<T>): () => Promise<T> {
+  let inFlight: Promise<T> | undefined;
+  return () => {
+    inFlight ??= read().finally(() => {
+      inFlight = undefined;
+    });
+    return inFlight;
+  };
+}
+
 export class CaMetrics implements CaMetricsPorts {
   readonly registry = new Registry();
   private readonly svids: Counter<'kind' | 'trust_domain' | 'result'>;
@@ -76,7 +90,8 @@ export class CaMetrics implements CaMetricsPorts {
   private readonly rotationSuccess: Gauge;
 
   /** `process`: also the client library's process_* and nodejs_* metrics (once per process: the CA's own). */
-  constructor(sources: CaGaugeSources, options: { readonly process?: boolean } = {}) {
+  constructor(given: CaGaugeSources, options: { readonly process?: boolean } = {}) {
+    const sources: CaGaugeSources = { activeAuthorities: perScrape(() => given.activeAuthorities()), auditLog: perScrape(() => given.auditLog()) };
     const registers = [this.registry];
     if (options.process) collectDefaultMetrics({ register: this.registry });
     this.svids = new Counter({ name: 'cairn_svids_issued_total', help: 'SVIDs issued, by kind (x509, jwt), trust domain and result (ok, or the error code)', labelNames: ['kind', 'trust_domain', 'result'], registers });

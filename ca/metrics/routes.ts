@@ -12,7 +12,8 @@ import type { CaMetrics } from './ca-metrics.js';
  */
 export function registerMetricsRoute(app: App, metrics: CaMetrics): void {
   app.get(METRICS_PATH, { schema: { hide: true } }, async (req, reply) => {
-    if (!isLoopbackAddress(req.socket.remoteAddress)) {
+    // A reverse proxy on this host makes every caller look local: a forwarded request is not local.
+    if (!isLoopbackAddress(req.socket.remoteAddress) || req.headers['x-forwarded-for'] !== undefined || req.headers.forwarded !== undefined) {
       throw new CairnError('permission_denied', 'metrics are served to loopback callers only on this listener; start the CA with --metrics-listen HOST:PORT to serve them on a listener of their own');
     }
     return reply.header('content-type', metrics.contentType).send(await metrics.text());

@@ -76,7 +76,8 @@ export function crlDigest(crls: readonly StoredCrl[]): string {
  */
 export class RevocationService {
   /** Decrypted CRL-signing keys per authority id (the same material the issuer caches). */
-  private readonly signingKeys = new Map<string, KeyObject>();
+  /** Opened CA keys by id, kept while their CA is published (a revoked authority's key is not kept). */
+  private readonly signingKeys = new Map<string, { readonly trustDomain: string; readonly key: KeyObject }>();
 
   constructor(private readonly deps: RevocationDeps) {}
 
@@ -216,15 +217,17 @@ export class RevocationService {
       crls.push({ authorityId: key.id, trustDomain, crlNumber, thisUpdate, nextUpdate, der });
     }
     await store.replaceCrls(tx, trustDomain, crls);
+    for (const [id, held] of this.signingKeys) {
+      if (held.trustDomain === trustDomain && !published.some((k) => k.id === id)) this.signingKeys.delete(id);
+    }
   }
 
   private signingKeyOf(key: AuthorityKey): KeyObject {
-    let k = this.signingKeys.get(key.id);
-    if (!k) {
-      k = x509SignerOf(key, this.deps.sealer).template.signingKey;
-      this.signingKeys.set(key.id, k);
-    }
-    return k;
+    const held = this.signingKeys.get(key.id);
+    if (held) return held.key;
+    const opened = x509SignerOf(key, this.deps.sealer).template.signingKey;
+    this.signingKeys.set(key.id, { trustDomain: key.trustDomain, key: opened });
+    return opened;
   }
 }
 

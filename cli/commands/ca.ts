@@ -116,13 +116,22 @@ function caConfigOf({ values, sources }: Pick<Parsed<typeof CA_START_FLAGS>, 'va
   };
 }
 
-/** SIGHUP re-reads the KEK file (after cairn kek rotate on another replica); its default would kill the CA. */
-function reloadKekOnHangup(handle: CaHandle): void {
-  process.on('SIGHUP', () => void handle.reloadKek());
+/**
+ * SIGHUP re-reads the KEK file (after cairn kek rotate on another replica). Listened for before the
+ * CA starts, since Node's default would kill it; one that arrives during the start is a no-op (the
+ * start reads the file anyway).
+ */
+function reloadKekOnHangup(): { serve(handle: CaHandle): void } {
+  let served: CaHandle | undefined;
+  process.on('SIGHUP', () => void served?.reloadKek());
+  return {
+    serve: (handle) => {
+      served = handle;
+    },
+  };
 }
 
 async function runUntilSignal(handle: CaHandle, stopped: Promise<string>): Promise<void> {
-  reloadKekOnHangup(handle);
   const signal = await stopped;
   handle.logger.info({ signal }, 'shutting down');
   await handle.close();
@@ -131,7 +140,9 @@ async function runUntilSignal(handle: CaHandle, stopped: Promise<string>): Promi
 export async function caStartCommand(args: Parsed<typeof CA_START_FLAGS>): Promise<void> {
   const config = caConfigOf(args);
   const signals = stopSignals();
+  const hangup = reloadKekOnHangup();
   const handle = await startCa(config, { logger: createLogger(logOptionsOf(args.values)), processMetrics: true });
+  hangup.serve(handle);
   signals.started();
   // with a configured token there is no bootstrap credential to point at
   const admin = config.adminToken ? 'admin credential "configured" from CAIRN_ADMIN_TOKEN' : `admin token file: ${handle.adminTokenFile}`;
@@ -179,8 +190,9 @@ export async function upCommand({ values, sources }: Parsed<typeof UP_FLAGS>): P
   // the restart in place (leanProcessLogger) comes first: nothing is listened for or opened before it
   const logger = leanProcessLogger(values);
   const signals = stopSignals();
+  const hangup = reloadKekOnHangup();
   const handle = await startCa(config, { logger, processMetrics: true });
-  reloadKekOnHangup(handle);
+  hangup.serve(handle);
   const base = (config.publicUrl ?? handle.url).replace(/\/+$/, '');
   const urls = publicUrls(base, trustDomain);
   try {

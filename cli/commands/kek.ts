@@ -6,7 +6,7 @@ import { stagedKekFile } from '../../ca/kek/service.js';
 import type { KekRotationView, KekStatusView } from '../../contract/kek-api.js';
 import { writeFileAtomic } from '../../lib/fs.js';
 import { ConfigError, type Parsed } from '../flags.js';
-import { adminClientFor, dataDirOf } from '../client.js';
+import { adminClientFor, CliError, dataDirOf } from '../client.js';
 import { printResult, say, table } from '../output.js';
 import type { KEK_ROTATE_FLAGS, KEK_STATUS_FLAGS } from '../specs/kek.js';
 
@@ -29,9 +29,12 @@ export async function kekRotate({ values, sources }: Parsed<typeof KEK_ROTATE_FL
   let rotated: KekRotationView;
   try {
     rotated = await adminClientFor(values).request<KekRotationView>('POST', '/v1/kek/rotate', {});
-  } finally {
-    // The CA moved it over the KEK file when it rotated; otherwise a spare KEK must not stay behind.
-    rmSync(staged, { force: true });
+  } catch (err) {
+    // Refused (4xx): nothing was rotated, and a spare KEK must not stay behind. Otherwise (a timeout,
+    // a lost connection, a 5xx) the CA may have rotated: the staged key is kept for the operator.
+    if (err instanceof CliError && err.status !== undefined && err.status >= 400 && err.status < 500) rmSync(staged, { force: true });
+    else process.stderr.write(`the new KEK stays at ${staged}: the CA may have rotated; check with cairn kek status before deleting it\n`);
+    throw err;
   }
   say(
     `key-encryption key rotated: ${rotated.resealed} of ${rotated.sealedValues} sealed values re-sealed under KEK ${rotated.kekId} (was ${rotated.previousKekId}); ` +

@@ -98,9 +98,22 @@ describe(`the audit log (${storeKind()} store)`, { timeout: 300_000 }, () => {
     expect(entries.find((e) => e.event === 'jwt_svid.minted')).toMatchObject({ spiffeId: `spiffe://${TD}/web`, audience: ['gw'], expiresAt: expect.any(String) });
     expect(entries.find((e) => e.event === 'token.minted')).toMatchObject({ tokenId: t.body.id, trustDomain: TD, actor: expect.any(String) });
     expect(entries.find((e) => e.event === 'admin.action' && e.action === 'trust_domain.create')).toMatchObject({ outcome: 'success', new: expect.objectContaining({ name: TD }) });
-    expect(entries.find((e) => e.event === 'admin.auth_failed')).toMatchObject({ outcome: 'failure', status: 401 });
+    expect(entries.find((e) => e.event === 'admin.auth_failed')).toMatchObject({ outcome: 'failure', status: 401, actor: 'anonymous' });
     const all = Buffer.concat(raw).toString('utf8');
     for (const secret of [t.body.token, j.body.token, ca.adminToken]) expect(all.includes(secret)).toBe(false);
+  });
+
+  it('failed admin authentications are entries only up to 20 per source and minute, as anonymous', async () => {
+    for (let i = 0; i < 40; i++) {
+      expect((await fetch(`${ca.url}/v1/entries`, { headers: { authorization: `Bearer cairn-admin.flood${i}aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa` } })).status).toBe(401);
+    }
+    // let the records of the last answers land, then count what the log holds
+    await new Promise((r) => setTimeout(r, 1500));
+    const size = parseCheckpoint(openNote(await sign(), (await json('/v1/audit/key')).body.vkey)).size;
+    const failed = (await allEntries(size)).map((d) => JSON.parse(d.toString('utf8'))).filter((e) => e.event === 'admin.auth_failed');
+    expect(failed.length).toBeLessThanOrEqual(20);
+    expect(failed.length).toBeGreaterThan(0);
+    for (const e of failed) expect(e.actor).toBe('anonymous');
   });
 
   it('answers bad parameters 400 with a code', async () => {

@@ -182,6 +182,23 @@ describe(`authority lifecycle (${storeKind()} store)`, () => {
     expect(await x509Certs(TD)).toHaveLength(1);
   });
 
+  it('revoke counts unexpired SVIDs whose signer was not recorded (issued before 0009, or by a previous-release replica) as in use', async () => {
+    const TD = 'unrecorded.authority.test';
+    expect((await call('/v1/trust-domains', { name: TD, caTtlSeconds: DAY, x509SvidTtlSeconds: HOUR })).status).toBe(201);
+    const old = (await list(TD))[0]!;
+    const svid = await mint(TD);
+    // what a replica of the previous release writes: no authority_id
+    await ca.handle.db.query('UPDATE issued_x509_svids SET authority_id = NULL WHERE serial = $1', [svid.serial]);
+    await op(TD, 'prepare', { kind: 'x509' });
+    await op(TD, 'activate', { kind: 'x509' });
+    await op(TD, 'taint', { kind: 'x509' }, old.id);
+    const refused = await op(TD, 'revoke', { kind: 'x509' }, old.id);
+    expect(refused.body.code).toBe('authority_in_use');
+    expect(refused.body.details).toMatchObject({ unknownSigner: 1 });
+    clock.advance(HOUR + MIN);
+    expect((await op(TD, 'revoke', { kind: 'x509' }, old.id)).status).toBe(200);
+  });
+
   it('a JWT key: revoke is refused while tokens it signed may be valid; its tokens stop verifying against the JWKS', async () => {
     const TD = 'jwt.authority.test';
     expect((await call('/v1/trust-domains', { name: TD, caTtlSeconds: DAY, jwtSvidTtlSeconds: 5 * MIN })).status).toBe(201);

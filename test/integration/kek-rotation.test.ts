@@ -142,6 +142,16 @@ describe(`cairn kek rotate: every sealed value re-sealed under the new KEK (${st
     expect(entries).toEqual([expect.objectContaining({ kekId: kekId(newKek), previousKekId: kekId(oldKek), resealed: aads.length })]);
   });
 
+  it('a value sealed under the old KEK just as the rotation committed is re-sealed by housekeeping', async () => {
+    // what a request that raced the rotation's snapshot leaves behind
+    const straggler = createSealer(oldKek, systemRandom).seal(Buffer.from(TOKEN), `k8s-psat/${TD}/east/api-token`).toString('base64');
+    await ca.handle.db.query(`UPDATE node_attestors SET config = jsonb_set(config, '{apiTokenSealed}', to_jsonb($1::text)) WHERE name = 'east'`, [straggler]);
+    expect((await callAs(ca, ca.adminToken, 'GET', '/v1/kek')).body.sealedUnder[kekId(oldKek)]).toBe(1);
+    await ca.core.kek.settle();
+    for (const { where, blob } of await sealedBlobs(ca)) expect(opensWith(newKek, blob, aads), where).toBe(true);
+    expect((await callAs(ca, ca.adminToken, 'GET', '/v1/kek')).body.sealedUnder).toEqual({ [kekId(newKek)]: aads.length });
+  });
+
   it('a restarted CA opens every key with the new KEK file and signs', async () => {
     await ca.restart();
     const svid = await ca.admin('/v1/x509-svids', { body: { spiffeId: `spiffe://${TD}/w`, csr: csr() } });
