@@ -1,6 +1,6 @@
 import type { Clock } from '../../lib/clock.js';
 import { addSeconds } from '../../lib/clock.js';
-import { CairnError } from '../../lib/errors.js';
+import { CairnError, isCairnError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import { randomAlphanumeric, randomSerial, type Random } from '../../lib/random.js';
 import type { Database, Queryable } from '../db/database.js';
@@ -149,9 +149,19 @@ export class AuthorityService {
     return { trustDomain: current.trustDomain, keys: current.keys.filter((k) => k.notAfter > now) };
   }
 
+  /**
+   * The trust domain's published CA certificates; none for a trust domain this CA does not host, so
+   * a client certificate claiming one fails verification like any other (401), and nobody learns
+   * from the answer which trust domains are hosted.
+   */
   async x509Authorities(trustDomainName: string): Promise<Buffer[]> {
-    const { keys } = await this.published(trustDomainName);
-    return keys.filter((k) => k.kind === 'x509' && k.certificate).map((k) => k.certificate!);
+    try {
+      const { keys } = await this.published(trustDomainName);
+      return keys.filter((k) => k.kind === 'x509' && k.certificate).map((k) => k.certificate!);
+    } catch (err) {
+      if (isCairnError(err, 'trust_domain_not_found')) return [];
+      throw err;
+    }
   }
 
   /** Forgets cached key material for keys that will never sign again (deleted, revoked). */

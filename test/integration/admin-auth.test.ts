@@ -19,6 +19,10 @@ const PUBLIC_ROUTES = new Set([
   'GET /td/:trustDomain/bundle.pem',
   'GET /td/:trustDomain/jwks',
   'GET /td/:trustDomain/.well-known/openid-configuration',
+  'GET /td/:trustDomain/crl',
+  'GET /td/:trustDomain/crl.pem',
+  // public, but answered to loopback callers only (test/integration/metrics.test.ts)
+  'GET /metrics',
 ]);
 
 function concretePath(url: string): string {
