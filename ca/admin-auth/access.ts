@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Clock } from '../../lib/clock.js';
-import { CairnError } from '../../lib/errors.js';
+import { CairnError, isCairnError } from '../../lib/errors.js';
 import { SpiffeId } from '../../spiffe/id.js';
 import { peerChain } from '../enrollment/routes.js';
 import { toHttpError } from '../http/errors.js';
@@ -220,7 +220,9 @@ export class AdminAccess {
         outcome: status < 400 ? 'success' : 'failure',
       });
     } catch (err) {
-      req.log.error({ err }, 'could not record an admin request');
+      // the database away is a known condition (the request itself got its 503): a warning, not an error with a stack
+      if (isCairnError(err, 'store_unavailable')) req.log.warn({ code: err.code, cause: err.cause instanceof Error ? err.cause.message : undefined }, 'could not record an admin request: the database is unavailable');
+      else req.log.error({ err }, 'could not record an admin request');
     }
   }
 }
