@@ -42,6 +42,7 @@ import { TrustDomainStore } from './trust-domains/store.js';
 import { AuditStore } from './audit/store.js';
 import { AuditLog } from './audit/service.js';
 import { auditRecordSink } from './audit/admin-sink.js';
+import { RequestTransactions } from './db/request-transactions.js';
 import { Checkpointer, type CheckpointExport } from './audit/checkpointer.js';
 
 export interface CoreDeps {
@@ -87,7 +88,11 @@ export const defaultAuditOrigin = (host: string): string => `${host.replace(/[^A
 
 /** Wires stores and services over one database. No I/O happens here. */
 export function buildCaCore(deps: CoreDeps): CaCore {
-  const { db, clock, random, logger } = deps;
+  const { clock, random, logger } = deps;
+  // every store works through this: inside an admin write it is that request's transaction, which
+  // commits with the request's audit record (AdminAccess), outside one the database itself
+  const transactions = new RequestTransactions(deps.db);
+  const db = transactions.db;
   const trustDomainStore = new TrustDomainStore(db);
   const keys = new AuthorityKeyStore(db);
   const entries = new EntryStore(db);
@@ -136,6 +141,7 @@ export function buildCaCore(deps: CoreDeps): CaCore {
     },
     // failed admin authentications reach the audit log at most 20 per source and minute
     sink: auditRecordSink(audit, db, logRecordSink(logger), new FailureLimiter(clock, 20, 60)),
+    transactions,
   });
   return {
     stores: { trustDomains: trustDomainStore, keys, entries, adminTokens, nodes, tokens: tokenStore },

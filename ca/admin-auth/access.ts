@@ -7,7 +7,8 @@ import { toHttpError } from '../http/errors.js';
 import type { App } from '../http/types.js';
 import { checkGuard, type AdminEntryFacts } from './guards.js';
 import { describeScope, inScope, roleAtLeast, type AdminPrincipal } from './model.js';
-import type { AdminRecordSink, ChangeNote } from './record.js';
+import type { Queryable } from '../db/database.js';
+import type { AdminRecord, AdminRecordSink, ChangeNote } from './record.js';
 import { ADMIN_ROUTES, ruleFor, type RouteRule } from './route-table.js';
 import type { AdminAuthService, BearerResult } from './service.js';
 import type { SvidAdminAuth, SvidResult } from './svid.js';
@@ -27,6 +28,21 @@ export interface AdminRequestState {
   listScope?: readonly string[] | undefined;
   note?: ChangeNote;
   errorCode?: string;
+  /** The change's transaction, from the handler to its record (a write with a route rule). */
+  transaction?: RequestScope | undefined;
+  /** The record was written with the change; the response hook has nothing left to write. */
+  recorded?: boolean;
+}
+
+/** One request's transaction (ca/db/request-transactions.ts): every query the handler makes, then the record. */
+export interface RequestScope {
+  finish(last: (q: Queryable) => Promise<void>): Promise<void>;
+  abandon(): Promise<void>;
+}
+
+export interface RequestScopes {
+  /** Runs `next` (the rest of the request) inside a new request transaction. */
+  begin(next: () => void): RequestScope;
 }
 
 export interface AdminAccessDeps {
@@ -35,6 +51,8 @@ export interface AdminAccessDeps {
   readonly svids: Pick<SvidAdminAuth, 'verify'>;
   readonly facts: AdminEntryFacts;
   readonly sink: AdminRecordSink;
+  /** Request transactions over the database the services use; absent, records are written after the answer. */
+  readonly transactions?: RequestScopes | undefined;
   /** The route table; tests hand in others. */
   readonly table?: Readonly<Record<string, RouteRule>>;
 }
@@ -79,12 +97,53 @@ export class AdminAccess {
     });
     app.addHook('onRequest', async (req) => this.authenticate(req));
     app.addHook('preHandler', async (req) => this.authorize(req));
+    // registered after authorize: the handler, and only the handler, runs in the request's transaction
+    app.addHook('preHandler', (req, _reply, done) => this.beginChange(req, done));
+    app.addHook('onSend', async (req, reply, payload) => this.commitChange(req, reply, payload));
     app.addHook('preSerialization', async (req, _reply, payload) => this.checkList(req, payload));
     app.addHook('onError', async (req, _reply, err) => {
       const state = stateOf(req);
       if (state) state.errorCode = toHttpError(err).body.code;
     });
     app.addHook('onResponse', async (req, reply) => this.record(req, reply));
+  }
+
+  /** preHandler: a write runs in a transaction that its record will join (unless its rule says otherwise). */
+  beginChange(req: FastifyRequest, done: () => void): void {
+    const state = stateOf(req);
+    if (!this.deps.transactions || !state?.principal || !state.rule || state.rule.ownTransactions || READS.has(req.method)) {
+      done();
+      return;
+    }
+    state.transaction = this.deps.transactions.begin(done);
+  }
+
+  /**
+   * onSend (the status is final, nothing is sent yet): the record joins the change's transaction
+   * and both commit, or neither does and the caller is told 503 instead of the handler's answer.
+   */
+  async commitChange(req: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<unknown> {
+    const state = stateOf(req);
+    const tx = state?.transaction;
+    if (!state || !tx) return payload;
+    state.transaction = undefined;
+    const record = this.recordOf(req, reply.statusCode);
+    try {
+      await tx.finish(async (q) => {
+        if (record) await this.deps.sink.append(record, q);
+      });
+      state.recorded = true;
+      return payload;
+    } catch (err) {
+      state.recorded = true;
+      const unavailable = isCairnError(err, 'store_unavailable');
+      if (unavailable) req.log.warn({ code: err.code, action: record?.action }, 'a change was rolled back: the database is unavailable');
+      else req.log.error({ err, action: record?.action }, 'a change was rolled back: its audit entry could not be written');
+      const { status, body } = toHttpError(unavailable ? err : new CairnError('store_unavailable', 'the change could not be recorded in the audit log, so it was not made; retry later'));
+      state.errorCode = body.code;
+      void reply.code(status).header('content-type', 'application/json; charset=utf-8');
+      return JSON.stringify(body);
+    }
   }
 
   /** onRequest: who is calling, and may their role call this route at all. */
@@ -199,31 +258,41 @@ export class AdminAccess {
   async record(req: FastifyRequest, reply: FastifyReply): Promise<void> {
     const state = stateOf(req);
     if (!state) return; // refused before authentication (the plain listener's gate), which logs on its own
-    const status = reply.statusCode;
-    const base = { time: this.deps.clock.now().toISOString(), status, source: req.ip, ...(state.errorCode ? { code: state.errorCode } : {}) };
+    // a request that ended without its answer being sent (the client went away mid-handler): nothing of it is kept
+    if (state.transaction) await state.transaction.abandon();
+    if (state.recorded) return;
+    const record = this.recordOf(req, reply.statusCode);
+    if (!record) return;
     try {
-      if (state.failed || !state.principal) {
-        await this.deps.sink.append({ ...base, actor: state.attempted ?? 'anonymous', credential: state.credential, action: 'admin.authenticate', outcome: 'failure' });
-        return;
-      }
-      if (READS.has(req.method) && state.errorCode !== 'permission_denied') return;
-      const note = state.note ?? {};
-      await this.deps.sink.append({
-        ...base,
-        actor: state.principal.name,
-        credential: state.principal.kind,
-        action: state.rule?.action ?? `${req.method} ${req.routeOptions.url ?? req.url.split('?')[0]}`,
-        target: note.target ?? state.subject,
-        trustDomain: note.trustDomain ?? state.trustDomain,
-        ...(status < 400 && note.old !== undefined ? { old: note.old } : {}),
-        ...(status < 400 && note.new !== undefined ? { new: note.new } : {}),
-        outcome: status < 400 ? 'success' : 'failure',
-      });
+      await this.deps.sink.append(record);
     } catch (err) {
       // the database away is a known condition (the request itself got its 503): a warning, not an error with a stack
       if (isCairnError(err, 'store_unavailable')) req.log.warn({ code: err.code, cause: err.cause instanceof Error ? err.cause.message : undefined }, 'could not record an admin request: the database is unavailable');
       else req.log.error({ err }, 'could not record an admin request');
     }
+  }
+
+  /** The request as recorded: a failed authentication, a change, or a refusal; none for a read that succeeded. */
+  private recordOf(req: FastifyRequest, status: number): AdminRecord | undefined {
+    const state = stateOf(req);
+    if (!state) return undefined;
+    const base = { time: this.deps.clock.now().toISOString(), status, source: req.ip, ...(state.errorCode ? { code: state.errorCode } : {}) };
+    if (state.failed || !state.principal) {
+      return { ...base, actor: state.attempted ?? 'anonymous', credential: state.credential, action: 'admin.authenticate', outcome: 'failure' };
+    }
+    if (READS.has(req.method) && state.errorCode !== 'permission_denied') return undefined;
+    const note = state.note ?? {};
+    return {
+      ...base,
+      actor: state.principal.name,
+      credential: state.principal.kind,
+      action: state.rule?.action ?? `${req.method} ${req.routeOptions.url ?? req.url.split('?')[0]}`,
+      target: note.target ?? state.subject,
+      trustDomain: note.trustDomain ?? state.trustDomain,
+      ...(status < 400 && note.old !== undefined ? { old: note.old } : {}),
+      ...(status < 400 && note.new !== undefined ? { new: note.new } : {}),
+      outcome: status < 400 ? 'success' : 'failure',
+    };
   }
 }
 

@@ -1,4 +1,5 @@
 import type { Logger } from '../../lib/log.js';
+import type { Queryable } from '../db/database.js';
 
 /** Told the values before and after a change, inside the change's transaction when there is one. */
 export type ChangeObserver<T> = (before: T, after: T) => void;
@@ -31,12 +32,11 @@ export interface AdminRecord {
 }
 
 /**
- * Where records go: one structured log line each today. The audit log (issue 14) implements this
- * port too, and appends successful changes inside their transactions through the services'
- * ChangeObservers.
+ * Where records go: a structured log line each, and the audit log (ca/audit/admin-sink.ts). `q` is
+ * the request's transaction when the record commits with the change it records.
  */
 export interface AdminRecordSink {
-  append(record: AdminRecord): Promise<void>;
+  append(record: AdminRecord, q?: Queryable): Promise<void>;
 }
 
 /** What a route handler tells the record about the change it made. */

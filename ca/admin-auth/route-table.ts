@@ -48,6 +48,14 @@ export interface RouteRule {
   readonly action: string;
   readonly trustDomain: TrustDomainRule;
   readonly guard?: Guard;
+  /**
+   * A change that commits in transactions of its own, so its admin record is written after the
+   * answer: the route acts outside the database once a commit has happened (a new KEK file, an
+   * exported checkpoint), which a request-wide transaction would put before the commit. Its own
+   * transactions carry the domain events (`kek.rotated`). Every other change is recorded in the
+   * request's transaction, with the change (AdminAccess).
+   */
+  readonly ownTransactions?: true;
 }
 
 const param = (name: string): TrustDomainRule => ({ from: 'param', name });
@@ -108,11 +116,11 @@ export const ADMIN_ROUTES: Readonly<Record<string, RouteRule>> = {
   'GET /v1/admins': { role: 'viewer', action: 'admin.list', trustDomain: INSTALLATION },
   'DELETE /v1/admins/:name': { role: 'admin', action: 'admin.revoke', trustDomain: INSTALLATION },
   'GET /v1/kek': { role: 'viewer', action: 'kek.status', trustDomain: INSTALLATION },
-  'POST /v1/kek/rotate': { role: 'admin', action: 'kek.rotate', trustDomain: INSTALLATION },
+  'POST /v1/kek/rotate': { role: 'admin', action: 'kek.rotate', trustDomain: INSTALLATION, ownTransactions: true },
 
   // the audit log: it spans every trust domain, so installation-wide credentials only
   'GET /v1/audit/checkpoint': { role: 'viewer', action: 'audit.checkpoint', trustDomain: INSTALLATION },
-  'POST /v1/audit/checkpoint': { role: 'admin', action: 'audit.sign', trustDomain: INSTALLATION },
+  'POST /v1/audit/checkpoint': { role: 'admin', action: 'audit.sign', trustDomain: INSTALLATION, ownTransactions: true },
   'GET /v1/audit/entries': { role: 'viewer', action: 'audit.entries', trustDomain: INSTALLATION },
   'GET /v1/audit/proof/inclusion': { role: 'viewer', action: 'audit.inclusion_proof', trustDomain: INSTALLATION },
   'GET /v1/audit/proof/consistency': { role: 'viewer', action: 'audit.consistency_proof', trustDomain: INSTALLATION },

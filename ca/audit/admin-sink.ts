@@ -10,14 +10,13 @@ const json = (v: unknown): JsonValue | undefined => (v === undefined ? undefined
 /**
  * Admin requests into the audit log: every change (actor, action, target, old → new, outcome),
  * every refusal and every failed authentication, as `admin.action` / `admin.auth_failed` entries,
- * besides the structured log line. An entry that cannot be written is an error the caller sees in
- * its log (the request has been answered by then; the change's own domain event, where it has one,
- * was written in its transaction).
+ * besides the structured log line. A change's entry is written in the request's transaction (`q`),
+ * so a change whose entry cannot be written does not happen; a failed authentication's, on its own.
  */
 export function auditRecordSink(audit: AuditAppender, db: Queryable, next: AdminRecordSink, authFailures: FailureLimiter): AdminRecordSink {
   return {
-    async append(record: AdminRecord) {
-      await next.append(record);
+    async append(record: AdminRecord, q?: Queryable) {
+      await next.append(record, q);
       const failedAuth = record.action === 'admin.authenticate';
       if (failedAuth) {
         // Anyone who reaches the listener can fail to authenticate: past a few per source and minute
@@ -29,7 +28,7 @@ export function auditRecordSink(audit: AuditAppender, db: Queryable, next: Admin
         }
         authFailures.fail(record.source);
       }
-      await audit.append(db, [{
+      await audit.append(q ?? db, [{
         event: failedAuth ? 'admin.auth_failed' : 'admin.action',
         // an unauthenticated caller is nobody: what it claimed to be (an expired credential's name, an
         // unverified certificate's SPIFFE ID) is recorded as a claim, never as the actor

@@ -45,6 +45,11 @@ export class AuditLog implements AuditAppender {
     checkKeyName(deps.origin);
   }
 
+  /**
+   * The entry bytes escape anything (canonical JSON); the search columns are PostgreSQL text, which
+   * cannot hold NUL. A hostile request's SPIFFE ID with a NUL in it is still recorded in full in the
+   * entry, just not indexed — it must not make the record, and so the request, fail.
+   */
   async append(q: Queryable, events: readonly AuditEvent[]): Promise<void> {
     if (events.length === 0) return;
     const time = this.deps.clock.now();
@@ -55,9 +60,9 @@ export class AuditLog implements AuditAppender {
         data: Buffer.from(canonicalJson({ ...e.subject, time: iso, event: e.event, actor: e.actor }), 'utf8'),
         time,
         event: e.event,
-        actor: e.actor,
-        spiffeId: typeof spiffeId === 'string' ? spiffeId : null,
-        serial: typeof serial === 'string' ? serial : null,
+        actor: indexable(e.actor) ?? '\uFFFD',
+        spiffeId: indexable(spiffeId),
+        serial: indexable(serial),
       };
     }));
   }
@@ -170,3 +175,5 @@ export class AuditLog implements AuditAppender {
     });
   }
 }
+
+const indexable = (v: unknown): string | null => (typeof v === 'string' && !v.includes('\0') ? v : null);

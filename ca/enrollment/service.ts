@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import type { Clock } from '../../lib/clock.js';
-import { CairnError } from '../../lib/errors.js';
+import { CairnError, isCairnError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import { decodePageToken, pageSizeOf, type Page } from '../../lib/paging.js';
 import { SpiffeId } from '../../spiffe/id.js';
@@ -16,6 +16,7 @@ import type { AttestedNode, NodeKind, NodeStore } from '../nodes/store.js';
 import type { TokenService } from '../tokens/service.js';
 import { defaultAgentId, invalidToken, isGuess, type TokenRefusal } from '../tokens/service.js';
 import type { FailureLimiter } from './failure-limiter.js';
+import { NodeRefusals } from './refusals.js';
 
 export interface EnrollmentDeps {
   readonly clock: Clock;
@@ -45,7 +46,11 @@ export const serverId = (trustDomain: string): string => `spiffe://${trustDomain
  * only with the SVID they hold (mTLS), and only the node's current (or just-issued) serial counts.
  */
 export class EnrollmentService {
-  constructor(private readonly deps: EnrollmentDeps) {}
+  private readonly refusals: NodeRefusals;
+
+  constructor(private readonly deps: EnrollmentDeps) {
+    this.refusals = new NodeRefusals(deps.audit, deps.logger, deps.clock);
+  }
 
   /** A node agent's first SVID, from a join token. */
   attestAgent(tokenText: string, csrText: string, source: string): Promise<IssuedX509Svid> {
@@ -95,6 +100,10 @@ export class EnrollmentService {
       await this.deps.tokens.recordIssued(tx, t.id, svid.chain[0]!);
       await this.deps.audit.append(tx, [{ event: 'token.redeemed', actor: grant.issuedTo, subject: { tokenId: t.id, kind, trustDomain: t.trustDomain, spiffeId: grant.spiffeId, serial: svid.serial, source } }]);
       return { ok: true as const, svid, grant, tokenId: t.id, repeat: false };
+    }).catch(async (err: unknown) => {
+      // a valid token for a banned node: nothing was spent or signed (rolled back), and it is on record
+      if (isCairnError(err, 'agent_banned')) throw await this.refusals.refused(err, `token:${screened.tokenId}`, { tokenId: screened.tokenId, kind, trustDomain: screened.trustDomain, source });
+      throw err;
     });
     if (!outcome.ok) throw await this.refused(outcome.reason, outcome.tokenId, kind, source);
     if (outcome.repeat) {
@@ -196,13 +205,15 @@ export class EnrollmentService {
     const id = await verifyClientSvid(chain, (td) => this.deps.authority.x509Authorities(td), this.deps.clock.now());
     const serial = serialOf(chain[0]!);
     const [node, revoked] = await Promise.all([this.deps.nodes.get(id.toString()), this.deps.revocations.isRevoked(serial)]);
-    if (!node || node.kind !== kind) throw new CairnError('unauthenticated', `${id.toString()} is not an attested ${kind}; attest again`);
-    if (node.banned) throw new CairnError('agent_banned', `${node.spiffeId} is banned`);
-    if (revoked) throw revokedRefusal(node, serial);
+    // the chain verified: whoever is refused from here on proved to be this node
+    const refuse = (err: CairnError): Promise<CairnError> => this.refusals.refused(err, id.toString(), { spiffeId: id.toString(), trustDomain: id.trustDomain, kind, serial });
+    if (!node || node.kind !== kind) throw await refuse(new CairnError('unauthenticated', `${id.toString()} is not an attested ${kind}; attest again`));
+    if (node.banned) throw await refuse(new CairnError('agent_banned', `${node.spiffeId} is banned`));
+    if (revoked) throw await refuse(revokedRefusal(node, serial));
     if (serial === node.newSerial) {
       await this.deps.nodes.promote(node.spiffeId, serial, this.deps.clock.now());
     } else if (serial !== node.serial) {
-      throw new CairnError('agent_svid_superseded', 'this SVID has been superseded by a newer one; use the latest');
+      throw await refuse(new CairnError('agent_svid_superseded', 'this SVID has been superseded by a newer one; use the latest'));
     }
     return node;
   }

@@ -12,8 +12,8 @@ import type { AUDIT_SEARCH_FLAGS, AUDIT_TAIL_FLAGS, AUDIT_VERIFY_FLAGS } from '.
 const failed = (message: string, details?: Record<string, unknown>): CliError => new CliError('audit_verify_failed', message, undefined, details);
 const b64 = (s: string): Buffer => Buffer.from(s, 'base64');
 
-async function signedCheckpoint(client: AdminClient): Promise<{ vkey: string; note: string; checkpoint: Checkpoint }> {
-  const key = await client.request<AuditKeyView>('GET', AuditPaths.key);
+async function signedCheckpoint(client: AdminClient, pinned?: string): Promise<{ vkey: string; note: string; checkpoint: Checkpoint }> {
+  const key = pinned === undefined ? await client.request<AuditKeyView>('GET', AuditPaths.key) : { vkey: pinned };
   const note = await client.request<string>('GET', AuditPaths.checkpoint);
   if (typeof note !== 'string') throw failed('the CA did not answer a checkpoint note');
   let text: string;
@@ -50,7 +50,7 @@ async function firstBadIndex(client: AdminClient, leaves: readonly Buffer[], che
 
 export async function auditVerify({ values }: Parsed<typeof AUDIT_VERIFY_FLAGS>): Promise<void> {
   const client = adminClientFor(values);
-  const { vkey, note, checkpoint } = await signedCheckpoint(client);
+  const { vkey, note, checkpoint } = await signedCheckpoint(client, values.vkey);
   const leaves: Buffer[] = [];
   for (let start = 0; start < checkpoint.size; start += MAX_AUDIT_PAGE) {
     const end = Math.min(start + MAX_AUDIT_PAGE, checkpoint.size);

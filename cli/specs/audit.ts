@@ -1,12 +1,22 @@
 import { CHECKS, command, flags, group, type ValueCheck } from '../flags.js';
+import { parseVerifierKey } from '../../lib/signed-note.js';
 import { readableFile } from '../settings.js';
 import { ADMIN_FLAGS } from './common.js';
 
 const fileToRead = ((v, where) => (readableFile(v, where), v)) satisfies ValueCheck;
+const verifierKeyValue = ((v) => {
+  try {
+    parseVerifierKey(v);
+  } catch (err) {
+    throw new Error(`must be a C2SP verifier key like <origin>+<key id>+<base64 key>, as GET /v1/audit/key answers: ${(err as Error).message}`);
+  }
+  return v.trim();
+}) satisfies ValueCheck;
 
 export const AUDIT_VERIFY_FLAGS = flags({
   'checkpoint-file': { type: 'string', value: 'FILE', check: fileToRead, complete: 'file', description: 'a checkpoint saved earlier (e.g. by --audit-checkpoint-file): the log must extend it (consistency proof)' },
   'save-checkpoint': { type: 'string', value: 'FILE', complete: 'file', description: 'once verified, write the checkpoint to FILE, for the next run\'s --checkpoint-file' },
+  vkey: { type: 'string', value: 'VKEY', check: verifierKeyValue, description: 'the log\'s verifier key as kept elsewhere (GET /v1/audit/key\'s vkey): checkpoints must verify under it, not under the key the CA serves' },
   ...ADMIN_FLAGS,
 });
 
@@ -41,10 +51,10 @@ domain (viewer and up).`,
       summary: 'fetch the checkpoint and every entry, recompute the root, check the signature (and consistency with an earlier checkpoint)',
       description: `Exits 0 when the signed checkpoint's root is the root of the entries served, and, with --checkpoint-file,
 when the log extends that earlier checkpoint. Otherwise prints the first bad index (found with
-consistency proofs) and exits 1. The log's key is fetched from the CA: pin it by comparing
-\`cairn audit verify --json\`'s vkey with a copy kept elsewhere.`,
+consistency proofs) and exits 1. Without --vkey the log's key is the one the CA serves; whoever holds
+the database and that key could re-sign a rewritten log, so keep the vkey elsewhere and pin it.`,
       flags: AUDIT_VERIFY_FLAGS,
-      examples: ['cairn audit verify --checkpoint-file last.checkpoint --save-checkpoint last.checkpoint'],
+      examples: ['cairn audit verify --vkey "$(cat audit.vkey)" --checkpoint-file last.checkpoint --save-checkpoint last.checkpoint'],
       run: async (args) => (await audit()).auditVerify(args),
     }),
     command({

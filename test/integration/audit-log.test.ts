@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canonicalJson, type JsonValue } from '../../lib/canonical-json.js';
 import { leafHash, rootOf, verifyConsistency, verifyInclusion } from '../../lib/merkle.js';
-import { openNote, parseCheckpoint } from '../../lib/signed-note.js';
+import { openNote, parseCheckpoint, verifierKey } from '../../lib/signed-note.js';
 import { createCsr } from '../../lib/pkcs10.js';
 import { packageRoot } from '../../lib/paths.js';
 import { startTestCa, type TestCa } from '../support/ca.js';
@@ -180,6 +180,16 @@ describe(`the audit log (${storeKind()} store)`, { timeout: 300_000 }, () => {
     expect(ok.stderr).toBe('');
     expect(ok.status).toBe(0);
     expect(JSON.parse(ok.stdout)).toMatchObject({ origin: 'audit.test.example/cairn/audit', consistentWith: { size: old.size } });
+    // a pinned verifier key: the one kept elsewhere verifies; another key with the log's name (a CA
+    // whose database and key were replaced) does not, whatever key the CA serves
+    expect((await cli('verify', '--vkey', vkey)).status).toBe(0);
+    const other = generateKeyPairSync('ed25519').publicKey.export({ format: 'der', type: 'spki' }).subarray(-32);
+    const impostor = await cli('verify', '--vkey', verifierKey('audit.test.example/cairn/audit', other));
+    expect(impostor.status).toBe(1);
+    expect(impostor.stderr).toMatch(/^error: audit_verify_failed: the checkpoint's signature does not verify/);
+    const malformed = await cli('verify', '--vkey', 'not-a-key');
+    expect(malformed.status).toBe(2);
+    expect(malformed.stderr).toMatch(/^error: --vkey must be a C2SP verifier key/);
     const found = await cli('search', '--spiffe-id', `spiffe://${TD}/batch/3`, '--event', 'x509_svid.issued', '--json');
     expect(found.status).toBe(0);
     expect(JSON.parse(found.stdout)).toEqual([expect.objectContaining({ entry: expect.objectContaining({ spiffeId: `spiffe://${TD}/batch/3` }) })]);

@@ -232,6 +232,8 @@ describe(`tokens, attestation and the agent API over mTLS (${storeKind()} store)
     const stale = await agent.call<{ code: string }>('GET', AgentPaths.sync, undefined, old);
     expect(stale.status).toBe(401);
     expect(stale.body.code).toBe('agent_svid_superseded');
+    const superseded = await ca.handle.db.query<{ actor: string }>(`SELECT actor FROM audit_entries WHERE event = 'node.refused' AND serial = $1`, [first.serial]);
+    expect(superseded.rows).toEqual([{ actor: agent.spiffeId }]);
 
     expect((await ca.admin('/v1/agents/ban', { body: { spiffeId: agent.spiffeId } })).status).toBe(200);
     const banned = await agent.call<{ code: string }>('GET', AgentPaths.sync);

@@ -64,6 +64,10 @@ describe(`bans outlive node records and cover every attestation and renewal (${s
     const res = await post<X509SvidMessage>(P.attestPsat, { trustDomain: TD, cluster: 'prod', token: await psat(nodeUid), csr: key.csr.toString('base64') });
     return { ...res, node: res.status === 201 ? new TestNode(ca.tlsUrl, authority, res.body, key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()) : undefined };
   };
+  /** node.refused entries naming `like` (issue 14: a refusal of a node that proved who it is is on record). */
+  const refusals = async (like: string): Promise<Record<string, unknown>[]> =>
+    (await ca.handle.db.query<{ data: Uint8Array }>(`SELECT data FROM audit_entries WHERE event = 'node.refused' AND convert_from(data, 'UTF8') LIKE $1 ORDER BY seq`, [`%${like}%`])).rows
+      .map((r) => JSON.parse(Buffer.from(r.data).toString('utf8')) as Record<string, unknown>);
   const token = async (body: Record<string, unknown>): Promise<string> => (await admin<{ token: string }>('/v1/tokens', { trustDomain: TD, ...body })).body.token;
 
   beforeAll(async () => {
@@ -95,6 +99,10 @@ describe(`bans outlive node records and cover every attestation and renewal (${s
     expect(banned.status).toBe(200);
     expect(banned.body).toMatchObject({ spiffeId: node.spiffeId });
     expect((await node.call<{ code: string }>('GET', AgentPaths.sync)).status).toBe(403);
+    expect(await refusals(node.spiffeId)).toEqual([expect.objectContaining({ event: 'node.refused', actor: node.spiffeId, reason: 'agent_banned', kind: 'agent', serial: expect.stringMatching(/^[0-9a-f]+$/) })]);
+    // a banned agent keeps asking: a few entries a minute, then log lines only
+    for (let i = 0; i < 8; i++) expect((await node.call<{ code: string }>('GET', AgentPaths.sync)).status).toBe(403);
+    expect(await refusals(node.spiffeId)).toHaveLength(5);
     expect((await admin('/v1/agents/evict', { spiffeId: node.spiffeId })).status).toBe(204);
     const again = await attestDevice(d);
     expect(again).toMatchObject({ status: 403, code: 'agent_banned', step: 'challenge' });
@@ -136,6 +144,7 @@ describe(`bans outlive node records and cover every attestation and renewal (${s
     const refused = await redeem(t);
     expect(refused.status).toBe(403);
     expect((refused.body as { code: string }).code).toBe('agent_banned');
+    expect(await refusals(`"tokenId":"`)).toEqual(expect.arrayContaining([expect.objectContaining({ reason: 'agent_banned', kind: 'join', trustDomain: TD, actor: expect.stringMatching(/^token:/) })]));
 
     const deviceId = `spiffe://${TD}/device-type/thermostat/ins/${randomUUID()}`;
     expect((await admin('/v1/agents/ban', { spiffeId: deviceId })).status).toBe(200);

@@ -163,6 +163,10 @@ describe(`single X.509-SVID revocation and the CRL (${storeKind()} store)`, () =
       expect(res.body.code).toBe('svid_revoked');
       expect(res.body.message).toMatch(/attest again/);
     }
+    // both refusals are on record, with the serial the node presented (issue 14)
+    const refused = (await ca.handle.db.query<{ data: Uint8Array }>(`SELECT data FROM audit_entries WHERE event = 'node.refused' AND serial = $1`, [node!.svid.serial])).rows
+      .map((r) => JSON.parse(Buffer.from(r.data).toString('utf8')) as Record<string, unknown>);
+    expect(refused).toEqual([0, 1].map(() => expect.objectContaining({ actor: node!.spiffeId, reason: 'svid_revoked', kind: 'agent' })));
   });
 
   it('a spent token presented again by its key does not hand back a revoked SVID', async () => {
