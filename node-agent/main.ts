@@ -272,6 +272,10 @@ export async function startAgent(config: AgentConfig, runtime: { clock?: Clock; 
       idleTimeoutMs: config.workloadIdleTimeoutMs,
       maxConnectionsPerUid: config.workloadMaxConnectionsPerUid,
       metrics,
+      sds: {
+        // bounded by what the agent sends: one report per response a client rejects
+        onNack: (nack) => logger.warn({ event: 'sds.nack', ...nack }, 'an Envoy SDS client rejected the secrets it was sent (NACK); it keeps its previous ones until the next change'),
+      },
       onRefused: (peer, reason) => {
         if (logRefusal(`${reason}:${peer?.uid}`, clock.now().getTime())) {
           logger.warn({ event: 'workload_api.connection_refused', reason, uid: peer?.uid, pid: peer?.pid, maxPerUid: config.workloadMaxConnectionsPerUid ?? DEFAULT_MAX_CONNECTIONS_PER_UID }, 'refused a Workload API connection (logged once a minute per uid)');

@@ -19,11 +19,11 @@ const codeName = (err: unknown): string => {
 
 /**
  * Observes every call: its code when it ends, its latency to the first message, and for server
- * streams the time it stays open. A stream the caller abandons ends as `Canceled`.
+ * and bidirectional (SDS) streams the time it stays open. A stream the caller abandons ends as `Canceled`.
  */
 export function metricsInterceptor(metrics: WorkloadApiMetrics): Interceptor {
   return (next) => async (req) => {
-    const call = metrics.callStarted(req.method.name, req.method.methodKind === 'server_streaming');
+    const call = metrics.callStarted(req.method.name, req.method.methodKind === 'server_streaming' || req.method.methodKind === 'bidi_streaming');
     let res;
     try {
       res = await next(req);

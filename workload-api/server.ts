@@ -6,9 +6,11 @@ import { createContextValues } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { healthRoutes } from './health.js';
 import type { ConnectionAttestation, HealthState, PeerInfo, WorkloadApiPorts } from './ports.js';
-import { kCaller, workloadApiRoutes } from './service.js';
+import { kCaller } from './connection.js';
+import { workloadApiRoutes } from './service.js';
 import { makeDirs } from '../lib/fs.js';
 import { metricsInterceptor, type WorkloadApiMetrics } from './metrics.js';
+import { sdsRoutes, type SdsOptions } from './sds/service.js';
 
 /** Connections that hold no stream are closed after this long (issue 11: idle sockets cost descriptors). */
 export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
@@ -30,6 +32,11 @@ export interface WorkloadApiServerOptions {
   readonly maxConnectionsPerUid?: number;
   /** Observes every call (the agent's Prometheus metrics); absent: no interceptor at all. */
   readonly metrics?: WorkloadApiMetrics | undefined;
+  /**
+   * Envoy SDS (envoy.service.secret.v3.SecretDiscoveryService) on the same socket, for the same
+   * kernel-attested callers; default on (as SPIRE's agent), `false` turns it off.
+   */
+  readonly sds?: SdsOptions | false;
   /** Told about each refused connection (to log it, rate-limited). */
   readonly onRefused?: (peer: PeerInfo | undefined, reason: 'no_credentials' | 'too_many_connections') => void;
 }
@@ -75,11 +82,13 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
   const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
   const maxPerUid = options.maxConnectionsPerUid ?? DEFAULT_MAX_CONNECTIONS_PER_UID;
   const api = workloadApiRoutes(options.ports);
+  const sds = options.sds === false ? undefined : sdsRoutes(options.ports, options.sds);
   const health = healthRoutes(options.health ?? (() => (options.ports.ready() ? { serving: true } : { serving: false, reason: 'not yet synced' })));
   const handler = connectNodeAdapter({
     ...(options.metrics ? { interceptors: [metricsInterceptor(options.metrics)] } : {}),
     routes: (router) => {
       api.routes(router);
+      sds?.routes(router);
       health(router);
     },
     contextValues: (req) => createContextValues().set(kCaller, (req.socket as unknown as Record<symbol, ConnectionAttestation | undefined>)[kCallerOf]),
@@ -151,6 +160,7 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
     async close() {
       const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
       api.shutdown();
+      sds?.shutdown();
       // Let the streams write their status, then say GOAWAY; stragglers are cut after 2 s.
       await new Promise((r) => setImmediate(r));
       for (const s of sessions) s.close();

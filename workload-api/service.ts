@@ -1,6 +1,6 @@
 import { create, toBinary, type DescMessage, type JsonObject, type MessageShape } from '@bufbuild/protobuf';
 import { BinaryReader } from '@bufbuild/protobuf/wire';
-import { Code, ConnectError, createContextKey, type ConnectRouter, type HandlerContext } from '@connectrpc/connect';
+import { Code, ConnectError, type ConnectRouter, type HandlerContext } from '@connectrpc/connect';
 import { x509BundleDer, type Bundle } from '../spiffe/bundle/bundle.js';
 import { validateJwtSvid } from '../spiffe/svid/jwt.js';
 import { SpiffeError } from '../spiffe/errors.js';
@@ -10,10 +10,8 @@ import {
   X509SVIDResponseSchema, X509SVIDSchema,
   type JWTBundlesResponse, type X509BundlesResponse, type X509SVIDResponse,
 } from './gen/workload_pb.js';
-import { CallerChangedError, type ConnectionAttestation, type Workload, type WorkloadApiPorts, type WorkloadSnapshot } from './ports.js';
-
-/** The connection's caller, attested at accept, put into each call's context by the server. */
-export const kCaller = createContextKey<ConnectionAttestation | undefined>(undefined);
+import { attestationError, callerWorkload } from './connection.js';
+import type { Workload, WorkloadApiPorts, WorkloadSnapshot } from './ports.js';
 
 const SECURITY_HEADER = 'workload.spiffe.io';
 
@@ -26,20 +24,7 @@ function requireSecurityHeader(ctx: HandlerContext): void {
 
 async function attest(ports: WorkloadApiPorts, ctx: HandlerContext): Promise<Workload> {
   requireSecurityHeader(ctx);
-  if (!ports.ready()) throw new ConnectError('agent is not ready yet', Code.Unavailable);
-  const caller = ctx.values.get(kCaller);
-  if (!caller) throw new ConnectError('caller could not be identified', Code.PermissionDenied);
-  try {
-    return await caller.workload();
-  } catch (err) {
-    throw attestationError(err);
-  }
-}
-
-function attestationError(err: unknown): ConnectError {
-  if (err instanceof ConnectError) return err;
-  if (err instanceof CallerChangedError) return new ConnectError(err.message, Code.PermissionDenied);
-  return new ConnectError('workload attestation failed', Code.Unavailable, undefined, undefined, err);
+  return callerWorkload(ports, ctx);
 }
 
 /**
