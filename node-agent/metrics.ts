@@ -29,7 +29,7 @@ export class AgentMetrics implements WorkloadApiMetrics {
   constructor(gauges: () => AgentGauges, clock: Clock, options: { readonly process?: boolean } = {}) {
     const registers = [this.registry];
     if (options.process) collectDefaultMetrics({ register: this.registry });
-    this.calls = new Counter({ name: 'cairn_agent_workload_api_calls_total', help: 'Workload API calls, by method and gRPC code (counted when the call or stream ends)', labelNames: ['method', 'code'], registers });
+    this.calls = new Counter({ name: 'cairn_agent_workload_api_calls_total', help: 'Workload API and Envoy SDS calls, by method and gRPC code (counted when the call or stream ends)', labelNames: ['method', 'code'], registers });
     this.latency = new Histogram({
       name: 'cairn_agent_workload_api_seconds',
       help: 'Workload API latency to the first response message, by method',
@@ -37,7 +37,7 @@ export class AgentMetrics implements WorkloadApiMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
       registers,
     });
-    this.streams = new Gauge({ name: 'cairn_agent_workload_api_open_streams', help: 'Workload API server streams open now, by method', labelNames: ['method'], registers });
+    this.streams = new Gauge({ name: 'cairn_agent_workload_api_open_streams', help: 'Workload API and Envoy SDS streams open now, by method', labelNames: ['method'], registers });
     const gauge = (name: string, help: string, value: (g: AgentGauges, now: number) => number | undefined): void => {
       new Gauge({
         name,
