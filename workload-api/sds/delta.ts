@@ -64,6 +64,7 @@ export class DeltaStream {
         this.toldAbsent.delete(name);
       }
     }
+    checkNameCount(this.subscribed.size);
     const subscriptionChanged = first || req.resourceNamesSubscribe.length > 0 || req.resourceNamesUnsubscribe.length > 0;
     return subscriptionChanged ? this.respond(catalog()) : undefined;
   }

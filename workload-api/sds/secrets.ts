@@ -103,7 +103,8 @@ export function secretCatalog(ports: WorkloadApiPorts, snap: WorkloadSnapshot, n
     const b = ports.bundle(td);
     if (b && !bundles.has(trustDomainId(td))) bundles.set(trustDomainId(td), b);
   }
-  const packed = new Map<string, PackedSecret | undefined>();
+  // only what resolves is kept: names a client makes up must not grow a catalog that lives as long as its snapshot
+  const packed = new Map<string, PackedSecret>();
   const build = (name: string): PackedSecret | undefined => {
     if (name === names.defaultSvid) return snap.x509Svids[0] ? tlsCertificate(name, snap.x509Svids[0]) : undefined;
     if (name === names.defaultBundle) {
@@ -119,8 +120,12 @@ export function secretCatalog(ports: WorkloadApiPorts, snap: WorkloadSnapshot, n
   return {
     hasIdentity: snap.x509Svids.length > 0,
     get(name) {
-      if (!packed.has(name)) packed.set(name, build(name));
-      return packed.get(name);
+      let secret = packed.get(name);
+      if (!secret) {
+        secret = build(name);
+        if (secret) packed.set(name, secret);
+      }
+      return secret;
     },
     wildcardNames: () => [...bundles.keys(), ...svids.keys()],
   };

@@ -163,6 +163,18 @@ describe('DeltaSecrets (incremental)', () => {
   });
 });
 
+describe('DeltaSecrets limits', () => {
+  it('refuses a client that piles up subscriptions across requests past the cap', () => {
+    const cat = () => catalogOf(snapshot([svid('a')]));
+    const d = new DeltaStream(nonce);
+    d.request(deltaReq({ resourceNamesSubscribe: ['default'] }), cat);
+    const batch = (k: number) => Array.from({ length: 400 }, (_, i) => `spiffe://${TD}/made-up-${k}-${i}`);
+    d.request(deltaReq({ resourceNamesSubscribe: batch(1) }), cat);
+    d.request(deltaReq({ resourceNamesSubscribe: batch(2) }), cat);
+    expect(() => d.request(deltaReq({ resourceNamesSubscribe: batch(3) }), cat)).toThrow(/too many resource names/);
+  });
+});
+
 describe('the request inbox', () => {
   it('stops reading a client that floods requests and reads no answers', async () => {
     let pulled = 0;
