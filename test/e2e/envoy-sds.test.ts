@@ -189,9 +189,11 @@ describe(`Envoy SDS on the agent socket (${storeKind()} store, real processes, E
     call.write({ version_info: first.version_info, resource_names: ['default', 'ROOTCA'], type_url: SECRET_TYPE, response_nonce: first.nonce }); // ACK
     const oldChain = pemOf(byName(first, 'default')!.tls_certificate!.certificate_chain);
     const oldSerial = serialOf(oldChain);
+    const started = Date.now();
     const revoked = await cairn('svid', 'revoke', '--serial', oldSerial, '--reason', 'sds e2e');
     expect(revoked.status, revoked.stderr).toBe(0);
     const rotated = await rec.next(1, (m) => serialOf(pemOf(byName(m, 'default')!.tls_certificate!.certificate_chain)) !== oldSerial, 60_000);
+    console.log(`revoke → replacement on the open SDS stream: ${Date.now() - started} ms`);
     // the ACK was answered by nothing: the next response is the rotation, version 2 with a new nonce
     expect(rec.messages.indexOf(rotated)).toBe(1);
     expect(rotated.version_info).toBe('2');
