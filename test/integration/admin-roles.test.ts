@@ -72,7 +72,7 @@ describe(`admin roles, scopes and guards (${storeKind()} store)`, { timeout: 120
     app.setErrorHandler(errorHandler);
     await app.register(async (admin) => {
       const table: Record<string, RouteRule> = { 'GET /listed': { role: 'viewer', action: 'test.listed', trustDomain: { from: 'none' } } };
-      new AdminAccess({ clock: { now: () => new Date() }, tokens: ca.core.adminAuth, svids: { verify: async () => { throw new Error('unused'); } }, facts: { entry: async () => undefined, adminParents: async () => [], aliasesFor: async () => [], nodesBannedBy: async () => [] }, sink: { append: async (r) => void records.push(r) }, table }).install(admin);
+      new AdminAccess({ clock: { now: () => new Date() }, tokens: ca.core.adminAuth, svids: { verify: async () => { throw new Error('unused'); } }, facts: { entry: async () => undefined, template: async () => undefined, adminParents: async () => [], aliasesFor: async () => [], nodesBannedBy: async () => [] }, sink: { append: async (r) => void records.push(r) }, table }).install(admin);
       admin.get('/listed', async () => ({ ok: true }));
       admin.get('/unlisted', async () => ({ ok: true }));
       admin.post('/unlisted', async () => ({ ok: true }));
