@@ -273,9 +273,11 @@ export class NodeAgent implements WorkloadApiPorts {
         });
         let view = this.view(bound.key, bound.selectors);
         if (view.entries.length === 0 && view.instances.length > 0) {
-          if (!retained) {
-            retained = view.instances.map((i) => i.id);
-            this.templates.retain(retained, this.deps.clock.now().getTime());
+          // identities this connection uses, held while it lasts (a later call may add a template's)
+          const added = view.instances.map((i) => i.id).filter((id) => !retained?.includes(id));
+          if (added.length > 0) {
+            this.templates.retain(added, this.deps.clock.now().getTime());
+            retained = [...(retained ?? []), ...added];
           }
           // A caller new to a template gets its SVID in its first answer, not a PermissionDenied.
           await this.issueInstances(view.instances);

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -83,6 +84,9 @@ describe.runIf(isRoot)(`workload identity templates end to end (${storeKind()} s
     uidTemplate = t.body.id;
     agent = spawnCairn(['agent', 'start', '--join-token', token.token, '--data-dir', join(dir, 'data'), '--socket', socket], {}, [], { wrapper: ns.wrapper });
     await agent.waitFor(/"msg":"agent serving the Workload API"/, 60_000);
+    // serving once its first sync is in (until then callers get Unavailable)
+    const health = await runCairnAsync(['agent', 'healthcheck', '--socket', socket, '--wait', '60s']);
+    expect(health.status, health.stderr).toBe(0);
   }, 120_000);
 
   afterAll(async () => {
@@ -131,6 +135,17 @@ describe.runIf(isRoot)(`workload identity templates end to end (${storeKind()} s
           requests: [{ templateId: uidTemplate, selectors: ['unix:uid:1'], csr: csr(), spiffeId: `spiffe://${TD}/admin` }],
         }),
       ).rejects.toMatchObject({ status: 400 });
+      // the template's required selectors must be among those vouched for; DNS names and TTL come from the template
+      const dnsTpl = await admin('POST', '/v1/templates', { trustDomain: TD, parentId: agentId, spiffeIdTemplate: 'spiffe://{td}/dns/{unix:uid}', selectors: ['unix:gid:77'], dnsTemplates: ['u{unix:uid}.example.org'], x509SvidTtl: 120 });
+      const lacking = await client.issueByTemplate([{ templateId: dnsTpl.body.id, selectors: ['unix:uid:4242'], csr: csr() }]);
+      expect(lacking.results[0]!.error).toMatchObject({ code: 'template_refused', message: expect.stringMatching(/requires selectors unix:gid:77/) });
+      const withDns = await client.issueByTemplate([{ templateId: dnsTpl.body.id, selectors: ['unix:uid:4242', 'unix:gid:77'], csr: csr() }]);
+      const leaf = new X509Certificate(Buffer.from(withDns.results[0]!.svid!.chain[0]!, 'base64'));
+      expect(leaf.subjectAltName).toContain('URI:spiffe://tpl.test/dns/4242');
+      expect(leaf.subjectAltName).toContain('DNS:u4242.example.org');
+      // the template's 120 s, not the trust domain's default (an hour); notBefore is backdated a little for clock skew
+      expect(new Date(leaf.validTo).getTime() - Date.now()).toBeLessThanOrEqual(121_000);
+      expect((await admin('DELETE', `/v1/templates/${dnsTpl.body.id}`)).status).toBe(204);
       // what the agent is trusted for (its callers' selectors) gives exactly the rendered ID
       const ok = await client.issueByTemplate([{ templateId: uidTemplate, selectors: ['unix:uid:4242'], csr: csr() }]);
       expect(ok.results[0]!.svid?.spiffeId).toBe(`spiffe://${TD}/uid/4242`);
