@@ -19,6 +19,9 @@ import { BanService } from './bans/service.js';
 import { BanStore } from './bans/store.js';
 import { EntryStore } from './entries/store.js';
 import { EntryService } from './entries/service.js';
+import { TemplateStore } from './templates/store.js';
+import { TemplateService } from './templates/service.js';
+import { TemplateIssuance } from './templates/issuance.js';
 import { EnrollmentService, serverId } from './enrollment/service.js';
 import { NodeAttestationService } from './node-attestation/service.js';
 import { NodeAttestationStore } from './node-attestation/store.js';
@@ -96,6 +99,7 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const trustDomainStore = new TrustDomainStore(db);
   const keys = new AuthorityKeyStore(db);
   const entries = new EntryStore(db);
+  const templates = new TemplateStore(db);
   const adminTokens = new AdminTokenStore(db);
   const inventory = new InventoryStore(db);
   const kekRing = new KekRing(deps.kek);
@@ -125,6 +129,7 @@ export function buildCaCore(deps: CoreDeps): CaCore {
       x509Authorities: (td) => authority.x509Authorities(td),
       issued: (serial) => inventory.get(serial),
       entry: (id) => entries.get(id),
+      template: (id) => templates.get(id),
       node: (spiffeId) => nodes.get(spiffeId),
       revoked: (serial) => revocation.isRevoked(serial),
     },
@@ -135,7 +140,9 @@ export function buildCaCore(deps: CoreDeps): CaCore {
     svids: svidAdmins,
     facts: {
       entry: (id) => entries.get(id),
-      adminParents: (td) => entries.adminParents(td),
+      template: (id) => templates.get(id),
+      // an agent serving an admin template hands out admin credentials too
+      adminParents: async (td) => [...new Set([...(await entries.adminParents(td)), ...(await templates.adminParents(td))])],
       aliasesFor: (td, selectors) => entries.aliasesFor(td, serverId(td), selectors),
       nodesBannedBy: (td, subject) => nodes.withBanSubject(td, subject),
     },
@@ -150,9 +157,11 @@ export function buildCaCore(deps: CoreDeps): CaCore {
     feed,
     tokens,
     entries: new EntryService({ clock, random, logger, store: entries, trustDomains: trustDomainStore }),
+    templates: new TemplateService({ clock, random, logger, store: templates, trustDomains: trustDomainStore, audit }),
+    templateIssuance: new TemplateIssuance({ store: templates, issuance, parentsOf: (node) => enrollment.parentsOf(node) }),
     enrollment,
     bans,
-    sync: new SyncService({ clock, entries, enrollment, authority, feed, metrics, revocation }),
+    sync: new SyncService({ clock, entries, templates, enrollment, authority, feed, metrics, revocation }),
     metrics,
     revocation,
     adminAuth,

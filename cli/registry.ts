@@ -6,6 +6,7 @@ import { authorityGroup } from './specs/authority.js';
 import { caGroup, migrate, up } from './specs/ca.js';
 import { bootstrap, renew } from './specs/device.js';
 import { entryGroup } from './specs/entry.js';
+import { templateGroup } from './specs/template.js';
 import { kekGroup } from './specs/kek.js';
 import { auditGroup } from './specs/audit.js';
 import { completion, help, version } from './specs/meta.js';
@@ -24,6 +25,7 @@ export const COMMANDS: readonly Spec[] = [
   agentGroup,
   trustDomainGroup,
   entryGroup,
+  templateGroup,
   tokenGroup,
   x509Group,
   jwtGroup,

@@ -1,5 +1,6 @@
 import { Type, type Static } from 'typebox';
 import { EntryView } from './admin-api.js';
+import { SyncTemplate } from './template-api.js';
 
 // Path constants live in paths.ts, which loads no schema library (the node agent needs only them).
 export { AgentPaths } from './paths.js';
@@ -73,6 +74,10 @@ export const SyncResponse = Type.Object({
   /** Apply `removed` first, then upsert `entries`. */
   entries: Type.Array(SyncEntry),
   removed: Type.Array(Type.String()),
+  /** Workload identity templates of the agent's parents changed since `revision` (all of them when `full`); absent from a CA of an earlier release. */
+  templates: Type.Optional(Type.Array(SyncTemplate)),
+  /** Templates to drop (deleted, or no longer the agent's). */
+  removedTemplates: Type.Optional(Type.Array(Type.String())),
   /** Present when the bundle changed since `bundleSequence`. */
   bundle: Type.Optional(SyncBundle),
   /**

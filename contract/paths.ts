@@ -10,6 +10,8 @@ export const AgentPaths = {
   sync: '/agent/v1/sync',
   x509Svids: '/agent/v1/x509-svids',
   jwtSvids: '/agent/v1/jwt-svids',
+  templateX509Svids: '/agent/v1/template-x509-svids',
+  templateJwtSvids: '/agent/v1/template-jwt-svids',
   deviceRedeem: '/device/v1/redeem',
   deviceRenew: '/device/v1/renew',
   deviceJwtSvids: '/device/v1/jwt-svids',

@@ -49,6 +49,11 @@ export const ERROR_CODES = [
   'entry_exists',
   'not_entry_parent',
   'attestor_unavailable',
+  // workload identity templates
+  'invalid_id_template',
+  'template_not_found',
+  'template_exists',
+  'template_refused',
   // single SVIDs
   'svid_not_found',
   'svid_revoked',

@@ -1,6 +1,6 @@
 import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { SyncEntry, TaintedAuthority } from '../contract/agent-api.js';
+import type { JwtSvidMessage, SyncEntry, TaintedAuthority, X509SvidMessage } from '../contract/agent-api.js';
 import type { Clock } from '../lib/clock.js';
 import { describeWriteError, errnoCode } from '../lib/fs.js';
 import { FailureStreak, type StreakEnd } from '../lib/backoff.js';
@@ -14,6 +14,7 @@ import { CaClient, CaError, chainPemOf, type AgentCredentials } from './ca-clien
 import { clearPendingAttestationKey, saveAgentState, type PersistedAgent } from './storage/agent-state.js';
 import { DiscoveryLog } from './caller/discovery.js';
 import type { AgentGauges } from './metrics.js';
+import { TemplateInstances, type TemplateInstance } from './templates/instances.js';
 
 export interface AgentDeps {
   readonly client: CaClient;
@@ -41,6 +42,18 @@ export interface AgentDeps {
   readonly reattest?: () => Promise<PersistedAgent>;
   /** The id of the join token the persisted SVID was bought with, kept in agent-svid.json across renewals. */
   readonly joinTokenId?: string | undefined;
+  /** How long a template identity no connection holds is kept after its last use (default 10 minutes). */
+  readonly templateIdleMs?: number | undefined;
+}
+
+/** What one selector set is entitled to: entries, else the identities templates render for it. */
+interface CallerView {
+  readonly version: number;
+  readonly entries: SyncEntry[];
+  readonly instances: readonly TemplateInstance[];
+  /** Why templates that apply give no identity. */
+  readonly refusals: readonly string[];
+  readonly snapshot: WorkloadSnapshot;
 }
 
 /**
@@ -154,7 +167,9 @@ export class NodeAgent implements WorkloadApiPorts {
   /** Bumped on every change; views computed at an older version are stale. */
   private version = 0;
   /** Entitlements per distinct selector set, shared by every caller that has it. */
-  private readonly views = new Map<string, { version: number; entries: SyncEntry[]; snapshot: WorkloadSnapshot }>();
+  private readonly views = new Map<string, CallerView>();
+  /** Workload identity templates, for callers that match no entry. */
+  private readonly templates: TemplateInstances;
   readonly discovery: DiscoveryLog;
   /**
    * The newest agent credentials the CA issued that the data dir does not hold yet (it was full or
@@ -168,7 +183,7 @@ export class NodeAgent implements WorkloadApiPorts {
   private readonly rotationFailures: FailureStreak;
   private readonly renewalFailures: FailureStreak;
   /** Entries the CA refused to issue for, retried with their own backoff rather than every tick. */
-  private readonly refusedEntries = new Map<string, { streak: FailureStreak; code: string | undefined }>();
+  private readonly refusedEntries = new Map<string, { streak: FailureStreak; code: string | undefined; message?: string | undefined }>();
   /** Set when the CA refuses our SVID and we cannot attest again: the loops stop and run() rejects with it. */
   private refused: AgentRefusedError | undefined;
   private readonly stopLoops = new AbortController();
@@ -181,6 +196,7 @@ export class NodeAgent implements WorkloadApiPorts {
 
   constructor(private readonly deps: AgentDeps) {
     this.discovery = new DiscoveryLog(deps.dataDir, deps.clock, deps.logger, { writeIntervalMs: deps.discoveryWriteIntervalMs });
+    this.templates = new TemplateInstances(deps.trustDomain, deps.templateIdleMs);
     if (deps.credentialsUnpersisted) this.unpersisted = deps.client.credentials;
     this.joinTokenId = deps.joinTokenId;
     const backoff = { ...BACKOFF, jitter: deps.jitter ?? Math.random };
@@ -242,6 +258,8 @@ export class NodeAgent implements WorkloadApiPorts {
     let bound: { workload: Workload; key: string; selectors: ReadonlySet<string> } | undefined;
     /** The version at which the caller last passed its re-check (streams re-check once per change, not per stream). */
     let checkedAt = -1;
+    /** Template identities this connection keeps alive. */
+    let retained: string[] | undefined;
     const recheck = (): void => {
       caller.recheck();
       checkedAt = this.version;
@@ -253,10 +271,25 @@ export class NodeAgent implements WorkloadApiPorts {
         bound ??= this.bind(list, () => {
           if (checkedAt !== this.version) recheck();
         });
-        if (this.view(bound.key, bound.selectors).entries.length === 0) this.discovery.record(peer, list);
+        let view = this.view(bound.key, bound.selectors);
+        if (view.entries.length === 0 && view.instances.length > 0) {
+          // identities this connection uses, held while it lasts (a later call may add a template's)
+          const added = view.instances.map((i) => i.id).filter((id) => !retained?.includes(id));
+          if (added.length > 0) {
+            this.templates.retain(added, this.deps.clock.now().getTime());
+            retained = [...(retained ?? []), ...added];
+          }
+          // A caller new to a template gets its SVID in its first answer, not a PermissionDenied.
+          await this.issueInstances(view.instances);
+          view = this.view(bound.key, bound.selectors);
+        }
+        if (view.entries.length === 0 && view.snapshot.x509Svids.length === 0) this.discovery.record(peer, list, this.refusalOf(view));
         return bound.workload;
       },
-      release: () => caller.release(),
+      release: () => {
+        caller.release();
+        if (retained) this.templates.release(retained, this.deps.clock.now().getTime());
+      },
     };
   }
 
@@ -271,10 +304,16 @@ export class NodeAgent implements WorkloadApiPorts {
       jwtSvids: async (audience, spiffeId) => {
         const out: JwtSvidResult[] = [];
         const seen = new Set<string>();
-        for (const e of this.view(key, selectors).entries) {
+        const view = this.view(key, selectors);
+        for (const e of view.entries) {
           if ((spiffeId && e.spiffeId !== spiffeId) || seen.has(e.spiffeId)) continue;
           seen.add(e.spiffeId);
-          out.push({ spiffeId: e.spiffeId, token: await this.jwtFor(e, audience), hint: e.hint ?? undefined });
+          out.push({ spiffeId: e.spiffeId, token: await this.jwtFor(e.id, audience, () => this.deps.client.mintJwt(e.id, audience)), hint: e.hint ?? undefined });
+        }
+        for (const t of view.instances) {
+          if ((spiffeId && t.spiffeId !== spiffeId) || seen.has(t.spiffeId) || !this.svids.has(t.id)) continue;
+          seen.add(t.spiffeId);
+          out.push({ spiffeId: t.spiffeId, token: await this.jwtFor(t.id, audience, () => this.deps.client.mintJwtByTemplate(t.templateId, t.selectors, audience)), hint: t.hint ?? undefined });
         }
         return out;
       },
@@ -282,30 +321,53 @@ export class NodeAgent implements WorkloadApiPorts {
     return { workload, key, selectors };
   }
 
-  /** The entries whose selectors are all among the caller's, and what they hold now; memoized per version. */
-  private view(key: string, selectors: ReadonlySet<string>): { entries: SyncEntry[]; snapshot: WorkloadSnapshot } {
+  /**
+   * The entries whose selectors are all among the caller's, and what they hold now; when there are
+   * none, the identities the templates render for the caller (an explicit entry wins). Memoized per version.
+   */
+  private view(key: string, selectors: ReadonlySet<string>): CallerView {
     const cached = this.views.get(key);
     if (cached && cached.version === this.version) return cached;
     const entries = [...this.entries.values()].filter((e) => e.selectors.every((s) => selectors.has(s))).sort((a, b) => a.id.localeCompare(b.id));
+    const resolved = entries.length === 0 && this.templates.size > 0 ? this.templates.resolve(selectors, this.deps.clock.now().getTime()) : { instances: [], refusals: [] };
+    const held = [...entries, ...resolved.instances];
     const snapshot: WorkloadSnapshot = {
-      x509Svids: entries.flatMap((e) => {
-        const held = this.svids.get(e.id);
-        return held ? [held.identity] : [];
+      x509Svids: held.flatMap((e) => {
+        const svid = this.svids.get(e.id);
+        return svid ? [svid.identity] : [];
       }),
-      federatedTrustDomains: [...new Set(entries.flatMap((e) => e.federatesWith))],
+      federatedTrustDomains: [...new Set(held.flatMap((e) => e.federatesWith))],
     };
     if (this.views.size >= 4096 && !cached) this.views.clear(); // bounded: many distinct callers just recompute
-    const view = { version: this.version, entries, snapshot };
+    const view: CallerView = { version: this.version, entries, instances: resolved.instances, refusals: resolved.refusals, snapshot };
     this.views.set(key, view);
     return view;
   }
 
-  private async jwtFor(entry: SyncEntry, audience: readonly string[]): Promise<string> {
-    const key = `${entry.id}\u0000${[...audience].sort().join('\u0000')}`;
+  /** Why a caller with this view has no identity, for discovery: template refusals, or the CA's refusal of its identities. */
+  private refusalOf(view: CallerView): string | undefined {
+    const reasons = [...view.refusals];
+    for (const i of view.instances) {
+      const refused = this.refusedEntries.get(i.id);
+      if (refused) reasons.push(`the CA refused ${i.spiffeId} (template ${i.templateId}): ${refused.code ?? 'error'}: ${refused.message ?? ''}`);
+    }
+    return reasons.length > 0 ? reasons.join('; ') : undefined;
+  }
+
+  /** Issues what these template identities lack now (a few rounds: a rotation in flight may not include them). */
+  private async issueInstances(instances: readonly TemplateInstance[]): Promise<void> {
+    for (let round = 0; round < 3; round++) {
+      if (instances.every((i) => this.svids.has(i.id) || this.refusedEntries.has(i.id) || !this.templates.get(i.id))) return;
+      await this.rotate().catch(() => undefined);
+    }
+  }
+
+  private async jwtFor(id: string, audience: readonly string[], mint: () => Promise<JwtSvidMessage>): Promise<string> {
+    const key = `${id}\u0000${[...audience].sort().join('\u0000')}`;
     const now = this.deps.clock.now().getTime();
     const cached = this.jwtCache.get(key);
     if (cached && cached.renewAt > now) return cached.token;
-    const minted = await this.deps.client.mintJwt(entry.id, audience);
+    const minted = await mint();
     const parsed = parseJwtSvidInsecure(minted.token);
     const claims = parsed.claims as { iat?: number; exp: number };
     const iat = (claims.iat ?? now / 1000) * 1000;
@@ -430,6 +492,9 @@ export class NodeAgent implements WorkloadApiPorts {
       dirty = this.entries.delete(id) || dirty;
       dirty = this.svids.delete(id) || dirty;
     }
+    const templates = this.templates.apply(res.templates ?? [], res.removedTemplates ?? [], res.full);
+    for (const id of templates.dropped) this.svids.delete(id);
+    dirty = templates.dirty || dirty;
     for (const e of res.entries) {
       // A changed entry keeps serving its current SVID until the replacement is issued (rotate()
       // treats a revision change as due): dropping it first would end open streams with
@@ -510,6 +575,7 @@ export class NodeAgent implements WorkloadApiPorts {
       await sleep(1000, undefined, { signal }).catch(() => undefined);
       if (signal.aborted || !this.synced) continue;
       this.dropExpired();
+      this.dropIdleInstances();
       const now = this.deps.clock.now().getTime();
       // Separately: workload SVIDs failing to issue must not hold back the agent's own renewal.
       if (this.rotationFailures.due(now)) await this.rotate().catch(() => undefined);
@@ -522,6 +588,13 @@ export class NodeAgent implements WorkloadApiPorts {
       }
       this.noteTaintReplaced();
     }
+  }
+
+  /** Template identities no caller has used for a while: stop renewing them (a new call renders and issues again). */
+  private dropIdleInstances(): void {
+    const dropped = this.templates.pruneIdle(this.deps.clock.now().getTime());
+    for (const id of dropped) this.svids.delete(id);
+    if (dropped.length > 0) this.changed();
   }
 
   /** An SVID past its notAfter is useless to a workload and wrong to hand out: stop serving it. */
@@ -564,7 +637,7 @@ export class NodeAgent implements WorkloadApiPorts {
 
   private async rotateNow(): Promise<void> {
     const now = this.deps.clock.now().getTime();
-    for (const id of this.refusedEntries.keys()) if (!this.entries.has(id)) this.refusedEntries.delete(id);
+    for (const id of this.refusedEntries.keys()) if (!this.entries.has(id) && !this.templates.get(id)) this.refusedEntries.delete(id);
     const due = [...this.entries.values()].filter((e) => {
       const held = this.svids.get(e.id);
       if (this.refusedEntries.get(e.id)?.streak.due(now) === false) return false;
@@ -575,33 +648,59 @@ export class NodeAgent implements WorkloadApiPorts {
       const res = await this.deps.client.issue(batch.map((b) => ({ entryId: b.entry.id, csr: b.key.csr.toString('base64') })));
       res.results.forEach((r, k) => {
         const { entry, key } = batch[k]!;
-        if (!r.svid) {
-          this.entryRefused(entry.id, r.error?.code, r.error?.message);
-          return;
-        }
-        const refused = this.refusedEntries.get(entry.id);
-        if (refused) {
-          this.refusedEntries.delete(entry.id);
-          const end = refused.streak.succeeded(this.deps.clock.now().getTime());
-          this.deps.logger.info({ event: 'agent.entry_issued_again', entryId: entry.id, failedForMs: end?.failedForMs, failedAttempts: end?.attempts }, 'the CA issues an SVID for an entry it had refused');
-        }
-        const chain = r.svid.chain.map((c) => Buffer.from(c, 'base64'));
-        const leaf = new X509Certificate(chain[0]!);
-        const notBefore = new Date(leaf.validFrom).getTime();
-        const notAfter = new Date(leaf.validTo).getTime();
-        // Signed before the CA switched keys but delivered after the taint reached us: due again at once.
-        const tainted = !this.tainted.empty && this.tainted.signerOf([leaf, ...chain.slice(1)]) !== undefined;
-        this.svids.set(entry.id, {
-          identity: { spiffeId: r.svid.spiffeId, chain, privateKey: key.privateKey.export({ format: 'der', type: 'pkcs8' }), hint: entry.hint ?? undefined },
-          serial: leaf.serialNumber.toLowerCase(),
-          revision: entry.revision,
-          notBefore,
-          notAfter,
-          renewAt: tainted ? 0 : renewalTime(notBefore, notAfter, (this.deps.jitter ?? Math.random)()),
-        });
+        this.hold(entry.id, r, key, entry.hint, entry.revision);
       });
       if (batch.length > 0) this.changed();
     }
+    const dueInstances = [...this.templates.all()].filter((t) => {
+      const held = this.svids.get(t.id);
+      if (this.refusedEntries.get(t.id)?.streak.due(now) === false) return false;
+      return !held || held.renewAt <= now || held.revision !== t.revision;
+    });
+    for (let i = 0; i < dueInstances.length; i += 500) {
+      const batch = dueInstances.slice(i, i + 500).map((t) => ({ instance: t, key: generateKeyAndCsr('ec-p256') }));
+      const res = await this.deps.client.issueByTemplate(batch.map((b) => ({ templateId: b.instance.templateId, selectors: b.instance.selectors, csr: b.key.csr.toString('base64') })));
+      res.results.forEach((r, k) => {
+        const { instance, key } = batch[k]!;
+        // dropped meanwhile (its template deleted, or idle): do not hold an SVID nobody will serve
+        if (this.templates.get(instance.id) !== instance) return;
+        if (r.svid && r.svid.spiffeId !== instance.spiffeId) {
+          // the CA renders on its own; a different answer means the agent and CA disagree on the template
+          this.entryRefused(instance.id, 'template_mismatch', `the CA issued ${r.svid.spiffeId} where this agent rendered ${instance.spiffeId}`);
+          return;
+        }
+        this.hold(instance.id, r, key, instance.hint, instance.revision);
+      });
+      if (batch.length > 0) this.changed();
+    }
+  }
+
+  /** Keeps an SVID the CA issued (with the key we generated for it), or notes the CA's refusal. */
+  private hold(id: string, r: { svid?: Omit<X509SvidMessage, 'bundle'> | undefined; error?: { code: string; message: string } | undefined }, key: ReturnType<typeof generateKeyAndCsr>, hint: string | null, revision: number): void {
+    if (!r.svid) {
+      this.entryRefused(id, r.error?.code, r.error?.message);
+      return;
+    }
+    const refused = this.refusedEntries.get(id);
+    if (refused) {
+      this.refusedEntries.delete(id);
+      const end = refused.streak.succeeded(this.deps.clock.now().getTime());
+      this.deps.logger.info({ event: 'agent.entry_issued_again', entryId: id, failedForMs: end?.failedForMs, failedAttempts: end?.attempts }, 'the CA issues an SVID for an entry it had refused');
+    }
+    const chain = r.svid.chain.map((c) => Buffer.from(c, 'base64'));
+    const leaf = new X509Certificate(chain[0]!);
+    const notBefore = new Date(leaf.validFrom).getTime();
+    const notAfter = new Date(leaf.validTo).getTime();
+    // Signed before the CA switched keys but delivered after the taint reached us: due again at once.
+    const tainted = !this.tainted.empty && this.tainted.signerOf([leaf, ...chain.slice(1)]) !== undefined;
+    this.svids.set(id, {
+      identity: { spiffeId: r.svid.spiffeId, chain, privateKey: key.privateKey.export({ format: 'der', type: 'pkcs8' }), hint: hint ?? undefined },
+      serial: leaf.serialNumber.toLowerCase(),
+      revision,
+      notBefore,
+      notAfter,
+      renewAt: tainted ? 0 : renewalTime(notBefore, notAfter, (this.deps.jitter ?? Math.random)()),
+    });
   }
 
   /** Once nothing we hold or serve is signed by a tainted authority (our own SVID included, in use), say so once. */
@@ -621,6 +720,7 @@ export class NodeAgent implements WorkloadApiPorts {
     let held = this.refusedEntries.get(entryId);
     const first = !held || held.code !== code;
     if (!held || held.code !== code) this.refusedEntries.set(entryId, (held = { streak: new FailureStreak({ ...BACKOFF, jitter: this.deps.jitter ?? Math.random }), code }));
+    held.message = message;
     const f = held.streak.failed(this.deps.clock.now().getTime());
     const fields = { event: 'agent.entry_refused', entryId, code, reason: message, attempts: f.attempts, retryInMs: f.retryInMs };
     if (first) this.deps.logger.warn(fields, 'the CA refused an SVID for an entry');

@@ -1,5 +1,6 @@
 import { Agent as HttpsAgent } from 'node:https';
 import type { BatchX509Response, JwtSvidMessage, SyncResponse, X509SvidMessage } from '../contract/agent-api.js';
+import type { TemplateX509Response } from '../contract/template-api.js';
 import { AgentPaths } from '../contract/paths.js';
 import { parseBootstrapToken } from '../contract/bootstrap-token.js';
 import type { Clock } from '../lib/clock.js';
@@ -141,6 +142,15 @@ export class CaClient {
 
   mintJwt(entryId: string, audience: readonly string[]): Promise<JwtSvidMessage> {
     return this.call('POST', AgentPaths.jwtSvids, { entryId, audience });
+  }
+
+  /** Issuance by template: the CA renders each ID from the template and the selectors we vouch for. */
+  issueByTemplate(requests: { templateId: string; selectors: readonly string[]; csr: string }[]): Promise<TemplateX509Response> {
+    return this.call('POST', AgentPaths.templateX509Svids, { requests });
+  }
+
+  mintJwtByTemplate(templateId: string, selectors: readonly string[], audience: readonly string[]): Promise<JwtSvidMessage> {
+    return this.call('POST', AgentPaths.templateJwtSvids, { templateId, selectors, audience });
   }
 }
 

@@ -197,6 +197,7 @@ export class AdminAccess {
     const text = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
     const tdOfId = (v: unknown): string | undefined => (typeof v === 'string' ? SpiffeId.parse(v).trustDomain : undefined);
     let entry: Awaited<ReturnType<AdminEntryFacts['entry']>>;
+    let template: Awaited<ReturnType<AdminEntryFacts['template']>>;
     const td = rule.trustDomain;
     switch (td.from) {
       case 'param':
@@ -223,6 +224,13 @@ export class AdminAccess {
         if (body?.spiffeId !== undefined) demand(scoped ? tdOfId(body.spiffeId) : safeTrustDomainOf(body.spiffeId), 'body field spiffeId');
         break;
       }
+      case 'template': {
+        state.subject = text(params[td.param]);
+        template = state.subject === undefined ? undefined : await this.deps.facts.template(state.subject);
+        // a missing template is the route's 404
+        if (template) demand(template.trustDomain, 'the template');
+        break;
+      }
       case 'list': {
         const requested = td.query === undefined ? undefined : text(query[td.query]);
         if (requested !== undefined) demand(requested, `query parameter ${td.query}`);
@@ -234,7 +242,7 @@ export class AdminAccess {
         state.subject = text(params.name) ?? text(body?.name);
         break;
     }
-    if (rule.guard && !roleAtLeast(principal.role, 'admin')) await checkGuard(rule.guard, { body, entry, principal: principal.name }, this.deps.facts);
+    if (rule.guard && !roleAtLeast(principal.role, 'admin')) await checkGuard(rule.guard, { body, entry, template, principal: principal.name }, this.deps.facts);
   }
 
   /** preSerialization: a list answer for a scoped credential holds nothing outside its scope, or it fails. */

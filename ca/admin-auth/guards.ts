@@ -6,7 +6,8 @@ import type { Guard } from './route-table.js';
 /** What the guards read about entries and agents, at request time. */
 export interface AdminEntryFacts {
   entry(id: string): Promise<{ readonly trustDomain: string; readonly spiffeId: string; readonly admin: boolean } | undefined>;
-  /** The parents (agent IDs, node aliases) of a trust domain's admin entries. */
+  template(id: string): Promise<{ readonly trustDomain: string; readonly spiffeIdTemplate: string; readonly admin: boolean } | undefined>;
+  /** The parents (agent IDs, node aliases) of a trust domain's admin entries and admin templates. */
   adminParents(trustDomain: string): Promise<string[]>;
   /** The node aliases an agent with these selectors belongs to. */
   aliasesFor(trustDomain: string, selectors: readonly string[]): Promise<string[]>;
@@ -18,6 +19,8 @@ export interface GuardInput {
   readonly body: Record<string, unknown> | undefined;
   /** The stored entry a route acts on (entry routes). */
   readonly entry: { readonly trustDomain: string; readonly spiffeId: string; readonly admin: boolean } | undefined;
+  /** The stored template a route acts on (template routes). */
+  readonly template?: { readonly spiffeIdTemplate: string; readonly admin: boolean } | undefined;
   readonly principal: string;
 }
 
@@ -50,6 +53,11 @@ export async function checkGuard(guard: Guard, input: GuardInput, facts: AdminEn
       const parents = await facts.adminParents(trustDomain);
       const parent = ids.find((id) => parents.includes(id));
       if (parent) throw needsAdmin(principal, `${parent} is the parent of an admin entry (a node alias that serves it)`);
+      return;
+    }
+    case 'templateWrite': {
+      if (body?.admin === true || (body?.adminRole !== undefined && body?.adminRole !== null)) throw needsAdmin(principal, 'it makes a template an admin template');
+      if (input.template?.admin) throw needsAdmin(principal, `template ${input.template.spiffeIdTemplate} is an admin template`);
       return;
     }
     case 'tokenCreate': {

@@ -21,6 +21,8 @@ export type TrustDomainRule =
   | { readonly from: 'body'; readonly names: readonly string[]; readonly ids: readonly string[] }
   /** A path parameter names a registration entry; the stored entry's trust domain counts (and a new spiffeId's). */
   | { readonly from: 'entry'; readonly param: string }
+  /** A path parameter names a workload identity template; the stored template's trust domain counts. */
+  | { readonly from: 'template'; readonly param: string }
   /**
    * A list. The query filter `query`, when given, must be in scope; without it the handler lists only
    * the credential's trust domains (listScope), and every item's `field` under `items` is checked
@@ -39,8 +41,9 @@ export type TrustDomainRule =
  * - tokenCreate: no join token whose agent would serve an admin entry (by its agent ID or, through node
  *   aliases, by its selectors).
  * - agentUnban: no unbanning an agent that serves an admin entry.
+ * - templateWrite: an admin template (its SVIDs are admin credentials) is created and deleted by admins only.
  */
-export type Guard = 'entryWrite' | 'tokenCreate' | 'agentUnban';
+export type Guard = 'entryWrite' | 'tokenCreate' | 'agentUnban' | 'templateWrite';
 
 export interface RouteRule {
   readonly role: Role;
@@ -63,6 +66,7 @@ const body = (...names: string[]): TrustDomainRule => ({ from: 'body', names, id
 const bodyId = (...ids: string[]): TrustDomainRule => ({ from: 'body', names: [], ids });
 const bodyEither = (name: string, id: string): TrustDomainRule => ({ from: 'body', names: [name], ids: [id] });
 const entry = (p: string): TrustDomainRule => ({ from: 'entry', param: p });
+const template = (p: string): TrustDomainRule => ({ from: 'template', param: p });
 const list = (query: string | undefined, items: string, field: string): TrustDomainRule => ({ from: 'list', query, items, field });
 const NONE: TrustDomainRule = { from: 'none' };
 const INSTALLATION: TrustDomainRule = { from: 'installation' };
@@ -104,6 +108,10 @@ export const ADMIN_ROUTES: Readonly<Record<string, RouteRule>> = {
   'GET /v1/entries/:id': { role: 'viewer', action: 'entry.show', trustDomain: entry('id') },
   'PATCH /v1/entries/:id': { role: 'operator', action: 'entry.update', trustDomain: entry('id'), guard: 'entryWrite' },
   'DELETE /v1/entries/:id': { role: 'operator', action: 'entry.delete', trustDomain: entry('id'), guard: 'entryWrite' },
+  'POST /v1/templates': { role: 'operator', action: 'template.create', trustDomain: body('trustDomain'), guard: 'templateWrite' },
+  'GET /v1/templates': { role: 'viewer', action: 'template.list', trustDomain: list('trustDomain', 'templates', 'trustDomain') },
+  'GET /v1/templates/:id': { role: 'viewer', action: 'template.show', trustDomain: template('id') },
+  'DELETE /v1/templates/:id': { role: 'operator', action: 'template.delete', trustDomain: template('id'), guard: 'templateWrite' },
   'GET /v1/agents': { role: 'viewer', action: 'agent.list', trustDomain: list('trustDomain', 'agents', 'trustDomain') },
   // a ban names a SPIFFE ID, or a device fingerprint or node UID with its trust domain
   'POST /v1/agents/ban': { role: 'operator', action: 'agent.ban', trustDomain: bodyEither('trustDomain', 'spiffeId') },

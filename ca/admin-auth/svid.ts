@@ -11,8 +11,10 @@ export interface SvidAdminFacts {
   /** The published X.509 authorities of a trust domain hosted here; none for any other. */
   x509Authorities(trustDomain: string): Promise<Buffer[]>;
   /** The inventory row of an issued X.509-SVID. */
-  issued(serial: string): Promise<{ readonly spiffeId: string; readonly entryId?: string | null; readonly issuedTo: string } | undefined>;
+  issued(serial: string): Promise<{ readonly spiffeId: string; readonly entryId?: string | null; readonly templateId?: string | null; readonly issuedTo: string } | undefined>;
   entry(id: string): Promise<{ readonly spiffeId: string; readonly admin: boolean; readonly adminRole: Role | null; readonly expiresAt: Date | null } | undefined>;
+  /** The workload identity template an SVID was issued from (its ID was rendered and checked at issuance). */
+  template(id: string): Promise<{ readonly admin: boolean; readonly adminRole: Role | null } | undefined>;
   /** The attested node (agent) an SVID was issued to. */
   node(spiffeId: string): Promise<{ readonly banned: boolean } | undefined>;
   /** Whether the serial has been revoked (cairn svid revoke). */
@@ -26,7 +28,7 @@ export type SvidResult =
 /**
  * Admin by X.509-SVID (SPIRE's model): the client certificate on the TLS listener must be an SVID
  * that verifies against the bundle of its own trust domain, hosted here, valid now, and issued
- * through an agent for a registration entry that has `admin` set now, has that SPIFFE ID and has not
+ * through an agent for a registration entry (or workload identity template) that has `admin` set now, has that SPIFFE ID and has not
  * expired; the agent it was issued to must still be attested and not banned. Minted, device and agent
  * SVIDs are never admin credentials, nor is an SVID of another entry with the same SPIFFE ID. The
  * principal is the SPIFFE ID, with the entry's role, scoped to the SVID's trust domain.
@@ -53,14 +55,24 @@ export class SvidAdminAuth {
     const serial = new X509Certificate(chain[0]!).serialNumber.toLowerCase();
     const issued = await this.deps.facts.issued(serial);
     const notAdmin = `${id} is not an admin SVID: only an SVID issued for a registration entry marked admin authenticates to the admin API`;
-    if (!issued || issued.spiffeId !== id || !issued.entryId) return refuse(notAdmin);
+    if (!issued || issued.spiffeId !== id || (!issued.entryId && !issued.templateId)) return refuse(notAdmin);
     if (await this.deps.facts.revoked(serial)) return refuse(`${id}: this SVID (serial ${serial}) has been revoked`);
-    const entry = await this.deps.facts.entry(issued.entryId);
-    if (!entry || entry.spiffeId !== id) return refuse(`${id}: the registration entry this SVID was issued for no longer exists`);
-    if (!entry.admin || entry.adminRole === null) return refuse(`${id}: the registration entry this SVID was issued for is not marked admin`);
-    if (entry.expiresAt && entry.expiresAt <= this.deps.clock.now()) return refuse(`${id}: the registration entry this SVID was issued for has expired`);
+    let role: Role;
+    if (issued.entryId) {
+      const entry = await this.deps.facts.entry(issued.entryId);
+      if (!entry || entry.spiffeId !== id) return refuse(`${id}: the registration entry this SVID was issued for no longer exists`);
+      if (!entry.admin || entry.adminRole === null) return refuse(`${id}: the registration entry this SVID was issued for is not marked admin`);
+      if (entry.expiresAt && entry.expiresAt <= this.deps.clock.now()) return refuse(`${id}: the registration entry this SVID was issued for has expired`);
+      role = entry.adminRole;
+    } else {
+      // Templates are never edited (only created and deleted): the ID was rendered from this one at issuance.
+      const template = await this.deps.facts.template(issued.templateId!);
+      if (!template) return refuse(`${id}: the template this SVID was issued from no longer exists`);
+      if (!template.admin || template.adminRole === null) return refuse(`${id}: the template this SVID was issued from is not marked admin`);
+      role = template.adminRole;
+    }
     const node = await this.deps.facts.node(issued.issuedTo);
     if (!node || node.banned) return refuse(`${id}: the agent this SVID was issued to is no longer attested (evicted or banned)`);
-    return { ok: true, principal: { name: id, kind: 'svid', role: entry.adminRole, trustDomains: [verified.trustDomain] } };
+    return { ok: true, principal: { name: id, kind: 'svid', role, trustDomains: [verified.trustDomain] } };
   }
 }

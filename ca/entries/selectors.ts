@@ -175,3 +175,25 @@ function wrongSide(type: string, use: SelectorUse): string {
   if (NODE_TYPES.includes(type)) return `${type} selectors are what the ${type} attestor vouches for; a token's node selectors must be join_token:<label>`;
   return `${type} selectors describe workloads: a ${use === 'token' ? 'token' : 'node alias'} needs node selectors (${use === 'token' ? 'join_token:<label>' : NODE_TYPES.join(', ')})`;
 }
+
+/**
+ * A template placeholder `{type:key}` must name a workload selector Cairn's attestors produce
+ * (`unix:uid`, `k8s:ns`, …), or it could never render. Returns whether it binds the caller (see BINDING).
+ */
+export function checkPlaceholder(name: string, options: SelectorCheckOptions = {}): boolean {
+  const { type, rest: sub } = split(name);
+  if (!KNOWN_TYPES.includes(type)) {
+    if (options.allowUnknownTypes) return false;
+    throw new CairnError('invalid_id_template', `placeholder {${name}}: unknown selector type "${type}" (workload selectors are ${WORKLOAD_TYPES.join(', ')})`);
+  }
+  if (!WORKLOAD_TYPES.includes(type)) throw new CairnError('invalid_id_template', `placeholder {${name}}: ${type} selectors describe nodes, not the callers a template serves`);
+  if (!FORMS[type]![sub]) throw new CairnError('invalid_id_template', `placeholder {${name}}: ${type} has no selector "${sub}" (one of ${Object.keys(FORMS[type]!).join(', ')})`);
+  return BINDING.has(name);
+}
+
+/** Whether a selector binds the caller (its `type:kind` is in BINDING). */
+export function isBindingSelector(selector: string): boolean {
+  const { type, rest } = split(selector);
+  const i = rest.indexOf(':');
+  return BINDING.has(`${type}:${i < 0 ? rest : rest.slice(0, i)}`);
+}

@@ -31,7 +31,7 @@ const COLUMNS = `id, trust_domain, spiffe_id, parent_id, selectors, x509_svid_tt
  * Entry writers take this lock so revisions are handed out and committed in order: a reader that
  * sees revision R has seen everything up to R, which is what makes incremental sync exact.
  */
-const ENTRY_WRITE_LOCK = 7_352_002;
+export const ENTRY_WRITE_LOCK = 7_352_002;
 
 function fromRow(r: Row): Entry {
   return {

@@ -29,6 +29,10 @@ import type { RevocationService } from '../revocation/service.js';
 import { agentRoutes, deviceRoutes, registerBootstrapRoutes, registerNodeContext } from '../enrollment/routes.js';
 import type { EnrollmentService } from '../enrollment/service.js';
 import { registerEntryRoutes } from '../entries/routes.js';
+import { templateAgentRoutes } from '../templates/agent-routes.js';
+import type { TemplateIssuance } from '../templates/issuance.js';
+import { registerTemplateRoutes } from '../templates/routes.js';
+import type { TemplateService } from '../templates/service.js';
 import type { EntryService } from '../entries/service.js';
 import { registerNodeRoutes } from '../nodes/routes.js';
 import { registerAttestorAdminRoutes, registerNodeAttestationRoutes } from '../node-attestation/routes.js';
@@ -50,6 +54,9 @@ export interface CaServices {
   readonly adminAccess: AdminAccess;
   readonly tokens: TokenService;
   readonly entries: EntryService;
+  /** Workload identity templates (ca/templates/): admin routes and issuance by template for agents. */
+  readonly templates: TemplateService;
+  readonly templateIssuance: TemplateIssuance;
   readonly enrollment: EnrollmentService;
   readonly bans: BanService;
   readonly nodeAttestation: NodeAttestationService;
@@ -194,6 +201,7 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
     registerRevocationRoutes(admin, services.revocation);
     registerTokenRoutes(admin, services.tokens);
     registerEntryRoutes(admin, services.entries);
+    registerTemplateRoutes(admin, services.templates);
     registerNodeRoutes(admin, services.enrollment, services.bans);
     registerAttestorAdminRoutes(admin, services.nodeAttestation);
     registerAdminRoutes(admin, services.adminAuth);
@@ -213,7 +221,12 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
       registerBootstrapRoutes(boot, services.enrollment);
       registerNodeAttestationRoutes(boot, services.nodeAttestation);
     });
-    await registerNodeContext(app, 'agent', services.enrollment, agentRoutes(services.enrollment, services.sync));
+    const entryAgentRoutes = agentRoutes(services.enrollment, services.sync);
+    const byTemplate = templateAgentRoutes(services.templateIssuance, (td) => services.authority.x509Authorities(td));
+    await registerNodeContext(app, 'agent', services.enrollment, (ctx) => {
+      entryAgentRoutes(ctx);
+      byTemplate(ctx);
+    });
     await registerNodeContext(app, 'device', services.enrollment, deviceRoutes(services.enrollment));
   }
 

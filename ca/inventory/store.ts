@@ -15,6 +15,8 @@ export interface IssuedSvidRecord {
   readonly authorityId?: string | null;
   /** The registration entry it was issued for (agent batch issuance); null otherwise. */
   readonly entryId?: string | null;
+  /** The workload identity template it was issued from (agent issuance by template); null otherwise. */
+  readonly templateId?: string | null;
 }
 
 /** Unexpired SVIDs an authority signed that are still in use (see InventoryStore.inUse). */
@@ -51,6 +53,7 @@ interface Row {
   issued_to: string;
   issued_at: Date;
   entry_id: string | null;
+  template_id: string | null;
 }
 
 const fromRow = (r: Row): IssuedSvidRecord => ({
@@ -62,9 +65,10 @@ const fromRow = (r: Row): IssuedSvidRecord => ({
   issuedTo: r.issued_to,
   issuedAt: toDate(r.issued_at),
   entryId: r.entry_id,
+  templateId: r.template_id,
 });
 
-const COLUMNS = 'serial, trust_domain, spiffe_id, not_before, not_after, issued_to, issued_at, entry_id';
+const COLUMNS = 'serial, trust_domain, spiffe_id, not_before, not_after, issued_to, issued_at, entry_id, template_id';
 
 const likePrefix = (prefix: string): string => prefix.replace(/[\\%_]/g, (c) => '\\' + c) + '%';
 
@@ -76,8 +80,8 @@ export class InventoryStore {
     if (records.length === 0) return Promise.resolve();
     return guard(async () => {
       await q.query(
-        `INSERT INTO issued_x509_svids (serial, trust_domain, spiffe_id, not_before, not_after, issued_to, issued_at, authority_id, entry_id)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::timestamptz[], $8::text[], $9::text[])`,
+        `INSERT INTO issued_x509_svids (serial, trust_domain, spiffe_id, not_before, not_after, issued_to, issued_at, authority_id, entry_id, template_id)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::text[])`,
         [
           records.map((r) => r.serial),
           records.map((r) => r.trustDomain),
@@ -88,6 +92,7 @@ export class InventoryStore {
           records.map((r) => r.issuedAt.toISOString()),
           records.map((r) => r.authorityId ?? null),
           records.map((r) => r.entryId ?? null),
+          records.map((r) => r.templateId ?? null),
         ],
       );
     });

@@ -40,6 +40,8 @@ export interface CsrRequest {
   readonly policy: X509Policy;
   /** The registration entry the SVID is for, recorded in the inventory (an admin entry's SVIDs are admin credentials). */
   readonly entryId?: string | undefined;
+  /** The workload identity template it was rendered from, recorded likewise (an admin template's SVIDs are admin credentials). */
+  readonly templateId?: string | undefined;
 }
 
 export type BatchIssueResult = { readonly svid: IssuedX509Svid } | { readonly error: CairnError };
@@ -134,17 +136,17 @@ export class IssuanceService {
    * The inventory rows and the audit entries, one multi-row INSERT each, in `tx` or a transaction of their own.
    * Each SVID's row names the authority that signed it, so `authority list` and `revoke` can count what it signed.
    */
-  private async record(trustDomain: string, issued: readonly IssuedX509Svid[], issuedTo: string, now: Date, authorityId: string, tx?: Queryable, entryIds?: readonly (string | undefined)[]): Promise<void> {
+  private async record(trustDomain: string, issued: readonly IssuedX509Svid[], issuedTo: string, now: Date, authorityId: string, tx?: Queryable, sources?: readonly { readonly entryId?: string | undefined; readonly templateId?: string | undefined }[]): Promise<void> {
     if (issued.length === 0) return;
     const write = async (q: Queryable): Promise<void> => {
       await this.deps.inventory.record(
-        issued.map((s, i) => ({ serial: s.serial, trustDomain, spiffeId: s.spiffeId, notBefore: s.notBefore, notAfter: s.notAfter, issuedTo, issuedAt: now, authorityId, entryId: entryIds?.[i] ?? null })),
+        issued.map((s, i) => ({ serial: s.serial, trustDomain, spiffeId: s.spiffeId, notBefore: s.notBefore, notAfter: s.notAfter, issuedTo, issuedAt: now, authorityId, entryId: sources?.[i]?.entryId ?? null, templateId: sources?.[i]?.templateId ?? null })),
         q,
       );
       await this.deps.audit.append(q, issued.map((s, i) => ({
         event: 'x509_svid.issued',
         actor: issuedTo,
-        subject: { trustDomain, spiffeId: s.spiffeId, serial: s.serial, notAfter: s.notAfter.toISOString(), issuedTo, entryId: entryIds?.[i] },
+        subject: { trustDomain, spiffeId: s.spiffeId, serial: s.serial, notAfter: s.notAfter.toISOString(), issuedTo, entryId: sources?.[i]?.entryId, templateId: sources?.[i]?.templateId },
       })));
     };
     if (tx) await write(tx);
@@ -231,7 +233,7 @@ export class IssuanceService {
     });
     const signed = await this.deps.pool.issueAll(authority.x509.template, items);
     const issued: IssuedX509Svid[] = [];
-    const entryIds: (string | undefined)[] = [];
+    const sources: { entryId?: string | undefined; templateId?: string | undefined }[] = [];
     signed.forEach((s, k) => {
       if (!s.ok) {
         results[at[k]!] = { error: s.error };
@@ -247,10 +249,10 @@ export class IssuanceService {
         bundle,
       };
       issued.push(svid);
-      entryIds.push(requests[at[k]!]!.entryId);
+      sources.push({ entryId: requests[at[k]!]!.entryId, templateId: requests[at[k]!]!.templateId });
       results[at[k]!] = { svid };
     });
-    await this.record(trustDomain, issued, issuedTo, now, authority.x509.id, undefined, entryIds);
+    await this.record(trustDomain, issued, issuedTo, now, authority.x509.id, undefined, sources);
     this.announce(trustDomain, issued, issuedTo);
     return results;
   }

@@ -8,6 +8,10 @@ import type { EnrollmentService } from '../enrollment/service.js';
 import type { Entry } from '../entries/model.js';
 import { entryView } from '../entries/view.js';
 import type { EntryStore } from '../entries/store.js';
+import type { TemplateStore } from '../templates/store.js';
+import { templateView } from '../templates/view.js';
+import type { SyncTemplate } from '../../contract/template-api.js';
+import type { IdentityTemplate } from '../templates/model.js';
 import type { AttestedNode } from '../nodes/store.js';
 import type { RevocationService } from '../revocation/service.js';
 import type { ChangeFeed } from './change-feed.js';
@@ -16,6 +20,7 @@ import { CairnError } from '../../lib/errors.js';
 export interface SyncDeps {
   readonly clock: Clock;
   readonly entries: EntryStore;
+  readonly templates: TemplateStore;
   readonly enrollment: EnrollmentService;
   readonly authority: AuthorityService;
   readonly feed: ChangeFeed;
@@ -33,6 +38,11 @@ export interface SyncRequest {
 
 export function syncEntryOf(e: Entry): SyncEntry {
   const { trustDomain: _td, createdAt: _c, updatedAt: _u, ...rest } = entryView(e);
+  return rest;
+}
+
+export function syncTemplateOf(t: IdentityTemplate): SyncTemplate {
+  const { trustDomain: _td, createdAt: _c, updatedAt: _u, ...rest } = templateView(t);
   return rest;
 }
 
@@ -74,22 +84,25 @@ export class SyncService {
       if (signal.aborted) {
         // A full sync must not answer "nothing": the agent would take an empty set as the truth.
         if (full) throw new CairnError('store_unavailable', 'the CA is shutting down; retry');
-        return { revision: since, full: false, parents: [], entries: [], removed: [] };
+        return { revision: since, full: false, parents: [], entries: [], removed: [], templates: [], removedTemplates: [] };
       }
       const waiter = this.deps.feed.arm();
       // Read the high-water mark first: anything committed later is picked up next time.
-      const latest = await this.deps.entries.latestRevision();
+      const latest = Math.max(await this.deps.entries.latestRevision(), await this.deps.templates.latestRevision());
       const parents = await this.deps.enrollment.parentsOf(node);
-      const [changed, removed] = await Promise.all([
+      const [changed, removed, changedTemplates, removedTemplates] = await Promise.all([
         this.deps.entries.changedSince(parents, full ? 0 : since),
         full ? Promise.resolve([] as string[]) : this.deps.entries.removedSince(parents, since),
+        this.deps.templates.changedSince(parents, full ? 0 : since),
+        full ? Promise.resolve([] as string[]) : this.deps.templates.removedSince(parents, since),
       ]);
       const { trustDomain, keys } = await this.deps.authority.published(node.trustDomain);
       const bundleChanged = trustDomain.bundleSequence > req.bundleSequence;
       const crls = req.crl === undefined ? undefined : await this.deps.revocation.published(trustDomain, keys);
       const crlChanged = crls !== undefined && crls.digest !== req.crl;
       const remaining = deadline - this.deps.clock.now().getTime();
-      if (full || changed.length > 0 || removed.length > 0 || bundleChanged || crlChanged || remaining <= 0 || signal.aborted) {
+      const templatesChanged = changedTemplates.length > 0 || removedTemplates.length > 0;
+      if (full || changed.length > 0 || removed.length > 0 || templatesChanged || bundleChanged || crlChanged || remaining <= 0 || signal.aborted) {
         waiter.cancel();
         if (!full && changed.length > 0) {
           const newest = changed.reduce((n, e) => Math.max(n, e.updatedAt.getTime()), 0);
@@ -105,6 +118,8 @@ export class SyncService {
           parents,
           entries: changed.map(syncEntryOf),
           removed,
+          templates: changedTemplates.map(syncTemplateOf),
+          removedTemplates,
           ...(bundleChanged ? { bundle: syncBundleOf(trustDomain.bundleSequence, keys) } : {}),
         };
       }

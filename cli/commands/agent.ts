@@ -130,6 +130,9 @@ export async function agentStartCommand({ values }: Parsed<typeof AGENT_START_FL
 
 export async function agentUnregisteredCommand({ values }: Parsed<typeof AGENT_UNREGISTERED_FLAGS>): Promise<void> {
   const file = join(dataDirOf(values['data-dir']), 'agent', 'unregistered.json');
-  const list = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { selectors: string[]; count: number; lastSeen: string }[]) : [];
-  printResult(values.json, list, () => table([['SELECTORS', 'CALLS', 'LAST SEEN'], ...list.map((c) => [c.selectors.join(' '), String(c.count), c.lastSeen])]));
+  const list = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { selectors: string[]; count: number; lastSeen: string; reason?: string }[]) : [];
+  // the reason column appears only when a template refused someone (a selector value it cannot use)
+  const reasons = list.some((c) => c.reason);
+  printResult(values.json, list, () =>
+    table([['SELECTORS', 'CALLS', 'LAST SEEN', ...(reasons ? ['REASON'] : [])], ...list.map((c) => [c.selectors.join(' '), String(c.count), c.lastSeen, ...(reasons ? [c.reason ?? '-'] : [])])]));
 }

@@ -12,13 +12,15 @@ export interface UnregisteredCaller {
   readonly count: number;
   readonly firstSeen: string;
   readonly lastSeen: string;
+  /** Why templates that apply to it gave no identity (a selector value that cannot stand in a SPIFFE ID, the CA's refusal). */
+  readonly reason?: string | undefined;
 }
 
 /** How often unregistered.json may be rewritten at most. */
 export const DEFAULT_DISCOVERY_WRITE_INTERVAL_MS = 5000;
 
 /**
- * Discovery mode: callers that matched no entry, deduplicated by their selector set and bounded,
+ * Discovery mode: callers that matched no entry (and got no identity from a template, with the reason), deduplicated by their selector set and bounded,
  * so operators can write entries from real traffic before enforcing. Persisted for
  * `cairn agent unregistered`: the list in memory is current at every call, the file is rewritten
  * (temp file, fsync, rename) at most once per interval, so a caller with no identity calling in a
@@ -47,12 +49,12 @@ export class DiscoveryLog {
     }
   }
 
-  record(peer: PeerInfo, selectors: readonly string[]): void {
+  record(peer: PeerInfo, selectors: readonly string[], reason?: string): void {
     const key = [...selectors].sort().join(' ');
     const now = this.clock.now().toISOString();
     const prev = this.seen.get(key);
     if (!prev && this.seen.size >= this.max) return;
-    this.seen.set(key, { selectors: [...selectors].sort(), lastPid: peer.pid, count: (prev?.count ?? 0) + 1, firstSeen: prev?.firstSeen ?? now, lastSeen: now });
+    this.seen.set(key, { selectors: [...selectors].sort(), lastPid: peer.pid, count: (prev?.count ?? 0) + 1, firstSeen: prev?.firstSeen ?? now, lastSeen: now, ...(reason ? { reason: reason.slice(0, 2000) } : {}) });
     this.dirty = true;
     const t = this.clock.now().getTime();
     const since = this.lastWrite === undefined ? Infinity : t - this.lastWrite;

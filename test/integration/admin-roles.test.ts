@@ -21,6 +21,7 @@ describe(`admin roles, scopes and guards (${storeKind()} store)`, { timeout: 120
   const tokens: Record<string, string> = {};
   const agents: Record<string, TestNode> = {};
   const entries: Record<string, string> = {};
+  const templates: Record<string, string> = {};
   const as = (who: string, method: string, path: string, body?: unknown) => callAs(ca, who === 'bootstrap' ? ca.adminToken : tokens[who], method, path, body);
   const ok = async (who: string, method: string, path: string, body?: unknown) => {
     const res = await as(who, method, path, body);
@@ -41,6 +42,7 @@ describe(`admin roles, scopes and guards (${storeKind()} store)`, { timeout: 120
       const { token } = await ok('bootstrap', 'POST', '/v1/tokens', { trustDomain: td, agentId: `spiffe://${td}/node-1`, selectors: ['join_token:plain'] });
       agents[td] = (await redeem(token)).node!;
       entries[td] = (await ok('bootstrap', 'POST', '/v1/entries', { spiffeId: `spiffe://${td}/web`, parentId: agents[td]!.spiffeId, selectors: ['unix:uid:1000'] })).id;
+      templates[td] = (await ok('bootstrap', 'POST', '/v1/templates', { trustDomain: td, parentId: agents[td]!.spiffeId, spiffeIdTemplate: 'spiffe://{td}/uid/{unix:uid}' })).id;
       await ok('bootstrap', 'POST', '/v1/x509-svids', { spiffeId: `spiffe://${td}/minted`, csr: csr() });
     }
     tokens.viewer = await createAdmin(ca, { name: 'viewer', role: 'viewer' });
@@ -72,7 +74,7 @@ describe(`admin roles, scopes and guards (${storeKind()} store)`, { timeout: 120
     app.setErrorHandler(errorHandler);
     await app.register(async (admin) => {
       const table: Record<string, RouteRule> = { 'GET /listed': { role: 'viewer', action: 'test.listed', trustDomain: { from: 'none' } } };
-      new AdminAccess({ clock: { now: () => new Date() }, tokens: ca.core.adminAuth, svids: { verify: async () => { throw new Error('unused'); } }, facts: { entry: async () => undefined, adminParents: async () => [], aliasesFor: async () => [], nodesBannedBy: async () => [] }, sink: { append: async (r) => void records.push(r) }, table }).install(admin);
+      new AdminAccess({ clock: { now: () => new Date() }, tokens: ca.core.adminAuth, svids: { verify: async () => { throw new Error('unused'); } }, facts: { entry: async () => undefined, template: async () => undefined, adminParents: async () => [], aliasesFor: async () => [], nodesBannedBy: async () => [] }, sink: { append: async (r) => void records.push(r) }, table }).install(admin);
       admin.get('/listed', async () => ({ ok: true }));
       admin.get('/unlisted', async () => ({ ok: true }));
       admin.post('/unlisted', async () => ({ ok: true }));
@@ -159,6 +161,10 @@ describe(`admin roles, scopes and guards (${storeKind()} store)`, { timeout: 120
     'GET /v1/entries/:id': [`/v1/entries/${entries[B]}`],
     'PATCH /v1/entries/:id': [`/v1/entries/${entries[B]}`, { selectors: ['unix:uid:1'] }],
     'DELETE /v1/entries/:id': [`/v1/entries/${entries[B]}`],
+    'POST /v1/templates': ['/v1/templates', { trustDomain: B, parentId: agents[B]!.spiffeId, spiffeIdTemplate: 'spiffe://{td}/t/{unix:uid}' }],
+    'GET /v1/templates': [`/v1/templates?trustDomain=${B}`],
+    'GET /v1/templates/:id': [`/v1/templates/${templates[B]}`],
+    'DELETE /v1/templates/:id': [`/v1/templates/${templates[B]}`],
     'GET /v1/agents': [`/v1/agents?trustDomain=${B}`],
     'POST /v1/agents/ban': ['/v1/agents/ban', { spiffeId: agents[B]!.spiffeId }],
     'POST /v1/agents/unban': ['/v1/agents/unban', { spiffeId: agents[B]!.spiffeId }],
@@ -196,6 +202,7 @@ describe(`admin roles, scopes and guards (${storeKind()} store)`, { timeout: 120
     expect((await ok('bootstrap', 'GET', '/v1/agents/bans')).bans).toEqual([]);
     // nothing happened in B
     expect((await ok('bootstrap', 'GET', `/v1/entries/${entries[B]}`)).selectors).toEqual(['unix:uid:1000']);
+    expect((await ok('bootstrap', 'GET', `/v1/templates/${templates[B]}`)).id).toBe(templates[B]);
     expect((await ok('bootstrap', 'GET', `/v1/agents?trustDomain=${B}`)).agents.find((a: { spiffeId: string }) => a.spiffeId === agents[B]!.spiffeId).banned).toBe(false);
     expect((await ok('bootstrap', 'GET', `/v1/trust-domains/${B}`)).jwtSvidTtlSeconds).toBe(300);
     // and the same requests in A work for it

@@ -1,6 +1,7 @@
 import { createPublicKey, X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentPaths, type BatchX509Response } from '../../contract/agent-api.js';
+import type { TemplateX509Response } from '../../contract/template-api.js';
 import { generateKeyAndCsr } from '../../lib/pkcs10.js';
 import { fetchPinnedAuthority, requestJson, type JsonResponse } from '../../lib/tls-client.js';
 import { derToPem } from '../../spiffe/bundle/bundle.js';
@@ -74,6 +75,31 @@ describe(`admin by X.509-SVID over mTLS (${storeKind()} store)`, { timeout: 120_
     const full = await svidFor(await entry({ spiffeId: `spiffe://${TD}/breakglass`, admin: true }));
     expect((await asSvid(full, 'PATCH', `/v1/trust-domains/${TD}`, { jwtSvidTtlSeconds: 600 })).status).toBe(200);
     expect((await asSvid(full, 'PATCH', `/v1/trust-domains/${OTHER}`, { jwtSvidTtlSeconds: 600 })).body.code).toBe('permission_denied');
+  });
+
+  it('an SVID issued from an admin template is an admin credential with its role; a plain template\'s is not, and deleting the template stops it', async () => {
+    const template = async (body: Record<string, unknown>): Promise<string> => {
+      const res = await admin('POST', '/v1/templates', { trustDomain: TD, parentId: agent.spiffeId, ...body });
+      expect(res.status, JSON.stringify(res.body)).toBe(201);
+      return res.body.id;
+    };
+    const byTemplate = async (templateId: string, selectors: string[]): Promise<Creds> => {
+      const key = generateKeyAndCsr();
+      const res = await agent.call<TemplateX509Response>('POST', AgentPaths.templateX509Svids, { requests: [{ templateId, selectors, csr: key.csr.toString('base64') }] });
+      const item = res.body.results[0]!;
+      if (!item.svid) throw new Error(`no SVID from template ${templateId}: ${JSON.stringify(item.error)}`);
+      return { cert: pemChain(item.svid), key: key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), serial: item.svid.serial };
+    };
+    const adminTpl = await template({ spiffeIdTemplate: 'spiffe://{td}/tpl-admin/{unix:uid}', adminRole: 'viewer' });
+    const creds = await byTemplate(adminTpl, ['unix:uid:501']);
+    const list = await asSvid(creds, 'GET', '/v1/templates');
+    expect(list.status, JSON.stringify(list.body)).toBe(200);
+    expect((await asSvid(creds, 'POST', '/v1/tokens', { trustDomain: TD })).body.code).toBe('permission_denied');
+    // a template without admin: its SVIDs are workload SVIDs only, whatever ID they carry
+    const plain = await byTemplate(await template({ spiffeIdTemplate: 'spiffe://{td}/tpl-plain/{unix:uid}' }), ['unix:uid:501']);
+    expect((await asSvid(plain, 'GET', '/v1/templates')).status).toBe(401);
+    expect((await admin('DELETE', `/v1/templates/${adminTpl}`)).status).toBe(204);
+    expect((await asSvid(creds, 'GET', '/v1/templates')).status).toBe(401);
   });
 
   it('works only while the entry is marked admin: a removed flag or a deleted entry stops it at once', async () => {
