@@ -52,7 +52,7 @@ export async function benchIssuance(): Promise<void> {
     sealer,
   );
   const authority = {
-    trustDomain: { name: 'bench.example.org', caKeyType: 'ec-p256' as const, jwtKeyType: 'ec-p256' as const, authorityPrepublishSeconds: 1800, caTtlSeconds: 86400, x509SvidTtlSeconds: 3600, jwtSvidTtlSeconds: 300, jwtIssuer: 'https://bench.example.org', bundleSequence: 1, bundleRefreshHintSeconds: 300, createdAt: now, updatedAt: now },
+    trustDomain: { name: 'bench.example.org', caKeyType: 'ec-p256' as const, jwtKeyType: 'ec-p256' as const, authorityPrepublishSeconds: 1800, caTtlSeconds: 86400, x509SvidTtlSeconds: 3600, jwtSvidTtlSeconds: 300, jwtIssuer: 'https://bench.example.org', bundleSequence: 1, bundleRefreshHintSeconds: 300, bundleEndpoint: null, createdAt: now, updatedAt: now },
     x509: { id: 'x', certificate: ca.der, notAfter, template: ca.template },
     jwt: jwtSigner,
   };

@@ -20,6 +20,8 @@ import { loadKek } from './keys-at-rest.js';
 import { METRICS_PATH, startMetricsListener } from '../lib/metrics-listener.js';
 import { credentialSets, type KubeCredentialSet } from './node-attestation/kube-credentials.js';
 import { buildCaCore, defaultAuditOrigin, type CaCore } from './services.js';
+import { BundleEndpoints } from './bundle-endpoint/server.js';
+import { listenForChanges } from './db/changes.js';
 
 export interface CaConfig {
   readonly dataDir: string;
@@ -83,6 +85,8 @@ export interface CaHandle {
   readonly version: string;
   /** Where Prometheus scrapes this CA: the metrics listener's, else the plain listener's /metrics (loopback callers). */
   readonly metricsUrl: string;
+  /** The federation bundle endpoints this replica serves (ca/bundle-endpoint). */
+  readonly bundleEndpoints: BundleEndpoints;
   /** SIGHUP: takes a new KEK from the KEK file and re-seals what is still under the old one. */
   reloadKek(): Promise<void>;
   close(): Promise<void>;
@@ -200,6 +204,17 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
       auditStop.abort();
       await auditLoop;
     });
+    // every replica serves the federation bundle endpoints configured in the database
+    const bundleEndpoints = new BundleEndpoints({
+      clock,
+      logger,
+      configured: () => core.stores.trustDomains.withBundleEndpoints(),
+      authority: core.authority,
+      issuance: core.issuance,
+      onChange: (listener) => listenForChanges(db, listener),
+    });
+    await bundleEndpoints.start();
+    opened.defer('bundle endpoints', () => bundleEndpoints.stop());
     opened.defer('listeners', async () => {
       core.feed.endLongPolls(); // long-polls answer now rather than hold the close for 30 s
       await Promise.all([app.app.close(), tlsApp.app.close()]);
@@ -242,6 +257,7 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
           () => undefined,
           (err: unknown) => logger.error({ err, kekFile: source }, `the KEK was not reloaded: ${(err as Error).message}`),
         ),
+      bundleEndpoints,
       close: release,
     };
   } catch (err) {

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { Random } from '../lib/random.js';
@@ -120,7 +121,7 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const bans = new BanService({ clock, logger, store: new BanStore(db), trustDomains: trustDomainStore, audit });
   const revocation = new RevocationService({ clock, logger, store: new RevocationStore(db), keys, trustDomains: trustDomainStore, sealer, audit });
   const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter, bans, revocations: revocation, audit });
-  const trustDomains = new TrustDomainService({ db, clock, logger, store: trustDomainStore, keys, authority, entries });
+  const trustDomains = new TrustDomainService({ db, clock, logger, store: trustDomainStore, keys, authority, entries, hostName: hostname() });
   const feed = new ChangeFeed(db);
   const adminAuth = new AdminAuthService({ clock, random, logger, store: adminTokens });
   const svidAdmins = new SvidAdminAuth({

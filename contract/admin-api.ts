@@ -20,6 +20,10 @@ export const TrustDomainView = Type.Object({
   jwtIssuer: Type.Union([Type.String(), Type.Null()]),
   authorityPrepublishSeconds: Type.Integer(),
   bundleSequence: Type.Integer(),
+  bundleEndpointListen: Type.Optional(Type.String({ description: 'HOST:PORT every CA replica serves the SPIFFE bundle endpoint on' })),
+  bundleEndpointUrl: Type.Optional(Type.String({ description: 'the bundle endpoint URL federated peers configure' })),
+  bundleEndpointProfile: Type.Optional(Type.Literal('https_spiffe')),
+  bundleEndpointSpiffeId: Type.Optional(Type.String({ description: 'the SPIFFE ID of the X.509-SVID the endpoint authenticates with (https_spiffe)' })),
   createdAt: Timestamp,
   updatedAt: Timestamp,
 });
@@ -35,6 +39,10 @@ export const CreateTrustDomainBody = Type.Object(
     jwtSvidTtlSeconds: Type.Optional(Type.Integer({ minimum: 1 })),
     jwtIssuer: Type.Optional(Type.Union([Type.String({ maxLength: 512 }), Type.Null()])),
     authorityPrepublishSeconds: Type.Optional(Type.Integer({ minimum: 0 })),
+    bundleEndpointListen: Type.Optional(Type.String({ maxLength: 300, description: 'HOST:PORT: every CA replica serves the trust domain\'s SPIFFE bundle endpoint there' })),
+    bundleEndpointProfile: Type.Optional(Type.String({ maxLength: 32, description: 'https_spiffe (default): the endpoint authenticates with an X.509-SVID of the trust domain' })),
+    bundleEndpointSpiffeId: Type.Optional(Type.String({ maxLength: 2048, description: 'default spiffe://<td>/cairn/bundle-endpoint' })),
+    bundleEndpointUrl: Type.Optional(Type.String({ maxLength: 512, description: 'the public https URL, when it differs from the listen address' })),
   },
   { additionalProperties: false },
 );
@@ -48,6 +56,10 @@ export const UpdateTrustDomainBody = Type.Object(
     jwtIssuer: Type.Optional(Type.Union([Type.String({ maxLength: 512 }), Type.Null()])),
     jwtKeyType: Type.Optional(KeyTypeSchema),
     authorityPrepublishSeconds: Type.Optional(Type.Integer({ minimum: 0 })),
+    bundleEndpointListen: Type.Optional(Type.Union([Type.String({ maxLength: 300 }), Type.Null()], { description: 'HOST:PORT; null removes the endpoint' })),
+    bundleEndpointProfile: Type.Optional(Type.String({ maxLength: 32, description: 'https_spiffe (default): the endpoint authenticates with an X.509-SVID of the trust domain' })),
+    bundleEndpointSpiffeId: Type.Optional(Type.String({ maxLength: 2048, description: 'default spiffe://<td>/cairn/bundle-endpoint' })),
+    bundleEndpointUrl: Type.Optional(Type.String({ maxLength: 512, description: 'the public https URL, when it differs from the listen address' })),
   },
   { additionalProperties: false, minProperties: 1 },
 );

@@ -1,5 +1,16 @@
 import type { KeyType } from '../authority/key-types.js';
 
+/** Where every replica serves the trust domain's bundle to federated peers (SPIFFE Federation). */
+export interface BundleEndpoint {
+  /** host:port every replica listens on. */
+  readonly listen: string;
+  readonly profile: 'https_spiffe';
+  /** The SPIFFE ID of the X.509-SVID the endpoint serves with (https_spiffe). */
+  readonly spiffeId: string;
+  /** What peers configure: the listen address unless the public address differs. */
+  readonly url: string;
+}
+
 export interface TrustDomain {
   readonly name: string;
   readonly caKeyType: KeyType;
@@ -13,6 +24,7 @@ export interface TrustDomain {
   readonly jwtIssuer: string | null;
   readonly bundleSequence: number;
   readonly bundleRefreshHintSeconds: number;
+  readonly bundleEndpoint: BundleEndpoint | null;
   readonly createdAt: Date;
   readonly updatedAt: Date;
 }

@@ -19,6 +19,9 @@ export function trustDomainView(td: TrustDomain): TrustDomainView {
     jwtIssuer: td.jwtIssuer,
     authorityPrepublishSeconds: td.authorityPrepublishSeconds,
     bundleSequence: td.bundleSequence,
+    ...(td.bundleEndpoint
+      ? { bundleEndpointListen: td.bundleEndpoint.listen, bundleEndpointUrl: td.bundleEndpoint.url, bundleEndpointProfile: td.bundleEndpoint.profile, bundleEndpointSpiffeId: td.bundleEndpoint.spiffeId }
+      : {}),
     createdAt: td.createdAt.toISOString(),
     updatedAt: td.updatedAt.toISOString(),
   };

@@ -11,9 +11,10 @@ import { isKeyType, profileOf, type KeyType } from '../authority/key-types.js';
 import { checkTtl } from '../issuance/policy.js';
 import { TRUST_DOMAIN_DEFAULTS, TTL_LIMITS, type TrustDomain } from './model.js';
 import type { TrustDomainPatch, TrustDomainStore } from './store.js';
+import { bundleEndpointOf, type BundleEndpointInput } from '../bundle-endpoint/config.js';
 import type { ChangeObserver } from '../admin-auth/record.js';
 
-export interface CreateTrustDomainInput {
+export interface CreateTrustDomainInput extends BundleEndpointInput {
   readonly name: string;
   readonly caKeyType?: string;
   readonly jwtKeyType?: string;
@@ -24,7 +25,7 @@ export interface CreateTrustDomainInput {
   readonly jwtIssuer?: string | null;
 }
 
-export interface UpdateTrustDomainInput extends Omit<TrustDomainPatch, 'jwtKeyType'> {
+export interface UpdateTrustDomainInput extends Omit<TrustDomainPatch, 'jwtKeyType' | 'bundleEndpoint'>, BundleEndpointInput {
   readonly jwtKeyType?: string;
 }
 
@@ -41,6 +42,8 @@ export interface TrustDomainDeps {
   readonly keys: AuthorityKeyStore;
   readonly authority: AuthorityService;
   readonly entries: EntryCounter;
+  /** This host's name: the bundle endpoint's URL when it listens on every address and none is set. */
+  readonly hostName: string;
 }
 
 export function validateTrustDomainName(name: string): string {
@@ -114,6 +117,7 @@ export class TrustDomainService {
     checkTtls(ttls);
     checkCaTtlCap(ttls.caTtlSeconds, caKeyType);
     const jwtIssuer = validateIssuer(input.jwtIssuer);
+    const bundleEndpoint = bundleEndpointOf(input, name, undefined, this.deps.hostName) ?? null;
     if (await this.deps.store.get(name)) throw new CairnError('trust_domain_exists', `trust domain ${name} already exists`);
     const keys = await Promise.all(
       (['x509', 'jwt'] as const).map((kind) =>
@@ -129,6 +133,7 @@ export class TrustDomainService {
       jwtIssuer,
       bundleSequence: 1,
       bundleRefreshHintSeconds: TRUST_DOMAIN_DEFAULTS.bundleRefreshHintSeconds,
+      bundleEndpoint,
       createdAt: now,
       updatedAt: now,
     };
@@ -165,7 +170,9 @@ export class TrustDomainService {
     if (patch.caTtlSeconds !== undefined) checkCaTtlCap(patch.caTtlSeconds, current.caKeyType);
     const jwtIssuer = patch.jwtIssuer === undefined ? undefined : validateIssuer(patch.jwtIssuer);
     const jwtKeyType = patch.jwtKeyType === undefined ? undefined : keyTypeOf(patch.jwtKeyType, 'jwtKeyType');
-    const updated = await this.deps.store.update(current.name, { ...patch, jwtIssuer, jwtKeyType }, this.deps.clock.now());
+    const bundleEndpoint = bundleEndpointOf(patch, current.name, current.bundleEndpoint, this.deps.hostName);
+    const { bundleEndpointListen: _l, bundleEndpointProfile: _p, bundleEndpointSpiffeId: _s, bundleEndpointUrl: _u, ...settings } = patch;
+    const updated = await this.deps.store.update(current.name, { ...settings, jwtIssuer, jwtKeyType, bundleEndpoint }, this.deps.clock.now());
     if (!updated) throw new CairnError('trust_domain_not_found', `trust domain ${name} does not exist`);
     observe?.(current, updated);
     this.deps.logger.info({ event: 'trust_domain.updated', trustDomain: current.name, changes: Object.keys(patch), actor }, 'trust domain updated');

@@ -4,7 +4,7 @@ import { guard } from '../db/errors.js';
 import { notifyChange } from '../db/changes.js';
 import { toPage, type Page } from '../../lib/paging.js';
 import type { KeyType } from '../authority/key-types.js';
-import { TRUST_DOMAIN_DEFAULTS, type TrustDomain } from './model.js';
+import { TRUST_DOMAIN_DEFAULTS, type BundleEndpoint, type TrustDomain } from './model.js';
 
 interface Row {
   name: string;
@@ -17,12 +17,17 @@ interface Row {
   bundle_refresh_hint_seconds: number;
   jwt_key_type: string | null;
   authority_prepublish_seconds: number | null;
+  bundle_endpoint_listen: string | null;
+  bundle_endpoint_profile: string | null;
+  bundle_endpoint_spiffe_id: string | null;
+  bundle_endpoint_url: string | null;
   created_at: Date | string;
   updated_at: Date | string;
 }
 
 const COLUMNS = `name, ca_key_type, ca_ttl_seconds, x509_svid_ttl_seconds, jwt_svid_ttl_seconds, jwt_issuer,
-  bundle_sequence, bundle_refresh_hint_seconds, created_at, updated_at, jwt_key_type, authority_prepublish_seconds`;
+  bundle_sequence, bundle_refresh_hint_seconds, created_at, updated_at, jwt_key_type, authority_prepublish_seconds,
+  bundle_endpoint_listen, bundle_endpoint_profile, bundle_endpoint_spiffe_id, bundle_endpoint_url`;
 
 function fromRow(r: Row): TrustDomain {
   return {
@@ -38,6 +43,9 @@ function fromRow(r: Row): TrustDomain {
     jwtIssuer: r.jwt_issuer,
     bundleSequence: toNumber(r.bundle_sequence),
     bundleRefreshHintSeconds: toNumber(r.bundle_refresh_hint_seconds),
+    bundleEndpoint: r.bundle_endpoint_listen === null
+      ? null
+      : { listen: r.bundle_endpoint_listen, profile: 'https_spiffe', spiffeId: r.bundle_endpoint_spiffe_id!, url: r.bundle_endpoint_url! },
     createdAt: toDate(r.created_at),
     updatedAt: toDate(r.updated_at),
   };
@@ -50,6 +58,8 @@ export interface TrustDomainPatch {
   readonly jwtIssuer?: string | null;
   readonly jwtKeyType?: KeyType;
   readonly authorityPrepublishSeconds?: number;
+  /** null removes it. */
+  readonly bundleEndpoint?: BundleEndpoint | null;
 }
 
 export class TrustDomainStore {
@@ -59,10 +69,12 @@ export class TrustDomainStore {
     return guard(
       async () => {
         await tx.query(
-          `INSERT INTO trust_domains (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+          `INSERT INTO trust_domains (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
           [td.name, td.caKeyType, td.caTtlSeconds, td.x509SvidTtlSeconds, td.jwtSvidTtlSeconds, td.jwtIssuer,
-            td.bundleSequence, td.bundleRefreshHintSeconds, td.createdAt, td.updatedAt, td.jwtKeyType, td.authorityPrepublishSeconds],
+            td.bundleSequence, td.bundleRefreshHintSeconds, td.createdAt, td.updatedAt, td.jwtKeyType, td.authorityPrepublishSeconds,
+            ...endpointColumns(td.bundleEndpoint)],
         );
+        if (td.bundleEndpoint) await notifyChange(tx, td.name);
       },
       { trust_domains_pkey: 'trust_domain_exists' },
     );
@@ -95,13 +107,25 @@ export class TrustDomainStore {
            jwt_issuer = CASE WHEN $5::boolean THEN $6 ELSE jwt_issuer END,
            updated_at = $7,
            jwt_key_type = COALESCE($8, jwt_key_type),
-           authority_prepublish_seconds = COALESCE($9, authority_prepublish_seconds)
+           authority_prepublish_seconds = COALESCE($9, authority_prepublish_seconds),
+           bundle_endpoint_listen = CASE WHEN $10::boolean THEN $11 ELSE bundle_endpoint_listen END,
+           bundle_endpoint_profile = CASE WHEN $10::boolean THEN $12 ELSE bundle_endpoint_profile END,
+           bundle_endpoint_spiffe_id = CASE WHEN $10::boolean THEN $13 ELSE bundle_endpoint_spiffe_id END,
+           bundle_endpoint_url = CASE WHEN $10::boolean THEN $14 ELSE bundle_endpoint_url END
          WHERE name = $1 RETURNING ${COLUMNS}`,
         [name, patch.caTtlSeconds ?? null, patch.x509SvidTtlSeconds ?? null, patch.jwtSvidTtlSeconds ?? null,
-          patch.jwtIssuer !== undefined, patch.jwtIssuer ?? null, now, patch.jwtKeyType ?? null, patch.authorityPrepublishSeconds ?? null],
+          patch.jwtIssuer !== undefined, patch.jwtIssuer ?? null, now, patch.jwtKeyType ?? null, patch.authorityPrepublishSeconds ?? null,
+          patch.bundleEndpoint !== undefined, ...endpointColumns(patch.bundleEndpoint ?? null)],
       );
+      // every replica starts, moves or stops its listener for it (ca/bundle-endpoint)
+      if (res.rows[0] && patch.bundleEndpoint !== undefined) await notifyChange(this.db, name);
       return res.rows[0] && fromRow(res.rows[0]);
     });
+  }
+
+  /** The trust domains that have a bundle endpoint, for the replicas' listeners. */
+  withBundleEndpoints(): Promise<TrustDomain[]> {
+    return guard(async () => (await this.db.query<Row>(`SELECT ${COLUMNS} FROM trust_domains WHERE bundle_endpoint_listen IS NOT NULL ORDER BY name`)).rows.map(fromRow));
   }
 
   /** Deletes the trust domain (its keys cascade). Returns false when it did not exist. */
@@ -124,3 +148,5 @@ export class TrustDomainStore {
     });
   }
 }
+
+const endpointColumns = (e: BundleEndpoint | null): (string | null)[] => (e ? [e.listen, e.profile, e.spiffeId, e.url] : [null, null, null, null]);

@@ -27,14 +27,23 @@ const TTL_FLAGS = flags({
   },
 });
 
+const ENDPOINT_FLAGS = flags({
+  'bundle-endpoint-listen': { type: 'string', value: 'HOST:PORT', description: 'serve the trust domain\'s SPIFFE federation bundle endpoint there, on every CA replica (update: "" removes it)' },
+  'bundle-endpoint-profile': { type: 'string', choices: ['https_spiffe', 'https_web'], description: 'https_spiffe (default): the endpoint authenticates with an X.509-SVID of the trust domain' },
+  'bundle-endpoint-spiffe-id': { type: 'string', value: 'ID', check: CHECKS.spiffeId, description: 'the SPIFFE ID of the endpoint\'s SVID (default spiffe://<td>/cairn/bundle-endpoint)' },
+  'bundle-endpoint-url': { type: 'string', value: 'URL', description: 'the https URL peers use, when it differs from the listen address' },
+});
+
 export const TD_CREATE_FLAGS = flags({
   'ca-key-type': { type: 'string', choices: ['ec-p256', 'ec-p384', 'rsa-2048'], description: "the CA key's type (default ec-p256); fixed once created" },
   ...TTL_FLAGS,
+  ...ENDPOINT_FLAGS,
   ...ADMIN_FLAGS,
 });
 export const TD_UPDATE_FLAGS = flags({
   ...TTL_FLAGS,
   'jwt-issuer': { type: 'string', value: 'URL', description: 'the iss claim of JWT-SVIDs and the OIDC issuer; "" removes it' },
+  ...ENDPOINT_FLAGS,
   ...ADMIN_FLAGS,
 });
 export const TD_LIST_FLAGS = flags({ ...PAGING, ...ADMIN_FLAGS });
@@ -45,7 +54,7 @@ export const TD_DELETE_FLAGS = flags({
 });
 
 /** API body fields → the flags that set them, for the CA's 4xx messages. */
-const TD_FIELDS = { caKeyType: 'ca-key-type', jwtKeyType: 'jwt-key-type', authorityPrepublishSeconds: 'authority-prepublish', caTtlSeconds: 'ca-ttl', x509SvidTtlSeconds: 'x509-svid-ttl', jwtSvidTtlSeconds: 'jwt-svid-ttl', jwtIssuer: 'jwt-issuer', pageSize: 'page-size', pageToken: 'page-token' };
+const TD_FIELDS = { caKeyType: 'ca-key-type', jwtKeyType: 'jwt-key-type', authorityPrepublishSeconds: 'authority-prepublish', caTtlSeconds: 'ca-ttl', x509SvidTtlSeconds: 'x509-svid-ttl', jwtSvidTtlSeconds: 'jwt-svid-ttl', jwtIssuer: 'jwt-issuer', bundleEndpointListen: 'bundle-endpoint-listen', bundleEndpointProfile: 'bundle-endpoint-profile', bundleEndpointSpiffeId: 'bundle-endpoint-spiffe-id', bundleEndpointUrl: 'bundle-endpoint-url', pageSize: 'page-size', pageToken: 'page-token' };
 
 const td = () => import('../commands/trust-domain.js');
 
@@ -66,7 +75,7 @@ export const trustDomainGroup = group({
     command({ name: 'show', summary: "show a trust domain's settings", flags: TD_SHOW_FLAGS, positionals: [NAME], run: async (args) => (await td()).tdShow(args) }),
     command({
       name: 'update',
-      summary: "change a trust domain's lifetimes, JWT issuer, JWT key type or pre-publication window",
+      summary: "change a trust domain's lifetimes, JWT issuer, JWT key type, pre-publication window or bundle endpoint",
       flags: TD_UPDATE_FLAGS,
       positionals: [NAME],
       apiFields: apiFieldsFor(TD_UPDATE_FLAGS, TD_FIELDS),

@@ -35,7 +35,7 @@ async function fakeAgent() {
   const listeners = new Set<() => void>();
   const state = { ready: true };
   const authority = {
-    trustDomain: { name: 'wl.test', caKeyType: 'ec-p256' as const, jwtKeyType: 'ec-p256' as const, authorityPrepublishSeconds: 1800, caTtlSeconds: 86400, x509SvidTtlSeconds: 3600, jwtSvidTtlSeconds: 300, jwtIssuer: null, bundleSequence: 1, bundleRefreshHintSeconds: 300, createdAt: new Date(), updatedAt: new Date() },
+    trustDomain: { name: 'wl.test', caKeyType: 'ec-p256' as const, jwtKeyType: 'ec-p256' as const, authorityPrepublishSeconds: 1800, caTtlSeconds: 86400, x509SvidTtlSeconds: 3600, jwtSvidTtlSeconds: 300, jwtIssuer: null, bundleSequence: 1, bundleRefreshHintSeconds: 300, bundleEndpoint: null, createdAt: new Date(), updatedAt: new Date() },
     x509: { id: 'x', certificate: ca.der, notAfter: new Date(Date.now() + 86400_000), template: ca.template },
     jwt: {
       kid: 'k1', alg: 'ES256' as const, notAfter: new Date(Date.now() + 86400_000),

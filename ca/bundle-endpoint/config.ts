@@ -1,0 +1,90 @@
+import { isIP } from 'node:net';
+import { CairnError } from '../../lib/errors.js';
+import { SpiffeId } from '../../spiffe/id.js';
+import { SpiffeError } from '../../spiffe/errors.js';
+import type { BundleEndpoint } from '../trust-domains/model.js';
+
+/** The bundle endpoint fields of a trust domain create or update (the REST body's names). */
+export interface BundleEndpointInput {
+  /** null (update only): no endpoint any more. */
+  readonly bundleEndpointListen?: string | null | undefined;
+  readonly bundleEndpointProfile?: string | undefined;
+  readonly bundleEndpointSpiffeId?: string | undefined;
+  readonly bundleEndpointUrl?: string | undefined;
+}
+
+const DNS_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+const WILDCARDS = new Set(['0.0.0.0', '::']);
+
+/** The SPIFFE ID the endpoint's SVID carries unless configured (issue 15). */
+export const defaultEndpointSpiffeId = (trustDomain: string): string => `spiffe://${trustDomain}/cairn/bundle-endpoint`;
+
+/** `host:port` or `[v6]:port`, as every replica will listen on it. */
+export function parseListen(value: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value.trim());
+  const host = m?.[1] ?? m?.[2];
+  const port = Number(m?.[3]);
+  const hostOk = host !== undefined && (m?.[1] !== undefined ? isIP(host) === 6 : isIP(host) === 4 || DNS_NAME.test(host));
+  if (!m || !hostOk || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new CairnError('invalid_request', `bundleEndpointListen must be HOST:PORT (an address or name of this host, and a port 1-65535), e.g. 0.0.0.0:8444 or [::1]:8444 (got "${value}")`);
+  }
+  return { host, port };
+}
+
+function checkUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new CairnError('invalid_request', `bundleEndpointUrl must be an absolute https URL (got "${value}")`);
+  }
+  if (url.protocol !== 'https:' || url.username || url.password || url.hash || value.length > 512) {
+    throw new CairnError('invalid_request', 'bundleEndpointUrl must be an https URL without credentials or fragment, at most 512 characters (SPIFFE Federation: no userinfo)');
+  }
+  return value;
+}
+
+function checkSpiffeId(value: string, trustDomain: string): string {
+  let id: SpiffeId;
+  try {
+    id = SpiffeId.parse(value);
+  } catch (err) {
+    if (err instanceof SpiffeError) throw new CairnError('invalid_spiffe_id', `bundleEndpointSpiffeId: ${err.message}`, { cause: err });
+    throw err;
+  }
+  // https_spiffe is self-serving here: peers check the endpoint's SVID against this trust domain's bundle
+  if (id.trustDomain !== trustDomain) throw new CairnError('wrong_trust_domain', `bundleEndpointSpiffeId must be in trust domain ${trustDomain} (got ${value})`);
+  return id.toString();
+}
+
+/**
+ * The endpoint after a create (`current` undefined) or an update: undefined when the input does not
+ * touch it, null when it is removed. The URL follows the listen address unless it was set.
+ */
+export function bundleEndpointOf(input: BundleEndpointInput, trustDomain: string, current: BundleEndpoint | null | undefined, hostName: string): BundleEndpoint | null | undefined {
+  const { bundleEndpointListen: listen, bundleEndpointProfile: profile, bundleEndpointSpiffeId: spiffeId, bundleEndpointUrl: url } = input;
+  const others = profile !== undefined || spiffeId !== undefined || url !== undefined;
+  if (listen === undefined && !others) return undefined;
+  if (listen === null || listen === '') {
+    if (others) throw new CairnError('invalid_request', 'an endpoint that is removed (bundleEndpointListen null) takes no other bundleEndpoint settings');
+    return null;
+  }
+  if (profile !== undefined && profile !== 'https_spiffe') {
+    throw new CairnError('invalid_request', profile === 'https_web'
+      ? 'the https_web profile (a certificate and key the operator supplies) is not available in this release; use https_spiffe, where peers authenticate the endpoint by its SVID'
+      : `bundleEndpointProfile must be https_spiffe or https_web (got "${profile}")`);
+  }
+  const base = listen === undefined ? current : undefined;
+  if (listen === undefined && !base) throw new CairnError('invalid_request', `trust domain ${trustDomain} has no bundle endpoint: set bundleEndpointListen to create one`);
+  const where = parseListen(listen ?? base!.listen);
+  const hostPort = `${where.host.includes(':') ? `[${where.host}]` : where.host}:${where.port}`;
+  const publicHost = WILDCARDS.has(where.host) ? hostName : where.host;
+  const derivedUrl = `https://${publicHost.includes(':') ? `[${publicHost}]` : publicHost}:${where.port}`;
+  return {
+    listen: hostPort,
+    profile: 'https_spiffe',
+    spiffeId: checkSpiffeId(spiffeId ?? current?.spiffeId ?? defaultEndpointSpiffeId(trustDomain), trustDomain),
+    // a URL set before is kept when only other settings change; a new listen address without one derives it
+    url: url !== undefined ? checkUrl(url) : listen === undefined && current ? current.url : derivedUrl,
+  };
+}
