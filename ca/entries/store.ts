@@ -1,3 +1,4 @@
+import type { ErrorCode } from '../../lib/errors.js';
 import type { Database, Queryable } from '../db/database.js';
 import { toDate, toNumber } from '../db/database.js';
 import { guard } from '../db/errors.js';
@@ -31,7 +32,19 @@ const COLUMNS = `id, trust_domain, spiffe_id, parent_id, selectors, x509_svid_tt
  * Entry writers take this lock so revisions are handed out and committed in order: a reader that
  * sees revision R has seen everything up to R, which is what makes incremental sync exact.
  */
-export const ENTRY_WRITE_LOCK = 7_352_002;
+const ENTRY_WRITE_LOCK = 7_352_002;
+
+/** A transaction holding the entry write lock, for every writer of the revision sequence (entries, templates). */
+export function underEntryWriteLock<T>(db: Database, fn: (tx: Queryable) => Promise<T>, onUnique: Readonly<Record<string, ErrorCode>>): Promise<T> {
+  return guard(
+    () =>
+      db.transaction(async (tx) => {
+        await tx.query('SELECT pg_advisory_xact_lock($1)', [ENTRY_WRITE_LOCK]);
+        return fn(tx);
+      }),
+    onUnique,
+  );
+}
 
 function fromRow(r: Row): Entry {
   return {
@@ -62,14 +75,7 @@ export class EntryStore {
 
   /** Runs `fn` holding the entry write lock; commit order then equals revision order. */
   write<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-    return guard(
-      () =>
-        this.db.transaction(async (tx) => {
-          await tx.query('SELECT pg_advisory_xact_lock($1)', [ENTRY_WRITE_LOCK]);
-          return fn(tx);
-        }),
-      UNIQUE,
-    );
+    return underEntryWriteLock(this.db, fn, UNIQUE);
   }
 
   insert(tx: Queryable, e: NewEntry, now: Date): Promise<Entry> {

@@ -3,7 +3,7 @@ import { toDate, toNumber } from '../db/database.js';
 import { guard } from '../db/errors.js';
 import { toPage, type Page } from '../../lib/paging.js';
 import { DEFAULT_ENTRY_ADMIN_ROLE, type Role } from '../admin-auth/model.js';
-import { ENTRY_WRITE_LOCK } from '../entries/store.js';
+import { underEntryWriteLock } from '../entries/store.js';
 import type { IdentityTemplate, NewTemplate, TemplateFilter } from './model.js';
 
 interface Row {
@@ -57,14 +57,7 @@ export class TemplateStore {
    * commit order must equal revision order across both for one sync cursor to be exact.
    */
   write<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-    return guard(
-      () =>
-        this.db.transaction(async (tx) => {
-          await tx.query('SELECT pg_advisory_xact_lock($1)', [ENTRY_WRITE_LOCK]);
-          return fn(tx);
-        }),
-      UNIQUE,
-    );
+    return underEntryWriteLock(this.db, fn, UNIQUE);
   }
 
   insert(tx: Queryable, t: NewTemplate, now: Date): Promise<IdentityTemplate> {

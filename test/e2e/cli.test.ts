@@ -372,7 +372,7 @@ describe('the cairn CLI teaches itself: help, errors, completion, version, confi
     expect(ca.status).toBe(0);
     expect(ca.stdout).toMatch(/--tls-listen HOST:PORT\s+TLS listener for agents and devices/);
     const group = runCairn(['trust-domain', '--help']);
-    expect(group.stdout).toMatch(/^  update\s+change a trust domain's lifetimes, JWT issuer, JWT key type or pre-publication window$/m);
+    expect(group.stdout).toMatch(/^  update\s+change a trust domain's lifetimes, JWT issuer, JWT key type, pre-publication window or bundle endpoint$/m);
     // the verbs and flags of the production work: health checks, migrations, Workload API limits
     const page = (path: string[]): string => results[pages.findIndex((p) => p.join(' ') === path.join(' '))]!.stdout;
     expect(page(['agent', 'healthcheck'])).toMatch(/^  --wait DURATION\s+keep asking until healthy/m);

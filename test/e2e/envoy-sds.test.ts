@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -12,7 +12,7 @@ import {
   type DeltaRequestWire, type DeltaResponseWire, type DiscoveryRequestWire, type DiscoveryResponseWire, type SdsClient, type SecretWire,
 } from '../support/envoy-sds.js';
 import { opensslVerify } from '../support/openssl.js';
-import { freePort, runCairnAsync, spawnCairn, type Spawned } from '../support/processes.js';
+import { freePort, runCairnAsync, spawnCairn, waitForOutput, type Spawned } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -31,21 +31,6 @@ const serialOf = (pem: string): string => new X509Certificate(pem).serialNumber.
 const uriOf = (pem: string): string => new X509Certificate(pem).subjectAltName ?? '';
 const byName = (m: { resources: SecretWire[] }, name: string): SecretWire | undefined => m.resources.find((r) => r.name === name);
 
-function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs = 15_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${pattern}; got: ${text}`)), timeoutMs);
-    const onData = (d: Buffer): void => {
-      text += d.toString();
-      if (pattern.test(text)) {
-        clearTimeout(timer);
-        resolve(text);
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-  });
-}
 
 /** FetchSecrets from a child process running under another uid (the kernel, not the request, says who calls). */
 function fetchAsUid(socketPath: string, uid: number, names: string[]): Promise<string> {

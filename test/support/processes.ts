@@ -114,3 +114,20 @@ export function runCairnAsync(args: string[], env: Record<string, string | undef
     });
   });
 }
+
+/** Resolves with what a child printed (stdout and stderr) once it matches `pattern`. */
+export function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs = 15_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${pattern}; got: ${text}`)), timeoutMs);
+    const onData = (d: Buffer): void => {
+      text += d.toString();
+      if (pattern.test(text)) {
+        clearTimeout(timer);
+        resolve(text);
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+  });
+}

@@ -2,6 +2,7 @@ import { create } from '@bufbuild/protobuf';
 import { DeltaDiscoveryResponseSchema, ResourceSchema, type DeltaDiscoveryRequest, type DeltaDiscoveryResponse } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
 import { checkNameCount, checkTypeUrl } from './sotw.js';
 import { SECRET_TYPE_URL, type SecretCatalog } from './secrets.js';
+import { XdsStream } from './xds-stream.js';
 
 const WILDCARD = '*';
 
@@ -15,7 +16,7 @@ const WILDCARD = '*';
  * exist") and never sent. ACKs and NACKs (error_detail) only acknowledge: a NACKed version is not
  * sent again until its contents change.
  */
-export class DeltaStream {
+export class DeltaStream extends XdsStream {
   private first = true;
   private wildcard = false;
   private readonly subscribed = new Set<string>();
@@ -24,21 +25,6 @@ export class DeltaStream {
   /** Subscribed names already reported absent (reported again only after they have existed). */
   private readonly toldAbsent = new Set<string>();
   private version = 0;
-  private lastNonce: string | undefined;
-
-  private nackedNonce: string | undefined;
-
-  constructor(private readonly nonce: () => string) {}
-
-  /**
-   * True the first time a request NACKs the last response sent (error_detail, the current nonce):
-   * one report per response, however often a client repeats itself.
-   */
-  firstNack(req: { responseNonce: string; errorDetail?: unknown }): boolean {
-    if (!req.errorDetail || this.lastNonce === undefined || req.responseNonce !== this.lastNonce || this.nackedNonce === this.lastNonce) return false;
-    this.nackedNonce = this.lastNonce;
-    return true;
-  }
 
   request(req: DeltaDiscoveryRequest, catalog: () => SecretCatalog): DeltaDiscoveryResponse | undefined {
     checkTypeUrl(req.typeUrl);
@@ -98,7 +84,7 @@ export class DeltaStream {
     }
     if (resources.length === 0 && removed.length === 0) return undefined;
     this.version += 1;
-    this.lastNonce = this.nonce();
-    return create(DeltaDiscoveryResponseSchema, { systemVersionInfo: String(this.version), resources, typeUrl: SECRET_TYPE_URL, removedResources: removed, nonce: this.lastNonce });
+    const nonce = this.nextNonce();
+    return create(DeltaDiscoveryResponseSchema, { systemVersionInfo: String(this.version), resources, typeUrl: SECRET_TYPE_URL, removedResources: removed, nonce });
   }
 }

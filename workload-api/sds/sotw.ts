@@ -2,6 +2,7 @@ import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { DiscoveryResponseSchema, type DiscoveryRequest, type DiscoveryResponse } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
 import { fingerprint, SECRET_TYPE_URL, type PackedSecret, type SecretCatalog } from './secrets.js';
+import { XdsStream } from './xds-stream.js';
 
 /** More names than any sidecar asks for on one stream; a longer list is refused before any lookup. */
 export const MAX_RESOURCE_NAMES = 1000;
@@ -60,25 +61,10 @@ export interface RequestOutcome {
  * request with new names is answered at once; a request with a stale nonce is ignored. A cache
  * change is pushed only when the secrets for the subscribed names differ from those last sent.
  */
-export class SotwStream {
+export class SotwStream extends XdsStream {
   private subscribed: string[] | undefined;
-  private lastNonce: string | undefined;
   private lastSent: string | undefined;
   private version = 0;
-
-  private nackedNonce: string | undefined;
-
-  constructor(private readonly nonce: () => string) {}
-
-  /**
-   * True the first time a request NACKs the last response sent (error_detail, the current nonce):
-   * one report per response, however often a client repeats itself.
-   */
-  firstNack(req: { responseNonce: string; errorDetail?: unknown }): boolean {
-    if (!req.errorDetail || this.lastNonce === undefined || req.responseNonce !== this.lastNonce || this.nackedNonce === this.lastNonce) return false;
-    this.nackedNonce = this.lastNonce;
-    return true;
-  }
 
   /** The version_info of the last response sent ('' before the first). */
   get currentVersion(): string {
@@ -108,7 +94,7 @@ export class SotwStream {
     if (!force && print === this.lastSent) return undefined;
     this.lastSent = print;
     this.version += 1;
-    this.lastNonce = this.nonce();
-    return create(DiscoveryResponseSchema, { versionInfo: String(this.version), resources: secrets.map((s) => s.any), typeUrl: SECRET_TYPE_URL, nonce: this.lastNonce });
+    const nonce = this.nextNonce();
+    return create(DiscoveryResponseSchema, { versionInfo: String(this.version), resources: secrets.map((s) => s.any), typeUrl: SECRET_TYPE_URL, nonce });
   }
 }

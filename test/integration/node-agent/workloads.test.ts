@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,7 +12,7 @@ import { WorkloadApiClient, WorkloadApiError, x509Pem } from '../../../workload-
 import { startTestCa, type TestCa } from '../../support/ca.js';
 import { storeKind } from '../../support/db.js';
 import { fetchAsUid, firstMessage, grpc, grpcWorkloadClient, securityHeader, unary, type X509SvidWire } from '../../support/grpc-workload.js';
-import { freePort } from '../../support/processes.js';
+import { freePort, waitForOutput } from '../../support/processes.js';
 import { capturingLogger } from '../../support/logs.js';
 import { FakeClock } from '../../support/clock.js';
 import { opensslVerify } from '../../support/openssl.js';
@@ -31,21 +31,6 @@ function pemOf(svid: X509SvidWire): { chain: string; key: string; bundle: string
   };
 }
 
-function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs = 10_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${pattern}; got: ${text}`)), timeoutMs);
-    const onData = (d: Buffer): void => {
-      text += d.toString();
-      if (pattern.test(text)) {
-        clearTimeout(timer);
-        resolve(text);
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-  });
-}
 
 describe(`workloads on a real agent socket (${storeKind()} store)`, () => {
   let ca: TestCa;
