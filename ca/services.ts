@@ -23,6 +23,8 @@ import { EntryService } from './entries/service.js';
 import { TemplateStore } from './templates/store.js';
 import { TemplateService } from './templates/service.js';
 import { TemplateIssuance } from './templates/issuance.js';
+import { FederationService } from './federation/service.js';
+import { FederationStore } from './federation/store.js';
 import { EnrollmentService, serverId } from './enrollment/service.js';
 import { NodeAttestationService } from './node-attestation/service.js';
 import { NodeAttestationStore } from './node-attestation/store.js';
@@ -123,6 +125,7 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter, bans, revocations: revocation, audit });
   const trustDomains = new TrustDomainService({ db, clock, logger, store: trustDomainStore, keys, authority, entries, hostName: hostname() });
   const feed = new ChangeFeed(db);
+  const federation = new FederationService({ clock, logger, store: new FederationStore(db), trustDomains: trustDomainStore, entries, authority, audit });
   const adminAuth = new AdminAuthService({ clock, random, logger, store: adminTokens });
   const svidAdmins = new SvidAdminAuth({
     clock,
@@ -157,12 +160,13 @@ export function buildCaCore(deps: CoreDeps): CaCore {
     serverTls: new ServerTlsService({ store: new ServerTlsStore(db), sealer, clock, random, logger }),
     feed,
     tokens,
-    entries: new EntryService({ clock, random, logger, store: entries, trustDomains: trustDomainStore }),
+    entries: new EntryService({ clock, random, logger, store: entries, trustDomains: trustDomainStore, federation }),
+    federation,
     templates: new TemplateService({ clock, random, logger, store: templates, trustDomains: trustDomainStore, audit }),
     templateIssuance: new TemplateIssuance({ store: templates, issuance, parentsOf: (node) => enrollment.parentsOf(node) }),
     enrollment,
     bans,
-    sync: new SyncService({ clock, entries, templates, enrollment, authority, feed, metrics, revocation }),
+    sync: new SyncService({ clock, entries, templates, enrollment, authority, feed, metrics, revocation, federation }),
     metrics,
     revocation,
     adminAuth,

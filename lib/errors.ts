@@ -66,6 +66,12 @@ export const ERROR_CODES = [
   'kek_unchanged',
   // the audit log
   'invalid_audit_range',
+  // federation
+  'invalid_bundle',
+  'bundle_sequence_older',
+  'federated_bundle_not_found',
+  'federated_bundle_in_use',
+  'unknown_federated_trust_domain',
   // infrastructure
   'conflict',
   'store_unavailable',

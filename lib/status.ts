@@ -78,6 +78,11 @@ export const STATUS_TABLE: Readonly<Record<ErrorCode, TransportStatus>> = {
   kek_not_staged: s(409, G.FailedPrecondition),
   kek_unchanged: s(409, G.FailedPrecondition),
   invalid_audit_range: s(400, G.InvalidArgument),
+  invalid_bundle: s(400, G.InvalidArgument),
+  bundle_sequence_older: s(409, G.FailedPrecondition),
+  federated_bundle_not_found: s(404, G.NotFound),
+  federated_bundle_in_use: s(409, G.FailedPrecondition),
+  unknown_federated_trust_domain: s(400, G.InvalidArgument),
   internal: s(500, G.Internal),
 };
 

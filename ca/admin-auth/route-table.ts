@@ -93,6 +93,12 @@ export const ADMIN_ROUTES: Readonly<Record<string, RouteRule>> = {
   'POST /v1/trust-domains/:name/authorities/:id/taint': { role: 'admin', action: 'authority.taint', trustDomain: param('name') },
   'POST /v1/trust-domains/:name/authorities/:id/revoke': { role: 'admin', action: 'authority.revoke', trustDomain: param('name') },
 
+  // federation: foreign trust domains' bundles, held per local trust domain (they decide whom its workloads trust)
+  'GET /v1/trust-domains/:trustDomain/federation/bundles': { role: 'viewer', action: 'federation.bundle_list', trustDomain: param('trustDomain') },
+  'GET /v1/trust-domains/:trustDomain/federation/bundles/:foreign': { role: 'viewer', action: 'federation.bundle_show', trustDomain: param('trustDomain') },
+  'PUT /v1/trust-domains/:trustDomain/federation/bundles/:foreign': { role: 'admin', action: 'federation.bundle_set', trustDomain: param('trustDomain') },
+  'DELETE /v1/trust-domains/:trustDomain/federation/bundles/:foreign': { role: 'admin', action: 'federation.bundle_delete', trustDomain: param('trustDomain') },
+
   // SVIDs
   'POST /v1/x509-svids': { role: 'operator', action: 'x509_svid.mint', trustDomain: bodyId('spiffeId') },
   'GET /v1/x509-svids': { role: 'viewer', action: 'x509_svid.list', trustDomain: list('trustDomain', 'svids', 'trustDomain') },

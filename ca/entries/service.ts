@@ -32,7 +32,14 @@ export interface EntryInput {
   readonly allowUnknownSelectorTypes?: boolean | undefined;
 }
 
+/** Which foreign trust domains an entry may federate with (ca/federation/). */
+export interface FederationFacts {
+  /** A trust domain hosted here, or one whose bundle `trustDomain` holds. */
+  canFederate(trustDomain: string, foreign: string): Promise<boolean>;
+}
+
 export interface EntryDeps {
+  readonly federation: FederationFacts;
   readonly clock: Clock;
   readonly random: Random;
   readonly logger: Logger;
@@ -42,6 +49,22 @@ export interface EntryDeps {
 
 export class EntryService {
   constructor(private readonly deps: EntryDeps) {}
+
+  /**
+   * A federated trust domain must be one whose bundle can be delivered: hosted here, or with a bundle
+   * set (cairn bundle set). Names the entry already had are not checked again, so an unrelated update
+   * of an entry whose foreign bundle was deleted with force still works.
+   */
+  private async checkFederation(trustDomain: string, names: readonly string[], already: readonly string[] = []): Promise<void> {
+    for (const name of names) {
+      if (already.includes(name) || (await this.deps.federation.canFederate(trustDomain, name))) continue;
+      throw new CairnError(
+        'unknown_federated_trust_domain',
+        `federatesWith: ${name} is neither a trust domain of this CA nor one whose bundle ${trustDomain} holds; set its bundle first (cairn bundle set --trust-domain ${trustDomain} --foreign ${name} --file F)`,
+        { details: { trustDomain: name } },
+      );
+    }
+  }
 
   private async validate(id: string, input: EntryInput): Promise<NewEntry> {
     const spiffeId = parseId(input.spiffeId, 'spiffeId');
@@ -99,6 +122,7 @@ export class EntryService {
 
   async create(input: EntryInput, actor: string): Promise<Entry> {
     const entry = await this.validate(randomAlphanumeric(this.deps.random, 24), input);
+    await this.checkFederation(entry.trustDomain, entry.federatesWith);
     const now = this.deps.clock.now();
     const created = await this.namingExisting(entry, () =>
       this.deps.store.write(async (tx) => {
@@ -149,6 +173,7 @@ export class EntryService {
     };
     const next = await this.validate(id, merged);
     if (next.trustDomain !== current.trustDomain) throw new CairnError('wrong_trust_domain', 'an entry cannot move to another trust domain');
+    await this.checkFederation(next.trustDomain, next.federatesWith, current.federatesWith);
     const now = this.deps.clock.now();
     const updated = await this.namingExisting(next, () =>
       this.deps.store.write(async (tx) => {

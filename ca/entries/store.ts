@@ -172,6 +172,29 @@ export class EntryStore {
     });
   }
 
+  /** The foreign trust domains that entries parented to any of `parents` federate with (what their agent must deliver). */
+  federatedWith(parents: readonly string[]): Promise<string[]> {
+    return guard(async () => {
+      if (parents.length === 0) return [];
+      const res = await this.db.query<{ td: string }>(
+        `SELECT DISTINCT unnest(federates_with) AS td FROM registration_entries WHERE parent_id = ANY($1) ORDER BY td`,
+        [[...parents]],
+      );
+      return res.rows.map((r) => r.td);
+    });
+  }
+
+  /** How many entries of `trustDomain` federate with `foreign`, and one of their SPIFFE IDs. */
+  federatingWith(trustDomain: string, foreign: string, q: Queryable = this.db): Promise<{ count: number; example: string | undefined }> {
+    return guard(async () => {
+      const res = await q.query<{ n: number | string; example: string | null }>(
+        `SELECT count(*) AS n, min(spiffe_id) AS example FROM registration_entries WHERE trust_domain = $1 AND $2 = ANY(federates_with)`,
+        [trustDomain, foreign],
+      );
+      return { count: toNumber(res.rows[0]!.n), example: res.rows[0]!.example ?? undefined };
+    });
+  }
+
   /** The newest committed revision across entries and tombstones. */
   latestRevision(): Promise<number> {
     return guard(async () => {

@@ -33,6 +33,8 @@ import { templateAgentRoutes } from '../templates/agent-routes.js';
 import type { TemplateIssuance } from '../templates/issuance.js';
 import { registerTemplateRoutes } from '../templates/routes.js';
 import type { TemplateService } from '../templates/service.js';
+import { registerFederationRoutes } from '../federation/routes.js';
+import type { FederationService } from '../federation/service.js';
 import type { EntryService } from '../entries/service.js';
 import { registerNodeRoutes } from '../nodes/routes.js';
 import { registerAttestorAdminRoutes, registerNodeAttestationRoutes } from '../node-attestation/routes.js';
@@ -57,6 +59,8 @@ export interface CaServices {
   /** Workload identity templates (ca/templates/): admin routes and issuance by template for agents. */
   readonly templates: TemplateService;
   readonly templateIssuance: TemplateIssuance;
+  /** Foreign trust domains' bundles per local trust domain (ca/federation/). */
+  readonly federation: FederationService;
   readonly enrollment: EnrollmentService;
   readonly bans: BanService;
   readonly nodeAttestation: NodeAttestationService;
@@ -208,6 +212,7 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
     registerKekRoutes(admin, services.kek);
     registerAuditRoutes(admin, services.audit, services.auditCheckpointer);
     registerAuthorityRoutes(admin, services.authorityLifecycle);
+    registerFederationRoutes(admin, services.federation);
   });
 
   if (options.tls) {

@@ -1,0 +1,70 @@
+import { Type } from 'typebox';
+import { errorResponses } from '../../contract/common.js';
+import {
+  DeleteForeignBundleQuery, FederationParams, FederationPaths, ForeignBundleList, ForeignBundleParams, ForeignBundleView, SetForeignBundleBody,
+} from '../../contract/federation-api.js';
+import { encodeSpiffeBundle } from '../../spiffe/bundle/bundle.js';
+import { noteChange } from '../admin-auth/access.js';
+import type { App } from '../http/types.js';
+import { storedBundle, type FederationService } from './service.js';
+import type { StoredForeignBundle } from './store.js';
+
+export function foreignBundleView(b: StoredForeignBundle): ForeignBundleView {
+  const bundle = storedBundle(b);
+  return {
+    trustDomain: b.trustDomain,
+    foreignTrustDomain: b.foreignTrustDomain,
+    source: b.source,
+    sequence: b.sequence,
+    refreshHintSeconds: b.refreshHintSeconds,
+    x509Authorities: bundle.x509Authorities.length,
+    jwtAuthorities: bundle.jwtAuthorities.length,
+    bundle: encodeSpiffeBundle({ ...bundle, sequence: b.sequence ?? undefined, refreshHintSeconds: b.refreshHintSeconds ?? undefined }),
+    updatedAt: b.updatedAt.toISOString(),
+    updatedBy: b.updatedBy,
+  };
+}
+
+/** What the admin record keeps of a bundle: enough to see what changed, not the whole document. */
+const recordOf = (v: ForeignBundleView) => ({ sequence: v.sequence, x509Authorities: v.x509Authorities, jwtAuthorities: v.jwtAuthorities, source: v.source });
+
+/** Admin routes for foreign bundles (set, delete: admin role; list, show: viewer), scoped by the local trust domain. */
+export function registerFederationRoutes(app: App, federation: FederationService): void {
+  const tags = ['federation'];
+  app.get(FederationPaths.bundles, {
+    schema: { tags, summary: 'The foreign trust domains\' bundles this trust domain holds', params: FederationParams, response: { 200: ForeignBundleList, ...errorResponses } },
+  }, async (req) => ({ trustDomain: req.params.trustDomain, bundles: (await federation.listBundles(req.params.trustDomain)).map(foreignBundleView) }));
+
+  app.get(FederationPaths.bundle, {
+    schema: { tags, summary: "A foreign trust domain's bundle as this trust domain holds it", params: ForeignBundleParams, response: { 200: ForeignBundleView, ...errorResponses } },
+  }, async (req) => foreignBundleView(await federation.getBundle(req.params.trustDomain, req.params.foreign)));
+
+  app.put(FederationPaths.bundle, {
+    schema: {
+      tags,
+      summary: "Set a foreign trust domain's bundle (SPIFFE bundle JSON or PEM); workloads whose entries federate with it receive it at once",
+      params: ForeignBundleParams,
+      body: SetForeignBundleBody,
+      response: { 200: ForeignBundleView, ...errorResponses },
+    },
+  }, async (req) => {
+    const { before, after } = await federation.setBundle(req.params.trustDomain, req.params.foreign, req.body.bundle, req.actor);
+    const view = foreignBundleView(after);
+    noteChange(req, { target: after.foreignTrustDomain, old: before ? recordOf(foreignBundleView(before)) : undefined, new: recordOf(view) });
+    return view;
+  });
+
+  app.delete(FederationPaths.bundle, {
+    schema: {
+      tags,
+      summary: 'Delete a foreign bundle (refused while entries federate with it, unless force=true)',
+      params: ForeignBundleParams,
+      querystring: DeleteForeignBundleQuery,
+      response: { 204: Type.Null(), ...errorResponses },
+    },
+  }, async (req, reply) => {
+    const gone = await federation.deleteBundle(req.params.trustDomain, req.params.foreign, req.query.force ?? false, req.actor);
+    noteChange(req, { target: gone.foreignTrustDomain, old: recordOf(foreignBundleView(gone)) });
+    return reply.status(204).send(null);
+  });
+}
