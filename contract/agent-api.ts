@@ -31,6 +31,8 @@ export const SyncQuery = Type.Object(
     wait: Type.Optional(Type.Integer({ minimum: 0, maximum: 60 })),
     /** The `revocation.digest` last received ('' at first). Absent: the agent takes no revocations. */
     crl: Type.Optional(Type.String({ maxLength: 64 })),
+    /** The `federated.digest` last received ('' at first). Absent: the agent takes no foreign bundles. */
+    federated: Type.Optional(Type.String({ maxLength: 64 })),
   },
   { additionalProperties: false },
 );
@@ -86,6 +88,11 @@ export const SyncResponse = Type.Object({
    * agent, which it must replace at once.
    */
   revocation: Type.Optional(Type.Object({ digest: Type.String(), crls: Type.Array(Der), revokedSerials: Type.Array(Type.String()) })),
+  /**
+   * Present when the foreign bundles this agent delivers changed since the `federated` digest sent:
+   * the complete set, one per foreign trust domain its entries federate with (SPIFFE federation).
+   */
+  federated: Type.Optional(Type.Object({ digest: Type.String(), bundles: Type.Array(Type.Object({ trustDomain: Type.String(), bundle: SyncBundle })) })),
 });
 export type SyncResponse = Static<typeof SyncResponse>;
 

@@ -13,6 +13,7 @@ import type { ConnectionAttestation, HealthState, PeerInfo, Workload, WorkloadAp
 import { CaClient, CaError, chainPemOf, type AgentCredentials } from './ca-client.js';
 import { clearPendingAttestationKey, saveAgentState, type PersistedAgent } from './storage/agent-state.js';
 import { DiscoveryLog } from './caller/discovery.js';
+import { FederatedBundles } from './federation.js';
 import type { AgentGauges } from './metrics.js';
 import { TemplateInstances, type TemplateInstance } from './templates/instances.js';
 
@@ -161,6 +162,10 @@ export class NodeAgent implements WorkloadApiPorts {
   private crlDigest = '';
   /** False once a CA of an older release refused the sync's `crl` parameter: sync then goes without it. */
   private askRevocations = true;
+  /** Foreign trust domains' bundles for entries that federate with them (node-agent/federation.ts). */
+  private readonly federated = new FederatedBundles();
+  /** False once a CA of an older release refused the sync's `federated` parameter. */
+  private askFederated = true;
   private revision = 0;
   private parents: string[] = [];
   private synced = false;
@@ -237,7 +242,7 @@ export class NodeAgent implements WorkloadApiPorts {
   }
 
   bundle(trustDomain: string): Bundle | undefined {
-    return trustDomain === this.deps.trustDomain ? this.bundleState : undefined;
+    return trustDomain === this.deps.trustDomain ? this.bundleState : this.federated.get(trustDomain);
   }
 
   crls(): readonly Buffer[] {
@@ -406,7 +411,7 @@ export class NodeAgent implements WorkloadApiPorts {
       signal.addEventListener('abort', stopPoll, { once: true });
       this.currentPoll = poll;
       try {
-        const res = await this.deps.client.sync(this.revision, this.bundleSequence, this.synced ? 30 : 0, poll.signal, this.askRevocations ? this.crlDigest : undefined);
+        const res = await this.deps.client.sync(this.revision, this.bundleSequence, this.synced ? 30 : 0, poll.signal, this.askRevocations ? this.crlDigest : undefined, this.askFederated ? this.federated.digest : undefined);
         this.recovered(this.syncFailures, 'agent.sync_recovered', 'sync with the CA works again');
         const parentsChanged = this.synced && !res.full && res.parents.join() !== this.parents.join();
         if (parentsChanged) {
@@ -418,6 +423,12 @@ export class NodeAgent implements WorkloadApiPorts {
       } catch (err) {
         if (signal.aborted) return;
         if (poll.signal.aborted) continue; // restarted to present a new SVID (see useCredentials)
+        if (this.askFederated && err instanceof CaError && err.status === 400 && err.code === 'invalid_request') {
+          // A CA that predates federation refuses the parameter (the newest one, so dropped first).
+          this.askFederated = false;
+          this.deps.logger.warn({ event: 'agent.federation_unsupported', reason: err.message }, 'the CA does not send foreign bundles (an older release); syncing without them');
+          continue;
+        }
         if (this.askRevocations && err instanceof CaError && err.status === 400 && err.code === 'invalid_request') {
           // A CA that predates revocation refuses the parameter; sync still works without it.
           this.askRevocations = false;
@@ -529,6 +540,10 @@ export class NodeAgent implements WorkloadApiPorts {
         this.svids.set(entryId, { ...held, revoked: true, renewAt: 0 });
         this.deps.logger.warn({ event: 'agent.svid_revoked', entryId, spiffeId: held.identity.spiffeId, serial: held.serial }, 'the CA revoked an SVID this agent holds; replacing it');
       }
+      dirty = true;
+    }
+    if (res.federated && this.federated.apply(res.federated, this.deps.trustDomain)) {
+      this.deps.logger.info({ event: 'agent.federated_bundles', trustDomains: this.federated.trustDomains() }, 'foreign trust bundles updated');
       dirty = true;
     }
     this.parents = res.parents;

@@ -131,9 +131,10 @@ export class CaClient {
   }
 
   /** `crl`: the revocation digest held ('' for none): the CA then sends CRLs and revoked serials when they change. */
-  sync(revision: number, bundleSequence: number, waitSeconds: number, signal?: AbortSignal, crl?: string): Promise<SyncResponse> {
+  sync(revision: number, bundleSequence: number, waitSeconds: number, signal?: AbortSignal, crl?: string, federated?: string): Promise<SyncResponse> {
     const crlParam = crl === undefined ? '' : `&crl=${encodeURIComponent(crl)}`;
-    return this.call('GET', `${AgentPaths.sync}?revision=${revision}&bundleSequence=${bundleSequence}&wait=${waitSeconds}${crlParam}`, undefined, signal, (waitSeconds + 15) * 1000);
+    const federatedParam = federated === undefined ? '' : `&federated=${encodeURIComponent(federated)}`;
+    return this.call('GET', `${AgentPaths.sync}?revision=${revision}&bundleSequence=${bundleSequence}&wait=${waitSeconds}${crlParam}${federatedParam}`, undefined, signal, (waitSeconds + 15) * 1000);
   }
 
   issue(requests: { entryId: string; csr: string }[]): Promise<BatchX509Response> {

@@ -78,7 +78,7 @@ export function agentRoutes(enrollment: EnrollmentService, sync: SyncService) {
       const abort = new AbortController();
       reply.raw.once('close', () => abort.abort());
       try {
-        return await sync.sync(req.node, { revision: req.query.revision ?? 0, bundleSequence: req.query.bundleSequence ?? 0, waitSeconds: req.query.wait ?? 0, crl: req.query.crl }, abort.signal);
+        return await sync.sync(req.node, { revision: req.query.revision ?? 0, bundleSequence: req.query.bundleSequence ?? 0, waitSeconds: req.query.wait ?? 0, crl: req.query.crl, federated: req.query.federated }, abort.signal);
       } catch (err) {
         // The agent hung up (or the CA is shutting down under it): nobody reads this answer.
         if (abort.signal.aborted) return reply.status(503).send({ code: 'store_unavailable', message: 'the request was abandoned' });

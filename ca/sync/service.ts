@@ -14,6 +14,8 @@ import type { SyncTemplate } from '../../contract/template-api.js';
 import type { IdentityTemplate } from '../templates/model.js';
 import type { AttestedNode } from '../nodes/store.js';
 import type { RevocationService } from '../revocation/service.js';
+import type { FederationService } from '../federation/service.js';
+import type { Bundle } from '../../spiffe/bundle/bundle.js';
 import type { ChangeFeed } from './change-feed.js';
 import { CairnError } from '../../lib/errors.js';
 
@@ -26,6 +28,7 @@ export interface SyncDeps {
   readonly feed: ChangeFeed;
   readonly metrics?: SyncMetrics;
   readonly revocation: RevocationService;
+  readonly federation: FederationService;
 }
 
 export interface SyncRequest {
@@ -34,6 +37,8 @@ export interface SyncRequest {
   readonly waitSeconds: number;
   /** The CRL digest the agent holds; undefined: it takes no revocations. */
   readonly crl?: string | undefined;
+  /** The digest of the foreign bundles the agent holds; undefined: it takes none. */
+  readonly federated?: string | undefined;
 }
 
 export function syncEntryOf(e: Entry): SyncEntry {
@@ -53,6 +58,15 @@ export function syncBundleOf(sequence: number, keys: readonly AuthorityKey[]): S
     x509Authorities: keys.filter((k) => k.kind === 'x509' && k.certificate).map((k) => k.certificate!.toString('base64')),
     jwtAuthorities: keys.filter((k) => k.kind === 'jwt').map((k) => ({ kid: k.id, jwk: { ...publicJwkOf(k.publicKey) } })),
     taintedAuthorities: keys.filter((k) => k.status === 'tainted').map((k) => ({ kind: k.kind, id: k.id, publicKey: k.publicKey.toString('base64') })),
+  };
+}
+
+/** A foreign bundle as agents get it: the same shape as their own trust domain's. */
+export function syncForeignBundleOf(bundle: Bundle): SyncBundle {
+  return {
+    sequence: bundle.sequence ?? 0,
+    x509Authorities: bundle.x509Authorities.map((d) => d.toString('base64')),
+    jwtAuthorities: bundle.jwtAuthorities.map((a) => ({ kid: a.kid, jwk: { ...a.jwk } })),
   };
 }
 
@@ -100,9 +114,13 @@ export class SyncService {
       const bundleChanged = trustDomain.bundleSequence > req.bundleSequence;
       const crls = req.crl === undefined ? undefined : await this.deps.revocation.published(trustDomain, keys);
       const crlChanged = crls !== undefined && crls.digest !== req.crl;
+      const federated = req.federated === undefined
+        ? undefined
+        : await this.deps.federation.deliverable(node.trustDomain, await this.deps.entries.federatedWith(parents));
+      const federatedChanged = federated !== undefined && federated.digest !== req.federated;
       const remaining = deadline - this.deps.clock.now().getTime();
       const templatesChanged = changedTemplates.length > 0 || removedTemplates.length > 0;
-      if (full || changed.length > 0 || removed.length > 0 || templatesChanged || bundleChanged || crlChanged || remaining <= 0 || signal.aborted) {
+      if (full || changed.length > 0 || removed.length > 0 || templatesChanged || bundleChanged || crlChanged || federatedChanged || remaining <= 0 || signal.aborted) {
         waiter.cancel();
         if (!full && changed.length > 0) {
           const newest = changed.reduce((n, e) => Math.max(n, e.updatedAt.getTime()), 0);
@@ -113,6 +131,7 @@ export class SyncService {
           : undefined;
         return {
           ...(revocation ? { revocation } : {}),
+          ...(federatedChanged ? { federated: { digest: federated.digest, bundles: federated.bundles.map((b) => ({ trustDomain: b.trustDomain, bundle: syncForeignBundleOf(b.bundle) })) } } : {}),
           revision: Math.max(latest, since),
           full,
           parents,
