@@ -3,6 +3,7 @@ import { adminGroup } from './specs/admin.js';
 import { agentGroup } from './specs/agent.js';
 import { attestorGroup } from './specs/attestor.js';
 import { authorityGroup } from './specs/authority.js';
+import { bundleGroup } from './specs/bundle.js';
 import { caGroup, migrate, up } from './specs/ca.js';
 import { bootstrap, renew } from './specs/device.js';
 import { entryGroup } from './specs/entry.js';
@@ -32,6 +33,7 @@ export const COMMANDS: readonly Spec[] = [
   svidGroup,
   attestorGroup,
   authorityGroup,
+  bundleGroup,
   adminGroup,
   kekGroup,
   auditGroup,
