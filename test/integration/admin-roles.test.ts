@@ -175,6 +175,10 @@ describe(`admin roles, scopes and guards (${storeKind()} store)`, { timeout: 120
     'POST /v1/trust-domains/:name/authorities/activate': [`/v1/trust-domains/${B}/authorities/activate`, { kind: 'x509' }],
     'POST /v1/trust-domains/:name/authorities/:id/taint': [`/v1/trust-domains/${B}/authorities/k1/taint`, { kind: 'x509' }],
     'POST /v1/trust-domains/:name/authorities/:id/revoke': [`/v1/trust-domains/${B}/authorities/k1/revoke`, { kind: 'x509', force: true }],
+    'GET /v1/trust-domains/:trustDomain/federation/bundles': [`/v1/trust-domains/${B}/federation/bundles`],
+    'GET /v1/trust-domains/:trustDomain/federation/bundles/:foreign': [`/v1/trust-domains/${B}/federation/bundles/partner.test`],
+    'PUT /v1/trust-domains/:trustDomain/federation/bundles/:foreign': [`/v1/trust-domains/${B}/federation/bundles/partner.test`, { bundle: '{"keys":[]}' }],
+    'DELETE /v1/trust-domains/:trustDomain/federation/bundles/:foreign': [`/v1/trust-domains/${B}/federation/bundles/partner.test?force=true`],
   });
 
   it('a credential scoped to one trust domain cannot touch another through any route', async () => {

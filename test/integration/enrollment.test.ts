@@ -10,6 +10,7 @@ import { startTestCa, type TestCa } from '../support/ca.js';
 import { storeKind } from '../support/db.js';
 import { opensslVerify } from '../support/openssl.js';
 import { testCaCertificate } from '../support/certs.js';
+import { derToPem } from '../../spiffe/bundle/bundle.js';
 
 const TD = 'enroll.test';
 
@@ -322,11 +323,15 @@ describe(`registration entries (${storeKind()} store)`, () => {
       [{ dnsNames: ['bad_name'] }, 'invalid_dns_name'],
       [{ federatesWith: ['entries.test'] }, 'invalid_trust_domain'],
       [{ federatesWith: ['Bad.TD'] }, 'invalid_trust_domain'],
+      // a trust domain neither hosted here nor with a bundle held: its workloads could never get its bundle
+      [{ federatesWith: ['partner.test'] }, 'unknown_federated_trust_domain'],
     ] as const) {
       const res = await ca.admin('/v1/entries', { body: { ...base, ...patch } });
       expect(res.status, JSON.stringify(patch)).toBeGreaterThanOrEqual(400);
       expect((await res.json()).code, JSON.stringify(patch)).toBe(code);
     }
+    const partner = derToPem((await testCaCertificate('partner.test')).der);
+    expect((await ca.admin('/v1/trust-domains/entries.test/federation/bundles/partner.test', { method: 'PUT', body: { bundle: partner } })).status).toBe(200);
     const ok = await ca.admin('/v1/entries', { body: { ...base, selectors: ['unix:uid:1', 'k8s:pod-label:a:b', 'unix:uid:1'], federatesWith: ['partner.test'], hint: 'web', admin: true, expiresAt: '2030-01-01T00:00:00Z' } });
     expect(ok.status).toBe(201);
     const okBody = await ok.json();
