@@ -215,6 +215,12 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
     });
     await bundleEndpoints.start();
     opened.defer('bundle endpoints', () => bundleEndpoints.stop());
+    const federationStop = new AbortController();
+    const federationLoop = core.federationRefresher.run(federationStop.signal);
+    opened.defer('federation refresh loop', async () => {
+      federationStop.abort();
+      await federationLoop;
+    });
     opened.defer('listeners', async () => {
       core.feed.endLongPolls(); // long-polls answer now rather than hold the close for 30 s
       await Promise.all([app.app.close(), tlsApp.app.close()]);

@@ -25,6 +25,9 @@ import { TemplateService } from './templates/service.js';
 import { TemplateIssuance } from './templates/issuance.js';
 import { FederationService } from './federation/service.js';
 import { FederationStore } from './federation/store.js';
+import { RelationshipStore } from './federation/relationship-store.js';
+import { RelationshipService } from './federation/relationships.js';
+import { Refresher } from './federation/refresher.js';
 import { EnrollmentService, serverId } from './enrollment/service.js';
 import { NodeAttestationService } from './node-attestation/service.js';
 import { NodeAttestationStore } from './node-attestation/store.js';
@@ -87,6 +90,8 @@ export interface CaCore extends CaServices {
   readonly serverTls: ServerTlsService;
   readonly issuancePool: IssuancePool;
   readonly feed: ChangeFeed;
+  /** Polls the bundle endpoints of federation relationships (a run(signal) task of ca/main.ts). */
+  readonly federationRefresher: Refresher;
 }
 
 /** The audit log's origin when none is configured: this host's name (replicas keep whichever the first one stored). */
@@ -125,7 +130,11 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter, bans, revocations: revocation, audit });
   const trustDomains = new TrustDomainService({ db, clock, logger, store: trustDomainStore, keys, authority, entries, hostName: hostname() });
   const feed = new ChangeFeed(db);
-  const federation = new FederationService({ clock, logger, store: new FederationStore(db), trustDomains: trustDomainStore, entries, authority, audit });
+  const relationshipStore = new RelationshipStore(db);
+  const federation = new FederationService({ clock, logger, store: new FederationStore(db), relationships: relationshipStore, trustDomains: trustDomainStore, entries, authority, audit });
+  const relationships = new RelationshipService({
+    clock, logger, store: relationshipStore, federation, trustDomains: trustDomainStore, authority, audit, jitter: () => random.bytes(4).readUInt32BE() / 2 ** 32,
+  });
   const adminAuth = new AdminAuthService({ clock, random, logger, store: adminTokens });
   const svidAdmins = new SvidAdminAuth({
     clock,
@@ -164,6 +173,8 @@ export function buildCaCore(deps: CoreDeps): CaCore {
     federation,
     templates: new TemplateService({ clock, random, logger, store: templates, trustDomains: trustDomainStore, audit }),
     templateIssuance: new TemplateIssuance({ store: templates, issuance, parentsOf: (node) => enrollment.parentsOf(node) }),
+    relationships,
+    federationRefresher: new Refresher({ clock, logger, store: relationshipStore, relationships }),
     enrollment,
     bans,
     sync: new SyncService({ clock, entries, templates, enrollment, authority, feed, metrics, revocation, federation }),

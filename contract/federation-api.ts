@@ -9,6 +9,8 @@ import { SpiffeBundleSchema } from './public-api.js';
 export const FederationPaths = {
   bundles: '/v1/trust-domains/:trustDomain/federation/bundles',
   bundle: '/v1/trust-domains/:trustDomain/federation/bundles/:foreign',
+  relationships: '/v1/trust-domains/:trustDomain/federation/relationships',
+  relationship: '/v1/trust-domains/:trustDomain/federation/relationships/:foreign',
 } as const;
 
 export const FederationParams = Type.Object({ trustDomain: TrustDomainName });
@@ -47,3 +49,49 @@ export type ForeignBundleView = Static<typeof ForeignBundleView>;
 
 export const ForeignBundleList = Type.Object({ trustDomain: Type.String(), bundles: Type.Array(ForeignBundleView) });
 export type ForeignBundleList = Static<typeof ForeignBundleList>;
+
+export const FederationProfileSchema = Type.Union([Type.Literal('https_spiffe'), Type.Literal('https_web')]);
+
+export const CreateRelationshipBody = Type.Object(
+  {
+    foreignTrustDomain: TrustDomainName,
+    bundleEndpointUrl: Type.String({ minLength: 1, maxLength: 2048, description: 'https URL of the foreign bundle endpoint (no credentials, no fragment)' }),
+    profile: FederationProfileSchema,
+    /** https_spiffe: the SPIFFE ID the endpoint's SVID carries (default spiffe://<foreign>/cairn/bundle-endpoint). */
+    endpointSpiffeId: Type.Optional(Type.String({ minLength: 1, maxLength: 2048 })),
+    /** https_spiffe: the bootstrap bundle (SPIFFE bundle JSON or PEM). */
+    bundle: Type.Optional(Type.String({ minLength: 1, maxLength: 262144 })),
+    /** https_web: PEM roots for the endpoint's certificate (default: the system's). */
+    webRoots: Type.Optional(Type.String({ minLength: 1, maxLength: 262144 })),
+  },
+  { additionalProperties: false },
+);
+export type CreateRelationshipBody = Static<typeof CreateRelationshipBody>;
+
+const NullableTimestamp = Type.Union([Timestamp, Type.Null()]);
+
+export const RelationshipView = Type.Object({
+  trustDomain: Type.String(),
+  foreignTrustDomain: Type.String(),
+  bundleEndpointUrl: Type.String(),
+  profile: FederationProfileSchema,
+  endpointSpiffeId: Type.Union([Type.String(), Type.Null()]),
+  /** https_web: whether roots were given (false: the system's). */
+  webRoots: Type.Boolean(),
+  /** spiffe_sequence of the bundle held now (null: none held, or it has none). */
+  sequence: Type.Union([Type.Integer(), Type.Null()]),
+  /** The last successful refresh; null: none yet (the bootstrap bundle, if any, is what is held). */
+  lastRefreshAt: NullableTimestamp,
+  lastAttemptAt: NullableTimestamp,
+  /** Why the last attempt failed; null after a success. The last good bundle is kept meanwhile. */
+  lastError: Type.Union([Type.String(), Type.Null()]),
+  /** Consecutive failed attempts. */
+  failures: Type.Integer(),
+  nextRefreshAt: Timestamp,
+  createdAt: Timestamp,
+  createdBy: Type.String(),
+});
+export type RelationshipView = Static<typeof RelationshipView>;
+
+export const RelationshipList = Type.Object({ trustDomain: Type.String(), relationships: Type.Array(RelationshipView) });
+export type RelationshipList = Static<typeof RelationshipList>;

@@ -98,6 +98,10 @@ export const ADMIN_ROUTES: Readonly<Record<string, RouteRule>> = {
   'GET /v1/trust-domains/:trustDomain/federation/bundles/:foreign': { role: 'viewer', action: 'federation.bundle_show', trustDomain: param('trustDomain') },
   'PUT /v1/trust-domains/:trustDomain/federation/bundles/:foreign': { role: 'admin', action: 'federation.bundle_set', trustDomain: param('trustDomain') },
   'DELETE /v1/trust-domains/:trustDomain/federation/bundles/:foreign': { role: 'admin', action: 'federation.bundle_delete', trustDomain: param('trustDomain') },
+  'POST /v1/trust-domains/:trustDomain/federation/relationships': { role: 'admin', action: 'federation.create', trustDomain: param('trustDomain') },
+  'GET /v1/trust-domains/:trustDomain/federation/relationships': { role: 'viewer', action: 'federation.list', trustDomain: param('trustDomain') },
+  'GET /v1/trust-domains/:trustDomain/federation/relationships/:foreign': { role: 'viewer', action: 'federation.show', trustDomain: param('trustDomain') },
+  'DELETE /v1/trust-domains/:trustDomain/federation/relationships/:foreign': { role: 'admin', action: 'federation.delete', trustDomain: param('trustDomain') },
 
   // SVIDs
   'POST /v1/x509-svids': { role: 'operator', action: 'x509_svid.mint', trustDomain: bodyId('spiffeId') },

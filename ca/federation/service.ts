@@ -11,12 +11,15 @@ import type { EntryStore } from '../entries/store.js';
 import type { TrustDomainStore } from '../trust-domains/store.js';
 import { validateTrustDomainName } from '../trust-domains/service.js';
 import { parseForeignBundle } from './bundle-input.js';
+import type { RelationshipStore } from './relationship-store.js';
 import type { FederationStore, StoredForeignBundle } from './store.js';
+import type { Queryable } from '../db/database.js';
 
 export interface FederationDeps {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly store: FederationStore;
+  readonly relationships: RelationshipStore;
   readonly trustDomains: TrustDomainStore;
   readonly entries: EntryStore;
   readonly authority: AuthorityService;
@@ -42,7 +45,12 @@ export const storedBundle = (b: StoredForeignBundle): Bundle => parseSpiffeBundl
 export class FederationService {
   constructor(private readonly deps: FederationDeps) {}
 
-  private async names(trustDomain: string, foreign: string): Promise<{ td: string; foreign: string }> {
+  /** Runs `fn` in one transaction of the federation store (relationships write bundles in theirs). */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return this.deps.store.transaction(fn);
+  }
+
+  async names(trustDomain: string, foreign: string): Promise<{ td: string; foreign: string }> {
     const td = validateTrustDomainName(trustDomain);
     const f = validateTrustDomainName(foreign);
     if (f === td) throw new CairnError('invalid_request', `a trust domain does not federate with itself: ${td}'s own bundle is always delivered`);
@@ -58,49 +66,68 @@ export class FederationService {
   async setBundle(trustDomain: string, foreign: string, text: string, actor: string): Promise<{ before: StoredForeignBundle | undefined; after: StoredForeignBundle }> {
     const names = await this.names(trustDomain, foreign);
     const bundle = parseForeignBundle(names.foreign, text);
-    const document = JSON.stringify(encodeSpiffeBundle(bundle));
     const result = await this.deps.store.transaction(async (tx) => {
-      const before = await this.deps.store.get(names.td, names.foreign, tx, true);
-      if (before?.sequence != null && bundle.sequence !== undefined && bundle.sequence < before.sequence) {
-        throw new CairnError('bundle_sequence_older', `the bundle's spiffe_sequence ${bundle.sequence} is older than the ${before.sequence} held for ${names.foreign}: refusing to go back to an older bundle`, {
-          details: { heldSequence: before.sequence },
-        });
+      if (await this.deps.relationships.get(names.td, names.foreign, tx)) {
+        throw new CairnError('conflict', `${names.td} fetches the bundle of ${names.foreign} from its bundle endpoint (cairn federation show): delete that relationship first to set a static bundle`);
       }
-      const after = await this.deps.store.put(tx, {
-        trustDomain: names.td,
-        foreignTrustDomain: names.foreign,
-        document,
-        sequence: bundle.sequence ?? null,
-        refreshHintSeconds: bundle.refreshHintSeconds ?? null,
-        digest: digestOf(document),
-        source: 'static',
-        updatedAt: this.deps.clock.now(),
-        updatedBy: actor,
-      });
-      if (before?.digest !== after.digest) {
-        await this.deps.audit.append(tx, [{
-          event: 'federation.bundle_set',
-          actor,
-          subject: {
-            trustDomain: names.td,
-            foreignTrustDomain: names.foreign,
-            source: 'static',
-            sequence: after.sequence ?? undefined,
-            previousSequence: before ? (before.sequence ?? undefined) : undefined,
-            x509Authorities: bundle.x509Authorities.length,
-            jwtAuthorities: bundle.jwtAuthorities.length,
-            digest: after.digest,
-          },
-        }]);
-        await notifyChange(tx, names.td);
-      }
-      return { before, after };
+      return this.putBundle(tx, names.td, bundle, 'static', actor);
     });
     this.deps.logger.info(
       { event: 'federation.bundle_set', trustDomain: names.td, foreignTrustDomain: names.foreign, sequence: result.after.sequence, changed: result.before?.digest !== result.after.digest, actor },
       'foreign trust bundle set',
     );
     return result;
+  }
+
+  /**
+   * Stores a foreign bundle in the caller's transaction: refused when its spiffe_sequence is older than
+   * the one held (a replayed or out-of-date bundle would bring back keys the foreign domain removed);
+   * a change is an audit entry and wakes the agents.
+   */
+  async putBundle(tx: Queryable, trustDomain: string, bundle: Bundle, source: 'static' | 'endpoint', actor: string): Promise<{ before: StoredForeignBundle | undefined; after: StoredForeignBundle }> {
+    const foreign = bundle.trustDomain;
+    const document = JSON.stringify(encodeSpiffeBundle(bundle));
+    const before = await this.deps.store.get(trustDomain, foreign, tx, true);
+    if (before?.sequence != null && bundle.sequence !== undefined && bundle.sequence < before.sequence) {
+      throw new CairnError('bundle_sequence_older', `the bundle's spiffe_sequence ${bundle.sequence} is older than the ${before.sequence} held for ${foreign}: refusing to go back to an older bundle`, {
+        details: { heldSequence: before.sequence },
+      });
+    }
+    const digest = digestOf(document);
+    if (before && before.digest === digest && before.source === source) return { before, after: before };
+    const after = await this.deps.store.put(tx, {
+      trustDomain,
+      foreignTrustDomain: foreign,
+      document,
+      sequence: bundle.sequence ?? null,
+      refreshHintSeconds: bundle.refreshHintSeconds ?? null,
+      digest,
+      source,
+      updatedAt: this.deps.clock.now(),
+      updatedBy: actor,
+    });
+    await this.deps.audit.append(tx, [{
+      event: 'federation.bundle_set',
+      actor,
+      subject: {
+        trustDomain,
+        foreignTrustDomain: foreign,
+        source,
+        sequence: after.sequence ?? undefined,
+        previousSequence: before ? (before.sequence ?? undefined) : undefined,
+        x509Authorities: bundle.x509Authorities.length,
+        jwtAuthorities: bundle.jwtAuthorities.length,
+        digest: after.digest,
+      },
+    }]);
+    await notifyChange(tx, trustDomain);
+    return { before, after };
+  }
+
+  /** The bundle held for `foreign`, parsed (undefined: none). */
+  async held(trustDomain: string, foreign: string): Promise<Bundle | undefined> {
+    const stored = await this.deps.store.get(trustDomain, foreign);
+    return stored ? storedBundle(stored) : undefined;
   }
 
   async getBundle(trustDomain: string, foreign: string): Promise<StoredForeignBundle> {
@@ -124,27 +151,36 @@ export class FederationService {
   async deleteBundle(trustDomain: string, foreign: string, force: boolean, actor: string): Promise<StoredForeignBundle> {
     const names = await this.names(trustDomain, foreign);
     const gone = await this.deps.store.transaction(async (tx) => {
-      const held = await this.deps.store.get(names.td, names.foreign, tx, true);
-      if (!held) throw new CairnError('federated_bundle_not_found', `trust domain ${names.td} holds no bundle of ${names.foreign}`);
-      const using = await this.deps.entries.federatingWith(names.td, names.foreign, tx);
-      if (using.count > 0 && !force) {
-        throw new CairnError(
-          'federated_bundle_in_use',
-          `${using.count} registration entr${using.count === 1 ? 'y' : 'ies'} of ${names.td} federate with ${names.foreign} (e.g. ${using.example}): update them first, or pass force to delete the bundle anyway (their workloads stop trusting ${names.foreign} at once)`,
-          { details: { entries: using.count } },
-        );
+      if (await this.deps.relationships.get(names.td, names.foreign, tx)) {
+        throw new CairnError('conflict', `${names.td} fetches the bundle of ${names.foreign} from its bundle endpoint: delete the relationship instead (cairn federation delete)`);
       }
-      await this.deps.store.delete(tx, names.td, names.foreign);
-      await this.deps.audit.append(tx, [{
-        event: 'federation.bundle_deleted',
-        actor,
-        subject: { trustDomain: names.td, foreignTrustDomain: names.foreign, sequence: held.sequence ?? undefined, entriesFederating: using.count, forced: force },
-      }]);
-      await notifyChange(tx, names.td);
+      const held = await this.removeBundle(tx, names.td, names.foreign, force, actor);
+      if (!held) throw new CairnError('federated_bundle_not_found', `trust domain ${names.td} holds no bundle of ${names.foreign}`);
       return held;
     });
     this.deps.logger.info({ event: 'federation.bundle_deleted', trustDomain: names.td, foreignTrustDomain: names.foreign, actor }, 'foreign trust bundle deleted');
     return gone;
+  }
+
+  /** Removes a held bundle in the caller's transaction (refused while entries federate with it, unless forced); undefined: none held. */
+  async removeBundle(tx: Queryable, trustDomain: string, foreign: string, force: boolean, actor: string): Promise<StoredForeignBundle | undefined> {
+    if (!(await this.deps.store.get(trustDomain, foreign, tx, true))) return undefined;
+    const using = await this.deps.entries.federatingWith(trustDomain, foreign, tx);
+    if (using.count > 0 && !force) {
+      throw new CairnError(
+        'federated_bundle_in_use',
+        `${using.count} registration entr${using.count === 1 ? 'y' : 'ies'} of ${trustDomain} federate with ${foreign} (e.g. ${using.example}): update them first, or pass force to delete anyway (their workloads stop trusting ${foreign} at once)`,
+        { details: { entries: using.count } },
+      );
+    }
+    const held = (await this.deps.store.delete(tx, trustDomain, foreign))!;
+    await this.deps.audit.append(tx, [{
+      event: 'federation.bundle_deleted',
+      actor,
+      subject: { trustDomain, foreignTrustDomain: foreign, sequence: held.sequence ?? undefined, entriesFederating: using.count, forced: force },
+    }]);
+    await notifyChange(tx, trustDomain);
+    return held;
   }
 
   /** Whether entries of `trustDomain` may federate with `foreign`: it is hosted here, or a bundle of it is held. */

@@ -12,8 +12,8 @@ export interface StoredForeignBundle {
   readonly refreshHintSeconds: number | null;
   /** SHA-256 (base64url) of the document: what agents compare in sync. */
   readonly digest: string;
-  /** How it got here: `static` (an admin's `cairn bundle set`). */
-  readonly source: 'static';
+  /** How it got here: `static` (an admin's `cairn bundle set`) or `endpoint` (a relationship: bootstrap, then refreshes). */
+  readonly source: 'static' | 'endpoint';
   readonly updatedAt: Date;
   readonly updatedBy: string;
 }
@@ -25,7 +25,7 @@ interface Row {
   sequence: number | string | null;
   refresh_hint_seconds: number | null;
   digest: string;
-  source: 'static';
+  source: 'static' | 'endpoint';
   updated_at: Date | string;
   updated_by: string;
 }

@@ -35,6 +35,7 @@ import { registerTemplateRoutes } from '../templates/routes.js';
 import type { TemplateService } from '../templates/service.js';
 import { registerFederationRoutes } from '../federation/routes.js';
 import type { FederationService } from '../federation/service.js';
+import type { RelationshipService } from '../federation/relationships.js';
 import type { EntryService } from '../entries/service.js';
 import { registerNodeRoutes } from '../nodes/routes.js';
 import { registerAttestorAdminRoutes, registerNodeAttestationRoutes } from '../node-attestation/routes.js';
@@ -61,6 +62,7 @@ export interface CaServices {
   readonly templateIssuance: TemplateIssuance;
   /** Foreign trust domains' bundles per local trust domain (ca/federation/). */
   readonly federation: FederationService;
+  readonly relationships: RelationshipService;
   readonly enrollment: EnrollmentService;
   readonly bans: BanService;
   readonly nodeAttestation: NodeAttestationService;
@@ -212,7 +214,7 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
     registerKekRoutes(admin, services.kek);
     registerAuditRoutes(admin, services.audit, services.auditCheckpointer);
     registerAuthorityRoutes(admin, services.authorityLifecycle);
-    registerFederationRoutes(admin, services.federation);
+    registerFederationRoutes(admin, services.federation, services.relationships);
   });
 
   if (options.tls) {
