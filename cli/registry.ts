@@ -4,6 +4,7 @@ import { agentGroup } from './specs/agent.js';
 import { attestorGroup } from './specs/attestor.js';
 import { authorityGroup } from './specs/authority.js';
 import { bundleGroup } from './specs/bundle.js';
+import { federationGroup } from './specs/federation.js';
 import { caGroup, migrate, up } from './specs/ca.js';
 import { bootstrap, renew } from './specs/device.js';
 import { entryGroup } from './specs/entry.js';
@@ -34,6 +35,7 @@ export const COMMANDS: readonly Spec[] = [
   attestorGroup,
   authorityGroup,
   bundleGroup,
+  federationGroup,
   adminGroup,
   kekGroup,
   auditGroup,
