@@ -1,5 +1,8 @@
+import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createPublicKey, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
@@ -67,13 +70,14 @@ describe(`federation: foreign bundles reach workloads (${storeKind()} store)`, (
         { ...publicJwkOf(partnerJwt.publicKey), use: 'jwt-svid', kid: 'partner-kid-1' },
       ],
     });
-  const partnerLeaf = async (ca: TestCaCert): Promise<string> => {
+  const svidOf = async (ca: TestCaCert, spiffeId: string): Promise<{ cert: string; key: string }> => {
     const key = generateKeyAndCsr();
     const subjectKey = subjectPublicKeyFromDer(createPublicKey(key.privateKey).export({ format: 'der', type: 'spki' }));
     const now = Date.now();
-    const leaf = await referenceLeaf(ca, { spiffeId: `${FOREIGN_ID}/api`, serial: randomBytes(16), notBefore: new Date(now - 60_000), notAfter: new Date(now + 3600_000), dnsNames: [], publicKey: subjectKey }, subjectKey);
-    return derToPem(leaf);
+    const leaf = await referenceLeaf(ca, { spiffeId, serial: randomBytes(16), notBefore: new Date(now - 60_000), notAfter: new Date(now + 3600_000), dnsNames: [], publicKey: subjectKey }, subjectKey);
+    return { cert: derToPem(leaf), key: key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString() };
   };
+  const partnerLeaf = async (ca: TestCaCert): Promise<string> => (await svidOf(ca, `${FOREIGN_ID}/api`)).cert;
   const federatedOf = (m: X509Message, td: string): X509Certificate[] | undefined => {
     const der = m.federated_bundles[`spiffe://${td}`];
     return der === undefined ? undefined : splitDerCertificates(Buffer.from(der)).map((d) => new X509Certificate(d));
@@ -102,7 +106,9 @@ describe(`federation: foreign bundles reach workloads (${storeKind()} store)`, (
     await waitFor('the first X.509-SVID on the stream', () => messages[0], 30_000);
   }, 120_000);
 
+  const servers: Server[] = [];
   afterAll(async () => {
+    for (const server of servers) server.close();
     call?.cancel();
     grpcClient?.close();
     ours?.close();
@@ -232,6 +238,149 @@ describe(`federation: foreign bundles reach workloads (${storeKind()} store)`, (
     // the entry keeps its list; an unrelated update still works, a new unknown name does not
     const unrelated = await cairn('entry', 'update', entryId, '--hint', 'web');
     expect(unrelated.status, unrelated.stderr).toBe(0);
+    expect(errors).toEqual([]);
+  });
+
+  it('relationships: the CA polls https_spiffe and https_web endpoints, keeps the last good bundle, refuses wrong documents, reports status', { timeout: 240_000 }, async () => {
+    const REMOTE = 'remote.test';
+    const remoteCa = await testCaCertificate(REMOTE);
+    const remoteCa2 = await testCaCertificate(REMOTE);
+    const remoteBundle = (sequence: number, cas: TestCaCert[]): string =>
+      JSON.stringify({ spiffe_sequence: sequence, spiffe_refresh_hint: 5, keys: cas.map((c) => ({ ...publicJwkOf(c.publicKey), use: 'x509-svid', x5c: [c.der.toString('base64')] })) });
+    // the foreign endpoint: an https server authenticating with an X.509-SVID of remote.test
+    const endpoint = await svidOf(remoteCa, `spiffe://${REMOTE}/cairn/bundle-endpoint`);
+    let answer: { status: number; body: string; headers?: Record<string, string> } = { status: 200, body: remoteBundle(2, [remoteCa, remoteCa2]) };
+    let connections = 0;
+    let requests = 0;
+    const server = createServer({ cert: endpoint.cert, key: endpoint.key }, (_req, res) => {
+      requests++;
+      res.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers }).end(answer.body);
+    });
+    server.on('connection', () => connections++);
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/bundle`;
+    const create = (...extra: string[]) => cairn('federation', 'create', '--trust-domain', TD, '--foreign', REMOTE, '--bundle-endpoint', url, '--profile', 'https_spiffe', ...extra);
+    const show = async (foreign = REMOTE) => {
+      const r = await cairn('federation', 'show', '--trust-domain', TD, '--foreign', foreign, '--json');
+      expect(r.status, r.stderr).toBe(0);
+      return JSON.parse(r.stdout) as { sequence: number | null; lastRefreshAt: string | null; lastError: string | null; failures: number };
+    };
+
+    // refusals: what the CA would fetch must be https without credentials; the profile's inputs
+    const plain = await cairn('federation', 'create', '--trust-domain', TD, '--foreign', REMOTE, '--bundle-endpoint', 'http://127.0.0.1:1/b', '--profile', 'https_web');
+    expect(plain.stderr).toMatch(/^error: invalid_request: --bundle-endpoint must be an https URL .*not http$/m);
+    const creds = await cairn('federation', 'create', '--trust-domain', TD, '--foreign', REMOTE, '--bundle-endpoint', 'https://user:pw@127.0.0.1:1/b', '--profile', 'https_web');
+    expect(creds.stderr).toMatch(/^error: invalid_request: --bundle-endpoint must not carry credentials/m);
+    const noBootstrap = await create();
+    expect(noBootstrap.stderr).toMatch(/^error: invalid_request: https_spiffe needs a bootstrap bundle of remote\.test \(--bundle-file\)/m);
+    const mixed = await cairn('federation', 'create', '--trust-domain', TD, '--foreign', REMOTE, '--bundle-endpoint', url, '--profile', 'https_web', '--bundle-file', join(dir, 'x'));
+    expect(mixed.status).toBe(2);
+    expect(mixed.stderr).toMatch(/^error: --bundle-file is for --profile https_spiffe/m);
+    const badProfile = await cairn('federation', 'create', '--trust-domain', TD, '--foreign', REMOTE, '--bundle-endpoint', url, '--profile', 'https');
+    expect(badProfile.stderr).toMatch(/^error: --profile must be one of https_spiffe, https_web \(got "https"\)/m);
+
+    const created = await create('--bundle-file', file('remote-1.json', remoteBundle(1, [remoteCa])));
+    expect(created.status, created.stderr).toBe(0);
+    const refreshed = await waitFor('the first refresh', async () => ((await show()).sequence === 2 ? show() : undefined), 30_000);
+    expect(refreshed.lastRefreshAt).not.toBeNull();
+    expect(refreshed.lastError).toBeNull();
+    const seen = messages.length;
+    const upd = await cairn('entry', 'update', entryId, '--federates-with', REMOTE, '--federates-with', HOSTED);
+    expect(upd.status, upd.stderr).toBe(0);
+    await waitFor('the refreshed remote bundle on the open stream', () => messages.slice(seen).find((m) => federatedOf(m, REMOTE)?.length === 2), 30_000);
+    // a bundle the relationship owns is not set or deleted by hand
+    const byHand = await cairn('bundle', 'set', '--trust-domain', TD, '--foreign', REMOTE, '--file', join(dir, 'remote-1.json'));
+    expect(byHand.stderr).toMatch(/^error: conflict: home\.test fetches the bundle of remote\.test from its bundle endpoint/m);
+
+    // every wrong answer is reported and the last good bundle stays
+    const failsWith = async (what: string, re: RegExp) => {
+      const before = connections;
+      const st = await waitFor(what, async () => {
+        const s = await show();
+        return connections > before && s.lastError !== null && re.test(s.lastError) ? s : undefined;
+      }, 40_000);
+      expect(st.sequence).toBe(2);
+      expect(st.failures).toBeGreaterThan(0);
+    };
+    answer = { status: 200, body: remoteBundle(3, [(await testCaCertificate('elsewhere.test'))]) };
+    await failsWith('a bundle of another trust domain refused', /is the CA of spiffe:\/\/elsewhere\.test, not of spiffe:\/\/remote\.test/);
+    answer = { status: 200, body: remoteBundle(1, [remoteCa]) };
+    await failsWith('an older sequence refused', /spiffe_sequence 1 is older than the 2 held/);
+    answer = { status: 302, body: '', headers: { location: 'https://169.254.169.254/latest/meta-data' } };
+    await failsWith('a redirect not followed', /HTTP 302 to https:\/\/169\.254\.169\.254\/latest\/meta-data: redirects are not followed/);
+    answer = { status: 200, body: 'x'.repeat(300 * 1024) };
+    await failsWith('an oversized answer refused', /larger than 256 KiB/);
+    const impostor = await svidOf(remoteCa, `spiffe://${REMOTE}/not-the-endpoint`);
+    server.setSecureContext({ cert: impostor.cert, key: impostor.key });
+    answer = { status: 200, body: remoteBundle(3, [remoteCa2]) };
+    const requestsBefore = requests;
+    await failsWith('an endpoint with another SPIFFE ID refused', /presented spiffe:\/\/remote\.test\/not-the-endpoint, not spiffe:\/\/remote\.test\/cairn\/bundle-endpoint/);
+    const stranger = await svidOf(await testCaCertificate(REMOTE), `spiffe://${REMOTE}/cairn/bundle-endpoint`);
+    server.setSecureContext({ cert: stranger.cert, key: stranger.key });
+    await failsWith('an SVID from a CA outside the bundle refused', /cannot fetch the bundle: .*(certificate|issuer)/i);
+    // an endpoint that does not authenticate gets no request at all
+    expect(requests).toBe(requestsBefore);
+    expect(messages.at(-1) && federatedOf(messages.at(-1)!, REMOTE)?.length).toBe(2);
+    // the endpoint goes away: the last good bundle is kept and the status says so
+    server.setSecureContext({ cert: endpoint.cert, key: endpoint.key });
+    server.close();
+    server.closeAllConnections();
+    await waitFor('the endpoint away in the status', async () => {
+      const st = await show();
+      return st.lastError && /cannot fetch the bundle: .*ECONNREFUSED/.test(st.lastError) ? st : undefined;
+    }, 40_000);
+    expect(JSON.parse((await cairn('bundle', 'show', '--trust-domain', TD, '--foreign', REMOTE, '--format', 'spiffe')).stdout).spiffe_sequence).toBe(2);
+    // back, with a rotated bundle (the key the endpoint's SVID chains to is now remoteCa2's successor set)
+    const back = await svidOf(remoteCa2, `spiffe://${REMOTE}/cairn/bundle-endpoint`);
+    server.setSecureContext({ cert: back.cert, key: back.key });
+    await new Promise<void>((resolve) => server.listen(Number(new URL(url).port), '127.0.0.1', resolve));
+    const seenRotation = messages.length;
+    answer = { status: 200, body: remoteBundle(3, [remoteCa2]) };
+    const recovered = await waitFor('recovery with sequence 3', async () => ((await show()).sequence === 3 ? show() : undefined), 40_000);
+    expect([recovered.lastError, recovered.failures]).toEqual([null, 0]);
+    const rotated = await waitFor('the rotation on the open stream', () => messages.slice(seenRotation).find((m) => federatedOf(m, REMOTE)?.length === 1), 30_000);
+    expect(federatedOf(rotated, REMOTE)![0]!.raw.equals(remoteCa2.der)).toBe(true);
+
+    // https_web: a web PKI certificate for the endpoint's address, authenticated with --ca-file roots
+    const WEB = 'webby.test';
+    const webCa = await testCaCertificate(WEB);
+    const pki = join(dir, 'pki');
+    execFileSync('mkdir', ['-p', pki]);
+    const ossl = (...args: string[]) => execFileSync('openssl', args, { cwd: pki, stdio: ['ignore', 'pipe', 'pipe'] });
+    ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'root.key', '-out', 'root.pem', '-subj', '/CN=test web root', '-days', '1', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign');
+    ossl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'web.key', '-out', 'web.csr', '-subj', '/CN=127.0.0.1');
+    writeFileSync(join(pki, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+    ossl('x509', '-req', '-in', 'web.csr', '-CA', 'root.pem', '-CAkey', 'root.key', '-CAcreateserial', '-out', 'web.pem', '-days', '1', '-extfile', 'ext.cnf');
+    const web = createServer({ cert: readFileSync(join(pki, 'web.pem')), key: readFileSync(join(pki, 'web.key')) }, (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ spiffe_sequence: 7, spiffe_refresh_hint: 5, keys: [{ ...publicJwkOf(webCa.publicKey), use: 'x509-svid', x5c: [webCa.der.toString('base64')] }] }));
+    });
+    servers.push(web);
+    await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
+    const webUrl = `https://127.0.0.1:${(web.address() as AddressInfo).port}/`;
+    const webCreated = await cairn('federation', 'create', '--trust-domain', TD, '--foreign', WEB, '--bundle-endpoint', webUrl, '--profile', 'https_web', '--ca-file', join(pki, 'root.pem'));
+    expect(webCreated.status, webCreated.stderr).toBe(0);
+    await waitFor('the https_web refresh', async () => ((await show(WEB)).sequence === 7 ? true : undefined), 30_000);
+    // without the roots, the system's do not know this certificate: refused, reported
+    const SYS = 'webby2.test';
+    expect((await cairn('federation', 'create', '--trust-domain', TD, '--foreign', SYS, '--bundle-endpoint', webUrl, '--profile', 'https_web')).status).toBe(0);
+    await waitFor('the unknown web root reported', async () => ((await show(SYS)).lastError?.match(/cannot fetch the bundle: .*(certificate|issuer)/i) ? true : undefined), 30_000);
+    const listed = JSON.parse((await cairn('federation', 'list', '--trust-domain', TD, '--json')).stdout);
+    expect(listed.relationships.map((r: { foreignTrustDomain: string; profile: string; sequence: number | null }) => [r.foreignTrustDomain, r.profile, r.sequence])).toEqual([
+      [REMOTE, 'https_spiffe', 3],
+      [WEB, 'https_web', 7],
+      [SYS, 'https_web', null],
+    ]);
+
+    // ending a relationship in use needs --force; then polling stops and workloads lose the bundle
+    const inUse = await cairn('federation', 'delete', '--trust-domain', TD, '--foreign', REMOTE);
+    expect(inUse.stderr).toMatch(/^error: federated_bundle_in_use: .*pass --force/m);
+    const beforeDelete = messages.length;
+    const deleted = await cairn('federation', 'delete', '--trust-domain', TD, '--foreign', REMOTE, '--force');
+    expect(deleted.status, deleted.stderr).toBe(0);
+    await waitFor('the stream without the remote bundle', () => messages.slice(beforeDelete).find((m) => !federatedOf(m, REMOTE)), 30_000);
+    const gone = await cairn('federation', 'show', '--trust-domain', TD, '--foreign', REMOTE);
+    expect(gone.stderr).toMatch(/^error: not_found: trust domain home\.test has no federation relationship with remote\.test/m);
     expect(errors).toEqual([]);
   });
 });

@@ -179,6 +179,10 @@ describe(`admin roles, scopes and guards (${storeKind()} store)`, { timeout: 120
     'GET /v1/trust-domains/:trustDomain/federation/bundles/:foreign': [`/v1/trust-domains/${B}/federation/bundles/partner.test`],
     'PUT /v1/trust-domains/:trustDomain/federation/bundles/:foreign': [`/v1/trust-domains/${B}/federation/bundles/partner.test`, { bundle: '{"keys":[]}' }],
     'DELETE /v1/trust-domains/:trustDomain/federation/bundles/:foreign': [`/v1/trust-domains/${B}/federation/bundles/partner.test?force=true`],
+    'POST /v1/trust-domains/:trustDomain/federation/relationships': [`/v1/trust-domains/${B}/federation/relationships`, { foreignTrustDomain: 'partner.test', bundleEndpointUrl: 'https://partner.example/bundle', profile: 'https_web' }],
+    'GET /v1/trust-domains/:trustDomain/federation/relationships': [`/v1/trust-domains/${B}/federation/relationships`],
+    'GET /v1/trust-domains/:trustDomain/federation/relationships/:foreign': [`/v1/trust-domains/${B}/federation/relationships/partner.test`],
+    'DELETE /v1/trust-domains/:trustDomain/federation/relationships/:foreign': [`/v1/trust-domains/${B}/federation/relationships/partner.test?force=true`],
   });
 
   it('a credential scoped to one trust domain cannot touch another through any route', async () => {
