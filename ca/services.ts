@@ -25,7 +25,7 @@ import { TemplateService } from './templates/service.js';
 import { TemplateIssuance } from './templates/issuance.js';
 import { FederationService } from './federation/service.js';
 import { FederationStore } from './federation/store.js';
-import { RelationshipStore } from './federation/relationship-store.js';
+import { RelationshipStore } from './federation/store.js';
 import { RelationshipService } from './federation/relationships.js';
 import { Refresher } from './federation/refresher.js';
 import { EnrollmentService, serverId } from './enrollment/service.js';

@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import type { PeerCertificate } from 'node:tls';
 import { CairnError } from '../../lib/errors.js';
 import { derToPem, type Bundle } from '../../spiffe/bundle/bundle.js';
-import type { FederationProfile } from './relationship-store.js';
+import type { FederationProfile } from './store.js';
 
 /** Bounds on every fetch of a foreign bundle endpoint: an endpoint cannot hold or flood the CA. */
 export const FETCH_LIMITS = { timeoutMs: 10_000, maxBytes: 256 * 1024 } as const;

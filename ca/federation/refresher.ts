@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Clock } from '../../lib/clock.js';
 import type { Logger } from '../../lib/log.js';
-import type { RelationshipStore } from './relationship-store.js';
+import type { RelationshipStore } from './store.js';
 import type { RelationshipService } from './relationships.js';
 
 export interface RefresherOptions {

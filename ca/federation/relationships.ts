@@ -12,7 +12,7 @@ import type { TrustDomainStore } from '../trust-domains/store.js';
 import { validateTrustDomainName } from '../trust-domains/service.js';
 import { parseForeignBundle } from './bundle-input.js';
 import { checkEndpointUrl, fetchBundleDocument, FETCH_LIMITS } from './fetch.js';
-import type { FederationProfile, Relationship, RelationshipStore } from './relationship-store.js';
+import type { FederationProfile, Relationship, RelationshipStore } from './store.js';
 import type { FederationService } from './service.js';
 import type { StoredForeignBundle } from './store.js';
 

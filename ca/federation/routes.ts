@@ -4,7 +4,7 @@ import {
   CreateRelationshipBody, DeleteForeignBundleQuery, FederationParams, FederationPaths, ForeignBundleList, ForeignBundleParams, ForeignBundleView, RelationshipList,
   RelationshipView, SetForeignBundleBody,
 } from '../../contract/federation-api.js';
-import type { Relationship } from './relationship-store.js';
+import type { Relationship } from './store.js';
 import type { RelationshipService } from './relationships.js';
 import { encodeSpiffeBundle } from '../../spiffe/bundle/bundle.js';
 import { noteChange } from '../admin-auth/access.js';

@@ -11,7 +11,7 @@ import type { EntryStore } from '../entries/store.js';
 import type { TrustDomainStore } from '../trust-domains/store.js';
 import { validateTrustDomainName } from '../trust-domains/service.js';
 import { parseForeignBundle } from './bundle-input.js';
-import type { RelationshipStore } from './relationship-store.js';
+import type { RelationshipStore } from './store.js';
 import type { FederationStore, StoredForeignBundle } from './store.js';
 import type { Queryable } from '../db/database.js';
 
