@@ -239,6 +239,19 @@ describe(`federation: foreign bundles reach workloads (${storeKind()} store)`, (
     const unrelated = await cairn('entry', 'update', entryId, '--hint', 'web');
     expect(unrelated.status, unrelated.stderr).toBe(0);
     expect(errors).toEqual([]);
+    // each change is in the audit log, with who did it
+    const audited = async (event: string) => {
+      const r = await cairn('audit', 'search', '--event', event, '--json');
+      expect(r.status, r.stderr).toBe(0);
+      return (JSON.parse(r.stdout) as { entry: Record<string, unknown> }[]).map((e) => e.entry);
+    };
+    const sets = await waitFor('federation.bundle_set in the audit log', async () => ((await audited('federation.bundle_set')).length >= 2 ? audited('federation.bundle_set') : undefined), 30_000);
+    expect(sets.map((e) => [e.trustDomain, e.foreignTrustDomain, e.source, e.sequence, e.actor])).toEqual([
+      [TD, FOREIGN, 'static', 5, 'bootstrap'],
+      [TD, FOREIGN, 'static', 6, 'bootstrap'],
+    ]);
+    const deletes = await waitFor('federation.bundle_deleted in the audit log', async () => ((await audited('federation.bundle_deleted')).length > 0 ? audited('federation.bundle_deleted') : undefined), 30_000);
+    expect(deletes.map((e) => [e.foreignTrustDomain, e.forced, e.entriesFederating])).toEqual([[FOREIGN, true, 1]]);
   });
 
   it('relationships: the CA polls https_spiffe and https_web endpoints, keeps the last good bundle, refuses wrong documents, reports status', { timeout: 240_000 }, async () => {
@@ -382,5 +395,13 @@ describe(`federation: foreign bundles reach workloads (${storeKind()} store)`, (
     const gone = await cairn('federation', 'show', '--trust-domain', TD, '--foreign', REMOTE);
     expect(gone.stderr).toMatch(/^error: not_found: trust domain home\.test has no federation relationship with remote\.test/m);
     expect(errors).toEqual([]);
+    // the refreshes are audit entries of the CA itself; the relationships, of the admin
+    const search = async (event: string) => (JSON.parse((await cairn('audit', 'search', '--event', event, '--json')).stdout) as { entry: Record<string, unknown> }[]).map((e) => e.entry);
+    const refreshes = await waitFor('refreshes in the audit log', async () => {
+      const found = (await search('federation.bundle_set')).filter((e) => e.foreignTrustDomain === REMOTE);
+      return found.some((e) => e.sequence === 3) ? found : undefined;
+    }, 30_000);
+    expect(refreshes.map((e) => [e.source, e.sequence, e.actor])).toEqual([['endpoint', 1, 'bootstrap'], ['endpoint', 2, 'cairn'], ['endpoint', 3, 'cairn']]);
+    expect((await search('federation.relationship_created')).map((e) => [e.foreignTrustDomain, e.profile])).toEqual([[REMOTE, 'https_spiffe'], [WEB, 'https_web'], [SYS, 'https_web']]);
   });
 });
