@@ -171,7 +171,7 @@ export function buildCaCore(deps: CoreDeps): CaCore {
     tokens,
     entries: new EntryService({ clock, random, logger, store: entries, trustDomains: trustDomainStore, federation }),
     federation,
-    templates: new TemplateService({ clock, random, logger, store: templates, trustDomains: trustDomainStore, audit }),
+    templates: new TemplateService({ clock, random, logger, store: templates, trustDomains: trustDomainStore, audit, federation }),
     templateIssuance: new TemplateIssuance({ store: templates, issuance, parentsOf: (node) => enrollment.parentsOf(node) }),
     relationships,
     federationRefresher: new Refresher({ clock, logger, store: relationshipStore, relationships }),

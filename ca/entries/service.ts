@@ -38,6 +38,21 @@ export interface FederationFacts {
   canFederate(trustDomain: string, foreign: string): Promise<boolean>;
 }
 
+/**
+ * A federated trust domain must be one whose bundle can be delivered: hosted here, or with a bundle
+ * held by `trustDomain` (cairn bundle set, or a federation relationship).
+ */
+export async function checkFederatesWith(federation: FederationFacts, trustDomain: string, names: readonly string[]): Promise<void> {
+  for (const name of names) {
+    if (await federation.canFederate(trustDomain, name)) continue;
+    throw new CairnError(
+      'unknown_federated_trust_domain',
+      `federatesWith: ${name} is neither a trust domain of this CA nor one whose bundle ${trustDomain} holds; set its bundle first (cairn bundle set --trust-domain ${trustDomain} --foreign ${name} --file F)`,
+      { details: { trustDomain: name } },
+    );
+  }
+}
+
 export interface EntryDeps {
   readonly federation: FederationFacts;
   readonly clock: Clock;
@@ -50,20 +65,9 @@ export interface EntryDeps {
 export class EntryService {
   constructor(private readonly deps: EntryDeps) {}
 
-  /**
-   * A federated trust domain must be one whose bundle can be delivered: hosted here, or with a bundle
-   * set (cairn bundle set). Names the entry already had are not checked again, so an unrelated update
-   * of an entry whose foreign bundle was deleted with force still works.
-   */
-  private async checkFederation(trustDomain: string, names: readonly string[], already: readonly string[] = []): Promise<void> {
-    for (const name of names) {
-      if (already.includes(name) || (await this.deps.federation.canFederate(trustDomain, name))) continue;
-      throw new CairnError(
-        'unknown_federated_trust_domain',
-        `federatesWith: ${name} is neither a trust domain of this CA nor one whose bundle ${trustDomain} holds; set its bundle first (cairn bundle set --trust-domain ${trustDomain} --foreign ${name} --file F)`,
-        { details: { trustDomain: name } },
-      );
-    }
+  /** Names the entry already had are not checked again, so an unrelated update of an entry whose foreign bundle was deleted with force still works. */
+  private checkFederation(trustDomain: string, names: readonly string[], already: readonly string[] = []): Promise<void> {
+    return checkFederatesWith(this.deps.federation, trustDomain, names.filter((n) => !already.includes(n)));
   }
 
   private async validate(id: string, input: EntryInput): Promise<NewEntry> {

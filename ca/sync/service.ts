@@ -116,7 +116,7 @@ export class SyncService {
       const crlChanged = crls !== undefined && crls.digest !== req.crl;
       const federated = req.federated === undefined
         ? undefined
-        : await this.deps.federation.deliverable(node.trustDomain, await this.deps.entries.federatedWith(parents));
+        : await this.deps.federation.deliverable(node.trustDomain, [...(await this.deps.entries.federatedWith(parents)), ...(await this.deps.templates.federatedWith(parents))]);
       const federatedChanged = federated !== undefined && federated.digest !== req.federated;
       const remaining = deadline - this.deps.clock.now().getTime();
       const templatesChanged = changedTemplates.length > 0 || removedTemplates.length > 0;

@@ -16,6 +16,7 @@ import type { TrustDomainStore } from '../trust-domains/store.js';
 import { parseTrustDomain, SpiffeId } from '../../spiffe/id.js';
 import type { IdentityTemplate, NewTemplate, TemplateFilter } from './model.js';
 import type { TemplateStore } from './store.js';
+import { checkFederatesWith, type FederationFacts } from '../entries/service.js';
 
 export interface TemplateInput {
   readonly trustDomain: string;
@@ -39,6 +40,8 @@ export interface TemplateDeps {
   readonly store: TemplateStore;
   readonly trustDomains: TrustDomainStore;
   readonly audit: AuditAppender;
+  /** Which foreign trust domains a template may federate with (ca/federation/). */
+  readonly federation: FederationFacts;
 }
 
 const invalidTemplate = (field: string, err: unknown): CairnError =>
@@ -148,6 +151,7 @@ export class TemplateService {
 
   async create(input: TemplateInput, actor: string): Promise<IdentityTemplate> {
     const template = await this.validate(randomAlphanumeric(this.deps.random, 24), input);
+    await checkFederatesWith(this.deps.federation, template.trustDomain, template.federatesWith);
     const now = this.deps.clock.now();
     let created: IdentityTemplate;
     try {

@@ -127,6 +127,15 @@ export class TemplateStore {
     });
   }
 
+  /** The foreign trust domains that templates parented to any of `parents` federate with. */
+  federatedWith(parents: readonly string[]): Promise<string[]> {
+    return guard(async () => {
+      if (parents.length === 0) return [];
+      const res = await this.db.query<{ td: string }>(`SELECT DISTINCT unnest(federates_with) AS td FROM identity_templates WHERE parent_id = ANY($1::text[]) ORDER BY td`, [[...parents]]);
+      return res.rows.map((r) => r.td);
+    });
+  }
+
   changedSince(parents: readonly string[], revision: number): Promise<IdentityTemplate[]> {
     return guard(async () => {
       const res = await this.db.query<Row>(`SELECT ${COLUMNS} FROM identity_templates WHERE parent_id = ANY($1::text[]) AND revision > $2 ORDER BY revision`, [parents, revision]);

@@ -208,6 +208,7 @@ describe(`workload identity templates: admin API and CLI (${storeKind()} store)`
     ['nothing binding the caller', { spiffeIdTemplate: 'spiffe://{td}/bin/{unix:path}' }, 'weak_selectors', /any local process/],
     ['a bad DNS template', { spiffeIdTemplate: 'spiffe://{td}/uid/{unix:uid}', dnsTemplates: ['{unix:uid}..example'] }, 'invalid_id_template', /DNS name/],
     ['a parent in another trust domain', { parentId: 'spiffe://other.test/cairn/agent/a1' }, 'wrong_trust_domain', /parentId/],
+    ['a federated trust domain whose bundle it cannot get', { federatesWith: ['nowhere.test'] }, 'unknown_federated_trust_domain', /nowhere\.test is neither a trust domain of this CA nor one whose bundle tpl\.test holds/],
   ])('refuses %s with 400 and a clear code', async (_what, over, code, message) => {
     const res = await admin('POST', '/v1/templates', { trustDomain: TD, parentId: agentId, spiffeIdTemplate: 'spiffe://{td}/uid/{unix:uid}', ...over });
     expect(res.status).toBe(400);
