@@ -63,6 +63,8 @@ export interface CaConfig {
   readonly auditCheckpointFile?: string | undefined;
   /** POST each checkpoint this replica signs to this URL (text/plain; 5 s timeout). Configuration only. */
   readonly auditCheckpointWebhook?: string | undefined;
+  /** Bundle endpoints federation relationships may point at (ca/federation/endpoint-allow.ts): none unless set. */
+  readonly federationEndpoints?: readonly string[] | undefined;
   /** Request and keep-alive timeouts and the connection cap of both listeners (defaults: DEFAULT_LISTENER_LIMITS). */
   readonly limits?: Partial<ListenerLimits> | undefined;
   /** Prometheus metrics on a listener of their own, besides /metrics for loopback callers on the plain listener. */
@@ -145,7 +147,7 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
       checkpointEveryMs: config.auditCheckpointIntervalMs,
       export: { file: config.auditCheckpointFile, webhook: config.auditCheckpointWebhook },
     };
-    const core = buildCaCore({ db, clock, random, logger, kek, kekFile: source, processMetrics: runtime.processMetrics ?? false, kubeCredentials, caNameConstraints: config.caNameConstraints, migrations, version, audit, tlsEndpoint: async () => ({ url: config.tlsPublicUrl ?? tlsUrl, pin: await core.serverTls.pin() }) });
+    const core = buildCaCore({ db, clock, random, logger, kek, kekFile: source, processMetrics: runtime.processMetrics ?? false, kubeCredentials, caNameConstraints: config.caNameConstraints, migrations, version, audit, federationEndpoints: config.federationEndpoints, tlsEndpoint: async () => ({ url: config.tlsPublicUrl ?? tlsUrl, pin: await core.serverTls.pin() }) });
     opened.defer('issuance workers', () => core.issuancePool.close());
     const adminTokenFile = join(config.dataDir, 'admin-token');
     const bootstrapToken = await core.adminAuth.bootstrap(config.adminToken);

@@ -28,6 +28,7 @@ import { FederationStore } from './federation/store.js';
 import { RelationshipStore } from './federation/store.js';
 import { RelationshipService } from './federation/relationships.js';
 import { Refresher } from './federation/refresher.js';
+import { EndpointAllowList } from './federation/endpoint-allow.js';
 import { EnrollmentService, serverId } from './enrollment/service.js';
 import { NodeAttestationService } from './node-attestation/service.js';
 import { NodeAttestationStore } from './node-attestation/store.js';
@@ -74,6 +75,8 @@ export interface CoreDeps {
   readonly processMetrics?: boolean;
   /** URI name constraints in new CA certificates (default true; see ca/authority/ca-certificate.ts). */
   readonly caNameConstraints?: boolean | undefined;
+  /** Bundle endpoints the CA may fetch for federation relationships (ca/federation/endpoint-allow.ts); none by default. */
+  readonly federationEndpoints?: readonly string[] | undefined;
   /** The audit log: its origin when this replica creates it, how often it signs while growing, where checkpoints go. */
   readonly audit?: { readonly origin?: string | undefined; readonly checkpointEveryMs?: number | undefined; readonly export?: CheckpointExport | undefined } | undefined;
 }
@@ -134,6 +137,7 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const federation = new FederationService({ clock, logger, store: new FederationStore(db), relationships: relationshipStore, trustDomains: trustDomainStore, entries, authority, audit });
   const relationships = new RelationshipService({
     clock, logger, store: relationshipStore, federation, trustDomains: trustDomainStore, authority, audit, jitter: () => random.bytes(4).readUInt32BE() / 2 ** 32,
+    allowed: new EndpointAllowList(deps.federationEndpoints ?? []),
   });
   const adminAuth = new AdminAuthService({ clock, random, logger, store: adminTokens });
   const svidAdmins = new SvidAdminAuth({

@@ -72,6 +72,7 @@ export const ERROR_CODES = [
   'federated_bundle_not_found',
   'federated_bundle_in_use',
   'unknown_federated_trust_domain',
+  'federation_endpoint_not_allowed',
   // infrastructure
   'conflict',
   'store_unavailable',

@@ -82,6 +82,7 @@ export const STATUS_TABLE: Readonly<Record<ErrorCode, TransportStatus>> = {
   bundle_sequence_older: s(409, G.FailedPrecondition),
   federated_bundle_not_found: s(404, G.NotFound),
   federated_bundle_in_use: s(409, G.FailedPrecondition),
+  federation_endpoint_not_allowed: s(403, G.PermissionDenied),
   unknown_federated_trust_domain: s(400, G.InvalidArgument),
   internal: s(500, G.Internal),
 };

@@ -12,6 +12,7 @@ import type { TrustDomainStore } from '../trust-domains/store.js';
 import { validateTrustDomainName } from '../trust-domains/service.js';
 import { parseForeignBundle } from './bundle-input.js';
 import { checkEndpointUrl, fetchBundleDocument, FETCH_LIMITS } from './fetch.js';
+import type { EndpointAllowList } from './endpoint-allow.js';
 import type { FederationProfile, Relationship, RelationshipStore } from './store.js';
 import type { FederationService } from './service.js';
 import type { StoredForeignBundle } from './store.js';
@@ -27,6 +28,8 @@ export interface RelationshipDeps {
   /** [0,1) for refresh jitter. */
   readonly jitter: () => number;
   readonly fetch?: typeof fetchBundleDocument;
+  /** The endpoints the operator allows the CA to fetch (checked at create and before every fetch). */
+  readonly allowed: EndpointAllowList;
 }
 
 export interface RelationshipInput {
@@ -69,7 +72,9 @@ export class RelationshipService {
 
   async create(trustDomain: string, input: RelationshipInput, actor: string): Promise<{ relationship: Relationship; bundle: StoredForeignBundle | undefined }> {
     const names = await this.deps.federation.names(trustDomain, input.foreignTrustDomain);
-    const url = checkEndpointUrl(input.bundleEndpointUrl).toString();
+    const parsed = checkEndpointUrl(input.bundleEndpointUrl);
+    this.deps.allowed.check(parsed);
+    const url = parsed.toString();
     let endpointSpiffeId: string | null = null;
     let webRoots: string | null = null;
     let bootstrap: Bundle | undefined;
@@ -179,6 +184,8 @@ export class RelationshipService {
     const now = this.deps.clock.now();
     let hint: number | null | undefined = (await this.deps.federation.held(r.trustDomain, r.foreignTrustDomain))?.refreshHintSeconds;
     try {
+      // the allow-list may have shrunk since the relationship was made (a restart with other settings)
+      this.deps.allowed.check(checkEndpointUrl(r.bundleEndpointUrl));
       const endpointTd = r.endpointSpiffeId ? SpiffeId.parse(r.endpointSpiffeId).trustDomain : undefined;
       const text = await (this.deps.fetch ?? fetchBundleDocument)(
         {

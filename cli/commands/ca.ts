@@ -113,6 +113,7 @@ function caConfigOf({ values, sources }: Pick<Parsed<typeof CA_START_FLAGS>, 'va
     auditCheckpointIntervalMs: values['audit-checkpoint-interval'] === undefined ? undefined : parseDuration(values['audit-checkpoint-interval']) * 1000,
     auditCheckpointFile: values['audit-checkpoint-file'],
     auditCheckpointWebhook: values['audit-checkpoint-webhook'],
+    federationEndpoints: values['federation-endpoints']?.split(',').map((p) => p.trim()).filter((p) => p !== ''),
   };
 }
 

@@ -1,12 +1,19 @@
 import { parseTrustDomain } from '../../spiffe/id.js';
 import { CHECKS, command, ConfigError, flags, group, type ValueCheck } from '../flags.js';
 import { databaseUrl, durationMs, hostNameOrIp, listenAddress, readableFile, urlSetting } from '../settings.js';
+import { parsePattern } from '../../ca/federation/endpoint-allow.js';
 import { ADMIN_FLAGS, CONFIG_FLAG, DATA_DIR, HEALTHCHECK_WAIT, LOG_FLAGS } from './common.js';
 
 /**
  * Server settings are checked with cli/settings.ts before anything is opened; each message names
  * the setting as given (`--listen`, `CAIRN_LISTEN`).
  */
+/** Each comma-separated pattern must parse (ca/federation/endpoint-allow.ts). */
+const federationPatterns: ValueCheck = (v) => {
+  for (const p of v.split(',')) parsePattern(p);
+  return v;
+};
+
 const SETTING = {
   listen: ((v, where) => (listenAddress(v, where), v)) satisfies ValueCheck,
   url: ((v, where) => urlSetting(v, where, ['http:', 'https:'])) satisfies ValueCheck,
@@ -134,6 +141,13 @@ export const CA_START_FLAGS = flags({
     env: ['CAIRN_AUDIT_CHECKPOINT_WEBHOOK'],
     check: SETTING.url,
     description: 'POST each audit checkpoint this replica signs to URL (text/plain, 5 s timeout, no redirects)',
+  },
+  'federation-endpoints': {
+    type: 'string',
+    value: 'PATTERNS',
+    env: ['CAIRN_FEDERATION_ENDPOINTS'],
+    check: federationPatterns,
+    description: 'bundle endpoints federation relationships may point at, comma-separated: host, host:port, *.domain, [v6]:port, or * for any (default: none)',
   },
   ...LOG_FLAGS,
   ...CONFIG_FLAG,

@@ -86,7 +86,8 @@ describe(`federation: foreign bundles reach workloads (${storeKind()} store)`, (
   beforeAll(async () => {
     partnerCa = await testCaCertificate(FOREIGN);
     partnerCa2 = await testCaCertificate(FOREIGN);
-    ca = await startCaOnTestStore(join(dir, 'ca'));
+    // the operator allows loopback endpoints (the test's); 169.254.169.254 and the rest stay refused
+    ca = await startCaOnTestStore(join(dir, 'ca'), { CAIRN_FEDERATION_ENDPOINTS: '127.0.0.1,localhost' });
     cliEnv = { CAIRN_SERVER: ca.httpUrl, CAIRN_ADMIN_TOKEN: readFileSync(join(dir, 'ca', 'admin-token'), 'utf8').trim(), CAIRN_DATA_DIR: join(dir, 'cli') };
     expect((await ca.admin('/v1/trust-domains', { name: TD, x509SvidTtlSeconds: 3600 })).status).toBe(201);
     expect((await ca.admin('/v1/trust-domains', { name: HOSTED })).status).toBe(201);
@@ -290,6 +291,9 @@ describe(`federation: foreign bundles reach workloads (${storeKind()} store)`, (
     const mixed = await cairn('federation', 'create', '--trust-domain', TD, '--foreign', REMOTE, '--bundle-endpoint', url, '--profile', 'https_web', '--bundle-file', join(dir, 'x'));
     expect(mixed.status).toBe(2);
     expect(mixed.stderr).toMatch(/^error: --bundle-file is for --profile https_spiffe/m);
+    // an admin cannot point the CA at a host the operator did not allow (the cloud metadata address here)
+    const metadata = await cairn('federation', 'create', '--trust-domain', TD, '--foreign', REMOTE, '--bundle-endpoint', 'https://169.254.169.254/latest', '--profile', 'https_web');
+    expect(metadata.stderr).toMatch(/^error: federation_endpoint_not_allowed: 169\.254\.169\.254 is not among the bundle endpoints this CA may fetch \(--federation-endpoints 127\.0\.0\.1,localhost\)/m);
     const badProfile = await cairn('federation', 'create', '--trust-domain', TD, '--foreign', REMOTE, '--bundle-endpoint', url, '--profile', 'https');
     expect(badProfile.stderr).toMatch(/^error: --profile must be one of https_spiffe, https_web \(got "https"\)/m);
 

@@ -24,9 +24,9 @@ export interface CaProcess {
  * A CA process on the store this run of the suite targets: on PostgreSQL in a fresh database of its
  * own, dropped by `close()`; on the embedded store in its data dir.
  */
-export async function startCaOnTestStore(dataDir: string): Promise<CaProcess & { close(): Promise<void> }> {
+export async function startCaOnTestStore(dataDir: string, env?: Record<string, string | undefined>): Promise<CaProcess & { close(): Promise<void> }> {
   const db = storeKind() === 'postgres' ? await createPgDatabase() : undefined;
-  const ca = await startCaProcess({ dataDir, databaseUrl: db?.url });
+  const ca = await startCaProcess({ dataDir, databaseUrl: db?.url, env });
   return Object.assign(ca, {
     async close() {
       await ca.stop();

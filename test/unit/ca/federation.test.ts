@@ -61,3 +61,25 @@ describe('refresh pacing', () => {
     expect(retryDelaySeconds(30, 5, 0.5)).toBeCloseTo(5);
   });
 });
+
+describe('the operator allow-list of bundle endpoints (--federation-endpoints)', () => {
+  it('allows exactly what its patterns name, and nothing by default', async () => {
+    const { EndpointAllowList, parsePattern } = await import('../../../ca/federation/endpoint-allow.js');
+    const allow = new EndpointAllowList(['partner.example', '*.mesh.example:8444', '[::1]:9443', '10.0.0.7']);
+    const ok = (u: string): boolean => allow.allows(new URL(u));
+    expect(ok('https://partner.example/bundle')).toBe(true);
+    expect(ok('https://partner.example:8443/')).toBe(true);
+    expect(ok('https://a.mesh.example:8444/')).toBe(true);
+    expect(ok('https://a.mesh.example/')).toBe(false); // port 443
+    expect(ok('https://mesh.example:8444/')).toBe(false); // *.domain is below it only
+    expect(ok('https://evilpartner.example/')).toBe(false);
+    expect(ok('https://partner.example.evil.test/')).toBe(false);
+    expect(ok('https://[::1]:9443/')).toBe(true);
+    expect(ok('https://10.0.0.7/')).toBe(true);
+    expect(ok('https://169.254.169.254/')).toBe(false);
+    expect(new EndpointAllowList([]).allows(new URL('https://partner.example/'))).toBe(false);
+    expect(new EndpointAllowList(['*']).allows(new URL('https://anything.test:1/'))).toBe(true);
+    expect(() => new EndpointAllowList([]).check(new URL('https://partner.example/'))).toThrow(/fetches no bundle endpoint until its operator allows some/);
+    for (const bad of ['', 'http://x', 'a..b', 'x:0', 'x:99999', '*.', 'a b']) expect(() => parsePattern(bad), bad).toThrow(/not an endpoint pattern/);
+  });
+});

@@ -1,0 +1,42 @@
+import { CairnError } from '../../lib/errors.js';
+
+/**
+ * Which bundle endpoints the CA may fetch, as the operator configured them (--federation-endpoints,
+ * never the admin API): the CA connects wherever a relationship points, so without this an admin
+ * credential would be a way to make the CA reach any host and port. Patterns: `host`, `host:port`,
+ * `*.domain` (any name under it), `*.domain:port`, an IP literal (`[v6]` with a port), or `*` for any
+ * endpoint. No pattern: no relationship can be created or refreshed.
+ */
+export class EndpointAllowList {
+  private readonly patterns: readonly { host: string; suffix: boolean; port: number | undefined }[];
+
+  constructor(readonly configured: readonly string[]) {
+    this.patterns = configured.map(parsePattern);
+  }
+
+  allows(url: URL): boolean {
+    const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+    const port = url.port === '' ? 443 : Number(url.port);
+    return this.patterns.some((p) => (p.port === undefined || p.port === port) && (p.host === '*' || (p.suffix ? host.endsWith(`.${p.host}`) : host === p.host)));
+  }
+
+  /** Throws the refusal an admin sees, naming the setting that would allow the URL. */
+  check(url: URL): void {
+    if (this.allows(url)) return;
+    throw new CairnError('federation_endpoint_not_allowed', this.configured.length === 0
+      ? `this CA fetches no bundle endpoint until its operator allows some (--federation-endpoints / CAIRN_FEDERATION_ENDPOINTS, e.g. ${url.hostname}); ${url.host} is not allowed`
+      : `${url.host} is not among the bundle endpoints this CA may fetch (--federation-endpoints ${this.configured.join(',')})`);
+  }
+}
+
+/** One pattern, or an Error naming it (the CLI turns that into an `error:` line). */
+export function parsePattern(text: string): { host: string; suffix: boolean; port: number | undefined } {
+  const t = text.trim().toLowerCase();
+  if (t === '*') return { host: '*', suffix: false, port: undefined };
+  const m = /^(?:\[([0-9a-f:.]+)\]|(\*\.)?([a-z0-9.-]+))(?::(\d{1,5}))?$/.exec(t);
+  const port = m?.[4] === undefined ? undefined : Number(m[4]);
+  if (!m || (port !== undefined && (port < 1 || port > 65535)) || (m[3] !== undefined && (m[3].startsWith('.') || m[3].endsWith('.') || m[3].includes('..')))) {
+    throw new Error(`"${text}" is not an endpoint pattern: host, host:port, *.domain, [v6]:port or *`);
+  }
+  return { host: m[1] ?? m[3]!, suffix: m[2] !== undefined, port };
+}
