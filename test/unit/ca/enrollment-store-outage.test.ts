@@ -44,8 +44,11 @@ describe('node mTLS authentication during a store outage', () => {
     const leaf = await referenceLeaf(ca, { spiffeId, serial, notBefore: new Date(now.getTime() - 60_000), notAfter: new Date(now.getTime() + 3600_000), dnsNames: [], publicKey: subjectKey }, subjectKey);
     const down = new CairnError('store_unavailable', 'the database is unavailable, retry later');
     const node = { spiffeId, kind: 'agent', banned: false, serial: serial.toString('hex'), newSerial: null };
+    const recorded: { event: string; subject: Record<string, unknown> }[] = [];
     const deps = {
       clock: { now: () => now },
+      logger: { info: () => undefined, debug: () => undefined, error: () => undefined },
+      audit: { record: async (events: typeof recorded) => void recorded.push(...events) },
       authority: { x509Authorities: async () => [ca.der] },
       nodes: { get: async () => node },
       revocations: { isRevoked: () => Promise.reject(down) },
@@ -54,6 +57,8 @@ describe('node mTLS authentication during a store outage', () => {
     // and with the store answering: a revoked serial is svid_revoked, another passes
     const answering = (revoked: boolean) => ({ ...deps, revocations: { isRevoked: async () => revoked } }) as EnrollmentDeps;
     await expect(new EnrollmentService(answering(true)).authenticate([leaf, ca.der], 'agent')).rejects.toMatchObject({ code: 'svid_revoked' });
+    // the refusal of a node that proved who it is is on record (issue 14); the outage was not
+    expect(recorded).toEqual([expect.objectContaining({ event: 'node.refused', subject: expect.objectContaining({ reason: 'svid_revoked', serial: serial.toString('hex') }) })]);
     await expect(new EnrollmentService(answering(false)).authenticate([leaf, ca.der], 'agent')).resolves.toBe(node);
   });
 });
