@@ -137,11 +137,14 @@ export class BundleEndpoints {
 
   private async open(td: TrustDomain): Promise<void> {
     const endpoint = td.bundleEndpoint!;
-    const svid = await this.issue(td);
-    const server = createServer({ key: svid.key, cert: svid.chain.map((d) => derToPem(d)).join(''), minVersion: 'TLSv1.2', requestCert: false }, (req, res) => {
-      void this.serve(td.name, running, req, res);
+    // The port is taken before an SVID is issued: a listener that cannot start (a port in use) is
+    // retried every pass, and must not leave an SVID in the inventory and the audit log each time.
+    // Until its SVID is set, a handshake finds no certificate and fails.
+    let running: Running | undefined;
+    const server = createServer({ minVersion: 'TLSv1.2', requestCert: false }, (req, res) => {
+      if (running) void this.serve(td.name, running, req, res);
+      else end(res, 503, { code: 'store_unavailable', message: 'starting' });
     });
-    const running: Running = { endpoint, svid, sequence: td.bundleSequence, server };
     // timeouts on every listener: a peer that opens connections and sends nothing holds nothing for long
     server.requestTimeout = 10_000;
     server.headersTimeout = 5_000;
@@ -157,6 +160,15 @@ export class BundleEndpoints {
       });
     });
     server.on('error', (err) => this.deps.logger.warn({ err, trustDomain: td.name }, 'bundle endpoint listener error'));
+    let svid: ServingSvid;
+    try {
+      svid = await this.issue(td);
+    } catch (err) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      throw err;
+    }
+    server.setSecureContext({ key: svid.key, cert: svid.chain.map((d) => derToPem(d)).join(''), minVersion: 'TLSv1.2' });
+    running = { endpoint, svid, sequence: td.bundleSequence, server };
     this.running.set(td.name, running);
     this.deps.logger.info({ event: 'bundle_endpoint.started', trustDomain: td.name, listen: endpoint.listen, url: endpoint.url, spiffeId: endpoint.spiffeId, serial: svid.serial }, `bundle endpoint of ${td.name} listening on ${endpoint.listen}`);
   }

@@ -148,6 +148,11 @@ describe(`the SPIFFE federation bundle endpoint, https_spiffe (${storeKind()} st
     expect((await json(`/v1/trust-domains/${TD}`, { method: 'PATCH', body: { bundleEndpointListen: `127.0.0.1:${tlsPort}` } })).status).toBe(200);
     await until('the listen failure in the log', async () => (/bundle endpoint of fed-endpoint\.test is not served on this replica/.test(ca.logs()) ? true : undefined));
     expect((await json(`/v1/trust-domains/${TD}`)).status).toBe(200);
+    // retried on every pass, but no SVID is issued for a listener that cannot start
+    const issued = async (): Promise<number> => Number((await ca.handle.db.query<{ n: unknown }>(`SELECT count(*) AS n FROM issued_x509_svids WHERE spiffe_id = $1`, [ENDPOINT_ID])).rows[0]!.n);
+    const before = await issued();
+    for (let i = 0; i < 3; i++) await ca.handle.bundleEndpoints.reconcile();
+    expect(await issued()).toBe(before);
   });
 
   it('refuses bad settings with a code and a sentence', async () => {
