@@ -1,4 +1,7 @@
 import { CairnError } from '../../lib/errors.js';
+import { parsePattern } from '../../lib/endpoint-pattern.js';
+
+export { parsePattern };
 
 /**
  * Which bundle endpoints the CA may fetch, as the operator configured them (--federation-endpoints,
@@ -27,16 +30,4 @@ export class EndpointAllowList {
       ? `this CA fetches no bundle endpoint until its operator allows some (--federation-endpoints / CAIRN_FEDERATION_ENDPOINTS, e.g. ${url.hostname}); ${url.host} is not allowed`
       : `${url.host} is not among the bundle endpoints this CA may fetch (--federation-endpoints ${this.configured.join(',')})`);
   }
-}
-
-/** One pattern, or an Error naming it (the CLI turns that into an `error:` line). */
-export function parsePattern(text: string): { host: string; suffix: boolean; port: number | undefined } {
-  const t = text.trim().toLowerCase();
-  if (t === '*') return { host: '*', suffix: false, port: undefined };
-  const m = /^(?:\[([0-9a-f:.]+)\]|(\*\.)?([a-z0-9.-]+))(?::(\d{1,5}))?$/.exec(t);
-  const port = m?.[4] === undefined ? undefined : Number(m[4]);
-  if (!m || (port !== undefined && (port < 1 || port > 65535)) || (m[3] !== undefined && (m[3].startsWith('.') || m[3].endsWith('.') || m[3].includes('..')))) {
-    throw new Error(`"${text}" is not an endpoint pattern: host, host:port, *.domain, [v6]:port or *`);
-  }
-  return { host: m[1] ?? m[3]!, suffix: m[2] !== undefined, port };
 }

@@ -1,7 +1,7 @@
 import { parseTrustDomain } from '../../spiffe/id.js';
 import { CHECKS, command, ConfigError, flags, group, type ValueCheck } from '../flags.js';
 import { databaseUrl, durationMs, hostNameOrIp, listenAddress, readableFile, urlSetting } from '../settings.js';
-import { parsePattern } from '../../ca/federation/endpoint-allow.js';
+import { parsePattern } from '../../lib/endpoint-pattern.js';
 import { ADMIN_FLAGS, CONFIG_FLAG, DATA_DIR, HEALTHCHECK_WAIT, LOG_FLAGS } from './common.js';
 
 /**
