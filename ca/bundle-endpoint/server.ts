@@ -75,13 +75,6 @@ export class BundleEndpoints {
     await Promise.all([...this.running.keys()].map((td) => this.close(td)));
   }
 
-  /** The listening URL of a trust domain's endpoint on this replica (tests, logs). */
-  address(trustDomain: string): { host: string; port: number } | undefined {
-    const r = this.running.get(trustDomain);
-    const a = r?.server.address();
-    return a && typeof a === 'object' ? { host: a.address, port: a.port } : undefined;
-  }
-
   /**
    * One pass at a time: brings the listeners in line with the configuration, renews SVIDs due. A
    * burst of notifications (every entry change sends one) makes one more pass, not one each.

@@ -1,8 +1,6 @@
 import { CairnError } from '../../lib/errors.js';
 import { parsePattern } from '../../lib/endpoint-pattern.js';
 
-export { parsePattern };
-
 /**
  * Which bundle endpoints the CA may fetch, as the operator configured them (--federation-endpoints,
  * never the admin API): the CA connects wherever a relationship points, so without this an admin

@@ -64,7 +64,8 @@ describe('refresh pacing', () => {
 
 describe('the operator allow-list of bundle endpoints (--federation-endpoints)', () => {
   it('allows exactly what its patterns name, and nothing by default', async () => {
-    const { EndpointAllowList, parsePattern } = await import('../../../ca/federation/endpoint-allow.js');
+    const { EndpointAllowList } = await import('../../../ca/federation/endpoint-allow.js');
+    const { parsePattern } = await import('../../../lib/endpoint-pattern.js');
     const allow = new EndpointAllowList(['partner.example', '*.mesh.example:8444', '[::1]:9443', '10.0.0.7']);
     const ok = (u: string): boolean => allow.allows(new URL(u));
     expect(ok('https://partner.example/bundle')).toBe(true);
