@@ -18,7 +18,8 @@ import type { PlainAdminMode } from './http/plain-admin.js';
 import { checkListenerLimits, DEFAULT_LISTENER_LIMITS, replaceTlsCredentials, type ListenerLimits } from './http/listener.js';
 import { loadKek } from './keys-at-rest.js';
 import { METRICS_PATH, startMetricsListener } from '../lib/metrics-listener.js';
-import { credentialSets, type KubeCredentialSet } from './node-attestation/kube-credentials.js';
+import { credentialSets, IN_CLUSTER, type KubeCredentialSet } from './node-attestation/kube-credentials.js';
+import { PinConfigMapPublisher, type PinConfigMapTarget } from './pin-configmap/publisher.js';
 import { buildCaCore, defaultAuditOrigin, type CaCore } from './services.js';
 import { BundleEndpoints } from './bundle-endpoint/server.js';
 import { listenForChanges } from './db/changes.js';
@@ -69,6 +70,11 @@ export interface CaConfig {
   readonly limits?: Partial<ListenerLimits> | undefined;
   /** Prometheus metrics on a listener of their own, besides /metrics for loopback callers on the plain listener. */
   readonly metricsListen?: { readonly host: string; readonly port: number } | undefined;
+  /**
+   * Publish the TLS URL and pin to this ConfigMap (ca/pin-configmap), with the named Kubernetes
+   * credential set (default in-cluster), for agent DaemonSets to read.
+   */
+  readonly pinConfigMap?: { readonly namespace: string; readonly name: string; readonly credentials?: string | undefined } | undefined;
 }
 
 export interface CaHandle {
@@ -109,6 +115,15 @@ export class CaStartError extends Error {
   override readonly name = 'CaStartError';
 }
 
+/** The ConfigMap to publish the pin to, with its credential set; an unknown set is a start-up error. */
+function pinConfigMapTarget(config: CaConfig['pinConfigMap'], sets: ReadonlyMap<string, KubeCredentialSet>): PinConfigMapTarget | undefined {
+  if (!config) return undefined;
+  const name = config.credentials ?? IN_CLUSTER;
+  const credentials = sets.get(name);
+  if (!credentials) throw new CaStartError(`--pin-configmap-credentials: no credential set "${name}" is configured (--kube-credentials)`);
+  return { namespace: config.namespace, name: config.name, credentials };
+}
+
 /** The migrations this installation ships. */
 export function bundledMigrations(): Migration[] {
   return loadMigrations(join(packageRoot(import.meta.url), 'migrations'));
@@ -142,6 +157,7 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
     if (generated) logger.warn({ kekFile: source }, 'generated a new key-encryption key; replicas sharing this database need the same file (CAIRN_KEK_FILE)');
     let tlsUrl = '';
     const kubeCredentials = credentialSets(config.kubeCredentials ?? [], process.env);
+    const pinTarget = pinConfigMapTarget(config.pinConfigMap, kubeCredentials);
     const audit = {
       origin: config.auditOrigin ?? defaultAuditOrigin(hostOfUrl(config.tlsPublicUrl ?? config.publicUrl) ?? hostname()),
       checkpointEveryMs: config.auditCheckpointIntervalMs,
@@ -245,6 +261,15 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
       metricsUrl = listener.url;
     }
     const tlsPin = credentials.pin;
+    if (pinTarget) {
+      const publisherStop = new AbortController();
+      const publisher = new PinConfigMapPublisher({ target: pinTarget, logger, document: async () => ({ 'ca-url': config.tlsPublicUrl ?? tlsUrl, 'ca-pin': await core.serverTls.pin() }) });
+      const publishing = publisher.run(publisherStop.signal);
+      opened.defer('pin ConfigMap publisher', async () => {
+        publisherStop.abort();
+        await publishing;
+      });
+    }
     logger.info({ url, tlsUrl, metricsUrl, tlsPin, plainAdmin: config.plainAdmin ?? 'loopback', store: db.kind, version }, 'CA listening');
 
     return {

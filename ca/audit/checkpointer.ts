@@ -3,6 +3,7 @@ import { writeFileAtomic } from '../../lib/fs.js';
 import type { Logger } from '../../lib/log.js';
 import type { AuditLog } from './service.js';
 import type { StoredCheckpoint } from './store.js';
+import { sleepUnlessAborted } from '../../lib/sleep.js';
 
 export interface CheckpointExport {
   /** Each new checkpoint replaces this file's content (atomically): `cairn audit verify --checkpoint-file` reads it. */
@@ -40,7 +41,7 @@ export class Checkpointer {
           this.logger.warn({ err, event: 'audit.integrate_failed' }, 'audit log integration failed; will retry');
         }
       }
-      await sleep(this.options.integrateEveryMs, signal);
+      await sleepUnlessAborted(this.options.integrateEveryMs, signal);
     }
   }
 
@@ -80,16 +81,4 @@ export class Checkpointer {
     }
     this.logger.info({ event: 'audit.checkpoint', size: c.size, root: c.root.toString('base64') }, 'audit checkpoint signed');
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

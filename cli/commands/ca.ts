@@ -2,7 +2,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { publicUrls } from '../../contract/public-api.js';
 import { bundledMigrations, CaStartError, describeDatabaseUrl, openDatabase, startCa, type CaConfig, type CaHandle } from '../../ca/main.js';
-import { parseKubeCredentials, type KubeCredentialSet } from '../../ca/node-attestation/kube-credentials.js';
+import { IN_CLUSTER, parseKubeCredentials, type KubeCredentialSet } from '../../ca/node-attestation/kube-credentials.js';
+import { parseNamespacedName } from '../../lib/k8s-names.js';
 import { describeSchema, latestVersion, migrate, schemaServes, schemaStatus } from '../../ca/db/migrate.js';
 import { kekFileProblem } from '../../ca/keys-at-rest.js';
 import { DEFAULT_LISTENER_LIMITS, type ListenerLimits } from '../../ca/http/listener.js';
@@ -86,6 +87,7 @@ function caConfigOf({ values, sources }: Pick<Parsed<typeof CA_START_FLAGS>, 'va
     ...(values['tls-san'] ?? []),
     ...(process.env.CAIRN_TLS_SANS ?? '').split(',').map((s) => s.trim()).filter(Boolean).map((v) => hostNameOrIp(v, 'CAIRN_TLS_SANS')),
   ];
+  const kubeCredentials = kubeCredentialsOf(values['kube-credentials']);
   const adminToken = configuredAdminToken()?.trim() || undefined;
   if (adminToken !== undefined && adminToken.length < 32) throw new ConfigError(`${process.env.CAIRN_ADMIN_TOKEN ? 'CAIRN_ADMIN_TOKEN' : 'CAIRN_ADMIN_TOKEN_FILE'} must hold at least 32 characters`);
   // the configured credential is sent as a bearer header: what the admin API would never accept is refused before the store
@@ -104,7 +106,7 @@ function caConfigOf({ values, sources }: Pick<Parsed<typeof CA_START_FLAGS>, 'va
     tlsPort: tls.port,
     tlsPublicUrl: values['tls-public-url'],
     tlsSans: sans,
-    kubeCredentials: kubeCredentialsOf(values['kube-credentials']),
+    kubeCredentials,
     noMigrate: values['no-migrate'] === true,
     limits: listenerLimitsOf(values),
     caNameConstraints: values['ca-name-constraints'] !== 'off',
@@ -114,7 +116,22 @@ function caConfigOf({ values, sources }: Pick<Parsed<typeof CA_START_FLAGS>, 'va
     auditCheckpointFile: values['audit-checkpoint-file'],
     auditCheckpointWebhook: values['audit-checkpoint-webhook'],
     federationEndpoints: values['federation-endpoints']?.split(',').map((p) => p.trim()).filter((p) => p !== ''),
+    pinConfigMap: pinConfigMapOf(values, sources, kubeCredentials),
   };
+}
+
+/** --pin-configmap (checked by the flag table) with its credential set, which must be one this CA knows. */
+function pinConfigMapOf(values: Values<typeof CA_START_FLAGS>, sources: Parsed<typeof CA_START_FLAGS>['sources'], sets: readonly KubeCredentialSet[]): CaConfig['pinConfigMap'] {
+  const credentials = values['pin-configmap-credentials'];
+  if (values['pin-configmap'] === undefined) {
+    if (credentials !== undefined) throw new ConfigError(`${sources['pin-configmap-credentials'] ?? '--pin-configmap-credentials'} needs --pin-configmap`);
+    return undefined;
+  }
+  const known = new Set([IN_CLUSTER, ...sets.map((c) => c.name)]);
+  if (credentials !== undefined && !known.has(credentials)) {
+    throw new ConfigError(`${sources['pin-configmap-credentials'] ?? '--pin-configmap-credentials'}: no credential set "${credentials}" (define it with --kube-credentials; "in-cluster" is built in)`);
+  }
+  return { ...parseNamespacedName(values['pin-configmap']), credentials };
 }
 
 /**

@@ -2,6 +2,7 @@ import { parseTrustDomain } from '../../spiffe/id.js';
 import { CHECKS, command, ConfigError, flags, group, type ValueCheck } from '../flags.js';
 import { databaseUrl, durationMs, hostNameOrIp, listenAddress, readableFile, urlSetting } from '../settings.js';
 import { parsePattern } from '../../lib/endpoint-pattern.js';
+import { parseNamespacedName } from '../../lib/k8s-names.js';
 import { ADMIN_FLAGS, CONFIG_FLAG, DATA_DIR, HEALTHCHECK_WAIT, LOG_FLAGS } from './common.js';
 
 /**
@@ -148,6 +149,19 @@ export const CA_START_FLAGS = flags({
     env: ['CAIRN_FEDERATION_ENDPOINTS'],
     check: federationPatterns,
     description: 'bundle endpoints federation relationships may point at, comma-separated: host, host:port, *.domain, [v6]:port, or * for any (default: none)',
+  },
+  'pin-configmap': {
+    type: 'string',
+    value: 'NAMESPACE/NAME',
+    env: ['CAIRN_PIN_CONFIGMAP'],
+    check: (v) => (parseNamespacedName(v), v),
+    description: "keep the TLS URL and pin in this ConfigMap (keys ca-url, ca-pin) for agent DaemonSets; needs get, create and update on it",
+  },
+  'pin-configmap-credentials': {
+    type: 'string',
+    value: 'NAME',
+    env: ['CAIRN_PIN_CONFIGMAP_CREDENTIALS'],
+    description: 'the Kubernetes credential set (--kube-credentials) that writes --pin-configmap (default in-cluster)',
   },
   ...LOG_FLAGS,
   ...CONFIG_FLAG,
