@@ -47,7 +47,7 @@ RUN install -d -o 1000 -g 1000 -m 0700 /var/lib/cairn \
  && install -d -o 1000 -g 1000 -m 0755 /var/run/svid
 
 # uid 1000 (`node` in the base image), numeric so Kubernetes' runAsNonRoot can verify it. The node
-# agent overrides this with root (compose.yaml, deploy/kubernetes/20-agent.yaml).
+# agent overrides this with root (compose.yaml, deploy/kubernetes/components/agent/agent.yaml).
 USER 1000:1000
 EXPOSE 8080 8443
 ENTRYPOINT ["node", "/opt/cairn/dist/cli/main.js"]

@@ -41,6 +41,15 @@ if ! [ -x /usr/sbin/nginx ]; then
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
 fi
 
+# The Kubernetes package tests render deploy/kubernetes with `kubectl kustomize` (Kustomize v5: kubectl
+# 1.27 or later), from apt's kubectl package.
+if ! kubectl version --client 2>/dev/null | grep -q 'Kustomize Version: v[5-9]'; then
+  echo "== installing kubectl from apt"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubectl >/dev/null
+fi
+
 source scripts/postgres.sh
 start_private_postgres
 REPORTS=$(mktemp -d /tmp/cairn-reports.XXXXXX)

@@ -1,273 +1,104 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import * as clientModels from '@kubernetes/client-node/dist/gen/models/ObjectSerializer.js';
-import { DaemonSet } from 'kubernetes-models/apps/v1/DaemonSet';
-import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
-import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
-import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
-import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
-import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
-import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
-import { Namespace } from 'kubernetes-models/v1/Namespace';
-import { Secret } from 'kubernetes-models/v1/Secret';
-import { Service } from 'kubernetes-models/v1/Service';
-import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
-import { describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
+import { basename, join, relative } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { DEFAULT_PSAT_AUDIENCE } from '../../ca/node-attestation/service.js';
 import { undocumentedFlags } from '../../cli/registry.js';
 import { packageRoot } from '../../lib/paths.js';
+import { createPgDatabase, storeKind } from '../support/db.js';
 import { runCairn, runCairnAsync } from '../support/processes.js';
+import {
+  containersOf, DIR, find, flag, get, kustomizeVersion, podSpecOf, referenceProblems, render, restrictedViolations,
+  unknownFieldsOf, validate, validateModel, WORKLOAD_KINDS, type K8sObject,
+} from './k8s-manifests.js';
 
-const DIR = join(packageRoot(), 'deploy', 'kubernetes');
+const OVERLAYS = ['ca-postgres', 'agent', 'cluster', 'observability'] as const;
+type Overlay = (typeof OVERLAYS)[number];
+const README = () => readFileSync(join(DIR, 'README.md'), 'utf8');
 
-/** A Kubernetes object as parsed; only the fields the invariants below read are typed. */
-type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; [k: string]: any };
-interface Manifest {
-  readonly file: string;
-  readonly obj: K8sObject;
+/** The keys of the Secret cairn-ca as the README's `kubectl create secret` command makes it. */
+function readmeSecretKeys(): string[] {
+  const command = /kubectl -n cairn create secret generic cairn-ca[^`]*?```/s.exec(README())?.[0] ?? '';
+  return [...command.matchAll(/--from-literal=([A-Za-z_]+)=/g)].map((m) => m[1]!).sort();
 }
 
-/** Every document of every deploy/kubernetes/*.yaml (or of `sub`/), parsed as YAML 1.1 as Kubernetes does ("yes" is a boolean there). */
-function loadManifests(sub = ''): Manifest[] {
-  const files = readdirSync(join(DIR, sub)).filter((f) => f.endsWith('.yaml')).sort().map((f) => (sub ? `${sub}/${f}` : f));
-  if (!sub) expect(files.length).toBeGreaterThanOrEqual(4);
-  const out: Manifest[] = [];
-  for (const file of files) {
-    const docs = parseAllDocuments(readFileSync(join(DIR, file), 'utf8'), { version: '1.1' });
-    if (!Array.isArray(docs)) throw new Error(`${file}: not a YAML stream`);
-    for (const [i, doc] of docs.entries()) {
-      if (doc.errors.length > 0) throw new Error(`${file} document ${i}: ${doc.errors.map((e) => e.message).join('; ')}`);
-      const obj = doc.toJS() as K8sObject | null;
-      if (obj === null) continue; // an empty document (comments only)
-      out.push({ file, obj });
-    }
-  }
+/**
+ * Objects made at run time, not by the package: the operator's Secret (keys from the README) and the
+ * ConfigMap the CA publishes (keys of ca/pin-configmap), with the values a live cluster would hold.
+ */
+function runtimeObjects(objects: readonly K8sObject[]): K8sObject[] {
+  const out: K8sObject[] = [{ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'cairn-ca', namespace: 'cairn' }, data: Object.fromEntries(readmeSecretKeys().map((k) => [k, ''])) }];
+  const ca = find(objects, 'Deployment', 'cairn-ca', 'cairn');
+  const target = ca ? flag(containersOf(ca)[0].args, '--pin-configmap') : 'cairn/cairn-ca-pin'; // overlays/agent: a CA elsewhere keeps it
+  const [namespace, name] = target!.split('/');
+  out.push({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: name!, namespace }, data: { 'ca-url': 'https://cairn-ca.cairn.svc:8443', 'ca-pin': `sha256:${'A'.repeat(43)}` } });
   return out;
 }
 
-// ---- schema: kubernetes-models (types, required fields, formats) ----------------------------------
+const cairnContainers = (o: K8sObject) => containersOf(o).filter((c) => /^([^/]*\/)*cairn(:|@|$)/.test(c.image));
+const envOf = (c: K8sObject) => Object.fromEntries((c.env ?? []).map((e: { name: string }) => [e.name, e]));
 
-const MODELS: Record<string, new (data: never) => { validate(): void }> = {
-  'v1/Namespace': Namespace,
-  'v1/ServiceAccount': ServiceAccount,
-  'v1/ConfigMap': ConfigMap,
-  'v1/Secret': Secret,
-  'v1/Service': Service,
-  'apps/v1/Deployment': Deployment,
-  'apps/v1/DaemonSet': DaemonSet,
-  'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
-  'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
-  'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole,
-  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding,
-};
+describe('deploy/kubernetes: the Kustomize package, rendered by kubectl kustomize', () => {
+  const rendered = {} as Record<Overlay | 'base' | 'example', K8sObject[]>;
+  beforeAll(() => {
+    kustomizeVersion();
+    for (const o of OVERLAYS) rendered[o] = render(`overlays/${o}`);
+    rendered.base = render('base');
+    rendered.example = render('example');
+  });
+  const ids = (objects: readonly K8sObject[]) => objects.map((o) => `${o.kind}/${o.metadata.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata.name}`);
 
-function validateModel(obj: K8sObject): void {
-  const Model = MODELS[`${obj.apiVersion}/${obj.kind}`];
-  if (!Model) throw new Error(`no kubernetes-models class for ${obj.apiVersion} ${obj.kind}; add it to MODELS`);
-  new Model(obj as never).validate();
-}
-
-// ---- schema: unknown fields (kubernetes-models' JSON schemas allow them; the API server drops them) --
-
-type Attribute = { readonly baseName: string; readonly type: string };
-const typeMaps = clientModels as unknown as Record<string, { attributeTypeMap?: readonly Attribute[] } | undefined>;
-/** The leaf types of @kubernetes/client-node's model graph; the walker checks their values no further. */
-const LEAVES = new Set(['string', 'number', 'boolean', 'any', 'Date', 'V1MicroTime', 'IntOrString']);
-
-/** Paths of fields no Kubernetes type declares, e.g. `spec.template.spec.hostPid`. */
-function unknownFields(value: unknown, type: string, path: string, out: string[] = []): string[] {
-  if (value === null || value === undefined) return out;
-  const array = /^Array<(.+)>$/.exec(type);
-  if (array) {
-    if (Array.isArray(value)) value.forEach((v, i) => unknownFields(v, array[1]!, `${path}[${i}]`, out));
-    return out;
-  }
-  const map = /^\{ \[key: string\]: (.+); \}$/.exec(type);
-  if (map) {
-    if (typeof value === 'object') for (const [k, v] of Object.entries(value)) unknownFields(v, map[1]!, `${path}.${k}`, out);
-    return out;
-  }
-  const attributes = typeMaps[type]?.attributeTypeMap;
-  if (!attributes) {
-    if (!LEAVES.has(type)) out.push(`${path}: no model for type ${type}`);
-    return out;
-  }
-  if (typeof value !== 'object' || Array.isArray(value)) return out; // a wrong type: kubernetes-models reports it
-  const fields = new Map(attributes.map((a) => [a.baseName, a.type]));
-  for (const [key, v] of Object.entries(value)) {
-    const t = fields.get(key);
-    if (t === undefined) out.push(path ? `${path}.${key}` : key);
-    else unknownFields(v, t, path ? `${path}.${key}` : key, out);
-  }
-  return out;
-}
-
-function unknownFieldsOf(obj: K8sObject): string[] {
-  const type = `V1${obj.kind}`;
-  if (!typeMaps[type]?.attributeTypeMap) return [`no @kubernetes/client-node model ${type}`];
-  return unknownFields(obj, type, '');
-}
-
-/** Both validators; throws with every problem found. */
-function validate(obj: K8sObject): void {
-  validateModel(obj);
-  const unknown = unknownFieldsOf(obj);
-  if (unknown.length > 0) throw new Error(`${obj.kind}/${obj.metadata?.name}: unknown fields ${unknown.join(', ')}`);
-}
-
-// ---- cross-object invariants ---------------------------------------------------------------------
-
-const WORKLOAD_KINDS = new Set(['Deployment', 'DaemonSet', 'StatefulSet', 'Job']);
-
-function find(manifests: Manifest[], kind: string, name: string, namespace?: string): K8sObject | undefined {
-  return manifests.map((m) => m.obj).find((o) => o.kind === kind && o.metadata.name === name && (namespace === undefined || o.metadata.namespace === namespace));
-}
-
-function get(manifests: Manifest[], kind: string, name: string, namespace?: string): K8sObject {
-  const obj = find(manifests, kind, name, namespace);
-  if (!obj) throw new Error(`no ${kind} ${namespace ? `${namespace}/` : ''}${name} in deploy/kubernetes`);
-  return obj;
-}
-
-const podSpecOf = (obj: K8sObject): any => obj.spec.template.spec;
-const containersOf = (obj: K8sObject): any[] => [...(podSpecOf(obj).initContainers ?? []), ...podSpecOf(obj).containers];
-
-/** The value following `flag` in a container's args. */
-function flag(args: readonly string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
-}
-
-/** Broken references: volume mounts, ConfigMaps, Secrets (and their keys), service accounts, roles, namespaces. */
-function referenceProblems(manifests: Manifest[]): string[] {
-  const problems: string[] = [];
-  const has = (kind: string, name: string, namespace?: string) => find(manifests, kind, name, namespace) !== undefined;
-  const keysOf = (o: K8sObject) => new Set([...Object.keys(o.data ?? {}), ...Object.keys(o.stringData ?? {})]);
-  const checkKey = (kind: 'ConfigMap' | 'Secret', name: string, key: string | undefined, ns: string, where: string) => {
-    const target = find(manifests, kind, name, ns);
-    if (!target) problems.push(`${where}: ${kind} ${ns}/${name} is not in the manifests`);
-    else if (key !== undefined && !keysOf(target).has(key)) problems.push(`${where}: ${kind} ${ns}/${name} has no key ${key}`);
-  };
-  for (const { obj } of manifests) {
-    const ns = obj.metadata.namespace;
-    if (ns !== undefined && !has('Namespace', ns)) problems.push(`${obj.kind}/${obj.metadata.name}: namespace ${ns} is not in the manifests`);
-    if (obj.kind === 'ClusterRoleBinding' || obj.kind === 'RoleBinding') {
-      if (!has(obj.roleRef.kind, obj.roleRef.name)) problems.push(`${obj.kind}/${obj.metadata.name}: ${obj.roleRef.kind} ${obj.roleRef.name} is not in the manifests`);
-      for (const s of obj.subjects ?? []) {
-        if (s.kind === 'ServiceAccount' && !has('ServiceAccount', s.name, s.namespace)) problems.push(`${obj.kind}/${obj.metadata.name}: ServiceAccount ${s.namespace}/${s.name} is not in the manifests`);
-      }
+  it('every overlay renders its parts once: base, CA, agents, observability', () => {
+    const base = ids(rendered.base);
+    expect(base).toEqual(expect.arrayContaining(['Namespace/cairn', 'ServiceAccount/cairn/cairn-ca', 'ClusterRole/cairn-ca', 'ClusterRoleBinding/cairn-ca',
+      'ServiceAccount/cairn/cairn-agent', 'ClusterRole/cairn-agent', 'ClusterRoleBinding/cairn-agent', 'Role/cairn/cairn-ca-pin-publisher', 'RoleBinding/cairn/cairn-ca-pin-publisher']));
+    const ca = ['Deployment/cairn/cairn-ca', 'Service/cairn/cairn-ca', 'PodDisruptionBudget/cairn/cairn-ca', 'NetworkPolicy/cairn/cairn-ca', 'Job/cairn/cairn-migrate'];
+    const agent = ['DaemonSet/cairn/cairn-agent', 'CSIDriver/csi.spiffe.io', 'ServiceAccount/cairn/spiffe-csi-driver', 'DaemonSet/cairn/spiffe-csi-driver'];
+    const observability = ['Service/cairn/cairn-ca-metrics', 'ServiceMonitor/cairn/cairn-ca', 'PodMonitor/cairn/cairn-agent', 'NetworkPolicy/cairn/cairn-agent', 'PrometheusRule/cairn/cairn', 'ConfigMap/cairn/cairn-grafana-dashboard'];
+    const expected: Record<Overlay, string[]> = { 'ca-postgres': ca, agent, cluster: [...ca, ...agent], observability: [...ca, ...agent, ...observability] };
+    for (const o of OVERLAYS) {
+      const got = ids(rendered[o]);
+      expect(new Set(got).size, o).toBe(got.length);
+      expect(got, o).toEqual(expect.arrayContaining([...base, ...expected[o]]));
+      for (const other of [...ca, ...agent, ...observability]) if (!expected[o].includes(other)) expect(got, `${o} has ${other}`).not.toContain(other);
     }
-    if (!WORKLOAD_KINDS.has(obj.kind)) continue;
-    const where = `${obj.kind}/${obj.metadata.name}`;
-    const pod = podSpecOf(obj);
-    const namespace = ns ?? 'default';
-    const sa = pod.serviceAccountName ?? 'default';
-    if (!has('ServiceAccount', sa, namespace)) problems.push(`${where}: ServiceAccount ${namespace}/${sa} is not in the manifests`);
-    const selector = obj.spec.selector?.matchLabels ?? {};
-    for (const [k, v] of Object.entries(selector)) {
-      if (obj.spec.template.metadata?.labels?.[k] !== v) problems.push(`${where}: the selector ${k}=${String(v)} does not match the pod template`);
-    }
-    const volumes = new Map<string, { [k: string]: unknown }>((pod.volumes ?? []).map((v: { name: string }) => [v.name, v]));
-    for (const v of volumes.values()) {
-      const cm = v.configMap as { name: string } | undefined;
-      const secret = v.secret as { secretName: string; items?: { key: string }[] } | undefined;
-      if (cm) checkKey('ConfigMap', cm.name, undefined, namespace, `${where} volume ${String(v.name)}`);
-      if (secret) {
-        checkKey('Secret', secret.secretName, undefined, namespace, `${where} volume ${String(v.name)}`);
-        for (const item of secret.items ?? []) checkKey('Secret', secret.secretName, item.key, namespace, `${where} volume ${String(v.name)}`);
-      }
-      for (const source of (v.projected as { sources?: { configMap?: { name: string }; secret?: { name: string } }[] } | undefined)?.sources ?? []) {
-        if (source.configMap) checkKey('ConfigMap', source.configMap.name, undefined, namespace, `${where} volume ${String(v.name)}`);
-        if (source.secret) checkKey('Secret', source.secret.name, undefined, namespace, `${where} volume ${String(v.name)}`);
-      }
-    }
-    for (const c of containersOf(obj)) {
-      const cw = `${where} container ${c.name}`;
-      for (const m of c.volumeMounts ?? []) if (!volumes.has(m.name)) problems.push(`${cw}: volumeMount ${m.name} names no volume`);
-      const envNames = new Set<string>();
-      for (const e of c.env ?? []) {
-        envNames.add(e.name);
-        if (e.valueFrom?.configMapKeyRef) checkKey('ConfigMap', e.valueFrom.configMapKeyRef.name, e.valueFrom.configMapKeyRef.key, namespace, `${cw} env ${e.name}`);
-        if (e.valueFrom?.secretKeyRef) checkKey('Secret', e.valueFrom.secretKeyRef.name, e.valueFrom.secretKeyRef.key, namespace, `${cw} env ${e.name}`);
-      }
-      for (const e of c.envFrom ?? []) {
-        if (e.configMapRef) checkKey('ConfigMap', e.configMapRef.name, undefined, namespace, `${cw} envFrom`);
-        if (e.secretRef) checkKey('Secret', e.secretRef.name, undefined, namespace, `${cw} envFrom`);
-      }
-      // $(VAR) in args is expanded by the kubelet only for variables the container defines
-      for (const arg of [...(c.command ?? []), ...(c.args ?? [])] as string[]) {
-        for (const [, name] of arg.matchAll(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g)) if (!envNames.has(name!)) problems.push(`${cw}: $(${name}) is not in its env`);
-      }
-      const ports = new Set((c.ports ?? []).map((p: { name?: string }) => p.name));
-      for (const probe of [c.readinessProbe, c.livenessProbe, c.startupProbe]) {
-        const port = probe?.httpGet?.port;
-        if (typeof port === 'string' && !ports.has(port)) problems.push(`${cw}: a probe uses port ${port}, which the container does not name`);
-      }
-    }
-  }
-  for (const np of manifests.map((m) => m.obj).filter((o) => o.kind === 'NetworkPolicy')) {
-    const pods = manifests.map((m) => m.obj).filter((o) => WORKLOAD_KINDS.has(o.kind) && o.metadata.namespace === np.metadata.namespace &&
-      Object.entries(np.spec.podSelector?.matchLabels ?? {}).every(([k, v]) => o.spec.template.metadata?.labels?.[k] === v));
-    if (pods.length === 0) problems.push(`NetworkPolicy/${np.metadata.name}: selects no pods`);
-    for (const rule of np.spec.ingress ?? []) {
-      for (const p of rule.ports ?? []) {
-        if (typeof p.port === 'string' && !pods.some((b) => containersOf(b).some((c) => (c.ports ?? []).some((cp: { name?: string }) => cp.name === p.port)))) {
-          problems.push(`NetworkPolicy/${np.metadata.name}: port ${p.port} is no container port name of the pods it selects`);
-        }
-      }
-    }
-  }
-  for (const svc of manifests.map((m) => m.obj).filter((o) => o.kind === 'Service')) {
-    const backends = manifests.map((m) => m.obj).filter((o) => WORKLOAD_KINDS.has(o.kind) && o.metadata.namespace === svc.metadata.namespace &&
-      Object.entries(svc.spec.selector ?? {}).every(([k, v]) => o.spec.template.metadata?.labels?.[k] === v));
-    if (backends.length === 0) problems.push(`Service/${svc.metadata.name}: selects no pods`);
-    for (const p of svc.spec.ports ?? []) {
-      if (typeof p.targetPort === 'string' && !backends.some((b) => containersOf(b).some((c) => (c.ports ?? []).some((cp: { name?: string }) => cp.name === p.targetPort)))) {
-        problems.push(`Service/${svc.metadata.name}: targetPort ${p.targetPort} is no container port name`);
-      }
-    }
-  }
-  return problems;
-}
-
-// ---- the tests --------------------------------------------------------------------------------------
-
-describe('deploy/kubernetes manifests', () => {
-  const manifests = loadManifests();
-  const objects = manifests.map((m) => m.obj);
-
-  it('parse as YAML 1.1 and hold the expected objects', () => {
-    const kinds = objects.map((o) => `${o.kind}/${o.metadata.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata.name}`);
-    expect(kinds).toEqual(expect.arrayContaining([
-      'Namespace/cairn', 'ServiceAccount/cairn/cairn-ca', 'ClusterRole/cairn-ca', 'ClusterRoleBinding/cairn-ca',
-      'ServiceAccount/cairn/cairn-agent', 'ClusterRole/cairn-agent', 'ClusterRoleBinding/cairn-agent',
-      'Secret/cairn/cairn-ca', 'Deployment/cairn/cairn-ca', 'Service/cairn/cairn-ca',
-      'ConfigMap/cairn/cairn-agent', 'DaemonSet/cairn/cairn-agent', 'Deployment/cairn-example/example-workload',
-      'NetworkPolicy/cairn/cairn-ca',
-    ]));
-    expect(new Set(kinds).size).toBe(kinds.length);
+    // the agents' settings are generated, with a hash suffix: a change rolls the DaemonSet
+    expect(rendered.agent.find((x) => x.kind === 'ConfigMap')?.metadata.name).toMatch(/^cairn-agent-[a-z0-9]{10}$/);
   });
 
-  it.each([...manifests, ...loadManifests('fallback')].map((m) => [`${m.file} ${m.obj.kind}/${m.obj.metadata?.name}`, m.obj] as const))('%s validates against the Kubernetes schema with no unknown fields', (_, obj) => {
-    expect(() => validateModel(obj)).not.toThrow();
-    expect(unknownFieldsOf(obj)).toEqual([]);
-  });
-
-  it('have no broken references (volumes, ConfigMaps, Secrets and keys, service accounts, roles, namespaces, ports, $(VAR))', () => {
-    expect(referenceProblems(manifests)).toEqual([]);
-  });
-
-  it('run cairn only with flags the CLI documents', () => {
-    for (const o of objects.filter((x) => WORKLOAD_KINDS.has(x.kind))) {
-      for (const c of containersOf(o)) expect(undocumentedFlags(c.args ?? []), `${o.metadata.name}/${c.name}`).toEqual([]);
+  it('every object validates against the Kubernetes schema with no unknown fields', () => {
+    const all = [...OVERLAYS.flatMap((o) => rendered[o]), ...rendered.example];
+    for (const obj of all) {
+      expect(() => validateModel(obj), `${obj.kind}/${obj.metadata.name}`).not.toThrow();
+      expect(unknownFieldsOf(obj), `${obj.kind}/${obj.metadata.name}`).toEqual([]);
     }
   });
 
-  it('the CA: ≥ 2 replicas on PostgreSQL with the shared secrets, probes on /readyz and /healthz, hardened', () => {
-    const ca = get(manifests, 'Deployment', 'cairn-ca', 'cairn');
+  it('no broken references (volumes, ConfigMaps, Secrets and keys, service accounts, roles, namespaces, ports, $(VAR)) once the Secret and the published pin exist', () => {
+    for (const o of OVERLAYS) expect(referenceProblems([...rendered[o], ...runtimeObjects(rendered[o])]), o).toEqual([]);
+    // without them, exactly those two are missing: nothing else is assumed to exist
+    const missing = referenceProblems(rendered.cluster).join('\n');
+    expect(missing).toMatch(/Secret cairn\/cairn-ca is not in the manifests/);
+    expect(missing).toMatch(/ConfigMap cairn\/cairn-ca-pin is not in the manifests/);
+    expect(missing.split('\n').every((l) => /cairn\/cairn-ca is not|cairn\/cairn-ca-pin is not/.test(l))).toBe(true);
+  });
+
+  it('no placeholder anywhere: no REPLACE_ME, no pin to paste', () => {
+    for (const o of [...OVERLAYS, 'example'] as const) expect(JSON.stringify(rendered[o]), o).not.toMatch(/REPLACE_ME|CHANGE_ME|<[a-z -]+>/i);
+    expect(find(rendered.cluster, 'Secret', 'cairn-ca')).toBeUndefined();
+  });
+
+  it('cairn runs only with flags the CLI documents', () => {
+    for (const o of rendered.observability.filter((x) => WORKLOAD_KINDS.has(x.kind))) {
+      for (const c of cairnContainers(o)) expect(undocumentedFlags(c.args ?? []), `${o.metadata.name}/${c.name}`).toEqual([]);
+    }
+  });
+
+  it('the CA: ≥ 2 replicas on PostgreSQL with the shared secrets, no DDL at start, the pin published, probes on /readyz and /healthz, hardened', () => {
+    const objects = rendered.cluster;
+    const ca = get(objects, 'Deployment', 'cairn-ca', 'cairn');
     expect(ca.spec.replicas).toBeGreaterThanOrEqual(2);
     const [c] = containersOf(ca);
     expect(c.args.slice(0, 2)).toEqual(['ca', 'start']);
@@ -276,9 +107,10 @@ describe('deploy/kubernetes manifests', () => {
     // the plain listener serves no admin route, not even to a same-pod proxy or a port-forward
     // (the string "off": YAML 1.1 would read a bare off as false)
     expect(flag(c.args, '--plain-admin')).toBe('off');
-    const env = Object.fromEntries(c.env.map((e: { name: string }) => [e.name, e]));
-    expect(env.DATABASE_URL.valueFrom.secretKeyRef.name).toBe('cairn-ca');
-    expect(env.CAIRN_ADMIN_TOKEN.valueFrom.secretKeyRef.name).toBe('cairn-ca');
+    expect(c.args).toContain('--no-migrate');
+    const env = envOf(c);
+    expect(env.DATABASE_URL.valueFrom.secretKeyRef).toEqual({ name: 'cairn-ca', key: 'DATABASE_URL' });
+    expect(env.CAIRN_ADMIN_TOKEN.valueFrom.secretKeyRef).toEqual({ name: 'cairn-ca', key: 'CAIRN_ADMIN_TOKEN' });
     const kekMount = c.volumeMounts.find((m: { mountPath: string }) => env.CAIRN_KEK_FILE.value.startsWith(m.mountPath + '/'));
     const kekVolume = podSpecOf(ca).volumes.find((v: { name: string }) => v.name === kekMount.name);
     expect(kekVolume.secret.secretName).toBe('cairn-ca');
@@ -288,45 +120,115 @@ describe('deploy/kubernetes manifests', () => {
     expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
     const dataMount = c.volumeMounts.find((m: { mountPath: string }) => m.mountPath === flag(c.args, '--data-dir'));
     expect(podSpecOf(ca).volumes.find((v: { name: string }) => v.name === dataMount.name).emptyDir).toBeDefined();
-    // the agents reach the CA's TLS listener under a name its certificate carries
-    const caUrl = new URL(get(manifests, 'ConfigMap', 'cairn-agent', 'cairn').data['ca-url']);
+    // what the CA publishes as ca-url is its --tls-public-url: a name its certificate carries, the Service's
+    const caUrl = new URL(flag(c.args, '--tls-public-url')!);
     expect(c.args.filter((_: string, i: number) => c.args[i - 1] === '--tls-san')).toContain(caUrl.hostname);
-    expect(flag(c.args, '--tls-public-url')).toBe(caUrl.origin);
-    const svc = get(manifests, 'Service', 'cairn-ca', 'cairn');
+    const svc = get(objects, 'Service', 'cairn-ca', 'cairn');
     expect(svc.spec.ports.map((p: { name: string; port: number }) => [p.name, p.port])).toEqual([['http', 8080], ['tls', 8443]]);
-    expect(caUrl.hostname.split('.')[0]).toBe(svc.metadata.name);
+    expect(caUrl.hostname.split('.').slice(0, 2)).toEqual([svc.metadata.name, svc.metadata.namespace]);
     expect(caUrl.port).toBe('8443');
   });
 
-  it('the Secret is an obvious template the CA would refuse as is', () => {
-    const secret = get(manifests, 'Secret', 'cairn-ca', 'cairn');
-    expect(Object.keys(secret.stringData).sort()).toEqual(['CAIRN_ADMIN_TOKEN', 'DATABASE_URL', 'kek']);
-    for (const v of Object.values(secret.stringData)) expect(v).toContain('REPLACE_ME');
-    expect((secret.stringData.CAIRN_ADMIN_TOKEN as string).length).toBeLessThan(32); // the CA refuses tokens under 32 characters
-    expect(Buffer.from(secret.stringData.kek as string, 'base64').length).not.toBe(32);
-    expect(readFileSync(join(DIR, '10-ca.yaml'), 'utf8')).toMatch(/TEMPLATE/);
+  it('the migration Job runs `cairn migrate` with the same image and a DDL-capable URL, and goes away when done', async () => {
+    const objects = rendered.cluster;
+    const job = get(objects, 'Job', 'cairn-migrate', 'cairn');
+    const [c] = containersOf(job);
+    expect(c.args).toEqual(['migrate']);
+    expect(c.image).toBe(containersOf(get(objects, 'Deployment', 'cairn-ca', 'cairn'))[0].image);
+    expect(envOf(c).DATABASE_URL.valueFrom.secretKeyRef).toEqual({ name: 'cairn-ca', key: 'MIGRATION_DATABASE_URL' });
+    expect(podSpecOf(job).restartPolicy).toBe('OnFailure');
+    expect(job.spec.ttlSecondsAfterFinished).toBeGreaterThan(0);
+    expect(job.spec.activeDeadlineSeconds).toBeGreaterThan(0);
+    expect(restrictedViolations(podSpecOf(job))).toEqual([]);
+    if (storeKind() === 'postgres') {
+      // the Job's command against a fresh PostgreSQL: it migrates, then a second run has nothing to do
+      const db = await createPgDatabase();
+      try {
+        const first = await runCairnAsync(c.args, { DATABASE_URL: db.url });
+        expect(first.stderr).toBe('');
+        expect(first.status).toBe(0);
+        expect(first.stdout).toMatch(/migrated to schema version \d+/);
+        const again = await runCairnAsync(c.args, { DATABASE_URL: db.url });
+        expect(again.stdout).toMatch(/nothing to apply/);
+      } finally {
+        await db.drop();
+      }
+    }
   });
 
-  it('RBAC: the CA may create TokenReviews and get pods and nodes; the agent only GET /pods on the kubelet (nodes/pods), nodes/proxy only in the fallback', () => {
-    expect(get(manifests, 'ClusterRole', 'cairn-ca').rules).toEqual(expect.arrayContaining([
+  it("the README's Secret holds exactly the keys the manifests read", () => {
+    const used = new Set<string>();
+    for (const o of rendered.cluster.filter((x) => WORKLOAD_KINDS.has(x.kind))) {
+      for (const c of containersOf(o)) for (const e of c.env ?? []) if (e.valueFrom?.secretKeyRef?.name === 'cairn-ca') used.add(e.valueFrom.secretKeyRef.key);
+      for (const v of podSpecOf(o).volumes ?? []) if (v.secret?.secretName === 'cairn-ca') for (const i of v.secret.items ?? []) used.add(i.key);
+    }
+    expect(readmeSecretKeys()).toEqual([...used].sort());
+    expect(readmeSecretKeys()).toEqual(['CAIRN_ADMIN_TOKEN', 'DATABASE_URL', 'MIGRATION_DATABASE_URL', 'kek']);
+  });
+
+  it('RBAC: the CA may create TokenReviews, get pods and nodes, and keep one ConfigMap; the agent only GET /pods on the kubelet', () => {
+    const objects = rendered.cluster;
+    expect(get(objects, 'ClusterRole', 'cairn-ca').rules).toEqual(expect.arrayContaining([
       { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
       { apiGroups: [''], resources: expect.arrayContaining(['pods', 'nodes']), verbs: ['get'] },
     ]));
-    expect(get(manifests, 'ClusterRole', 'cairn-agent').rules).toEqual([{ apiGroups: [''], resources: ['nodes/pods'], verbs: ['get'] }]);
-    // nodes/proxy (which also allows exec into any pod on the node) is granted by no manifest applied by default…
-    const grants = (ms: Manifest[]) => ms.filter((m) => m.obj.kind === 'ClusterRole' || m.obj.kind === 'Role').flatMap((m) => (m.obj.rules as { resources?: string[] }[]).flatMap((r) => r.resources ?? []));
-    expect(grants(manifests)).not.toContain('nodes/proxy');
-    // …only by the fallback for kubelets without fine-grained authorization, bound to the agent alone
-    const fallback = loadManifests('fallback');
-    expect(referenceProblems([...manifests, ...fallback])).toEqual([]);
-    expect(get(fallback, 'ClusterRole', 'cairn-agent-kubelet-proxy').rules).toEqual([{ apiGroups: [''], resources: ['nodes/proxy'], verbs: ['get'] }]);
-    expect(get(fallback, 'ClusterRoleBinding', 'cairn-agent-kubelet-proxy').subjects).toEqual([{ kind: 'ServiceAccount', name: 'cairn-agent', namespace: 'cairn' }]);
-    expect(get(manifests, 'Deployment', 'cairn-ca', 'cairn').spec.template.spec.serviceAccountName).toBe('cairn-ca');
-    expect(get(manifests, 'DaemonSet', 'cairn-agent', 'cairn').spec.template.spec.serviceAccountName).toBe('cairn-agent');
+    expect(get(objects, 'ClusterRole', 'cairn-agent').rules).toEqual([{ apiGroups: [''], resources: ['nodes/pods'], verbs: ['get'] }]);
+    // the pin: the CA writes the ConfigMap the agents read, and may change no other
+    const [namespace, name] = flag(containersOf(get(objects, 'Deployment', 'cairn-ca', 'cairn'))[0].args, '--pin-configmap')!.split('/');
+    const role = get(objects, 'Role', 'cairn-ca-pin-publisher', namespace);
+    expect(role.rules).toEqual([
+      { apiGroups: [''], resources: ['configmaps'], resourceNames: [name], verbs: ['get', 'update'] },
+      { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
+    ]);
+    expect(get(objects, 'RoleBinding', 'cairn-ca-pin-publisher', namespace).subjects).toEqual([{ kind: 'ServiceAccount', name: 'cairn-ca', namespace: 'cairn' }]);
+    const agentEnv = envOf(containersOf(get(objects, 'DaemonSet', 'cairn-agent', 'cairn'))[0]);
+    expect(agentEnv.CAIRN_CA_PIN.valueFrom.configMapKeyRef).toEqual({ name, key: 'ca-pin' });
+    expect(agentEnv.CAIRN_CA_URL.valueFrom.configMapKeyRef).toEqual({ name, key: 'ca-url' });
+    expect(get(objects, 'Deployment', 'cairn-ca', 'cairn').spec.template.spec.serviceAccountName).toBe('cairn-ca');
+    expect(get(objects, 'DaemonSet', 'cairn-agent', 'cairn').spec.template.spec.serviceAccountName).toBe('cairn-agent');
+    // nodes/proxy (which also allows exec into any pod on the node) is granted by no overlay
+    for (const o of OVERLAYS) {
+      const grants = rendered[o].filter((x) => x.kind === 'ClusterRole' || x.kind === 'Role').flatMap((x) => (x.rules as { resources?: string[] }[]).flatMap((r) => r.resources ?? []));
+      expect(grants, o).not.toContain('nodes/proxy');
+    }
+  });
+
+  it('a site overlay as the README describes it: own image and settings, and the nodes/proxy fallback bound to the agent alone', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cairn-overlay-'));
+    try {
+      writeFileSync(join(dir, 'kustomization.yaml'), [
+        'apiVersion: kustomize.config.k8s.io/v1beta1',
+        'kind: Kustomization',
+        // Kustomize takes other kustomizations by relative path only
+        `resources: [${relative(dir, join(DIR, 'overlays/cluster'))}]`,
+        `components: [${relative(dir, join(DIR, 'components/kubelet-nodes-proxy'))}]`,
+        'images: [{ name: cairn, newName: registry.example/platform/cairn, newTag: 0.1.0 }]',
+        'configMapGenerator:',
+        '  - { name: cairn-agent, namespace: cairn, behavior: merge, literals: [trust-domain=prod.example, cluster=prod-eu] }',
+        '',
+      ].join('\n'));
+      const objects = render(dir);
+      for (const o of objects) {
+        expect(() => validate(o)).not.toThrow();
+      }
+      expect(referenceProblems([...objects, ...runtimeObjects(objects)])).toEqual([]);
+      const fallbackRole = get(objects, 'ClusterRole', 'cairn-agent-kubelet-proxy');
+      expect(fallbackRole.rules).toEqual([{ apiGroups: [''], resources: ['nodes/proxy'], verbs: ['get'] }]);
+      expect(get(objects, 'ClusterRoleBinding', 'cairn-agent-kubelet-proxy').subjects).toEqual([{ kind: 'ServiceAccount', name: 'cairn-agent', namespace: 'cairn' }]);
+      const images = objects.filter((x) => WORKLOAD_KINDS.has(x.kind)).flatMap((x) => containersOf(x).map((c) => c.image as string));
+      expect(images.filter((i) => i.includes('cairn'))).toEqual(expect.arrayContaining(['registry.example/platform/cairn:0.1.0']));
+      expect(images.filter((i) => /(^|\/)cairn:/.test(i) && !i.startsWith('registry.example/'))).toEqual([]);
+      const ds = get(objects, 'DaemonSet', 'cairn-agent', 'cairn');
+      const ref = envOf(containersOf(ds)[0]).CAIRN_TRUST_DOMAIN.valueFrom.configMapKeyRef;
+      expect(get(objects, 'ConfigMap', ref.name, 'cairn').data).toEqual({ 'trust-domain': 'prod.example', cluster: 'prod-eu' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('the agent: hostPID, k8s_psat with a projected token of the audience the CA expects, kubelet workload attestation, state on the host', () => {
-    const ds = get(manifests, 'DaemonSet', 'cairn-agent', 'cairn');
+    const objects = rendered.agent;
+    const ds = get(objects, 'DaemonSet', 'cairn-agent', 'cairn');
     const pod = podSpecOf(ds);
     const [c] = containersOf(ds);
     const args: string[] = c.args;
@@ -340,16 +242,17 @@ describe('deploy/kubernetes manifests', () => {
     expect(args).not.toContain('--kubelet-skip-verify');
     expect(flag(args, '--kubelet-ca-file')).toBe('/var/run/secrets/kubernetes.io/serviceaccount/ca.crt');
     expect(pod.automountServiceAccountToken).toBe(true);
-    const env = Object.fromEntries(c.env.map((e: { name: string }) => [e.name, e]));
+    const env = envOf(c);
     expect(env.NODE_IP.valueFrom.fieldRef.fieldPath).toBe('status.hostIP');
     expect(env.NODE_NAME.valueFrom.fieldRef.fieldPath).toBe('spec.nodeName');
     expect(env.NODE_OPTIONS.value).toBe('--max-semi-space-size=1');
-    for (const [f, key] of [['--trust-domain', 'trust-domain'], ['--cluster', 'cluster'], ['--ca-url', 'ca-url'], ['--ca-pin', 'ca-pin']] as const) {
+    const settings = objects.find((x) => x.kind === 'ConfigMap' && x.metadata.name.startsWith('cairn-agent-'))!;
+    for (const [f, name, key] of [['--trust-domain', settings.metadata.name, 'trust-domain'], ['--cluster', settings.metadata.name, 'cluster'], ['--ca-url', 'cairn-ca-pin', 'ca-url'], ['--ca-pin', 'cairn-ca-pin', 'ca-pin']] as const) {
       const ref = /^\$\((\w+)\)$/.exec(flag(args, f) ?? '')?.[1];
       expect(ref, f).toBeDefined();
-      expect(env[ref!].valueFrom.configMapKeyRef, f).toEqual({ name: 'cairn-agent', key });
+      expect(env[ref!].valueFrom.configMapKeyRef, f).toEqual({ name, key });
     }
-    expect(get(manifests, 'ConfigMap', 'cairn-agent', 'cairn').data['ca-pin']).toMatch(/^sha256:/);
+    expect(settings.data).toEqual({ 'trust-domain': 'example.org', cluster: 'demo-cluster' });
 
     // the token the agent is told to read is the projected one, minted for the CA's PSAT audience
     const tokenFile = flag(args, '--psat-token-file')!;
@@ -374,12 +277,11 @@ describe('deploy/kubernetes manifests', () => {
     expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
   });
 
-  it('the agent\'s probes ask its health service on its socket (`cairn agent healthcheck`), and the command fails clearly with no agent there', async () => {
-    const ds = get(manifests, 'DaemonSet', 'cairn-agent', 'cairn');
+  it("the agent's probes ask its health service on its socket (`cairn agent healthcheck`), and the command fails clearly with no agent there", async () => {
+    const ds = get(rendered.agent, 'DaemonSet', 'cairn-agent', 'cairn');
     const [c] = containersOf(ds);
     const socket = flag(c.args, '--socket')!;
-    const probes = [c.startupProbe, c.readinessProbe, c.livenessProbe];
-    for (const probe of probes) {
+    for (const probe of [c.startupProbe, c.readinessProbe, c.livenessProbe]) {
       expect(probe.exec.command).toEqual(['node', '/opt/cairn/dist/cli/main.js', 'agent', 'healthcheck', '--socket', socket]);
       expect(probe.timeoutSeconds).toBeGreaterThanOrEqual(5); // a Node process start on a busy node
     }
@@ -395,14 +297,14 @@ describe('deploy/kubernetes manifests', () => {
     }
   });
 
-  it('the agent\'s command line, with $(VAR)s expanded as the kubelet does, gets past the CLI\'s parser', () => {
-    const ds = get(manifests, 'DaemonSet', 'cairn-agent', 'cairn');
+  it("the agent's command line, with $(VAR)s expanded as the kubelet does from the published pin, gets past the CLI's parser", () => {
+    const objects = [...rendered.agent, ...runtimeObjects(rendered.agent)];
+    const ds = get(objects, 'DaemonSet', 'cairn-agent', 'cairn');
     const [c] = containersOf(ds);
-    const configMap = get(manifests, 'ConfigMap', 'cairn-agent', 'cairn');
     const env: Record<string, string> = {};
     for (const e of c.env) {
       if (e.value !== undefined) env[e.name] = e.value;
-      else if (e.valueFrom.configMapKeyRef) env[e.name] = configMap.data[e.valueFrom.configMapKeyRef.key];
+      else if (e.valueFrom.configMapKeyRef) env[e.name] = get(objects, 'ConfigMap', e.valueFrom.configMapKeyRef.name, 'cairn').data[e.valueFrom.configMapKeyRef.key];
       else if (e.valueFrom.fieldRef) env[e.name] = { 'status.hostIP': '192.0.2.10', 'spec.nodeName': 'node-1' }[e.valueFrom.fieldRef.fieldPath as string]!;
     }
     const dir = mkdtempSync(join(tmpdir(), 'cairn-k8s-agent-'));
@@ -448,10 +350,74 @@ describe('deploy/kubernetes manifests', () => {
     }
   });
 
+  it('the SPIFFE CSI driver serves the directory the agent puts its socket in, registered with the kubelet under csi.spiffe.io', () => {
+    const objects = rendered.agent;
+    const driver = get(objects, 'CSIDriver', 'csi.spiffe.io');
+    expect(driver.spec).toEqual({ attachRequired: false, podInfoOnMount: true, fsGroupPolicy: 'None', volumeLifecycleModes: ['Ephemeral'] });
+    const ds = get(objects, 'DaemonSet', 'spiffe-csi-driver', 'cairn');
+    const pod = podSpecOf(ds);
+    const [plugin, registrar] = containersOf(ds);
+    expect(plugin.image).toMatch(/^ghcr\.io\/spiffe\/spiffe-csi-driver:\d+\.\d+\.\d+$/);
+    expect(registrar.image).toMatch(/^registry\.k8s\.io\/sig-storage\/csi-node-driver-registrar:v\d+\.\d+\.\d+$/);
+    const volume = (c: K8sObject, mountPath: string) => {
+      const m = c.volumeMounts.find((x: { mountPath: string }) => x.mountPath === mountPath);
+      expect(m, `${c.name} mounts ${mountPath}`).toBeDefined();
+      return { mount: m, volume: pod.volumes.find((v: { name: string }) => v.name === m.name) };
+    };
+    expect(flag(plugin.args, '-plugin-name')).toBe(driver.metadata.name);
+    // the agent's socket directory on the host, read-only
+    const agent = get(objects, 'DaemonSet', 'cairn-agent', 'cairn');
+    const agentSocket = flag(containersOf(agent)[0].args, '--socket')!;
+    const agentDir = podSpecOf(agent).volumes.find((v: { name: string }) => containersOf(agent)[0].volumeMounts.some((m: { name: string; mountPath: string }) => m.name === v.name && agentSocket === `${m.mountPath}/${basename(agentSocket)}`));
+    const sockets = volume(plugin, flag(plugin.args, '-workload-api-socket-dir')!);
+    expect(sockets.mount.readOnly).toBe(true);
+    expect(sockets.volume.hostPath.path).toBe(agentDir.hostPath.path);
+    // mounts it into pods' volume directories, which must propagate back to the kubelet
+    expect(volume(plugin, '/var/lib/kubelet/pods').mount.mountPropagation).toBe('Bidirectional');
+    expect(plugin.securityContext.privileged).toBe(true);
+    // the registrar tells the kubelet where the driver's socket is on the host
+    const csiSocket = flag(plugin.args, '-csi-socket-path')!;
+    expect(flag(registrar.args, '-csi-address')).toBe(csiSocket);
+    const registration = flag(registrar.args, '-kubelet-registration-path')!;
+    expect(registration).toBe(`/var/lib/kubelet/plugins/${driver.metadata.name}/${basename(csiSocket)}`);
+    const pluginDir = volume(plugin, csiSocket.slice(0, csiSocket.lastIndexOf('/')));
+    expect(`${pluginDir.volume.hostPath.path}/${basename(csiSocket)}`).toBe(registration);
+    expect(volume(registrar, '/registration').volume.hostPath.path).toBe('/var/lib/kubelet/plugins_registry');
+    expect(pod.automountServiceAccountToken).toBe(false);
+  });
+
+  it('the example workload runs under Pod Security "restricted" and gets the socket from the CSI driver', () => {
+    const objects = rendered.example;
+    const ns = get(objects, 'Namespace', 'cairn-example');
+    expect(ns.metadata.labels).toMatchObject({ 'pod-security.kubernetes.io/enforce': 'restricted' });
+    const wl = get(objects, 'Deployment', 'example-workload', 'cairn-example');
+    expect(restrictedViolations(podSpecOf(wl))).toEqual([]);
+    const [c] = containersOf(wl);
+    expect(c.args).toEqual(['svid', 'watch', '--write', '/var/run/svid']);
+    const endpoint = envOf(c).SPIFFE_ENDPOINT_SOCKET.value as string;
+    const mount = c.volumeMounts.find((m: { mountPath: string }) => endpoint === `unix://${m.mountPath}/agent.sock`);
+    expect(mount, `a mount holding ${endpoint}`).toBeDefined();
+    expect(mount.readOnly).toBe(true);
+    expect(podSpecOf(wl).volumes.find((v: { name: string }) => v.name === mount.name).csi).toEqual({ driver: 'csi.spiffe.io', readOnly: true });
+    // the socket file's name is the agent's
+    const agentSocket = flag(containersOf(get(rendered.agent, 'DaemonSet', 'cairn-agent', 'cairn'))[0].args, '--socket')!;
+    expect(endpoint.endsWith(`/${basename(agentSocket)}`)).toBe(true);
+    expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+    const svidMount = c.volumeMounts.find((m: { mountPath: string }) => m.mountPath === '/var/run/svid');
+    expect(podSpecOf(wl).volumes.find((v: { name: string }) => v.name === svidMount.name).emptyDir).toBeDefined();
+    // the CA's pods and the migration Job would pass "restricted" too; only the node-level pods need "privileged"
+    for (const o of rendered.cluster.filter((x) => WORKLOAD_KINDS.has(x.kind))) {
+      const violations = restrictedViolations(podSpecOf(o));
+      if (o.kind === 'DaemonSet') expect(violations.length, o.metadata.name).toBeGreaterThan(0);
+      else expect(violations, o.metadata.name).toEqual([]);
+    }
+  });
+
   it('NetworkPolicy: public documents open to all; the TLS port (admin API, agents) only to the agents and labelled namespaces', () => {
-    const np = get(manifests, 'NetworkPolicy', 'cairn-ca', 'cairn');
-    const ca = get(manifests, 'Deployment', 'cairn-ca', 'cairn');
-    const agent = get(manifests, 'DaemonSet', 'cairn-agent', 'cairn');
+    const objects = rendered.cluster;
+    const np = get(objects, 'NetworkPolicy', 'cairn-ca', 'cairn');
+    const ca = get(objects, 'Deployment', 'cairn-ca', 'cairn');
+    const agent = get(objects, 'DaemonSet', 'cairn-agent', 'cairn');
     expect(Object.entries(np.spec.podSelector.matchLabels).every(([k, v]) => ca.spec.template.metadata.labels[k] === v)).toBe(true);
     expect(np.spec.policyTypes).toEqual(['Ingress']);
     const rules = np.spec.ingress as { from?: { podSelector?: { matchLabels: Record<string, string> }; namespaceSelector?: { matchLabels: Record<string, string> } }[]; ports: { port: string }[] }[];
@@ -473,55 +439,74 @@ describe('deploy/kubernetes manifests', () => {
     expect(`0.0.0.0:${ports.tls}`).toBe(flag(c.args, '--tls-listen'));
   });
 
-  it('no admin credential travels in cleartext: only the CA holds it, and the README\'s admin instructions use the TLS port with a pin', () => {
-    for (const o of objects.filter((x) => WORKLOAD_KINDS.has(x.kind))) {
+  it('observability: metrics listeners scraped by ServiceMonitor and PodMonitor, open to the monitoring namespace alone; the rules and dashboard are the shipped ones', () => {
+    const objects = rendered.observability;
+    const fromMonitoring = [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }];
+    const check = (workload: K8sObject, policy: K8sObject) => {
+      const [c] = containersOf(workload);
+      const port = c.ports.find((p: { name: string }) => p.name === 'metrics');
+      expect(flag(c.args, '--metrics-listen'), workload.metadata.name).toBe(`0.0.0.0:${port.containerPort}`);
+      const rules = (policy.spec.ingress as { from?: unknown[]; ports: { port: string }[] }[]).filter((r) => r.ports.some((p) => p.port === 'metrics'));
+      expect(rules, policy.metadata.name).toEqual([{ from: fromMonitoring, ports: [{ port: 'metrics', protocol: 'TCP' }] }]);
+      expect(Object.entries(policy.spec.podSelector.matchLabels).every(([k, v]) => workload.spec.template.metadata.labels[k] === v)).toBe(true);
+    };
+    const ca = get(objects, 'Deployment', 'cairn-ca', 'cairn');
+    const agent = get(objects, 'DaemonSet', 'cairn-agent', 'cairn');
+    check(ca, get(objects, 'NetworkPolicy', 'cairn-ca', 'cairn'));
+    check(agent, get(objects, 'NetworkPolicy', 'cairn-agent', 'cairn'));
+    // the agents' policy opens nothing else: their Workload API is a Unix socket
+    expect(get(objects, 'NetworkPolicy', 'cairn-agent', 'cairn').spec.ingress).toHaveLength(1);
+    const svc = get(objects, 'Service', 'cairn-ca-metrics', 'cairn');
+    const sm = get(objects, 'ServiceMonitor', 'cairn-ca', 'cairn');
+    expect(Object.entries(sm.spec.selector.matchLabels).every(([k, v]) => svc.metadata.labels?.[k] === v)).toBe(true);
+    // the public Service must not be picked up as a metrics target
+    expect(Object.entries(sm.spec.selector.matchLabels).every(([k, v]) => get(objects, 'Service', 'cairn-ca', 'cairn').metadata.labels?.[k] === v)).toBe(false);
+    expect(sm.spec.endpoints.map((e: { port: string }) => e.port)).toEqual(svc.spec.ports.map((p: { name: string }) => p.name));
+    const pm = get(objects, 'PodMonitor', 'cairn-agent', 'cairn');
+    expect(Object.entries(pm.spec.selector.matchLabels).every(([k, v]) => agent.spec.template.metadata.labels[k] === v)).toBe(true);
+    expect(pm.spec.podMetricsEndpoints.map((e: { port: string }) => e.port)).toEqual(['metrics']);
+    const shipped = parseYaml(readFileSync(join(packageRoot(), 'deploy', 'observability', 'prometheus-rules.yaml'), 'utf8')) as { groups: unknown[] };
+    expect(get(objects, 'PrometheusRule', 'cairn', 'cairn').spec.groups).toEqual(shipped.groups);
+    const dashboard = get(objects, 'ConfigMap', 'cairn-grafana-dashboard', 'cairn');
+    expect(dashboard.metadata.labels).toMatchObject({ grafana_dashboard: '1' });
+    expect(dashboard.data['grafana-dashboard.json']).toBe(readFileSync(join(packageRoot(), 'deploy', 'observability', 'grafana-dashboard.json'), 'utf8'));
+  });
+
+  it("no admin credential travels in cleartext: only the CA holds it, and the README's admin instructions use the TLS port with the published pin", () => {
+    for (const o of rendered.observability.filter((x) => WORKLOAD_KINDS.has(x.kind))) {
       for (const c of containersOf(o)) {
         const usesToken = (c.env ?? []).some((e: { name: string; valueFrom?: { secretKeyRef?: { key: string } } }) => e.name.startsWith('CAIRN_ADMIN_TOKEN') || e.valueFrom?.secretKeyRef?.key === 'CAIRN_ADMIN_TOKEN');
         expect(usesToken, `${o.metadata.name}/${c.name}`).toBe(o.metadata.name === 'cairn-ca');
       }
     }
-    const readme = readFileSync(join(DIR, 'README.md'), 'utf8');
+    const readme = README();
     expect(readme).not.toMatch(/--server http:|port-forward \S+ 8080|CAIRN_SERVER=http:/);
     expect(readme).toMatch(/port-forward svc\/cairn-ca 8443/);
     expect(readme).toMatch(/CAIRN_SERVER=https:\/\/127\.0\.0\.1:8443/);
-    expect(readme).toMatch(/CAIRN_CA_PIN=/);
-    expect(readme).toContain('fallback/agent-nodes-proxy.yaml');
+    expect(readme).toContain("CAIRN_CA_PIN=$(kubectl -n cairn get configmap cairn-ca-pin -o jsonpath='{.data.ca-pin}')");
   });
 
-  it('the example workload mounts the socket directory read-only and points SPIFFE_ENDPOINT_SOCKET at the agent\'s socket', () => {
-    const agent = get(manifests, 'DaemonSet', 'cairn-agent', 'cairn');
-    const agentSocket = flag(containersOf(agent)[0].args, '--socket')!;
-    const agentSocketVolume = podSpecOf(agent).volumes.find((v: { name: string }) =>
-      containersOf(agent)[0].volumeMounts.some((m: { name: string; mountPath: string }) => m.name === v.name && agentSocket.startsWith(m.mountPath + '/')));
-    const wl = get(manifests, 'Deployment', 'example-workload', 'cairn-example');
-    const [c] = containersOf(wl);
-    expect(c.args).toEqual(['svid', 'watch', '--write', '/var/run/svid']);
-    const endpoint = c.env.find((e: { name: string }) => e.name === 'SPIFFE_ENDPOINT_SOCKET').value as string;
-    expect(endpoint).toBe(`unix://${agentSocket}`);
-    const mount = c.volumeMounts.find((m: { mountPath: string }) => agentSocket.startsWith(m.mountPath + '/'));
-    expect(mount.readOnly).toBe(true);
-    const volume = podSpecOf(wl).volumes.find((v: { name: string }) => v.name === mount.name);
-    expect(volume.hostPath.path).toBe(agentSocketVolume.hostPath.path);
-    expect(podSpecOf(wl).securityContext.runAsNonRoot).toBe(true);
-    expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
-    const svidMount = c.volumeMounts.find((m: { mountPath: string }) => m.mountPath === '/var/run/svid');
-    expect(podSpecOf(wl).volumes.find((v: { name: string }) => v.name === svidMount.name).emptyDir).toBeDefined();
-  });
-
-  it('the README gives the apply order, the Istio-style entry and the cluster configuration', () => {
-    const readme = readFileSync(join(DIR, 'README.md'), 'utf8');
-    for (const file of readdirSync(DIR).filter((f) => f.endsWith('.yaml'))) expect(readme).toContain(file);
-    expect(readme).toMatch(/cairn entry create --spiffe-id spiffe:\/\/example\.org\/ns\/\S+\/sa\/\S+/);
-    expect(readme).toContain('--selector k8s:ns:');
-    expect(readme).toContain('--selector k8s:sa:');
+  it('the README names every part, the apply commands, the template that replaces per-pod entries and the cluster configuration', () => {
+    const readme = README();
+    for (const part of ['base/', 'components/ca/', 'components/agent/', 'components/observability/', 'components/kubelet-nodes-proxy/', 'example/', ...OVERLAYS.map((o) => `overlays/${o}/`)]) {
+      expect(readme).toContain(`\`${part}\``);
+      expect(existsSync(join(DIR, part, 'kustomization.yaml')), part).toBe(true);
+    }
+    expect(readme).toContain('kubectl apply -k deploy/kubernetes/overlays/cluster');
+    expect(readme).toContain('kubectl apply -k deploy/kubernetes/example');
+    expect(readme).toMatch(/cairn template create --trust-domain example\.org --parent-id \S+ \\\n\s+--spiffe-id-template 'spiffe:\/\/\{td\}\/ns\/\{k8s:ns\}\/sa\/\{k8s:sa\}'/);
     expect(readme).toContain('cairn attestor k8s-psat add');
     expect(readme).toContain('--kubelet-ca-file');
+    expect(readme).toContain('kubectl -n cairn delete job cairn-migrate');
   });
 });
 
-describe('the manifest validators catch mistakes', () => {
-  const manifests = loadManifests();
-  const daemonSet = () => structuredClone(get(manifests, 'DaemonSet', 'cairn-agent', 'cairn'));
+describe('the manifest checks catch mistakes', () => {
+  let objects: K8sObject[] = [];
+  beforeAll(() => {
+    objects = render('overlays/cluster');
+  });
+  const daemonSet = () => structuredClone(get(objects, 'DaemonSet', 'cairn-agent', 'cairn'));
 
   it('the unmodified DaemonSet passes', () => {
     expect(() => validate(daemonSet())).not.toThrow();
@@ -547,6 +532,12 @@ describe('the manifest validators catch mistakes', () => {
     expect(() => validateModel(ds)).toThrow(/hostPID/);
   });
 
+  it("a wrong type in a Prometheus Operator object fails its CRD's schema", () => {
+    const rule = structuredClone(get(render('overlays/observability'), 'PrometheusRule', 'cairn', 'cairn'));
+    rule.spec.groups[0].rules = 'not a list';
+    expect(() => validateModel(rule)).toThrow();
+  });
+
   it('YAML 1.1 reads an unquoted yes as a boolean, as Kubernetes does', () => {
     const docs = parseAllDocuments('a: yes\nb: "yes"\n', { version: '1.1' });
     if (!Array.isArray(docs)) throw new Error('not a YAML stream');
@@ -554,8 +545,8 @@ describe('the manifest validators catch mistakes', () => {
   });
 
   it('a volumeMount without its volume, a missing ConfigMap key and an undefined $(VAR) are broken references', () => {
-    const broken = manifests.map((m) => ({ ...m, obj: structuredClone(m.obj) }));
-    const ds = broken.find((m) => m.obj.kind === 'DaemonSet')!.obj;
+    const broken = structuredClone(objects);
+    const ds = broken.find((o) => o.kind === 'DaemonSet' && o.metadata.name === 'cairn-agent')!;
     const c = ds.spec.template.spec.containers[0];
     c.volumeMounts.push({ name: 'nope', mountPath: '/nope' });
     c.env.find((e: { name: string }) => e.name === 'CAIRN_CLUSTER').valueFrom.configMapKeyRef.key = 'no-such-key';
@@ -564,10 +555,23 @@ describe('the manifest validators catch mistakes', () => {
     const problems = referenceProblems(broken);
     expect(problems).toEqual(expect.arrayContaining([
       expect.stringMatching(/volumeMount nope names no volume/),
-      expect.stringMatching(/ConfigMap cairn\/cairn-agent has no key no-such-key/),
+      expect.stringMatching(/ConfigMap cairn\/cairn-agent-\w+ has no key no-such-key/),
       expect.stringMatching(/\$\(UNDEFINED_VAR\) is not in its env/),
       expect.stringMatching(/ServiceAccount cairn\/ghost is not in the manifests/),
     ]));
+  });
+
+  it('"restricted" refuses a hostPath socket, a missing seccomp profile and privilege escalation', () => {
+    const wl = structuredClone(get(render('example'), 'Deployment', 'example-workload', 'cairn-example'));
+    const pod = podSpecOf(wl);
+    pod.volumes[0] = { name: pod.volumes[0].name, hostPath: { path: '/run/cairn/sockets', type: 'Directory' } };
+    delete pod.securityContext.seccompProfile;
+    delete pod.containers[0].securityContext.allowPrivilegeEscalation;
+    expect(restrictedViolations(pod)).toEqual([
+      expect.stringMatching(/hostPath is not an allowed volume type/),
+      expect.stringMatching(/allowPrivilegeEscalation must be false/),
+      expect.stringMatching(/seccompProfile must be RuntimeDefault or Localhost/),
+    ]);
   });
 
   it('an unknown CLI flag is reported', () => {
