@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, relative } from 'node:path';
@@ -8,7 +9,7 @@ import { DEFAULT_PSAT_AUDIENCE } from '../../ca/node-attestation/service.js';
 import { undocumentedFlags } from '../../cli/registry.js';
 import { packageRoot } from '../../lib/paths.js';
 import { createPgDatabase, storeKind } from '../support/db.js';
-import { runCairn, runCairnAsync } from '../support/processes.js';
+import { freePort, runCairn, runCairnAsync, spawnCairn } from '../support/processes.js';
 import {
   containersOf, DIR, find, flag, get, kustomizeVersion, podSpecOf, referenceProblems, render, restrictedViolations,
   unknownFieldsOf, validate, validateModel, WORKLOAD_KINDS, type K8sObject,
@@ -129,7 +130,7 @@ describe('deploy/kubernetes: the Kustomize package, rendered by kubectl kustomiz
     expect(caUrl.port).toBe('8443');
   });
 
-  it('the migration Job runs `cairn migrate` with the same image and a DDL-capable URL, and goes away when done', async () => {
+  it('the migration Job runs `cairn migrate` with the same image and a DDL-capable URL and goes away when done; CA replicas refuse to serve until it ran', async () => {
     const objects = rendered.cluster;
     const job = get(objects, 'Job', 'cairn-migrate', 'cairn');
     const [c] = containersOf(job);
@@ -140,19 +141,39 @@ describe('deploy/kubernetes: the Kustomize package, rendered by kubectl kustomiz
     expect(job.spec.ttlSecondsAfterFinished).toBeGreaterThan(0);
     expect(job.spec.activeDeadlineSeconds).toBeGreaterThan(0);
     expect(restrictedViolations(podSpecOf(job))).toEqual([]);
-    if (storeKind() === 'postgres') {
-      // the Job's command against a fresh PostgreSQL: it migrates, then a second run has nothing to do
-      const db = await createPgDatabase();
+    if (storeKind() !== 'postgres') return;
+    // The Job's and the CA's command lines as the kubelet runs them, on a fresh PostgreSQL: before
+    // the Job, a CA replica (--no-migrate) refuses to start; after it, the replica serves.
+    const db = await createPgDatabase();
+    const dir = mkdtempSync(join(tmpdir(), 'cairn-k8s-ca-'));
+    const ca = containersOf(get(objects, 'Deployment', 'cairn-ca', 'cairn'))[0];
+    const [http, tls] = [await freePort(), await freePort()];
+    const kekFile = join(dir, 'kek');
+    writeFileSync(kekFile, randomBytes(32).toString('base64'), { mode: 0o600 });
+    const env = { DATABASE_URL: db.url, CAIRN_ADMIN_TOKEN: `cairn-admin.${randomBytes(24).toString('hex')}`, CAIRN_KEK_FILE: kekFile, KUBERNETES_SERVICE_HOST: undefined, CAIRN_LOG_LEVEL: 'info' };
+    const caArgs = (ca.args as string[]).map((a) => ({ '0.0.0.0:8080': `127.0.0.1:${http}`, '0.0.0.0:8443': `127.0.0.1:${tls}`, '/var/lib/cairn': join(dir, 'data') })[a] ?? a);
+    try {
+      const early = await runCairnAsync(caArgs, env);
+      expect(early.status).toBe(1);
+      expect(early.stderr).toMatch(/^error: .*(schema|migrat)/m);
+      const first = await runCairnAsync(c.args, { DATABASE_URL: db.url });
+      expect(first.stderr).toBe('');
+      expect(first.status).toBe(0);
+      expect(first.stdout).toMatch(/migrated to schema version \d+/);
+      const again = await runCairnAsync(c.args, { DATABASE_URL: db.url });
+      expect(again.stdout).toMatch(/nothing to apply/);
+      const replica = spawnCairn(caArgs, env);
       try {
-        const first = await runCairnAsync(c.args, { DATABASE_URL: db.url });
-        expect(first.stderr).toBe('');
-        expect(first.status).toBe(0);
-        expect(first.stdout).toMatch(/migrated to schema version \d+/);
-        const again = await runCairnAsync(c.args, { DATABASE_URL: db.url });
-        expect(again.stdout).toMatch(/nothing to apply/);
+        await replica.waitFor(/CA listening/, 60_000);
+        expect((await runCairnAsync(['ca', 'healthcheck', '--server', `http://127.0.0.1:${http}`], {})).status).toBe(0);
+        // outside a cluster the pin cannot be published: one clear line, and the CA serves on
+        await replica.waitFor(/could not publish the CA's pin to ConfigMap cairn\/cairn-ca-pin: .*in-cluster.*token/, 30_000);
       } finally {
-        await db.drop();
+        await replica.stop();
       }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      await db.drop();
     }
   });
 
