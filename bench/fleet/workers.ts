@@ -6,17 +6,8 @@ import type { AgentTicket, FromWorker, ToWorker, WorkerStatus } from './protocol
 type Got = Extract<FromWorker, { type: 'got' }>;
 type Full = Extract<FromWorker, { type: 'full' }>;
 
-export interface FleetStatus {
-  readonly attested: number;
-  readonly attestFailures: number;
-  readonly synced: number;
-  readonly polling: number;
-  readonly answers: number;
-  readonly syncErrors: number;
-  readonly lastError: string | undefined;
-  readonly rssKb: number;
-  readonly cpuMs: number;
-}
+/** The fleet's figures: every worker's status summed (the last error of any). */
+export type FleetStatus = Omit<WorkerStatus, 'type'>;
 
 /**
  * The simulated fleet: a few worker processes (bench/fleet/agents.ts), each holding a share of the
