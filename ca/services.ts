@@ -131,7 +131,7 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const bans = new BanService({ clock, logger, store: new BanStore(db), trustDomains: trustDomainStore, audit });
   const revocation = new RevocationService({ clock, logger, store: new RevocationStore(db), keys, trustDomains: trustDomainStore, sealer, audit });
   const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter, bans, revocations: revocation, audit });
-  const trustDomains = new TrustDomainService({ db, clock, logger, store: trustDomainStore, keys, authority, entries, hostName: hostname() });
+  const trustDomains = new TrustDomainService({ db, clock, logger, store: trustDomainStore, keys, authority, entries, templates, hostName: hostname() });
   const feed = new ChangeFeed(db);
   const relationshipStore = new RelationshipStore(db);
   const federation = new FederationService({ clock, logger, store: new FederationStore(db), relationships: relationshipStore, trustDomains: trustDomainStore, entries, authority, audit });

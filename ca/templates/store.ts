@@ -111,6 +111,13 @@ export class TemplateStore {
   }
 
   /** The parents (agents, node aliases) of a trust domain's admin templates. */
+  countForTrustDomain(tx: Queryable, trustDomain: string): Promise<number> {
+    return guard(async () => {
+      const res = await tx.query<{ n: number | string }>(`SELECT count(*) AS n FROM identity_templates WHERE trust_domain = $1`, [trustDomain]);
+      return Number(res.rows[0]?.n ?? 0);
+    });
+  }
+
   adminParents(trustDomain: string): Promise<string[]> {
     return guard(async () => {
       const res = await this.db.query<{ parent_id: string }>(`SELECT DISTINCT parent_id FROM identity_templates WHERE trust_domain = $1 AND admin`, [trustDomain]);

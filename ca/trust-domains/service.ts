@@ -30,6 +30,7 @@ export interface UpdateTrustDomainInput extends Omit<TrustDomainPatch, 'jwtKeyTy
 }
 
 /** Something that knows whether a trust domain still has registration entries. */
+/** Registration entries, or identity templates, of a trust domain: what deleting it would take along. */
 export interface EntryCounter {
   countForTrustDomain(tx: Queryable, trustDomain: string): Promise<number>;
 }
@@ -42,6 +43,7 @@ export interface TrustDomainDeps {
   readonly keys: AuthorityKeyStore;
   readonly authority: AuthorityService;
   readonly entries: EntryCounter;
+  readonly templates: EntryCounter;
   /** This host's name: the bundle endpoint's URL when it listens on every address and none is set. */
   readonly hostName: string;
 }
@@ -179,16 +181,18 @@ export class TrustDomainService {
     return updated;
   }
 
-  /** Refuses while registration entries exist, unless forced (then they go with it). */
+  /** Refuses while registration entries or identity templates exist, unless forced (then they go with it). */
   async delete(name: string, force: boolean, actor: string): Promise<void> {
     const td = validateTrustDomainName(name);
     const keyIds = (await this.deps.keys.all(td)).map((k) => k.id);
     await this.deps.db.transaction(async (tx) => {
       if (!(await this.deps.store.lock(tx, td))) throw new CairnError('trust_domain_not_found', `trust domain ${td} does not exist`);
       const entries = await this.deps.entries.countForTrustDomain(tx, td);
-      if (entries > 0 && !force) {
-        throw new CairnError('trust_domain_in_use', `trust domain ${td} still has ${entries} registration entries; delete them or pass force`, {
-          details: { entries },
+      const templates = await this.deps.templates.countForTrustDomain(tx, td);
+      if ((entries > 0 || templates > 0) && !force) {
+        const what = [entries > 0 ? `${entries} registration entries` : '', templates > 0 ? `${templates} identity templates` : ''].filter(Boolean).join(' and ');
+        throw new CairnError('trust_domain_in_use', `trust domain ${td} still has ${what}; delete them or pass force`, {
+          details: { entries, templates },
         });
       }
       await this.deps.store.delete(tx, td);

@@ -385,5 +385,20 @@ describe(`registration entries (${storeKind()} store)`, () => {
     expect((await ca.admin('/v1/trust-domains/busy.test?force=true', { method: 'DELETE' })).status).toBe(204);
     expect((await (await ca.admin('/v1/entries?trustDomain=busy.test')).json()).entries).toEqual([]);
   });
+
+  it('a trust domain with identity templates is not deleted unless forced, and goes with them', async () => {
+    await ca.admin('/v1/trust-domains', { body: { name: 'templated.test' } });
+    const created = await ca.admin('/v1/templates', { body: { trustDomain: 'templated.test', parentId: 'spiffe://templated.test/a', spiffeIdTemplate: 'spiffe://{td}/uid/{unix:uid}' } });
+    expect(created.status).toBe(201);
+    const template = (await created.json()) as { id: string };
+    const refused = await ca.admin('/v1/trust-domains/templated.test', { method: 'DELETE' });
+    expect(refused.status).toBe(409);
+    const body = await refused.json();
+    expect(body).toMatchObject({ code: 'trust_domain_in_use', details: { entries: 0, templates: 1 } });
+    expect(body.message).toMatch(/still has 1 identity templates; delete them or pass force/);
+    expect((await ca.admin(`/v1/templates/${template.id}`)).status).toBe(200);
+    expect((await ca.admin('/v1/trust-domains/templated.test?force=true', { method: 'DELETE' })).status).toBe(204);
+    expect((await ca.admin(`/v1/templates/${template.id}`)).status).toBe(404);
+  });
 });
 
