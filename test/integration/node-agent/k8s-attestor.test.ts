@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { K8sWorkloadAttestor, KubeletClient, type KubeletClientOptions } from '../../../node-agent/caller/k8s-attestor.js';
+import { renderIdTemplate } from '../../../contract/id-template.js';
 import { FakeClock } from '../../support/clock.js';
 
 const NODE = 'worker-1';
@@ -195,6 +196,17 @@ describe('the k8s workload attestor against an HTTPS kubelet', () => {
       ].sort(),
     );
     expect(authHeaders).toEqual([`Bearer ${GOOD_TOKEN}`]);
+  });
+
+  it("its selectors render Istio's template, so one template serves every pod; a selector the kubelet gives twice is refused, not guessed", async () => {
+    const selectors = await attestor(client()).selectors({ pid: 100, uid: 1000, gid: 1000 });
+    const rendered = renderIdTemplate('spiffe://{td}/ns/{k8s:ns}/sa/{k8s:sa}', ['{k8s:pod-name}.{k8s:ns}.svc'], 'example.org', selectors);
+    expect(rendered).toEqual({ ok: true, spiffeId: 'spiffe://example.org/ns/shop/sa/web', dnsNames: ['web-7d4b9c8f6-x2k9q.shop.svc'], used: ['k8s:ns:shop', 'k8s:sa:web', 'k8s:pod-name:web-7d4b9c8f6-x2k9q'] });
+    // a pod has two images (resolved and requested): {k8s:container-image} has no one value to take
+    expect(renderIdTemplate('spiffe://{td}/img/{k8s:container-image}', [], 'example.org', selectors)).toEqual({ ok: false, reason: 'the caller has 2 k8s:container-image selectors: placeholder {k8s:container-image} needs exactly one' });
+    // a process outside Kubernetes has no k8s selectors: the template refuses with the reason
+    const outside = await attestor(client()).selectors({ pid: 300, uid: 1000, gid: 1000 });
+    expect(renderIdTemplate('spiffe://{td}/ns/{k8s:ns}/sa/{k8s:sa}', [], 'example.org', outside)).toEqual({ ok: false, reason: 'the caller has no k8s:ns selector for placeholder {k8s:ns}' });
   });
 
   it('tells containers of one pod apart, and gives both the resolved and the requested image', async () => {
