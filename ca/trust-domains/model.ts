@@ -47,4 +47,9 @@ export const TTL_LIMITS = {
   caTtlSeconds: { min: 3600, max: 20 * 365 * 86400 },
   x509SvidTtlSeconds: { min: 60, max: 90 * 86400 },
   jwtSvidTtlSeconds: { min: 30, max: 86400 },
+  /**
+   * How often federated peers are asked to poll the bundle (spiffe_refresh_hint): under 5 s would make
+   * every peer a load on the endpoint; over a day, a rotation would wait that long to reach them.
+   */
+  bundleRefreshHintSeconds: { min: 5, max: 86400 },
 } as const;

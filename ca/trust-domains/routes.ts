@@ -19,6 +19,7 @@ export function trustDomainView(td: TrustDomain): TrustDomainView {
     jwtIssuer: td.jwtIssuer,
     authorityPrepublishSeconds: td.authorityPrepublishSeconds,
     bundleSequence: td.bundleSequence,
+    bundleRefreshHintSeconds: td.bundleRefreshHintSeconds,
     ...(td.bundleEndpoint
       ? { bundleEndpointListen: td.bundleEndpoint.listen, bundleEndpointUrl: td.bundleEndpoint.url, bundleEndpointProfile: td.bundleEndpoint.profile, bundleEndpointSpiffeId: td.bundleEndpoint.spiffeId }
       : {}),

@@ -23,6 +23,7 @@ export interface CreateTrustDomainInput extends BundleEndpointInput {
   readonly x509SvidTtlSeconds?: number;
   readonly jwtSvidTtlSeconds?: number;
   readonly jwtIssuer?: string | null;
+  readonly bundleRefreshHintSeconds?: number;
 }
 
 export interface UpdateTrustDomainInput extends Omit<TrustDomainPatch, 'jwtKeyType' | 'bundleEndpoint'>, BundleEndpointInput {
@@ -96,6 +97,10 @@ function checkTtls(t: { caTtlSeconds: number; x509SvidTtlSeconds: number; jwtSvi
   }
 }
 
+function checkRefreshHint(seconds: number | undefined): void {
+  if (seconds !== undefined) checkTtl(seconds, TTL_LIMITS.bundleRefreshHintSeconds, 'bundleRefreshHintSeconds');
+}
+
 function keyTypeOf(value: string, field: string): KeyType {
   if (!isKeyType(value)) throw new CairnError('unsupported_key_type', `${field} must be ec-p256, ec-p384 or rsa-2048`);
   return value;
@@ -118,6 +123,7 @@ export class TrustDomainService {
     };
     checkTtls(ttls);
     checkCaTtlCap(ttls.caTtlSeconds, caKeyType);
+    checkRefreshHint(input.bundleRefreshHintSeconds);
     const jwtIssuer = validateIssuer(input.jwtIssuer);
     const bundleEndpoint = bundleEndpointOf(input, name, undefined, this.deps.hostName) ?? null;
     if (await this.deps.store.get(name)) throw new CairnError('trust_domain_exists', `trust domain ${name} already exists`);
@@ -134,7 +140,7 @@ export class TrustDomainService {
       ...ttls,
       jwtIssuer,
       bundleSequence: 1,
-      bundleRefreshHintSeconds: TRUST_DOMAIN_DEFAULTS.bundleRefreshHintSeconds,
+      bundleRefreshHintSeconds: input.bundleRefreshHintSeconds ?? TRUST_DOMAIN_DEFAULTS.bundleRefreshHintSeconds,
       bundleEndpoint,
       createdAt: now,
       updatedAt: now,
@@ -170,6 +176,7 @@ export class TrustDomainService {
     });
     // Only a new value is held to the cap: one stored before the caps is capped at key generation.
     if (patch.caTtlSeconds !== undefined) checkCaTtlCap(patch.caTtlSeconds, current.caKeyType);
+    checkRefreshHint(patch.bundleRefreshHintSeconds);
     const jwtIssuer = patch.jwtIssuer === undefined ? undefined : validateIssuer(patch.jwtIssuer);
     const jwtKeyType = patch.jwtKeyType === undefined ? undefined : keyTypeOf(patch.jwtKeyType, 'jwtKeyType');
     const bundleEndpoint = bundleEndpointOf(patch, current.name, current.bundleEndpoint, this.deps.hostName);

@@ -58,6 +58,7 @@ export interface TrustDomainPatch {
   readonly jwtIssuer?: string | null;
   readonly jwtKeyType?: KeyType;
   readonly authorityPrepublishSeconds?: number;
+  readonly bundleRefreshHintSeconds?: number;
   /** null removes it. */
   readonly bundleEndpoint?: BundleEndpoint | null;
 }
@@ -111,11 +112,12 @@ export class TrustDomainStore {
            bundle_endpoint_listen = CASE WHEN $10::boolean THEN $11 ELSE bundle_endpoint_listen END,
            bundle_endpoint_profile = CASE WHEN $10::boolean THEN $12 ELSE bundle_endpoint_profile END,
            bundle_endpoint_spiffe_id = CASE WHEN $10::boolean THEN $13 ELSE bundle_endpoint_spiffe_id END,
-           bundle_endpoint_url = CASE WHEN $10::boolean THEN $14 ELSE bundle_endpoint_url END
+           bundle_endpoint_url = CASE WHEN $10::boolean THEN $14 ELSE bundle_endpoint_url END,
+           bundle_refresh_hint_seconds = COALESCE($15, bundle_refresh_hint_seconds)
          WHERE name = $1 RETURNING ${COLUMNS}`,
         [name, patch.caTtlSeconds ?? null, patch.x509SvidTtlSeconds ?? null, patch.jwtSvidTtlSeconds ?? null,
           patch.jwtIssuer !== undefined, patch.jwtIssuer ?? null, now, patch.jwtKeyType ?? null, patch.authorityPrepublishSeconds ?? null,
-          patch.bundleEndpoint !== undefined, ...endpointColumns(patch.bundleEndpoint ?? null)],
+          patch.bundleEndpoint !== undefined, ...endpointColumns(patch.bundleEndpoint ?? null), patch.bundleRefreshHintSeconds ?? null],
       );
       // every replica starts, moves or stops its listener for it (ca/bundle-endpoint)
       if (res.rows[0] && patch.bundleEndpoint !== undefined) await notifyChange(this.db, name);

@@ -16,6 +16,7 @@ function describe(td: TrustDomainView): string {
     ['jwt issuer', td.jwtIssuer ?? '-'],
     ['authority prepublish', formatDuration(td.authorityPrepublishSeconds)],
     ['bundle sequence', String(td.bundleSequence)],
+    ['bundle refresh hint', formatDuration(td.bundleRefreshHintSeconds)],
     ...(td.bundleEndpointUrl
       ? [['bundle endpoint', `${td.bundleEndpointUrl} (${td.bundleEndpointProfile}, listening on ${td.bundleEndpointListen})`], ['bundle endpoint id', td.bundleEndpointSpiffeId ?? '-']]
       : [['bundle endpoint', '-']]),
@@ -32,6 +33,7 @@ function settings(values: Values<typeof TD_UPDATE_FLAGS>) {
     ...(values['jwt-issuer'] !== undefined ? { jwtIssuer: values['jwt-issuer'] === '' ? null : values['jwt-issuer'] } : {}),
     ...(values['jwt-key-type'] ? { jwtKeyType: values['jwt-key-type'] } : {}),
     ...(values['authority-prepublish'] !== undefined ? { authorityPrepublishSeconds: parseDuration(values['authority-prepublish']) } : {}),
+    ...(values['bundle-refresh-hint'] ? { bundleRefreshHintSeconds: parseDuration(values['bundle-refresh-hint']) } : {}),
     ...(values['bundle-endpoint-listen'] !== undefined ? { bundleEndpointListen: values['bundle-endpoint-listen'] === '' ? null : values['bundle-endpoint-listen'] } : {}),
     ...(values['bundle-endpoint-profile'] !== undefined ? { bundleEndpointProfile: values['bundle-endpoint-profile'] } : {}),
     ...(values['bundle-endpoint-spiffe-id'] !== undefined ? { bundleEndpointSpiffeId: values['bundle-endpoint-spiffe-id'] } : {}),
@@ -67,7 +69,7 @@ export async function tdShow({ values, positionals }: Parsed<typeof TD_SHOW_FLAG
 }
 
 export async function tdUpdate({ values, positionals, command }: Parsed<typeof TD_UPDATE_FLAGS>): Promise<void> {
-  requireOneOf(values, ['ca-ttl', 'x509-svid-ttl', 'jwt-svid-ttl', 'jwt-issuer', 'jwt-key-type', 'authority-prepublish', 'bundle-endpoint-listen', 'bundle-endpoint-profile', 'bundle-endpoint-spiffe-id', 'bundle-endpoint-url'], command);
+  requireOneOf(values, ['ca-ttl', 'x509-svid-ttl', 'jwt-svid-ttl', 'jwt-issuer', 'jwt-key-type', 'authority-prepublish', 'bundle-refresh-hint', 'bundle-endpoint-listen', 'bundle-endpoint-profile', 'bundle-endpoint-spiffe-id', 'bundle-endpoint-url'], command);
   const td = await adminClientFor(values).request<TrustDomainView>('PATCH', pathOf(positionals[0]), settings(values));
   printResult(values.json, td, () => describe(td));
 }

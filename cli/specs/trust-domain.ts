@@ -25,6 +25,12 @@ const TTL_FLAGS = flags({
     check: durationOrZero,
     description: 'automatic rotation publishes a successor key this long before it signs, at most half the CA TTL (default 30m)',
   },
+  'bundle-refresh-hint': {
+    type: 'string',
+    value: 'DURATION',
+    check: CHECKS.durationBetween(TTL_LIMITS.bundleRefreshHintSeconds),
+    description: 'spiffe_refresh_hint of the published bundle: how often federated peers poll it, 5s to 1d (default 5m)',
+  },
 });
 
 const ENDPOINT_FLAGS = flags({
@@ -54,7 +60,7 @@ export const TD_DELETE_FLAGS = flags({
 });
 
 /** API body fields → the flags that set them, for the CA's 4xx messages. */
-const TD_FIELDS = { caKeyType: 'ca-key-type', jwtKeyType: 'jwt-key-type', authorityPrepublishSeconds: 'authority-prepublish', caTtlSeconds: 'ca-ttl', x509SvidTtlSeconds: 'x509-svid-ttl', jwtSvidTtlSeconds: 'jwt-svid-ttl', jwtIssuer: 'jwt-issuer', bundleEndpointListen: 'bundle-endpoint-listen', bundleEndpointProfile: 'bundle-endpoint-profile', bundleEndpointSpiffeId: 'bundle-endpoint-spiffe-id', bundleEndpointUrl: 'bundle-endpoint-url', pageSize: 'page-size', pageToken: 'page-token' };
+const TD_FIELDS = { caKeyType: 'ca-key-type', jwtKeyType: 'jwt-key-type', authorityPrepublishSeconds: 'authority-prepublish', caTtlSeconds: 'ca-ttl', x509SvidTtlSeconds: 'x509-svid-ttl', jwtSvidTtlSeconds: 'jwt-svid-ttl', jwtIssuer: 'jwt-issuer', bundleRefreshHintSeconds: 'bundle-refresh-hint', bundleEndpointListen: 'bundle-endpoint-listen', bundleEndpointProfile: 'bundle-endpoint-profile', bundleEndpointSpiffeId: 'bundle-endpoint-spiffe-id', bundleEndpointUrl: 'bundle-endpoint-url', pageSize: 'page-size', pageToken: 'page-token' };
 
 const td = () => import('../commands/trust-domain.js');
 
