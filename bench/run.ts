@@ -1,6 +1,7 @@
 import { benchAgentApi } from './agent-api.js';
 import { benchAudit } from './audit.js';
 import { benchAuthorityTaint } from './authority-taint.js';
+import { benchFederation } from './federation.js';
 import { benchFleet } from './fleet/fleet.js';
 import { benchFootprint } from './footprint.js';
 import { benchIssuance } from './issuance.js';
@@ -16,6 +17,7 @@ const suites: Record<string, () => Promise<void>> = {
   audit: benchAudit,
   'authority-taint': benchAuthorityTaint,
   templates: benchTemplates,
+  federation: benchFederation,
   // only when named (it holds 10,000 agents for minutes): `npm run bench fleet [--agents 500 --entries 5000]`
   fleet: () => benchFleet(process.argv.slice(3)),
 };
