@@ -15,14 +15,30 @@ describe(`trust domains over HTTP (${storeKind()} store)`, () => {
     const td = await created.json();
     expect(td).toMatchObject({ name: 'lifecycle.test', caKeyType: 'ec-p256', x509SvidTtlSeconds: 3600, jwtSvidTtlSeconds: 300, jwtIssuer: null, bundleSequence: 1 });
     expect(Object.keys(td).sort()).toEqual([
-      'authorityPrepublishSeconds', 'bundleSequence', 'caKeyType', 'caTtlSeconds', 'createdAt', 'jwtIssuer', 'jwtKeyType', 'jwtSvidTtlSeconds', 'name', 'updatedAt', 'x509SvidTtlSeconds',
+      'authorityPrepublishSeconds', 'bundleRefreshHintSeconds', 'bundleSequence', 'caKeyType', 'caTtlSeconds', 'createdAt', 'jwtIssuer', 'jwtKeyType', 'jwtSvidTtlSeconds', 'name', 'updatedAt', 'x509SvidTtlSeconds',
     ]);
-    expect(td).toMatchObject({ jwtKeyType: 'ec-p256', authorityPrepublishSeconds: 1800 });
+    expect(td).toMatchObject({ jwtKeyType: 'ec-p256', authorityPrepublishSeconds: 1800, bundleRefreshHintSeconds: 300 });
 
     expect((await (await ca.admin('/v1/trust-domains/lifecycle.test')).json()).name).toBe('lifecycle.test');
     const patched = await ca.admin('/v1/trust-domains/lifecycle.test', { method: 'PATCH', body: { x509SvidTtlSeconds: 600, jwtIssuer: 'https://oidc.lifecycle.test' } });
     expect(patched.status).toBe(200);
     expect(await patched.json()).toMatchObject({ x509SvidTtlSeconds: 600, jwtSvidTtlSeconds: 300, jwtIssuer: 'https://oidc.lifecycle.test' });
+
+    // the refresh hint is what the published bundle tells federated peers; out of bounds is refused
+    const hinted = await ca.admin('/v1/trust-domains/lifecycle.test', { method: 'PATCH', body: { bundleRefreshHintSeconds: 60 } });
+    expect(hinted.status).toBe(200);
+    expect(await hinted.json()).toMatchObject({ bundleRefreshHintSeconds: 60, x509SvidTtlSeconds: 600 });
+    expect((await (await fetch(`${ca.url}/td/lifecycle.test/bundle`)).json()).spiffe_refresh_hint).toBe(60);
+    for (const bad of [4, 86401]) {
+      const res = await ca.admin('/v1/trust-domains/lifecycle.test', { method: 'PATCH', body: { bundleRefreshHintSeconds: bad } });
+      expect(res.status).toBe(400);
+      expect(await res.json()).toMatchObject({ code: 'invalid_ttl', message: 'bundleRefreshHintSeconds must be between 5 and 86400 seconds' });
+    }
+    const tooShort = await ca.admin('/v1/trust-domains', { body: { name: 'hint.test', bundleRefreshHintSeconds: 1 } });
+    expect([tooShort.status, (await tooShort.json()).code]).toEqual([400, 'invalid_ttl']);
+    const withHint = await ca.admin('/v1/trust-domains', { body: { name: 'hint.test', bundleRefreshHintSeconds: 5 } });
+    expect((await withHint.json()).bundleRefreshHintSeconds).toBe(5);
+    expect((await (await fetch(`${ca.url}/td/hint.test/bundle`)).json()).spiffe_refresh_hint).toBe(5);
 
     const dup = await ca.admin('/v1/trust-domains', { body: { name: 'lifecycle.test' } });
     expect(dup.status).toBe(409);
