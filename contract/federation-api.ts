@@ -11,6 +11,7 @@ export const FederationPaths = {
   bundle: '/v1/trust-domains/:trustDomain/federation/bundles/:foreign',
   relationships: '/v1/trust-domains/:trustDomain/federation/relationships',
   relationship: '/v1/trust-domains/:trustDomain/federation/relationships/:foreign',
+  relationshipRefresh: '/v1/trust-domains/:trustDomain/federation/relationships/:foreign/refresh',
 } as const;
 
 export const FederationParams = Type.Object({ trustDomain: TrustDomainName });

@@ -102,6 +102,7 @@ export const ADMIN_ROUTES: Readonly<Record<string, RouteRule>> = {
   'GET /v1/trust-domains/:trustDomain/federation/relationships': { role: 'viewer', action: 'federation.list', trustDomain: param('trustDomain') },
   'GET /v1/trust-domains/:trustDomain/federation/relationships/:foreign': { role: 'viewer', action: 'federation.show', trustDomain: param('trustDomain') },
   'DELETE /v1/trust-domains/:trustDomain/federation/relationships/:foreign': { role: 'admin', action: 'federation.delete', trustDomain: param('trustDomain') },
+  'POST /v1/trust-domains/:trustDomain/federation/relationships/:foreign/refresh': { role: 'admin', action: 'federation.refresh', trustDomain: param('trustDomain') },
 
   // SVIDs
   'POST /v1/x509-svids': { role: 'operator', action: 'x509_svid.mint', trustDomain: bodyId('spiffeId') },

@@ -167,6 +167,21 @@ export class RelationshipService {
     return gone;
   }
 
+  /**
+   * Refreshes one relationship now instead of at its next due time (`cairn federation refresh`, as
+   * SPIRE's `federation refresh`): after a foreign rotation an operator need not wait for the refresh
+   * hint. Answers the relationship as it stands afterwards (lastError says whether it worked).
+   */
+  async refreshNow(trustDomain: string, foreign: string, actor: string): Promise<Relationship> {
+    const names = await this.deps.federation.names(trustDomain, foreign);
+    const now = this.deps.clock.now();
+    const claimed = await this.deps.store.claim(names.td, names.foreign, now, this.after(now, 60));
+    if (!claimed) throw new CairnError('not_found', `trust domain ${names.td} has no federation relationship with ${names.foreign}`);
+    this.deps.logger.info({ event: 'federation.refresh_requested', trustDomain: names.td, foreignTrustDomain: names.foreign, actor }, 'foreign bundle refresh requested');
+    await this.refresh(claimed);
+    return (await this.deps.store.get(names.td, names.foreign)) ?? claimed;
+  }
+
   /** The bundle that authenticates an endpoint whose SVID is in `endpointTd`: held by `trustDomain`, or published here. */
   private async endpointBundle(trustDomain: string, endpointTd: string): Promise<Bundle | undefined> {
     const held = await this.deps.federation.held(trustDomain, endpointTd);

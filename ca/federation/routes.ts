@@ -92,6 +92,15 @@ export function registerFederationRoutes(app: App, federation: FederationService
     return reply.status(204).send(null);
   });
 
+  app.post(FederationPaths.relationshipRefresh, {
+    schema: {
+      tags,
+      summary: 'Refresh a foreign bundle from its endpoint now; the answer tells how it went (lastError null: it worked)',
+      params: ForeignBundleParams,
+      response: { 200: RelationshipView, ...errorResponses },
+    },
+  }, async (req) => view(await relationships.refreshNow(req.params.trustDomain, req.params.foreign, req.actor)));
+
   app.get(FederationPaths.bundles, {
     schema: { tags, summary: 'The foreign trust domains\' bundles this trust domain holds', params: FederationParams, response: { 200: ForeignBundleList, ...errorResponses } },
   }, async (req) => ({ trustDomain: req.params.trustDomain, bundles: (await federation.listBundles(req.params.trustDomain)).map(foreignBundleView) }));

@@ -213,6 +213,20 @@ export class RelationshipStore {
     });
   }
 
+  /**
+   * Claims one relationship now, due or not (an operator's `federation refresh`): its next attempt
+   * moves to `leaseUntil` as claimDue does. Undefined: no such relationship.
+   */
+  claim(trustDomain: string, foreign: string, now: Date, leaseUntil: Date): Promise<Relationship | undefined> {
+    return guard(async () => {
+      const res = await this.db.query<RelationshipRow>(
+        `UPDATE federation_relationships SET next_refresh_at = $4, last_attempt_at = $3 WHERE trust_domain = $1 AND foreign_trust_domain = $2 RETURNING ${RELATIONSHIP_COLUMNS}`,
+        [trustDomain, foreign, now, leaseUntil],
+      );
+      return res.rows[0] ? relationshipFromRow(res.rows[0]) : undefined;
+    });
+  }
+
   /** Records an attempt's outcome (error null: it succeeded); nothing when the relationship was deleted meanwhile. */
   recordAttempt(trustDomain: string, foreign: string, outcome: { at: Date; error: string | null; nextRefreshAt: Date }, q: Queryable = this.db): Promise<void> {
     return guard(async () => {

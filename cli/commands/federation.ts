@@ -1,6 +1,6 @@
 import type { RelationshipList, RelationshipView } from '../../contract/federation-api.js';
 import type { Parsed } from '../flags.js';
-import type { FEDERATION_CREATE_FLAGS, FEDERATION_DELETE_FLAGS, FEDERATION_LIST_FLAGS, FEDERATION_SHOW_FLAGS } from '../specs/federation.js';
+import type { FEDERATION_CREATE_FLAGS, FEDERATION_DELETE_FLAGS, FEDERATION_LIST_FLAGS, FEDERATION_REFRESH_FLAGS, FEDERATION_SHOW_FLAGS } from '../specs/federation.js';
 import { adminClientFor, CliError, readInputFile } from '../client.js';
 import { UsageError } from '../flags.js';
 import { printResult, say, table } from '../output.js';
@@ -52,6 +52,13 @@ export async function federationList({ values }: Parsed<typeof FEDERATION_LIST_F
 export async function federationShow({ values }: Parsed<typeof FEDERATION_SHOW_FLAGS>): Promise<void> {
   const r = await adminClientFor(values).request<RelationshipView>('GET', `${base(values['trust-domain'])}/${encodeURIComponent(values.foreign)}`);
   printResult(values.json, r, () => describe(r));
+}
+
+/** Exits non-zero when the fetch failed: a script running it after a rotation learns that it did not take. */
+export async function federationRefresh({ values }: Parsed<typeof FEDERATION_REFRESH_FLAGS>): Promise<void> {
+  const r = await adminClientFor(values).request<RelationshipView>('POST', `${base(values['trust-domain'])}/${encodeURIComponent(values.foreign)}/refresh`);
+  printResult(values.json, r, () => describe(r));
+  if (r.lastError !== null) throw new CliError('refresh_failed', `the bundle of ${r.foreignTrustDomain} could not be refreshed (keeping the last good one): ${r.lastError}`);
 }
 
 export async function federationDelete({ values }: Parsed<typeof FEDERATION_DELETE_FLAGS>): Promise<void> {

@@ -21,6 +21,7 @@ export const FEDERATION_CREATE_FLAGS = flags({
 });
 export const FEDERATION_LIST_FLAGS = flags({ ...TRUST_DOMAIN, ...ADMIN_FLAGS });
 export const FEDERATION_SHOW_FLAGS = flags({ ...TRUST_DOMAIN, ...FOREIGN, ...ADMIN_FLAGS });
+export const FEDERATION_REFRESH_FLAGS = flags({ ...TRUST_DOMAIN, ...FOREIGN, ...ADMIN_FLAGS });
 export const FEDERATION_DELETE_FLAGS = flags({
   ...TRUST_DOMAIN,
   ...FOREIGN,
@@ -42,7 +43,7 @@ const federation = () => import('../commands/federation.js');
 
 export const federationGroup = group({
   name: 'federation',
-  summary: "federation relationships: foreign trust domains' bundle endpoints the CA polls (create, list, show, delete)",
+  summary: "federation relationships: foreign trust domains' bundle endpoints the CA polls (create, list, show, refresh, delete)",
   description: `A relationship names where a foreign trust domain publishes its bundle (SPIFFE Federation): the
 endpoint URL, the profile and, for https_spiffe, the endpoint's SPIFFE ID and a bootstrap bundle. The CA
 fetches the bundle at its refresh hint (5 s to 1 h, with jitter; failures retry from 2 s, doubling),
@@ -76,6 +77,14 @@ Entries then federate with the foreign trust domain (cairn entry create --federa
       apiFields: apiFieldsFor(FEDERATION_SHOW_FLAGS, FIELDS),
       examples: ['cairn federation show --trust-domain example.org --foreign partner.org'],
       run: async (args) => (await federation()).federationShow(args),
+    }),
+    command({
+      name: 'refresh',
+      summary: 'fetch a foreign bundle from its endpoint now (e.g. after a foreign rotation) and report how it went',
+      flags: FEDERATION_REFRESH_FLAGS,
+      apiFields: apiFieldsFor(FEDERATION_REFRESH_FLAGS, FIELDS),
+      examples: ['cairn federation refresh --trust-domain example.org --foreign partner.org'],
+      run: async (args) => (await federation()).federationRefresh(args),
     }),
     command({
       name: 'delete',

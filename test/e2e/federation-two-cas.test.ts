@@ -286,12 +286,26 @@ describe(`federation between two CAs: a.test and b.test (${storeKind()} store)`,
     expect(pemOf(x509.bundles['spiffe://b.test'])).toBe(held);
     expect(pemOf(a.svidMessages.at(-1)!.federated_bundles['spiffe://b.test'])).toBe(held);
 
+    // an operator's refresh now: it fails the same way, says so and exits non-zero
+    const refused = await cairn(a, 'federation', 'refresh', '--trust-domain', 'a.test', '--foreign', 'b.test');
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/^error: refresh_failed: the bundle of b\.test could not be refreshed \(keeping the last good one\): cannot fetch the bundle: .*ECONNREFUSED/m);
+    expect(refused.stdout).toMatch(/^sequence: +1$/m);
+    const none = await cairn(a, 'federation', 'refresh', '--trust-domain', 'a.test', '--foreign', 'c.test');
+    expect(none.stderr).toMatch(/^error: not_found: trust domain a\.test has no federation relationship with c\.test/m);
+
     await b.ca.start();
     const recovered = await waitFor('a.test\'s relationship recovered', async () => {
       const s = await show(a);
       return s.lastError === null && s.failures === 0 && new Date(s.lastRefreshAt!) > stoppedAt ? s : undefined;
     }, 90_000);
     expect(recovered.sequence).toBe(before.sequence);
+    // refreshed on demand: at once, not at the next due time
+    const refreshed = await cairn(a, 'federation', 'refresh', '--trust-domain', 'a.test', '--foreign', 'b.test', '--json');
+    expect(refreshed.status, refreshed.stderr).toBe(0);
+    const after = JSON.parse(refreshed.stdout) as Relationship;
+    expect(after.lastError).toBeNull();
+    expect(new Date(after.lastRefreshAt!).getTime()).toBeGreaterThan(new Date(recovered.lastRefreshAt!).getTime());
   });
 
   it('a key rotation at b.test (authority prepare, then activate) reaches a.test\'s workload on its open streams', { timeout: 180_000 }, async () => {

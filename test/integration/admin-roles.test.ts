@@ -183,6 +183,7 @@ describe(`admin roles, scopes and guards (${storeKind()} store)`, { timeout: 120
     'GET /v1/trust-domains/:trustDomain/federation/relationships': [`/v1/trust-domains/${B}/federation/relationships`],
     'GET /v1/trust-domains/:trustDomain/federation/relationships/:foreign': [`/v1/trust-domains/${B}/federation/relationships/partner.test`],
     'DELETE /v1/trust-domains/:trustDomain/federation/relationships/:foreign': [`/v1/trust-domains/${B}/federation/relationships/partner.test?force=true`],
+    'POST /v1/trust-domains/:trustDomain/federation/relationships/:foreign/refresh': [`/v1/trust-domains/${B}/federation/relationships/partner.test/refresh`, {}],
   });
 
   it('a credential scoped to one trust domain cannot touch another through any route', async () => {
