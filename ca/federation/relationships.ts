@@ -87,7 +87,8 @@ export class RelationshipService {
       }
       if (input.bundle !== undefined) bootstrap = parseForeignBundle(names.foreign, input.bundle);
       const endpointTd = SpiffeId.parse(endpointSpiffeId).trustDomain;
-      if (endpointTd === names.foreign && !bootstrap && !(await this.deps.federation.held(names.td, names.foreign))) {
+      // a trust domain hosted here needs none: the CA knows its bundle (endpointBundle)
+      if (endpointTd === names.foreign && !bootstrap && !(await this.endpointBundle(names.td, names.foreign))) {
         throw new CairnError('invalid_request', `https_spiffe needs a bootstrap bundle of ${names.foreign} (body/bundle) to authenticate its endpoint the first time`);
       }
       if (endpointTd !== names.foreign && !(await this.endpointBundle(names.td, endpointTd))) {

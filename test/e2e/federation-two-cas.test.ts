@@ -332,6 +332,23 @@ describe(`federation between two CAs: a.test and b.test (${storeKind()} store)`,
     expect(() => opensslVerify(newLeaf, oldPem)).toThrow();
     expect([...a.errors, ...b.errors]).toEqual([]);
   });
+
+  it('a relationship may point at a trust domain the same CA hosts: no bootstrap bundle is needed, the CA knows it', { timeout: 120_000 }, async () => {
+    const port = await freePort();
+    await ok(a, 'trust-domain', 'create', 'a2.test', '--bundle-endpoint-listen', `127.0.0.1:${port}`, '--bundle-refresh-hint', '5s');
+    // before, this was refused: "https_spiffe needs a bootstrap bundle of a2.test"
+    const created = await cairn(a, 'federation', 'create', '--trust-domain', 'a.test', '--foreign', 'a2.test', '--bundle-endpoint', `https://127.0.0.1:${port}`, '--profile', 'https_spiffe');
+    expect(created.status, created.stderr).toBe(0);
+    const st = await waitFor('the hosted trust domain refreshed from its own endpoint', async () => {
+      const r = JSON.parse((await ok(a, 'federation', 'show', '--trust-domain', 'a.test', '--foreign', 'a2.test', '--json')).stdout) as Relationship;
+      return r.lastRefreshAt !== null ? r : undefined;
+    }, 60_000);
+    expect([st.lastError, st.sequence]).toEqual([null, 1]);
+    expect((await ok(a, 'bundle', 'show', '--trust-domain', 'a.test', '--foreign', 'a2.test')).stdout).toBe(await (await fetch(`${a.ca.httpUrl}/td/a2.test/bundle.pem`)).text());
+    // a trust domain that is neither hosted nor bootstrapped is still refused
+    const unknown = await cairn(a, 'federation', 'create', '--trust-domain', 'a.test', '--foreign', 'nowhere.test', '--bundle-endpoint', `https://127.0.0.1:${port}`, '--profile', 'https_spiffe');
+    expect(unknown.stderr).toMatch(/^error: invalid_request: https_spiffe needs a bootstrap bundle of nowhere\.test/m);
+  });
 });
 
 /** GET / of an https_spiffe bundle endpoint, authenticated by the trust domain's bundle and the endpoint's SPIFFE ID. */
