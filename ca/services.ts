@@ -1,3 +1,5 @@
+import { UpstreamService } from './upstream/service.js';
+import { UpstreamStore } from './upstream/store.js';
 import { hostname } from 'node:os';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
@@ -117,7 +119,8 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const sealer = createSealer(kekRing, random);
   const audit = new AuditLog({ store: new AuditStore(db), clock, sealer, logger, origin: deps.audit?.origin ?? defaultAuditOrigin('localhost') });
   const auditCheckpointer = new Checkpointer(audit, clock, logger, { integrateEveryMs: 1000, checkpointEveryMs: deps.audit?.checkpointEveryMs ?? 10_000, export: deps.audit?.export ?? {} });
-  const authority = new AuthorityService({ db, clock, random, sealer, keys, trustDomains: trustDomainStore, logger, caNameConstraints: deps.caNameConstraints ?? true, audit });
+  const upstream = new UpstreamService({ clock, sealer, store: new UpstreamStore(db) });
+  const authority = new AuthorityService({ db, clock, random, sealer, keys, trustDomains: trustDomainStore, logger, caNameConstraints: deps.caNameConstraints ?? true, audit, upstream });
   const nodes = new NodeStore(db);
   const tokenStore = new TokenStore(db);
   const issuancePool = new IssuancePool();
@@ -131,7 +134,7 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const bans = new BanService({ clock, logger, store: new BanStore(db), trustDomains: trustDomainStore, audit });
   const revocation = new RevocationService({ clock, logger, store: new RevocationStore(db), keys, trustDomains: trustDomainStore, sealer, audit });
   const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter, bans, revocations: revocation, audit });
-  const trustDomains = new TrustDomainService({ db, clock, logger, store: trustDomainStore, keys, authority, entries, templates, hostName: hostname() });
+  const trustDomains = new TrustDomainService({ db, clock, logger, store: trustDomainStore, keys, authority, entries, templates, hostName: hostname(), upstream });
   const feed = new ChangeFeed(db);
   const relationshipStore = new RelationshipStore(db);
   const federation = new FederationService({ clock, logger, store: new FederationStore(db), relationships: relationshipStore, trustDomains: trustDomainStore, entries, authority, audit });

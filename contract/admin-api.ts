@@ -45,6 +45,8 @@ export const CreateTrustDomainBody = Type.Object(
     bundleEndpointProfile: Type.Optional(Type.String({ maxLength: 32, description: 'https_spiffe (default): the endpoint authenticates with an X.509-SVID of the trust domain' })),
     bundleEndpointSpiffeId: Type.Optional(Type.String({ maxLength: 2048, description: 'default spiffe://<td>/cairn/bundle-endpoint' })),
     bundleEndpointUrl: Type.Optional(Type.String({ maxLength: 512, description: 'the public https URL, when it differs from the listen address' })),
+    upstreamCaCertificate: Type.Optional(Type.String({ maxLength: 65536, description: 'PEM: an upstream CA certificate, then its chain up to the self-signed root; the trust domain\'s CA becomes an intermediate under it' })),
+    upstreamCaKey: Type.Optional(Type.String({ maxLength: 65536, description: 'PEM: the upstream CA\'s private key (unencrypted); sealed under the KEK, never returned' })),
   },
   { additionalProperties: false },
 );

@@ -73,6 +73,11 @@ export const ERROR_CODES = [
   'federated_bundle_in_use',
   'unknown_federated_trust_domain',
   'federation_endpoint_not_allowed',
+  // upstream authorities
+  'invalid_upstream_ca',
+  'upstream_not_ca',
+  'upstream_key_mismatch',
+  'upstream_expires_too_soon',
   // infrastructure
   'conflict',
   'store_unavailable',

@@ -83,6 +83,10 @@ export const STATUS_TABLE: Readonly<Record<ErrorCode, TransportStatus>> = {
   federated_bundle_not_found: s(404, G.NotFound),
   federated_bundle_in_use: s(409, G.FailedPrecondition),
   federation_endpoint_not_allowed: s(403, G.PermissionDenied),
+  invalid_upstream_ca: s(400, G.InvalidArgument),
+  upstream_not_ca: s(400, G.InvalidArgument),
+  upstream_key_mismatch: s(400, G.InvalidArgument),
+  upstream_expires_too_soon: s(400, G.InvalidArgument),
   unknown_federated_trust_domain: s(400, G.InvalidArgument),
   internal: s(500, G.Internal),
 };

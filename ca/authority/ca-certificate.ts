@@ -19,6 +19,16 @@ export interface CaCertificateRequest {
   readonly notAfter: Date;
   /** Add the URI name constraint for the trust domain (see trustDomainNameConstraints). Default true. */
   readonly nameConstraints?: boolean;
+  /** Sign with an upstream CA instead of self-signing: the certificate becomes an intermediate. */
+  readonly issuer?: CaIssuer;
+}
+
+/** An upstream CA that signs the trust domain's CA certificate (a disk upstream authority). */
+export interface CaIssuer {
+  /** The upstream CA's certificate, DER. */
+  readonly certificate: Buffer;
+  readonly privateKey: KeyObject;
+  readonly keyType: KeyType;
 }
 
 const NAME_CONSTRAINTS_OID = '2.5.29.30';
@@ -52,11 +62,12 @@ export function trustDomainNameConstraints(trustDomain: string): x509.Extension 
  */
 export async function createCaCertificate(req: CaCertificateRequest): Promise<Buffer> {
   const profile = profileOf(req.keyType);
+  const signer = req.issuer ? profileOf(req.issuer.keyType) : profile;
   const subtle = webcrypto.subtle;
   const signingKey = await subtle.importKey(
     'pkcs8',
-    req.privateKey.export({ format: 'der', type: 'pkcs8' }),
-    profile.webCryptoImport,
+    (req.issuer?.privateKey ?? req.privateKey).export({ format: 'der', type: 'pkcs8' }),
+    signer.webCryptoImport,
     false,
     ['sign'],
   );
@@ -70,21 +81,26 @@ export async function createCaCertificate(req: CaCertificateRequest): Promise<Bu
     { '2.5.4.3': [`Cairn CA ${req.trustDomain}`.slice(0, 64)] },
     { '2.5.4.5': [serialHex] },
   ];
+  const upstream = req.issuer ? new x509.X509Certificate(req.issuer.certificate) : undefined;
+  // RFC 5280 §4.2.1.1: the AKI is the issuer's SKI when it has one (else the usual hash of its key).
+  const authorityKeyId = upstream
+    ? (upstream.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId ?? keyIdentifier(subjectPublicKeyFromDer(Buffer.from(upstream.publicKey.rawData)).keyBits).toString('hex'))
+    : skid;
   const cert = await x509.X509CertificateGenerator.create(
     {
       serialNumber: serialHex,
       subject: name,
-      issuer: name,
+      issuer: upstream ? upstream.subjectName : name,
       notBefore: req.notBefore,
       notAfter: req.notAfter,
       publicKey,
       signingKey,
-      signingAlgorithm: profile.webCryptoSign,
+      signingAlgorithm: signer.webCryptoSign,
       extensions: [
         new x509.BasicConstraintsExtension(true, 0, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
         new x509.SubjectKeyIdentifierExtension(skid),
-        new x509.AuthorityKeyIdentifierExtension(skid),
+        new x509.AuthorityKeyIdentifierExtension(authorityKeyId),
         new x509.SubjectAlternativeNameExtension([{ type: 'url', value: trustDomainId(req.trustDomain) }]),
         ...(req.nameConstraints === false ? [] : [trustDomainNameConstraints(req.trustDomain)].filter((e) => e !== undefined)),
       ],

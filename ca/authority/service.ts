@@ -14,6 +14,8 @@ import { activationDue, preparationPoint } from './schedule.js';
 import { AUTHORITY_KINDS, type AuthorityKey, type AuthorityKeyStore, type AuthorityKind } from './store.js';
 import type { AuditAppender } from '../audit/port.js';
 import type { JsonValue } from '../../lib/canonical-json.js';
+import { x509AnchorsOf } from '../upstream/published.js';
+import { caNotAfterUnder, offlineSuccessor, type UpstreamIssuer, type UpstreamService } from '../upstream/service.js';
 
 /** X.509 SVIDs and CA certificates start 10 s in the past to absorb clock skew (SPIRE's cushion). */
 export const NOT_BEFORE_CUSHION_SECONDS = 10;
@@ -30,6 +32,8 @@ export interface AuthorityDeps {
   readonly caNameConstraints?: boolean;
   /** Automatic rotations are recorded in the audit log, in their transaction. */
   readonly audit?: AuditAppender;
+  /** Trust domains whose CA is an intermediate under an upstream authority (absent: all self-signed). */
+  readonly upstream?: UpstreamService;
 }
 
 export interface ActiveAuthority {
@@ -44,6 +48,13 @@ export interface NewKeyRequest {
   readonly keyType: KeyType;
   readonly ttlSeconds: number;
   readonly status: 'prepared' | 'active';
+  /**
+   * X.509: the upstream that signs the CA certificate; null: self-signed; absent: the trust domain's
+   * stored upstream, if any (refused for an offline one: its certificates are imported).
+   */
+  readonly upstream?: UpstreamIssuer | null;
+  /** X.509: generate the key only; its certificate is signed offline and imported (a CSR is made from it). */
+  readonly awaitCertificate?: boolean;
 }
 
 /**
@@ -56,6 +67,8 @@ export class AuthorityService {
   private readonly jwtSigners = new Map<string, JwtSigner>();
   /** Per JWT key: the expiry bound written to the store (or being written). */
   private readonly jwtRecorded = new Map<string, { until: number; written: Promise<void> }>();
+  /** Active CAs of offline-upstream trust domains whose due successor was logged (once each). */
+  private readonly successorDueLogged = new Set<string>();
 
   constructor(private readonly deps: AuthorityDeps) {}
 
@@ -64,14 +77,28 @@ export class AuthorityService {
     const now = clock.now();
     const notBefore = addSeconds(now, -NOT_BEFORE_CUSHION_SECONDS);
     // A trust domain created before the caps may hold a longer TTL: its next keys get the cap.
-    const notAfter = addSeconds(now, Math.min(req.ttlSeconds, profileOf(req.keyType).maxCaTtlSeconds));
+    let notAfter = addSeconds(now, Math.min(req.ttlSeconds, profileOf(req.keyType).maxCaTtlSeconds));
+    const upstream = req.kind === 'x509' && !req.awaitCertificate ? await this.upstreamFor(req) : null;
+    if (upstream) {
+      const capped = caNotAfterUnder(upstream.chain, notAfter);
+      if (capped.notAfter <= addSeconds(now, 60)) {
+        throw new CairnError('upstream_expires_too_soon', `the upstream authority of ${req.trustDomain} expires at ${capped.notAfter.toISOString()}: it can sign no new CA certificate; renew it`);
+      }
+      if (capped.shortened) {
+        this.deps.logger.warn(
+          { event: 'authority.upstream_expiring', trustDomain: req.trustDomain, upstreamNotAfter: capped.notAfter.toISOString() },
+          'the upstream authority expires before a full-length CA certificate would: the new one ends with it; renew the upstream',
+        );
+      }
+      notAfter = capped.notAfter;
+    }
     const { privateKey, publicKey } = await generateKeyPairOf(req.keyType);
     const id = randomAlphanumeric(random, 32);
     const certificate =
-      req.kind === 'x509'
+      req.kind === 'x509' && !req.awaitCertificate
         ? await createCaCertificate({
             trustDomain: req.trustDomain, keyType: req.keyType, privateKey, publicKey, serial: randomSerial(random), notBefore, notAfter,
-            nameConstraints: this.deps.caNameConstraints ?? true,
+            nameConstraints: this.deps.caNameConstraints ?? true, ...(upstream ? { issuer: upstream.issuer } : {}),
           })
         : null;
     return {
@@ -87,7 +114,20 @@ export class AuthorityService {
       notAfter,
       createdAt: now,
       activatedAt: req.status === 'active' ? now : null,
+      upstreamChain: upstream ? Buffer.concat(upstream.chain) : null,
     };
+  }
+
+  private async upstreamFor(req: NewKeyRequest): Promise<UpstreamIssuer | null> {
+    if (req.upstream !== undefined) return req.upstream;
+    const found = await this.deps.upstream?.issuerFor(req.trustDomain);
+    if (found === 'offline') {
+      throw new CairnError(
+        'authority_invalid_state',
+        `${req.trustDomain} has an offline upstream authority: its next CA certificate is signed there (cairn authority prepare --trust-domain ${req.trustDomain} --kind x509 --csr-out FILE, sign the CSR, then cairn authority import)`,
+      );
+    }
+    return found ?? null;
   }
 
   /** The trust domain's settings and signers for its active keys: one read, then cached key material. */
@@ -164,6 +204,15 @@ export class AuthorityService {
     }
   }
 
+  /**
+   * The trust domain's X.509 trust anchors as verifiers get them (the bundle): its self-signed CAs,
+   * and for CAs under an upstream the upstream roots instead (see x509AnchorsOf).
+   */
+  async x509Bundle(trustDomainName: string): Promise<Buffer[]> {
+    const { keys } = await this.published(trustDomainName);
+    return x509AnchorsOf(keys);
+  }
+
   /** Forgets cached key material for keys that will never sign again (deleted, revoked). */
   forget(keyIds: readonly string[]): void {
     for (const id of keyIds) {
@@ -207,9 +256,13 @@ export class AuthorityService {
     const td = await trustDomains.get(trustDomainName);
     if (!td) return false;
     const fresh: AuthorityKey[] = [];
+    const offline = (await this.deps.upstream?.get(trustDomainName))?.mode === 'offline';
+    if (offline) this.noteOfflineSuccessor(td, current, now);
     for (const kind of AUTHORITY_KINDS) {
       const active = current.find((k) => k.kind === kind && k.status === 'active' && k.notAfter > now);
       if (current.some((k) => k.kind === kind && k.status === 'prepared' && k.notAfter > now)) continue;
+      // An offline upstream signs the next CA: the operator is told when (noteOfflineSuccessor).
+      if (kind === 'x509' && offline) continue;
       if (!active || now >= preparationPoint(active, td.authorityPrepublishSeconds)) {
         fresh.push(await this.generateKey({ trustDomain: td.name, kind, keyType: kind === 'jwt' ? td.jwtKeyType : td.caKeyType, ttlSeconds: td.caTtlSeconds, status: 'prepared' }));
       }
@@ -242,11 +295,26 @@ export class AuthorityService {
     return changed;
   }
 
+  /** Logs, once per active CA and process, that an offline upstream must sign its successor now. */
+  private noteOfflineSuccessor(td: TrustDomain, keys: readonly AuthorityKey[], now: Date): void {
+    const next = offlineSuccessor(keys, td.authorityPrepublishSeconds, now);
+    const active = keys.find((k) => k.kind === 'x509' && k.status === 'active' && k.notAfter > now);
+    if (!next?.due || !active || this.successorDueLogged.has(active.id)) return;
+    this.successorDueLogged.add(active.id);
+    this.deps.logger.warn(
+      { event: 'authority.successor_due', trustDomain: td.name, authorityId: active.id, dueAt: next.dueAt.toISOString(), activeNotAfter: active.notAfter.toISOString(), awaitingCertificate: next.awaitingCertificate },
+      next.awaitingCertificate
+        ? `a signed successor of the X.509 CA of ${td.name} is due: import the upstream-signed certificate for prepared authority ${next.awaitingCertificate} (cairn authority import)`
+        : `a signed successor of the X.509 CA of ${td.name} is due: cairn authority prepare --trust-domain ${td.name} --kind x509 --csr-out FILE, have the upstream sign it, then cairn authority import`,
+    );
+  }
+
   private async activateDue(tx: Queryable, td: TrustDomain, all: readonly AuthorityKey[], now: Date, changes: Record<string, unknown>[]): Promise<boolean> {
     let dirty = false;
     for (const kind of AUTHORITY_KINDS) {
       const active = all.find((k) => k.kind === kind && k.status === 'active' && k.notAfter > now);
-      const prepared = all.find((k) => k.kind === kind && k.status === 'prepared' && k.notAfter > now);
+      // A key waiting for its upstream-signed certificate cannot sign yet.
+      const prepared = all.find((k) => k.kind === kind && k.status === 'prepared' && k.notAfter > now && (kind !== 'x509' || k.certificate));
       if (!prepared) continue;
       const decision = activationDue(active, prepared, td.authorityPrepublishSeconds, now);
       if (decision === 'wait') continue;

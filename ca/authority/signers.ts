@@ -5,10 +5,13 @@ import { keyIdentifier, readSubjectPublicKey } from '../issuance/spki.js';
 import { profileOf } from './key-types.js';
 import type { Sealer } from './sealing.js';
 import type { AuthorityKey } from './store.js';
+import { intermediatesOf } from '../upstream/published.js';
 
 export interface X509Signer {
   readonly id: string;
   readonly certificate: Buffer;
+  /** What follows a leaf it signs: nothing for a self-signed CA; else its certificate and the upstream intermediates. */
+  readonly intermediates?: readonly Buffer[];
   readonly notAfter: Date;
   readonly template: IssuerTemplate;
 }
@@ -47,6 +50,7 @@ export function x509SignerOf(key: AuthorityKey, sealer: Sealer): X509Signer {
   return {
     id: key.id,
     certificate: key.certificate,
+    intermediates: intermediatesOf(key),
     notAfter: key.notAfter,
     template: {
       signatureAlgorithm: profile.x509SignatureAlgorithm,

@@ -33,6 +33,11 @@ export interface AuthorityKey {
   readonly taintedAt?: Date | null;
   /** JWT keys: no JWT-SVID it signed expires after this. */
   readonly signedUntil?: Date | null;
+  /**
+   * X.509 keys under an upstream authority: the certificates above `certificate`, DER concatenated,
+   * from its issuer up to the self-signed root(s). Null or absent for a self-signed CA.
+   */
+  readonly upstreamChain?: Buffer | null;
 }
 
 /** What is kept of a revoked key: its public parts and history, never its private key. */
@@ -59,16 +64,17 @@ interface Row {
   deactivated_at: Date | null;
   tainted_at: Date | null;
   signed_until: Date | null;
+  upstream_chain: Uint8Array | null;
 }
 
-interface RevokedRow extends Omit<Row, 'status' | 'private_key_sealed'> {
+interface RevokedRow extends Omit<Row, 'status' | 'private_key_sealed' | 'upstream_chain'> {
   revoked_at: Date;
   revoked_by: string;
   forced: boolean;
 }
 
 const COLUMNS = `id, trust_domain, kind, key_type, status, public_key, certificate, private_key_sealed, not_before, not_after, created_at,
-  activated_at, deactivated_at, tainted_at, signed_until`;
+  activated_at, deactivated_at, tainted_at, signed_until, upstream_chain`;
 const PREFIXED_COLUMNS = COLUMNS.split(',').map((c) => `k.${c.trim()}`).join(', ');
 const REVOKED_COLUMNS = `id, trust_domain, kind, key_type, public_key, certificate, not_before, not_after, created_at,
   activated_at, deactivated_at, tainted_at, signed_until, revoked_at, revoked_by, forced`;
@@ -93,6 +99,7 @@ function fromRow(r: Row): AuthorityKey {
     deactivatedAt: optionalDate(r.deactivated_at),
     taintedAt: optionalDate(r.tainted_at),
     signedUntil: optionalDate(r.signed_until),
+    upstreamChain: r.upstream_chain === null ? null : toBuffer(r.upstream_chain),
   };
 }
 
@@ -125,9 +132,9 @@ export class AuthorityKeyStore {
     return guard(async () => {
       for (const k of keys) {
         await tx.query(
-          `INSERT INTO authority_keys (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+          `INSERT INTO authority_keys (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
           [k.id, k.trustDomain, k.kind, k.keyType, k.status, k.publicKey, k.certificate, k.privateKeySealed,
-            k.notBefore, k.notAfter, k.createdAt, k.activatedAt ?? null, k.deactivatedAt ?? null, k.taintedAt ?? null, k.signedUntil ?? null],
+            k.notBefore, k.notAfter, k.createdAt, k.activatedAt ?? null, k.deactivatedAt ?? null, k.taintedAt ?? null, k.signedUntil ?? null, k.upstreamChain ?? null],
         );
       }
     });
@@ -191,6 +198,19 @@ export class AuthorityKeyStore {
     return guard(async () => {
       const res = await q.query<RevokedRow>(`SELECT ${REVOKED_COLUMNS} FROM revoked_authority_keys WHERE trust_domain = $1 ORDER BY kind, not_before, id`, [trustDomain]);
       return res.rows.map(fromRevokedRow);
+    });
+  }
+
+  /**
+   * An imported CA certificate for a prepared key that was waiting for one (the offline upstream
+   * flow): from then on it is published and may be activated. Its validity is the certificate's.
+   */
+  setCertificate(tx: Queryable, id: string, certificate: Buffer, upstreamChain: Buffer, notBefore: Date, notAfter: Date): Promise<void> {
+    return guard(async () => {
+      await tx.query(
+        `UPDATE authority_keys SET certificate = $2, upstream_chain = $3, not_before = $4, not_after = $5 WHERE id = $1 AND status = 'prepared' AND certificate IS NULL`,
+        [id, certificate, upstreamChain, notBefore, notAfter],
+      );
     });
   }
 

@@ -1,12 +1,13 @@
 import { encodeSpiffeBundle, type Bundle, type SpiffeBundleDocument } from '../../spiffe/bundle/bundle.js';
 import { jwsAlgorithmOf, publicJwkOf, type PublicJwk } from '../../spiffe/bundle/jwk.js';
 import type { AuthorityKey } from '../authority/store.js';
+import { x509AnchorsOf } from '../upstream/published.js';
 import type { TrustDomain } from '../trust-domains/model.js';
 
 export function bundleOf(trustDomain: TrustDomain, keys: readonly AuthorityKey[]): Bundle {
   return {
     trustDomain: trustDomain.name,
-    x509Authorities: keys.filter((k) => k.kind === 'x509' && k.certificate).map((k) => k.certificate!),
+    x509Authorities: x509AnchorsOf(keys),
     jwtAuthorities: keys.filter((k) => k.kind === 'jwt').map((k) => ({ kid: k.id, jwk: publicJwkOf(k.publicKey) })),
     sequence: trustDomain.bundleSequence,
     refreshHintSeconds: trustDomain.bundleRefreshHintSeconds,

@@ -272,7 +272,7 @@ export class EnrollmentService {
   }
 
   bundleOf(node: AttestedNode): Promise<Buffer[]> {
-    return this.deps.authority.x509Authorities(node.trustDomain);
+    return this.deps.authority.x509Bundle(node.trustDomain);
   }
 
   async mintForEntry(node: AttestedNode, entryId: string, audience: readonly string[]): Promise<MintedJwtSvid> {

@@ -229,7 +229,7 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
       registerNodeAttestationRoutes(boot, services.nodeAttestation);
     });
     const entryAgentRoutes = agentRoutes(services.enrollment, services.sync);
-    const byTemplate = templateAgentRoutes(services.templateIssuance, (td) => services.authority.x509Authorities(td));
+    const byTemplate = templateAgentRoutes(services.templateIssuance, (td) => services.authority.x509Bundle(td));
     await registerNodeContext(app, 'agent', services.enrollment, (ctx) => {
       entryAgentRoutes(ctx);
       byTemplate(ctx);

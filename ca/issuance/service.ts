@@ -53,12 +53,12 @@ export interface X509Request {
 
 export interface IssuedX509Svid {
   readonly spiffeId: string;
-  /** DER, leaf first. Cairn's CAs are self-signed roots, so the chain is the leaf alone. */
+  /** DER, leaf first; under an upstream authority the CA certificate and the upstream intermediates follow. */
   readonly chain: Buffer[];
   readonly serial: string;
   readonly notBefore: Date;
   readonly notAfter: Date;
-  /** DER of the trust domain's X.509 authorities at issuance time. */
+  /** DER of the trust domain's X.509 trust anchors at issuance time (under an upstream: its roots). */
   readonly bundle: Buffer[];
 }
 
@@ -112,7 +112,7 @@ export class IssuanceService {
    */
   async x509IssuerFor(trustDomain: string): Promise<X509Issuer> {
     const authority = await this.deps.authority.active(trustDomain);
-    const bundle = await this.deps.authority.x509Authorities(trustDomain);
+    const bundle = await this.deps.authority.x509Bundle(trustDomain);
     return {
       bundle,
       issue: async (requests, issuedTo, tx) => {
@@ -190,7 +190,7 @@ export class IssuanceService {
   private async signOne(authority: ActiveAuthority, req: X509Request, now: Date, bundle: Buffer[]): Promise<IssuedX509Svid> {
     const f = this.fieldsFor(authority, req.policy, now);
     const tbs = buildLeafTbs(authority.x509.template, { ...f, publicKey: req.csr.publicKey });
-    return { spiffeId: f.spiffeId, chain: [signCertificate(authority.x509.template, tbs)], serial: f.serial.toString('hex'), notBefore: f.notBefore, notAfter: f.notAfter, bundle };
+    return { spiffeId: f.spiffeId, chain: [signCertificate(authority.x509.template, tbs), ...(authority.x509.intermediates ?? [])], serial: f.serial.toString('hex'), notBefore: f.notBefore, notAfter: f.notAfter, bundle };
   }
 
   /**
@@ -216,7 +216,7 @@ export class IssuanceService {
 
   private async batch(trustDomain: string, requests: readonly CsrRequest[], issuedTo: string): Promise<BatchIssueResult[]> {
     const authority = await this.deps.authority.active(trustDomain);
-    const bundle = await this.deps.authority.x509Authorities(trustDomain);
+    const bundle = await this.deps.authority.x509Bundle(trustDomain);
     const now = this.deps.clock.now();
     const results: BatchIssueResult[] = new Array(requests.length);
     const items: BatchItem[] = [];
@@ -242,7 +242,7 @@ export class IssuanceService {
       const item = items[k]!;
       const svid: IssuedX509Svid = {
         spiffeId: item.spiffeId,
-        chain: [s.cert],
+        chain: [s.cert, ...(authority.x509.intermediates ?? [])],
         serial: Buffer.from(item.serial).toString('hex'),
         notBefore: new Date(item.notBefore),
         notAfter: new Date(item.notAfter),

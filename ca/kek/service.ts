@@ -1,3 +1,4 @@
+import { upstreamSealingContext } from '../upstream/store.js';
 import { accessSync, constants, existsSync, rmSync } from 'node:fs';
 import { writeFileAtomic } from '../../lib/fs.js';
 import { dirname } from 'node:path';
@@ -39,11 +40,13 @@ function contextOf(v: SealedValue): string {
       return tokenKeyId(v.trustDomain, v.cluster);
     case 'audit_log_key':
       return AUDIT_LOG_SEALING_CONTEXT;
+    case 'upstream_key':
+      return upstreamSealingContext(v.trustDomain);
   }
 }
 
 const describe = (v: SealedValue): string =>
-  v.kind === 'authority_key' ? `authority key ${v.id} of ${v.trustDomain}` : v.kind === 'server_tls_authority' ? 'the server TLS authority key' : v.kind === 'audit_log_key' ? 'the audit log key' : `the Kubernetes API token of cluster ${v.cluster} in ${v.trustDomain}`;
+  v.kind === 'authority_key' ? `authority key ${v.id} of ${v.trustDomain}` : v.kind === 'server_tls_authority' ? 'the server TLS authority key' : v.kind === 'audit_log_key' ? 'the audit log key' : v.kind === 'upstream_key' ? `the upstream CA key of ${v.trustDomain}` : `the Kubernetes API token of cluster ${v.cluster} in ${v.trustDomain}`;
 
 const sameKeyAt = (path: string, key: Buffer): boolean => {
   try {

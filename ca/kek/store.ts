@@ -11,7 +11,8 @@ export type SealedValue =
   | { readonly kind: 'authority_key'; readonly trustDomain: string; readonly id: string; readonly sealed: Buffer }
   | { readonly kind: 'server_tls_authority'; readonly sealed: Buffer }
   | { readonly kind: 'k8s_api_token'; readonly trustDomain: string; readonly cluster: string; readonly sealed: Buffer }
-  | { readonly kind: 'audit_log_key'; readonly sealed: Buffer };
+  | { readonly kind: 'audit_log_key'; readonly sealed: Buffer }
+  | { readonly kind: 'upstream_key'; readonly trustDomain: string; readonly sealed: Buffer };
 
 /** Returns the value re-sealed, or undefined to leave it as it is. */
 export type Reseal = (value: SealedValue) => Buffer | undefined;
@@ -27,11 +28,15 @@ async function readAll(q: Queryable, lock: boolean): Promise<SealedValue[]> {
       WHERE kind = 'k8s_psat' AND config ? 'apiTokenSealed' ORDER BY trust_domain, name${forUpdate}`,
   );
   const audit = await q.query<{ private_key_sealed: Uint8Array }>(`SELECT private_key_sealed FROM audit_log${forUpdate}`);
+  const upstream = await q.query<{ trust_domain: string; private_key_sealed: Uint8Array }>(
+    `SELECT trust_domain, private_key_sealed FROM upstream_authorities WHERE private_key_sealed IS NOT NULL ORDER BY trust_domain${forUpdate}`,
+  );
   return [
     ...keys.rows.map((r): SealedValue => ({ kind: 'authority_key', trustDomain: r.trust_domain, id: r.id, sealed: toBuffer(r.private_key_sealed) })),
     ...tls.rows.map((r): SealedValue => ({ kind: 'server_tls_authority', sealed: toBuffer(r.private_key_sealed) })),
     ...tokens.rows.map((r): SealedValue => ({ kind: 'k8s_api_token', trustDomain: r.trust_domain, cluster: r.name, sealed: Buffer.from(r.sealed, 'base64') })),
     ...audit.rows.map((r): SealedValue => ({ kind: 'audit_log_key', sealed: toBuffer(r.private_key_sealed) })),
+    ...upstream.rows.map((r): SealedValue => ({ kind: 'upstream_key', trustDomain: r.trust_domain, sealed: toBuffer(r.private_key_sealed) })),
   ];
 }
 
@@ -52,6 +57,9 @@ async function write(q: Queryable, v: SealedValue, sealed: Buffer): Promise<void
       return;
     case 'audit_log_key':
       await q.query(`UPDATE audit_log SET private_key_sealed = $1`, [sealed]);
+      return;
+    case 'upstream_key':
+      await q.query(`UPDATE upstream_authorities SET private_key_sealed = $2 WHERE trust_domain = $1`, [v.trustDomain, sealed]);
       return;
   }
 }

@@ -4,6 +4,7 @@ import type { SyncMetrics } from '../metrics/ca-metrics.js';
 import { publicJwkOf } from '../../spiffe/bundle/jwk.js';
 import type { AuthorityService } from '../authority/service.js';
 import type { AuthorityKey } from '../authority/store.js';
+import { x509AnchorsOf } from '../upstream/published.js';
 import type { EnrollmentService } from '../enrollment/service.js';
 import type { Entry } from '../entries/model.js';
 import { entryView } from '../entries/view.js';
@@ -55,7 +56,7 @@ export function syncTemplateOf(t: IdentityTemplate): SyncTemplate {
 export function syncBundleOf(sequence: number, keys: readonly AuthorityKey[]): SyncBundle {
   return {
     sequence,
-    x509Authorities: keys.filter((k) => k.kind === 'x509' && k.certificate).map((k) => k.certificate!.toString('base64')),
+    x509Authorities: x509AnchorsOf(keys).map((d) => d.toString('base64')),
     jwtAuthorities: keys.filter((k) => k.kind === 'jwt').map((k) => ({ kid: k.id, jwk: { ...publicJwkOf(k.publicKey) } })),
     taintedAuthorities: keys.filter((k) => k.status === 'tainted').map((k) => ({ kind: k.kind, id: k.id, publicKey: k.publicKey.toString('base64') })),
   };

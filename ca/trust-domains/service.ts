@@ -1,3 +1,4 @@
+import type { UpstreamService } from '../upstream/service.js';
 import type { Clock } from '../../lib/clock.js';
 import { CairnError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
@@ -24,6 +25,9 @@ export interface CreateTrustDomainInput extends BundleEndpointInput {
   readonly jwtSvidTtlSeconds?: number;
   readonly jwtIssuer?: string | null;
   readonly bundleRefreshHintSeconds?: number;
+  /** A disk upstream authority, as PEM content (the CLI reads the files; the CA opens no path for an admin). */
+  readonly upstreamCaCertificate?: string;
+  readonly upstreamCaKey?: string;
 }
 
 export interface UpdateTrustDomainInput extends Omit<TrustDomainPatch, 'jwtKeyType' | 'bundleEndpoint'>, BundleEndpointInput {
@@ -47,6 +51,8 @@ export interface TrustDomainDeps {
   readonly templates: EntryCounter;
   /** This host's name: the bundle endpoint's URL when it listens on every address and none is set. */
   readonly hostName: string;
+  /** Checks and seals a disk upstream authority given at creation. */
+  readonly upstream?: UpstreamService;
 }
 
 export function validateTrustDomainName(name: string): string {
@@ -126,10 +132,13 @@ export class TrustDomainService {
     checkRefreshHint(input.bundleRefreshHintSeconds);
     const jwtIssuer = validateIssuer(input.jwtIssuer);
     const bundleEndpoint = bundleEndpointOf(input, name, undefined, this.deps.hostName) ?? null;
+    const upstream = this.diskUpstreamOf(input, name, Math.min(ttls.caTtlSeconds, profileOf(caKeyType).maxCaTtlSeconds));
     if (await this.deps.store.get(name)) throw new CairnError('trust_domain_exists', `trust domain ${name} already exists`);
     const keys = await Promise.all(
       (['x509', 'jwt'] as const).map((kind) =>
-        this.deps.authority.generateKey({ trustDomain: name, kind, keyType: kind === 'jwt' ? jwtKeyType : caKeyType, ttlSeconds: ttls.caTtlSeconds, status: 'active' }),
+        this.deps.authority.generateKey({
+          trustDomain: name, kind, keyType: kind === 'jwt' ? jwtKeyType : caKeyType, ttlSeconds: ttls.caTtlSeconds, status: 'active', ...(kind === 'x509' ? { upstream: upstream?.upstream ?? null } : {}),
+        }),
       ),
     );
     const now = this.deps.clock.now();
@@ -148,9 +157,22 @@ export class TrustDomainService {
     await this.deps.db.transaction(async (tx) => {
       await this.deps.store.insert(tx, td);
       await this.deps.keys.insert(tx, keys);
+      if (upstream) await this.deps.upstream!.put(tx, upstream.record);
     });
-    this.deps.logger.info({ event: 'trust_domain.created', trustDomain: name, caKeyType, jwtKeyType, actor }, 'trust domain created');
+    this.deps.logger.info({ event: 'trust_domain.created', trustDomain: name, caKeyType, jwtKeyType, upstream: upstream ? 'disk' : undefined, actor }, 'trust domain created');
     return td;
+  }
+
+  /** Both halves of a disk upstream or neither; checked before anything is generated. */
+  private diskUpstreamOf(input: CreateTrustDomainInput, name: string, caTtlSeconds: number): ReturnType<UpstreamService['checkDisk']> | undefined {
+    const { upstreamCaCertificate: certificatePem, upstreamCaKey: keyPem } = input;
+    if (certificatePem === undefined && keyPem === undefined) return undefined;
+    if (certificatePem === undefined || keyPem === undefined) {
+      const missing = certificatePem === undefined ? 'upstreamCaCertificate' : 'upstreamCaKey';
+      throw new CairnError('invalid_request', `${missing} is required with ${missing === 'upstreamCaKey' ? 'upstreamCaCertificate' : 'upstreamCaKey'}: a disk upstream authority needs its certificate and its key`, { details: { field: missing } });
+    }
+    if (!this.deps.upstream) throw new TypeError('TrustDomainService needs the upstream service for a disk upstream');
+    return this.deps.upstream.checkDisk(name, { certificatePem, keyPem }, caTtlSeconds);
   }
 
   async get(name: string): Promise<TrustDomain> {

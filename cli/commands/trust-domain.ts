@@ -1,8 +1,8 @@
 import type { TrustDomainView } from '../../contract/admin-api.js';
 import { parseDuration, formatDuration } from '../../lib/duration.js';
-import { requireOneOf, type Parsed, type Values } from '../flags.js';
+import { requireOneOf, UsageError, type Parsed, type Values } from '../flags.js';
 import type { TD_CREATE_FLAGS, TD_DELETE_FLAGS, TD_LIST_FLAGS, TD_SHOW_FLAGS, TD_UPDATE_FLAGS } from '../specs/trust-domain.js';
-import { adminClientFor } from '../client.js';
+import { adminClientFor, readInputFile } from '../client.js';
 import { printResult, table } from '../output.js';
 
 function describe(td: TrustDomainView): string {
@@ -43,11 +43,21 @@ function settings(values: Values<typeof TD_UPDATE_FLAGS>) {
 
 const pathOf = (name: string | undefined): string => `/v1/trust-domains/${encodeURIComponent(name!)}`;
 
-export async function tdCreate({ values, positionals }: Parsed<typeof TD_CREATE_FLAGS>): Promise<void> {
+export async function tdCreate({ values, positionals, command }: Parsed<typeof TD_CREATE_FLAGS>): Promise<void> {
+  const cert = values['upstream-ca-cert'];
+  const key = values['upstream-ca-key'];
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new UsageError(`${cert === undefined ? '--upstream-ca-cert' : '--upstream-ca-key'} is required with ${cert === undefined ? '--upstream-ca-key' : '--upstream-ca-cert'}: a disk upstream authority needs its certificate and its key`, command);
+  }
+  // The CLI reads the files and sends their content: the CA never opens a path an admin names.
+  const upstream = cert !== undefined && key !== undefined
+    ? { upstreamCaCertificate: readInputFile(cert, 'the upstream CA certificate (--upstream-ca-cert)'), upstreamCaKey: readInputFile(key, 'the upstream CA key (--upstream-ca-key)') }
+    : {};
   const td = await adminClientFor(values).request<TrustDomainView>('POST', '/v1/trust-domains', {
     name: positionals[0]!,
     ...(values['ca-key-type'] ? { caKeyType: values['ca-key-type'] } : {}),
     ...settings(values),
+    ...upstream,
   });
   printResult(values.json, td, () => td.name);
 }

@@ -42,6 +42,13 @@ const ENDPOINT_FLAGS = flags({
 
 export const TD_CREATE_FLAGS = flags({
   'ca-key-type': { type: 'string', choices: ['ec-p256', 'ec-p384', 'rsa-2048'], description: "the CA key's type (default ec-p256); fixed once created" },
+  'upstream-ca-cert': {
+    type: 'string',
+    value: 'FILE',
+    complete: 'file',
+    description: 'PEM: an upstream CA certificate, then its chain up to the self-signed root; the CA becomes an intermediate under it (with --upstream-ca-key)',
+  },
+  'upstream-ca-key': { type: 'string', value: 'FILE', complete: 'file', description: "PEM: the upstream CA's private key; the CLI sends it over the TLS admin API, and the CA keeps it sealed" },
   ...TTL_FLAGS,
   ...ENDPOINT_FLAGS,
   ...ADMIN_FLAGS,
@@ -60,7 +67,7 @@ export const TD_DELETE_FLAGS = flags({
 });
 
 /** API body fields → the flags that set them, for the CA's 4xx messages. */
-const TD_FIELDS = { caKeyType: 'ca-key-type', jwtKeyType: 'jwt-key-type', authorityPrepublishSeconds: 'authority-prepublish', caTtlSeconds: 'ca-ttl', x509SvidTtlSeconds: 'x509-svid-ttl', jwtSvidTtlSeconds: 'jwt-svid-ttl', jwtIssuer: 'jwt-issuer', bundleRefreshHintSeconds: 'bundle-refresh-hint', bundleEndpointListen: 'bundle-endpoint-listen', bundleEndpointProfile: 'bundle-endpoint-profile', bundleEndpointSpiffeId: 'bundle-endpoint-spiffe-id', bundleEndpointUrl: 'bundle-endpoint-url', pageSize: 'page-size', pageToken: 'page-token' };
+const TD_FIELDS = { caKeyType: 'ca-key-type', jwtKeyType: 'jwt-key-type', authorityPrepublishSeconds: 'authority-prepublish', caTtlSeconds: 'ca-ttl', x509SvidTtlSeconds: 'x509-svid-ttl', jwtSvidTtlSeconds: 'jwt-svid-ttl', jwtIssuer: 'jwt-issuer', bundleRefreshHintSeconds: 'bundle-refresh-hint', bundleEndpointListen: 'bundle-endpoint-listen', bundleEndpointProfile: 'bundle-endpoint-profile', bundleEndpointSpiffeId: 'bundle-endpoint-spiffe-id', bundleEndpointUrl: 'bundle-endpoint-url', upstreamCaCertificate: 'upstream-ca-cert', upstreamCaKey: 'upstream-ca-key', pageSize: 'page-size', pageToken: 'page-token' };
 
 const td = () => import('../commands/trust-domain.js');
 
