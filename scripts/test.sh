@@ -25,6 +25,14 @@ if ! /usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1; then
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-cryptography >/dev/null
 fi
 
+# The upstream authority test reads the Workload API with Debian's python3-grpcio (an independent client).
+if ! /usr/bin/python3 -c 'import grpc' >/dev/null 2>&1; then
+  echo "== installing python3-grpcio from Debian's packages"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-grpcio >/dev/null
+fi
+
 # The completion tests source `cairn completion zsh` in a real zsh (Debian's zsh package).
 if ! command -v zsh >/dev/null 2>&1; then
   echo "== installing zsh from Debian's packages"
