@@ -1,4 +1,5 @@
 import { UpstreamService } from './upstream/service.js';
+import { OfflineUpstream } from './upstream/offline.js';
 import { UpstreamStore } from './upstream/store.js';
 import { hostname } from 'node:os';
 import type { Clock } from '../lib/clock.js';
@@ -121,11 +122,12 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const auditCheckpointer = new Checkpointer(audit, clock, logger, { integrateEveryMs: 1000, checkpointEveryMs: deps.audit?.checkpointEveryMs ?? 10_000, export: deps.audit?.export ?? {} });
   const upstream = new UpstreamService({ clock, sealer, store: new UpstreamStore(db) });
   const authority = new AuthorityService({ db, clock, random, sealer, keys, trustDomains: trustDomainStore, logger, caNameConstraints: deps.caNameConstraints ?? true, audit, upstream });
+  const offlineUpstream = new OfflineUpstream({ db, clock, logger, sealer, keys, trustDomains: trustDomainStore, authority, upstream, audit, caNameConstraints: deps.caNameConstraints ?? true });
   const nodes = new NodeStore(db);
   const tokenStore = new TokenStore(db);
   const issuancePool = new IssuancePool();
   const metrics = new CaMetrics(
-    { activeAuthorities: () => keys.activeEverywhere(), auditLog: () => audit.state() },
+    { activeAuthorities: () => keys.activeEverywhere(), auditLog: () => audit.state(), offlineSuccessors: () => offlineUpstream.dueEverywhere() },
     { process: deps.processMetrics ?? false },
   );
   const issuance = new IssuanceService({ clock, random, logger, authority, inventory, pool: issuancePool, metrics, audit, db });
@@ -194,6 +196,7 @@ export function buildCaCore(deps: CoreDeps): CaCore {
     auditCheckpointer,
     authority,
     authorityLifecycle: new AuthorityLifecycle({ db, clock, logger, keys, trustDomains: trustDomainStore, authority, inventory, audit }),
+    offlineUpstream,
     trustDomains,
     // Its own budget: PSAT and x509pop evidence cannot be guessed, so this only keeps a misbehaving
     // source from making us hammer the Kubernetes API; nodes behind one NAT share it.

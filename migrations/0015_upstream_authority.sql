@@ -6,6 +6,13 @@
 -- the non-root ones after the leaf; the bundle carries the roots instead of the CA certificate.
 ALTER TABLE authority_keys ADD COLUMN upstream_chain bytea;
 
+-- An X.509 key prepared for an offline upstream has no certificate until it is imported (it is not
+-- published meanwhile, and is never activated without one). Relaxing the check is safe for code that
+-- does not know it: such code never writes a key without a certificate.
+ALTER TABLE authority_keys DROP CONSTRAINT IF EXISTS authority_keys_check;
+ALTER TABLE authority_keys ADD CONSTRAINT authority_keys_certificate_check
+  CHECK (CASE WHEN kind = 'x509' THEN certificate IS NOT NULL OR status = 'prepared' ELSE certificate IS NULL END);
+
 -- A trust domain's upstream. mode 'disk': the operator handed over the upstream CA's certificate
 -- chain and key (sent as PEM over the admin API, never read from a path by the CA); the key is
 -- sealed under the KEK like the CA's own keys, and rotation signs each new intermediate with it.

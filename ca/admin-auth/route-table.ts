@@ -90,6 +90,7 @@ export const ADMIN_ROUTES: Readonly<Record<string, RouteRule>> = {
   'GET /v1/trust-domains/:name/authorities': { role: 'viewer', action: 'authority.list', trustDomain: param('name') },
   'POST /v1/trust-domains/:name/authorities/prepare': { role: 'admin', action: 'authority.prepare', trustDomain: param('name') },
   'POST /v1/trust-domains/:name/authorities/activate': { role: 'admin', action: 'authority.activate', trustDomain: param('name') },
+  'POST /v1/trust-domains/:name/authorities/import': { role: 'admin', action: 'authority.import', trustDomain: param('name') },
   'POST /v1/trust-domains/:name/authorities/:id/taint': { role: 'admin', action: 'authority.taint', trustDomain: param('name') },
   'POST /v1/trust-domains/:name/authorities/:id/revoke': { role: 'admin', action: 'authority.revoke', trustDomain: param('name') },
 

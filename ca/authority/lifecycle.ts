@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { AuthorityView } from '../../contract/authority-api.js';
+import type { AuthorityView, UpstreamStatus } from '../../contract/authority-api.js';
+import type { OfflineUpstream } from '../upstream/offline.js';
 import type { Clock } from '../../lib/clock.js';
 import { humanDuration } from '../../lib/duration.js';
 import { CairnError } from '../../lib/errors.js';
@@ -85,7 +86,15 @@ export class AuthorityLifecycle {
       publicKeyFingerprint: publicKeyFingerprint(k.publicKey),
       unexpiredSvids: k.kind === 'x509' ? (count?.count ?? 0) : null,
       lastSvidExpiresAt: k.kind === 'x509' ? iso(count?.lastExpiry) : iso(signedUntil),
+      ...(k.kind === 'x509' ? { awaitingCertificate: !k.certificate, upstreamSigned: Boolean(k.upstreamChain) } : {}),
     };
+  }
+
+  /** The trust domain's upstream authority, if it has one (authority list shows it). */
+  async upstreamStatus(trustDomain: string, offline: OfflineUpstream): Promise<UpstreamStatus | undefined> {
+    const td = await this.deps.trustDomains.get(trustDomain);
+    if (!td) return undefined;
+    return offline.status(trustDomain, await this.deps.keys.all(trustDomain), td.authorityPrepublishSeconds);
   }
 
   /** Generates a successor and publishes it at once; it signs nothing until activated. */
@@ -121,6 +130,11 @@ export class AuthorityLifecycle {
       const prepared = all.find((k) => k.kind === kind && k.status === 'prepared' && k.notAfter > now);
       if (!prepared) {
         throw new CairnError('authority_invalid_state', `${trustDomain} has no prepared ${kind} authority: prepare one first (it is published before it signs)`, { details: { kind } });
+      }
+      if (kind === 'x509' && !prepared.certificate) {
+        throw new CairnError('authority_invalid_state', `x509 authority ${prepared.id} of ${trustDomain} awaits its upstream-signed certificate: import it first (cairn authority import --trust-domain ${trustDomain} --cert FILE)`, {
+          details: { id: prepared.id, awaitingCertificate: true },
+        });
       }
       if (options.id !== undefined && options.id !== prepared.id) {
         const named = all.find((k) => k.id === options.id);

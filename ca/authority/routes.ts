@@ -1,15 +1,17 @@
 import { errorResponses } from '../../contract/common.js';
 import {
   ActivateAuthorityBody, ActivateAuthorityResponse, AuthorityList, AuthorityListQuery, AuthorityParams, AuthorityPaths, AuthorityTrustDomainParams,
-  AuthorityView, PrepareAuthorityBody, RevokeAuthorityBody, TaintAuthorityBody,
+  AuthorityView, ImportAuthorityBody, PrepareAuthorityBody, PreparedAuthority, RevokeAuthorityBody, TaintAuthorityBody,
 } from '../../contract/authority-api.js';
+import type { OfflineUpstream } from '../upstream/offline.js';
 import { noteChange } from '../admin-auth/access.js';
 import type { App } from '../http/types.js';
 import { validateTrustDomainName } from '../trust-domains/service.js';
+import { CairnError } from '../../lib/errors.js';
 import type { AuthorityLifecycle } from './lifecycle.js';
 
 /** Admin routes for a trust domain's authorities (prepare/activate/taint/revoke: admin role; list: viewer). */
-export function registerAuthorityRoutes(app: App, lifecycle: AuthorityLifecycle): void {
+export function registerAuthorityRoutes(app: App, lifecycle: AuthorityLifecycle, offline: OfflineUpstream): void {
   const tags = ['authorities'];
   app.get(AuthorityPaths.list, {
     schema: {
@@ -21,15 +23,47 @@ export function registerAuthorityRoutes(app: App, lifecycle: AuthorityLifecycle)
     },
   }, async (req) => {
     const td = validateTrustDomainName(req.params.name);
-    return { trustDomain: td, authorities: await lifecycle.list(td, req.query.kind) };
+    const authorities = await lifecycle.list(td, req.query.kind);
+    const upstream = await lifecycle.upstreamStatus(td, offline);
+    return { trustDomain: td, authorities, ...(upstream ? { upstream } : {}) };
   });
 
   app.post(AuthorityPaths.prepare, {
-    schema: { tags, summary: 'Generate and publish a successor key (it signs nothing until activated)', params: AuthorityTrustDomainParams, body: PrepareAuthorityBody, response: { 201: AuthorityView, ...errorResponses } },
+    schema: {
+      tags,
+      summary: 'Generate and publish a successor key (it signs nothing until activated); with csr (X.509), a key and a CSR for an offline upstream to sign',
+      params: AuthorityTrustDomainParams,
+      body: PrepareAuthorityBody,
+      response: { 201: PreparedAuthority, ...errorResponses },
+    },
   }, async (req, reply) => {
-    const view = await lifecycle.prepare(validateTrustDomainName(req.params.name), req.body.kind, req.actor);
+    const td = validateTrustDomainName(req.params.name);
+    if (req.body.csr) {
+      if (req.body.kind !== 'x509') throw new CairnError('invalid_request', 'csr applies to kind x509 only: JWT keys are not certified by an upstream');
+      const { key, csr, reused } = await offline.prepareCsr(td, req.actor);
+      const view = (await lifecycle.list(td, 'x509')).find((v) => v.id === key.id)!;
+      if (!reused) noteChange(req, { target: view.id, new: { kind: view.kind, status: view.status, keyType: view.keyType, publicKeyFingerprint: view.publicKeyFingerprint, awaitingCertificate: true } });
+      return reply.status(201).send({ ...view, csr });
+    }
+    const view = await lifecycle.prepare(td, req.body.kind, req.actor);
     noteChange(req, { target: view.id, new: { kind: view.kind, status: view.status, keyType: view.keyType, publicKeyFingerprint: view.publicKeyFingerprint } });
     return reply.status(201).send(view);
+  });
+
+  app.post(AuthorityPaths.import, {
+    schema: {
+      tags,
+      summary: 'Import the upstream-signed CA certificate for the key prepared with csr; it is published at once and signs once activated',
+      params: AuthorityTrustDomainParams,
+      body: ImportAuthorityBody,
+      response: { 200: AuthorityView, ...errorResponses },
+    },
+  }, async (req) => {
+    const td = validateTrustDomainName(req.params.name);
+    const key = await offline.import(td, req.body.certificate, req.body.chain, req.actor);
+    const view = (await lifecycle.list(td, 'x509')).find((v) => v.id === key.id)!;
+    noteChange(req, { target: key.id, old: { awaitingCertificate: true }, new: { status: view.status, notAfter: view.notAfter, upstreamSigned: true } });
+    return view;
   });
 
   app.post(AuthorityPaths.activate, {

@@ -203,13 +203,14 @@ export class AuthorityKeyStore {
 
   /**
    * An imported CA certificate for a prepared key that was waiting for one (the offline upstream
-   * flow): from then on it is published and may be activated. Its validity is the certificate's.
+   * flow): from then on it is published (created_at: the pre-publication window counts from now)
+   * and may be activated. Its validity is the certificate's.
    */
-  setCertificate(tx: Queryable, id: string, certificate: Buffer, upstreamChain: Buffer, notBefore: Date, notAfter: Date): Promise<void> {
+  setCertificate(tx: Queryable, id: string, certificate: Buffer, upstreamChain: Buffer, notBefore: Date, notAfter: Date, publishedAt: Date): Promise<void> {
     return guard(async () => {
       await tx.query(
-        `UPDATE authority_keys SET certificate = $2, upstream_chain = $3, not_before = $4, not_after = $5 WHERE id = $1 AND status = 'prepared' AND certificate IS NULL`,
-        [id, certificate, upstreamChain, notBefore, notAfter],
+        `UPDATE authority_keys SET certificate = $2, upstream_chain = $3, not_before = $4, not_after = $5, created_at = $6 WHERE id = $1 AND status = 'prepared' AND certificate IS NULL`,
+        [id, certificate, upstreamChain, notBefore, notAfter, publishedAt],
       );
     });
   }

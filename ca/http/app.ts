@@ -13,6 +13,7 @@ import type { AdminAuthService } from '../admin-auth/service.js';
 import type { AuthorityService } from '../authority/service.js';
 import type { AuthorityLifecycle } from '../authority/lifecycle.js';
 import { registerAuthorityRoutes } from '../authority/routes.js';
+import type { OfflineUpstream } from '../upstream/offline.js';
 import type { BanService } from '../bans/service.js';
 import { registerHealthRoutes, registerPublicRoutes } from '../bundle/routes.js';
 import type { InventoryStore } from '../inventory/store.js';
@@ -69,6 +70,7 @@ export interface CaServices {
   readonly sync: SyncService;
   readonly authority: AuthorityService;
   readonly authorityLifecycle: AuthorityLifecycle;
+  readonly offlineUpstream: OfflineUpstream;
   readonly trustDomains: TrustDomainService;
   readonly issuance: IssuanceService;
   readonly inventory: InventoryStore;
@@ -213,7 +215,7 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
     registerAdminRoutes(admin, services.adminAuth);
     registerKekRoutes(admin, services.kek);
     registerAuditRoutes(admin, services.audit, services.auditCheckpointer);
-    registerAuthorityRoutes(admin, services.authorityLifecycle);
+    registerAuthorityRoutes(admin, services.authorityLifecycle, services.offlineUpstream);
     registerFederationRoutes(admin, services.federation, services.relationships);
   });
 

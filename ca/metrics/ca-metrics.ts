@@ -49,6 +49,8 @@ export type CaMetricsPorts = IssuanceMetrics & SyncMetrics & RotationMetrics & H
 export interface CaGaugeSources {
   auditLog(): Promise<{ readonly size: number; readonly pending: number; readonly checkpoint: { readonly size: number; readonly createdAt: Date } | undefined }>;
   activeAuthorities(): Promise<readonly { readonly trustDomain: string; readonly kind: string; readonly notAfter: Date; readonly activatedAt: Date | undefined }[]>;
+  /** Trust domains with an offline upstream: when each needs an upstream-signed successor CA. */
+  offlineSuccessors?(): Promise<readonly { readonly trustDomain: string; readonly dueAt: Date }[]>;
 }
 
 /** Attestation and token-redemption routes: which method each is, and whether it spends a token. */
@@ -148,6 +150,20 @@ export class CaMetrics implements CaMetricsPorts {
     auditGauge('cairn_audit_checkpoint_size', 'Tree size of the newest signed checkpoint', (a) => a.checkpoint?.size);
     auditGauge('cairn_audit_checkpoint_timestamp_seconds', 'When the newest checkpoint was signed (Unix time; absent before the first)', (a) => (a.checkpoint ? a.checkpoint.createdAt.getTime() / 1000 : undefined));
     authorityGauge('cairn_authority_not_after_timestamp_seconds', "Expiry of each trust domain's active authority, by kind (x509, jwt) (Unix time)", (a) => a.notAfter);
+    if (given.offlineSuccessors) {
+      const successors = given.offlineSuccessors.bind(given);
+      new Gauge({
+        name: 'cairn_authority_successor_due_timestamp_seconds',
+        help: 'Trust domains with an offline upstream authority: when an upstream-signed successor X.509 CA is due (Unix time; alert when it is in the past: cairn authority list shows whether one was imported)',
+        labelNames: ['trust_domain'],
+        registers,
+        async collect() {
+          const list = await successors();
+          this.reset();
+          for (const s of list) this.set({ trust_domain: s.trustDomain }, s.dueAt.getTime() / 1000);
+        },
+      });
+    }
     authorityGauge('cairn_authority_last_rotation_timestamp_seconds', "When each trust domain's active authority started signing, by kind (Unix time)", (a) => a.activatedAt);
 
   }

@@ -42,6 +42,10 @@ export class UpstreamService {
     return this.deps.store.put(tx, record);
   }
 
+  offline(): Promise<string[]> {
+    return this.deps.store.offline();
+  }
+
   get(trustDomain: string): Promise<UpstreamAuthority | undefined> {
     return this.deps.store.get(trustDomain);
   }

@@ -1,11 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ActivateAuthorityResponse, AuthorityList, AuthorityView } from '../../contract/authority-api.js';
+import type { ActivateAuthorityResponse, AuthorityList, AuthorityView, PreparedAuthority } from '../../contract/authority-api.js';
+import { writeFileAtomic } from '../../lib/fs.js';
 import { humanDuration, parseDuration } from '../../lib/duration.js';
-import type { Parsed } from '../flags.js';
+import { UsageError, type Parsed } from '../flags.js';
 import type {
-  AUTHORITY_ACTIVATE_FLAGS, AUTHORITY_LIST_FLAGS, AUTHORITY_PREPARE_FLAGS, AUTHORITY_REVOKE_FLAGS, AUTHORITY_TAINT_FLAGS,
+  AUTHORITY_ACTIVATE_FLAGS, AUTHORITY_IMPORT_FLAGS, AUTHORITY_LIST_FLAGS, AUTHORITY_PREPARE_FLAGS, AUTHORITY_REVOKE_FLAGS, AUTHORITY_TAINT_FLAGS,
 } from '../specs/authority.js';
-import { adminClientFor, CliError, type AdminClient } from '../client.js';
+import { adminClientFor, CliError, readInputFile, type AdminClient } from '../client.js';
 import { printResult, say, table } from '../output.js';
 
 /** Envoy caches a JWKS 10 minutes and istiod refreshes every 20: a key published for less may be unknown to them. */
@@ -15,13 +16,20 @@ const base = (td: string): string => `/v1/trust-domains/${encodeURIComponent(td)
 
 export async function authorityList({ values }: Parsed<typeof AUTHORITY_LIST_FLAGS>): Promise<void> {
   const res = await adminClientFor(values).request<AuthorityList>('GET', `${base(values['trust-domain'])}${values.kind ? `?kind=${values.kind}` : ''}`);
+  const up = res.upstream;
+  const upstreamLines = !up
+    ? ''
+    : `upstream: ${up.mode}, root ${up.roots.map((r) => r.subject).join('; ')}, chain valid until ${up.notAfter}` +
+      (up.mode === 'offline' && up.successorDueAt ? `\nsigned successor ${up.successorDue ? 'DUE since' : 'due at'} ${up.successorDueAt}${up.successorDue ? ': cairn authority prepare --kind x509 --csr-out FILE, sign it, cairn authority import' : ''}` : '') +
+      '\n\n';
   printResult(values.json, res, () =>
+    upstreamLines +
     table([
       ['KIND', 'ID', 'STATUS', 'KEY TYPE', 'NOT BEFORE', 'NOT AFTER', 'UNEXPIRED SVIDS', 'FINGERPRINT'],
       ...res.authorities.map((a) => [
         a.kind,
         a.id,
-        a.status,
+        a.awaitingCertificate ? `${a.status} (awaiting certificate)` : a.status,
         a.keyType,
         a.notBefore,
         a.notAfter,
@@ -33,11 +41,35 @@ export async function authorityList({ values }: Parsed<typeof AUTHORITY_LIST_FLA
   );
 }
 
-export async function authorityPrepare({ values }: Parsed<typeof AUTHORITY_PREPARE_FLAGS>): Promise<void> {
+export async function authorityPrepare({ values, command }: Parsed<typeof AUTHORITY_PREPARE_FLAGS>): Promise<void> {
   const td = values['trust-domain'];
+  const csrOut = values['csr-out'];
+  if (csrOut !== undefined) {
+    if (values.kind !== 'x509') throw new UsageError('--csr-out needs --kind x509: only the X.509 CA is signed by an upstream', command);
+    const a = await adminClientFor(values).request<PreparedAuthority>('POST', `${base(td)}/prepare`, { kind: 'x509', csr: true });
+    writeFileAtomic(csrOut, a.csr!, 0o644);
+    say(`wrote a CSR for x509 authority ${a.id} (${a.keyType}, ${a.publicKeyFingerprint}) to ${csrOut}: have the upstream CA sign it as a CA certificate, keeping its extensions`);
+    say(`then: cairn authority import --trust-domain ${td} --cert SIGNED.pem --chain UPSTREAM-CHAIN.pem`);
+    const { csr: _csr, ...view } = a;
+    printResult(values.json, view, () => a.id);
+    return;
+  }
   const a = await adminClientFor(values).request<AuthorityView>('POST', `${base(td)}/prepare`, { kind: values.kind });
   say(`prepared ${a.kind} authority ${a.id} (${a.keyType}, ${a.publicKeyFingerprint}): published in the bundle now, signing nothing until activated`);
   say(`activate it with: cairn authority activate --trust-domain ${td} --kind ${a.kind} (add --min-published 30m to wait for verifiers that cache the bundle)`);
+  printResult(values.json, a, () => a.id);
+}
+
+export async function authorityImport({ values }: Parsed<typeof AUTHORITY_IMPORT_FLAGS>): Promise<void> {
+  const td = values['trust-domain'];
+  const body = {
+    kind: 'x509',
+    certificate: readInputFile(values.cert, 'the signed CA certificate (--cert)'),
+    ...(values.chain !== undefined ? { chain: readInputFile(values.chain, 'the upstream chain (--chain)') } : {}),
+  };
+  const a = await adminClientFor(values).request<AuthorityView>('POST', `${base(td)}/import`, body);
+  say(`imported the certificate of x509 authority ${a.id} (valid until ${a.notAfter}): published in the bundle, with the upstream root`);
+  say(`it signs once activated: rotation does so on its schedule, or now: cairn authority activate --trust-domain ${td} --kind x509`);
   printResult(values.json, a, () => a.id);
 }
 

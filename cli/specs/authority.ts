@@ -16,7 +16,23 @@ export const AUTHORITY_LIST_FLAGS = flags({
   kind: { type: 'string', choices: ['x509', 'jwt'], description: 'only authorities of this kind' },
   ...ADMIN_FLAGS,
 });
-export const AUTHORITY_PREPARE_FLAGS = flags({ ...TRUST_DOMAIN, ...KIND, ...ADMIN_FLAGS });
+export const AUTHORITY_PREPARE_FLAGS = flags({
+  ...TRUST_DOMAIN,
+  ...KIND,
+  'csr-out': {
+    type: 'string',
+    value: 'FILE',
+    complete: 'file',
+    description: 'x509, offline upstream: write a PKCS#10 CSR for the new key to FILE for the upstream to sign (then cairn authority import); the key is not published until then',
+  },
+  ...ADMIN_FLAGS,
+});
+export const AUTHORITY_IMPORT_FLAGS = flags({
+  ...TRUST_DOMAIN,
+  cert: { type: 'string', value: 'FILE', required: true, complete: 'file', description: 'PEM: the upstream-signed CA certificate for the key prepared with --csr-out' },
+  chain: { type: 'string', value: 'FILE', complete: 'file', description: 'PEM: the certificates above it up to the self-signed root (needed the first time; the root goes into the bundle)' },
+  ...ADMIN_FLAGS,
+});
 export const AUTHORITY_ACTIVATE_FLAGS = flags({
   ...TRUST_DOMAIN,
   ...KIND,
@@ -38,13 +54,13 @@ export const AUTHORITY_REVOKE_FLAGS = flags({
   ...ADMIN_FLAGS,
 });
 
-const FIELDS = { kind: 'kind', id: 'id', minPublishedSeconds: 'min-published', force: 'force' };
+const FIELDS = { kind: 'kind', id: 'id', minPublishedSeconds: 'min-published', force: 'force', csr: 'csr-out', certificate: 'cert', chain: 'chain' };
 
 const authority = () => import('../commands/authority.js');
 
 export const authorityGroup = group({
   name: 'authority',
-  summary: "a trust domain's signing keys: list, prepare, activate, taint, revoke",
+  summary: "a trust domain's signing keys: list, prepare, import, activate, taint, revoke",
   description: `The operator's levers over a trust domain's X.509 CA and JWT signing keys (SPIRE's localauthority).
 A key is prepared (published in the bundle, signing nothing), active (signing), old (replaced, still
 published until it expires), tainted (agents re-issue everything it signed at once) and revoked (out
@@ -63,8 +79,22 @@ of the bundle for good). After a compromise: prepare, activate, taint the old ke
       summary: 'generate a successor key and publish it in the bundle (it signs nothing until activated)',
       flags: AUTHORITY_PREPARE_FLAGS,
       apiFields: apiFieldsFor(AUTHORITY_PREPARE_FLAGS, FIELDS),
-      examples: ['cairn authority prepare --trust-domain example.org --kind x509'],
+      examples: ['cairn authority prepare --trust-domain example.org --kind x509', 'cairn authority prepare --trust-domain example.org --kind x509 --csr-out ca.csr'],
       run: async (args) => (await authority()).authorityPrepare(args),
+    }),
+    command({
+      name: 'import',
+      summary: 'import the upstream-signed CA certificate for the key prepared with --csr-out (it is published, and signs once activated)',
+      description: `The offline upstream flow: cairn authority prepare --kind x509 --csr-out ca.csr writes a CSR, the upstream
+signs it (keeping its extensions: cA, keyCertSign, URI SAN spiffe://<td>), and import checks the certificate
+(the prepared key's, a CA, the trust domain's SPIFFE ID, a chain to a self-signed root that outlives it) and
+publishes it; the bundle then carries the upstream root. Rotation activates it on its schedule, or
+cairn authority activate does at once. From then on rotation makes no self-signed CA for the trust domain:
+authority list, the logs and cairn_authority_successor_due_timestamp_seconds say when the next one is due.`,
+      flags: AUTHORITY_IMPORT_FLAGS,
+      apiFields: apiFieldsFor(AUTHORITY_IMPORT_FLAGS, FIELDS),
+      examples: ['cairn authority import --trust-domain example.org --cert ca.pem --chain enterprise-chain.pem'],
+      run: async (args) => (await authority()).authorityImport(args),
     }),
     command({
       name: 'activate',

@@ -67,7 +67,7 @@ export function enterprisePki(dir: string): EnterprisePki {
 }
 
 /** `openssl verify -CAfile root -untrusted intermediates leaf`: its output, or throws with openssl's message. */
-export function verifyWithRoot(dir: string, rootPem: string, chainPem: string): string {
+export function verifyWithRoot(dir: string, rootPem: string, chainPem: string, extra: string[] = []): string {
   const blocks = chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----\n?/g) ?? [];
   const leaf = join(dir, 'verify-leaf.pem');
   const untrusted = join(dir, 'verify-untrusted.pem');
@@ -75,7 +75,7 @@ export function verifyWithRoot(dir: string, rootPem: string, chainPem: string): 
   writeFileSync(leaf, blocks[0] ?? '');
   writeFileSync(untrusted, blocks.slice(1).join('\n'));
   writeFileSync(root, rootPem);
-  const args = ['verify', '-CAfile', root, ...(blocks.length > 1 ? ['-untrusted', untrusted] : []), leaf];
+  const args = ['verify', ...extra, '-CAfile', root, ...(blocks.length > 1 ? ['-untrusted', untrusted] : []), leaf];
   try {
     return execFileSync('openssl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (err) {
