@@ -107,6 +107,23 @@ describe(`a disk upstream authority: SVIDs chain to the enterprise root (${store
     expect(agent.stderr()).not.toMatch(/"level":50/);
   });
 
+  it('an agentless device: bootstrap and renew write the chain in svid.pem and the root in bundle.pem, and renew authenticates with the chain', { timeout: 120_000 }, async () => {
+    const dev = join(dir, 'device');
+    const tok = await ca.admin<{ token: string }>('/v1/tokens', { trustDomain: TD, spiffeId: `spiffe://${TD}/device/1` });
+    const boot = await runCairnAsync(['bootstrap', '--token', tok.body.token, '--write', dev], { CAIRN_DATA_DIR: undefined });
+    expect(boot.status, boot.stderr).toBe(0);
+    const first = readFileSync(join(dev, 'svid.pem'), 'utf8');
+    expect(PEMS(first)).toHaveLength(3);
+    expect(PEMS(readFileSync(join(dev, 'bundle.pem'), 'utf8'))).toEqual(PEMS(pki.rootPem));
+    expect(verifyWithRoot(dir, pki.rootPem, first)).toMatch(/: OK/);
+    const renewed = await runCairnAsync(['renew', '--dir', dev], { CAIRN_DATA_DIR: undefined });
+    expect(renewed.status, renewed.stderr).toBe(0);
+    const second = readFileSync(join(dev, 'svid.pem'), 'utf8');
+    expect(PEMS(second)[0]).not.toBe(PEMS(first)[0]);
+    expect(PEMS(second)).toHaveLength(3);
+    expect(verifyWithRoot(dir, pki.rootPem, second)).toMatch(/: OK/);
+  });
+
   it('refuses an upstream that is not a CA, a key that is not its key, one that expires before the CA would, and malformed PEM, naming the flag', { timeout: 120_000 }, async () => {
     const p = join(dir, 'pki');
     const leaf = signWith(p, 'not-a-ca', { cert: pki.rootCert, key: pki.rootKey }, { days: 365, ext: 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n' });
