@@ -13,9 +13,11 @@ import { opensslVerify } from '../support/openssl.js';
 import { callAs, createAdmin } from '../support/admins.js';
 import { startTestCa, type TestCa } from '../support/ca.js';
 import { storeKind } from '../support/db.js';
+import { enterprisePki } from '../support/enterprise-ca.js';
 
 const TD = 'kek.test';
 const TOKEN = 'kek-test-api-token-7f3a';
+const UPSTREAM_TD = 'kek-upstream.test';
 
 /** Every sealed value in the database, raw, by where it is: what a database dump holds. */
 async function sealedBlobs(ca: TestCa): Promise<{ where: string; blob: Buffer }[]> {
@@ -23,7 +25,9 @@ async function sealedBlobs(ca: TestCa): Promise<{ where: string; blob: Buffer }[
   const tls = await ca.handle.db.query<{ private_key_sealed: Uint8Array }>('SELECT private_key_sealed FROM server_tls_authority');
   const tokens = await ca.handle.db.query<{ name: string; sealed: string }>(`SELECT name, config->>'apiTokenSealed' AS sealed FROM node_attestors WHERE config ? 'apiTokenSealed'`);
   const audit = await ca.handle.db.query<{ private_key_sealed: Uint8Array }>('SELECT private_key_sealed FROM audit_log');
+  const upstream = await ca.handle.db.query<{ trust_domain: string; private_key_sealed: Uint8Array }>('SELECT trust_domain, private_key_sealed FROM upstream_authorities');
   return [
+    ...upstream.rows.map((r) => ({ where: `upstream key of ${r.trust_domain}`, blob: Buffer.from(r.private_key_sealed) })),
     ...keys.rows.map((r) => ({ where: `authority key ${r.id}`, blob: Buffer.from(r.private_key_sealed) })),
     ...tls.rows.map((r) => ({ where: 'server TLS authority', blob: Buffer.from(r.private_key_sealed) })),
     ...tokens.rows.map((r) => ({ where: `k8s token ${r.name}`, blob: Buffer.from(r.sealed, 'base64') })),
@@ -75,8 +79,13 @@ describe(`cairn kek rotate: every sealed value re-sealed under the new KEK (${st
       body: { mode: 'token_review', apiServer: 'https://127.0.0.1:9', apiToken: TOKEN, allowedServiceAccounts: ['cairn:cairn-agent'] },
     });
     expect(psat.status).toBe(200);
+    // a disk upstream authority's key is sealed too
+    const pki = enterprisePki(mkdtempSync(join(tmpdir(), 'cairn-kek-pki-')));
+    const upstream = await ca.admin('/v1/trust-domains', { body: { name: UPSTREAM_TD, upstreamCaCertificate: readFileSync(pki.issuingChain, 'utf8'), upstreamCaKey: readFileSync(pki.issuingKey, 'utf8') } });
+    expect(upstream.status).toBe(201);
+    rmSync(pki.dir, { recursive: true, force: true });
     const ids = (await ca.handle.db.query<{ trust_domain: string; id: string }>('SELECT trust_domain, id FROM authority_keys')).rows;
-    aads = [...ids.map((r) => `cairn-authority-key:${r.trust_domain}:${r.id}`), 'cairn-server-tls-authority', `k8s-psat/${TD}/east/api-token`, 'audit-log-key'];
+    aads = [...ids.map((r) => `cairn-authority-key:${r.trust_domain}:${r.id}`), 'cairn-server-tls-authority', `k8s-psat/${TD}/east/api-token`, 'audit-log-key', `cairn-upstream-key:${UPSTREAM_TD}`];
   }, 120_000);
   afterAll(() => ca.close());
 
@@ -161,6 +170,10 @@ describe(`cairn kek rotate: every sealed value re-sealed under the new KEK (${st
     expect((await ca.admin('/v1/jwt-svids', { body: { spiffeId: `spiffe://${TD}/w`, audience: ['a'] } })).status).toBe(201);
     // the audit log key, re-sealed too, still signs
     expect((await ca.admin('/v1/audit/checkpoint', { method: 'POST' })).status).toBe(200);
+    // and so does the upstream key: it signs the next CA certificate of its trust domain
+    const prepared = await ca.admin(`/v1/trust-domains/${UPSTREAM_TD}/authorities/prepare`, { method: 'POST', body: { kind: 'x509' } });
+    expect(prepared.status, await prepared.clone().text()).toBe(201);
+    expect((await prepared.json()).upstreamSigned).toBe(true);
     // and a CA given the old KEK cannot start on this database
     const stale = join(mkdtempSync(join(tmpdir(), 'cairn-old-kek-')), 'kek');
     writeFileSync(stale, oldKek.toString('base64'), { mode: 0o600 });
