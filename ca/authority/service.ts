@@ -15,7 +15,7 @@ import { AUTHORITY_KINDS, type AuthorityKey, type AuthorityKeyStore, type Author
 import type { AuditAppender } from '../audit/port.js';
 import type { JsonValue } from '../../lib/canonical-json.js';
 import { x509AnchorsOf } from '../upstream/published.js';
-import { caNotAfterUnder, offlineSuccessor, type UpstreamIssuer, type UpstreamService } from '../upstream/service.js';
+import type { UpstreamIssuer, UpstreamService } from '../upstream/service.js';
 
 /** X.509 SVIDs and CA certificates start 10 s in the past to absorb clock skew (SPIRE's cushion). */
 export const NOT_BEFORE_CUSHION_SECONDS = 10;
@@ -67,8 +67,6 @@ export class AuthorityService {
   private readonly jwtSigners = new Map<string, JwtSigner>();
   /** Per JWT key: the expiry bound written to the store (or being written). */
   private readonly jwtRecorded = new Map<string, { until: number; written: Promise<void> }>();
-  /** Active CAs of offline-upstream trust domains whose due successor was logged (once each). */
-  private readonly successorDueLogged = new Set<string>();
 
   constructor(private readonly deps: AuthorityDeps) {}
 
@@ -79,19 +77,7 @@ export class AuthorityService {
     // A trust domain created before the caps may hold a longer TTL: its next keys get the cap.
     let notAfter = addSeconds(now, Math.min(req.ttlSeconds, profileOf(req.keyType).maxCaTtlSeconds));
     const upstream = req.kind === 'x509' && !req.awaitCertificate ? await this.upstreamFor(req) : null;
-    if (upstream) {
-      const capped = caNotAfterUnder(upstream.chain, notAfter);
-      if (capped.notAfter <= addSeconds(now, 60)) {
-        throw new CairnError('upstream_expires_too_soon', `the upstream authority of ${req.trustDomain} expires at ${capped.notAfter.toISOString()}: it can sign no new CA certificate; renew it`);
-      }
-      if (capped.shortened) {
-        this.deps.logger.warn(
-          { event: 'authority.upstream_expiring', trustDomain: req.trustDomain, upstreamNotAfter: capped.notAfter.toISOString() },
-          'the upstream authority expires before a full-length CA certificate would: the new one ends with it; renew the upstream',
-        );
-      }
-      notAfter = capped.notAfter;
-    }
+    if (upstream) notAfter = this.deps.upstream!.fitNotAfter(req.trustDomain, upstream, notAfter, this.deps.logger);
     const { privateKey, publicKey } = await generateKeyPairOf(req.keyType);
     const id = randomAlphanumeric(random, 32);
     const certificate =
@@ -120,14 +106,7 @@ export class AuthorityService {
 
   private async upstreamFor(req: NewKeyRequest): Promise<UpstreamIssuer | null> {
     if (req.upstream !== undefined) return req.upstream;
-    const found = await this.deps.upstream?.issuerFor(req.trustDomain);
-    if (found === 'offline') {
-      throw new CairnError(
-        'authority_invalid_state',
-        `${req.trustDomain} has an offline upstream authority: its next CA certificate is signed there (cairn authority prepare --trust-domain ${req.trustDomain} --kind x509 --csr-out FILE, sign the CSR, then cairn authority import)`,
-      );
-    }
-    return found ?? null;
+    return (await this.deps.upstream?.issuerForNewCa(req.trustDomain)) ?? null;
   }
 
   /** The trust domain's settings and signers for its active keys: one read, then cached key material. */
@@ -257,7 +236,7 @@ export class AuthorityService {
     if (!td) return false;
     const fresh: AuthorityKey[] = [];
     const offline = (await this.deps.upstream?.get(trustDomainName))?.mode === 'offline';
-    if (offline) this.noteOfflineSuccessor(td, current, now);
+    if (offline) this.deps.upstream!.noteSuccessorDue(td, current, now, this.deps.logger);
     for (const kind of AUTHORITY_KINDS) {
       const active = current.find((k) => k.kind === kind && k.status === 'active' && k.notAfter > now);
       if (current.some((k) => k.kind === kind && k.status === 'prepared' && k.notAfter > now)) continue;
@@ -293,20 +272,6 @@ export class AuthorityService {
     }
     if (changed) this.deps.logger.info({ event: 'authority.rotated', trustDomain: trustDomainName }, 'authority keys rotated');
     return changed;
-  }
-
-  /** Logs, once per active CA and process, that an offline upstream must sign its successor now. */
-  private noteOfflineSuccessor(td: TrustDomain, keys: readonly AuthorityKey[], now: Date): void {
-    const next = offlineSuccessor(keys, td.authorityPrepublishSeconds, now);
-    const active = keys.find((k) => k.kind === 'x509' && k.status === 'active' && k.notAfter > now);
-    if (!next?.due || !active || this.successorDueLogged.has(active.id)) return;
-    this.successorDueLogged.add(active.id);
-    this.deps.logger.warn(
-      { event: 'authority.successor_due', trustDomain: td.name, authorityId: active.id, dueAt: next.dueAt.toISOString(), activeNotAfter: active.notAfter.toISOString(), awaitingCertificate: next.awaitingCertificate },
-      next.awaitingCertificate
-        ? `a signed successor of the X.509 CA of ${td.name} is due: import the upstream-signed certificate for prepared authority ${next.awaitingCertificate} (cairn authority import)`
-        : `a signed successor of the X.509 CA of ${td.name} is due: cairn authority prepare --trust-domain ${td.name} --kind x509 --csr-out FILE, have the upstream sign it, then cairn authority import`,
-    );
   }
 
   private async activateDue(tx: Queryable, td: TrustDomain, all: readonly AuthorityKey[], now: Date, changes: Record<string, unknown>[]): Promise<boolean> {

@@ -93,7 +93,7 @@ export class EnrollmentService {
         issuedTo: `token:${t.id}`,
       };
       if (t.repeat) {
-        const svid = await this.repeatedAnswer(tx, t.issuedSvid!, grant, csr, issuer.bundle);
+        const svid = await this.repeatedAnswer(tx, t.issuedSvid!, grant, csr, issuer.bundle, issuer.intermediates);
         return svid ? { ok: true as const, svid, grant, tokenId: t.id, repeat: true } : { ok: false as const, reason: 'used' as const, tokenId: t.id };
       }
       const svid = await this.enrollIn(tx, issuer, grant, csr, nodeKind, attestationType);
@@ -142,7 +142,9 @@ export class EnrollmentService {
    * and the node still stands where that redemption left it (not renewed since, not evicted: then the
    * first answer evidently arrived). Nothing new is signed or recorded.
    */
-  private async repeatedAnswer(tx: Queryable, der: Buffer, grant: NodeGrant, csr: ReturnType<typeof verifyCsr>, bundle: Buffer[]): Promise<IssuedX509Svid | undefined> {
+  private async repeatedAnswer(
+    tx: Queryable, der: Buffer, grant: NodeGrant, csr: ReturnType<typeof verifyCsr>, bundle: Buffer[], intermediates: readonly Buffer[],
+  ): Promise<IssuedX509Svid | undefined> {
     const cert = new X509Certificate(der);
     if (!cert.publicKey.export({ type: 'spki', format: 'der' }).equals(csr.publicKey.spki)) return undefined;
     const node = await this.deps.nodes.lock(tx, grant.spiffeId);
@@ -152,7 +154,10 @@ export class EnrollmentService {
     if (await this.deps.revocations.isRevoked(serial, tx)) return undefined;
     const notAfter = new Date(cert.validTo);
     if (notAfter <= this.deps.clock.now()) return undefined;
-    return { spiffeId: grant.spiffeId, chain: [der], serial, notBefore: new Date(cert.validFrom), notAfter, bundle };
+    // under an upstream the chain goes with it, when the authority that signed it is still the active one
+    const signer = intermediates[0] ? new X509Certificate(intermediates[0]) : undefined;
+    const chain = signer && cert.checkIssued(signer) && cert.verify(signer.publicKey) ? [der, ...intermediates] : [der];
+    return { spiffeId: grant.spiffeId, chain, serial, notBefore: new Date(cert.validFrom), notAfter, bundle };
   }
 
   /**

@@ -66,6 +66,8 @@ export interface IssuedX509Svid {
 export interface X509Issuer {
   /** DER of the trust domain's X.509 authorities, as sent with each SVID. */
   readonly bundle: Buffer[];
+  /** What follows a leaf the active authority signs (its CA certificate and upstream intermediates; none when self-signed). */
+  readonly intermediates: readonly Buffer[];
   /** Signs and writes the inventory rows, in `tx` when given (they commit with it or not at all). */
   issue(requests: readonly X509Request[], issuedTo: string, tx?: Queryable): Promise<IssuedX509Svid[]>;
   /** The audit log line, once the SVIDs are committed. */
@@ -115,6 +117,7 @@ export class IssuanceService {
     const bundle = await this.deps.authority.x509Bundle(trustDomain);
     return {
       bundle,
+      intermediates: authority.x509.intermediates ?? [],
       issue: async (requests, issuedTo, tx) => {
         const done = this.metrics.issuance('x509', trustDomain);
         try {

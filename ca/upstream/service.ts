@@ -6,6 +6,8 @@ import type { CaIssuer } from '../authority/ca-certificate.js';
 import { preparationPoint } from '../authority/schedule.js';
 import type { AuthorityKey } from '../authority/store.js';
 import type { Sealer } from '../authority/sealing.js';
+import type { Logger } from '../../lib/log.js';
+import type { TrustDomain } from '../trust-domains/model.js';
 import type { Queryable } from '../db/database.js';
 import {
   certificatesFromPem, chainNotAfter, checkCanSignCas, checkOutlives, joinDer, keyMatches, keyTypeOfKey, pathToRoot, privateKeyFromPem,
@@ -36,7 +38,53 @@ export const DISK_FIELDS = { certificate: 'upstreamCaCertificate', key: 'upstrea
  * only to sign a new CA certificate, and never leaves in an answer, a log line or an error.
  */
 export class UpstreamService {
+  /** Active CAs of offline-upstream trust domains whose due successor was logged (once each, per process). */
+  private readonly successorDueLogged = new Set<string>();
+
   constructor(private readonly deps: { readonly clock: Clock; readonly sealer: Sealer; readonly store: UpstreamStore }) {}
+
+  /** issuerFor, refusing an offline upstream: its CA certificates are signed elsewhere and imported. */
+  async issuerForNewCa(trustDomain: string): Promise<UpstreamIssuer | undefined> {
+    const found = await this.issuerFor(trustDomain);
+    if (found !== 'offline') return found;
+    throw new CairnError(
+      'authority_invalid_state',
+      `${trustDomain} has an offline upstream authority: its next CA certificate is signed there (cairn authority prepare --trust-domain ${trustDomain} --kind x509 --csr-out FILE, sign the CSR, then cairn authority import)`,
+    );
+  }
+
+  /**
+   * The end of a CA certificate the upstream signs now: `intended`, or the upstream's own end when
+   * that comes first (logged: the operator must renew the upstream). Refused when the upstream can
+   * sign nothing useful any more.
+   */
+  fitNotAfter(trustDomain: string, upstream: UpstreamIssuer, intended: Date, logger: Logger): Date {
+    const capped = caNotAfterUnder(upstream.chain, intended);
+    if (capped.notAfter.getTime() <= this.deps.clock.now().getTime() + 60_000) {
+      throw new CairnError('upstream_expires_too_soon', `the upstream authority of ${trustDomain} expires at ${capped.notAfter.toISOString()}: it can sign no new CA certificate; renew it`);
+    }
+    if (capped.shortened) {
+      logger.warn(
+        { event: 'authority.upstream_expiring', trustDomain, upstreamNotAfter: capped.notAfter.toISOString() },
+        'the upstream authority expires before a full-length CA certificate would: the new one ends with it; renew the upstream',
+      );
+    }
+    return capped.notAfter;
+  }
+
+  /** Logs, once per active CA and process, that an offline upstream must sign its successor now. */
+  noteSuccessorDue(td: TrustDomain, keys: readonly AuthorityKey[], now: Date, logger: Logger): void {
+    const next = offlineSuccessor(keys, td.authorityPrepublishSeconds, now);
+    const active = keys.find((k) => k.kind === 'x509' && k.status === 'active' && k.notAfter > now);
+    if (!next?.due || !active || this.successorDueLogged.has(active.id)) return;
+    this.successorDueLogged.add(active.id);
+    logger.warn(
+      { event: 'authority.successor_due', trustDomain: td.name, authorityId: active.id, dueAt: next.dueAt.toISOString(), activeNotAfter: active.notAfter.toISOString(), awaitingCertificate: next.awaitingCertificate },
+      next.awaitingCertificate
+        ? `a signed successor of the X.509 CA of ${td.name} is due: import the upstream-signed certificate for prepared authority ${next.awaitingCertificate} (cairn authority import)`
+        : `a signed successor of the X.509 CA of ${td.name} is due: cairn authority prepare --trust-domain ${td.name} --kind x509 --csr-out FILE, have the upstream sign it, then cairn authority import`,
+    );
+  }
 
   put(tx: Queryable, record: UpstreamAuthority): Promise<void> {
     return this.deps.store.put(tx, record);
