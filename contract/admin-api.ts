@@ -65,6 +65,8 @@ export const UpdateTrustDomainBody = Type.Object(
     bundleEndpointProfile: Type.Optional(Type.String({ maxLength: 32, description: 'https_spiffe (default): the endpoint authenticates with an X.509-SVID of the trust domain' })),
     bundleEndpointSpiffeId: Type.Optional(Type.String({ maxLength: 2048, description: 'default spiffe://<td>/cairn/bundle-endpoint' })),
     bundleEndpointUrl: Type.Optional(Type.String({ maxLength: 512, description: 'the public https URL, when it differs from the listen address' })),
+    upstreamCaCertificate: Type.Optional(Type.String({ maxLength: 65536, description: 'PEM: a new (renewed) upstream CA certificate and its chain; it signs the next CA certificate' })),
+    upstreamCaKey: Type.Optional(Type.String({ maxLength: 65536, description: "PEM: the new upstream CA's private key; sealed under the KEK, never returned" })),
   },
   { additionalProperties: false, minProperties: 1 },
 );

@@ -32,6 +32,9 @@ export interface CreateTrustDomainInput extends BundleEndpointInput {
 
 export interface UpdateTrustDomainInput extends Omit<TrustDomainPatch, 'jwtKeyType' | 'bundleEndpoint'>, BundleEndpointInput {
   readonly jwtKeyType?: string;
+  /** A new disk upstream (a renewed enterprise CA): it signs the trust domain's next CA certificate. */
+  readonly upstreamCaCertificate?: string;
+  readonly upstreamCaKey?: string;
 }
 
 /** Something that knows whether a trust domain still has registration entries. */
@@ -164,7 +167,7 @@ export class TrustDomainService {
   }
 
   /** Both halves of a disk upstream or neither; checked before anything is generated. */
-  private diskUpstreamOf(input: CreateTrustDomainInput, name: string, caTtlSeconds: number): ReturnType<UpstreamService['checkDisk']> | undefined {
+  private diskUpstreamOf(input: { readonly upstreamCaCertificate?: string; readonly upstreamCaKey?: string }, name: string, caTtlSeconds: number): ReturnType<UpstreamService['checkDisk']> | undefined {
     const { upstreamCaCertificate: certificatePem, upstreamCaKey: keyPem } = input;
     if (certificatePem === undefined && keyPem === undefined) return undefined;
     if (certificatePem === undefined || keyPem === undefined) {
@@ -202,9 +205,12 @@ export class TrustDomainService {
     const jwtIssuer = patch.jwtIssuer === undefined ? undefined : validateIssuer(patch.jwtIssuer);
     const jwtKeyType = patch.jwtKeyType === undefined ? undefined : keyTypeOf(patch.jwtKeyType, 'jwtKeyType');
     const bundleEndpoint = bundleEndpointOf(patch, current.name, current.bundleEndpoint, this.deps.hostName);
-    const { bundleEndpointListen: _l, bundleEndpointProfile: _p, bundleEndpointSpiffeId: _s, bundleEndpointUrl: _u, ...settings } = patch;
+    const upstream = this.diskUpstreamOf(patch, current.name, Math.min(patch.caTtlSeconds ?? current.caTtlSeconds, profileOf(current.caKeyType).maxCaTtlSeconds));
+    const { bundleEndpointListen: _l, bundleEndpointProfile: _p, bundleEndpointSpiffeId: _s, bundleEndpointUrl: _u, upstreamCaCertificate: _c, upstreamCaKey: _k, ...settings } = patch;
     const updated = await this.deps.store.update(current.name, { ...settings, jwtIssuer, jwtKeyType, bundleEndpoint }, this.deps.clock.now());
     if (!updated) throw new CairnError('trust_domain_not_found', `trust domain ${name} does not exist`);
+    // Replaces any upstream (disk or offline): the next CA certificate, at rotation or prepare, is signed by it.
+    if (upstream) await this.deps.db.transaction((tx) => this.deps.upstream!.put(tx, upstream.record));
     observe?.(current, updated);
     this.deps.logger.info({ event: 'trust_domain.updated', trustDomain: current.name, changes: Object.keys(patch), actor }, 'trust domain updated');
     return updated;

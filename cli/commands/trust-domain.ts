@@ -43,16 +43,20 @@ function settings(values: Values<typeof TD_UPDATE_FLAGS>) {
 
 const pathOf = (name: string | undefined): string => `/v1/trust-domains/${encodeURIComponent(name!)}`;
 
-export async function tdCreate({ values, positionals, command }: Parsed<typeof TD_CREATE_FLAGS>): Promise<void> {
+/** --upstream-ca-cert and --upstream-ca-key, both or neither. The CLI reads the files and sends their content: the CA never opens a path an admin names. */
+function upstreamOf(values: { 'upstream-ca-cert'?: string | undefined; 'upstream-ca-key'?: string | undefined }, command: string): { upstreamCaCertificate?: string; upstreamCaKey?: string } {
   const cert = values['upstream-ca-cert'];
   const key = values['upstream-ca-key'];
   if ((cert === undefined) !== (key === undefined)) {
     throw new UsageError(`${cert === undefined ? '--upstream-ca-cert' : '--upstream-ca-key'} is required with ${cert === undefined ? '--upstream-ca-key' : '--upstream-ca-cert'}: a disk upstream authority needs its certificate and its key`, command);
   }
-  // The CLI reads the files and sends their content: the CA never opens a path an admin names.
-  const upstream = cert !== undefined && key !== undefined
+  return cert !== undefined && key !== undefined
     ? { upstreamCaCertificate: readInputFile(cert, 'the upstream CA certificate (--upstream-ca-cert)'), upstreamCaKey: readInputFile(key, 'the upstream CA key (--upstream-ca-key)') }
     : {};
+}
+
+export async function tdCreate({ values, positionals, command }: Parsed<typeof TD_CREATE_FLAGS>): Promise<void> {
+  const upstream = upstreamOf(values, command);
   const td = await adminClientFor(values).request<TrustDomainView>('POST', '/v1/trust-domains', {
     name: positionals[0]!,
     ...(values['ca-key-type'] ? { caKeyType: values['ca-key-type'] } : {}),
@@ -79,8 +83,8 @@ export async function tdShow({ values, positionals }: Parsed<typeof TD_SHOW_FLAG
 }
 
 export async function tdUpdate({ values, positionals, command }: Parsed<typeof TD_UPDATE_FLAGS>): Promise<void> {
-  requireOneOf(values, ['ca-ttl', 'x509-svid-ttl', 'jwt-svid-ttl', 'jwt-issuer', 'jwt-key-type', 'authority-prepublish', 'bundle-refresh-hint', 'bundle-endpoint-listen', 'bundle-endpoint-profile', 'bundle-endpoint-spiffe-id', 'bundle-endpoint-url'], command);
-  const td = await adminClientFor(values).request<TrustDomainView>('PATCH', pathOf(positionals[0]), settings(values));
+  requireOneOf(values, ['ca-ttl', 'x509-svid-ttl', 'jwt-svid-ttl', 'jwt-issuer', 'jwt-key-type', 'authority-prepublish', 'bundle-refresh-hint', 'bundle-endpoint-listen', 'bundle-endpoint-profile', 'bundle-endpoint-spiffe-id', 'bundle-endpoint-url', 'upstream-ca-cert', 'upstream-ca-key'], command);
+  const td = await adminClientFor(values).request<TrustDomainView>('PATCH', pathOf(positionals[0]), { ...settings(values), ...upstreamOf(values, command) });
   printResult(values.json, td, () => describe(td));
 }
 

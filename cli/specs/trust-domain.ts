@@ -55,6 +55,8 @@ export const TD_CREATE_FLAGS = flags({
 });
 export const TD_UPDATE_FLAGS = flags({
   ...TTL_FLAGS,
+  'upstream-ca-cert': { type: 'string', value: 'FILE', complete: 'file', description: 'PEM: a new (renewed) upstream CA certificate and its chain up to the root; it signs the next CA certificate (with --upstream-ca-key)' },
+  'upstream-ca-key': { type: 'string', value: 'FILE', complete: 'file', description: "PEM: the new upstream CA's private key" },
   'jwt-issuer': { type: 'string', value: 'URL', description: 'the iss claim of JWT-SVIDs and the OIDC issuer; "" removes it' },
   ...ENDPOINT_FLAGS,
   ...ADMIN_FLAGS,
@@ -88,7 +90,7 @@ export const trustDomainGroup = group({
     command({ name: 'show', summary: "show a trust domain's settings", flags: TD_SHOW_FLAGS, positionals: [NAME], run: async (args) => (await td()).tdShow(args) }),
     command({
       name: 'update',
-      summary: "change a trust domain's lifetimes, JWT issuer, JWT key type, pre-publication window or bundle endpoint",
+      summary: "change a trust domain's lifetimes, JWT issuer, JWT key type, pre-publication window, bundle endpoint or disk upstream",
       flags: TD_UPDATE_FLAGS,
       positionals: [NAME],
       apiFields: apiFieldsFor(TD_UPDATE_FLAGS, TD_FIELDS),

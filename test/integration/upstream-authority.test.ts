@@ -91,6 +91,29 @@ describe(`upstream authorities: rotation and the offline flow (${storeKind()} st
     expect(execFileSync('openssl', ['verify', ...at(), '-CAfile', pki.rootCert, '-untrusted', writeTmp('untrusted.pem', PEMS(after.certChain).slice(1).join('')), writeTmp('leaf.pem', PEMS(after.certChain)[0]!)], { encoding: 'utf8' })).toMatch(/OK/);
   });
 
+  it('disk upstream: trust-domain update --upstream-ca-cert/--upstream-ca-key renews it; the next CA is signed by the new one and the bundle gains its root', async () => {
+    const TD = 'disk.test';
+    const renewed = selfSignedCa(dir, 'renewed-root', '/C=US/O=Example Bank/CN=Example Bank Root CA 2', 3650);
+    const half = await cairn('trust-domain', 'update', TD, '--upstream-ca-key', renewed.key);
+    expect(half.status).toBe(2);
+    expect(half.stderr).toMatch(/^error: --upstream-ca-cert is required with --upstream-ca-key/m);
+    const wrong = await cairn('trust-domain', 'update', TD, '--upstream-ca-cert', renewed.cert, '--upstream-ca-key', pki.issuingKey);
+    expect(wrong.status).toBe(1);
+    expect(wrong.stderr).toMatch(/^error: upstream_key_mismatch: --upstream-ca-key: /m);
+    const updated = await cairn('trust-domain', 'update', TD, '--upstream-ca-cert', renewed.cert, '--upstream-ca-key', renewed.key);
+    expect(updated.status, updated.stderr).toBe(0);
+    const prepared = await ca.admin(`/v1/trust-domains/${TD}/authorities/prepare`, { method: 'POST', body: { kind: 'x509' } });
+    expect(prepared.status, await prepared.clone().text()).toBe(201);
+    expect((await prepared.json()).upstreamSigned).toBe(true);
+    const roots = [pki.rootPem, readFileSync(renewed.cert, 'utf8')].map((p) => new X509Certificate(p).raw.toString('base64'));
+    expect((await x509Bundle(TD)).sort()).toEqual(roots.sort());
+    expect((await authorities(TD)).upstream!.roots.map((r) => r.subject)).toEqual(['C=US, O=Example Bank, CN=Example Bank Root CA 2']);
+    expect((await ca.admin(`/v1/trust-domains/${TD}/authorities/activate`, { method: 'POST', body: { kind: 'x509' } })).status).toBe(200);
+    const svid = await mint(TD);
+    expect(PEMS(svid.certChain)).toHaveLength(2); // leaf and the CA; the new upstream is itself the root
+    expect(verifyWithRoot(dir, readFileSync(renewed.cert, 'utf8'), svid.certChain, at())).toMatch(/OK/);
+  });
+
   it('disk upstream: a new CA certificate never outlives the upstream (shortened, with a warning)', async () => {
     const TD = 'short.test';
     const root = selfSignedCa(dir, 'ten-day-root', '/CN=Ten Day Root', 10);
