@@ -23,6 +23,8 @@ const refuse = (code: ErrorCode, field: string, message: string, details: Record
 /** The DER certificates of a PEM text; refuses anything else in it, and a text with none. */
 export function certificatesFromPem(pem: string, field: string): Buffer[] {
   if (Buffer.byteLength(pem, 'utf8') > MAX_PEM_BYTES) throw refuse('invalid_upstream_ca', field, `more than ${MAX_PEM_BYTES} bytes of PEM`);
+  // counted before the block pattern runs: each unterminated BEGIN would make it scan the rest of the text
+  if ((pem.match(/-----BEGIN /g) ?? []).length > MAX_CHAIN_CERTIFICATES) throw refuse('invalid_upstream_ca', field, `holds more than ${MAX_CHAIN_CERTIFICATES} PEM blocks`);
   const ders: Buffer[] = [];
   for (const m of pem.matchAll(PEM_BLOCK)) {
     if (m[1] !== 'CERTIFICATE') throw refuse('invalid_upstream_ca', field, `holds a PEM "${m[1]}" block; only CERTIFICATE blocks belong here`);
@@ -100,6 +102,11 @@ export function pathToRoot(first: Buffer, ders: readonly Buffer[], field: string
     current = parent.cert;
   }
   throw refuse('invalid_upstream_ca', field, 'the chain does not end at a self-signed root');
+}
+
+/** Refuses a certificate not valid at `now` (not yet, or no longer). */
+export function checkValidAt(der: Buffer, now: Date, field: string): void {
+  within(new NodeX509(der), now, field);
 }
 
 function within(c: NodeX509, now: Date, field: string): void {

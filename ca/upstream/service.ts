@@ -10,7 +10,7 @@ import type { Logger } from '../../lib/log.js';
 import type { TrustDomain } from '../trust-domains/model.js';
 import type { Queryable } from '../db/database.js';
 import {
-  certificatesFromPem, chainNotAfter, checkCanSignCas, checkOutlives, joinDer, keyMatches, keyTypeOfKey, pathToRoot, privateKeyFromPem,
+  certificatesFromPem, chainNotAfter, checkCanSignCas, checkValidAt, checkOutlives, joinDer, keyMatches, keyTypeOfKey, pathToRoot, privateKeyFromPem,
 } from './chain.js';
 import { upstreamSealingContext, type UpstreamAuthority, type UpstreamStore } from './store.js';
 
@@ -115,6 +115,7 @@ export class UpstreamService {
         details: { field: DISK_FIELDS.key },
       });
     }
+    checkValidAt(ca, now, DISK_FIELDS.certificate);
     const chain = [ca, ...pathToRoot(ca, certs.slice(1), DISK_FIELDS.certificate, now)];
     checkOutlives(chain, addSeconds(now, caTtlSeconds), DISK_FIELDS.certificate, 'renew the upstream CA, or lower --ca-ttl so that CA certificates end before it');
     const createdAt = now;
