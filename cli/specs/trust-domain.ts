@@ -90,7 +90,7 @@ export const trustDomainGroup = group({
     command({ name: 'show', summary: "show a trust domain's settings", flags: TD_SHOW_FLAGS, positionals: [NAME], run: async (args) => (await td()).tdShow(args) }),
     command({
       name: 'update',
-      summary: "change a trust domain's lifetimes, JWT issuer, JWT key type, pre-publication window, bundle endpoint or disk upstream",
+      summary: "change a trust domain's lifetimes, JWT issuer, JWT key type, pre-publication window or bundle endpoint",
       flags: TD_UPDATE_FLAGS,
       positionals: [NAME],
       apiFields: apiFieldsFor(TD_UPDATE_FLAGS, TD_FIELDS),
