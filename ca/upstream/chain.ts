@@ -109,8 +109,11 @@ export function checkValidAt(der: Buffer, now: Date, field: string): void {
   within(new NodeX509(der), now, field);
 }
 
+/** A certificate made moments ago on a host whose clock runs a little ahead is not refused. */
+const NOT_BEFORE_SKEW_MS = 5 * 60_000;
+
 function within(c: NodeX509, now: Date, field: string): void {
-  if (new Date(c.validFrom) > now) throw refuse('invalid_upstream_ca', field, `${subjectOf(c)} is not valid before ${new Date(c.validFrom).toISOString()}`);
+  if (new Date(c.validFrom).getTime() > now.getTime() + NOT_BEFORE_SKEW_MS) throw refuse('invalid_upstream_ca', field, `${subjectOf(c)} is not valid before ${new Date(c.validFrom).toISOString()}`);
   if (new Date(c.validTo) <= now) throw refuse('upstream_expires_too_soon', field, `${subjectOf(c)} expired at ${new Date(c.validTo).toISOString()}`);
 }
 
