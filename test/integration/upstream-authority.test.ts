@@ -50,6 +50,8 @@ describe(`upstream authorities: rotation and the offline flow (${storeKind()} st
 
   beforeAll(async () => {
     pki = enterprisePki(dir);
+    // the injected clock starts once the enterprise PKI exists (openssl stamps it with the wall clock)
+    clock.set(new Date());
     ca = await startTestCa({ clock });
   });
   afterAll(async () => {
