@@ -73,6 +73,8 @@ export const ERROR_CODES = [
   'federated_bundle_in_use',
   'unknown_federated_trust_domain',
   'federation_endpoint_not_allowed',
+  'web_certificate_file_not_allowed',
+  'web_certificate_invalid',
   // infrastructure
   'conflict',
   'store_unavailable',

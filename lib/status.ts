@@ -83,6 +83,8 @@ export const STATUS_TABLE: Readonly<Record<ErrorCode, TransportStatus>> = {
   federated_bundle_not_found: s(404, G.NotFound),
   federated_bundle_in_use: s(409, G.FailedPrecondition),
   federation_endpoint_not_allowed: s(403, G.PermissionDenied),
+  web_certificate_file_not_allowed: s(403, G.PermissionDenied),
+  web_certificate_invalid: s(400, G.InvalidArgument),
   unknown_federated_trust_domain: s(400, G.InvalidArgument),
   internal: s(500, G.Internal),
 };

@@ -13,6 +13,8 @@ import { TRUST_DOMAIN_DEFAULTS, TTL_LIMITS, type TrustDomain } from './model.js'
 import type { TrustDomainPatch, TrustDomainStore } from './store.js';
 import { bundleEndpointOf, type BundleEndpointInput } from '../bundle-endpoint/config.js';
 import type { ChangeObserver } from '../admin-auth/record.js';
+import type { WebCertDir } from '../bundle-endpoint/web-files.js';
+import type { BundleEndpoint } from './model.js';
 
 export interface CreateTrustDomainInput extends BundleEndpointInput {
   readonly name: string;
@@ -47,6 +49,8 @@ export interface TrustDomainDeps {
   readonly templates: EntryCounter;
   /** This host's name: the bundle endpoint's URL when it listens on every address and none is set. */
   readonly hostName: string;
+  /** Reads and checks an https_web endpoint's files (ca/bundle-endpoint/web-files.ts): refused when the operator allows none. */
+  readonly webCerts: Pick<WebCertDir, 'loadPair'>;
 }
 
 export function validateTrustDomainName(name: string): string {
@@ -126,6 +130,7 @@ export class TrustDomainService {
     checkRefreshHint(input.bundleRefreshHintSeconds);
     const jwtIssuer = validateIssuer(input.jwtIssuer);
     const bundleEndpoint = bundleEndpointOf(input, name, undefined, this.deps.hostName) ?? null;
+    this.checkWebFiles(bundleEndpoint);
     if (await this.deps.store.get(name)) throw new CairnError('trust_domain_exists', `trust domain ${name} already exists`);
     const keys = await Promise.all(
       (['x509', 'jwt'] as const).map((kind) =>
@@ -151,6 +156,14 @@ export class TrustDomainService {
     });
     this.deps.logger.info({ event: 'trust_domain.created', trustDomain: name, caKeyType, jwtKeyType, actor }, 'trust domain created');
     return td;
+  }
+
+  /**
+   * An https_web endpoint is stored only when this replica can serve it now: files in the operator's
+   * directory, a certificate and its key. Replicas read them again themselves (and on every change).
+   */
+  private checkWebFiles(endpoint: BundleEndpoint | null | undefined): void {
+    if (endpoint?.profile === 'https_web') this.deps.webCerts.loadPair(endpoint.certFile, endpoint.keyFile);
   }
 
   async get(name: string): Promise<TrustDomain> {
@@ -180,7 +193,8 @@ export class TrustDomainService {
     const jwtIssuer = patch.jwtIssuer === undefined ? undefined : validateIssuer(patch.jwtIssuer);
     const jwtKeyType = patch.jwtKeyType === undefined ? undefined : keyTypeOf(patch.jwtKeyType, 'jwtKeyType');
     const bundleEndpoint = bundleEndpointOf(patch, current.name, current.bundleEndpoint, this.deps.hostName);
-    const { bundleEndpointListen: _l, bundleEndpointProfile: _p, bundleEndpointSpiffeId: _s, bundleEndpointUrl: _u, ...settings } = patch;
+    this.checkWebFiles(bundleEndpoint);
+    const { bundleEndpointListen: _l, bundleEndpointProfile: _p, bundleEndpointSpiffeId: _s, bundleEndpointUrl: _u, bundleEndpointCert: _c, bundleEndpointKey: _k, ...settings } = patch;
     const updated = await this.deps.store.update(current.name, { ...settings, jwtIssuer, jwtKeyType, bundleEndpoint }, this.deps.clock.now());
     if (!updated) throw new CairnError('trust_domain_not_found', `trust domain ${name} does not exist`);
     observe?.(current, updated);

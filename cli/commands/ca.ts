@@ -117,6 +117,7 @@ function caConfigOf({ values, sources }: Pick<Parsed<typeof CA_START_FLAGS>, 'va
     auditCheckpointWebhook: values['audit-checkpoint-webhook'],
     federationEndpoints: values['federation-endpoints']?.split(',').map((p) => p.trim()).filter((p) => p !== ''),
     pinConfigMap: pinConfigMapOf(values, sources, kubeCredentials),
+    webCertDir: values['web-cert-dir'],
   };
 }
 

@@ -163,6 +163,13 @@ export const CA_START_FLAGS = flags({
     env: ['CAIRN_PIN_CONFIGMAP_CREDENTIALS'],
     description: 'the Kubernetes credential set (--kube-credentials) that writes --pin-configmap (default in-cluster)',
   },
+  'web-cert-dir': {
+    type: 'string',
+    value: 'DIR',
+    env: ['CAIRN_WEB_CERT_DIR'],
+    complete: 'dir',
+    description: 'the only directory whose certificate and key files https_web bundle endpoints may name (default: none, https_web is refused)',
+  },
   ...LOG_FLAGS,
   ...CONFIG_FLAG,
 });
