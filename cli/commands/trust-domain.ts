@@ -75,7 +75,7 @@ export async function tdShow({ values, positionals }: Parsed<typeof TD_SHOW_FLAG
 }
 
 export async function tdUpdate({ values, positionals, command }: Parsed<typeof TD_UPDATE_FLAGS>): Promise<void> {
-  requireOneOf(values, ['ca-ttl', 'x509-svid-ttl', 'jwt-svid-ttl', 'jwt-issuer', 'jwt-key-type', 'authority-prepublish', 'bundle-refresh-hint', 'bundle-endpoint-listen', 'bundle-endpoint-profile', 'bundle-endpoint-spiffe-id', 'bundle-endpoint-url'], command);
+  requireOneOf(values, ['ca-ttl', 'x509-svid-ttl', 'jwt-svid-ttl', 'jwt-issuer', 'jwt-key-type', 'authority-prepublish', 'bundle-refresh-hint', 'bundle-endpoint-listen', 'bundle-endpoint-profile', 'bundle-endpoint-spiffe-id', 'bundle-endpoint-url', 'bundle-endpoint-cert', 'bundle-endpoint-key'], command);
   const td = await adminClientFor(values).request<TrustDomainView>('PATCH', pathOf(positionals[0]), settings(values));
   printResult(values.json, td, () => describe(td));
 }

@@ -10,7 +10,7 @@ import { createRemoteJWKSet, customFetch, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestCa, type TestCa } from '../support/ca.js';
 import { storeKind } from '../support/db.js';
-import { freePort } from '../support/processes.js';
+import { freePort, runCairnAsync } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
 
 const TD = 'web-endpoint.test';
@@ -148,6 +148,9 @@ describe(`the https_web bundle endpoint and OIDC over https (${storeKind()} stor
     }
     // one answer for all: nothing tells whether an outside file exists
     expect([...answers]).toHaveLength(1);
+    const cli = await runCairnAsync(['trust-domain', 'update', TD, '--bundle-endpoint-key', '/var/lib/cairn/kek', '--server', ca.url], { CAIRN_ADMIN_TOKEN: ca.adminToken, CAIRN_SERVER: undefined, CAIRN_CA_PIN: undefined, CAIRN_CA_FILE: undefined });
+    expect(cli.status).not.toBe(0);
+    expect(cli.stderr).toMatch(/^error: web_certificate_file_not_allowed: bundleEndpointKey must name a file in the CA's web certificate directory/m);
     expect((await json(`/v1/trust-domains/${TD}`)).body).toMatchObject({ bundleEndpointCert: 'web.pem', bundleEndpointKey: 'web.key' });
     expect((await get(`${url}/`, root)).peer.fingerprint256).toBe(fingerprintOf('a.pem'));
     // inside the directory, problems are told plainly
