@@ -154,8 +154,8 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
   // Before the store: bad listener limits or a missing or malformed KEK file are configuration
   // mistakes, found without touching the database.
   const limits = checkListenerLimits({ ...DEFAULT_LISTENER_LIMITS, ...config.limits });
-  const { kek, source, generated } = loadKek(config.kekFile, config.dataDir, random);
   const webCertDir = webCertDirOf(config.webCertDir);
+  const { kek, source, generated } = loadKek(config.kekFile, config.dataDir, random);
   // Everything opened from here on is closed again, newest first, if the start fails halfway: a CA
   // that cannot serve exits instead of hanging on a worker, a LISTEN connection or a bound port.
   const opened = new Resources();

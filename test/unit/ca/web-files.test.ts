@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -75,5 +75,7 @@ describe('the web certificate directory (https_web files an admin may name)', ()
   it('a CA started with a --web-cert-dir that is not a directory stops with one sentence', async () => {
     expect(() => new WebCertDir(join(dir, 'a.pem'))).toThrow(/is not a directory/);
     await expect(startCa({ dataDir: join(dir, 'data'), host: '127.0.0.1', port: 0, tlsPort: 0, webCertDir: join(dir, 'nowhere') })).rejects.toThrow(/^--web-cert-dir .*nowhere: no such directory$/);
+    // found before the CA makes anything (a generated KEK, the embedded store)
+    expect(existsSync(join(dir, 'data'))).toBe(false);
   });
 });
