@@ -22,6 +22,7 @@ import { credentialSets, IN_CLUSTER, type KubeCredentialSet } from './node-attes
 import { PinConfigMapPublisher, type PinConfigMapTarget } from './pin-configmap/publisher.js';
 import { buildCaCore, defaultAuditOrigin, type CaCore } from './services.js';
 import { BundleEndpoints } from './bundle-endpoint/server.js';
+import { WebCertDir } from './bundle-endpoint/web-files.js';
 import { listenForChanges } from './db/changes.js';
 
 export interface CaConfig {
@@ -66,6 +67,8 @@ export interface CaConfig {
   readonly auditCheckpointWebhook?: string | undefined;
   /** Bundle endpoints federation relationships may point at (ca/federation/endpoint-allow.ts): none unless set. */
   readonly federationEndpoints?: readonly string[] | undefined;
+  /** The only directory https_web bundle endpoints' certificate and key files may be in (ca/bundle-endpoint/web-files.ts): none unless set. */
+  readonly webCertDir?: string | undefined;
   /** Request and keep-alive timeouts and the connection cap of both listeners (defaults: DEFAULT_LISTENER_LIMITS). */
   readonly limits?: Partial<ListenerLimits> | undefined;
   /** Prometheus metrics on a listener of their own, besides /metrics for loopback callers on the plain listener. */
@@ -124,6 +127,14 @@ function pinConfigMapTarget(config: CaConfig['pinConfigMap'], sets: ReadonlyMap<
   return { namespace: config.namespace, name: config.name, credentials };
 }
 
+function webCertDirOf(dir: string | undefined): WebCertDir {
+  try {
+    return new WebCertDir(dir);
+  } catch (err) {
+    throw new CaStartError((err as Error).message, { cause: err });
+  }
+}
+
 /** The migrations this installation ships. */
 export function bundledMigrations(): Migration[] {
   return loadMigrations(join(packageRoot(import.meta.url), 'migrations'));
@@ -143,6 +154,7 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
   // Before the store: bad listener limits or a missing or malformed KEK file are configuration
   // mistakes, found without touching the database.
   const limits = checkListenerLimits({ ...DEFAULT_LISTENER_LIMITS, ...config.limits });
+  const webCertDir = webCertDirOf(config.webCertDir);
   const { kek, source, generated } = loadKek(config.kekFile, config.dataDir, random);
   // Everything opened from here on is closed again, newest first, if the start fails halfway: a CA
   // that cannot serve exits instead of hanging on a worker, a LISTEN connection or a bound port.
@@ -163,7 +175,7 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
       checkpointEveryMs: config.auditCheckpointIntervalMs,
       export: { file: config.auditCheckpointFile, webhook: config.auditCheckpointWebhook },
     };
-    const core = buildCaCore({ db, clock, random, logger, kek, kekFile: source, processMetrics: runtime.processMetrics ?? false, kubeCredentials, caNameConstraints: config.caNameConstraints, migrations, version, audit, federationEndpoints: config.federationEndpoints, tlsEndpoint: async () => ({ url: config.tlsPublicUrl ?? tlsUrl, pin: await core.serverTls.pin() }) });
+    const core = buildCaCore({ db, clock, random, logger, kek, kekFile: source, processMetrics: runtime.processMetrics ?? false, kubeCredentials, caNameConstraints: config.caNameConstraints, migrations, version, audit, federationEndpoints: config.federationEndpoints, webCertDir, tlsEndpoint: async () => ({ url: config.tlsPublicUrl ?? tlsUrl, pin: await core.serverTls.pin() }) });
     opened.defer('issuance workers', () => core.issuancePool.close());
     const adminTokenFile = join(config.dataDir, 'admin-token');
     const bootstrapToken = await core.adminAuth.bootstrap(config.adminToken);
@@ -197,12 +209,8 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
       });
     };
 
-    // Without a configured public URL, the plain listener's address (known once it listens); never
-    // the request's Host.
-    let publicBase = config.publicUrl ?? '';
-    const publicUrl = (): string => publicBase;
-    const app = await buildCaApp(core, { logger, publicUrl, version, plainAdmin: config.plainAdmin ?? 'loopback', tlsUrl: () => config.tlsPublicUrl ?? tlsUrl, limits });
-    const tlsApp = await buildCaApp(core, { logger, publicUrl, version, limits, tls: { key: credentials.keyPem, cert: credentials.certChainPem } });
+    const app = await buildCaApp(core, { logger, version, plainAdmin: config.plainAdmin ?? 'loopback', tlsUrl: () => config.tlsPublicUrl ?? tlsUrl, limits });
+    const tlsApp = await buildCaApp(core, { logger, version, limits, tls: { key: credentials.keyPem, cert: credentials.certChainPem } });
     // Loops stop after the listeners have closed (design: stop accepting, finish in-flight, stop
     // loops, close the pool), so they are registered before them.
     const rotation = setInterval(housekeeping, config.rotationIntervalMs ?? 60_000);
@@ -230,6 +238,7 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
       authority: core.authority,
       issuance: core.issuance,
       onChange: (listener) => listenForChanges(db, listener),
+      webCerts: core.webCerts,
     });
     await bundleEndpoints.start();
     opened.defer('bundle endpoints', () => bundleEndpoints.stop());
@@ -247,9 +256,8 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
     await listen(tlsApp, tlsHost, config.tlsPort ?? 8443, '--tls-listen');
     const url = `http://${hostPort(config.host, app)}`;
     tlsUrl = `https://${hostPort(tlsHost, tlsApp)}`;
-    if (!config.publicUrl) {
-      publicBase = url;
-      if (isWildcard(config.host)) logger.warn({ publicUrl: url }, 'no public URL configured and listening on every address: jwks_uri points at the loopback address; set --public-url (CAIRN_PUBLIC_URL) for consumers on other hosts');
+    if (!config.publicUrl && isWildcard(config.host)) {
+      logger.warn({ publicUrl: url }, 'no public URL configured and listening on every address: issuers and URLs derived from it point at the loopback address; set --public-url (CAIRN_PUBLIC_URL) for consumers on other hosts');
     }
     let metricsUrl = `${url}${METRICS_PATH}`;
     if (config.metricsListen) {

@@ -51,6 +51,7 @@ import type { CaServices } from './http/app.js';
 import { InventoryStore } from './inventory/store.js';
 import { IssuanceService } from './issuance/service.js';
 import { TrustDomainService } from './trust-domains/service.js';
+import { WebCertDir } from './bundle-endpoint/web-files.js';
 import { TrustDomainStore } from './trust-domains/store.js';
 import { AuditStore } from './audit/store.js';
 import { AuditLog } from './audit/service.js';
@@ -80,6 +81,8 @@ export interface CoreDeps {
   readonly caNameConstraints?: boolean | undefined;
   /** Bundle endpoints the CA may fetch for federation relationships (ca/federation/endpoint-allow.ts); none by default. */
   readonly federationEndpoints?: readonly string[] | undefined;
+  /** Where the operator's certificates for https_web bundle endpoints are (ca/bundle-endpoint/web-files.ts); none by default. */
+  readonly webCertDir?: WebCertDir | undefined;
   /** The audit log: its origin when this replica creates it, how often it signs while growing, where checkpoints go. */
   readonly audit?: { readonly origin?: string | undefined; readonly checkpointEveryMs?: number | undefined; readonly export?: CheckpointExport | undefined } | undefined;
 }
@@ -98,6 +101,8 @@ export interface CaCore extends CaServices {
   readonly feed: ChangeFeed;
   /** Polls the bundle endpoints of federation relationships (a run(signal) task of ca/main.ts). */
   readonly federationRefresher: Refresher;
+  /** The operator's directory of https_web certificates (none configured: https_web is refused). */
+  readonly webCerts: WebCertDir;
 }
 
 /** The audit log's origin when none is configured: this host's name (replicas keep whichever the first one stored). */
@@ -136,7 +141,8 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const bans = new BanService({ clock, logger, store: new BanStore(db), trustDomains: trustDomainStore, audit });
   const revocation = new RevocationService({ clock, logger, store: new RevocationStore(db), keys, trustDomains: trustDomainStore, sealer, audit });
   const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter, bans, revocations: revocation, audit });
-  const trustDomains = new TrustDomainService({ db, clock, logger, store: trustDomainStore, keys, authority, entries, templates, hostName: hostname(), upstream });
+  const webCerts = deps.webCertDir ?? new WebCertDir(undefined);
+  const trustDomains = new TrustDomainService({ db, clock, logger, store: trustDomainStore, keys, authority, entries, templates, hostName: hostname(), upstream, webCerts });
   const feed = new ChangeFeed(db);
   const relationshipStore = new RelationshipStore(db);
   const federation = new FederationService({ clock, logger, store: new FederationStore(db), relationships: relationshipStore, trustDomains: trustDomainStore, entries, authority, audit });
@@ -184,6 +190,7 @@ export function buildCaCore(deps: CoreDeps): CaCore {
     templateIssuance: new TemplateIssuance({ store: templates, issuance, parentsOf: (node) => enrollment.parentsOf(node) }),
     relationships,
     federationRefresher: new Refresher({ clock, logger, store: relationshipStore, relationships }),
+    webCerts,
     enrollment,
     bans,
     sync: new SyncService({ clock, entries, templates, enrollment, authority, feed, metrics, revocation, federation }),

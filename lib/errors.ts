@@ -78,6 +78,8 @@ export const ERROR_CODES = [
   'upstream_not_ca',
   'upstream_key_mismatch',
   'upstream_expires_too_soon',
+  'web_certificate_file_not_allowed',
+  'web_certificate_invalid',
   // infrastructure
   'conflict',
   'store_unavailable',

@@ -87,6 +87,8 @@ export const STATUS_TABLE: Readonly<Record<ErrorCode, TransportStatus>> = {
   upstream_not_ca: s(400, G.InvalidArgument),
   upstream_key_mismatch: s(400, G.InvalidArgument),
   upstream_expires_too_soon: s(400, G.InvalidArgument),
+  web_certificate_file_not_allowed: s(403, G.PermissionDenied),
+  web_certificate_invalid: s(400, G.InvalidArgument),
   unknown_federated_trust_domain: s(400, G.InvalidArgument),
   internal: s(500, G.Internal),
 };

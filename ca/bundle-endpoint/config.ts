@@ -11,6 +11,9 @@ export interface BundleEndpointInput {
   readonly bundleEndpointProfile?: string | undefined;
   readonly bundleEndpointSpiffeId?: string | undefined;
   readonly bundleEndpointUrl?: string | undefined;
+  /** https_web: files in the CA's web certificate directory (web-files.ts). */
+  readonly bundleEndpointCert?: string | undefined;
+  readonly bundleEndpointKey?: string | undefined;
 }
 
 const DNS_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
@@ -59,20 +62,20 @@ function checkSpiffeId(value: string, trustDomain: string): string {
 
 /**
  * The endpoint after a create (`current` undefined) or an update: undefined when the input does not
- * touch it, null when it is removed. The URL follows the listen address unless it was set.
+ * touch it, null when it is removed. The URL follows the listen address unless it was set; the
+ * profile, its SPIFFE ID or files stay as they were unless given. The https_web files are only
+ * named here: the service has them read and checked (web-files.ts).
  */
 export function bundleEndpointOf(input: BundleEndpointInput, trustDomain: string, current: BundleEndpoint | null | undefined, hostName: string): BundleEndpoint | null | undefined {
-  const { bundleEndpointListen: listen, bundleEndpointProfile: profile, bundleEndpointSpiffeId: spiffeId, bundleEndpointUrl: url } = input;
-  const others = profile !== undefined || spiffeId !== undefined || url !== undefined;
+  const { bundleEndpointListen: listen, bundleEndpointProfile: profile, bundleEndpointSpiffeId: spiffeId, bundleEndpointUrl: url, bundleEndpointCert: cert, bundleEndpointKey: key } = input;
+  const others = profile !== undefined || spiffeId !== undefined || url !== undefined || cert !== undefined || key !== undefined;
   if (listen === undefined && !others) return undefined;
   if (listen === null || listen === '') {
     if (others) throw new CairnError('invalid_request', 'an endpoint that is removed (bundleEndpointListen null) takes no other bundleEndpoint settings');
     return null;
   }
-  if (profile !== undefined && profile !== 'https_spiffe') {
-    throw new CairnError('invalid_request', profile === 'https_web'
-      ? 'the https_web profile (a certificate and key the operator supplies) is not available in this release; use https_spiffe, where peers authenticate the endpoint by its SVID'
-      : `bundleEndpointProfile must be https_spiffe or https_web (got "${profile}")`);
+  if (profile !== undefined && profile !== 'https_spiffe' && profile !== 'https_web') {
+    throw new CairnError('invalid_request', `bundleEndpointProfile must be https_spiffe or https_web (got "${profile}")`);
   }
   const base = listen === undefined ? current : undefined;
   if (listen === undefined && !base) throw new CairnError('invalid_request', `trust domain ${trustDomain} has no bundle endpoint: set bundleEndpointListen to create one`);
@@ -80,11 +83,23 @@ export function bundleEndpointOf(input: BundleEndpointInput, trustDomain: string
   const hostPort = `${where.host.includes(':') ? `[${where.host}]` : where.host}:${where.port}`;
   const publicHost = WILDCARDS.has(where.host) ? hostName : where.host;
   const derivedUrl = `https://${publicHost.includes(':') ? `[${publicHost}]` : publicHost}:${where.port}`;
-  return {
+  const common = {
     listen: hostPort,
-    profile: 'https_spiffe',
-    spiffeId: checkSpiffeId(spiffeId ?? current?.spiffeId ?? defaultEndpointSpiffeId(trustDomain), trustDomain),
     // a URL set before is kept when only other settings change; a new listen address without one derives it
     url: url !== undefined ? checkUrl(url) : listen === undefined && current ? current.url : derivedUrl,
   };
+  const chosen = profile ?? current?.profile ?? 'https_spiffe';
+  if (chosen === 'https_web') {
+    if (spiffeId !== undefined) throw new CairnError('invalid_request', 'bundleEndpointSpiffeId is for the https_spiffe profile; an https_web endpoint serves the certificate the operator supplies');
+    const was = current?.profile === 'https_web' ? current : undefined;
+    const certFile = cert ?? was?.certFile;
+    const keyFile = key ?? was?.keyFile;
+    if (!certFile || !keyFile) throw new CairnError('invalid_request', 'the https_web profile needs bundleEndpointCert and bundleEndpointKey: the certificate and key files, in the CA\'s web certificate directory');
+    return { ...common, profile: 'https_web', certFile, keyFile };
+  }
+  if (cert !== undefined || key !== undefined) {
+    throw new CairnError('invalid_request', 'bundleEndpointCert and bundleEndpointKey are for the https_web profile (set bundleEndpointProfile https_web); an https_spiffe endpoint serves an SVID the CA issues');
+  }
+  const currentId = current?.profile === 'https_spiffe' ? current.spiffeId : undefined;
+  return { ...common, profile: 'https_spiffe', spiffeId: checkSpiffeId(spiffeId ?? currentId ?? defaultEndpointSpiffeId(trustDomain), trustDomain) };
 }

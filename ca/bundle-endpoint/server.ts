@@ -1,5 +1,4 @@
 import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Clock } from '../../lib/clock.js';
 import { isCairnError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
@@ -10,9 +9,10 @@ import type { Unlisten } from '../db/database.js';
 import { verifyCsr } from '../issuance/csr.js';
 import type { IssuedX509Svid, IssuanceService } from '../issuance/service.js';
 import type { AuthorityService } from '../authority/service.js';
-import { spiffeBundleDocument } from '../bundle/documents.js';
-import type { BundleEndpoint, TrustDomain } from '../trust-domains/model.js';
+import type { BundleEndpoint, SpiffeBundleEndpoint, TrustDomain, WebBundleEndpoint } from '../trust-domains/model.js';
 import { parseListen } from './config.js';
+import { end, serveEndpoint, type EndpointState } from './handler.js';
+import type { WebCertDir } from './web-files.js';
 
 export interface BundleEndpointDeps {
   readonly clock: Clock;
@@ -25,25 +25,41 @@ export interface BundleEndpointDeps {
   readonly onChange: (listener: () => void) => Promise<Unlisten>;
   /** How often configuration and the SVIDs are looked at besides notifications. */
   readonly checkEveryMs?: number;
+  /** The operator's certificates for https_web endpoints. */
+  readonly webCerts: Pick<WebCertDir, 'loadPair'>;
+  /** How often the files of https_web endpoints are read again (default 5 s). */
+  readonly webCheckEveryMs?: number;
 }
 
 /** The endpoint's SVID and its private key (PEM), which never leaves this process. */
 type ServingSvid = IssuedX509Svid & { readonly key: string };
 
-interface Running {
-  readonly endpoint: BundleEndpoint;
+interface Running extends EndpointState {
   server: Server;
-  svid: ServingSvid;
-  /** The trust domain's bundle sequence when the SVID was issued: a new authority means a new SVID. */
+  /** https_spiffe: the SVID served and the trust domain's bundle sequence when it was issued (a new authority means a new SVID). */
+  svid?: ServingSvid;
   sequence: number;
-  /** The last document served, answered while the database is away. */
-  lastDocument?: string;
+  /** https_web: the files' digest as served, and a failed reading seen on the last check (logged when seen twice). */
+  webDigest?: string;
+  webFailure?: { message: string; logged: boolean };
+}
+
+const TLS = { minVersion: 'TLSv1.2' } as const;
+const svidContext = (svid: ServingSvid) => ({ ...TLS, key: svid.key, cert: svid.chain.map((d) => derToPem(d)).join('') });
+
+/** Whether a running listener can keep serving an endpoint as now configured (its URL matters only to peers). */
+function sameListener(a: BundleEndpoint, b: BundleEndpoint): boolean {
+  if (a.listen !== b.listen) return false;
+  if (a.profile === 'https_spiffe') return b.profile === 'https_spiffe' && a.spiffeId === b.spiffeId;
+  return b.profile === 'https_web' && a.certFile === b.certFile && a.keyFile === b.keyFile;
 }
 
 /**
- * The SPIFFE Federation bundle endpoints of this replica (https_spiffe profile): one HTTPS listener
- * per trust domain that has one configured, authenticating with an X.509-SVID of that trust
- * domain which the CA issues to itself and renews at half-life or when the bundle changes. Every
+ * The SPIFFE Federation bundle endpoints of this replica: one HTTPS listener per trust domain that
+ * has one configured, authenticating (https_spiffe) with an X.509-SVID of that trust domain which
+ * the CA issues to itself and renews at half-life or when the bundle changes, or (https_web) with
+ * the certificate and key the operator supplies, read again every few seconds and served anew when
+ * they change (a bad or half-replaced pair keeps the last good one serving). Every
  * replica runs the same set; configuration changes start, move and stop listeners without a
  * restart (on the change notification, and every few seconds in case one was missed). Peers are
  * never asked for a client certificate (the standard forbids requiring client authentication).
@@ -54,6 +70,7 @@ export class BundleEndpoints {
   private readonly failed = new Map<string, string>();
   private pass: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
+  private webTimer: NodeJS.Timeout | undefined;
   private unlisten: Unlisten | undefined;
   private stopped = false;
   private queued = false;
@@ -65,11 +82,14 @@ export class BundleEndpoints {
     await this.reconcile();
     this.timer = setInterval(() => void this.reconcile(), this.deps.checkEveryMs ?? 15_000);
     this.timer.unref();
+    this.webTimer = setInterval(() => this.checkWebFiles(), this.deps.webCheckEveryMs ?? 5_000);
+    this.webTimer.unref();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.webTimer) clearInterval(this.webTimer);
     await this.unlisten?.();
     await this.pass;
     await Promise.all([...this.running.keys()].map((td) => this.close(td)));
@@ -97,14 +117,14 @@ export class BundleEndpoints {
     const wanted = new Map((await this.deps.configured()).map((td) => [td.name, td]));
     for (const [name, r] of this.running) {
       const td = wanted.get(name);
-      if (!td || td.bundleEndpoint!.listen !== r.endpoint.listen || td.bundleEndpoint!.spiffeId !== r.endpoint.spiffeId) await this.close(name);
+      if (!td || !sameListener(r.endpoint, td.bundleEndpoint!)) await this.close(name);
     }
     for (const td of wanted.values()) {
       if (this.stopped) return;
       const r = this.running.get(td.name);
       try {
         if (!r) await this.open(td);
-        else if (this.due(r, td)) await this.renew(r, td);
+        else if (r.svid && this.due(r, r.svid, td)) await this.renew(r, td);
       } catch (err) {
         const message = (err as Error).message;
         if (this.failed.get(td.name) !== message) {
@@ -116,26 +136,29 @@ export class BundleEndpoints {
     for (const name of this.failed.keys()) if (!wanted.has(name) || this.running.has(name)) this.failed.delete(name);
   }
 
-  private due(r: Running, td: TrustDomain): boolean {
-    const { notBefore, notAfter } = r.svid;
+  private due(r: Running, svid: ServingSvid, td: TrustDomain): boolean {
+    const { notBefore, notAfter } = svid;
     const half = notBefore.getTime() + (notAfter.getTime() - notBefore.getTime()) / 2;
     return this.deps.clock.now().getTime() >= half || td.bundleSequence !== r.sequence;
   }
 
-  private async issue(td: TrustDomain): Promise<ServingSvid> {
+  private async issue(td: TrustDomain, endpoint: SpiffeBundleEndpoint): Promise<ServingSvid> {
     const key = generateKeyAndCsr('ec-p256');
-    const [svid] = await this.deps.issuance.issueX509(td.name, [{ csr: verifyCsr(key.csr), policy: { spiffeId: SpiffeId.parse(td.bundleEndpoint!.spiffeId), dnsNames: [] } }], 'cairn:bundle-endpoint');
+    const [svid] = await this.deps.issuance.issueX509(td.name, [{ csr: verifyCsr(key.csr), policy: { spiffeId: SpiffeId.parse(endpoint.spiffeId), dnsNames: [] } }], 'cairn:bundle-endpoint');
     return { ...svid!, key: key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString() };
   }
 
   private async open(td: TrustDomain): Promise<void> {
     const endpoint = td.bundleEndpoint!;
-    // The port is taken before an SVID is issued: a listener that cannot start (a port in use) is
-    // retried every pass, and must not leave an SVID in the inventory and the audit log each time.
-    // Until its SVID is set, a handshake finds no certificate and fails.
+    // https_web: the operator's files are read before the port is taken; a pair that cannot be
+    // served yet is retried every pass and logged once
+    const web = endpoint.profile === 'https_web' ? this.deps.webCerts.loadPair(endpoint.certFile, endpoint.keyFile) : undefined;
+    // https_spiffe: the port is taken before an SVID is issued: a listener that cannot start (a port
+    // in use) is retried every pass, and must not leave an SVID in the inventory and the audit log
+    // each time. Until its SVID is set, a handshake finds no certificate and fails.
     let running: Running | undefined;
-    const server = createServer({ minVersion: 'TLSv1.2', requestCert: false }, (req, res) => {
-      if (running) void this.serve(td.name, running, req, res);
+    const server = createServer({ ...TLS, requestCert: false, ...(web ? { key: web.key, cert: web.cert } : {}) }, (req, res) => {
+      if (running) void serveEndpoint(this.deps.authority, this.deps.logger, running, req, res);
       else end(res, 503, { code: 'store_unavailable', message: 'starting' });
     });
     // timeouts on every listener: a peer that opens connections and sends nothing holds nothing for long
@@ -153,22 +176,67 @@ export class BundleEndpoints {
       });
     });
     server.on('error', (err) => this.deps.logger.warn({ err, trustDomain: td.name }, 'bundle endpoint listener error'));
+    if (endpoint.profile === 'https_web') {
+      running = { name: td.name, endpoint, server, sequence: td.bundleSequence, webDigest: web!.digest };
+      this.running.set(td.name, running);
+      this.deps.logger.info({ event: 'bundle_endpoint.started', trustDomain: td.name, listen: endpoint.listen, url: endpoint.url, profile: endpoint.profile, certFile: endpoint.certFile, fingerprint: web!.fingerprint, notAfter: web!.notAfter.toISOString() }, `bundle endpoint of ${td.name} listening on ${endpoint.listen}`);
+      return;
+    }
     let svid: ServingSvid;
     try {
-      svid = await this.issue(td);
+      svid = await this.issue(td, endpoint);
     } catch (err) {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       throw err;
     }
-    server.setSecureContext({ key: svid.key, cert: svid.chain.map((d) => derToPem(d)).join(''), minVersion: 'TLSv1.2' });
-    running = { endpoint, svid, sequence: td.bundleSequence, server };
+    server.setSecureContext(svidContext(svid));
+    running = { name: td.name, endpoint, svid, sequence: td.bundleSequence, server };
     this.running.set(td.name, running);
-    this.deps.logger.info({ event: 'bundle_endpoint.started', trustDomain: td.name, listen: endpoint.listen, url: endpoint.url, spiffeId: endpoint.spiffeId, serial: svid.serial }, `bundle endpoint of ${td.name} listening on ${endpoint.listen}`);
+    this.deps.logger.info({ event: 'bundle_endpoint.started', trustDomain: td.name, listen: endpoint.listen, url: endpoint.url, profile: endpoint.profile, spiffeId: endpoint.spiffeId, serial: svid.serial }, `bundle endpoint of ${td.name} listening on ${endpoint.listen}`);
+  }
+
+  /**
+   * Reads every https_web endpoint's files again and serves a changed pair. A pair that cannot be
+   * served (missing, unreadable, the key not the certificate's) leaves the last good one serving; it
+   * is logged when it is still so on the next check, since a replacement file by file is half done
+   * for a moment, and once per distinct problem.
+   */
+  private checkWebFiles(): void {
+    this.pass = this.pass.then(() => {
+      for (const r of this.running.values()) {
+        if (this.stopped || r.endpoint.profile !== 'https_web') continue;
+        this.reloadWeb(r, r.endpoint);
+      }
+    });
+  }
+
+  private reloadWeb(r: Running, endpoint: WebBundleEndpoint): void {
+    try {
+      const pair = this.deps.webCerts.loadPair(endpoint.certFile, endpoint.keyFile);
+      if (r.webFailure?.logged) this.deps.logger.info({ trustDomain: r.name }, 'the bundle endpoint certificate files can be served again');
+      r.webFailure = undefined;
+      if (pair.digest === r.webDigest) return;
+      r.server.setSecureContext({ ...TLS, key: pair.key, cert: pair.cert });
+      r.webDigest = pair.digest;
+      this.deps.logger.info({ event: 'bundle_endpoint.certificate_reloaded', trustDomain: r.name, certFile: endpoint.certFile, fingerprint: pair.fingerprint, notAfter: pair.notAfter.toISOString() }, `bundle endpoint of ${r.name} serves a new certificate`);
+    } catch (err) {
+      const message = isCairnError(err) ? err.message : 'the files could not be read';
+      const seen = r.webFailure;
+      if (seen?.message === message) {
+        if (!seen.logged) {
+          seen.logged = true;
+          this.deps.logger.error({ trustDomain: r.name, certFile: endpoint.certFile, keyFile: endpoint.keyFile }, `the bundle endpoint of ${r.name} keeps serving its last good certificate: ${message}`);
+        }
+      } else {
+        r.webFailure = { message, logged: false };
+      }
+    }
   }
 
   private async renew(r: Running, td: TrustDomain): Promise<void> {
-    const svid = await this.issue(td);
-    r.server.setSecureContext({ key: svid.key, cert: svid.chain.map((d) => derToPem(d)).join(''), minVersion: 'TLSv1.2' });
+    if (td.bundleEndpoint?.profile !== 'https_spiffe') return;
+    const svid = await this.issue(td, td.bundleEndpoint);
+    r.server.setSecureContext(svidContext(svid));
     r.svid = svid;
     r.sequence = td.bundleSequence;
     this.deps.logger.info({ event: 'bundle_endpoint.renewed', trustDomain: td.name, serial: svid.serial, notAfter: svid.notAfter.toISOString() }, 'bundle endpoint SVID renewed');
@@ -184,32 +252,4 @@ export class BundleEndpoints {
     });
     this.deps.logger.info({ event: 'bundle_endpoint.stopped', trustDomain: name, listen: r.endpoint.listen }, `bundle endpoint of ${name} stopped on ${r.endpoint.listen}`);
   }
-
-  /** `GET /` only (as SPIRE's server): the SPIFFE bundle document with sequence and refresh hint. */
-  private async serve(name: string, r: Running, req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0];
-    if (path !== '/') return end(res, 404, { code: 'not_found', message: 'the bundle is served at /' });
-    if (req.method !== 'GET' && req.method !== 'HEAD') return end(res, 405, { code: 'invalid_request', message: 'the bundle endpoint answers GET only' }, { allow: 'GET, HEAD' });
-    let body: string;
-    try {
-      const { trustDomain, keys } = await this.deps.authority.published(name);
-      body = JSON.stringify(spiffeBundleDocument(trustDomain, keys));
-      r.lastDocument = body;
-    } catch (err) {
-      // nothing can rotate a key while the database is away: the last document is still true
-      if (!(isCairnError(err, 'store_unavailable') && r.lastDocument)) {
-        this.deps.logger.warn({ err: { message: (err as Error).message }, trustDomain: name }, 'bundle endpoint could not read the bundle');
-        return end(res, 503, { code: 'store_unavailable', message: 'the bundle cannot be read right now; retry later' });
-      }
-      body = r.lastDocument;
-    }
-    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-cache', 'content-length': Buffer.byteLength(body) });
-    res.end(req.method === 'HEAD' ? undefined : body);
-  }
-}
-
-function end(res: ServerResponse, status: number, body: { code: string; message: string }, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
-  res.end(text);
 }

@@ -45,6 +45,14 @@ export interface OidcDiscoveryDocument {
   id_token_signing_alg_values_supported: string[];
 }
 
+/**
+ * The JWKS URL of an issuer: beside its discovery document (`<issuer>/.well-known/openid-configuration`),
+ * so always on the issuer's scheme, host and path, wherever the discovery document was fetched. The
+ * CA's listeners serve it for issuers of the form `<base>/td/<td>`; an https_web bundle endpoint for
+ * its trust domain's issuer (ca/bundle-endpoint/handler.ts).
+ */
+export const jwksUriOf = (issuer: string): string => `${issuer.replace(/\/+$/, '')}/jwks`;
+
 /** `issuer` is the trust domain's JWT issuer byte for byte, so it equals every token's `iss`. */
 export function oidcDiscovery(issuer: string, jwksUri: string, keys: readonly AuthorityKey[]): OidcDiscoveryDocument {
   const algs = [...new Set(oidcJwks(keys).keys.map((k) => k.alg))].sort();

@@ -8,16 +8,10 @@ import { derToPem } from '../../spiffe/bundle/bundle.js';
 import type { AuthorityService } from '../authority/service.js';
 import { validateTrustDomainName } from '../trust-domains/service.js';
 import type { App } from '../http/types.js';
-import { bundleOf, oidcDiscovery, oidcJwks, spiffeBundleDocument } from './documents.js';
+import { bundleOf, jwksUriOf, oidcDiscovery, oidcJwks, spiffeBundleDocument } from './documents.js';
 
 export interface PublicRouteDeps {
   readonly authority: AuthorityService;
-  /**
-   * The externally visible base URL (e.g. https://ca.example.com): configured, else the listen
-   * address. Never taken from a request: documents served with `Cache-Control: public` would let
-   * one forged Host header point every cache's jwks_uri at an attacker.
-   */
-  readonly publicUrl: () => string;
 }
 
 /**
@@ -77,6 +71,8 @@ export function registerPublicRoutes(app: App, deps: PublicRouteDeps): void {
     return sendCacheable(req, reply, JSON.stringify(oidcJwks(keys)), 'application/json');
   });
 
+  // jwks_uri follows the stored issuer, never the request: documents served with `Cache-Control:
+  // public` would let one forged Host header point every cache's jwks_uri at an attacker.
   app.get(PublicPaths.oidcDiscovery, {
     schema: { tags, summary: 'OIDC discovery document; issuer equals the JWT-SVID iss', params, response: { 200: OidcDiscoverySchema, 304: Type.Null(), ...errorResponses } },
   }, async (req, reply) => {
@@ -84,8 +80,7 @@ export function registerPublicRoutes(app: App, deps: PublicRouteDeps): void {
     if (!trustDomain.jwtIssuer) {
       throw new CairnError('oidc_issuer_not_configured', `trust domain ${trustDomain.name} has no JWT issuer; set jwtIssuer to publish OIDC discovery`);
     }
-    const jwksUri = `${deps.publicUrl().replace(/\/+$/, '')}/td/${trustDomain.name}/jwks`;
-    return sendCacheable(req, reply, JSON.stringify(oidcDiscovery(trustDomain.jwtIssuer, jwksUri, keys)), 'application/json');
+    return sendCacheable(req, reply, JSON.stringify(oidcDiscovery(trustDomain.jwtIssuer, jwksUriOf(trustDomain.jwtIssuer), keys)), 'application/json');
   });
 }
 

@@ -85,8 +85,6 @@ export interface CaServices {
 
 export interface CaAppOptions {
   readonly logger: Logger;
-  /** The base of jwks_uri: configured, else the listen address; never the request's Host. */
-  readonly publicUrl: () => string;
   /** This installation's version, reported by /healthz. */
   readonly version?: string;
   /** Request body cap; a CSR is ~1 KiB, so the default leaves room for batches without inviting floods. */
@@ -189,7 +187,7 @@ export async function buildCaApp(services: CaServices, options: CaAppOptions): P
     });
     registerHealthRoutes(pub, services.ready, options.version ?? 'unknown');
     if (!options.tls) registerMetricsRoute(pub, services.metrics);
-    registerPublicRoutes(pub, { authority: services.authority, publicUrl: options.publicUrl });
+    registerPublicRoutes(pub, { authority: services.authority });
     registerCrlRoutes(pub, services.revocation);
     pub.get('/docs', { schema: { hide: true } }, async () => app.swagger());
     pub.get('/docs/openapi.json', { schema: { hide: true } }, async () => app.swagger());

@@ -1,15 +1,33 @@
 import type { KeyType } from '../authority/key-types.js';
 
 /** Where every replica serves the trust domain's bundle to federated peers (SPIFFE Federation). */
-export interface BundleEndpoint {
+interface BundleEndpointBase {
   /** host:port every replica listens on. */
   readonly listen: string;
-  readonly profile: 'https_spiffe';
-  /** The SPIFFE ID of the X.509-SVID the endpoint serves with (https_spiffe). */
-  readonly spiffeId: string;
   /** What peers configure: the listen address unless the public address differs. */
   readonly url: string;
 }
+
+/** https_spiffe: the endpoint authenticates with an X.509-SVID of the trust domain itself. */
+export interface SpiffeBundleEndpoint extends BundleEndpointBase {
+  readonly profile: 'https_spiffe';
+  /** The SPIFFE ID of the X.509-SVID the endpoint serves with. */
+  readonly spiffeId: string;
+}
+
+/**
+ * https_web: a certificate and key the operator supplies, as files in the CA's web certificate
+ * directory (ca/bundle-endpoint/web-files.ts), reloaded when they change. Also serves the trust
+ * domain's OIDC discovery document and JWKS over https.
+ */
+export interface WebBundleEndpoint extends BundleEndpointBase {
+  readonly profile: 'https_web';
+  /** As the admin named them: relative to the web certificate directory, or an absolute path inside it. */
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+export type BundleEndpoint = SpiffeBundleEndpoint | WebBundleEndpoint;
 
 export interface TrustDomain {
   readonly name: string;

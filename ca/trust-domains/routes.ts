@@ -20,9 +20,9 @@ export function trustDomainView(td: TrustDomain): TrustDomainView {
     authorityPrepublishSeconds: td.authorityPrepublishSeconds,
     bundleSequence: td.bundleSequence,
     bundleRefreshHintSeconds: td.bundleRefreshHintSeconds,
-    ...(td.bundleEndpoint
-      ? { bundleEndpointListen: td.bundleEndpoint.listen, bundleEndpointUrl: td.bundleEndpoint.url, bundleEndpointProfile: td.bundleEndpoint.profile, bundleEndpointSpiffeId: td.bundleEndpoint.spiffeId }
-      : {}),
+    ...(td.bundleEndpoint ? { bundleEndpointListen: td.bundleEndpoint.listen, bundleEndpointUrl: td.bundleEndpoint.url, bundleEndpointProfile: td.bundleEndpoint.profile } : {}),
+    ...(td.bundleEndpoint?.profile === 'https_spiffe' ? { bundleEndpointSpiffeId: td.bundleEndpoint.spiffeId } : {}),
+    ...(td.bundleEndpoint?.profile === 'https_web' ? { bundleEndpointCert: td.bundleEndpoint.certFile, bundleEndpointKey: td.bundleEndpoint.keyFile } : {}),
     createdAt: td.createdAt.toISOString(),
     updatedAt: td.updatedAt.toISOString(),
   };

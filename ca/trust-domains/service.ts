@@ -14,6 +14,8 @@ import { TRUST_DOMAIN_DEFAULTS, TTL_LIMITS, type TrustDomain } from './model.js'
 import type { TrustDomainPatch, TrustDomainStore } from './store.js';
 import { bundleEndpointOf, type BundleEndpointInput } from '../bundle-endpoint/config.js';
 import type { ChangeObserver } from '../admin-auth/record.js';
+import type { WebCertDir } from '../bundle-endpoint/web-files.js';
+import type { BundleEndpoint } from './model.js';
 
 export interface CreateTrustDomainInput extends BundleEndpointInput {
   readonly name: string;
@@ -56,6 +58,8 @@ export interface TrustDomainDeps {
   readonly hostName: string;
   /** Checks and seals a disk upstream authority given at creation. */
   readonly upstream?: UpstreamService;
+  /** Reads and checks an https_web endpoint's files (ca/bundle-endpoint/web-files.ts): refused when the operator allows none. */
+  readonly webCerts: Pick<WebCertDir, 'loadPair'>;
 }
 
 export function validateTrustDomainName(name: string): string {
@@ -136,6 +140,7 @@ export class TrustDomainService {
     const jwtIssuer = validateIssuer(input.jwtIssuer);
     const bundleEndpoint = bundleEndpointOf(input, name, undefined, this.deps.hostName) ?? null;
     const upstream = this.diskUpstreamOf(input, name, Math.min(ttls.caTtlSeconds, profileOf(caKeyType).maxCaTtlSeconds));
+    this.checkWebFiles(bundleEndpoint);
     if (await this.deps.store.get(name)) throw new CairnError('trust_domain_exists', `trust domain ${name} already exists`);
     const keys = await Promise.all(
       (['x509', 'jwt'] as const).map((kind) =>
@@ -178,6 +183,14 @@ export class TrustDomainService {
     return this.deps.upstream.checkDisk(name, { certificatePem, keyPem }, caTtlSeconds);
   }
 
+  /**
+   * An https_web endpoint is stored only when this replica can serve it now: files in the operator's
+   * directory, a certificate and its key. Replicas read them again themselves (and on every change).
+   */
+  private checkWebFiles(endpoint: BundleEndpoint | null | undefined): void {
+    if (endpoint?.profile === 'https_web') this.deps.webCerts.loadPair(endpoint.certFile, endpoint.keyFile);
+  }
+
   async get(name: string): Promise<TrustDomain> {
     const td = await this.deps.store.get(validateTrustDomainName(name));
     if (!td) throw new CairnError('trust_domain_not_found', `trust domain ${name} does not exist`);
@@ -206,7 +219,8 @@ export class TrustDomainService {
     const jwtKeyType = patch.jwtKeyType === undefined ? undefined : keyTypeOf(patch.jwtKeyType, 'jwtKeyType');
     const bundleEndpoint = bundleEndpointOf(patch, current.name, current.bundleEndpoint, this.deps.hostName);
     const upstream = this.diskUpstreamOf(patch, current.name, Math.min(patch.caTtlSeconds ?? current.caTtlSeconds, profileOf(current.caKeyType).maxCaTtlSeconds));
-    const { bundleEndpointListen: _l, bundleEndpointProfile: _p, bundleEndpointSpiffeId: _s, bundleEndpointUrl: _u, upstreamCaCertificate: _c, upstreamCaKey: _k, ...settings } = patch;
+    this.checkWebFiles(bundleEndpoint);
+    const { bundleEndpointListen: _l, bundleEndpointProfile: _p, bundleEndpointSpiffeId: _s, bundleEndpointUrl: _u, upstreamCaCertificate: _c, upstreamCaKey: _k, bundleEndpointCert: _bc, bundleEndpointKey: _bk, ...settings } = patch;
     const updated = await this.deps.store.update(current.name, { ...settings, jwtIssuer, jwtKeyType, bundleEndpoint }, this.deps.clock.now());
     if (!updated) throw new CairnError('trust_domain_not_found', `trust domain ${name} does not exist`);
     // Replaces any upstream (disk or offline): the next CA certificate, at rotation or prepare, is signed by it.

@@ -21,13 +21,16 @@ interface Row {
   bundle_endpoint_profile: string | null;
   bundle_endpoint_spiffe_id: string | null;
   bundle_endpoint_url: string | null;
+  bundle_endpoint_cert_file: string | null;
+  bundle_endpoint_key_file: string | null;
   created_at: Date | string;
   updated_at: Date | string;
 }
 
 const COLUMNS = `name, ca_key_type, ca_ttl_seconds, x509_svid_ttl_seconds, jwt_svid_ttl_seconds, jwt_issuer,
   bundle_sequence, bundle_refresh_hint_seconds, created_at, updated_at, jwt_key_type, authority_prepublish_seconds,
-  bundle_endpoint_listen, bundle_endpoint_profile, bundle_endpoint_spiffe_id, bundle_endpoint_url`;
+  bundle_endpoint_listen, bundle_endpoint_profile, bundle_endpoint_spiffe_id, bundle_endpoint_url,
+  bundle_endpoint_cert_file, bundle_endpoint_key_file`;
 
 function fromRow(r: Row): TrustDomain {
   return {
@@ -43,9 +46,7 @@ function fromRow(r: Row): TrustDomain {
     jwtIssuer: r.jwt_issuer,
     bundleSequence: toNumber(r.bundle_sequence),
     bundleRefreshHintSeconds: toNumber(r.bundle_refresh_hint_seconds),
-    bundleEndpoint: r.bundle_endpoint_listen === null
-      ? null
-      : { listen: r.bundle_endpoint_listen, profile: 'https_spiffe', spiffeId: r.bundle_endpoint_spiffe_id!, url: r.bundle_endpoint_url! },
+    bundleEndpoint: endpointOf(r),
     createdAt: toDate(r.created_at),
     updatedAt: toDate(r.updated_at),
   };
@@ -70,7 +71,7 @@ export class TrustDomainStore {
     return guard(
       async () => {
         await tx.query(
-          `INSERT INTO trust_domains (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+          `INSERT INTO trust_domains (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
           [td.name, td.caKeyType, td.caTtlSeconds, td.x509SvidTtlSeconds, td.jwtSvidTtlSeconds, td.jwtIssuer,
             td.bundleSequence, td.bundleRefreshHintSeconds, td.createdAt, td.updatedAt, td.jwtKeyType, td.authorityPrepublishSeconds,
             ...endpointColumns(td.bundleEndpoint)],
@@ -113,7 +114,9 @@ export class TrustDomainStore {
            bundle_endpoint_profile = CASE WHEN $10::boolean THEN $12 ELSE bundle_endpoint_profile END,
            bundle_endpoint_spiffe_id = CASE WHEN $10::boolean THEN $13 ELSE bundle_endpoint_spiffe_id END,
            bundle_endpoint_url = CASE WHEN $10::boolean THEN $14 ELSE bundle_endpoint_url END,
-           bundle_refresh_hint_seconds = COALESCE($15, bundle_refresh_hint_seconds)
+           bundle_endpoint_cert_file = CASE WHEN $10::boolean THEN $15 ELSE bundle_endpoint_cert_file END,
+           bundle_endpoint_key_file = CASE WHEN $10::boolean THEN $16 ELSE bundle_endpoint_key_file END,
+           bundle_refresh_hint_seconds = COALESCE($17, bundle_refresh_hint_seconds)
          WHERE name = $1 RETURNING ${COLUMNS}`,
         [name, patch.caTtlSeconds ?? null, patch.x509SvidTtlSeconds ?? null, patch.jwtSvidTtlSeconds ?? null,
           patch.jwtIssuer !== undefined, patch.jwtIssuer ?? null, now, patch.jwtKeyType ?? null, patch.authorityPrepublishSeconds ?? null,
@@ -151,4 +154,17 @@ export class TrustDomainStore {
   }
 }
 
-const endpointColumns = (e: BundleEndpoint | null): (string | null)[] => (e ? [e.listen, e.profile, e.spiffeId, e.url] : [null, null, null, null]);
+/** listen, profile, SPIFFE ID, URL, certificate file, key file. */
+const endpointColumns = (e: BundleEndpoint | null): (string | null)[] =>
+  !e ? [null, null, null, null, null, null]
+    : e.profile === 'https_web' ? [e.listen, e.profile, null, e.url, e.certFile, e.keyFile]
+      : [e.listen, e.profile, e.spiffeId, e.url, null, null];
+
+function endpointOf(r: Row): BundleEndpoint | null {
+  if (r.bundle_endpoint_listen === null) return null;
+  const common = { listen: r.bundle_endpoint_listen, url: r.bundle_endpoint_url! };
+  // a row without a profile predates the column's use: https_spiffe, the only profile then
+  return r.bundle_endpoint_profile === 'https_web'
+    ? { ...common, profile: 'https_web', certFile: r.bundle_endpoint_cert_file ?? '', keyFile: r.bundle_endpoint_key_file ?? '' }
+    : { ...common, profile: 'https_spiffe', spiffeId: r.bundle_endpoint_spiffe_id! };
+}

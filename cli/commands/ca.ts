@@ -22,6 +22,7 @@ import { createLogger } from '../../lib/log.js';
 import { stopSignals } from './agent.js';
 import { startAgent } from '../../node-agent/main.js';
 import { userInfo } from 'node:os';
+import { oidcUrlsOf, upEndpointOf, upTrustDomain } from './up-endpoint.js';
 
 /** HOST:PORT or the default; a given value was checked by the flag table (flag, config file or environment). */
 const listenOf = (value: string | undefined, fallback: string, name: string): { host: string; port: number } => listenAddress(value ?? fallback, name);
@@ -117,6 +118,7 @@ function caConfigOf({ values, sources }: Pick<Parsed<typeof CA_START_FLAGS>, 'va
     auditCheckpointWebhook: values['audit-checkpoint-webhook'],
     federationEndpoints: values['federation-endpoints']?.split(',').map((p) => p.trim()).filter((p) => p !== ''),
     pinConfigMap: pinConfigMapOf(values, sources, kubeCredentials),
+    webCertDir: values['web-cert-dir'],
   };
 }
 
@@ -202,8 +204,8 @@ export async function migrateCommand({ values }: Parsed<typeof MIGRATE_FLAGS>): 
  * domain ready to use, and every endpoint written to <data-dir>/endpoints.json for scripts.
  */
 export async function upCommand({ values, sources }: Parsed<typeof UP_FLAGS>): Promise<void> {
-  const config = caConfigOf({ values, sources });
   // Checked by the flag table before anything is opened: an invalid name never reaches the store.
+  const { config, endpoint } = upEndpointOf(values, caConfigOf({ values, sources }));
   const trustDomain = values['trust-domain'];
   // the restart in place (leanProcessLogger) comes first: nothing is listened for or opened before it
   const logger = leanProcessLogger(values);
@@ -212,14 +214,12 @@ export async function upCommand({ values, sources }: Parsed<typeof UP_FLAGS>): P
   const handle = await startCa(config, { logger, processMetrics: true });
   hangup.serve(handle);
   const base = (config.publicUrl ?? handle.url).replace(/\/+$/, '');
-  const urls = publicUrls(base, trustDomain);
+  let urls: ReturnType<typeof oidcUrlsOf> & { bundleUrl: string };
   try {
-    await handle.core.trustDomains.create({ name: trustDomain, jwtIssuer: urls.defaultIssuer }, 'system:up');
+    urls = { ...oidcUrlsOf(await upTrustDomain(handle.core, trustDomain, base, endpoint), base), bundleUrl: publicUrls(base, trustDomain).bundleUrl };
   } catch (err) {
-    if (!isCairnError(err, 'trust_domain_exists')) {
-      await handle.close();
-      throw err;
-    }
+    await handle.close();
+    throw err;
   }
   const endpoints: Record<string, string> = {
     trustDomain,
@@ -230,6 +230,8 @@ export async function upCommand({ values, sources }: Parsed<typeof UP_FLAGS>): P
     bundleUrl: urls.bundleUrl,
     jwksUrl: urls.jwksUrl,
     oidcDiscoveryUrl: urls.oidcDiscoveryUrl,
+    ...(urls.jwtIssuer ? { jwtIssuer: urls.jwtIssuer } : {}),
+    ...(urls.bundleEndpointUrl ? { bundleEndpointUrl: urls.bundleEndpointUrl } : {}),
     adminTokenFile: handle.adminTokenFile,
     metricsUrl: handle.metricsUrl,
     store: handle.db.kind,
@@ -270,6 +272,7 @@ export async function upCommand({ values, sources }: Parsed<typeof UP_FLAGS>): P
     `  bundle:         ${urls.bundleUrl}`,
     `  JWKS:           ${urls.jwksUrl}`,
     `  OIDC discovery: ${urls.oidcDiscoveryUrl}`,
+    ...(urls.bundleEndpointUrl ? [`  federation:     ${urls.bundleEndpointUrl} (SPIFFE bundle endpoint)`] : []),
     `  admin token:    ${handle.adminTokenFile} (admin verbs use ${handle.tlsUrl}, pin ${handle.tlsPin})`,
     `  endpoints:      ${join(config.dataDir, 'endpoints.json')}`,
     'Press Ctrl-C to stop.',

@@ -18,7 +18,10 @@ function describe(td: TrustDomainView): string {
     ['bundle sequence', String(td.bundleSequence)],
     ['bundle refresh hint', formatDuration(td.bundleRefreshHintSeconds)],
     ...(td.bundleEndpointUrl
-      ? [['bundle endpoint', `${td.bundleEndpointUrl} (${td.bundleEndpointProfile}, listening on ${td.bundleEndpointListen})`], ['bundle endpoint id', td.bundleEndpointSpiffeId ?? '-']]
+      ? [
+        ['bundle endpoint', `${td.bundleEndpointUrl} (${td.bundleEndpointProfile}, listening on ${td.bundleEndpointListen})`],
+        td.bundleEndpointProfile === 'https_web' ? ['bundle endpoint cert', `${td.bundleEndpointCert ?? '-'} (key ${td.bundleEndpointKey ?? '-'})`] : ['bundle endpoint id', td.bundleEndpointSpiffeId ?? '-'],
+      ]
       : [['bundle endpoint', '-']]),
     ['created', td.createdAt],
   ]);
@@ -38,6 +41,9 @@ function settings(values: Values<typeof TD_UPDATE_FLAGS>) {
     ...(values['bundle-endpoint-profile'] !== undefined ? { bundleEndpointProfile: values['bundle-endpoint-profile'] } : {}),
     ...(values['bundle-endpoint-spiffe-id'] !== undefined ? { bundleEndpointSpiffeId: values['bundle-endpoint-spiffe-id'] } : {}),
     ...(values['bundle-endpoint-url'] !== undefined ? { bundleEndpointUrl: values['bundle-endpoint-url'] } : {}),
+    // names of files on the CA's hosts, sent as typed: the CA resolves them in its --web-cert-dir
+    ...(values['bundle-endpoint-cert'] !== undefined ? { bundleEndpointCert: values['bundle-endpoint-cert'] } : {}),
+    ...(values['bundle-endpoint-key'] !== undefined ? { bundleEndpointKey: values['bundle-endpoint-key'] } : {}),
   };
 }
 
@@ -83,7 +89,7 @@ export async function tdShow({ values, positionals }: Parsed<typeof TD_SHOW_FLAG
 }
 
 export async function tdUpdate({ values, positionals, command }: Parsed<typeof TD_UPDATE_FLAGS>): Promise<void> {
-  requireOneOf(values, ['ca-ttl', 'x509-svid-ttl', 'jwt-svid-ttl', 'jwt-issuer', 'jwt-key-type', 'authority-prepublish', 'bundle-refresh-hint', 'bundle-endpoint-listen', 'bundle-endpoint-profile', 'bundle-endpoint-spiffe-id', 'bundle-endpoint-url', 'upstream-ca-cert', 'upstream-ca-key'], command);
+  requireOneOf(values, ['ca-ttl', 'x509-svid-ttl', 'jwt-svid-ttl', 'jwt-issuer', 'jwt-key-type', 'authority-prepublish', 'bundle-refresh-hint', 'bundle-endpoint-listen', 'bundle-endpoint-profile', 'bundle-endpoint-spiffe-id', 'bundle-endpoint-url', 'bundle-endpoint-cert', 'bundle-endpoint-key', 'upstream-ca-cert', 'upstream-ca-key'], command);
   const td = await adminClientFor(values).request<TrustDomainView>('PATCH', pathOf(positionals[0]), { ...settings(values), ...upstreamOf(values, command) });
   printResult(values.json, td, () => describe(td));
 }

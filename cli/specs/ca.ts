@@ -163,6 +163,13 @@ export const CA_START_FLAGS = flags({
     env: ['CAIRN_PIN_CONFIGMAP_CREDENTIALS'],
     description: 'the Kubernetes credential set (--kube-credentials) that writes --pin-configmap (default in-cluster)',
   },
+  'web-cert-dir': {
+    type: 'string',
+    value: 'DIR',
+    env: ['CAIRN_WEB_CERT_DIR'],
+    complete: 'dir',
+    description: 'the only directory whose certificate and key files https_web bundle endpoints may name (default: none, https_web is refused)',
+  },
   ...LOG_FLAGS,
   ...CONFIG_FLAG,
 });
@@ -170,6 +177,16 @@ export const CA_START_FLAGS = flags({
 export const UP_FLAGS = flags({
   ...CA_START_FLAGS,
   'trust-domain': { type: 'string', value: 'TD', env: ['CAIRN_TRUST_DOMAIN'], default: 'example.org', check: SETTING.trustDomain, description: 'the trust domain to create and serve' },
+  'bundle-endpoint-listen': { type: 'string', value: 'HOST:PORT', env: ['CAIRN_BUNDLE_ENDPOINT_LISTEN'], check: SETTING.listen, description: "serve the trust domain's SPIFFE federation bundle endpoint there (https_web with --bundle-endpoint-cert, else https_spiffe)" },
+  'bundle-endpoint-url': { type: 'string', value: 'URL', env: ['CAIRN_BUNDLE_ENDPOINT_URL'], check: SETTING.httpsUrl, description: 'the https URL peers and OIDC consumers use, when it differs from the listen address' },
+  'bundle-endpoint-cert': {
+    type: 'string',
+    value: 'FILE',
+    env: ['CAIRN_BUNDLE_ENDPOINT_CERT'],
+    check: SETTING.readableFile,
+    description: 'https_web: the certificate (chain) the endpoint serves, reloaded when it changes; the JWT issuer, OIDC discovery and JWKS are then served over https there',
+  },
+  'bundle-endpoint-key': { type: 'string', value: 'FILE', env: ['CAIRN_BUNDLE_ENDPOINT_KEY'], check: SETTING.readableFile, description: "https_web: the certificate's private key, in the same directory (or in --web-cert-dir)" },
 });
 
 export const MIGRATE_FLAGS = flags({ ...DATA_DIR, ...DATABASE_URL });

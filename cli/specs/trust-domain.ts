@@ -35,9 +35,11 @@ const TTL_FLAGS = flags({
 
 const ENDPOINT_FLAGS = flags({
   'bundle-endpoint-listen': { type: 'string', value: 'HOST:PORT', description: 'serve the trust domain\'s SPIFFE federation bundle endpoint there, on every CA replica (update: "" removes it)' },
-  'bundle-endpoint-profile': { type: 'string', choices: ['https_spiffe', 'https_web'], description: 'https_spiffe (default): the endpoint authenticates with an X.509-SVID of the trust domain' },
+  'bundle-endpoint-profile': { type: 'string', choices: ['https_spiffe', 'https_web'], description: 'https_spiffe (default): the endpoint authenticates with an X.509-SVID of the trust domain; https_web: with --bundle-endpoint-cert and --bundle-endpoint-key' },
   'bundle-endpoint-spiffe-id': { type: 'string', value: 'ID', check: CHECKS.spiffeId, description: 'the SPIFFE ID of the endpoint\'s SVID (default spiffe://<td>/cairn/bundle-endpoint)' },
   'bundle-endpoint-url': { type: 'string', value: 'URL', description: 'the https URL peers use, when it differs from the listen address' },
+  'bundle-endpoint-cert': { type: 'string', value: 'FILE', description: "https_web: the certificate (chain) PEM file on the CA's hosts, in its --web-cert-dir (a name relative to it); reloaded when it changes" },
+  'bundle-endpoint-key': { type: 'string', value: 'FILE', description: "https_web: the certificate's private key PEM file on the CA's hosts, in its --web-cert-dir" },
 });
 
 export const TD_CREATE_FLAGS = flags({
@@ -69,7 +71,7 @@ export const TD_DELETE_FLAGS = flags({
 });
 
 /** API body fields → the flags that set them, for the CA's 4xx messages. */
-const TD_FIELDS = { caKeyType: 'ca-key-type', jwtKeyType: 'jwt-key-type', authorityPrepublishSeconds: 'authority-prepublish', caTtlSeconds: 'ca-ttl', x509SvidTtlSeconds: 'x509-svid-ttl', jwtSvidTtlSeconds: 'jwt-svid-ttl', jwtIssuer: 'jwt-issuer', bundleRefreshHintSeconds: 'bundle-refresh-hint', bundleEndpointListen: 'bundle-endpoint-listen', bundleEndpointProfile: 'bundle-endpoint-profile', bundleEndpointSpiffeId: 'bundle-endpoint-spiffe-id', bundleEndpointUrl: 'bundle-endpoint-url', upstreamCaCertificate: 'upstream-ca-cert', upstreamCaKey: 'upstream-ca-key', pageSize: 'page-size', pageToken: 'page-token' };
+const TD_FIELDS = { caKeyType: 'ca-key-type', jwtKeyType: 'jwt-key-type', authorityPrepublishSeconds: 'authority-prepublish', caTtlSeconds: 'ca-ttl', x509SvidTtlSeconds: 'x509-svid-ttl', jwtSvidTtlSeconds: 'jwt-svid-ttl', jwtIssuer: 'jwt-issuer', bundleRefreshHintSeconds: 'bundle-refresh-hint', bundleEndpointListen: 'bundle-endpoint-listen', bundleEndpointProfile: 'bundle-endpoint-profile', bundleEndpointSpiffeId: 'bundle-endpoint-spiffe-id', bundleEndpointUrl: 'bundle-endpoint-url', bundleEndpointCert: 'bundle-endpoint-cert', bundleEndpointKey: 'bundle-endpoint-key', upstreamCaCertificate: 'upstream-ca-cert', upstreamCaKey: 'upstream-ca-key', pageSize: 'page-size', pageToken: 'page-token' };
 
 const td = () => import('../commands/trust-domain.js');
 

@@ -159,7 +159,9 @@ describe(`the SPIFFE federation bundle endpoint, https_spiffe (${storeKind()} st
     const cases: [Record<string, unknown>, string, RegExp][] = [
       [{ bundleEndpointListen: 'nope' }, 'invalid_request', /HOST:PORT/],
       [{ bundleEndpointListen: '127.0.0.1:0' }, 'invalid_request', /port 1-65535/],
-      [{ bundleEndpointListen: '127.0.0.1:8444', bundleEndpointProfile: 'https_web' }, 'invalid_request', /https_web .* not available in this release/],
+      [{ bundleEndpointListen: '127.0.0.1:8444', bundleEndpointProfile: 'https_web' }, 'invalid_request', /https_web profile needs bundleEndpointCert and bundleEndpointKey/],
+      [{ bundleEndpointListen: '127.0.0.1:8444', bundleEndpointProfile: 'https_ftp' }, 'invalid_request', /must be https_spiffe or https_web/],
+      [{ bundleEndpointListen: '127.0.0.1:8444', bundleEndpointCert: 'web.pem' }, 'invalid_request', /for the https_web profile/],
       [{ bundleEndpointListen: '127.0.0.1:8444', bundleEndpointSpiffeId: 'spiffe://other.test/x' }, 'wrong_trust_domain', /must be in trust domain/],
       [{ bundleEndpointListen: '127.0.0.1:8444', bundleEndpointUrl: 'http://plain.example' }, 'invalid_request', /https URL/],
       [{ bundleEndpointListen: '127.0.0.1:8444', bundleEndpointUrl: 'https://user:pw@x.example' }, 'invalid_request', /without credentials/],

@@ -129,7 +129,7 @@ describe(`CA listeners: timeouts, connection cap and TLS suites (${storeKind()} 
     expect((await fetch(`${ca.url}/healthz`)).status).toBe(200);
   });
 
-  it('with no public URL configured, jwks_uri comes from the listen address, never from a forged Host header', async () => {
+  it('jwks_uri follows the issuer on both listeners, never a forged Host header', async () => {
     const path = `/td/${TD}/.well-known/openid-configuration`;
     const forged = { host: 'evil.example:666', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https', forwarded: 'host=evil.example;proto=https' };
     const get = (useTls: boolean): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> =>
@@ -147,7 +147,7 @@ describe(`CA listeners: timeouts, connection cap and TLS suites (${storeKind()} 
       expect(res.status).toBe(200);
       expect(res.headers['cache-control']).toMatch(/public/);
       const doc = JSON.parse(res.body) as { issuer: string; jwks_uri: string };
-      expect(doc.jwks_uri).toBe(`${ca.url}/td/${TD}/jwks`);
+      expect(doc.jwks_uri).toBe(`${ISSUER}/jwks`);
       expect(doc.issuer).toBe(ISSUER);
       expect(res.body).not.toContain('evil');
     }
