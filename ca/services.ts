@@ -136,16 +136,16 @@ export function buildCaCore(deps: CoreDeps): CaCore {
     { process: deps.processMetrics ?? false },
   );
   const issuance = new IssuanceService({ clock, random, logger, authority, inventory, pool: issuancePool, metrics, audit, db });
-  const tokens = new TokenService({ store: tokenStore, trustDomains: trustDomainStore, clock, random, logger, endpoint: deps.tlsEndpoint, audit });
+  const relationshipStore = new RelationshipStore(db);
+  const federation = new FederationService({ clock, logger, store: new FederationStore(db), relationships: relationshipStore, trustDomains: trustDomainStore, entries, nodes, authority, audit });
+  const tokens = new TokenService({ store: tokenStore, trustDomains: trustDomainStore, clock, random, logger, endpoint: deps.tlsEndpoint, audit, federation });
   const limiter = new FailureLimiter(clock);
   const bans = new BanService({ clock, logger, store: new BanStore(db), trustDomains: trustDomainStore, audit });
   const revocation = new RevocationService({ clock, logger, store: new RevocationStore(db), keys, trustDomains: trustDomainStore, sealer, audit });
-  const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter, bans, revocations: revocation, audit });
+  const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter, bans, revocations: revocation, audit, federation });
   const webCerts = deps.webCertDir ?? new WebCertDir(undefined);
   const trustDomains = new TrustDomainService({ db, clock, logger, store: trustDomainStore, keys, authority, entries, templates, hostName: hostname(), upstream, webCerts });
   const feed = new ChangeFeed(db);
-  const relationshipStore = new RelationshipStore(db);
-  const federation = new FederationService({ clock, logger, store: new FederationStore(db), relationships: relationshipStore, trustDomains: trustDomainStore, entries, authority, audit });
   const relationships = new RelationshipService({
     clock, logger, store: relationshipStore, federation, trustDomains: trustDomainStore, authority, audit, jitter: () => random.bytes(4).readUInt32BE() / 2 ** 32,
     allowed: new EndpointAllowList(deps.federationEndpoints ?? []),

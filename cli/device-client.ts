@@ -1,13 +1,14 @@
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AgentPaths, type X509SvidMessage } from '../contract/agent-api.js';
+import { AgentPaths, type DeviceSvidMessage } from '../contract/agent-api.js';
 import { parseBootstrapToken } from '../contract/bootstrap-token.js';
 import { writeFileAtomic } from '../lib/fs.js';
 import { generateKeyAndCsr } from '../lib/pkcs10.js';
 import { fetchPinnedAuthority, requestJson } from '../lib/tls-client.js';
 import { derToPem } from '../spiffe/bundle/bundle.js';
 import { CliError } from './client.js';
+import { writeFederatedBundles } from './federated-files.js';
 
 /** What a device keeps beside its SVID files so it can renew: where the CA is and whom to trust. */
 interface DeviceState {
@@ -20,16 +21,25 @@ export interface DeviceSvid {
   readonly spiffeId: string;
   readonly expiresAt: Date;
   readonly serial: string;
+  /** The foreign trust domains whose bundles were written to federated/<td>.pem (absent: a CA that sends none). */
+  readonly federatedTrustDomains?: readonly string[];
 }
 
 const STATE = 'cairn-device.json';
 
-function writeSvid(dir: string, svid: X509SvidMessage, keyPem: string): DeviceSvid {
+function writeSvid(dir: string, svid: DeviceSvidMessage, keyPem: string): DeviceSvid {
   // Key first: a reader that sees the new certificate will find its key already in place.
   writeFileAtomic(join(dir, 'svid.key'), keyPem, 0o600);
+  // federated/<td>.pem as `cairn svid watch --write` writes them; a CA of an earlier release sends
+  // no federatedBundles, and then the files are left as they are rather than removed.
+  const federated = svid.federatedBundles && Object.entries(svid.federatedBundles).map(([td, ders]) => [td, ders.map((d) => Buffer.from(d, 'base64'))] as const);
+  if (federated) writeFederatedBundles(dir, federated);
   writeFileAtomic(join(dir, 'svid.pem'), svid.chain.map((c) => derToPem(Buffer.from(c, 'base64'))).join(''), 0o644);
   writeFileAtomic(join(dir, 'bundle.pem'), svid.bundle.map((c) => derToPem(Buffer.from(c, 'base64'))).join(''), 0o644);
-  return { spiffeId: svid.spiffeId, expiresAt: new Date(svid.expiresAt), serial: svid.serial };
+  return {
+    spiffeId: svid.spiffeId, expiresAt: new Date(svid.expiresAt), serial: svid.serial,
+    ...(federated ? { federatedTrustDomains: federated.map(([td]) => td).sort() } : {}),
+  };
 }
 
 function failure(status: number, body: unknown): CliError {
@@ -48,7 +58,7 @@ export async function bootstrapDevice(tokenText: string, dir: string): Promise<D
   if (token.claims.kind !== 'workload') throw new CliError('invalid_token', 'this is a join token for an agent; devices need a workload credential (cairn token create --spiffe-id …)');
   const authorityPem = await fetchPinnedAuthority(token.claims.url, token.claims.pin);
   const key = generateKeyAndCsr('ec-p256');
-  const res = await requestJson<X509SvidMessage>('POST', token.claims.url + AgentPaths.deviceRedeem, { token: tokenText.trim(), csr: key.csr.toString('base64') }, { ca: authorityPem });
+  const res = await requestJson<DeviceSvidMessage>('POST', token.claims.url + AgentPaths.deviceRedeem, { token: tokenText.trim(), csr: key.csr.toString('base64') }, { ca: authorityPem });
   if (res.status !== 201) throw failure(res.status, res.body);
   const state: DeviceState = { caUrl: token.claims.url, authorityPem, spiffeId: res.body.spiffeId };
   writeFileAtomic(join(dir, STATE), JSON.stringify(state, null, 2) + '\n', 0o600);
@@ -61,7 +71,7 @@ export async function renewDevice(dir: string): Promise<DeviceSvid> {
   if (!existsSync(statePath)) throw new CliError('not_bootstrapped', `${dir} holds no device state; run cairn bootstrap first`);
   const state = JSON.parse(readFileSync(statePath, 'utf8')) as DeviceState;
   const key = generateKeyAndCsr('ec-p256');
-  const res = await requestJson<X509SvidMessage>('POST', state.caUrl + AgentPaths.deviceRenew, { csr: key.csr.toString('base64') }, {
+  const res = await requestJson<DeviceSvidMessage>('POST', state.caUrl + AgentPaths.deviceRenew, { csr: key.csr.toString('base64') }, {
     ca: state.authorityPem,
     cert: readFileSync(join(dir, 'svid.pem'), 'utf8'),
     key: readFileSync(join(dir, 'svid.key'), 'utf8'),

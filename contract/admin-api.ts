@@ -174,6 +174,7 @@ export const CreateTokenBody = Type.Object(
     spiffeId: Type.Optional(SpiffeIdString),
     selectors: Type.Optional(Type.Array(Selector, { maxItems: 32 })),
     allowUnknownSelectorTypes: Type.Optional(AllowUnknownSelectorTypes),
+    federatesWith: Type.Optional(Type.Array(TrustDomainName, { maxItems: 32, description: 'workload credentials: foreign trust domains whose bundles the device gets at redemption and every renewal (as an entry\'s federatesWith)' })),
   },
   { additionalProperties: false },
 );
@@ -185,6 +186,7 @@ export const CreatedTokenView = Type.Object({
   token: Type.String({ description: 'shown once; only its hash is stored' }),
   spiffeId: Type.String({ description: 'the agent ID or workload ID the token will obtain' }),
   expiresAt: Timestamp,
+  federatesWith: Type.Optional(Type.Array(Type.String())),
 });
 
 /** Admin API roles, weakest last: admin (everything), operator (entries, tokens, agents, SVIDs), viewer (read-only). */

@@ -23,6 +23,19 @@ export const X509SvidMessage = Type.Object({
 });
 export type X509SvidMessage = Static<typeof X509SvidMessage>;
 
+/**
+ * What an agentless device is answered at redemption and renewal: its SVID, and the X.509 authorities
+ * of each foreign trust domain its workload credential federates with (`cairn token create
+ * --federates-with`), keyed by trust domain name, as they are now (the Workload API's
+ * `federated_bundles`). Always present from a CA that knows it (empty: none); a trust domain absent
+ * from it is no longer federated.
+ */
+export const DeviceSvidMessage = Type.Object({
+  ...X509SvidMessage.properties,
+  federatedBundles: Type.Optional(Type.Record(Type.String(), Type.Array(Der))),
+});
+export type DeviceSvidMessage = Static<typeof DeviceSvidMessage>;
+
 export const SyncQuery = Type.Object(
   {
     revision: Type.Optional(Type.Integer({ minimum: 0 })),

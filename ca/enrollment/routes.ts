@@ -1,14 +1,14 @@
 import type { TLSSocket } from 'node:tls';
 import type { FastifyRequest } from 'fastify';
 import {
-  AgentJwtBody, AgentPaths, AttestBody, BatchX509Body, BatchX509Response, DeviceJwtBody, JwtSvidMessage, RenewBody, SyncQuery, SyncResponse, X509SvidMessage,
+  AgentJwtBody, AgentPaths, AttestBody, BatchX509Body, BatchX509Response, DeviceJwtBody, DeviceSvidMessage, JwtSvidMessage, RenewBody, SyncQuery, SyncResponse, X509SvidMessage,
 } from '../../contract/agent-api.js';
 import { errorResponses } from '../../contract/common.js';
 import type { App } from '../http/types.js';
 import type { IssuedX509Svid, MintedJwtSvid } from '../issuance/service.js';
 import type { NodeKind } from '../nodes/store.js';
 import type { SyncService } from '../sync/service.js';
-import type { EnrollmentService } from './service.js';
+import type { DeviceSvid, EnrollmentService } from './service.js';
 
 export function x509Message(s: IssuedX509Svid): X509SvidMessage {
   return {
@@ -17,6 +17,13 @@ export function x509Message(s: IssuedX509Svid): X509SvidMessage {
     bundle: s.bundle.map((c) => c.toString('base64')),
     expiresAt: s.notAfter.toISOString(),
     serial: s.serial,
+  };
+}
+
+export function deviceMessage(d: DeviceSvid): DeviceSvidMessage {
+  return {
+    ...x509Message(d.svid),
+    federatedBundles: Object.fromEntries(d.federated.map((b) => [b.trustDomain, b.bundle.x509Authorities.map((c) => c.toString('base64'))])),
   };
 }
 
@@ -47,8 +54,8 @@ export function registerBootstrapRoutes(app: App, enrollment: EnrollmentService)
   }, async (req, reply) => reply.status(201).send(x509Message(await enrollment.attestAgent(req.body.token, req.body.csr, sourceOf(req)))));
 
   app.post(AgentPaths.deviceRedeem, {
-    schema: { tags, summary: 'Redeem a workload credential (agentless device or sidecar) with a CSR', body: AttestBody, response: { 201: X509SvidMessage, ...errorResponses } },
-  }, async (req, reply) => reply.status(201).send(x509Message(await enrollment.redeemWorkload(req.body.token, req.body.csr, sourceOf(req)))));
+    schema: { tags, summary: 'Redeem a workload credential (agentless device or sidecar) with a CSR', body: AttestBody, response: { 201: DeviceSvidMessage, ...errorResponses } },
+  }, async (req, reply) => reply.status(201).send(deviceMessage(await enrollment.redeemWorkload(req.body.token, req.body.csr, sourceOf(req)))));
 }
 
 /** Registers an mTLS context whose every route first authenticates the node's SVID. */
@@ -111,8 +118,8 @@ export function deviceRoutes(enrollment: EnrollmentService) {
   return (app: App): void => {
     const tags = ['device'];
     app.post(AgentPaths.deviceRenew, {
-      schema: { tags, summary: "Renew a device's SVID over mTLS with its current SVID", body: RenewBody, response: { 201: X509SvidMessage, ...errorResponses } },
-    }, async (req, reply) => reply.status(201).send(x509Message(await enrollment.renew(req.node, req.body.csr))));
+      schema: { tags, summary: "Renew a device's SVID over mTLS with its current SVID (with the foreign bundles its credential federates with)", body: RenewBody, response: { 201: DeviceSvidMessage, ...errorResponses } },
+    }, async (req, reply) => reply.status(201).send(deviceMessage(await enrollment.renewDevice(req.node, req.body.csr))));
     app.post(AgentPaths.deviceJwtSvids, {
       schema: { tags, summary: 'Mint a JWT-SVID for the device identity', body: DeviceJwtBody, response: { 201: JwtSvidMessage, ...errorResponses } },
     }, async (req, reply) => reply.status(201).send(jwtMessage(await enrollment.mintForDevice(req.node, req.body.audience))));

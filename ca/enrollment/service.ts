@@ -15,6 +15,7 @@ import type { CsrRequest, IssuanceService, IssuedX509Svid, MintedJwtSvid, X509Is
 import type { AttestedNode, NodeKind, NodeStore } from '../nodes/store.js';
 import type { TokenService } from '../tokens/service.js';
 import { defaultAgentId, invalidToken, isGuess, type TokenRefusal } from '../tokens/service.js';
+import type { DeliveredBundle } from '../federation/service.js';
 import type { FailureLimiter } from './failure-limiter.js';
 import { NodeRefusals } from './refusals.js';
 
@@ -31,6 +32,14 @@ export interface EnrollmentDeps {
   /** Revoked serials (ca/revocation): a revoked SVID is refused for mTLS and renewal. */
   readonly revocations: { isRevoked(serial: string, q?: Queryable): Promise<boolean> };
   readonly audit: AuditAppender;
+  /** The foreign bundles a device federating with `foreign` gets (ca/federation/, as agents' sync). */
+  readonly federation: { deliverable(trustDomain: string, foreign: readonly string[]): Promise<{ bundles: DeliveredBundle[] }> };
+}
+
+/** What a device is answered at redemption and renewal: its SVID, and the foreign bundles its credential federates with, as they are now. */
+export interface DeviceSvid {
+  readonly svid: IssuedX509Svid;
+  readonly federated: readonly DeliveredBundle[];
 }
 
 export interface BatchItemResult {
@@ -53,13 +62,24 @@ export class EnrollmentService {
   }
 
   /** A node agent's first SVID, from a join token. */
-  attestAgent(tokenText: string, csrText: string, source: string): Promise<IssuedX509Svid> {
-    return this.enrollWithToken(tokenText, csrText, source, 'join');
+  async attestAgent(tokenText: string, csrText: string, source: string): Promise<IssuedX509Svid> {
+    return (await this.enrollWithToken(tokenText, csrText, source, 'join')).svid;
   }
 
-  /** An agentless device or sidecar's first SVID, from a workload credential. */
-  redeemWorkload(tokenText: string, csrText: string, source: string): Promise<IssuedX509Svid> {
-    return this.enrollWithToken(tokenText, csrText, source, 'workload');
+  /** An agentless device or sidecar's first SVID, from a workload credential, with the foreign bundles it federates with. */
+  async redeemWorkload(tokenText: string, csrText: string, source: string): Promise<DeviceSvid> {
+    const { svid, grant } = await this.enrollWithToken(tokenText, csrText, source, 'workload');
+    return { svid, federated: await this.foreignBundles(grant.trustDomain, grant.federatesWith ?? []) };
+  }
+
+  /** A device's renewal, with the foreign bundles its credential federates with as they are now (a refreshed one arrives here). */
+  async renewDevice(node: AttestedNode, csrText: string): Promise<DeviceSvid> {
+    const svid = await this.renew(node, csrText);
+    return { svid, federated: await this.foreignBundles(node.trustDomain, node.federatesWith) };
+  }
+
+  private async foreignBundles(trustDomain: string, foreign: readonly string[]): Promise<readonly DeliveredBundle[]> {
+    return foreign.length === 0 ? [] : (await this.deps.federation.deliverable(trustDomain, foreign)).bundles;
   }
 
   /**
@@ -72,7 +92,7 @@ export class EnrollmentService {
    * Only a token that can be answered earns a signature check; guesses (unknown or malformed tokens)
    * are counted per source address and, past the limit, answered 429 — still without cryptography.
    */
-  private async enrollWithToken(tokenText: string, csrText: string, source: string, kind: 'join' | 'workload'): Promise<IssuedX509Svid> {
+  private async enrollWithToken(tokenText: string, csrText: string, source: string, kind: 'join' | 'workload'): Promise<{ svid: IssuedX509Svid; grant: NodeGrant }> {
     const request = readCsr(decodeCsrText(csrText));
     const screened = await this.deps.tokens.screen(tokenText, kind);
     if (!screened.ok) throw await this.refused(screened.reason, screened.tokenId, kind, source);
@@ -91,6 +111,7 @@ export class EnrollmentService {
         spiffeId: kind === 'join' ? (t.spiffeId ?? defaultAgentId(t.trustDomain, t.id)) : t.spiffeId!,
         selectors: t.selectors,
         issuedTo: `token:${t.id}`,
+        federatesWith: t.federatesWith,
       };
       if (t.repeat) {
         const svid = await this.repeatedAnswer(tx, t.issuedSvid!, grant, csr, issuer.bundle, issuer.intermediates);
@@ -112,7 +133,7 @@ export class EnrollmentService {
       this.deps.logger.info({ event: 'token.redeemed', tokenId: outcome.tokenId, kind, trustDomain: outcome.grant.trustDomain }, 'one-time token redeemed');
       this.attested(issuer, outcome.grant, outcome.svid, nodeKind, attestationType);
     }
-    return outcome.svid;
+    return { svid: outcome.svid, grant: outcome.grant };
   }
 
   /**
@@ -185,6 +206,7 @@ export class EnrollmentService {
     const [svid] = await issuer.issue([{ csr, policy: { spiffeId: SpiffeId.parse(grant.spiffeId), dnsNames: [] } }], grant.issuedTo, tx);
     await this.deps.nodes.upsert(tx, {
       spiffeId: grant.spiffeId, trustDomain: grant.trustDomain, kind, attestationType, selectors: grant.selectors, serial: svid!.serial, expiresAt: svid!.notAfter, banSubjects: grant.banSubjects ?? [],
+      federatesWith: grant.federatesWith ?? [],
     }, this.deps.clock.now());
     await this.deps.audit.append(tx, [{
       event: 'node.attested',
@@ -327,6 +349,8 @@ export interface NodeGrant {
   readonly issuedTo: string;
   /** What besides its SPIFFE ID a ban can name this node by: its x509pop fingerprint, its Kubernetes node UID. */
   readonly banSubjects?: readonly string[] | undefined;
+  /** A device: the foreign trust domains its workload credential federates with. */
+  readonly federatesWith?: readonly string[] | undefined;
 }
 
 const spkiOf = (der: Buffer): Buffer => new X509Certificate(der).publicKey.export({ type: 'spki', format: 'der' });

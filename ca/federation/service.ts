@@ -22,6 +22,8 @@ export interface FederationDeps {
   readonly relationships: RelationshipStore;
   readonly trustDomains: TrustDomainStore;
   readonly entries: EntryStore;
+  /** Agentless devices federate through their credential (cairn token create --federates-with). */
+  readonly nodes: { federatingWith(trustDomain: string, foreign: string, q?: Queryable): Promise<{ count: number; example: string | undefined }> };
   readonly authority: AuthorityService;
   readonly audit: AuditAppender;
 }
@@ -166,18 +168,23 @@ export class FederationService {
   async removeBundle(tx: Queryable, trustDomain: string, foreign: string, force: boolean, actor: string): Promise<StoredForeignBundle | undefined> {
     if (!(await this.deps.store.get(trustDomain, foreign, tx, true))) return undefined;
     const using = await this.deps.entries.federatingWith(trustDomain, foreign, tx);
-    if (using.count > 0 && !force) {
+    const devices = await this.deps.nodes.federatingWith(trustDomain, foreign, tx);
+    if ((using.count > 0 || devices.count > 0) && !force) {
+      const who = [
+        ...(using.count > 0 ? [`${using.count} registration entr${using.count === 1 ? 'y' : 'ies'}`] : []),
+        ...(devices.count > 0 ? [`${devices.count} agentless device${devices.count === 1 ? '' : 's'}`] : []),
+      ].join(' and ');
       throw new CairnError(
         'federated_bundle_in_use',
-        `${using.count} registration entr${using.count === 1 ? 'y' : 'ies'} of ${trustDomain} federate with ${foreign} (e.g. ${using.example}): update them first, or pass force to delete anyway (their workloads stop trusting ${foreign} at once)`,
-        { details: { entries: using.count } },
+        `${who} of ${trustDomain} federate with ${foreign} (e.g. ${using.example ?? devices.example}): update them first, or pass force to delete anyway (their workloads stop trusting ${foreign} at once)`,
+        { details: { entries: using.count, devices: devices.count } },
       );
     }
     const held = (await this.deps.store.delete(tx, trustDomain, foreign))!;
     await this.deps.audit.append(tx, [{
       event: 'federation.bundle_deleted',
       actor,
-      subject: { trustDomain, foreignTrustDomain: foreign, sequence: held.sequence ?? undefined, entriesFederating: using.count, forced: force },
+      subject: { trustDomain, foreignTrustDomain: foreign, sequence: held.sequence ?? undefined, entriesFederating: using.count, devicesFederating: devices.count, forced: force },
     }]);
     await notifyChange(tx, trustDomain);
     return held;

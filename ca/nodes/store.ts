@@ -12,6 +12,8 @@ export interface AttestedNode {
   readonly kind: NodeKind;
   readonly attestationType: string;
   readonly selectors: readonly string[];
+  /** A device: the foreign trust domains its workload credential federates with (their bundles come with each renewal). */
+  readonly federatesWith: readonly string[];
   readonly serial: string;
   readonly newSerial: string | null;
   readonly expiresAt: Date;
@@ -26,6 +28,7 @@ interface Row {
   kind: NodeKind;
   attestation_type: string;
   selectors: string[];
+  federates_with: string[];
   serial: string;
   new_serial: string | null;
   expires_at: Date;
@@ -38,7 +41,7 @@ interface Row {
  * `banned` comes from the deny-list (node_bans), matched on the node's SPIFFE ID and what its
  * attestor recorded besides (ban_subjects: a device fingerprint, a Kubernetes node UID).
  */
-const COLUMNS = `n.spiffe_id, n.trust_domain, n.kind, n.attestation_type, n.selectors, n.serial, n.new_serial, n.expires_at,
+const COLUMNS = `n.spiffe_id, n.trust_domain, n.kind, n.attestation_type, n.selectors, n.federates_with, n.serial, n.new_serial, n.expires_at,
   EXISTS (SELECT 1 FROM node_bans b WHERE b.trust_domain = n.trust_domain AND b.subject = ANY (array_append(n.ban_subjects, 'spiffe_id:' || n.spiffe_id))) AS banned,
   n.created_at, n.updated_at`;
 
@@ -48,6 +51,7 @@ const fromRow = (r: Row): AttestedNode => ({
   kind: r.kind,
   attestationType: r.attestation_type,
   selectors: r.selectors,
+  federatesWith: r.federates_with,
   serial: r.serial,
   newSerial: r.new_serial,
   expiresAt: toDate(r.expires_at),
@@ -84,11 +88,12 @@ export class NodeStore {
   upsert(tx: Queryable, n: Omit<AttestedNode, 'banned' | 'createdAt' | 'updatedAt' | 'newSerial'> & { banSubjects: readonly string[] }, now: Date): Promise<void> {
     return guard(async () => {
       await tx.query(
-        `INSERT INTO attested_nodes (spiffe_id, trust_domain, kind, attestation_type, selectors, serial, new_serial, expires_at, banned, ban_subjects, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, false, $9, $8, $8)
+        `INSERT INTO attested_nodes (spiffe_id, trust_domain, kind, attestation_type, selectors, serial, new_serial, expires_at, banned, ban_subjects, created_at, updated_at, federates_with)
+         VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, false, $9, $8, $8, $10)
          ON CONFLICT (spiffe_id) DO UPDATE SET attestation_type = EXCLUDED.attestation_type, selectors = EXCLUDED.selectors, ban_subjects = EXCLUDED.ban_subjects,
+           federates_with = EXCLUDED.federates_with,
            serial = EXCLUDED.serial, new_serial = NULL, new_expires_at = NULL, expires_at = EXCLUDED.expires_at, updated_at = EXCLUDED.updated_at`,
-        [n.spiffeId, n.trustDomain, n.kind, n.attestationType, n.selectors, n.serial, n.expiresAt, now, n.banSubjects],
+        [n.spiffeId, n.trustDomain, n.kind, n.attestationType, n.selectors, n.serial, n.expiresAt, now, n.banSubjects, n.federatesWith],
       );
       await notifyChange(tx, n.trustDomain);
     });
@@ -123,6 +128,17 @@ export class NodeStore {
         [trustDomain, subject],
       );
       return res.rows.map(fromRow);
+    });
+  }
+
+  /** Devices of `trustDomain` whose credential federates with `foreign` (a bundle they would lose). */
+  federatingWith(trustDomain: string, foreign: string, q: Queryable = this.db): Promise<{ count: number; example: string | undefined }> {
+    return guard(async () => {
+      const res = await q.query<{ n: number | string; example: string | null }>(
+        `SELECT count(*) AS n, min(spiffe_id) AS example FROM attested_nodes WHERE trust_domain = $1 AND $2 = ANY(federates_with)`,
+        [trustDomain, foreign],
+      );
+      return { count: Number(res.rows[0]!.n), example: res.rows[0]!.example ?? undefined };
     });
   }
 

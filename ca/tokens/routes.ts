@@ -14,7 +14,7 @@ export function registerTokenRoutes(app: App, tokens: TokenService): void {
     },
   }, async (req, reply) => {
     const t = await tokens.create(req.body, req.actor);
-    noteChange(req, { target: t.id, new: { id: t.id, kind: t.kind, trustDomain: req.body.trustDomain, spiffeId: t.spiffeId, selectors: req.body.selectors ?? [], expiresAt: t.expiresAt.toISOString() } });
-    return reply.status(201).send({ id: t.id, kind: t.kind, token: t.token, spiffeId: t.spiffeId, expiresAt: t.expiresAt.toISOString() });
+    noteChange(req, { target: t.id, new: { id: t.id, kind: t.kind, trustDomain: req.body.trustDomain, spiffeId: t.spiffeId, selectors: req.body.selectors ?? [], federatesWith: [...t.federatesWith], expiresAt: t.expiresAt.toISOString() } });
+    return reply.status(201).send({ id: t.id, kind: t.kind, token: t.token, spiffeId: t.spiffeId, expiresAt: t.expiresAt.toISOString(), ...(t.kind === 'workload' ? { federatesWith: [...t.federatesWith] } : {}) });
   });
 }

@@ -10,7 +10,8 @@ import { randomAlphanumeric, type Random } from '../../lib/random.js';
 import { SpiffeId } from '../../spiffe/id.js';
 import { checkTtl } from '../issuance/policy.js';
 import { isReserved } from '../issuance/reserved.js';
-import { normalizeSelectors, parseId } from '../entries/validation.js';
+import { normalizeSelectors, parseId, parseTrustDomains } from '../entries/validation.js';
+import { checkFederatesWith, type FederationFacts } from '../entries/service.js';
 import { checkSelectors } from '../entries/selectors.js';
 import type { TrustDomainStore } from '../trust-domains/store.js';
 import type { Queryable } from '../db/database.js';
@@ -50,6 +51,8 @@ export interface CreateTokenInput {
   readonly selectors?: readonly string[] | undefined;
   /** Accept node selectors of types Cairn does not know (request-only). */
   readonly allowUnknownSelectorTypes?: boolean | undefined;
+  /** Workload credential: foreign trust domains whose bundles the device gets at redemption and every renewal. */
+  readonly federatesWith?: readonly string[] | undefined;
 }
 
 export interface CreatedToken {
@@ -58,6 +61,7 @@ export interface CreatedToken {
   readonly token: string;
   readonly expiresAt: Date;
   readonly spiffeId: string;
+  readonly federatesWith: readonly string[];
 }
 
 export interface TokenDeps {
@@ -69,6 +73,8 @@ export interface TokenDeps {
   /** Where bootstrappers reach the CA's TLS endpoint, and the pin of its trust anchor. */
   readonly endpoint: () => Promise<{ url: string; pin: string }>;
   readonly audit: AuditAppender;
+  /** Which foreign trust domains a workload credential may federate with: the entries' rule. */
+  readonly federation: FederationFacts;
 }
 
 const hashSecret = (secret: string): Buffer => createHash('sha256').update(secret, 'utf8').digest();
@@ -99,20 +105,25 @@ export class TokenService {
     }
     const selectors = normalizeSelectors(input.selectors ?? [], { allowEmpty: true });
     checkSelectors(selectors, 'token', { allowUnknownTypes: input.allowUnknownSelectorTypes });
+    if (kind === 'join' && (input.federatesWith?.length ?? 0) > 0) {
+      throw new CairnError('invalid_request', 'federatesWith is for workload credentials (with spiffeId): an agent\'s workloads federate through their registration entries');
+    }
+    const federatesWith = parseTrustDomains(input.federatesWith ?? [], td.name);
+    await checkFederatesWith(this.deps.federation, td.name, federatesWith);
     const secret = this.deps.random.bytes(32).toString('base64url');
     const now = this.deps.clock.now();
     const expiresAt = addSeconds(now, ttl);
     const spiffeId = bound?.toString() ?? defaultAgentId(td.name, id);
     await this.deps.store.transaction(async (tx) => {
       await this.deps.store.insert({
-        id, trustDomain: td.name, kind, secretHash: hashSecret(secret), spiffeId: bound?.toString() ?? null, selectors, expiresAt, createdBy: actor, createdAt: now,
+        id, trustDomain: td.name, kind, secretHash: hashSecret(secret), spiffeId: bound?.toString() ?? null, selectors, federatesWith, expiresAt, createdBy: actor, createdAt: now,
       }, tx);
       // never the token or its secret: its id names it
-      await this.deps.audit.append(tx, [{ event: 'token.minted', actor, subject: { tokenId: id, kind, trustDomain: td.name, spiffeId, selectors: [...selectors], expiresAt: expiresAt.toISOString() } }]);
+      await this.deps.audit.append(tx, [{ event: 'token.minted', actor, subject: { tokenId: id, kind, trustDomain: td.name, spiffeId, selectors: [...selectors], ...(federatesWith.length > 0 ? { federatesWith } : {}), expiresAt: expiresAt.toISOString() } }]);
     });
     const { url, pin } = await this.deps.endpoint();
     this.deps.logger.info({ event: 'token.created', tokenId: id, kind, trustDomain: td.name, spiffeId, expiresAt: expiresAt.toISOString(), actor }, 'one-time token created');
-    return { id, kind, token: encodeBootstrapToken({ v: 1, kind, id, td: td.name, url, pin }, secret), expiresAt, spiffeId };
+    return { id, kind, token: encodeBootstrapToken({ v: 1, kind, id, td: td.name, url, pin }, secret), expiresAt, spiffeId, federatesWith };
   }
 
   recordIssued(q: Queryable, tokenId: string, svidDer: Buffer): Promise<void> {

@@ -11,6 +11,8 @@ export interface TokenRecord {
   readonly secretHash: Buffer;
   readonly spiffeId: string | null;
   readonly selectors: readonly string[];
+  /** Workload credential: the foreign trust domains the device federates with (its renewals carry their bundles). */
+  readonly federatesWith: readonly string[];
   readonly expiresAt: Date;
   readonly createdBy: string;
   readonly createdAt: Date;
@@ -22,6 +24,7 @@ export interface RedeemedToken {
   readonly kind: TokenKind;
   readonly spiffeId: string | null;
   readonly selectors: readonly string[];
+  readonly federatesWith: readonly string[];
   readonly expiresAt: Date;
   /** Presented again after its redemption (its first answer may have been lost). */
   readonly repeat: boolean;
@@ -48,9 +51,9 @@ export class TokenStore {
   insert(t: TokenRecord, q: Queryable = this.db): Promise<void> {
     return guard(async () => {
       await q.query(
-        `INSERT INTO one_time_tokens (id, trust_domain, kind, secret_hash, spiffe_id, selectors, expires_at, created_by, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-        [t.id, t.trustDomain, t.kind, t.secretHash, t.spiffeId, t.selectors, t.expiresAt, t.createdBy, t.createdAt],
+        `INSERT INTO one_time_tokens (id, trust_domain, kind, secret_hash, spiffe_id, selectors, federates_with, expires_at, created_by, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+        [t.id, t.trustDomain, t.kind, t.secretHash, t.spiffeId, t.selectors, t.federatesWith, t.expiresAt, t.createdBy, t.createdAt],
       );
     });
   }
@@ -65,18 +68,18 @@ export class TokenStore {
    */
   redeem(id: string, secretHash: Buffer, trustDomain: string, now: Date, q: Queryable = this.db): Promise<RedeemedToken | undefined> {
     return guard(async () => {
-      const res = await q.query<{ id: string; trust_domain: string; kind: TokenKind; spiffe_id: string | null; selectors: string[]; expires_at: Date; issued_svid: Uint8Array | null; repeat: boolean }>(
+      const res = await q.query<{ id: string; trust_domain: string; kind: TokenKind; spiffe_id: string | null; selectors: string[]; federates_with: string[]; expires_at: Date; issued_svid: Uint8Array | null; repeat: boolean }>(
         `UPDATE one_time_tokens t SET used_at = COALESCE(t.used_at, $3)
          FROM (SELECT id, used_at IS NOT NULL AS repeat FROM one_time_tokens WHERE id = $1 FOR UPDATE) prev
          WHERE t.id = prev.id AND t.secret_hash = $2 AND t.trust_domain = $4
            AND (t.used_at IS NULL OR (t.issued_svid IS NOT NULL AND t.expires_at > $3))
-         RETURNING t.id, t.trust_domain, t.kind, t.spiffe_id, t.selectors, t.expires_at, t.issued_svid, prev.repeat`,
+         RETURNING t.id, t.trust_domain, t.kind, t.spiffe_id, t.selectors, t.federates_with, t.expires_at, t.issued_svid, prev.repeat`,
         [id, secretHash, now, trustDomain],
       );
       const r = res.rows[0];
       return (
         r && {
-          id: r.id, trustDomain: r.trust_domain, kind: r.kind, spiffeId: r.spiffe_id, selectors: r.selectors, expiresAt: toDate(r.expires_at),
+          id: r.id, trustDomain: r.trust_domain, kind: r.kind, spiffeId: r.spiffe_id, selectors: r.selectors, federatesWith: r.federates_with, expiresAt: toDate(r.expires_at),
           repeat: r.repeat, issuedSvid: r.issued_svid ? toBuffer(r.issued_svid) : undefined,
         }
       );

@@ -12,6 +12,7 @@ import { printResult, say, table } from '../output.js';
 
 export async function tokenCreate({ values, command }: Parsed<typeof TOKEN_CREATE_FLAGS>): Promise<void> {
   refuseTogether(values, 'agent-id', 'spiffe-id', command);
+  if (values['federates-with'] && !values['spiffe-id']) throw new UsageError('--federates-with is for workload credentials: add --spiffe-id (an agent\'s workloads federate through their entries)', command);
   const res = await adminClientFor(values).request<{ id: string; kind: string; token: string; spiffeId: string; expiresAt: string }>('POST', '/v1/tokens', {
     trustDomain: values['trust-domain'],
     ...(values.ttl ? { ttlSeconds: parseDuration(values.ttl) } : {}),
@@ -19,6 +20,7 @@ export async function tokenCreate({ values, command }: Parsed<typeof TOKEN_CREAT
     ...(values['spiffe-id'] ? { spiffeId: values['spiffe-id'] } : {}),
     ...(values.selector ? { selectors: values.selector } : {}),
     ...(values['allow-unknown-selector-type'] ? { allowUnknownSelectorTypes: true } : {}),
+    ...(values['federates-with'] ? { federatesWith: values['federates-with'] } : {}),
   });
   say(`${res.kind === 'join' ? 'join token' : 'workload credential'} for ${res.spiffeId}, single use, expires ${res.expiresAt}`);
   printResult(values.json, res, () => res.token);
@@ -153,7 +155,8 @@ export async function agentBansCommand({ values }: Parsed<typeof AGENT_BANS_FLAG
 
 export async function bootstrapCommand({ values }: Parsed<typeof BOOTSTRAP_FLAGS>): Promise<void> {
   const svid = await bootstrapDevice(values.token, values.write);
-  say(`wrote svid.pem, svid.key and bundle.pem to ${values.write}`);
+  const federated = svid.federatedTrustDomains?.length ? ` and federated/{${svid.federatedTrustDomains.join(',')}}.pem` : '';
+  say(`wrote svid.pem, svid.key, bundle.pem${federated} to ${values.write}`);
   printResult(values.json, svid, () => `${svid.spiffeId} ${svid.serial} ${svid.expiresAt.toISOString()}`);
 }
 
@@ -183,7 +186,7 @@ export async function renewCommand({ values }: Parsed<typeof RENEW_FLAGS>): Prom
       const svid = await renewDevice(dir);
       backoff = 1000;
       await after();
-      say(`renewed ${svid.spiffeId}: serial ${svid.serial}, expires ${svid.expiresAt.toISOString()}`);
+      say(`renewed ${svid.spiffeId}: serial ${svid.serial}, expires ${svid.expiresAt.toISOString()}${svid.federatedTrustDomains?.length ? `, federated with ${svid.federatedTrustDomains.join(' ')}` : ''}`);
     } catch (err) {
       const left = expiryOf(dir).getTime() - Date.now();
       say(`renewal failed (${err instanceof CliError ? err.code : (err as Error).message}); ${Math.max(0, Math.round(left / 1000))}s of validity left, retrying`);

@@ -1,5 +1,4 @@
 import { spawnSync } from 'node:child_process';
-import { readdirSync, rmSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { makeDirs, writeFileAtomic } from '../../lib/fs.js';
@@ -8,6 +7,7 @@ import { WorkloadApiClient, WorkloadApiError, x509Pem, type X509Context } from '
 import { UsageError, type Parsed } from '../flags.js';
 import type { JWT_FETCH_FLAGS, JWT_VALIDATE_FLAGS, SVID_FETCH_FLAGS, SVID_WATCH_FLAGS } from '../specs/svid.js';
 import { dataDirOf, recordedEndpoints } from '../client.js';
+import { writeFederatedBundles } from '../federated-files.js';
 import { printResult, say, table } from '../output.js';
 import { untilSignal } from './agent.js';
 
@@ -41,23 +41,8 @@ function writeFiles(dir: string, ctx: X509Context, spiffeId: string | undefined)
   writeFileAtomic(join(dir, 'bundle.pem'), pem.bundle, 0o644);
   // The CRLs the agent carries (every published CA's), for ssl_crl / crl-file next to bundle.pem.
   if (ctx.crls.length > 0) writeFileAtomic(join(dir, 'crl.pem'), ctx.crls.map((c) => derToPem(c, 'X509 CRL')).join(''), 0o644);
-  const federated = new Set<string>();
-  for (const [td, certs] of ctx.federatedBundles) {
-    // the map's keys name files: only what a trust domain name can be (no "/", no "..")
-    const name = td.replace(/^spiffe:\/\//, '');
-    if (!/^[a-z0-9._-]+$/.test(name) || /^\.+$/.test(name)) continue;
-    makeDirs(join(dir, 'federated'), 0o755);
-    writeFileAtomic(join(dir, 'federated', `${name}.pem`), certs.map((c) => derToPem(c)).join(''), 0o644);
-    federated.add(`${name}.pem`);
-  }
   // A foreign bundle no longer sent is unloaded (Workload API: a missing bundle means drop it).
-  let held: string[] = [];
-  try {
-    held = readdirSync(join(dir, 'federated'));
-  } catch {
-    // no federated/ yet
-  }
-  for (const f of held) if (f.endsWith('.pem') && !federated.has(f)) rmSync(join(dir, 'federated', f), { force: true });
+  writeFederatedBundles(dir, ctx.federatedBundles);
   writeFileAtomic(join(dir, 'svid.key'), pem.privateKey, 0o600);
   writeFileAtomic(join(dir, 'svid.pem'), pem.certificates, 0o644);
   return svid.spiffeId;

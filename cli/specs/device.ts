@@ -3,7 +3,7 @@ import { JSON_OUTPUT } from './common.js';
 
 export const BOOTSTRAP_FLAGS = flags({
   token: { type: 'string', value: 'TOKEN', env: ['CAIRN_TOKEN'], required: true, description: 'the workload credential from cairn token create --spiffe-id' },
-  write: { type: 'string', value: 'DIR', required: true, complete: 'dir', description: 'where to write svid.pem, svid.key (0600) and bundle.pem' },
+  write: { type: 'string', value: 'DIR', required: true, complete: 'dir', description: 'where to write svid.pem, svid.key (0600), bundle.pem and federated/<td>.pem' },
   ...JSON_OUTPUT,
 });
 
