@@ -166,7 +166,7 @@ ${growthRows}
 What limits the fleet, from these figures. *Descriptors*: ${fdsPerAgent.toFixed(2)} per agent on its replica; Node raises its
 soft limit to the hard one, so at \`ulimit -Hn\` ${r.fdLimit} one replica holds about ${n0(fdCeiling)} agents (with two replicas, plan
 for one holding the whole fleet while the other restarts). *Memory*: ${kb(caKbPerAgent * 1024)} of replica RSS per agent
-(${n0((caKbPerAgent * 10000) / 1024)} MB per 10,000), far under Node's ${n0(r.heapLimitMb)} MB heap limit: the live objects of a waiting poll are a
+(${n0((caKbPerAgent * 10000) / 1024)} MB per 10,000; Node's heap limit here is ${n0(r.heapLimitMb)} MB, and RSS is not all heap): the live objects of a waiting poll are a
 few KB (a heap snapshot, \`CAIRN_FLEET_HEAP_SNAPSHOT\`); the rest is TLS state and heap the collector has not returned.
 *Idle CPU*: the replicas and PostgreSQL spend ${(caUs + pgUs).toFixed(1)} µs per agent per second (one 30 s poll each: TLS, HTTP,
 the node's row read), so polls alone would fill two cores near ${n0(cpuCeiling)} agents. *Changes every agent receives*: each costs the
