@@ -173,6 +173,7 @@ describe(`admin roles, scopes and guards (${storeKind()} store)`, { timeout: 120
     'GET /v1/trust-domains/:name/authorities': [`/v1/trust-domains/${B}/authorities`],
     'POST /v1/trust-domains/:name/authorities/prepare': [`/v1/trust-domains/${B}/authorities/prepare`, { kind: 'x509' }],
     'POST /v1/trust-domains/:name/authorities/activate': [`/v1/trust-domains/${B}/authorities/activate`, { kind: 'x509' }],
+    'POST /v1/trust-domains/:name/authorities/import': [`/v1/trust-domains/${B}/authorities/import`, { kind: 'x509', certificate: '-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n' }],
     'POST /v1/trust-domains/:name/authorities/:id/taint': [`/v1/trust-domains/${B}/authorities/k1/taint`, { kind: 'x509' }],
     'POST /v1/trust-domains/:name/authorities/:id/revoke': [`/v1/trust-domains/${B}/authorities/k1/revoke`, { kind: 'x509', force: true }],
     'GET /v1/trust-domains/:trustDomain/federation/bundles': [`/v1/trust-domains/${B}/federation/bundles`],
