@@ -54,3 +54,15 @@ export async function startBenchCa(dataDir: string, nodeArgs: string[] = [], opt
     },
   };
 }
+
+/** How many X.509-SVIDs the CA's inventory holds under a SPIFFE ID prefix (every page). */
+export async function issuedUnder(ca: BenchCa, prefix: string): Promise<number> {
+  let issued = 0;
+  let pageToken = '';
+  do {
+    const page = await ca.admin(`/v1/x509-svids?spiffeIdPrefix=${encodeURIComponent(prefix)}&pageSize=500${pageToken ? `&pageToken=${pageToken}` : ''}`);
+    issued += page.svids.length;
+    pageToken = page.nextPageToken ?? '';
+  } while (pageToken);
+  return issued;
+}

@@ -12,7 +12,7 @@ import { derToPem } from '../spiffe/bundle/bundle.js';
 import { publicJwkOf } from '../spiffe/bundle/jwk.js';
 import { referenceLeaf, testCaCertificate, type TestCaCert } from '../test/support/certs.js';
 import { spawnCairn, type Spawned } from '../test/support/processes.js';
-import { startBenchCa, type BenchCa } from './ca-process.js';
+import { issuedUnder, startBenchCa, type BenchCa } from './ca-process.js';
 import { fmt, machine, median, percentile, writeSection } from './harness.js';
 
 /**
@@ -114,16 +114,6 @@ async function endpointSvid(ca: TestCaCert): Promise<{ cert: string; key: string
 
 const fingerprint = (der: Buffer): string => `sha256:${createHash('sha256').update(new X509Certificate(der).publicKey.export({ type: 'spki', format: 'der' })).digest('hex')}`;
 
-async function issuedUnder(ca: BenchCa, prefix: string): Promise<number> {
-  let issued = 0;
-  let pageToken = '';
-  do {
-    const page = await ca.admin(`/v1/x509-svids?spiffeIdPrefix=${encodeURIComponent(prefix)}&pageSize=500${pageToken ? `&pageToken=${pageToken}` : ''}`);
-    issued += page.svids.length;
-    pageToken = page.nextPageToken ?? '';
-  } while (pageToken);
-  return issued;
-}
 
 export async function benchFederation(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('this benchmark connects as 1,000 uids: run it as root');

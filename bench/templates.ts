@@ -4,7 +4,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnCairn, type Spawned } from '../test/support/processes.js';
-import { startBenchCa, type BenchCa } from './ca-process.js';
+import { issuedUnder, startBenchCa, type BenchCa } from './ca-process.js';
 import { fmt, machine, median, percentile, writeSection } from './harness.js';
 
 /**
@@ -98,16 +98,6 @@ async function startAgent(ca: BenchCa, dir: string, name: string): Promise<{ age
   return { agent, agentId: spiffeId, socket };
 }
 
-async function issuedUnder(ca: BenchCa, prefix: string): Promise<number> {
-  let issued = 0;
-  let pageToken = '';
-  do {
-    const page = await ca.admin(`/v1/x509-svids?spiffeIdPrefix=${encodeURIComponent(prefix)}&pageSize=500${pageToken ? `&pageToken=${pageToken}` : ''}`);
-    issued += page.svids.length;
-    pageToken = page.nextPageToken ?? '';
-  } while (pageToken);
-  return issued;
-}
 
 export async function benchTemplates(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('this benchmark connects as 1,000 uids: run it as root');
