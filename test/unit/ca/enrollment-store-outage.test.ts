@@ -40,7 +40,8 @@ describe('node mTLS authentication during a store outage', () => {
     const now = new Date();
     const spiffeId = `spiffe://${td}/cairn/agent/join_token/b`;
     const serial = randomBytes(16);
-    serial[0] = serial[0]! & 0x7f;
+    // a positive DER integer with no leading zero byte, so the certificate's serial is exactly these 16 bytes
+    serial[0] = (serial[0]! & 0x7f) | 0x01;
     const leaf = await referenceLeaf(ca, { spiffeId, serial, notBefore: new Date(now.getTime() - 60_000), notAfter: new Date(now.getTime() + 3600_000), dnsNames: [], publicKey: subjectKey }, subjectKey);
     const down = new CairnError('store_unavailable', 'the database is unavailable, retry later');
     const node = { spiffeId, kind: 'agent', banned: false, serial: serial.toString('hex'), newSerial: null };
