@@ -2,7 +2,6 @@ import { createHash, createPublicKey, randomBytes, X509Certificate } from 'node:
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
-import { connect as netConnect, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +12,7 @@ import { publicJwkOf } from '../spiffe/bundle/jwk.js';
 import { referenceLeaf, testCaCertificate, type TestCaCert } from '../test/support/certs.js';
 import { spawnCairn, type Spawned } from '../test/support/processes.js';
 import { issuedUnder, startBenchCa, type BenchCa } from './ca-process.js';
+import { connectAs } from './connect-as.js';
 import { fmt, machine, median, percentile, writeSection } from './harness.js';
 
 /**
@@ -40,21 +40,6 @@ interface Stream {
   readonly messages: { at: number; body: Buffer }[];
 }
 
-function connectAs(socket: string, uid: number): Promise<Socket> {
-  process.setegid!(uid);
-  process.seteuid!(uid);
-  let s: Socket;
-  try {
-    s = netConnect(socket); // connect(2) now: the kernel records these credentials
-  } finally {
-    process.seteuid!(0);
-    process.setegid!(0);
-  }
-  return new Promise((resolve, reject) => {
-    s.once('connect', () => resolve(s));
-    s.once('error', reject);
-  });
-}
 
 async function openStream(socket: string, uid: number, sessions: ClientHttp2Session[]): Promise<Stream> {
   const sock = await connectAs(socket, uid);

@@ -1,10 +1,10 @@
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
-import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnCairn, type Spawned } from '../test/support/processes.js';
 import { issuedUnder, startBenchCa, type BenchCa } from './ca-process.js';
+import { connectAs } from './connect-as.js';
 import { fmt, machine, median, percentile, writeSection } from './harness.js';
 
 /**
@@ -27,22 +27,6 @@ const rssKb = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A Unix-socket connection made with effective uid/gid `uid`: the peer credentials the agent reads. */
-function connectAs(socket: string, uid: number): Promise<Socket> {
-  process.setegid!(uid);
-  process.seteuid!(uid);
-  let s: Socket;
-  try {
-    // net.connect on a path calls connect(2) synchronously: the kernel records the credentials now
-    s = netConnect(socket);
-  } finally {
-    process.seteuid!(0);
-    process.setegid!(0);
-  }
-  return new Promise((resolve, reject) => {
-    s.once('connect', () => resolve(s));
-    s.once('error', reject);
-  });
-}
 
 /** Connect as `uid`, open FetchX509SVID, resolve with the time to its first complete message; the stream stays open. */
 async function firstSvid(socket: string, uid: number, open: ClientHttp2Session[]): Promise<number> {
