@@ -237,7 +237,8 @@ export async function startCa(config: CaConfig, runtime: CaRuntime = {}): Promis
       configured: () => core.stores.trustDomains.withBundleEndpoints(),
       authority: core.authority,
       issuance: core.issuance,
-      onChange: (listener) => listenForChanges(db, listener),
+      // entry and node changes never concern a bundle endpoint: with a fleet they are most notifications
+      onChange: (listener) => listenForChanges(db, (change) => (change.kind === 'entries' || change.kind === 'node' ? undefined : listener())),
       webCerts: core.webCerts,
     });
     await bundleEndpoints.start();

@@ -145,7 +145,7 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter, bans, revocations: revocation, audit, federation });
   const webCerts = deps.webCertDir ?? new WebCertDir(undefined);
   const trustDomains = new TrustDomainService({ db, clock, logger, store: trustDomainStore, keys, authority, entries, templates, hostName: hostname(), upstream, webCerts });
-  const feed = new ChangeFeed(db);
+  const feed = new ChangeFeed(db, clock, serverId);
   const relationships = new RelationshipService({
     clock, logger, store: relationshipStore, federation, trustDomains: trustDomainStore, authority, audit, jitter: () => random.bytes(4).readUInt32BE() / 2 ** 32,
     allowed: new EndpointAllowList(deps.federationEndpoints ?? []),
@@ -193,7 +193,7 @@ export function buildCaCore(deps: CoreDeps): CaCore {
     webCerts,
     enrollment,
     bans,
-    sync: new SyncService({ clock, entries, templates, enrollment, authority, feed, metrics, revocation, federation }),
+    sync: new SyncService({ clock, entries, templates, authority, feed, metrics, revocation, federation, jitter: () => random.bytes(4).readUInt32BE() / 2 ** 32 }),
     metrics,
     revocation,
     adminAuth,

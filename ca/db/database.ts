@@ -17,8 +17,11 @@ export interface Database extends Queryable {
   readonly kind: 'postgres' | 'embedded';
   /** Runs `fn` in one transaction; commits when it resolves, rolls back when it throws. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
-  /** LISTEN on a channel; `onNotify` gets each NOTIFY payload. */
-  listen(channel: string, onNotify: (payload: string) => void): Promise<Unlisten>;
+  /**
+   * LISTEN on a channel; `onNotify` gets each NOTIFY payload. Where the connection can drop, `onLost`
+   * runs when it does, and `onNotify('')` once it is back (notifications in between are lost).
+   */
+  listen(channel: string, onNotify: (payload: string) => void, onLost?: () => void): Promise<Unlisten>;
   close(): Promise<void>;
 }
 

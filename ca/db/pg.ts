@@ -63,7 +63,7 @@ export function openPostgres(options: PostgresOptions): Database {
         client.release(broken);
       }
     },
-    listen: (channel, onNotify) => listenResiliently(pool, channel, onNotify),
+    listen: (channel, onNotify, onLost) => listenResiliently(pool, channel, onNotify, onLost),
     close: () => pool.end(),
   };
 }
@@ -77,7 +77,7 @@ const RELISTEN_DELAYS_MS = [250, 500, 1000, 2000, 5000];
  * rather than trust that nothing changed. Without this, long-polls would only learn of changes when
  * they time out, for as long as the process lives.
  */
-async function listenResiliently(pool: pg.Pool, channel: string, onNotify: (payload: string) => void): Promise<Unlisten> {
+async function listenResiliently(pool: pg.Pool, channel: string, onNotify: (payload: string) => void, onLost?: () => void): Promise<Unlisten> {
   const listenSql = `LISTEN ${pg.escapeIdentifier(channel)}`;
   const handler = (msg: pg.Notification): void => {
     if (msg.channel === channel) onNotify(msg.payload ?? '');
@@ -100,7 +100,10 @@ async function listenResiliently(pool: pg.Pool, channel: string, onNotify: (payl
       if (wasListening) current = undefined;
       client.release(new Error('LISTEN connection lost')); // destroy it: never back into the pool
       // A failed attach is retried by whoever called it; a lost listener by us.
-      if (wasListening && !closed) schedule();
+      if (wasListening && !closed) {
+        onLost?.();
+        schedule();
+      }
     };
     client.on('notification', handler);
     client.on('error', drop);

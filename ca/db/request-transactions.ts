@@ -152,7 +152,7 @@ export class RequestTransactions {
       kind: base.kind,
       query: (sql, params) => current()?.query(sql, params) ?? base.query(sql, params),
       transaction: (fn) => current()?.transaction(fn) ?? base.transaction(fn),
-      listen: (channel, onNotify) => base.listen(channel, onNotify),
+      listen: (channel, onNotify, onLost) => base.listen(channel, onNotify, onLost),
       close: () => base.close(),
     };
   }

@@ -7,7 +7,7 @@ import { SpiffeId } from '../../spiffe/id.js';
 import type { AuthorityService } from '../authority/service.js';
 import { nodeSubjects, type BanService } from '../bans/service.js';
 import { verifyClientSvid } from '../authority/client-svid.js';
-import type { EntryStore } from '../entries/store.js';
+import type { AliasEntry, EntryStore } from '../entries/store.js';
 import { checkCsrSignature, decodeCsrText, readCsr, verifyCsr } from '../issuance/csr.js';
 import type { Queryable } from '../db/database.js';
 import type { AuditAppender } from '../audit/port.js';
@@ -49,6 +49,18 @@ export interface BatchItemResult {
 }
 
 export const serverId = (trustDomain: string): string => `spiffe://${trustDomain}/cairn/server`;
+
+/**
+ * The node's own ID, then (sorted) the node aliases whose selectors all belong to the node: the same
+ * rule as `parentsOf`, over alias definitions read once for many nodes.
+ */
+export function parentsFrom(node: Pick<AttestedNode, 'spiffeId' | 'selectors'>, aliases: readonly AliasEntry[]): string[] {
+  if (node.selectors.length === 0) return [node.spiffeId];
+  const mine = new Set(node.selectors);
+  const matching = new Set(aliases.filter((a) => a.selectors.every((s) => mine.has(s))).map((a) => a.spiffeId));
+  matching.delete(node.spiffeId);
+  return [node.spiffeId, ...[...matching].sort()];
+}
 
 /**
  * The trust bootstrap: one-time tokens become first SVIDs; from then on nodes prove themselves
@@ -259,7 +271,11 @@ export class EnrollmentService {
     return svid;
   }
 
-  /** The agent's own ID and its node aliases: entries under any of these are the agent's to serve. */
+  /**
+   * The agent's own ID and its node aliases: entries under any of these are the agent's to serve.
+   * The selector match runs in SQL here; sync matches a shared read of every alias (`parentsFrom`),
+   * and a test holds the two to the same answers.
+   */
   async parentsOf(node: AttestedNode): Promise<string[]> {
     const aliases = await this.deps.entries.aliasesFor(node.trustDomain, serverId(node.trustDomain), node.selectors);
     return [node.spiffeId, ...aliases.filter((a) => a !== node.spiffeId)];

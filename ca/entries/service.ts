@@ -131,7 +131,7 @@ export class EntryService {
     const created = await this.namingExisting(entry, () =>
       this.deps.store.write(async (tx) => {
         const e = await this.deps.store.insert(tx, entry, now);
-        await notifyChange(tx, e.trustDomain);
+        await notifyChange(tx, { kind: 'entries', trustDomain: e.trustDomain, parents: [e.parentId] });
         return e;
       }),
     );
@@ -185,7 +185,7 @@ export class EntryService {
         if (!before) throw new CairnError('entry_not_found', `registration entry ${id} does not exist`);
         if (before.parentId !== next.parentId) await this.deps.store.tombstone(tx, before, now);
         const after = await this.deps.store.replace(tx, next, now);
-        await notifyChange(tx, next.trustDomain);
+        await notifyChange(tx, { kind: 'entries', trustDomain: next.trustDomain, parents: [before.parentId, next.parentId] });
         observe?.(before, after!);
         return after!;
       }),
@@ -200,7 +200,7 @@ export class EntryService {
       const gone = await this.deps.store.delete(tx, id);
       if (!gone) throw new CairnError('entry_not_found', `registration entry ${id} does not exist`);
       await this.deps.store.tombstone(tx, gone, now);
-      await notifyChange(tx, gone.trustDomain);
+      await notifyChange(tx, { kind: 'entries', trustDomain: gone.trustDomain, parents: [gone.parentId] });
       return gone;
     });
     this.deps.logger.info({ event: 'entry.deleted', entryId: id, actor }, 'registration entry deleted');

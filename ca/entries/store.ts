@@ -68,6 +68,12 @@ function fromRow(r: Row): Entry {
   };
 }
 
+/** A node alias: entries under `spiffeId` go to every node holding all of `selectors`. */
+export interface AliasEntry {
+  readonly spiffeId: string;
+  readonly selectors: readonly string[];
+}
+
 const UNIQUE = { registration_entries_identity: 'entry_exists', registration_entries_pkey: 'entry_exists' } as const;
 
 export class EntryStore {
@@ -161,6 +167,20 @@ export class EntryStore {
         [trustDomain, serverId, nodeSelectors],
       );
       return res.rows.map((r) => r.spiffe_id).sort();
+    });
+  }
+
+  /**
+   * Every node alias definition of the trust domain (entries parented to the server), for sync: one
+   * read shared by all the long-polls a change wakes, each matching its own node (`parentsFrom`).
+   */
+  aliasEntries(trustDomain: string, serverId: string): Promise<AliasEntry[]> {
+    return guard(async () => {
+      const res = await this.db.query<{ spiffe_id: string; selectors: string[] }>(
+        `SELECT spiffe_id, selectors FROM registration_entries WHERE trust_domain = $1 AND parent_id = $2`,
+        [trustDomain, serverId],
+      );
+      return res.rows.map((r) => ({ spiffeId: r.spiffe_id, selectors: r.selectors }));
     });
   }
 

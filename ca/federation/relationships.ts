@@ -7,7 +7,7 @@ import { X509Certificate } from 'node:crypto';
 import type { AuditAppender } from '../audit/port.js';
 import type { AuthorityService } from '../authority/service.js';
 import { bundleOf } from '../bundle/documents.js';
-import { notifyChange } from '../db/changes.js';
+import { notifyTrustDomain } from '../db/changes.js';
 import type { TrustDomainStore } from '../trust-domains/store.js';
 import { validateTrustDomainName } from '../trust-domains/service.js';
 import { parseForeignBundle } from './bundle-input.js';
@@ -133,7 +133,7 @@ export class RelationshipService {
         actor,
         subject: { trustDomain: names.td, foreignTrustDomain: names.foreign, bundleEndpointUrl: url, profile: input.profile, endpointSpiffeId: endpointSpiffeId ?? undefined },
       }]);
-      await notifyChange(tx, names.td);
+      await notifyTrustDomain(tx, names.td);
       return { relationship, bundle };
     });
     this.deps.logger.info({ event: 'federation.relationship_created', trustDomain: names.td, foreignTrustDomain: names.foreign, bundleEndpointUrl: url, profile: input.profile, actor }, 'federation relationship created');
@@ -161,7 +161,7 @@ export class RelationshipService {
       if (!r) throw new CairnError('not_found', `trust domain ${names.td} has no federation relationship with ${names.foreign}`);
       await this.deps.federation.removeBundle(tx, names.td, names.foreign, force, actor);
       await this.deps.audit.append(tx, [{ event: 'federation.relationship_deleted', actor, subject: { trustDomain: names.td, foreignTrustDomain: names.foreign, forced: force } }]);
-      await notifyChange(tx, names.td);
+      await notifyTrustDomain(tx, names.td);
       return r;
     });
     this.deps.logger.info({ event: 'federation.relationship_deleted', trustDomain: names.td, foreignTrustDomain: names.foreign, actor }, 'federation relationship deleted');

@@ -6,7 +6,7 @@ import { encodeSpiffeBundle, parseSpiffeBundle, type Bundle, type SpiffeBundleDo
 import type { AuditAppender } from '../audit/port.js';
 import type { AuthorityService } from '../authority/service.js';
 import { bundleOf } from '../bundle/documents.js';
-import { notifyChange } from '../db/changes.js';
+import { notifyTrustDomain } from '../db/changes.js';
 import type { EntryStore } from '../entries/store.js';
 import type { TrustDomainStore } from '../trust-domains/store.js';
 import { validateTrustDomainName } from '../trust-domains/service.js';
@@ -122,7 +122,7 @@ export class FederationService {
         digest: after.digest,
       },
     }]);
-    await notifyChange(tx, trustDomain);
+    await notifyTrustDomain(tx, trustDomain);
     return { before, after };
   }
 
@@ -186,7 +186,7 @@ export class FederationService {
       actor,
       subject: { trustDomain, foreignTrustDomain: foreign, sequence: held.sequence ?? undefined, entriesFederating: using.count, devicesFederating: devices.count, forced: force },
     }]);
-    await notifyChange(tx, trustDomain);
+    await notifyTrustDomain(tx, trustDomain);
     return held;
   }
 

@@ -95,7 +95,7 @@ export class NodeStore {
            serial = EXCLUDED.serial, new_serial = NULL, new_expires_at = NULL, expires_at = EXCLUDED.expires_at, updated_at = EXCLUDED.updated_at`,
         [n.spiffeId, n.trustDomain, n.kind, n.attestationType, n.selectors, n.serial, n.expiresAt, now, n.banSubjects, n.federatesWith],
       );
-      await notifyChange(tx, n.trustDomain);
+      await notifyChange(tx, { kind: 'node', trustDomain: n.trustDomain, node: n.spiffeId });
     });
   }
 

@@ -9,7 +9,7 @@ import { NOT_BEFORE_CUSHION_SECONDS } from '../authority/service.js';
 import type { Sealer } from '../authority/sealing.js';
 import { x509SignerOf } from '../authority/signers.js';
 import type { AuthorityKey, AuthorityKeyStore } from '../authority/store.js';
-import { notifyChange } from '../db/changes.js';
+import { notifyTrustDomain } from '../db/changes.js';
 import type { Queryable } from '../db/database.js';
 import type { TrustDomainStore } from '../trust-domains/store.js';
 import type { TrustDomain } from '../trust-domains/model.js';
@@ -106,7 +106,7 @@ export class RevocationService {
       await this.deps.audit.append(tx, fresh.map((s) => ({ event: 'svid.revoked', actor, subject: { trustDomain, serial: s.serial, spiffeId: s.spiffeId, notAfter: s.notAfter.toISOString(), issuedTo: s.issuedTo, reason: reason ?? undefined } })));
       if (fresh.length > 0) {
         await this.resign(tx, trustDomain, now);
-        await notifyChange(tx, trustDomain);
+        await notifyTrustDomain(tx, trustDomain);
       }
       const byserial = new Map((await store.unexpired(trustDomain, now, tx)).map((r) => [r.serial, r]));
       return { trustDomain, svids: found.map((s) => byserial.get(s.serial) ?? revokedRecord(s, reason, now, actor)), fresh: fresh.length };
@@ -189,7 +189,7 @@ export class RevocationService {
       if (!locked) return false;
       if (!due(await keys.published(trustDomain, now, tx), await store.crls(trustDomain, tx), now, crlValiditySeconds(locked.x509SvidTtlSeconds))) return false;
       await this.resign(tx, trustDomain, now);
-      await notifyChange(tx, trustDomain);
+      await notifyTrustDomain(tx, trustDomain);
       this.deps.logger.debug({ event: 'crl.signed', trustDomain }, 'CRLs re-signed');
       return true;
     });

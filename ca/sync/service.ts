@@ -4,8 +4,9 @@ import type { SyncMetrics } from '../metrics/ca-metrics.js';
 import { publicJwkOf } from '../../spiffe/bundle/jwk.js';
 import type { AuthorityService } from '../authority/service.js';
 import type { AuthorityKey } from '../authority/store.js';
+import type { TrustDomain } from '../trust-domains/model.js';
 import { x509AnchorsOf } from '../upstream/published.js';
-import type { EnrollmentService } from '../enrollment/service.js';
+import { parentsFrom, serverId } from '../enrollment/service.js';
 import type { Entry } from '../entries/model.js';
 import { entryView } from '../entries/view.js';
 import type { EntryStore } from '../entries/store.js';
@@ -14,19 +15,20 @@ import { templateView } from '../templates/view.js';
 import type { SyncTemplate } from '../../contract/template-api.js';
 import type { IdentityTemplate } from '../templates/model.js';
 import type { AttestedNode } from '../nodes/store.js';
-import type { RevocationService } from '../revocation/service.js';
-import type { FederationService } from '../federation/service.js';
+import type { PublishedCrls, RevocationService } from '../revocation/service.js';
+import type { DeliveredBundle, FederationService } from '../federation/service.js';
 import type { Bundle } from '../../spiffe/bundle/bundle.js';
-import type { ChangeFeed } from './change-feed.js';
+import type { ChangeFeed, Woken } from './change-feed.js';
 import { CairnError } from '../../lib/errors.js';
 
 export interface SyncDeps {
   readonly clock: Clock;
   readonly entries: EntryStore;
   readonly templates: TemplateStore;
-  readonly enrollment: EnrollmentService;
   readonly authority: AuthorityService;
   readonly feed: ChangeFeed;
+  /** A uniform number in [0, 1): where in the last quarter of its wait an idle long-poll ends. */
+  readonly jitter: () => number;
   readonly metrics?: SyncMetrics;
   readonly revocation: RevocationService;
   readonly federation: FederationService;
@@ -75,7 +77,7 @@ export function syncForeignBundleOf(bundle: Bundle): SyncBundle {
  * Incremental entry sync for agents. The agent sends the revision it holds; it gets the entries
  * of its parents changed since then and the ids removed since then (the full set when it holds
  * nothing). With nothing new it long-polls: the database's NOTIFY wakes it the moment an admin
- * change commits on any replica.
+ * change that concerns it commits on any replica, and it re-reads only what the change touched.
  */
 export class SyncService {
   constructor(private readonly deps: SyncDeps) {}
@@ -90,49 +92,80 @@ export class SyncService {
   }
 
   private async poll(node: AttestedNode, req: SyncRequest, abandoned?: AbortSignal): Promise<SyncResponse> {
-    const signal = abandoned ? AbortSignal.any([abandoned, this.deps.feed.closing]) : this.deps.feed.closing;
-    const deadline = this.deps.clock.now().getTime() + req.waitSeconds * 1000;
-    let since = req.revision;
+    const { feed, clock } = this.deps;
+    const signal = abandoned ? AbortSignal.any([abandoned, feed.closing]) : feed.closing;
+    // A poll with nothing to say ends somewhere in the last quarter of its wait: after a change that
+    // every agent receives, the fleet does not come back in one instant every 30 s.
+    const deadline = clock.now().getTime() + req.waitSeconds * 1000 * (1 - 0.25 * this.deps.jitter());
+    const td = node.trustDomain;
     const full = req.revision === 0;
+    let since = req.revision;
+    let latest = since;
+    let firstParents: string[] | undefined;
+    let parents: string[] = [];
+    let changed: Entry[] = [];
+    let removed: string[] = [];
+    let changedTemplates: IdentityTemplate[] = [];
+    let removedTemplates: string[] = [];
+    let wanted: string[] | undefined;
+    let published: { trustDomain: TrustDomain; keys: AuthorityKey[] } | undefined;
+    let crls: PublishedCrls | undefined;
+    let federated: { digest: string; bundles: DeliveredBundle[] } | undefined;
+    // The first round reads everything; later rounds what the change that woke them touched.
+    let woken: Woken = { entries: true, bundle: true, all: true };
     for (;;) {
       // The agent went away (or we are shutting down): nobody will read an answer.
       if (signal.aborted) {
         // A full sync must not answer "nothing": the agent would take an empty set as the truth.
         if (full) throw new CairnError('store_unavailable', 'the CA is shutting down; retry');
-        return { revision: since, full: false, parents: [], entries: [], removed: [], templates: [], removedTemplates: [] };
+        return { revision: since, full: false, parents, entries: [], removed: [], templates: [], removedTemplates: [] };
       }
-      const waiter = this.deps.feed.arm();
-      // Read the high-water mark first: anything committed later is picked up next time.
-      const latest = Math.max(await this.deps.entries.latestRevision(), await this.deps.templates.latestRevision());
-      const parents = await this.deps.enrollment.parentsOf(node);
-      const [changed, removed, changedTemplates, removedTemplates] = await Promise.all([
-        this.deps.entries.changedSince(parents, full ? 0 : since),
-        full ? Promise.resolve([] as string[]) : this.deps.entries.removedSince(parents, since),
-        this.deps.templates.changedSince(parents, full ? 0 : since),
-        full ? Promise.resolve([] as string[]) : this.deps.templates.removedSince(parents, since),
-      ]);
-      const { trustDomain, keys } = await this.deps.authority.published(node.trustDomain);
+      const waiter = feed.arm(td, node.spiffeId);
+      const g = waiter.generation;
+      if (woken.all) {
+        parents = parentsFrom(node, await feed.shared(`aliases ${td}`, g, () => this.deps.entries.aliasEntries(td, serverId(td))));
+        firstParents ??= parents;
+      }
+      waiter.watch(parents);
+      if (woken.all || woken.entries) {
+        // Read the high-water mark first: anything committed later is picked up next time.
+        latest = await feed.shared('latest', g, async () => Math.max(await this.deps.entries.latestRevision(), await this.deps.templates.latestRevision()));
+        const from = full ? 0 : since;
+        [changed, removed, changedTemplates, removedTemplates, wanted] = await Promise.all([
+          this.deps.entries.changedSince(parents, from),
+          full ? Promise.resolve([] as string[]) : this.deps.entries.removedSince(parents, since),
+          this.deps.templates.changedSince(parents, from),
+          full ? Promise.resolve([] as string[]) : this.deps.templates.removedSince(parents, since),
+          req.federated === undefined ? Promise.resolve(undefined) : this.federatedWith(parents),
+        ]);
+      }
+      if (woken.all || woken.bundle || !published) {
+        published = await feed.shared(`published ${td}`, g, () => this.deps.authority.published(td));
+        crls = req.crl === undefined ? undefined : await feed.shared(`crls ${td}`, g, () => this.deps.revocation.published(published!.trustDomain, published!.keys));
+      }
+      if (wanted !== undefined) {
+        const list = wanted;
+        federated = await feed.shared(`federated ${td} ${list.join(' ')}`, g, () => this.deps.federation.deliverable(td, list));
+      }
+      const { trustDomain, keys } = published;
       const bundleChanged = trustDomain.bundleSequence > req.bundleSequence;
-      const crls = req.crl === undefined ? undefined : await this.deps.revocation.published(trustDomain, keys);
       const crlChanged = crls !== undefined && crls.digest !== req.crl;
-      const federated = req.federated === undefined
-        ? undefined
-        : await this.deps.federation.deliverable(node.trustDomain, [...(await this.deps.entries.federatedWith(parents)), ...(await this.deps.templates.federatedWith(parents))]);
       const federatedChanged = federated !== undefined && federated.digest !== req.federated;
-      const remaining = deadline - this.deps.clock.now().getTime();
+      const parentsChanged = parents.join() !== firstParents?.join();
+      const remaining = deadline - clock.now().getTime();
       const templatesChanged = changedTemplates.length > 0 || removedTemplates.length > 0;
-      if (full || changed.length > 0 || removed.length > 0 || templatesChanged || bundleChanged || crlChanged || federatedChanged || remaining <= 0 || signal.aborted) {
+      if (full || changed.length > 0 || removed.length > 0 || templatesChanged || bundleChanged || crlChanged || federatedChanged || parentsChanged || remaining <= 0 || signal.aborted) {
         waiter.cancel();
         if (!full && changed.length > 0) {
           const newest = changed.reduce((n, e) => Math.max(n, e.updatedAt.getTime()), 0);
-          this.deps.metrics?.delivered((this.deps.clock.now().getTime() - newest) / 1000);
+          this.deps.metrics?.delivered((clock.now().getTime() - newest) / 1000);
         }
         const revocation = crlChanged
-          ? { digest: crls.digest, crls: crls.crls.map((c) => c.der.toString('base64')), revokedSerials: await this.deps.revocation.heldBy(node.spiffeId) }
+          ? { digest: crls!.digest, crls: crls!.crls.map((c) => c.der.toString('base64')), revokedSerials: await this.deps.revocation.heldBy(node.spiffeId) }
           : undefined;
         return {
           ...(revocation ? { revocation } : {}),
-          ...(federatedChanged ? { federated: { digest: federated.digest, bundles: federated.bundles.map((b) => ({ trustDomain: b.trustDomain, bundle: syncForeignBundleOf(b.bundle) })) } } : {}),
+          ...(federatedChanged ? { federated: { digest: federated!.digest, bundles: federated!.bundles.map((b) => ({ trustDomain: b.trustDomain, bundle: syncForeignBundleOf(b.bundle) })) } } : {}),
           revision: Math.max(latest, since),
           full,
           parents,
@@ -145,7 +178,13 @@ export class SyncService {
       }
       // Nothing for this agent up to `latest`: move the cursor and wait for the next change.
       since = Math.max(since, latest);
-      await waiter.wait(remaining, signal);
+      woken = await waiter.wait(remaining, signal);
     }
+  }
+
+  /** The foreign trust domains the agent's entries and templates federate with. */
+  private async federatedWith(parents: readonly string[]): Promise<string[]> {
+    const [entries, templates] = await Promise.all([this.deps.entries.federatedWith(parents), this.deps.templates.federatedWith(parents)]);
+    return [...entries, ...templates];
   }
 }

@@ -158,7 +158,7 @@ export class TemplateService {
       created = await this.deps.store.write(async (tx) => {
         const t = await this.deps.store.insert(tx, template, now);
         await this.deps.audit.append(tx, [{ event: 'template.created', actor, subject: { trustDomain: t.trustDomain, templateId: t.id, parentId: t.parentId, spiffeIdTemplate: t.spiffeIdTemplate, selectors: [...t.selectors], admin: t.admin } }]);
-        await notifyChange(tx, t.trustDomain);
+        await notifyChange(tx, { kind: 'entries', trustDomain: t.trustDomain, parents: [t.parentId] });
         return t;
       });
     } catch (err) {
@@ -190,7 +190,7 @@ export class TemplateService {
       const gone = await this.deps.store.delete(tx, id, now);
       if (!gone) throw new CairnError('template_not_found', `template ${id} does not exist`);
       await this.deps.audit.append(tx, [{ event: 'template.deleted', actor, subject: { trustDomain: gone.trustDomain, templateId: gone.id, parentId: gone.parentId, spiffeIdTemplate: gone.spiffeIdTemplate } }]);
-      await notifyChange(tx, gone.trustDomain);
+      await notifyChange(tx, { kind: 'entries', trustDomain: gone.trustDomain, parents: [gone.parentId] });
       return gone;
     });
     this.deps.logger.info({ event: 'template.deleted', templateId: id, actor }, 'workload identity template deleted');

@@ -1,7 +1,7 @@
 import type { Database, Queryable } from '../db/database.js';
 import { toDate, toNumber } from '../db/database.js';
 import { guard } from '../db/errors.js';
-import { notifyChange } from '../db/changes.js';
+import { notifyChange, notifyTrustDomain } from '../db/changes.js';
 import { toPage, type Page } from '../../lib/paging.js';
 import type { KeyType } from '../authority/key-types.js';
 import { TRUST_DOMAIN_DEFAULTS, type BundleEndpoint, type TrustDomain } from './model.js';
@@ -76,7 +76,7 @@ export class TrustDomainStore {
             td.bundleSequence, td.bundleRefreshHintSeconds, td.createdAt, td.updatedAt, td.jwtKeyType, td.authorityPrepublishSeconds,
             ...endpointColumns(td.bundleEndpoint)],
         );
-        if (td.bundleEndpoint) await notifyChange(tx, td.name);
+        if (td.bundleEndpoint) await notifyTrustDomain(tx, td.name);
       },
       { trust_domains_pkey: 'trust_domain_exists' },
     );
@@ -123,7 +123,7 @@ export class TrustDomainStore {
           patch.bundleEndpoint !== undefined, ...endpointColumns(patch.bundleEndpoint ?? null), patch.bundleRefreshHintSeconds ?? null],
       );
       // every replica starts, moves or stops its listener for it (ca/bundle-endpoint)
-      if (res.rows[0] && patch.bundleEndpoint !== undefined) await notifyChange(this.db, name);
+      if (res.rows[0] && patch.bundleEndpoint !== undefined) await notifyTrustDomain(this.db, name);
       return res.rows[0] && fromRow(res.rows[0]);
     });
   }
@@ -149,7 +149,7 @@ export class TrustDomainStore {
   bumpBundleSequence(tx: Queryable, name: string, now: Date): Promise<void> {
     return guard(async () => {
       await tx.query(`UPDATE trust_domains SET bundle_sequence = bundle_sequence + 1, updated_at = $2 WHERE name = $1`, [name, now]);
-      await notifyChange(tx, name);
+      await notifyChange(tx, { kind: 'bundle', trustDomain: name });
     });
   }
 }
