@@ -142,10 +142,10 @@ export function buildCaCore(deps: CoreDeps): CaCore {
   const limiter = new FailureLimiter(clock);
   const bans = new BanService({ clock, logger, store: new BanStore(db), trustDomains: trustDomainStore, audit });
   const revocation = new RevocationService({ clock, logger, store: new RevocationStore(db), keys, trustDomains: trustDomainStore, sealer, audit });
-  const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter, bans, revocations: revocation, audit, federation });
+  const feed = new ChangeFeed(db, clock, serverId);
+  const enrollment = new EnrollmentService({ clock, logger, tokens, nodes, entries, issuance, authority, limiter, bans, revocations: revocation, audit, federation, shared: (key, load) => feed.current(key, load) });
   const webCerts = deps.webCertDir ?? new WebCertDir(undefined);
   const trustDomains = new TrustDomainService({ db, clock, logger, store: trustDomainStore, keys, authority, entries, templates, hostName: hostname(), upstream, webCerts });
-  const feed = new ChangeFeed(db, clock, serverId);
   const relationships = new RelationshipService({
     clock, logger, store: relationshipStore, federation, trustDomains: trustDomainStore, authority, audit, jitter: () => random.bytes(4).readUInt32BE() / 2 ** 32,
     allowed: new EndpointAllowList(deps.federationEndpoints ?? []),

@@ -9,6 +9,7 @@ import type { IssuedX509Svid, MintedJwtSvid } from '../issuance/service.js';
 import type { NodeKind } from '../nodes/store.js';
 import type { SyncService } from '../sync/service.js';
 import type { DeviceSvid, EnrollmentService } from './service.js';
+import type { PeerCertificates } from '../authority/client-svid.js';
 
 export function x509Message(s: IssuedX509Svid): X509SvidMessage {
   return {
@@ -44,6 +45,16 @@ export function peerChain(req: FastifyRequest): Buffer[] {
   return chain;
 }
 
+/**
+ * The client's certificates on this connection: the leaf at once (cheap), the whole chain only when
+ * asked (getPeerCertificate(true) builds every certificate's fields and fingerprints).
+ */
+export function peerCertificates(req: FastifyRequest): PeerCertificates {
+  const socket = req.raw.socket as TLSSocket;
+  if (typeof socket.getPeerX509Certificate !== 'function') return { leaf: undefined, chain: () => [] };
+  return { leaf: socket.getPeerX509Certificate()?.raw, chain: () => peerChain(req) };
+}
+
 const sourceOf = (req: FastifyRequest): string => req.ip;
 
 /** Token redemption: no client certificate; failures are rate-limited per source address. */
@@ -65,7 +76,8 @@ export async function registerNodeContext(app: App, kind: NodeKind, enrollment: 
       route.config = { ...route.config, access: 'agent' };
     });
     ctx.addHook('onRequest', async (req) => {
-      req.node = await enrollment.authenticate(peerChain(req), kind);
+      // The connection is the key under which its verified chain is remembered.
+      req.node = await enrollment.authenticate(peerCertificates(req), kind, req.raw.socket);
       req.actor = req.node.spiffeId;
     });
     routes(ctx);

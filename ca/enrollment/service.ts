@@ -6,7 +6,7 @@ import { decodePageToken, pageSizeOf, type Page } from '../../lib/paging.js';
 import { SpiffeId } from '../../spiffe/id.js';
 import type { AuthorityService } from '../authority/service.js';
 import { nodeSubjects, type BanService } from '../bans/service.js';
-import { verifyClientSvid } from '../authority/client-svid.js';
+import { VerifiedConnections, type PeerCertificates } from '../authority/client-svid.js';
 import type { AliasEntry, EntryStore } from '../entries/store.js';
 import { checkCsrSignature, decodeCsrText, readCsr, verifyCsr } from '../issuance/csr.js';
 import type { Queryable } from '../db/database.js';
@@ -34,6 +34,11 @@ export interface EnrollmentDeps {
   readonly audit: AuditAppender;
   /** The foreign bundles a device federating with `foreign` gets (ca/federation/, as agents' sync). */
   readonly federation: { deliverable(trustDomain: string, foreign: readonly string[]): Promise<{ bundles: DeliveredBundle[] }> };
+  /**
+   * Reuses a read until the next change notification (ChangeFeed.current): bundle changes notify, so a
+   * removed authority stops counting as soon as its notification arrives. Absent, every call reads.
+   */
+  readonly shared?: <T>(key: string, load: () => Promise<T>) => Promise<T>;
 }
 
 /** What a device is answered at redemption and renewal: its SVID, and the foreign bundles its credential federates with, as they are now. */
@@ -68,6 +73,7 @@ export function parentsFrom(node: Pick<AttestedNode, 'spiffeId' | 'selectors'>, 
  */
 export class EnrollmentService {
   private readonly refusals: NodeRefusals;
+  private readonly verified = new VerifiedConnections();
 
   constructor(private readonly deps: EnrollmentDeps) {
     this.refusals = new NodeRefusals(deps.audit, deps.logger, deps.clock);
@@ -236,13 +242,15 @@ export class EnrollmentService {
   /**
    * mTLS: the presented chain must verify against the bundle of its own trust domain, belong to a
    * known node of the right kind that is not banned, and carry its current or just-issued serial.
+   * With `connection` (the TLS socket) the chain's verification is remembered for that connection
+   * (VerifiedConnections); the node's record and the revocation list are read on every request.
    */
-  async authenticate(chain: readonly Buffer[], kind: NodeKind): Promise<AttestedNode> {
-    if (chain.length === 0) throw new CairnError('unauthenticated', 'a client certificate (the node SVID) is required');
+  async authenticate(peer: PeerCertificates, kind: NodeKind, connection?: object): Promise<AttestedNode> {
+    if (!peer.leaf) throw new CairnError('unauthenticated', 'a client certificate (the node SVID) is required');
     // A store that cannot be read is 503, not a refusal: an agent told "unauthenticated" during a
     // database outage would conclude it was evicted (a join-token agent then exits).
-    const id = await verifyClientSvid(chain, (td) => this.deps.authority.x509Authorities(td), this.deps.clock.now());
-    const serial = serialOf(chain[0]!);
+    const id = (await this.verified.verify(peer, connection, (td) => this.authoritiesOf(td), this.deps.clock.now())).svid.spiffeId;
+    const serial = serialOf(peer.leaf);
     const [node, revoked] = await Promise.all([this.deps.nodes.get(id.toString()), this.deps.revocations.isRevoked(serial)]);
     // the chain verified: whoever is refused from here on proved to be this node
     const refuse = (err: CairnError): Promise<CairnError> => this.refusals.refused(err, id.toString(), { spiffeId: id.toString(), trustDomain: id.trustDomain, kind, serial });
@@ -255,6 +263,12 @@ export class EnrollmentService {
       throw await refuse(new CairnError('agent_svid_superseded', 'this SVID has been superseded by a newer one; use the latest'));
     }
     return node;
+  }
+
+  /** The trust domain's X.509 authorities, read once per change notification when the feed allows. */
+  private authoritiesOf(trustDomain: string): Promise<Buffer[]> {
+    const read = (): Promise<Buffer[]> => this.deps.authority.x509Authorities(trustDomain);
+    return this.deps.shared ? this.deps.shared(`x509 authorities ${trustDomain}`, read) : read();
   }
 
   /** A fresh SVID for an attested node; it becomes the node's next serial in the same transaction as its inventory row. */

@@ -174,6 +174,11 @@ export class ChangeFeed {
     return value;
   }
 
+  /** `shared` as of now: reused until the next notification (or SHARED_READ_MAX_AGE_MS). */
+  current<T>(key: string, load: () => Promise<T>): Promise<T> {
+    return this.shared(key, this.generation, load);
+  }
+
   private onChange(change: Change): void {
     this.generation++;
     this.listening = true;

@@ -115,6 +115,16 @@ function within(cert: NodeX509, now: Date, what: string): void {
   if (now.getTime() > new Date(cert.validTo).getTime()) throw invalid(`${what} has expired`);
 }
 
+/** A verified X.509-SVID, and what its verification rested on: the authority it led to and when every certificate on the path was valid. */
+export interface VerifiedX509Svid {
+  readonly svid: X509Svid;
+  /** The bundle's authority (DER) the path ended at. */
+  readonly anchor: Buffer;
+  /** The overlap of the validity periods of every certificate on the path, the authority's included. */
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+}
+
 /**
  * X509-SVID.md §5: path validation against the bundle of the leaf's own trust domain only, then the
  * leaf checks. `bundleFor` must never pool trust domains.
@@ -124,7 +134,17 @@ export function verifyX509Svid(
   bundleFor: (trustDomain: string) => Bundle | undefined,
   now: Date,
 ): X509Svid {
-  const svid = parseX509Svid(chain);
+  return verifyX509SvidPath(chain, bundleFor, now).svid;
+}
+
+/** verifyX509Svid, saying what the verification rested on; `parsed` is the chain's parseX509Svid when the caller has it. */
+export function verifyX509SvidPath(
+  chain: readonly Buffer[],
+  bundleFor: (trustDomain: string) => Bundle | undefined,
+  now: Date,
+  parsed?: X509Svid,
+): VerifiedX509Svid {
+  const svid = parsed ?? parseX509Svid(chain);
   const bundle = bundleFor(svid.spiffeId.trustDomain);
   if (!bundle) throw invalid(`no bundle for trust domain ${svid.spiffeId.trustDomain}`);
   const roots = bundle.x509Authorities.map((der) => new NodeX509(der));
@@ -132,10 +152,17 @@ export function verifyX509Svid(
   path.forEach((c, i) => within(c, now, i === 0 ? 'leaf' : `intermediate ${i}`));
   for (let i = 0; i < path.length; i++) {
     const cert = path[i]!;
-    const root = roots.find((r) => cert.checkIssued(r) && cert.verify(r.publicKey));
-    if (root) {
+    const at = roots.findIndex((r) => cert.checkIssued(r) && cert.verify(r.publicKey));
+    if (at >= 0) {
+      const root = roots[at]!;
       within(root, now, 'root');
-      return svid;
+      const used = [...path.slice(0, i + 1), root];
+      return {
+        svid,
+        anchor: Buffer.from(bundle.x509Authorities[at]!),
+        notBefore: new Date(Math.max(...used.map((c) => new Date(c.validFrom).getTime()))),
+        notAfter: new Date(Math.min(...used.map((c) => new Date(c.validTo).getTime()))),
+      };
     }
     const next = path[i + 1];
     if (!next || !cert.checkIssued(next) || !cert.verify(next.publicKey)) {

@@ -5,6 +5,7 @@ import { subjectPublicKeyFromDer } from '../../../ca/issuance/spki.js';
 import { CairnError } from '../../../lib/errors.js';
 import { generateKeyAndCsr } from '../../../lib/pkcs10.js';
 import { referenceLeaf, testCaCertificate } from '../../support/certs.js';
+import { presentedChain } from '../../../ca/authority/client-svid.js';
 
 /**
  * An agent's mTLS call while the store cannot be read: the answer must be store_unavailable (503),
@@ -29,7 +30,7 @@ describe('node mTLS authentication during a store outage', () => {
       authority: { x509Authorities: () => Promise.reject(down) },
       nodes: { get: unreachable },
     } as unknown as EnrollmentDeps;
-    await expect(new EnrollmentService(deps).authenticate([leaf, ca.der], 'agent')).rejects.toMatchObject({ code: 'store_unavailable' });
+    await expect(new EnrollmentService(deps).authenticate(presentedChain([leaf, ca.der]), 'agent')).rejects.toMatchObject({ code: 'store_unavailable' });
   });
 
   it('answers store_unavailable, not svid_revoked or unauthenticated, when the revoked-serial lookup fails', async () => {
@@ -54,12 +55,12 @@ describe('node mTLS authentication during a store outage', () => {
       nodes: { get: async () => node },
       revocations: { isRevoked: () => Promise.reject(down) },
     } as unknown as EnrollmentDeps;
-    await expect(new EnrollmentService(deps).authenticate([leaf, ca.der], 'agent')).rejects.toMatchObject({ code: 'store_unavailable' });
+    await expect(new EnrollmentService(deps).authenticate(presentedChain([leaf, ca.der]), 'agent')).rejects.toMatchObject({ code: 'store_unavailable' });
     // and with the store answering: a revoked serial is svid_revoked, another passes
     const answering = (revoked: boolean) => ({ ...deps, revocations: { isRevoked: async () => revoked } }) as EnrollmentDeps;
-    await expect(new EnrollmentService(answering(true)).authenticate([leaf, ca.der], 'agent')).rejects.toMatchObject({ code: 'svid_revoked' });
+    await expect(new EnrollmentService(answering(true)).authenticate(presentedChain([leaf, ca.der]), 'agent')).rejects.toMatchObject({ code: 'svid_revoked' });
     // the refusal of a node that proved who it is is on record (issue 14); the outage was not
     expect(recorded).toEqual([expect.objectContaining({ event: 'node.refused', subject: expect.objectContaining({ reason: 'svid_revoked', serial: serial.toString('hex') }) })]);
-    await expect(new EnrollmentService(answering(false)).authenticate([leaf, ca.der], 'agent')).resolves.toBe(node);
+    await expect(new EnrollmentService(answering(false)).authenticate(presentedChain([leaf, ca.der]), 'agent')).resolves.toBe(node);
   });
 });
