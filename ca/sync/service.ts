@@ -131,12 +131,15 @@ export class SyncService {
         // Read the high-water mark first: anything committed later is picked up next time.
         latest = await feed.shared('latest', g, async () => Math.max(await this.deps.entries.latestRevision(), await this.deps.templates.latestRevision()));
         const from = full ? 0 : since;
+        // Nothing anywhere is newer than the agent's revision (a quiet fleet's every idle poll): its
+        // own reads could only find rows committed after `latest`, whose notification wakes it anyway.
+        const quiet = !full && latest <= since;
         [changed, removed, changedTemplates, removedTemplates, wanted] = await Promise.all([
-          this.deps.entries.changedSince(parents, from),
-          full ? Promise.resolve([] as string[]) : this.deps.entries.removedSince(parents, since),
-          this.deps.templates.changedSince(parents, from),
-          full ? Promise.resolve([] as string[]) : this.deps.templates.removedSince(parents, since),
-          req.federated === undefined ? Promise.resolve(undefined) : this.federatedWith(parents),
+          quiet ? [] : this.deps.entries.changedSince(parents, from),
+          full || quiet ? [] : this.deps.entries.removedSince(parents, since),
+          quiet ? [] : this.deps.templates.changedSince(parents, from),
+          full || quiet ? [] : this.deps.templates.removedSince(parents, since),
+          req.federated === undefined ? undefined : quiet && wanted !== undefined ? wanted : this.federatedWith(parents),
         ]);
       }
       if (woken.all || woken.bundle || !published) {

@@ -113,6 +113,24 @@ describe(`sync for a fleet: a change wakes only the long-polls it concerns (${st
     }
   });
 
+  it("an agent already holding the newest revision costs no entry reads (a quiet fleet's idle polls)", async () => {
+    const [node] = await Promise.all([attest()]);
+    const first = await sync(node!, 0, 0);
+    const reads = countCalls(ca.core.stores.entries, ['changedSince', 'removedSince', 'federatedWith']);
+    try {
+      const again = await sync(node!, first.revision, first.bundle!.sequence, 0);
+      expect(again.entries).toEqual([]);
+      expect(reads.total()).toBe(0);
+      // one revision behind, it reads (and gets what it missed)
+      const made = await entry({ spiffeId: `spiffe://${TD}/missed`, parentId: node!.spiffeId, selectors: ['unix:uid:9'] });
+      const caughtUp = await sync(node!, first.revision, first.bundle!.sequence, 0);
+      expect(caughtUp.entries.map((e) => e.id)).toEqual([made.id]);
+      expect(reads.total()).toBeGreaterThan(0);
+    } finally {
+      reads.restore();
+    }
+  });
+
   it('a waiting agent hears at once that a new node alias gave it another parent', async () => {
     const rack = `spiffe://${TD}/racks/r9`;
     const agent = await attest(['join_token:rack-r9']);
