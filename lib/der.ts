@@ -25,16 +25,28 @@ export class DerError extends Error {
 
 // ---------------------------------------------------------------- writer
 
-function lengthBytes(length: number): Buffer {
-  if (length < 0x80) return Buffer.from([length]);
-  const bytes: number[] = [];
-  for (let n = length; n > 0; n = Math.floor(n / 256)) bytes.unshift(n & 0xff);
-  return Buffer.from([0x80 | bytes.length, ...bytes]);
-}
-
+/** One allocation per node (tag, length and content written in place): this runs per certificate on the issuance path. */
 export function tlv(tag: number, content: Buffer | readonly Buffer[]): Buffer {
-  const body = Buffer.isBuffer(content) ? content : Buffer.concat(content as Buffer[]);
-  return Buffer.concat([Buffer.from([tag]), lengthBytes(body.length), body]);
+  const parts: readonly Buffer[] = Buffer.isBuffer(content) ? [content] : content;
+  let length = 0;
+  for (const p of parts) length += p.length;
+  let lengthOfLength = 0;
+  for (let n = length; n >= 1; n = Math.floor(n / 256)) lengthOfLength++;
+  const header = length < 0x80 ? 2 : 2 + lengthOfLength;
+  const out = Buffer.allocUnsafe(header + length);
+  out[0] = tag;
+  if (length < 0x80) {
+    out[1] = length;
+  } else {
+    out[1] = 0x80 | lengthOfLength;
+    for (let i = 0, n = length; i < lengthOfLength; i++, n = Math.floor(n / 256)) out[header - 1 - i] = n & 0xff;
+  }
+  let at = header;
+  for (const p of parts) {
+    p.copy(out, at);
+    at += p.length;
+  }
+  return out;
 }
 
 export const seq = (...items: Buffer[]): Buffer => tlv(Tag.SEQUENCE, items);

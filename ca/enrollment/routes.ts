@@ -12,13 +12,12 @@ import type { DeviceSvid, EnrollmentService } from './service.js';
 import type { PeerCertificates } from '../authority/client-svid.js';
 
 export function x509Message(s: IssuedX509Svid): X509SvidMessage {
-  return {
-    spiffeId: s.spiffeId,
-    chain: s.chain.map((c) => c.toString('base64')),
-    bundle: s.bundle.map((c) => c.toString('base64')),
-    expiresAt: s.notAfter.toISOString(),
-    serial: s.serial,
-  };
+  return { ...batchSvidMessage(s), bundle: s.bundle.map((c) => c.toString('base64')) };
+}
+
+/** An SVID in a batch answer: its bundle goes once beside the results, so it is not encoded per SVID. */
+function batchSvidMessage(s: IssuedX509Svid): Omit<X509SvidMessage, 'bundle'> {
+  return { spiffeId: s.spiffeId, chain: s.chain.map((c) => c.toString('base64')), expiresAt: s.notAfter.toISOString(), serial: s.serial };
 }
 
 export function deviceMessage(d: DeviceSvid): DeviceSvidMessage {
@@ -112,11 +111,7 @@ export function agentRoutes(enrollment: EnrollmentService, sync: SyncService) {
       const bundle = results.find((r) => r.svid)?.svid!.bundle ?? (await enrollment.bundleOf(req.node));
       return {
         bundle: bundle.map((c) => c.toString('base64')),
-        results: results.map((r) => {
-          if (!r.svid) return { entryId: r.entryId, error: r.error! };
-          const { bundle: _omit, ...svid } = x509Message(r.svid);
-          return { entryId: r.entryId, svid };
-        }),
+        results: results.map((r) => (r.svid ? { entryId: r.entryId, svid: batchSvidMessage(r.svid) } : { entryId: r.entryId, error: r.error! })),
       };
     });
 

@@ -34,18 +34,22 @@ const OID_O = oid('2.5.4.10');
 const OID_CN = oid('2.5.4.3');
 const ORGANIZATION = set(seq(OID_O, tlv(Tag.UTF8_STRING, Buffer.from('Cairn'))));
 
-function extension(id: string, critical: boolean, value: Buffer): Buffer {
-  return critical ? seq(oid(id), bool(true), octetString(value)) : seq(oid(id), octetString(value));
+/** `id` as DER (oid()): the OIDs are encoded once, not per certificate. */
+function extension(id: Buffer, critical: boolean, value: Buffer): Buffer {
+  return critical ? seq(id, bool(true), octetString(value)) : seq(id, octetString(value));
 }
 
+const OID_SUBJECT_KEY_ID = oid('2.5.29.14');
+const OID_SUBJECT_ALT_NAME = oid('2.5.29.17');
+
 /** SPIRE's leaf profile: CA=false (the DEFAULT, so an empty SEQUENCE in DER), critical. */
-const BASIC_CONSTRAINTS = extension('2.5.29.19', true, seq());
+const BASIC_CONSTRAINTS = extension(oid('2.5.29.19'), true, seq());
 /** digitalSignature | keyEncipherment | keyAgreement = bits 0,2,4 → 0xA8 with 3 unused bits. */
-const KEY_USAGE = extension('2.5.29.15', true, bitString(Buffer.from([0xa8]), 3));
-const EXT_KEY_USAGE = extension('2.5.29.37', false, seq(oid('1.3.6.1.5.5.7.3.1'), oid('1.3.6.1.5.5.7.3.2')));
+const KEY_USAGE = extension(oid('2.5.29.15'), true, bitString(Buffer.from([0xa8]), 3));
+const EXT_KEY_USAGE = extension(oid('2.5.29.37'), false, seq(oid('1.3.6.1.5.5.7.3.1'), oid('1.3.6.1.5.5.7.3.2')));
 
 export function authorityKeyIdExtension(caKeyId: Buffer): Buffer {
-  return extension('2.5.29.35', false, seq(implicitPrimitive(0, caKeyId)));
+  return extension(oid('2.5.29.35'), false, seq(implicitPrimitive(0, caKeyId)));
 }
 
 function subjectName(dnsNames: readonly string[]): Buffer {
@@ -56,7 +60,7 @@ function subjectName(dnsNames: readonly string[]): Buffer {
 function subjectAltName(spiffeId: string, dnsNames: readonly string[]): Buffer {
   const names = [implicitPrimitive(6, Buffer.from(spiffeId, 'latin1'))];
   for (const dns of dnsNames) names.push(implicitPrimitive(2, Buffer.from(dns, 'latin1')));
-  return extension('2.5.29.17', false, seq(...names));
+  return extension(OID_SUBJECT_ALT_NAME, false, seq(...names));
 }
 
 export function buildLeafTbs(issuer: IssuerTemplate, leaf: LeafFields): Buffer {
@@ -74,7 +78,7 @@ export function buildLeafTbs(issuer: IssuerTemplate, leaf: LeafFields): Buffer {
         BASIC_CONSTRAINTS,
         KEY_USAGE,
         EXT_KEY_USAGE,
-        extension('2.5.29.14', false, octetString(keyIdentifier(leaf.publicKey.keyBits))),
+        extension(OID_SUBJECT_KEY_ID, false, octetString(keyIdentifier(leaf.publicKey.keyBits))),
         issuer.authorityKeyIdExtension,
         subjectAltName(leaf.spiffeId, leaf.dnsNames),
       ),

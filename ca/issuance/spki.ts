@@ -1,4 +1,4 @@
-import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
+import { createPublicKey, hash, type KeyObject } from 'node:crypto';
 import { children, content, decodeOid, expect, raw, readWhole, Tag, type Node } from '../../lib/der.js';
 import { CairnError } from '../../lib/errors.js';
 
@@ -93,7 +93,8 @@ export function publicKeyObject(key: SubjectPublicKey): KeyObject {
 
 /** RFC 5280 §4.2.1.2 method (1): SHA-1 of the subjectPublicKey bits. */
 export function keyIdentifier(keyBits: Buffer): Buffer {
-  return createHash('sha1').update(keyBits).digest();
+  // the one-shot hash: no Hash object per certificate on the issuance path
+  return hash('sha1', keyBits, 'buffer');
 }
 
 export function subjectPublicKeyFromDer(spki: Buffer): SubjectPublicKey {
