@@ -57,7 +57,7 @@ export class AuditLog implements AuditAppender {
     await this.deps.store.append(q, events.map((e) => {
       const { spiffeId, serial } = e.subject;
       return {
-        data: Buffer.from(canonicalJson({ ...e.subject, time: iso, event: e.event, actor: e.actor }), 'utf8'),
+        text: canonicalJson({ ...e.subject, time: iso, event: e.event, actor: e.actor }),
         time,
         event: e.event,
         actor: indexable(e.actor) ?? '\uFFFD',

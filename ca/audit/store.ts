@@ -3,9 +3,10 @@ import { toBuffer, toDate, toNumber } from '../db/database.js';
 import { guard } from '../db/errors.js';
 import { frontier } from '../../lib/merkle.js';
 
-/** One entry as appended: its canonical bytes, and the fields search filters on (copied out of them). */
+/** One entry as appended: its canonical JSON, and the fields search filters on (copied out of it). */
 export interface AuditRow {
-  readonly data: Buffer;
+  /** Stored as its UTF-8 bytes: it stays text until then (a Buffer per entry, decoded again for the query, cost ~7% of the event loop in batch issuance). */
+  readonly text: string;
   readonly time: Date;
   readonly event: string;
   readonly actor: string;
@@ -55,7 +56,7 @@ export class AuditStore {
       await q.query(
         `INSERT INTO audit_entries (data, time, event, actor, spiffe_id, serial)
          SELECT convert_to(d, 'UTF8'), t, e, a, s, n FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[]) AS u(d, t, e, a, s, n)`,
-        [rows.map((r) => r.data.toString('utf8')), rows.map((r) => r.time.toISOString()), rows.map((r) => r.event), rows.map((r) => r.actor), rows.map((r) => r.spiffeId), rows.map((r) => r.serial)],
+        [rows.map((r) => r.text), rows.map((r) => r.time.toISOString()), rows.map((r) => r.event), rows.map((r) => r.actor), rows.map((r) => r.spiffeId), rows.map((r) => r.serial)],
       );
     });
   }
