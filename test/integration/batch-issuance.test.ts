@@ -40,7 +40,7 @@ describe(`batch X.509-SVID issuance over mTLS (${storeKind()} store)`, () => {
       expect(res.status).toBe(201);
       entryIds.push((await res.json()).id);
     }
-  });
+  }, 180_000); // a CA and 40 entries: generous on a loaded two-core machine
   afterAll(() => ca.close());
 
   it('every CSR in a worker-sized batch has its proof of possession checked: a wrong-key or altered CSR is refused, the rest are issued', async () => {
@@ -65,5 +65,5 @@ describe(`batch X.509-SVID issuance over mTLS (${storeKind()} store)`, () => {
     // exactly the issued SVIDs are in the inventory, none for the refused CSRs
     const inv = await (await ca.admin(`/v1/x509-svids?spiffeIdPrefix=${encodeURIComponent(`spiffe://${TD}/svc/`)}&pageSize=500`)).json();
     expect(inv.svids.map((s: { serial: string }) => s.serial).sort()).toEqual(issued.map((r) => r.svid!.serial).sort());
-  });
+  }, 120_000);
 });
