@@ -125,15 +125,17 @@ and per-thread CPU from /proc, 2026-11-28):
 - **the event loop, ~25%**: the audit log about a quarter of it (a canonical-JSON entry per SVID, and the
   integration that reads the entries back, hashes them and writes two Merkle nodes each), the pg driver's
   array-literal encoding of the inventory and audit rows ~10%, GC ~15%, JSON and base64 of 500 CSRs in and
-  500 certificates out, the client-SVID check per request (~8%, was ~15%).
+  500 certificates out. (Parsing the client SVID twice per request was another ~15%; it is now parsed once and
+  remembered per connection.)
 - V8's GC helper threads ~5–10%; PostgreSQL adds about a fifth of the CA's CPU on top.
 
-Removed in issue 17: the second \`@peculiar/x509\` parse of the client SVID on every request (~2.4 ms each), the bundle
-base64-encoded per SVID and then dropped, each audit entry turned into a Buffer and back into text before its insert
-(~7% of the event loop), three buffers and a concat per DER node and two OIDs re-encoded per certificate in the leaf
-template. Measured before/after in alternating runs of one session, these are within the noise of the shared
-machine. Not done: a binary batch encoding (JSON, base64 and their garbage are well under a tenth of the CA's CPU,
-plus the agent's parse), a cheaper audit integration, and anything that would skip a CSR's proof of possession.`;
+Removed in issue 17: the bundle base64-encoded per SVID and then dropped, each audit entry turned into a Buffer
+and back into text before its insert (~7% of the event loop), three buffers and a concat per DER node and two OIDs
+re-encoded per certificate in the leaf template. Before/after in alternating runs of one session (2026-11-28, 7 runs
+each, load 3–14 from other jobs): median CA CPU per SVID 1,290 → 1,085 µs over 17 rounds each (ranges 889–1,740 and
+850–1,840), median ratio 0.049 → 0.055; the ranges overlap, so take it as suggestive. Not done: a binary batch
+encoding (JSON, base64 and their garbage are well under a tenth of the CA's CPU, plus the agent's parse), a cheaper
+audit integration, and anything that would skip a CSR's proof of possession.`;
     const p50 = percentile(latencies, 50);
     const p99 = percentile(latencies, 99);
     const md = `## Agent API (issue 3)
