@@ -27,6 +27,7 @@ export class RequestTransaction {
     private readonly base: Database,
     private readonly storage: AsyncLocalStorage<RequestTransaction>,
     private readonly onEnd: () => void,
+    private readonly slots: Slots,
   ) {}
 
   query<R>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
@@ -99,7 +100,17 @@ export class RequestTransaction {
 
   private connection(): Promise<Queryable> {
     if (this.state === 'abandoned') return Promise.reject(new CairnError('store_unavailable', 'the request\'s transaction was rolled back'));
-    this.tx ??= new Promise<Queryable>((resolve, reject) => {
+    this.tx ??= this.slots.take().then(() => this.open());
+    return this.tx;
+  }
+
+  /** BEGIN, once this request holds one of the slots; the slot is given back when the transaction ends. */
+  private open(): Promise<Queryable> {
+    if (this.state === 'abandoned') {
+      this.slots.give();
+      return Promise.reject(new CairnError('store_unavailable', 'the request\'s transaction was rolled back'));
+    }
+    return new Promise<Queryable>((resolve, reject) => {
       this.outcome = this.base.transaction(
         (tx) =>
           new Promise<void>((commit, rollback) => {
@@ -111,8 +122,8 @@ export class RequestTransaction {
       this.outcome.catch((err: unknown) => {
         if (err !== ROLLBACK) reject(err);
       });
+      void this.outcome.catch(() => undefined).finally(() => this.slots.give());
     });
-    return this.tx;
   }
 
   private async savepoint<T>(fn: () => Promise<T>): Promise<T> {
@@ -131,6 +142,45 @@ export class RequestTransaction {
 }
 
 /**
+ * A first-come, first-served count of request transactions that may hold a database connection at
+ * once. Each one holds its connection for the whole request, also while it waits for the entry
+ * write lock; without a cap, a burst of admin writes (a pipeline registering thousands of entries)
+ * takes every connection of the pool, and agents' syncs and authentications wait out the pool's
+ * timeout and fail. Requests over the cap wait here, holding nothing.
+ */
+export class Slots {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(readonly size: number) {
+    if (!Number.isInteger(size) || size < 1) throw new TypeError('slots must be a whole number ≥ 1');
+    this.free = size;
+  }
+
+  /** Request transactions waiting for a slot right now. */
+  get queued(): number {
+    return this.waiting.length;
+  }
+
+  take(): Promise<void> {
+    if (this.free > 0) {
+      this.free--;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  give(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.free++;
+  }
+}
+
+/** Of the pool's 10 connections (ca/db/pg.ts), at most this many serve admin writes at once. */
+export const REQUEST_TRANSACTION_SLOTS = 4;
+
+/**
  * Hands out request transactions and the Database every store uses: outside a request
  * transaction it is the database itself; inside one (see RequestTransaction) it routes there.
  * The async context is tracked only while a request transaction is in flight: Node 20's
@@ -141,7 +191,13 @@ export class RequestTransactions {
   private inFlight = 0;
   readonly db: Database;
 
-  constructor(private readonly base: Database) {
+  private readonly slots: Slots;
+
+  constructor(
+    private readonly base: Database,
+    slots = REQUEST_TRANSACTION_SLOTS,
+  ) {
+    this.slots = new Slots(slots);
     const current = (): RequestTransaction | undefined => {
       if (this.inFlight === 0) return undefined;
       // a timer or task started inside a request that has since committed goes on to the database
@@ -160,11 +216,16 @@ export class RequestTransactions {
   /** Runs `next` (the rest of the request) inside a new request transaction, which it returns. */
   begin(next: () => void): RequestTransaction {
     let ended = false;
-    const scope = new RequestTransaction(this.base, this.storage, () => {
-      if (ended) return;
-      ended = true;
-      if (--this.inFlight === 0) this.storage.disable();
-    });
+    const scope = new RequestTransaction(
+      this.base,
+      this.storage,
+      () => {
+        if (ended) return;
+        ended = true;
+        if (--this.inFlight === 0) this.storage.disable();
+      },
+      this.slots,
+    );
     this.inFlight++;
     this.storage.run(scope, next);
     return scope;

@@ -107,4 +107,49 @@ describe(`request transactions (${storeKind()} store)`, () => {
     });
     expect(await rows()).toEqual(['only']);
   });
+
+  it.runIf(storeKind() === 'postgres')('a burst of requests holds at most its slots of the pool; the rest wait holding nothing, and all finish', async () => {
+    await t.db.query('DELETE FROM request_tx_test');
+    const capped = new RequestTransactions(t.db, 3);
+    const held = async (): Promise<number> =>
+      Number((await t.db.query<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_advisory_xact_lock(4242)%' AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`)).rows[0]!.n);
+    // another session holds the lock every request wants (as the entry write lock is held by a long write)
+    let lock: () => void = () => undefined;
+    await new Promise<void>((ready) => {
+      void t.db.transaction(async (tx) => {
+        await tx.query('SELECT pg_advisory_xact_lock(4242)');
+        ready();
+        await new Promise<void>((release) => {
+          lock = release;
+        });
+      });
+    });
+    // each request commits when its handler is done (the advisory lock is the transaction's until then)
+    const requests: Promise<void>[] = [];
+    for (let i = 0; i < 10; i++) {
+      let handler: Promise<void> = Promise.resolve();
+      const scope = capped.begin(() => {
+        handler = (async () => {
+          await capped.db.query('SELECT pg_advisory_xact_lock(4242)');
+          await capped.db.query(`INSERT INTO request_tx_test VALUES ('r${i}')`);
+        })();
+      });
+      requests.push(handler.then(() => scope.finish(async () => undefined)));
+    }
+    try {
+      const deadline = Date.now() + 20_000;
+      while ((await held()) < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 300));
+      // three connections wait on the lock; seven requests wait for a slot, holding no connection
+      expect(await held()).toBe(3);
+    } finally {
+      lock();
+    }
+    await Promise.all(requests);
+    expect((await rows()).length).toBe(10);
+  });
+
+  it('refuses a cap that is not a whole number of at least one', () => {
+    expect(() => new RequestTransactions(t.db, 0)).toThrow(/slots/);
+  });
 });
