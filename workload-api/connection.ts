@@ -15,13 +15,17 @@ export function attestationError(err: unknown): ConnectError {
 }
 
 /** The calling workload: Unavailable before the first sync, PermissionDenied without an attested caller. */
-export async function callerWorkload(ports: WorkloadApiPorts, ctx: HandlerContext): Promise<Workload> {
+export async function workloadOf(ports: WorkloadApiPorts, caller: ConnectionAttestation | undefined): Promise<Workload> {
   if (!ports.ready()) throw new ConnectError('agent is not ready yet', Code.Unavailable);
-  const caller = ctx.values.get(kCaller);
   if (!caller) throw new ConnectError('caller could not be identified', Code.PermissionDenied);
   try {
     return await caller.workload();
   } catch (err) {
     throw attestationError(err);
   }
+}
+
+/** workloadOf for a connect-node call: the caller comes from the call's context. */
+export function callerWorkload(ports: WorkloadApiPorts, ctx: HandlerContext): Promise<Workload> {
+  return workloadOf(ports, ctx.values.get(kCaller));
 }

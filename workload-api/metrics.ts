@@ -12,7 +12,8 @@ export interface WorkloadApiMetrics {
   callStarted(method: string, streaming: boolean): WorkloadCallObserver;
 }
 
-const codeName = (err: unknown): string => {
+/** A status's name as the metrics count it (`OK`, `PermissionDenied`, …). */
+export const codeName = (err: unknown): string => {
   const code = ConnectError.from(err).code;
   return Code[code] ?? String(code);
 };

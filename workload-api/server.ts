@@ -1,5 +1,5 @@
 import { chmodSync, lstatSync, rmSync } from 'node:fs';
-import { createServer as createH2Server, type Http2Server, type ServerHttp2Session } from 'node:http2';
+import { createServer as createH2Server, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import { connect, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { createContextValues } from '@connectrpc/connect';
@@ -11,6 +11,7 @@ import { workloadApiRoutes } from './service.js';
 import { makeDirs } from '../lib/fs.js';
 import { metricsInterceptor, type WorkloadApiMetrics } from './metrics.js';
 import { sdsRoutes, type SdsOptions } from './sds/service.js';
+import { directWorkloadApi } from './direct/routes.js';
 
 /** Connections that hold no stream are closed after this long (issue 11: idle sockets cost descriptors). */
 export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
@@ -74,7 +75,8 @@ async function clearStaleSocket(path: string): Promise<void> {
  * world-connectable on purpose: the kernel's peer credentials decide who the caller is, not file
  * modes. Each connection is taken by a plain net server first, so it can be counted against its uid
  * and refused (closed) before HTTP/2 or /proc costs anything; accepted ones are attested at once
- * (ports.attestConnection) and handed to the HTTP/2 server.
+ * (ports.attestConnection) and handed to the HTTP/2 server. Plain gRPC calls of the four hot RPCs
+ * are served by the direct path (./direct/); every other stream goes through connect-node.
  */
 export async function startWorkloadApiServer(options: WorkloadApiServerOptions): Promise<WorkloadApiServer> {
   makeDirs(dirname(options.socketPath), 0o755); // not mkdirSync's recursive: it reports EROFS as ENOENT
@@ -93,7 +95,15 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
     },
     contextValues: (req) => createContextValues().set(kCaller, (req.socket as unknown as Record<symbol, ConnectionAttestation | undefined>)[kCallerOf]),
   });
-  const h2: Http2Server = createH2Server({}, handler);
+  // connect-node serves what the direct path hands on (SDS, health, the other RPCs and encodings) through
+  // its own HTTP/2 server object, which never listens: it only turns the streams given to it into requests
+  const viaConnect: Http2Server = createH2Server({}, handler);
+  const direct = directWorkloadApi(api.core, options.metrics);
+  const h2: Http2Server = createH2Server({});
+  h2.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
+    const caller = (stream.session?.socket as unknown as Record<symbol, ConnectionAttestation | undefined> | undefined)?.[kCallerOf];
+    if (!direct.handle(stream, headers, caller)) viaConnect.emit('stream', stream, headers, flags, rawHeaders);
+  });
   const sessions = new Set<ServerHttp2Session>();
   const perUid = new Map<number, number>();
 

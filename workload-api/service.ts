@@ -1,131 +1,27 @@
-import { create, toBinary, type DescMessage, type JsonObject, type MessageShape } from '@bufbuild/protobuf';
-import { BinaryReader } from '@bufbuild/protobuf/wire';
+import { create, type JsonObject } from '@bufbuild/protobuf';
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from '@connectrpc/connect';
-import { x509BundleDer, type Bundle } from '../spiffe/bundle/bundle.js';
 import { validateJwtSvid } from '../spiffe/svid/jwt.js';
 import { SpiffeError } from '../spiffe/errors.js';
-import { SpiffeId, trustDomainId } from '../spiffe/id.js';
-import {
-  JWTBundlesResponseSchema, JWTSVIDResponseSchema, SpiffeWorkloadAPI, ValidateJWTSVIDResponseSchema, X509BundlesResponseSchema,
-  X509SVIDResponseSchema, X509SVIDSchema,
-  type JWTBundlesResponse, type X509BundlesResponse, type X509SVIDResponse,
-} from './gen/workload_pb.js';
-import { attestationError, callerWorkload } from './connection.js';
-import type { Workload, WorkloadApiPorts, WorkloadSnapshot } from './ports.js';
+import { SpiffeId } from '../spiffe/id.js';
+import { JWTSVIDResponseSchema, SpiffeWorkloadAPI, ValidateJWTSVIDResponseSchema, type JWTSVIDRequest, type JWTSVIDResponse } from './gen/workload_pb.js';
+import { attestationError, kCaller, workloadOf } from './connection.js';
+import type { ConnectionAttestation, Workload, WorkloadApiPorts, WorkloadSnapshot } from './ports.js';
+import { StateCache, type Encoded, type StateKind, type StateMessages } from './states.js';
 
-const SECURITY_HEADER = 'workload.spiffe.io';
+export const SECURITY_HEADER = 'workload.spiffe.io';
+
+/**
+ * The RPCs' rules, written once for both ways a call arrives (connect-node's pipeline, and the direct
+ * HTTP/2 path of ./direct/): each takes the security header's value and the connection's caller.
+ */
 
 /** Workload API §5.2: the security header is mandatory; without it the client must not retry. */
-function requireSecurityHeader(ctx: HandlerContext): void {
-  if (ctx.requestHeader.get(SECURITY_HEADER) !== 'true') {
-    throw new ConnectError('security header missing from request', Code.InvalidArgument);
-  }
+export function requireSecurityHeader(value: string | null | undefined): void {
+  if (value !== 'true') throw new ConnectError('security header missing from request', Code.InvalidArgument);
 }
 
-async function attest(ports: WorkloadApiPorts, ctx: HandlerContext): Promise<Workload> {
-  requireSecurityHeader(ctx);
-  return callerWorkload(ports, ctx);
-}
-
-/**
- * Plain JWKS of a bundle's JWT keys (FetchJWTBundles carries only JWT keys). No `use` member, as the
- * SPIRE agent sends it: JWT libraries such as jose skip keys whose `use` is not "sig".
- */
-export function jwtJwks(bundle: Bundle): Uint8Array {
-  return Buffer.from(JSON.stringify({ keys: bundle.jwtAuthorities.map((a) => ({ ...a.jwk, kid: a.kid })) }));
-}
-
-function x509State(ports: WorkloadApiPorts, snap: WorkloadSnapshot): X509SVIDResponse | undefined {
-  if (snap.x509Svids.length === 0) return undefined;
-  const federated: Record<string, Uint8Array> = {};
-  for (const td of snap.federatedTrustDomains) {
-    const b = ports.bundle(td);
-    if (b) federated[trustDomainId(td)] = x509BundleDer(b);
-  }
-  return create(X509SVIDResponseSchema, {
-    svids: snap.x509Svids.map((s) => {
-      const own = ports.bundle(SpiffeId.parse(s.spiffeId).trustDomain);
-      return create(X509SVIDSchema, {
-        spiffeId: s.spiffeId,
-        x509Svid: Buffer.concat(s.chain as Buffer[]),
-        x509SvidKey: s.privateKey,
-        bundle: own ? x509BundleDer(own) : new Uint8Array(),
-        hint: s.hint ?? '',
-      });
-    }),
-    federatedBundles: federated,
-    crl: [...(ports.crls?.() ?? [])],
-  });
-}
-
-function bundleMaps(ports: WorkloadApiPorts, snap: WorkloadSnapshot): { x509: X509BundlesResponse; jwt: JWTBundlesResponse } {
-  const x509: Record<string, Uint8Array> = {};
-  const jwt: Record<string, Uint8Array> = {};
-  for (const td of [ports.trustDomain(), ...snap.federatedTrustDomains]) {
-    const b = ports.bundle(td);
-    if (!b) continue;
-    x509[trustDomainId(td)] = x509BundleDer(b);
-    jwt[trustDomainId(td)] = jwtJwks(b);
-  }
-  return { x509: create(X509BundlesResponseSchema, { bundles: x509, crl: [...(ports.crls?.() ?? [])] }), jwt: create(JWTBundlesResponseSchema, { bundles: jwt }) };
-}
-
-interface Encoded<T> {
-  readonly message: T;
-  readonly bytes: Uint8Array;
-}
-
-type StateKind = 'x509' | 'x509Bundles' | 'jwtBundles';
-
-/**
- * A message that serializes to exactly `bytes` at the cost of a copy: every top-level field is
- * carried as an unknown field, which protobuf writes back verbatim. The RPC library serializes
- * each stream's message itself; this makes that ~1 µs instead of a full reflective encode.
- */
-function preEncoded<Desc extends DescMessage>(schema: Desc, bytes: Uint8Array): MessageShape<Desc> {
-  const message = create(schema);
-  const fields: { no: number; wireType: number; data: Uint8Array }[] = [];
-  const reader = new BinaryReader(bytes);
-  while (reader.pos < reader.len) {
-    const [no, wireType] = reader.tag();
-    fields.push({ no, wireType, data: reader.skip(wireType, no) });
-  }
-  (message as { $unknown?: typeof fields }).$unknown = fields;
-  return message;
-}
-
-/**
- * Encoded states per snapshot: ten thousand streams of one workload share one snapshot, so a
- * rotation is built and encoded once, not once per stream.
- */
-class StateCache {
-  private readonly bySnapshot = new WeakMap<WorkloadSnapshot, Map<StateKind, Encoded<unknown> | undefined>>();
-
-  get<Desc extends DescMessage>(snap: WorkloadSnapshot, kind: StateKind, schema: Desc, build: () => MessageShape<Desc> | undefined): Encoded<MessageShape<Desc>> | undefined {
-    let kinds = this.bySnapshot.get(snap);
-    if (!kinds) this.bySnapshot.set(snap, (kinds = new Map()));
-    if (!kinds.has(kind)) {
-      const message = build();
-      if (message === undefined) kinds.set(kind, undefined);
-      else {
-        const bytes = toBinary(schema, message);
-        kinds.set(kind, { message: preEncoded(schema, bytes), bytes });
-      }
-    }
-    return kinds.get(kind) as Encoded<MessageShape<Desc>> | undefined;
-  }
-}
-
-/**
- * A stream of complete states: the first immediately, then one after every change that alters
- * it (duplicates suppressed). When the caller's last SVID goes away the stream ends with
- * PermissionDenied, as the spec asks; the server's shutdown ends it with Unavailable.
- */
-/**
- * The server going away. Open streams subscribe in O(1) (an AbortSignal would do, but its listener
- * list is checked for duplicates on every add, which is quadratic across 10,000 open streams).
- */
-class Shutdown {
+/** The server going away. Open streams subscribe in O(1) (an AbortSignal's listener list is checked for duplicates on every add). */
+export class Shutdown {
   reason: ConnectError | undefined;
   private readonly listeners = new Set<() => void>();
 
@@ -140,7 +36,73 @@ class Shutdown {
   }
 }
 
-async function* states<T>(ports: WorkloadApiPorts, ctx: HandlerContext, shutdown: Shutdown, current: () => Encoded<T> | undefined): AsyncGenerator<T> {
+/** What both server paths share: the ports, one state cache, one shutdown. */
+export interface WorkloadApiCore {
+  readonly ports: WorkloadApiPorts;
+  readonly cache: StateCache;
+  readonly shutdown: Shutdown;
+}
+
+/** The caller's workload for a streaming RPC; FetchX509Bundles and FetchJWTBundles also need an identity first. */
+export async function openStream(core: WorkloadApiCore, kind: StateKind, header: string | null | undefined, caller: ConnectionAttestation | undefined): Promise<Workload> {
+  requireSecurityHeader(header);
+  const workload = await workloadOf(core.ports, caller);
+  if (kind !== 'x509') hasIdentity(workload);
+  return workload;
+}
+
+function hasIdentity(workload: Workload): void {
+  let snap: WorkloadSnapshot;
+  try {
+    snap = workload.snapshot();
+  } catch (err) {
+    throw attestationError(err);
+  }
+  if (snap.x509Svids.length === 0) throw new ConnectError('no identity issued', Code.PermissionDenied);
+}
+
+/** The stream's state now; PermissionDenied once the caller holds no identity (the spec's end of a stream). */
+export function currentState<K extends StateKind>(core: WorkloadApiCore, workload: Workload, kind: K): Encoded<StateMessages[K]> {
+  let state: Encoded<StateMessages[K]> | undefined;
+  try {
+    state = core.cache.get(workload.snapshot(), kind);
+  } catch (err) {
+    throw attestationError(err);
+  }
+  if (state === undefined) throw new ConnectError('no identity issued', Code.PermissionDenied);
+  return state;
+}
+
+export async function fetchJwtSvid(core: WorkloadApiCore, req: JWTSVIDRequest, header: string | null | undefined, caller: ConnectionAttestation | undefined): Promise<JWTSVIDResponse> {
+  requireSecurityHeader(header);
+  const audience = req.audience.filter((a) => a !== '');
+  if (audience.length === 0) throw new ConnectError('audience must be specified', Code.InvalidArgument);
+  if (req.spiffeId !== '') {
+    try {
+      SpiffeId.parse(req.spiffeId);
+    } catch (err) {
+      throw new ConnectError(`invalid requested SPIFFE ID: ${(err as Error).message}`, Code.InvalidArgument);
+    }
+  }
+  const workload = await workloadOf(core.ports, caller);
+  hasIdentity(workload);
+  let svids;
+  try {
+    svids = await workload.jwtSvids(audience, req.spiffeId || undefined);
+  } catch (err) {
+    if (err instanceof ConnectError) throw err;
+    throw new ConnectError('could not mint a JWT-SVID', Code.Unavailable, undefined, undefined, err);
+  }
+  if (svids.length === 0) throw new ConnectError('no identity issued', Code.PermissionDenied);
+  return create(JWTSVIDResponseSchema, { svids: svids.map((s) => ({ spiffeId: s.spiffeId, svid: s.token, hint: s.hint ?? '' })) });
+}
+
+/**
+ * A stream of complete states for connect-node's pipeline: the first immediately, then one after
+ * every change that alters it (duplicates suppressed); the server's shutdown ends it with Unavailable.
+ */
+async function* states<K extends StateKind>(core: WorkloadApiCore, ctx: HandlerContext, workload: Workload, kind: K): AsyncGenerator<StateMessages[K]> {
+  const { ports, shutdown } = core;
   let wake: (() => void) | undefined;
   let dirty = true;
   const unsubscribe = ports.onChange(() => {
@@ -157,13 +119,7 @@ async function* states<T>(ports: WorkloadApiPorts, ctx: HandlerContext, shutdown
       if (ctx.signal.aborted) return; // the client went away
       if (dirty) {
         dirty = false;
-        let state: Encoded<T> | undefined;
-        try {
-          state = current();
-        } catch (err) {
-          throw attestationError(err);
-        }
-        if (state === undefined) throw new ConnectError('no identity issued', Code.PermissionDenied);
+        const state = currentState(core, workload, kind);
         if (state.bytes !== last && (!last || Buffer.compare(state.bytes, last) !== 0)) {
           last = state.bytes;
           yield state.message;
@@ -184,72 +140,32 @@ async function* states<T>(ports: WorkloadApiPorts, ctx: HandlerContext, shutdown
 
 export interface WorkloadApiHandlers {
   readonly routes: (router: ConnectRouter) => void;
+  readonly core: WorkloadApiCore;
   /** Ends every open stream, and any opened after, with Unavailable (clients retry with backoff). */
   shutdown(): void;
 }
 
+/**
+ * The Workload API on connect-node. The hot RPCs usually arrive on the direct path instead (see
+ * ./direct/); these handlers serve what that path hands on (gRPC-Web, Connect, JSON, compressed
+ * requests) and the RPCs it does not take.
+ */
 export function workloadApiRoutes(ports: WorkloadApiPorts): WorkloadApiHandlers {
-  const cache = new StateCache();
-  const shutdown = new Shutdown();
-  const hasIdentity = (workload: Workload): void => {
-    let snap: WorkloadSnapshot;
-    try {
-      snap = workload.snapshot();
-    } catch (err) {
-      throw attestationError(err);
-    }
-    if (snap.x509Svids.length === 0) throw new ConnectError('no identity issued', Code.PermissionDenied);
-  };
+  const core: WorkloadApiCore = { ports, cache: new StateCache(ports), shutdown: new Shutdown() };
+  const header = (ctx: HandlerContext): string | null => ctx.requestHeader.get(SECURITY_HEADER);
+  const stream = <K extends StateKind>(kind: K) =>
+    async function* (_req: unknown, ctx: HandlerContext): AsyncGenerator<StateMessages[K]> {
+      const workload = await openStream(core, kind, header(ctx), ctx.values.get(kCaller));
+      yield* states(core, ctx, workload, kind);
+    };
   const routes = (router: ConnectRouter): void => {
     router.service(SpiffeWorkloadAPI, {
-      async *fetchX509SVID(_req, ctx) {
-        const workload = await attest(ports, ctx);
-        yield* states(ports, ctx, shutdown, () => {
-          const snap = workload.snapshot();
-          return cache.get(snap, 'x509', X509SVIDResponseSchema, () => x509State(ports, snap));
-        });
-      },
-      async *fetchX509Bundles(_req, ctx) {
-        const workload = await attest(ports, ctx);
-        hasIdentity(workload);
-        yield* states(ports, ctx, shutdown, () => {
-          const snap = workload.snapshot();
-          return cache.get(snap, 'x509Bundles', X509BundlesResponseSchema, () => bundleMaps(ports, snap).x509);
-        });
-      },
-      async *fetchJWTBundles(_req, ctx) {
-        const workload = await attest(ports, ctx);
-        hasIdentity(workload);
-        yield* states(ports, ctx, shutdown, () => {
-          const snap = workload.snapshot();
-          return cache.get(snap, 'jwtBundles', JWTBundlesResponseSchema, () => bundleMaps(ports, snap).jwt);
-        });
-      },
-      async fetchJWTSVID(req, ctx) {
-        requireSecurityHeader(ctx);
-        const audience = req.audience.filter((a) => a !== '');
-        if (audience.length === 0) throw new ConnectError('audience must be specified', Code.InvalidArgument);
-        if (req.spiffeId !== '') {
-          try {
-            SpiffeId.parse(req.spiffeId);
-          } catch (err) {
-            throw new ConnectError(`invalid requested SPIFFE ID: ${(err as Error).message}`, Code.InvalidArgument);
-          }
-        }
-        const workload = await attest(ports, ctx);
-        hasIdentity(workload);
-        let svids;
-        try {
-          svids = await workload.jwtSvids(audience, req.spiffeId || undefined);
-        } catch (err) {
-          if (err instanceof ConnectError) throw err;
-          throw new ConnectError('could not mint a JWT-SVID', Code.Unavailable, undefined, undefined, err);
-        }
-        if (svids.length === 0) throw new ConnectError('no identity issued', Code.PermissionDenied);
-        return create(JWTSVIDResponseSchema, { svids: svids.map((s) => ({ spiffeId: s.spiffeId, svid: s.token, hint: s.hint ?? '' })) });
-      },
+      fetchX509SVID: stream('x509'),
+      fetchX509Bundles: stream('x509Bundles'),
+      fetchJWTBundles: stream('jwtBundles'),
+      fetchJWTSVID: (req, ctx) => fetchJwtSvid(core, req, header(ctx), ctx.values.get(kCaller)),
       async validateJWTSVID(req, ctx) {
-        requireSecurityHeader(ctx);
+        requireSecurityHeader(header(ctx));
         if (req.audience === '') throw new ConnectError('audience must be specified', Code.InvalidArgument);
         if (req.svid === '') throw new ConnectError('svid must be specified', Code.InvalidArgument);
         if (!ports.ready()) throw new ConnectError('agent is not ready yet', Code.Unavailable);
@@ -264,15 +180,15 @@ export function workloadApiRoutes(ports: WorkloadApiPorts): WorkloadApiHandlers 
       },
       // eslint-disable-next-line require-yield
       async *fetchWITSVID(_req, ctx) {
-        requireSecurityHeader(ctx);
+        requireSecurityHeader(header(ctx));
         throw new ConnectError('WIT-SVIDs are not supported', Code.Unimplemented);
       },
       // eslint-disable-next-line require-yield
       async *fetchWITBundles(_req, ctx) {
-        requireSecurityHeader(ctx);
+        requireSecurityHeader(header(ctx));
         throw new ConnectError('WIT-SVIDs are not supported', Code.Unimplemented);
       },
     });
   };
-  return { routes, shutdown: () => shutdown.trigger(new ConnectError('the workload API is shutting down', Code.Unavailable)) };
+  return { routes, core, shutdown: () => core.shutdown.trigger(new ConnectError('the workload API is shutting down', Code.Unavailable)) };
 }
