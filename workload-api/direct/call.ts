@@ -53,7 +53,8 @@ export class DirectCall {
 
   /** Writes one pre-framed message; false when the stream's buffer is full (wait for 'drain'). */
   send(frame: Buffer): boolean {
-    if (this.ended) return true;
+    // a stream the peer reset is destroyed before its 'close' event runs; respond() would throw on it
+    if (this.ended || this.stream.destroyed || this.stream.closed) return true;
     this.respond();
     const more = this.stream.write(frame);
     if (!this.sentFirst) {
