@@ -193,14 +193,14 @@ export class EntryStore {
   }
 
   /** The foreign trust domains that entries parented to any of `parents` federate with (what their agent must deliver). */
-  federatedWith(parents: readonly string[]): Promise<string[]> {
+  federatedWith(parents: readonly string[]): Promise<{ parentId: string; trustDomain: string }[]> {
     return guard(async () => {
       if (parents.length === 0) return [];
-      const res = await this.db.query<{ td: string }>(
-        `SELECT DISTINCT unnest(federates_with) AS td FROM registration_entries WHERE parent_id = ANY($1) ORDER BY td`,
+      const res = await this.db.query<{ parent_id: string; td: string }>(
+        `SELECT DISTINCT parent_id, unnest(federates_with) AS td FROM registration_entries WHERE parent_id = ANY($1) ORDER BY td`,
         [[...parents]],
       );
-      return res.rows.map((r) => r.td);
+      return res.rows.map((r) => ({ parentId: r.parent_id, trustDomain: r.td }));
     });
   }
 
@@ -236,13 +236,14 @@ export class EntryStore {
     });
   }
 
-  removedSince(parents: readonly string[], revision: number): Promise<string[]> {
+  /** Entries that left any of `parents` (deleted, or moved to another parent) after `revision`, with the parent they left. */
+  removedSince(parents: readonly string[], revision: number): Promise<{ id: string; parentId: string }[]> {
     return guard(async () => {
-      const res = await this.db.query<{ entry_id: string }>(
-        `SELECT DISTINCT entry_id FROM entry_tombstones WHERE parent_id = ANY($1::text[]) AND revision > $2`,
+      const res = await this.db.query<{ entry_id: string; parent_id: string }>(
+        `SELECT DISTINCT entry_id, parent_id FROM entry_tombstones WHERE parent_id = ANY($1::text[]) AND revision > $2`,
         [parents, revision],
       );
-      return res.rows.map((r) => r.entry_id);
+      return res.rows.map((r) => ({ id: r.entry_id, parentId: r.parent_id }));
     });
   }
 

@@ -19,6 +19,7 @@ import type { PublishedCrls, RevocationService } from '../revocation/service.js'
 import type { DeliveredBundle, FederationService } from '../federation/service.js';
 import type { Bundle } from '../../spiffe/bundle/bundle.js';
 import type { ChangeFeed, Woken } from './change-feed.js';
+import { BatchedReads } from './batched-reads.js';
 import { CairnError } from '../../lib/errors.js';
 
 export interface SyncDeps {
@@ -80,6 +81,9 @@ export function syncForeignBundleOf(bundle: Bundle): SyncBundle {
  * change that concerns it commits on any replica, and it re-reads only what the change touched.
  */
 export class SyncService {
+  /** The woken long-polls' own reads, one query per kind for all of them (see BatchedReads). */
+  private readonly batched = new BatchedReads();
+
   constructor(private readonly deps: SyncDeps) {}
 
   async sync(node: AttestedNode, req: SyncRequest, abandoned?: AbortSignal): Promise<SyncResponse> {
@@ -134,11 +138,13 @@ export class SyncService {
         // Nothing anywhere is newer than the agent's revision (a quiet fleet's every idle poll): its
         // own reads could only find rows committed after `latest`, whose notification wakes it anyway.
         const quiet = !full && latest <= since;
+        const { entries, templates } = this.deps;
+        const read = this.batched;
         [changed, removed, changedTemplates, removedTemplates, wanted] = await Promise.all([
-          quiet ? [] : this.deps.entries.changedSince(parents, from),
-          full || quiet ? [] : this.deps.entries.removedSince(parents, since),
-          quiet ? [] : this.deps.templates.changedSince(parents, from),
-          full || quiet ? [] : this.deps.templates.removedSince(parents, since),
+          quiet ? [] : read.read('entries', from, parents, (ps) => entries.changedSince(ps, from)),
+          full || quiet ? [] : idsOf(read.read('entry tombstones', since, parents, (ps) => entries.removedSince(ps, since))),
+          quiet ? [] : read.read('templates', from, parents, (ps) => templates.changedSince(ps, from)),
+          full || quiet ? [] : idsOf(read.read('template tombstones', since, parents, (ps) => templates.removedSince(ps, since))),
           req.federated === undefined ? undefined : quiet && wanted !== undefined ? wanted : this.federatedWith(parents),
         ]);
       }
@@ -185,9 +191,18 @@ export class SyncService {
     }
   }
 
-  /** The foreign trust domains the agent's entries and templates federate with. */
+  /** The foreign trust domains the agent's entries and templates federate with (sorted, once each). */
   private async federatedWith(parents: readonly string[]): Promise<string[]> {
-    const [entries, templates] = await Promise.all([this.deps.entries.federatedWith(parents), this.deps.templates.federatedWith(parents)]);
-    return [...entries, ...templates];
+    const { entries, templates } = this.deps;
+    const [viaEntries, viaTemplates] = await Promise.all([
+      this.batched.read('entry federation', 0, parents, (ps) => entries.federatedWith(ps)),
+      this.batched.read('template federation', 0, parents, (ps) => templates.federatedWith(ps)),
+    ]);
+    return [...new Set([...viaEntries, ...viaTemplates].map((f) => f.trustDomain))].sort();
   }
+}
+
+/** The ids of removed rows, once each (a row may have left several of the agent's parents). */
+async function idsOf(rows: Promise<{ id: string }[]>): Promise<string[]> {
+  return [...new Set((await rows).map((r) => r.id))];
 }

@@ -135,11 +135,14 @@ export class TemplateStore {
   }
 
   /** The foreign trust domains that templates parented to any of `parents` federate with. */
-  federatedWith(parents: readonly string[]): Promise<string[]> {
+  federatedWith(parents: readonly string[]): Promise<{ parentId: string; trustDomain: string }[]> {
     return guard(async () => {
       if (parents.length === 0) return [];
-      const res = await this.db.query<{ td: string }>(`SELECT DISTINCT unnest(federates_with) AS td FROM identity_templates WHERE parent_id = ANY($1::text[]) ORDER BY td`, [[...parents]]);
-      return res.rows.map((r) => r.td);
+      const res = await this.db.query<{ parent_id: string; td: string }>(
+        `SELECT DISTINCT parent_id, unnest(federates_with) AS td FROM identity_templates WHERE parent_id = ANY($1::text[]) ORDER BY td`,
+        [[...parents]],
+      );
+      return res.rows.map((r) => ({ parentId: r.parent_id, trustDomain: r.td }));
     });
   }
 
@@ -150,13 +153,14 @@ export class TemplateStore {
     });
   }
 
-  removedSince(parents: readonly string[], revision: number): Promise<string[]> {
+  /** Templates that left any of `parents` after `revision`, with the parent they left. */
+  removedSince(parents: readonly string[], revision: number): Promise<{ id: string; parentId: string }[]> {
     return guard(async () => {
-      const res = await this.db.query<{ template_id: string }>(
-        `SELECT DISTINCT template_id FROM identity_template_tombstones WHERE parent_id = ANY($1::text[]) AND revision > $2`,
+      const res = await this.db.query<{ template_id: string; parent_id: string }>(
+        `SELECT DISTINCT template_id, parent_id FROM identity_template_tombstones WHERE parent_id = ANY($1::text[]) AND revision > $2`,
         [parents, revision],
       );
-      return res.rows.map((r) => r.template_id);
+      return res.rows.map((r) => ({ id: r.template_id, parentId: r.parent_id }));
     });
   }
 

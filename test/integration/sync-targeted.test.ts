@@ -91,6 +91,45 @@ describe(`sync for a fleet: a change wakes only the long-polls it concerns (${st
     for (const r of rest) expect(r.parents).toContain(`spiffe://${TD}/pool-one`);
   });
 
+  it('a change under an alias every waiting agent shares costs one read of each kind for all of them', async () => {
+    const pool = `spiffe://${TD}/pool/shared`;
+    await entry({ spiffeId: pool, parentId: SERVER, selectors: ['join_token:pool-shared'] });
+    const nodes = await Promise.all(Array.from({ length: 12 }, () => attest(['join_token:pool-shared'])));
+    const polls = await holdPolls(nodes);
+    const entryReads = countCalls(ca.core.stores.entries, ['changedSince', 'removedSince', 'federatedWith']);
+    try {
+      const shared = await entry({ spiffeId: `spiffe://${TD}/daemon`, parentId: pool, selectors: ['unix:uid:1'] });
+      const answers = await Promise.all(polls);
+      for (const a of answers) expect(a.entries.map((e) => e.id)).toEqual([shared.id]);
+      // 36 before: three reads per woken agent
+      expect(entryReads.total()).toBeLessThanOrEqual(6);
+    } finally {
+      entryReads.restore();
+    }
+  });
+
+  it("agents syncing together each get their own entries and nobody else's", async () => {
+    const nodes = await Promise.all(Array.from({ length: 6 }, () => attest()));
+    const own = await Promise.all(nodes.map(async (n, i) => {
+      const ids: string[] = [];
+      for (let k = 0; k <= i; k++) ids.push((await entry({ spiffeId: `spiffe://${TD}/own/${i}/${k}`, parentId: n.spiffeId, selectors: [`unix:uid:${100 + k}`] })).id);
+      return ids.sort();
+    }));
+    for (let round = 0; round < 3; round++) {
+      const fulls = await Promise.all(nodes.map((n) => sync(n, 0, 0)));
+      fulls.forEach((f, i) => expect(f.entries.map((e) => e.id).sort()).toEqual(own[i]));
+    }
+    // and incrementally, from one revision, with removals
+    const base = (await sync(nodes[0]!, 0, 0)).revision;
+    const gone = await Promise.all(nodes.map(async (n, i) => {
+      const id = own[i]![0]!;
+      expect((await ca.admin(`/v1/entries/${id}`, { method: 'DELETE' })).status).toBeLessThan(300);
+      return id;
+    }));
+    const incs = await Promise.all(nodes.map((n) => sync(n, base, 0)));
+    incs.forEach((r, i) => expect(r.removed).toEqual([gone[i]]));
+  });
+
   it('a bundle change every waiting agent receives re-reads the bundle once, and no entries', async () => {
     const agents = 10;
     const nodes = await Promise.all(Array.from({ length: agents }, () => attest()));
