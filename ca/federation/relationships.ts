@@ -216,8 +216,10 @@ export class RelationshipService {
       const bundle = parseForeignBundle(r.foreignTrustDomain, text);
       hint = bundle.refreshHintSeconds;
       const stored = await this.deps.federation.transaction(async (tx) => {
-        // deleted meanwhile: nothing to store
-        if (!(await this.deps.store.get(r.trustDomain, r.foreignTrustDomain, tx))) return undefined;
+        // Deleted meanwhile: nothing to store. Locked, so a delete still in flight is waited out: read
+        // without the lock, the row it is deleting was still seen, and the bundle it removed was written
+        // back, orphaned (trusted by agents, refreshed by nobody, until deleted by hand).
+        if (!(await this.deps.store.get(r.trustDomain, r.foreignTrustDomain, tx, true))) return undefined;
         const out = await this.deps.federation.putBundle(tx, r.trustDomain, bundle, 'endpoint', 'cairn');
         await this.deps.store.recordAttempt(r.trustDomain, r.foreignTrustDomain, { at: now, error: null, nextRefreshAt: this.after(now, refreshDelaySeconds(hint, this.deps.jitter())) }, tx);
         return out;

@@ -160,9 +160,13 @@ const relationshipFromRow = (r: RelationshipRow): Relationship => ({
 export class RelationshipStore {
   constructor(private readonly db: Database) {}
 
-  get(trustDomain: string, foreign: string, q: Queryable = this.db): Promise<Relationship | undefined> {
+  /** The relationship, locked FOR UPDATE when `q` is a transaction that asks for it (it then waits out a concurrent delete). */
+  get(trustDomain: string, foreign: string, q: Queryable = this.db, lock = false): Promise<Relationship | undefined> {
     return guard(async () => {
-      const res = await q.query<RelationshipRow>(`SELECT ${RELATIONSHIP_COLUMNS} FROM federation_relationships WHERE trust_domain = $1 AND foreign_trust_domain = $2`, [trustDomain, foreign]);
+      const res = await q.query<RelationshipRow>(
+        `SELECT ${RELATIONSHIP_COLUMNS} FROM federation_relationships WHERE trust_domain = $1 AND foreign_trust_domain = $2${lock ? ' FOR UPDATE' : ''}`,
+        [trustDomain, foreign],
+      );
       return res.rows[0] ? relationshipFromRow(res.rows[0]) : undefined;
     });
   }
