@@ -175,7 +175,8 @@ describe('deploy/kubernetes: the Kustomize package, rendered by kubectl kustomiz
       rmSync(dir, { recursive: true, force: true });
       await db.drop();
     }
-  });
+    // five processes of the CLI in a row, one of them a CA waited for up to a minute: a loaded machine needs more than the default
+  }, 240_000);
 
   it("the README's Secret holds exactly the keys the manifests read", () => {
     const used = new Set<string>();
