@@ -47,9 +47,11 @@ export function openPostgres(options: PostgresOptions): Database {
       };
       client.on('error', onError);
       try {
-        await client.query('BEGIN');
+        // BEGIN and COMMIT leave here as domain errors too: a server going away at either is a 503
+        // (store_unavailable), not an unexpected failure answered 500.
+        await guard(() => client.query('BEGIN'));
         const result = await fn(wrap(client));
-        await client.query('COMMIT');
+        await guard(() => client.query('COMMIT'));
         return result;
       } catch (err) {
         // A statement that timed out on our side leaves the connection in an unknown state (the server

@@ -57,6 +57,18 @@ describe.runIf(storeKind() === 'postgres')('PostgreSQL connections lost mid-use'
     for (let i = 0; i < 12; i++) expect(await db.transaction(async (tx) => (await tx.query<{ v: number }>('SELECT 1 AS v')).rows[0]!.v)).toBe(1);
   });
 
+  it('a connection lost at COMMIT fails the transaction with store_unavailable by itself, not with the raw driver error', async () => {
+    // no guard() around it: request transactions (ca/db/request-transactions.ts) take the base
+    // transaction's error as it is, and a raw one was answered 500 (seen in the PostgreSQL outage test)
+    const failed = db.transaction(async (tx) => {
+      await tx.query(`SELECT 'cairn-victim-commit'`);
+      await until(async () => (await terminate(`SELECT 'cairn-victim-commit'`)) === 1, 5000);
+      await new Promise((r) => setTimeout(r, 200)); // the FATAL arrives while we hold the client, idle
+    });
+    await expect(failed).rejects.toMatchObject({ code: 'store_unavailable' });
+    expect(await db.transaction(async (tx) => (await tx.query<{ v: number }>('SELECT 1 AS v')).rows[0]!.v)).toBe(1);
+  });
+
   it('the NOTIFY listener reconnects by itself, signals a possible gap, and hears later notifications', async () => {
     const heard: string[] = [];
     const unlisten = await db.listen('cairn_test_channel', (p) => heard.push(p));
