@@ -5,17 +5,10 @@ import type { AttestedNode } from '../../ca/nodes/store.js';
 import { redeem, type TestNode } from '../support/agent-client.js';
 import { startTestCa, type TestCa } from '../support/ca.js';
 import { storeKind } from '../support/db.js';
+import { waitFor } from '../support/wait.js';
 
 const TD = 'fleet.test';
 const SERVER = `spiffe://${TD}/cairn/server`;
-
-async function until(what: string, pred: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** Counts calls to some methods of an object (the CA's stores) until restored. */
 function countCalls<T extends object>(target: T, methods: (keyof T & string)[]): { total: () => number; restore: () => void } {
@@ -58,7 +51,7 @@ describe(`sync for a fleet: a change wakes only the long-polls it concerns (${st
     const firsts = await Promise.all(nodes.map((n) => sync(n, 0, 0)));
     const waiting = ca.core.feed.waiting;
     const polls = nodes.map((n, i) => sync(n, firsts[i]!.revision, firsts[i]!.bundle!.sequence, 60));
-    await until(`every long-poll waiting (${nodes.length} more than ${waiting})`, () => ca.core.feed.waiting === waiting + nodes.length);
+    await waitFor(`every long-poll waiting (${nodes.length} more than ${waiting})`, () => (ca.core.feed.waiting === waiting + nodes.length ? true : undefined));
     return polls;
   };
 
@@ -193,7 +186,7 @@ describe(`sync for a fleet: a change wakes only the long-polls it concerns (${st
     const reads = countCalls(ca.core.stores.entries, ['changedSince', 'removedSince', 'aliasEntries']);
     try {
       await attest(); // another node joins: it notifies, and nobody else has anything to re-read
-      await until('the join notified', () => ca.core.feed.heard > heard);
+      await waitFor('the join notified', () => (ca.core.feed.heard > heard ? true : undefined));
       await new Promise((r) => setTimeout(r, 200)); // a woken long-poll would have re-read by now
       expect(reads.total()).toBe(0);
     } finally {
