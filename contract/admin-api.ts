@@ -156,6 +156,8 @@ export const AdminPaths3 = {
   tokens: '/v1/tokens',
   entries: '/v1/entries',
   entry: '/v1/entries/:id',
+  /** A static segment: the router matches it before `:id`, and no entry ID is `batch` (IDs are 24 random alphanumerics with no verb routes under them). */
+  entriesBatch: '/v1/entries/batch',
   agents: '/v1/agents',
   agentBan: '/v1/agents/ban',
   agentUnban: '/v1/agents/unban',
@@ -232,6 +234,35 @@ export const EntryView = Type.Object({
   updatedAt: Timestamp,
 });
 export type EntryView = Static<typeof EntryView>;
+
+/** Items per batch create: one transaction and one answer, so bounded like a page (SPIRE's batch RPCs cap alike). */
+export const MAX_ENTRY_BATCH = 1000;
+/** Per item up to 32 selectors of 1,100 bytes is ~36 KiB; typical items are under 1 KiB, so 4 KiB each on average. */
+export const ENTRY_BATCH_BODY_LIMIT = 4 * 1024 * 1024;
+
+export const BatchCreateEntriesBody = Type.Object(
+  {
+    entries: Type.Array(Type.Unknown({ description: 'as the body of POST /v1/entries, checked against its schema item by item (a malformed item fails alone)' }), {
+      minItems: 1,
+      maxItems: MAX_ENTRY_BATCH,
+      description: `at most ${MAX_ENTRY_BATCH} items`,
+    }),
+  },
+  { additionalProperties: false },
+);
+export type BatchCreateEntriesBody = Static<typeof BatchCreateEntriesBody>;
+export const BatchItemError = Type.Object({
+  code: Type.String({ description: 'stable machine-readable error code, as POST /v1/entries would answer for this item' }),
+  message: Type.String({ description: 'a human sentence' }),
+  details: Type.Optional(Type.Object({}, { additionalProperties: true })),
+});
+/** Exactly one of `entry` and `error` (one object shape rather than a union: the answer of 1,000 items serializes without trying each branch). */
+export const BatchCreateEntriesResult = Type.Object({
+  results: Type.Array(Type.Object({ entry: Type.Optional(EntryView), error: Type.Optional(BatchItemError) }), {
+    description: 'one per item, in request order: { entry } created, or { error } saying why that item was not (the others are unaffected)',
+  }),
+});
+export type BatchCreateEntriesResult = Static<typeof BatchCreateEntriesResult>;
 
 export const EntryListQuery = Type.Object(
   {

@@ -8,6 +8,7 @@ export const ERROR_CODES = [
   'invalid_request',
   'malformed_json',
   'payload_too_large',
+  'batch_too_large',
   'unsupported_media_type',
   'not_found',
   'invalid_page_token',

@@ -28,6 +28,7 @@ export const STATUS_TABLE: Readonly<Record<ErrorCode, TransportStatus>> = {
   invalid_request: s(400, G.InvalidArgument),
   malformed_json: s(400, G.InvalidArgument),
   payload_too_large: s(413, G.InvalidArgument),
+  batch_too_large: s(413, G.InvalidArgument),
   unsupported_media_type: s(415, G.InvalidArgument),
   not_found: s(404, G.NotFound),
   invalid_page_token: s(400, G.InvalidArgument),

@@ -9,7 +9,7 @@ import { checkGuard, type AdminEntryFacts } from './guards.js';
 import { describeScope, inScope, roleAtLeast, type AdminPrincipal } from './model.js';
 import type { Queryable } from '../db/database.js';
 import type { AdminRecord, AdminRecordSink, ChangeNote } from './record.js';
-import { ADMIN_ROUTES, ruleFor, type RouteRule } from './route-table.js';
+import { ADMIN_ROUTES, ruleFor, type Guard, type RouteRule } from './route-table.js';
 import type { AdminAuthService, BearerResult } from './service.js';
 import type { SvidAdminAuth, SvidResult } from './svid.js';
 
@@ -27,6 +27,8 @@ export interface AdminRequestState {
   /** For a list: the trust domains it may show; undefined: all. */
   listScope?: readonly string[] | undefined;
   note?: ChangeNote;
+  /** A batch route's items, each recorded as its own request would have been (noteItems). */
+  items?: readonly ItemNote[];
   errorCode?: string;
   /** The change's transaction, from the handler to its record (a write with a route rule). */
   transaction?: RequestScope | undefined;
@@ -73,6 +75,19 @@ export function listScope(req: FastifyRequest): readonly string[] | undefined {
 export function noteChange(req: FastifyRequest, note: ChangeNote): void {
   const state = stateOf(req);
   if (state) state.note = { ...state.note, ...note };
+}
+
+/** One item of a batch as recorded: what it changed, and the status and error code it would have had alone. */
+export interface ItemNote {
+  readonly note: ChangeNote;
+  readonly status: number;
+  readonly code?: string | undefined;
+}
+
+/** A batch handler's account of its items, in order: each becomes a record of the route's itemAction. */
+export function noteItems(req: FastifyRequest, items: readonly ItemNote[]): void {
+  const state = stateOf(req);
+  if (state) state.items = items;
 }
 
 /**
@@ -127,10 +142,12 @@ export class AdminAccess {
     const tx = state?.transaction;
     if (!state || !tx) return payload;
     state.transaction = undefined;
-    const record = this.recordOf(req, reply.statusCode);
+    const records = this.recordsOf(req, reply.statusCode);
+    const record = records[0];
     try {
       await tx.finish(async (q) => {
-        if (record) await this.deps.sink.append(record, q);
+        if (records.length === 1) await this.deps.sink.append(records[0]!, q);
+        else if (records.length > 1) await this.deps.sink.appendAll(records, q);
       });
       state.recorded = true;
       return payload;
@@ -224,6 +241,21 @@ export class AdminAccess {
         if (body?.spiffeId !== undefined) demand(scoped ? tdOfId(body.spiffeId) : safeTrustDomainOf(body.spiffeId), 'body field spiffeId');
         break;
       }
+      case 'items': {
+        // each item as its own request would be: in scope, then (below) past the guard
+        const list = Array.isArray(body?.[td.items]) ? (body[td.items] as unknown[]) : [];
+        list.forEach((item, i) => {
+          const fields = item !== null && typeof item === 'object' ? (item as Record<string, unknown>) : {};
+          const field = td.ids.find((f) => fields[f] !== undefined);
+          if (field === undefined) {
+            // an item naming no trust domain fails its own validation; a scoped credential cannot vouch for it
+            if (scoped) demand(undefined, `${td.items}[${i}]`);
+            return;
+          }
+          demand(scoped ? tdOfId(fields[field]) : safeTrustDomainOf(fields[field]), `${td.items}[${i}].${field}`);
+        });
+        break;
+      }
       case 'template': {
         state.subject = text(params[td.param]);
         template = state.subject === undefined ? undefined : await this.deps.facts.template(state.subject);
@@ -242,7 +274,34 @@ export class AdminAccess {
         state.subject = text(params.name) ?? text(body?.name);
         break;
     }
-    if (rule.guard && !roleAtLeast(principal.role, 'admin')) await checkGuard(rule.guard, { body, entry, template, principal: principal.name }, this.deps.facts);
+    if (rule.guard && !roleAtLeast(principal.role, 'admin')) {
+      if (td.from === 'items') await this.guardItems(rule.guard, td.items, body, principal.name);
+      else await checkGuard(rule.guard, { body, entry, template, principal: principal.name }, this.deps.facts);
+    }
+  }
+
+  /** The guard on each item of a batch; the first refusal refuses the request, naming the item. */
+  private async guardItems(guard: Guard, field: string, body: Record<string, unknown> | undefined, principal: string): Promise<void> {
+    const list = Array.isArray(body?.[field]) ? (body[field] as unknown[]) : [];
+    // one read of a trust domain's admin parents for the whole batch, not one per item
+    const parents = new Map<string, Promise<string[]>>();
+    const facts: AdminEntryFacts = {
+      ...this.deps.facts,
+      adminParents: (trustDomain) => {
+        let p = parents.get(trustDomain);
+        if (!p) parents.set(trustDomain, (p = this.deps.facts.adminParents(trustDomain)));
+        return p;
+      },
+    };
+    for (const [i, item] of list.entries()) {
+      const fields = item !== null && typeof item === 'object' ? (item as Record<string, unknown>) : undefined;
+      try {
+        await checkGuard(guard, { body: fields, entry: undefined, principal }, facts);
+      } catch (err) {
+        if (!isCairnError(err, 'permission_denied')) throw err;
+        throw new CairnError('permission_denied', `${field}[${i}]: ${err.message}`, { cause: err, details: { ...err.details, item: i } });
+      }
+    }
   }
 
   /** preSerialization: a list answer for a scoped credential holds nothing outside its scope, or it fails. */
@@ -269,15 +328,43 @@ export class AdminAccess {
     // a request that ended without its answer being sent (the client went away mid-handler): nothing of it is kept
     if (state.transaction) await state.transaction.abandon();
     if (state.recorded) return;
-    const record = this.recordOf(req, reply.statusCode);
-    if (!record) return;
+    const records = this.recordsOf(req, reply.statusCode);
+    if (records.length === 0) return;
     try {
-      await this.deps.sink.append(record);
+      if (records.length === 1) await this.deps.sink.append(records[0]!);
+      else await this.deps.sink.appendAll(records);
     } catch (err) {
       // the database away is a known condition (the request itself got its 503): a warning, not an error with a stack
       if (isCairnError(err, 'store_unavailable')) req.log.warn({ code: err.code, cause: err.cause instanceof Error ? err.cause.message : undefined }, 'could not record an admin request: the database is unavailable');
       else req.log.error({ err }, 'could not record an admin request');
     }
+  }
+
+  /**
+   * A batch that went through is recorded item by item (the route's itemAction, each with the status
+   * and code it would have had alone), so its entries read as the single requests' do; anything else
+   * as one request.
+   */
+  private recordsOf(req: FastifyRequest, status: number): AdminRecord[] {
+    const record = this.recordOf(req, status);
+    const items = stateOf(req)?.items;
+    const action = stateOf(req)?.rule?.itemAction;
+    if (!record || status >= 400 || !items || action === undefined) return record ? [record] : [];
+    return items.map(({ note, status: itemStatus, code }) => {
+      const ok = itemStatus < 400;
+      const { old: _old, new: _new, code: _code, ...base } = record;
+      return {
+        ...base,
+        action,
+        status: itemStatus,
+        target: note.target,
+        trustDomain: note.trustDomain,
+        ...(code ? { code } : {}),
+        ...(ok && note.old !== undefined ? { old: note.old } : {}),
+        ...(ok && note.new !== undefined ? { new: note.new } : {}),
+        outcome: ok ? 'success' : 'failure',
+      };
+    });
   }
 
   /** The request as recorded: a failed authentication, a change, or a refusal; none for a read that succeeded. */

@@ -37,6 +37,8 @@ export interface AdminRecord {
  */
 export interface AdminRecordSink {
   append(record: AdminRecord, q?: Queryable): Promise<void>;
+  /** A batch's records (changes and refusals, never failed authentications), written together. */
+  appendAll(records: readonly AdminRecord[], q?: Queryable): Promise<void>;
 }
 
 /** What a route handler tells the record about the change it made. */
@@ -48,11 +50,15 @@ export interface ChangeNote {
 }
 
 export function logRecordSink(logger: Logger): AdminRecordSink {
+  const append = async (record: AdminRecord): Promise<void> => {
+    const { time: _time, ...fields } = record;
+    if (record.action === 'admin.authenticate') logger.warn({ event: 'admin.auth_failed', ...fields }, 'admin authentication failed');
+    else logger.info({ event: 'admin.action', ...fields }, 'admin action');
+  };
   return {
-    async append(record) {
-      const { time: _time, ...fields } = record;
-      if (record.action === 'admin.authenticate') logger.warn({ event: 'admin.auth_failed', ...fields }, 'admin authentication failed');
-      else logger.info({ event: 'admin.action', ...fields }, 'admin action');
+    append,
+    async appendAll(records) {
+      for (const record of records) await append(record);
     },
   };
 }

@@ -21,6 +21,12 @@ export type TrustDomainRule =
   | { readonly from: 'body'; readonly names: readonly string[]; readonly ids: readonly string[] }
   /** A path parameter names a registration entry; the stored entry's trust domain counts (and a new spiffeId's). */
   | { readonly from: 'entry'; readonly param: string }
+  /**
+   * A batch: the body array `items` holds requests of their own, each naming its trust domain by the
+   * SPIFFE ID in its first present `ids` field. Every item must be in scope and pass the route's guard,
+   * or the whole request is refused: authorization is decided before any work, as for one item.
+   */
+  | { readonly from: 'items'; readonly items: string; readonly ids: readonly string[] }
   /** A path parameter names a workload identity template; the stored template's trust domain counts. */
   | { readonly from: 'template'; readonly param: string }
   /**
@@ -59,6 +65,8 @@ export interface RouteRule {
    * request's transaction, with the change (AdminAccess).
    */
   readonly ownTransactions?: true;
+  /** A batch route (trust domain `items`) records each item as this action, as if it had been its own request. */
+  readonly itemAction?: string;
 }
 
 const param = (name: string): TrustDomainRule => ({ from: 'param', name });
@@ -66,6 +74,7 @@ const body = (...names: string[]): TrustDomainRule => ({ from: 'body', names, id
 const bodyId = (...ids: string[]): TrustDomainRule => ({ from: 'body', names: [], ids });
 const bodyEither = (name: string, id: string): TrustDomainRule => ({ from: 'body', names: [name], ids: [id] });
 const entry = (p: string): TrustDomainRule => ({ from: 'entry', param: p });
+const items = (field: string, ...ids: string[]): TrustDomainRule => ({ from: 'items', items: field, ids });
 const template = (p: string): TrustDomainRule => ({ from: 'template', param: p });
 const list = (query: string | undefined, items: string, field: string): TrustDomainRule => ({ from: 'list', query, items, field });
 const NONE: TrustDomainRule = { from: 'none' };
@@ -116,6 +125,7 @@ export const ADMIN_ROUTES: Readonly<Record<string, RouteRule>> = {
   // tokens, entries, agents
   'POST /v1/tokens': { role: 'operator', action: 'token.create', trustDomain: body('trustDomain'), guard: 'tokenCreate' },
   'POST /v1/entries': { role: 'operator', action: 'entry.create', trustDomain: bodyId('spiffeId'), guard: 'entryWrite' },
+  'POST /v1/entries/batch': { role: 'operator', action: 'entry.batch_create', itemAction: 'entry.create', trustDomain: items('entries', 'spiffeId'), guard: 'entryWrite' },
   'GET /v1/entries': { role: 'viewer', action: 'entry.list', trustDomain: list('trustDomain', 'entries', 'trustDomain') },
   'GET /v1/entries/:id': { role: 'viewer', action: 'entry.show', trustDomain: entry('id') },
   'PATCH /v1/entries/:id': { role: 'operator', action: 'entry.update', trustDomain: entry('id'), guard: 'entryWrite' },

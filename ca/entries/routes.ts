@@ -1,9 +1,26 @@
 import { Type } from 'typebox';
 import { errorResponses } from '../../contract/common.js';
-import { AdminPaths3, CreateEntryBody, EntryList, EntryListQuery, EntryParams, EntryView, UpdateEntryBody } from '../../contract/admin-api.js';
-import { listScope, noteChange } from '../admin-auth/access.js';
+import type { FastifyRequest } from 'fastify';
+import {
+  AdminPaths3,
+  BatchCreateEntriesBody,
+  BatchCreateEntriesResult,
+  CreateEntryBody,
+  ENTRY_BATCH_BODY_LIMIT,
+  EntryList,
+  EntryListQuery,
+  EntryParams,
+  EntryView,
+  MAX_ENTRY_BATCH,
+  UpdateEntryBody,
+} from '../../contract/admin-api.js';
+import { CairnError } from '../../lib/errors.js';
+import { statusOf } from '../../lib/status.js';
+import { SpiffeId } from '../../spiffe/id.js';
+import { listScope, noteChange, noteItems, type ItemNote } from '../admin-auth/access.js';
+import { toHttpError } from '../http/errors.js';
 import type { App } from '../http/types.js';
-import type { EntryService } from './service.js';
+import type { EntryInput, EntryService } from './service.js';
 import { entryView } from './view.js';
 
 export function registerEntryRoutes(app: App, entries: EntryService): void {
@@ -14,6 +31,56 @@ export function registerEntryRoutes(app: App, entries: EntryService): void {
     const view = entryView(await entries.create(req.body, req.actor));
     noteChange(req, { target: view.id, trustDomain: view.trustDomain, new: view });
     return reply.status(201).send(view);
+  });
+
+  // Items are checked one by one against the single create's schema (same compiler, same coercion),
+  // before authorization reads them, so one malformed item fails alone. Kept per request here.
+  const malformed = new WeakMap<FastifyRequest, Map<number, CairnError>>();
+  app.post(AdminPaths3.entriesBatch, {
+    bodyLimit: ENTRY_BATCH_BODY_LIMIT,
+    schema: {
+      tags,
+      summary: `Create up to ${MAX_ENTRY_BATCH} registration entries in one transaction; each item succeeds or fails on its own`,
+      body: BatchCreateEntriesBody,
+      response: { 200: BatchCreateEntriesResult, ...errorResponses },
+    },
+    preValidation: async (req) => {
+      const items = (req.body as { entries?: unknown } | null | undefined)?.entries;
+      if (!Array.isArray(items)) return; // the schema answers
+      if (items.length > MAX_ENTRY_BATCH) {
+        throw new CairnError('batch_too_large', `entries holds ${items.length} items; at most ${MAX_ENTRY_BATCH} per request (split the batch)`, { details: { max: MAX_ENTRY_BATCH } });
+      }
+      const check = req.compileValidationSchema(CreateEntryBody, 'body');
+      const failed = new Map<number, CairnError>();
+      items.forEach((item, i) => {
+        if (check(item)) return;
+        const e = check.errors?.[0];
+        failed.set(i, new CairnError('invalid_request', `body${e?.instancePath ?? ''} ${e?.message ?? 'is invalid'}`));
+      });
+      malformed.set(req, failed);
+    },
+  }, async (req) => {
+    const failed = malformed.get(req) ?? new Map<number, CairnError>();
+    const items = req.body.entries as EntryInput[];
+    const todo = items.map((input, index) => ({ input, index })).filter(({ index }) => !failed.has(index));
+    const outcomes = await entries.createMany(todo.map((t) => t.input), req.actor);
+    const results: BatchCreateEntriesResult['results'] = new Array(items.length);
+    const notes: ItemNote[] = new Array(items.length);
+    const fail = (index: number, err: CairnError): void => {
+      const { body } = toHttpError(err);
+      results[index] = { error: body };
+      notes[index] = { note: { target: items[index]?.spiffeId, trustDomain: safeTrustDomain(items[index]?.spiffeId) }, status: statusOf(err.code).http, code: err.code };
+    };
+    for (const [index, err] of failed) fail(index, err);
+    todo.forEach(({ index }, k) => {
+      const outcome = outcomes[k]!;
+      if ('error' in outcome) return fail(index, outcome.error);
+      const view = entryView(outcome.entry);
+      results[index] = { entry: view };
+      notes[index] = { note: { target: view.id, trustDomain: view.trustDomain, new: view }, status: 201 };
+    });
+    noteItems(req, notes);
+    return { results };
   });
 
   app.get(AdminPaths3.entries, {
@@ -40,4 +107,14 @@ export function registerEntryRoutes(app: App, entries: EntryService): void {
     noteChange(req, { old: entryView(gone) });
     return reply.status(204).send(null);
   });
+}
+
+/** The trust domain an item's spiffeId names, for its record; undefined when it names none. */
+function safeTrustDomain(spiffeId: unknown): string | undefined {
+  if (typeof spiffeId !== 'string') return undefined;
+  try {
+    return SpiffeId.parse(spiffeId).trustDomain;
+  } catch {
+    return undefined;
+  }
 }

@@ -1,5 +1,6 @@
 import type { Clock } from '../../lib/clock.js';
 import { CairnError, isCairnError } from '../../lib/errors.js';
+import { statusOf } from '../../lib/status.js';
 import type { Logger } from '../../lib/log.js';
 import { decodePageToken, pageSizeOf, type Page } from '../../lib/paging.js';
 import { randomAlphanumeric, type Random } from '../../lib/random.js';
@@ -70,14 +71,15 @@ export class EntryService {
     return checkFederatesWith(this.deps.federation, trustDomain, names.filter((n) => !already.includes(n)));
   }
 
-  private async validate(id: string, input: EntryInput): Promise<NewEntry> {
+  /** `trustDomainExists` lets a batch look each trust domain up once. */
+  private async validate(id: string, input: EntryInput, trustDomainExists = async (name: string) => (await this.deps.trustDomains.get(name)) !== undefined): Promise<NewEntry> {
     const spiffeId = parseId(input.spiffeId, 'spiffeId');
     if (spiffeId.isTrustDomainId) throw new CairnError('invalid_spiffe_id', 'spiffeId must have a path');
     refuseReserved(spiffeId);
     const parentId = parseId(input.parentId, 'parentId');
     if (!parentId.memberOf(spiffeId.trustDomain)) throw new CairnError('wrong_trust_domain', 'parentId must be in the same trust domain as spiffeId');
     if (parentId.isTrustDomainId) throw new CairnError('invalid_spiffe_id', 'parentId must have a path (an agent ID or a node alias)');
-    if (!(await this.deps.trustDomains.get(spiffeId.trustDomain))) {
+    if (!(await trustDomainExists(spiffeId.trustDomain))) {
       throw new CairnError('trust_domain_not_found', `trust domain ${spiffeId.trustDomain} does not exist`);
     }
     const hint = input.hint ?? null;
@@ -137,6 +139,80 @@ export class EntryService {
     );
     this.deps.logger.info({ event: 'entry.created', entryId: created.id, spiffeId: created.spiffeId, parentId: created.parentId, actor }, 'registration entry created');
     return created;
+  }
+
+  /**
+   * Creates each input as `create` would, all in one transaction under one acquisition of the write
+   * lock, one insert statement and one change notification per trust domain. An input that `create`
+   * would refuse (invalid, a duplicate of a stored entry or of an earlier input) gets its error in its
+   * slot and the others are created; anything else (the database away) fails the whole batch.
+   */
+  async createMany(inputs: readonly EntryInput[], actor: string): Promise<BatchOutcome[]> {
+    const outcomes: BatchOutcome[] = new Array(inputs.length);
+    const trustDomains = memo(async (name: string) => (await this.deps.trustDomains.get(name)) !== undefined);
+    const canFederate = memo((key: string) => {
+      const [trustDomain, foreign] = key.split('\n') as [string, string];
+      return this.deps.federation.canFederate(trustDomain, foreign);
+    });
+    const federation: FederationFacts = { canFederate: (trustDomain, foreign) => canFederate(`${trustDomain}\n${foreign}`) };
+    const valid: { index: number; entry: NewEntry }[] = [];
+    const firstOf = new Map<string, number>();
+    for (const [index, input] of inputs.entries()) {
+      try {
+        const entry = await this.validate(randomAlphanumeric(this.deps.random, 24), input, trustDomains);
+        await checkFederatesWith(federation, entry.trustDomain, entry.federatesWith);
+        const key = identityKey(entry);
+        const first = firstOf.get(key);
+        if (first !== undefined) {
+          outcomes[index] = { error: new CairnError('entry_exists', `entries[${first}] has the same SPIFFE ID, parent ID and selectors`, { details: { item: first } }) };
+          continue;
+        }
+        firstOf.set(key, index);
+        valid.push({ index, entry });
+      } catch (err) {
+        if (!isItemError(err)) throw err;
+        outcomes[index] = { error: err };
+      }
+    }
+    const now = this.deps.clock.now();
+    const { created, held } = await this.deps.store.write(async (tx) => {
+      const created = await this.deps.store.insertMany(tx, valid.map((v) => v.entry), now);
+      const byTrustDomain = new Map<string, Set<string>>();
+      for (const e of created) {
+        const parents = byTrustDomain.get(e.trustDomain) ?? new Set<string>();
+        parents.add(e.parentId);
+        byTrustDomain.set(e.trustDomain, parents);
+      }
+      for (const [trustDomain, parents] of byTrustDomain) await notifyChange(tx, { kind: 'entries', trustDomain, parents: [...parents] });
+      const ids = new Set(created.map((e) => e.id));
+      // the skipped ones collided with a stored entry: name it, as create does
+      const held = await this.deps.store.findIdentities(valid.filter((v) => !ids.has(v.entry.id)).map((v) => v.entry), tx);
+      return { created, held };
+    });
+    const createdById = new Map(created.map((e) => [e.id, e]));
+    const holders = new Map(held.map((e) => [identityKey(e), e]));
+    for (const { index, entry } of valid) {
+      const made = createdById.get(entry.id);
+      if (made) {
+        outcomes[index] = { entry: made };
+        this.deps.logger.info({ event: 'entry.created', entryId: made.id, spiffeId: made.spiffeId, parentId: made.parentId, actor }, 'registration entry created');
+        continue;
+      }
+      const existing = holders.get(identityKey(entry));
+      outcomes[index] = {
+        error: existing
+          ? new CairnError('entry_exists', `registration entry ${existing.id} already has this SPIFFE ID, parent ID and selectors`, { details: { existingId: existing.id } })
+          : new CairnError('entry_exists', 'an entry with this ID or identity already exists'),
+      };
+    }
+    // a duplicate of an earlier input names the entry that input became
+    for (const [index, outcome] of outcomes.entries()) {
+      const first = 'error' in outcome && isCairnError(outcome.error, 'entry_exists') ? (outcome.error.details?.item as number | undefined) : undefined;
+      const holder = first === undefined ? undefined : outcomes[first];
+      const id = holder === undefined ? undefined : 'entry' in holder ? holder.entry.id : isCairnError(holder.error) ? (holder.error.details?.existingId as string | undefined) : undefined;
+      if (id !== undefined) outcomes[index] = { error: new CairnError('entry_exists', `registration entry ${id} already has this SPIFFE ID, parent ID and selectors (entries[${first}])`, { details: { existingId: id } }) };
+    }
+    return outcomes;
   }
 
   async get(id: string): Promise<Entry> {
@@ -206,4 +282,23 @@ export class EntryService {
     this.deps.logger.info({ event: 'entry.deleted', entryId: id, actor }, 'registration entry deleted');
     return deleted;
   }
+}
+
+/** One input of a batch create: the entry made, or why it was not. */
+export type BatchOutcome = { readonly entry: Entry } | { readonly error: CairnError };
+
+/** The unique key of an entry: SPIFFE ID, parent and (normalized) selectors. */
+const identityKey = (e: Pick<Entry, 'spiffeId' | 'parentId' | 'selectors'>): string => JSON.stringify([e.spiffeId, e.parentId, e.selectors]);
+
+/** What create would answer with a 4xx: that input fails alone. A 5xx (the store away) fails them all. */
+const isItemError = (err: unknown): err is CairnError => isCairnError(err) && statusOf(err.code).http < 500;
+
+/** One lookup per key for the length of a batch. */
+function memo<T>(fn: (key: string) => Promise<T>): (key: string) => Promise<T> {
+  const seen = new Map<string, Promise<T>>();
+  return (key) => {
+    let p = seen.get(key);
+    if (!p) seen.set(key, (p = fn(key)));
+    return p;
+  };
 }

@@ -96,6 +96,44 @@ export class EntryStore {
     }, UNIQUE);
   }
 
+  /**
+   * Inserts many entries in one statement (a batch create); an entry whose identity (or ID) is
+   * already taken is skipped rather than failing the others, and is missing from the answer. Rows
+   * take revisions in the order given; all commit together under the write lock.
+   */
+  insertMany(tx: Queryable, entries: readonly NewEntry[], now: Date): Promise<Entry[]> {
+    if (entries.length === 0) return Promise.resolve([]);
+    return guard(async () => {
+      const params: unknown[] = [now];
+      const rows = entries.map((e) => {
+        const at = params.length;
+        params.push(e.id, e.trustDomain, e.spiffeId, e.parentId, e.selectors, e.x509SvidTtlSeconds, e.jwtSvidTtlSeconds, e.dnsNames, e.hint, e.admin, e.federatesWith, e.expiresAt, e.adminRole);
+        return `(${Array.from({ length: 13 }, (_, i) => `$${at + i + 1}`).join(', ')}, $1, $1)`;
+      });
+      const res = await tx.query<Row>(
+        `INSERT INTO registration_entries (id, trust_domain, spiffe_id, parent_id, selectors, x509_svid_ttl_seconds, jwt_svid_ttl_seconds,
+           dns_names, hint, admin, federates_with, expires_at, admin_role, created_at, updated_at)
+         VALUES ${rows.join(', ')} ON CONFLICT DO NOTHING RETURNING ${COLUMNS}`,
+        params,
+      );
+      return res.rows.map(fromRow);
+    }, UNIQUE);
+  }
+
+  /** For each identity (SPIFFE ID, parent, selectors), the entry holding it, if any: to name it when a batch item collides. */
+  findIdentities(ids: readonly Pick<NewEntry, 'spiffeId' | 'parentId' | 'selectors'>[], q: Queryable = this.db): Promise<Entry[]> {
+    if (ids.length === 0) return Promise.resolve([]);
+    return guard(async () => {
+      // selectors are arrays per row: they travel as JSON, since unnest would flatten a text[][]
+      const res = await q.query<Row>(
+        `SELECT ${COLUMNS} FROM registration_entries
+         WHERE (spiffe_id, parent_id, selectors) IN (SELECT sid, pid, sel FROM jsonb_to_recordset($1::jsonb) AS k(sid text, pid text, sel text[]))`,
+        [JSON.stringify(ids.map((e) => ({ sid: e.spiffeId, pid: e.parentId, sel: e.selectors })))],
+      );
+      return res.rows.map(fromRow);
+    });
+  }
+
   replace(tx: Queryable, e: NewEntry, now: Date): Promise<Entry | undefined> {
     return guard(async () => {
       const res = await tx.query<Row>(

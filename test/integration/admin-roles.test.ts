@@ -74,7 +74,7 @@ describe(`admin roles, scopes and guards (${storeKind()} store)`, { timeout: 120
     app.setErrorHandler(errorHandler);
     await app.register(async (admin) => {
       const table: Record<string, RouteRule> = { 'GET /listed': { role: 'viewer', action: 'test.listed', trustDomain: { from: 'none' } } };
-      new AdminAccess({ clock: { now: () => new Date() }, tokens: ca.core.adminAuth, svids: { verify: async () => { throw new Error('unused'); } }, facts: { entry: async () => undefined, template: async () => undefined, adminParents: async () => [], aliasesFor: async () => [], nodesBannedBy: async () => [] }, sink: { append: async (r) => void records.push(r) }, table }).install(admin);
+      new AdminAccess({ clock: { now: () => new Date() }, tokens: ca.core.adminAuth, svids: { verify: async () => { throw new Error('unused'); } }, facts: { entry: async () => undefined, template: async () => undefined, adminParents: async () => [], aliasesFor: async () => [], nodesBannedBy: async () => [] }, sink: { append: async (r) => void records.push(r), appendAll: async (rs) => void records.push(...rs) }, table }).install(admin);
       admin.get('/listed', async () => ({ ok: true }));
       admin.get('/unlisted', async () => ({ ok: true }));
       admin.post('/unlisted', async () => ({ ok: true }));
@@ -157,6 +157,8 @@ describe(`admin roles, scopes and guards (${storeKind()} store)`, { timeout: 120
     'GET /v1/x509-svids/revoked': [`/v1/x509-svids/revoked?trustDomain=${B}`],
     'POST /v1/tokens': ['/v1/tokens', { trustDomain: B }],
     'POST /v1/entries': ['/v1/entries', { spiffeId: `spiffe://${B}/x`, parentId: agents[B]!.spiffeId, selectors: ['unix:uid:1'] }],
+    // one item of B among A's refuses the whole batch
+    'POST /v1/entries/batch': ['/v1/entries/batch', { entries: [{ spiffeId: `spiffe://${A}/x`, parentId: agents[A]!.spiffeId, selectors: ['unix:uid:1'] }, { spiffeId: `spiffe://${B}/x`, parentId: agents[B]!.spiffeId, selectors: ['unix:uid:1'] }] }],
     'GET /v1/entries': [`/v1/entries?trustDomain=${B}`],
     'GET /v1/entries/:id': [`/v1/entries/${entries[B]}`],
     'PATCH /v1/entries/:id': [`/v1/entries/${entries[B]}`, { selectors: ['unix:uid:1'] }],
@@ -275,6 +277,14 @@ describe(`admin roles, scopes and guards (${storeKind()} store)`, { timeout: 120
       // the alias that serves an admin entry, and a second alias entry with its ID
       await refused(who, 'PATCH', `/v1/entries/${aliasEntry.id}`, { selectors: ['join_token:mine'] });
       await refused(who, 'POST', '/v1/entries', { spiffeId: alias, parentId: `spiffe://${A}/cairn/server`, selectors: ['join_token:mine'] });
+      // in a batch too, each item as its own request: one admin item (here a string the schema turns into
+      // true, so the guard must read items after their coercion) or one alias item refuses the whole batch
+      const plain = { spiffeId: `spiffe://${A}/batch-${who}`, parentId: agents[A]!.spiffeId, selectors: ['unix:uid:3001'] };
+      for (const bad of [{ ...plain, spiffeId: `spiffe://${A}/me`, admin: 'true' }, { ...plain, adminRole: 'viewer' }, { spiffeId: alias, parentId: `spiffe://${A}/cairn/server`, selectors: ['join_token:mine'] }]) {
+        expect((await refused(who, 'POST', '/v1/entries/batch', { entries: [plain, bad] })).message).toMatch(/^entries\[1\]: /);
+      }
+      expect((await ok('bootstrap', 'GET', `/v1/entries?spiffeId=${encodeURIComponent(plain.spiffeId)}`)).entries).toEqual([]);
+      expect((await ok(who, 'POST', '/v1/entries/batch', { entries: [plain] })).results[0].entry.spiffeId).toBe(plain.spiffeId);
       // a join token for the agent that serves an admin entry, or one whose selectors join that alias
       await refused(who, 'POST', '/v1/tokens', { trustDomain: A, agentId: adminHost.spiffeId });
       await refused(who, 'POST', '/v1/tokens', { trustDomain: A, selectors: ['join_token:prod', 'join_token:extra'] });
