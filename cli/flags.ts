@@ -58,6 +58,8 @@ export interface FlagSpec {
   /** One line, lower case, no final period: what the flag does. */
   readonly description: string;
   readonly required?: boolean;
+  /** With `required`: unless this other flag is given on the command line (it brings the value another way). */
+  readonly requiredUnless?: string;
   readonly choices?: readonly string[];
   readonly check?: ValueCheck;
   /** Environment variables read, in order, when the flag is absent (and not in the config file). */
@@ -72,7 +74,11 @@ type One<F extends FlagSpec> = F['type'] extends 'boolean' ? boolean : string;
 type ValueOf<F extends FlagSpec> = F extends { multiple: true } ? One<F>[] : One<F>;
 /** Values as a handler sees them: present when required or defaulted, else possibly undefined. */
 export type Values<T extends FlagTable> = {
-  -readonly [K in keyof T]: T[K] extends { required: true } | { default: string | boolean } ? ValueOf<T[K]> : ValueOf<T[K]> | undefined;
+  -readonly [K in keyof T]: T[K] extends { requiredUnless: string }
+    ? ValueOf<T[K]> | undefined
+    : T[K] extends { required: true } | { default: string | boolean }
+      ? ValueOf<T[K]>
+      : ValueOf<T[K]> | undefined;
 };
 
 export interface Parsed<T extends FlagTable> {
@@ -378,7 +384,7 @@ export async function parseCommand<T extends FlagTable>(spec: CommandSpec<T>, ar
     }
     if (v !== undefined && v !== f.default) sources[name] = where;
     if (v === undefined) {
-      if (f.required) throw new UsageError(`${ctx.path} needs --${name}${f.value ? ` ${f.value}` : ''} (${f.description})`, ctx.path);
+      if (f.required && !(f.requiredUnless !== undefined && given.has(f.requiredUnless))) throw new UsageError(`${ctx.path} needs --${name}${f.value ? ` ${f.value}` : ''} (${f.description})`, ctx.path);
       continue;
     }
     const checkOne = (s: string): string => {
@@ -460,7 +466,7 @@ function flagLabel(name: string, f: FlagSpec): string {
 
 function flagNotes(f: FlagSpec): string {
   const notes: string[] = [];
-  if (f.required) notes.push('required');
+  if (f.required) notes.push(f.requiredUnless ? `required unless --${f.requiredUnless}` : 'required');
   if (f.multiple) notes.push('repeatable');
   if (f.default !== undefined && f.default !== false) notes.push(`default ${String(f.default)}`);
   if (f.env?.length) notes.push(`env ${f.env.join(' or ')}`);

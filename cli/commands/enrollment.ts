@@ -1,12 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { BanView, EntryView, NodeView } from '../../contract/admin-api.js';
+import { readFileSync } from 'node:fs';
+import { AdminPaths3, MAX_ENTRY_BATCH, type BanView, type BatchCreateEntriesResult, type EntryView, type NodeView } from '../../contract/admin-api.js';
 import { parseDuration, formatDuration } from '../../lib/duration.js';
 import { requireOneOf, refuseTogether, UsageError, type Parsed, type Values } from '../flags.js';
 import type { AGENT_ACTION_FLAGS, AGENT_BANS_FLAGS, AGENT_LIST_FLAGS, AGENT_UNBAN_FLAGS } from '../specs/agent.js';
 import type { BOOTSTRAP_FLAGS, RENEW_FLAGS } from '../specs/device.js';
 import type { ENTRY_CREATE_FLAGS, ENTRY_ID_FLAGS, ENTRY_LIST_FLAGS, ENTRY_UPDATE_FLAGS } from '../specs/entry.js';
 import type { TOKEN_CREATE_FLAGS } from '../specs/token.js';
-import { adminClientFor, CliError } from '../client.js';
+import { adminClientFor, CliError, readInputFile } from '../client.js';
 import { bootstrapDevice, expiryOf, nextRenewal, renewDevice } from '../device-client.js';
 import { printResult, say, table } from '../output.js';
 
@@ -67,9 +68,59 @@ function entryFields(values: Omit<Values<typeof ENTRY_UPDATE_FLAGS>, 'no-admin'>
 const ENTRY_FIELD_FLAGS = ['spiffe-id', 'parent-id', 'selector', 'x509-svid-ttl', 'jwt-svid-ttl', 'dns', 'hint', 'admin', 'no-admin', 'admin-role', 'federates-with', 'expires-at'];
 
 export async function entryCreate({ values, command }: Parsed<typeof ENTRY_CREATE_FLAGS>): Promise<void> {
+  if (values.file !== undefined) return entryCreateFromFile(values, values.file, command);
   const fields = entryFields(values, command);
   const e = await adminClientFor(values).request<EntryView>('POST', '/v1/entries', fields);
   printResult(values.json, e, () => e.id);
+}
+
+/** The items of an entries file: `{"entries": [...]}` (the batch API's body) or a bare array. */
+function entriesOf(text: string, flag: string, command: string): unknown[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`${flag} is not JSON: ${(err as Error).message}`, command);
+  }
+  const items = Array.isArray(doc) ? doc : doc !== null && typeof doc === 'object' && Array.isArray((doc as { entries?: unknown }).entries) ? (doc as { entries: unknown[] }).entries : undefined;
+  if (!items) throw new UsageError(`${flag} must hold {"entries": [...]} or a JSON array of entries`, command);
+  if (items.length === 0) throw new UsageError(`${flag} holds no entries`, command);
+  return items;
+}
+
+/**
+ * `entry create --file`: the file's entries through POST /v1/entries/batch, in requests of at most
+ * MAX_ENTRY_BATCH (each one transaction). Every item gets its line; any item not created makes the
+ * exit status 1, after the others were created (as the API does: items succeed or fail alone).
+ */
+async function entryCreateFromFile(values: Values<typeof ENTRY_CREATE_FLAGS>, file: string, command: string): Promise<void> {
+  const fieldFlags = ENTRY_FIELD_FLAGS.filter((f) => f !== 'no-admin' && values[f as keyof typeof values] !== undefined);
+  if (fieldFlags.length > 0) throw new UsageError(`--file and --${fieldFlags[0]} cannot be used together (the file gives every field)`, command);
+  const flag = `--file ${file}`;
+  let text: string;
+  if (file === '-') {
+    try {
+      text = readFileSync(0, 'utf8');
+    } catch (err) {
+      throw new UsageError(`cannot read --file - (stdin): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, command);
+    }
+  } else text = readInputFile(file, '--file');
+  const items = entriesOf(text, flag, command).map((item) =>
+    values['allow-unknown-selector-type'] && item !== null && typeof item === 'object' && !Array.isArray(item) ? { allowUnknownSelectorTypes: true, ...item } : item,
+  );
+  const client = adminClientFor(values);
+  const results: BatchCreateEntriesResult['results'] = [];
+  for (let at = 0; at < items.length; at += MAX_ENTRY_BATCH) {
+    const res = await client.request<BatchCreateEntriesResult>('POST', AdminPaths3.entriesBatch, { entries: items.slice(at, at + MAX_ENTRY_BATCH) });
+    results.push(...res.results);
+  }
+  const failed = results.flatMap((r, i) => (r.error ? [{ i, error: r.error }] : []));
+  for (const { i, error } of failed) say(`error: ${flag}: entries[${i}]: ${error.code}: ${error.message}`);
+  printResult(values.json, { results }, () =>
+    table([['ITEM', 'ID', 'SPIFFE ID'], ...results.flatMap((r, i) => (r.entry ? [[String(i), r.entry.id, r.entry.spiffeId]] : []))]),
+  );
+  if (failed.length > 0) throw new CliError('entries_not_created', `${failed.length} of ${results.length} entries in ${file} were not created (the others were)`);
+  say(`created ${results.length} entries`);
 }
 
 export async function entryList({ values }: Parsed<typeof ENTRY_LIST_FLAGS>): Promise<void> {

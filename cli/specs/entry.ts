@@ -24,9 +24,15 @@ const ALLOW_UNKNOWN = flags({
 export const ENTRY_CREATE_FLAGS = flags({
   ...ENTRY_FIELDS,
   ...ALLOW_UNKNOWN,
-  'spiffe-id': { ...ENTRY_FIELDS['spiffe-id'], required: true },
-  'parent-id': { ...ENTRY_FIELDS['parent-id'], required: true },
-  selector: { ...ENTRY_FIELDS.selector, required: true },
+  'spiffe-id': { ...ENTRY_FIELDS['spiffe-id'], required: true, requiredUnless: 'file' },
+  'parent-id': { ...ENTRY_FIELDS['parent-id'], required: true, requiredUnless: 'file' },
+  selector: { ...ENTRY_FIELDS.selector, required: true, requiredUnless: 'file' },
+  file: {
+    type: 'string',
+    value: 'FILE',
+    complete: 'file',
+    description: 'create many entries from a JSON file: {"entries": [...]} or an array, each item as the API\'s entry body; - reads stdin',
+  },
   ...ADMIN_FLAGS,
 });
 export const ENTRY_UPDATE_FLAGS = flags({
@@ -80,6 +86,7 @@ export const entryGroup = group({
       examples: [
         'cairn entry create --spiffe-id spiffe://example.org/web --parent-id spiffe://example.org/cairn/agent/local --selector unix:uid:1000',
         'cairn entry create --spiffe-id spiffe://example.org/ns/shop/sa/cart --parent-id ID --selector k8s:ns:shop --selector k8s:sa:cart',
+        'cairn entry create --file entries.json',
       ],
       run: async (args) => (await entry()).entryCreate(args),
     }),

@@ -247,6 +247,51 @@ describe(`the cairn CLI against a real CA process (${storeKind()} store)`, () =>
     expect(own.stderr).toBe("error: invalid_trust_domain: --federates-with cannot name the entry's own trust domain\n");
   });
 
+  it('`entry create --file` creates a file of entries in one request: a line per entry, an error line per item not created, exit 1 if any', () => {
+    const parent = 'spiffe://example.org/cairn/agent/local';
+    const item = (name: string, uid: number, more: Record<string, unknown> = {}) => ({ spiffeId: `spiffe://example.org/batch/${name}`, parentId: parent, selectors: [`unix:uid:${uid}`], ...more });
+    const file = join(dataDir, 'entries.json');
+    writeFileSync(file, JSON.stringify({ entries: [item('a', 5001), item('b', 5002, { x509SvidTtl: 600 })] }));
+    const created = runCairn(['entry', 'create', '--file', file], env);
+    expect(created.status, created.stderr).toBe(0);
+    const rows = created.stdout.trimEnd().split('\n');
+    expect(rows).toHaveLength(3);
+    expect(rows[0]).toMatch(/^ITEM\s+ID\s+SPIFFE ID$/);
+    expect(rows[1]).toMatch(/^0\s+[A-Za-z0-9]{24}\s+spiffe:\/\/example\.org\/batch\/a$/);
+    expect(rows[2]).toMatch(/^1\s+[A-Za-z0-9]{24}\s+spiffe:\/\/example\.org\/batch\/b$/);
+    expect(created.stderr).toBe('created 2 entries\n');
+
+    // a bare array on stdin with --json; the bad items fail alone, each named, and the exit status says so
+    const mixed = spawnSync(process.execPath, [CLI, 'entry', 'create', '--file', '-', '--json'], {
+      env: { ...process.env, ...env },
+      input: JSON.stringify([item('a', 5001), item('c', 5003), { ...item('d', 5004), spiffeId: 'example.org/d' }]),
+      encoding: 'utf8',
+    });
+    expect(mixed.status, mixed.stderr).toBe(1);
+    const results = JSON.parse(mixed.stdout).results as { entry?: { id: string; spiffeId: string }; error?: { code: string } }[];
+    expect(results.map((r) => r.error?.code ?? r.entry!.spiffeId)).toEqual(['entry_exists', 'spiffe://example.org/batch/c', 'invalid_spiffe_id']);
+    const first = rows[1]!.split(/\s+/)[1];
+    expect(mixed.stderr).toContain(`error: --file -: entries[0]: entry_exists: registration entry ${first} already has this SPIFFE ID, parent ID and selectors\n`);
+    expect(mixed.stderr).toMatch(/^error: --file -: entries\[2\]: invalid_spiffe_id: spiffeId: /m);
+    expect(mixed.stderr).toMatch(/^error: entries_not_created: 2 of 3 entries in - were not created \(the others were\)$/m);
+    const listed = runCairn(['entry', 'list', '--spiffe-id', 'spiffe://example.org/batch/c', '--json'], env);
+    expect(JSON.parse(listed.stdout).entries.map((e: { id: string }) => e.id)).toEqual([results[1]!.entry!.id]);
+
+    // mistakes in the command or the file: usage errors naming the flag, exit 2, nothing sent
+    const usage: [string[], RegExp][] = [
+      [['--file', file, '--spiffe-id', 'spiffe://example.org/x'], /^error: --file and --spiffe-id cannot be used together/],
+      [['--file', join(dataDir, 'missing.json')], /^error: cannot read --file \S+missing\.json: ENOENT/],
+      [['--file', join(dataDir, 'endpoints.json')], /^error: --file \S+endpoints\.json must hold \{"entries": \[\.\.\.\]\} or a JSON array of entries/],
+    ];
+    writeFileSync(join(dataDir, 'broken.json'), '{"entries": [');
+    usage.push([['--file', join(dataDir, 'broken.json')], /^error: --file \S+broken\.json is not JSON: /]);
+    for (const [args, message] of usage) {
+      const r = runCairn(['entry', 'create', ...args], env);
+      expect(r.stderr, args.join(' ')).toMatch(message);
+      expect(r.status, args.join(' ')).toBe(2);
+    }
+  });
+
   it('`agent start --config` reads a YAML file with ${ENV} expansion; flags win over the file', { timeout: 120_000 }, async () => {
     const token = runCairn(['token', 'create', '--trust-domain', 'example.org', '--agent-id', 'spiffe://example.org/agent/from-config'], env);
     expect(token.status, token.stderr).toBe(0);
@@ -364,7 +409,8 @@ describe('the cairn CLI teaches itself: help, errors, completion, version, confi
       expect(r.stdout, path.join(' ')).toMatch(new RegExp(`^Usage: cairn ${path.join(' ')} `));
     }
     const entryCreate = results[pages.findIndex((p) => p.join(' ') === 'entry create')]!.stdout;
-    expect(entryCreate).toMatch(/^  --selector TYPE:VALUE\s+a selector the caller must have, e\.g\. unix:uid:1000 or k8s:ns:shop \(required; repeatable\)$/m);
+    expect(entryCreate).toMatch(/^  --selector TYPE:VALUE\s+a selector the caller must have, e\.g\. unix:uid:1000 or k8s:ns:shop \(required unless --file; repeatable\)$/m);
+    expect(entryCreate).toMatch(/^  --file FILE\s+create many entries from a JSON file/m);
     expect(entryCreate).toMatch(/^  --x509-svid-ttl DURATION\s+X\.509-SVID lifetime/m);
     expect(runCairn(['help', 'entry', 'create']).stdout).toBe(entryCreate);
     expect(runCairn(['help', 'attestor', 'k8s-psat', 'add']).stdout).toBe(results[pages.length - 1]!.stdout);
