@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { AdminPaths3, MAX_ENTRY_BATCH, type BatchCreateEntriesResult } from '../../contract/admin-api.js';
 import { startBenchCa, type BenchCa } from '../ca-process.js';
 import { agentId, POOL_ALIAS, POOL_SELECTOR, SERVER_ID, TRUST_DOMAIN, type AgentTicket } from './protocol.js';
 
@@ -94,18 +95,28 @@ export async function createFleetState(replicas: Replicas, agents: number, entri
   await replicas.admin(0, '/v1/trust-domains', { name: TRUST_DOMAIN });
   await replicas.admin(0, '/v1/entries', { spiffeId: POOL_ALIAS, parentId: SERVER_ID, selectors: [POOL_SELECTOR], allowUnknownSelectorTypes: true });
 
-  console.error(`   creating ${entries.toLocaleString('en-US')} entries (${concurrency} requests in flight, both replicas)`);
+  // In batches through POST /v1/entries/batch: one request, transaction and notification per 1,000
+  // entries instead of one each (100,000 entries one by one took 17 minutes).
+  const batches = Array.from({ length: Math.ceil(entries / MAX_ENTRY_BATCH) }, (_, b) => b);
+  console.error(`   creating ${entries.toLocaleString('en-US')} entries in ${batches.length.toLocaleString('en-US')} batches of up to ${MAX_ENTRY_BATCH.toLocaleString('en-US')} (${Math.min(concurrency, batches.length)} requests in flight, both replicas)`);
   let t0 = performance.now();
-  const indexes = Array.from({ length: entries }, (_, j) => j);
+  let created = 0;
   await inParallel(
-    indexes,
+    batches,
     concurrency,
-    async (j) => {
-      const agent = j % agents;
-      const k = Math.floor(j / agents);
-      await replicas.admin(j, '/v1/entries', { spiffeId: `spiffe://${TRUST_DOMAIN}/w/${agent}/${k}`, parentId: agentId(agent), selectors: [`unix:uid:${1000 + k}`] });
+    async (b) => {
+      const items = [];
+      for (let j = b * MAX_ENTRY_BATCH; j < Math.min(entries, (b + 1) * MAX_ENTRY_BATCH); j++) {
+        const agent = j % agents;
+        const k = Math.floor(j / agents);
+        items.push({ spiffeId: `spiffe://${TRUST_DOMAIN}/w/${agent}/${k}`, parentId: agentId(agent), selectors: [`unix:uid:${1000 + k}`] });
+      }
+      const { results } = (await replicas.admin(b, AdminPaths3.entriesBatch, { entries: items })) as BatchCreateEntriesResult;
+      const failed = results.find((r) => r.error);
+      if (failed) throw new Error(`batch ${b}: an entry was not created: ${failed.error!.code}: ${failed.error!.message}`);
+      created += results.length;
     },
-    (done) => console.error(`   entries ${done.toLocaleString('en-US')}/${entries.toLocaleString('en-US')} (${rate(done, performance.now() - t0)})`),
+    () => console.error(`   entries ${created.toLocaleString('en-US')}/${entries.toLocaleString('en-US')} (${rate(created, performance.now() - t0)})`),
   );
   const entriesMs = performance.now() - t0;
   console.error(`   entries created in ${(entriesMs / 1000).toFixed(1)} s (${rate(entries, entriesMs)})`);
