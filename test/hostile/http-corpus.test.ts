@@ -293,6 +293,15 @@ describe(`hostile HTTP input (${storeKind()} store)`, () => {
     cases.push({ name: 'entry: negative TTL', method: 'POST', path: '/v1/entries', body: { spiffeId: OK_ID, parentId: PARENT, selectors: ['unix:uid:1'], x509SvidTtl: -1 }, status: 400 });
     cases.push({ name: 'entry: TTL as string', method: 'POST', path: '/v1/entries', body: { spiffeId: OK_ID, parentId: PARENT, selectors: ['unix:uid:1'], x509SvidTtl: '1h' }, status: 400, code: 'invalid_request' });
     cases.push({ name: 'entry: bad DNS name', method: 'POST', path: '/v1/entries', body: { spiffeId: OK_ID, parentId: PARENT, selectors: ['unix:uid:1'], dnsNames: ['-bad-.example'] }, status: 400, code: 'invalid_dns_name' });
+    // the batch create: its own body limit (4 MiB) and item cap; items that are not entries fail alone, in a 200
+    const batchItem = { spiffeId: OK_ID, parentId: PARENT, selectors: ['unix:uid:1'] };
+    cases.push({ name: 'entries batch: 5 MB body', method: 'POST', path: '/v1/entries/batch', raw: JSON.stringify({ entries: [{ hint: 'a'.repeat(5 * 1024 * 1024) }] }), status: 413, code: 'payload_too_large' });
+    cases.push({ name: 'entries batch: 1,001 items', method: 'POST', path: '/v1/entries/batch', body: { entries: Array.from({ length: 1001 }, () => batchItem) }, status: 413, code: 'batch_too_large' });
+    cases.push({ name: 'entries batch: 100,000 empty items', method: 'POST', path: '/v1/entries/batch', raw: JSON.stringify({ entries: Array.from({ length: 100_000 }, () => ({})) }), status: 413, code: 'batch_too_large' });
+    cases.push({ name: 'entries batch: no items', method: 'POST', path: '/v1/entries/batch', body: { entries: [] }, status: 400, code: 'invalid_request' });
+    cases.push({ name: 'entries batch: items that are not entries', method: 'POST', path: '/v1/entries/batch', body: { entries: [1, 'x', null, [], { ...batchItem, nope: true }, { ...batchItem, selectors: Array.from({ length: 10_000 }, (_, i) => `unix:uid:${i}`) }] }, status: 200 });
+    cases.push({ name: 'entries batch: __proto__ pollution in an item', method: 'POST', path: '/v1/entries/batch', raw: `{"entries": [{"__proto__": {"admin": true}}]}`, status: 400, code: 'malformed_json' });
+    cases.push({ name: 'entries batch: an unknown field beside entries', method: 'POST', path: '/v1/entries/batch', body: { entries: [batchItem], nope: true }, status: 400, code: 'invalid_request' });
     cases.push({ name: 'jwt: no audience', method: 'POST', path: '/v1/jwt-svids', body: { spiffeId: OK_ID, audience: [] }, status: 400 });
     cases.push({ name: 'jwt: control character in audience', method: 'POST', path: '/v1/jwt-svids', body: { spiffeId: OK_ID, audience: ['a\u0001b'] }, status: 400, code: 'invalid_audience' });
     cases.push({ name: 'x509 mint: TTL of ten years', method: 'POST', path: '/v1/x509-svids', body: { spiffeId: OK_ID, csr: good.toString('base64'), ttlSeconds: 315_360_000 }, status: 400, code: 'invalid_ttl' });
