@@ -69,7 +69,10 @@ export function registerEntryRoutes(app: App, entries: EntryService): void {
     const fail = (index: number, err: CairnError): void => {
       const { body } = toHttpError(err);
       results[index] = { error: body };
-      notes[index] = { note: { target: items[index]?.spiffeId, trustDomain: safeTrustDomain(items[index]?.spiffeId) }, status: statusOf(err.code).http, code: err.code };
+      // a malformed item may hold anything where its spiffeId should be: the record names only a string
+      const spiffeId: unknown = (items[index] as { spiffeId?: unknown } | null | undefined)?.spiffeId;
+      const target = typeof spiffeId === 'string' ? spiffeId : undefined;
+      notes[index] = { note: { target, trustDomain: safeTrustDomain(target) }, status: statusOf(err.code).http, code: err.code };
     };
     for (const [index, err] of failed) fail(index, err);
     todo.forEach(({ index }, k) => {
@@ -110,8 +113,8 @@ export function registerEntryRoutes(app: App, entries: EntryService): void {
 }
 
 /** The trust domain an item's spiffeId names, for its record; undefined when it names none. */
-function safeTrustDomain(spiffeId: unknown): string | undefined {
-  if (typeof spiffeId !== 'string') return undefined;
+function safeTrustDomain(spiffeId: string | undefined): string | undefined {
+  if (spiffeId === undefined) return undefined;
   try {
     return SpiffeId.parse(spiffeId).trustDomain;
   } catch {

@@ -175,7 +175,8 @@ export class EntryService {
       }
     }
     const now = this.deps.clock.now();
-    const { created, held } = await this.deps.store.write(async (tx) => {
+    // nothing valid: no lock, no transaction, no notification
+    const { created, held } = valid.length === 0 ? { created: [], held: [] } : await this.deps.store.write(async (tx) => {
       const created = await this.deps.store.insertMany(tx, valid.map((v) => v.entry), now);
       const byTrustDomain = new Map<string, Set<string>>();
       for (const e of created) {
@@ -209,7 +210,7 @@ export class EntryService {
     for (const [index, outcome] of outcomes.entries()) {
       const first = 'error' in outcome && isCairnError(outcome.error, 'entry_exists') ? (outcome.error.details?.item as number | undefined) : undefined;
       const holder = first === undefined ? undefined : outcomes[first];
-      const id = holder === undefined ? undefined : 'entry' in holder ? holder.entry.id : isCairnError(holder.error) ? (holder.error.details?.existingId as string | undefined) : undefined;
+      const id = holder === undefined ? undefined : 'entry' in holder ? holder.entry.id : (holder.error.details?.existingId as string | undefined);
       if (id !== undefined) outcomes[index] = { error: new CairnError('entry_exists', `registration entry ${id} already has this SPIFFE ID, parent ID and selectors (entries[${first}])`, { details: { existingId: id } }) };
     }
     return outcomes;

@@ -106,6 +106,11 @@ describe(`batch entry creation (${storeKind()} store)`, { timeout: 180_000 }, ()
     const empty = await batch([]);
     expect(empty.status).toBe(400);
     expect(empty.body.code).toBe('invalid_request');
+    // a batch of nothing valid is still answered item by item, and changes nothing
+    const none = await batch([{ spiffeId: 'x' }, 7]);
+    expect(none.status).toBe(200);
+    expect(none.body.results.map((r: { error: { code: string } }) => r.error.code)).toEqual(['invalid_request', 'invalid_request']);
+    expect(await ca.core.stores.entries.latestRevision()).toBe(revisionBefore);
     const notArray = await callAs(ca, ca.adminToken, 'POST', '/v1/entries/batch', { entries: { spiffeId: 'x' } });
     expect(notArray.status).toBe(400);
     // `batch` is a route of its own, never an entry ID
