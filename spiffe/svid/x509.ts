@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { X509Certificate as NodeX509 } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import * as asn1 from '@peculiar/asn1-x509';
 import { SpiffeError } from '../errors.js';
 import { SpiffeId } from '../id.js';
 import type { Bundle } from '../bundle/bundle.js';
@@ -17,26 +18,53 @@ export interface X509Svid {
 const invalid = (message: string, cause?: unknown): SpiffeError =>
   new SpiffeError('invalid_x509_svid', message, cause === undefined ? undefined : { cause });
 
-function parseCert(der: Buffer): x509.X509Certificate {
+/**
+ * A certificate read with @peculiar/asn1-x509 alone, and only the extensions the profile looks at:
+ * @peculiar/x509's X509Certificate re-encodes and re-parses every extension it knows, which made a
+ * chain's profile check several times the cost of its signature checks (once per agent connection).
+ */
+interface ParsedCert {
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  /** The first extension of each type, as @peculiar/x509's getExtension found it. */
+  extension<T>(id: string, type: new () => T): { value: T; critical: boolean } | undefined;
+}
+
+function parseCert(der: Buffer): ParsedCert {
+  let cert: asn1.Certificate;
   try {
-    return new x509.X509Certificate(der);
+    cert = AsnConvert.parse(der, asn1.Certificate);
   } catch (err) {
     throw invalid('certificate is not valid DER', err);
   }
+  const extensions = cert.tbsCertificate.extensions ?? [];
+  const parsed = new Map<string, { value: unknown; critical: boolean } | undefined>();
+  return {
+    notBefore: cert.tbsCertificate.validity.notBefore.getTime(),
+    notAfter: cert.tbsCertificate.validity.notAfter.getTime(),
+    extension<T>(id: string, type: new () => T) {
+      if (!parsed.has(id)) {
+        const ext = extensions.find((e) => e.extnID === id);
+        try {
+          parsed.set(id, ext && { value: AsnConvert.parse(ext.extnValue.buffer, type), critical: ext.critical });
+        } catch (err) {
+          throw invalid(`certificate extension ${id} is not valid DER`, err);
+        }
+      }
+      return parsed.get(id) as { value: T; critical: boolean } | undefined;
+    },
+  };
 }
 
-function uriSans(cert: x509.X509Certificate): string[] {
-  const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
-  return san ? san.names.items.filter((n) => n.type === 'url').map((n) => n.value) : [];
+function sans(cert: ParsedCert): asn1.GeneralName[] {
+  return cert.extension(asn1.id_ce_subjectAltName, asn1.SubjectAlternativeName)?.value ?? [];
 }
 
-function dnsSans(cert: x509.X509Certificate): string[] {
-  const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
-  return san ? san.names.items.filter((n) => n.type === 'dns').map((n) => n.value) : [];
-}
+const uriSans = (cert: ParsedCert): string[] => sans(cert).flatMap((n) => (n.uniformResourceIdentifier === undefined ? [] : [n.uniformResourceIdentifier]));
+const dnsSans = (cert: ParsedCert): string[] => sans(cert).flatMap((n) => (n.dNSName === undefined ? [] : [n.dNSName]));
 
 /** The X509-SVID leaf profile (X509-SVID.md §4/§5, as go-spiffe's ParseRaw enforces it). */
-export function checkLeafProfile(cert: x509.X509Certificate): SpiffeId {
+function checkLeafProfile(cert: ParsedCert): SpiffeId {
   const uris = uriSans(cert);
   if (uris.length !== 1) throw invalid(`leaf must have exactly one URI SAN, found ${uris.length}`);
   let id: SpiffeId;
@@ -46,30 +74,31 @@ export function checkLeafProfile(cert: x509.X509Certificate): SpiffeId {
     throw invalid('leaf URI SAN is not a valid SPIFFE ID', err);
   }
   if (id.isTrustDomainId) throw invalid('leaf SPIFFE ID must have a non-root path');
-  const bc = cert.getExtension(x509.BasicConstraintsExtension);
-  if (bc?.ca) throw invalid('leaf certificate must not be a CA');
-  const ku = cert.getExtension(x509.KeyUsagesExtension);
+  const bc = cert.extension(asn1.id_ce_basicConstraints, asn1.BasicConstraints);
+  if (bc?.value.cA) throw invalid('leaf certificate must not be a CA');
+  const ku = cert.extension(asn1.id_ce_keyUsage, asn1.KeyUsage);
   if (!ku) throw invalid('leaf certificate must have a key usage extension');
   if (!ku.critical) throw invalid('leaf key usage extension must be critical');
-  if (!(ku.usages & x509.KeyUsageFlags.digitalSignature)) throw invalid('leaf key usage must include digitalSignature');
-  if (ku.usages & (x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign)) {
+  const usages = ku.value.toNumber();
+  if (!(usages & asn1.KeyUsageFlags.digitalSignature)) throw invalid('leaf key usage must include digitalSignature');
+  if (usages & (asn1.KeyUsageFlags.keyCertSign | asn1.KeyUsageFlags.cRLSign)) {
     throw invalid('leaf key usage must not include keyCertSign or cRLSign');
   }
-  const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
+  const eku = cert.extension(asn1.id_ce_extKeyUsage, asn1.ExtendedKeyUsage);
   if (eku) {
-    const usages = eku.usages.map(String);
-    if (!usages.includes(x509.ExtendedKeyUsage.serverAuth) || !usages.includes(x509.ExtendedKeyUsage.clientAuth)) {
+    const purposes = eku.value.map(String);
+    if (!purposes.includes(asn1.id_kp_serverAuth) || !purposes.includes(asn1.id_kp_clientAuth)) {
       throw invalid('leaf extended key usage must include both serverAuth and clientAuth');
     }
   }
   return id;
 }
 
-function checkSigningCert(cert: x509.X509Certificate, what: string): void {
-  const bc = cert.getExtension(x509.BasicConstraintsExtension);
-  if (!bc?.ca) throw invalid(`${what} must be a CA certificate`);
-  const ku = cert.getExtension(x509.KeyUsagesExtension);
-  if (!ku || !(ku.usages & x509.KeyUsageFlags.keyCertSign)) throw invalid(`${what} must allow keyCertSign`);
+function checkSigningCert(cert: ParsedCert, what: string): void {
+  const bc = cert.extension(asn1.id_ce_basicConstraints, asn1.BasicConstraints);
+  if (!bc?.value.cA) throw invalid(`${what} must be a CA certificate`);
+  const ku = cert.extension(asn1.id_ce_keyUsage, asn1.KeyUsage);
+  if (!ku || !(ku.value.toNumber() & asn1.KeyUsageFlags.keyCertSign)) throw invalid(`${what} must allow keyCertSign`);
 }
 
 /** Parses an X509-SVID chain (leaf first) and checks the leaf and intermediate profiles. */
