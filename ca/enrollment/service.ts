@@ -249,8 +249,9 @@ export class EnrollmentService {
     if (!peer.leaf) throw new CairnError('unauthenticated', 'a client certificate (the node SVID) is required');
     // A store that cannot be read is 503, not a refusal: an agent told "unauthenticated" during a
     // database outage would conclude it was evicted (a join-token agent then exits).
-    const id = (await this.verified.verify(peer, connection, (td) => this.authoritiesOf(td), this.deps.clock.now())).svid.spiffeId;
-    const serial = serialOf(peer.leaf);
+    const verified = await this.verified.verify(peer, connection, (td) => this.authoritiesOf(td), this.deps.clock.now());
+    const id = verified.svid.spiffeId;
+    const serial = verified.serial;
     const [node, revoked] = await Promise.all([this.deps.nodes.get(id.toString()), this.deps.revocations.isRevoked(serial)]);
     // the chain verified: whoever is refused from here on proved to be this node
     const refuse = (err: CairnError): Promise<CairnError> => this.refusals.refused(err, id.toString(), { spiffeId: id.toString(), trustDomain: id.trustDomain, kind, serial });

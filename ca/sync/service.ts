@@ -83,6 +83,11 @@ export function syncForeignBundleOf(bundle: Bundle): SyncBundle {
 export class SyncService {
   /** The woken long-polls' own reads, one query per kind for all of them (see BatchedReads). */
   private readonly batched = new BatchedReads();
+  /**
+   * The bundle as sent, per shared read of the published keys: every agent's first sync carries it,
+   * and converting each JWT key to a JWK (a key import and export) was a visible share of a join.
+   */
+  private readonly bundles = new WeakMap<object, SyncBundle>();
 
   constructor(private readonly deps: SyncDeps) {}
 
@@ -156,7 +161,7 @@ export class SyncService {
         const list = wanted;
         federated = await feed.shared(`federated ${td} ${list.join(' ')}`, g, () => this.deps.federation.deliverable(td, list));
       }
-      const { trustDomain, keys } = published;
+      const { trustDomain } = published;
       const bundleChanged = trustDomain.bundleSequence > req.bundleSequence;
       const crlChanged = crls !== undefined && crls.digest !== req.crl;
       const federatedChanged = federated !== undefined && federated.digest !== req.federated;
@@ -182,13 +187,19 @@ export class SyncService {
           removed,
           templates: changedTemplates.map(syncTemplateOf),
           removedTemplates,
-          ...(bundleChanged ? { bundle: syncBundleOf(trustDomain.bundleSequence, keys) } : {}),
+          ...(bundleChanged ? { bundle: this.bundleOf(published) } : {}),
         };
       }
       // Nothing for this agent up to `latest`: move the cursor and wait for the next change.
       since = Math.max(since, latest);
       woken = await waiter.wait(remaining, signal);
     }
+  }
+
+  private bundleOf(published: { trustDomain: TrustDomain; keys: AuthorityKey[] }): SyncBundle {
+    let bundle = this.bundles.get(published);
+    if (!bundle) this.bundles.set(published, (bundle = syncBundleOf(published.trustDomain.bundleSequence, published.keys)));
+    return bundle;
   }
 
   /** The foreign trust domains the agent's entries and templates federate with (sorted, once each). */

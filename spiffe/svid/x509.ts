@@ -149,6 +149,8 @@ export interface VerifiedX509Svid {
   readonly svid: X509Svid;
   /** The bundle's authority (DER) the path ended at. */
   readonly anchor: Buffer;
+  /** The leaf's serial number, lowercase hex. */
+  readonly serial: string;
   /** The overlap of the validity periods of every certificate on the path, the authority's included. */
   readonly notBefore: Date;
   readonly notAfter: Date;
@@ -189,6 +191,7 @@ export function verifyX509SvidPath(
       return {
         svid,
         anchor: Buffer.from(bundle.x509Authorities[at]!),
+        serial: path[0]!.serialNumber.toLowerCase(),
         notBefore: new Date(Math.max(...used.map((c) => new Date(c.validFrom).getTime()))),
         notAfter: new Date(Math.min(...used.map((c) => new Date(c.validTo).getTime()))),
       };

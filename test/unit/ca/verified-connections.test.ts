@@ -1,4 +1,4 @@
-import { createPublicKey, randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes, X509Certificate } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { VerifiedConnections, type PeerCertificates } from '../../../ca/authority/client-svid.js';
 import { subjectPublicKeyFromDer } from '../../../ca/issuance/spki.js';
@@ -37,7 +37,7 @@ describe('client SVIDs verified once per connection', () => {
     const p = peer([leaf, ca.der]);
     const authorities = async (): Promise<Buffer[]> => [ca.der];
     expect((await v.verify(p, conn, authorities, new Date())).svid.spiffeId.toString()).toBe(`spiffe://${TD}/cairn/agent/a`);
-    await v.verify(p, conn, authorities, new Date());
+    expect((await v.verify(p, conn, authorities, new Date())).serial).toBe(new X509Certificate(leaf).serialNumber.toLowerCase());
     await v.verify(p, conn, authorities, new Date());
     expect(p.verifications).toBe(1);
     // another connection, or none, verifies for itself
@@ -55,6 +55,11 @@ describe('client SVIDs verified once per connection', () => {
     const conn = {};
     const authorities = async (): Promise<Buffer[]> => [ca.der];
     await v.verify(peer([good, ca.der]), conn, authorities, new Date());
+    // the serial the node checks run on is the one of the leaf this request presents, not the one remembered
+    const renewed = await leafUnder(ca, 'a', new Date(Date.now() + 3600_000));
+    const now = await v.verify(peer([renewed, ca.der]), conn, authorities, new Date());
+    expect(now.serial).toBe(new X509Certificate(renewed).serialNumber.toLowerCase());
+    expect(now.serial).not.toBe(new X509Certificate(good).serialNumber.toLowerCase());
     const second = peer([forged, rogue.der]);
     await expect(v.verify(second, conn, authorities, new Date())).rejects.toMatchObject({ code: 'unauthenticated' });
     expect(second.verifications).toBe(1);
