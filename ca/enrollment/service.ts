@@ -10,7 +10,7 @@ import { VerifiedConnections, type PeerCertificates } from '../authority/client-
 import type { AliasEntry, EntryStore } from '../entries/store.js';
 import { checkCsrSignature, decodeCsrText, readCsr, verifyCsr } from '../issuance/csr.js';
 import type { Queryable } from '../db/database.js';
-import type { AuditAppender } from '../audit/port.js';
+import type { AuditAppender, AuditEvent } from '../audit/port.js';
 import type { CsrRequest, IssuanceService, IssuedX509Svid, MintedJwtSvid, X509Issuer } from '../issuance/service.js';
 import type { AttestedNode, NodeKind, NodeStore } from '../nodes/store.js';
 import type { TokenService } from '../tokens/service.js';
@@ -135,9 +135,10 @@ export class EnrollmentService {
         const svid = await this.repeatedAnswer(tx, t.issuedSvid!, grant, csr, issuer.bundle, issuer.intermediates);
         return svid ? { ok: true as const, svid, grant, tokenId: t.id, repeat: true } : { ok: false as const, reason: 'used' as const, tokenId: t.id };
       }
-      const svid = await this.enrollIn(tx, issuer, grant, csr, nodeKind, attestationType);
+      // the redemption's audit entry goes in with the node's, one write for both
+      const redeemed = (svid: IssuedX509Svid): AuditEvent => ({ event: 'token.redeemed', actor: grant.issuedTo, subject: { tokenId: t.id, kind, trustDomain: t.trustDomain, spiffeId: grant.spiffeId, serial: svid.serial, source } });
+      const svid = await this.enrollIn(tx, issuer, grant, csr, nodeKind, attestationType, redeemed);
       await this.deps.tokens.recordIssued(tx, t.id, svid.chain[0]!);
-      await this.deps.audit.append(tx, [{ event: 'token.redeemed', actor: grant.issuedTo, subject: { tokenId: t.id, kind, trustDomain: t.trustDomain, spiffeId: grant.spiffeId, serial: svid.serial, source } }]);
       return { ok: true as const, svid, grant, tokenId: t.id, repeat: false };
     }).catch(async (err: unknown) => {
       // a valid token for a banned node: nothing was spent or signed (rolled back), and it is on record
@@ -218,8 +219,11 @@ export class EnrollmentService {
   /**
    * Sign and record the SVID, then the node, unless the deny-list names it (by ID, or by what its
    * attestor vouched for): whether it is attested now or was evicted, or never attested at all.
+   * `alsoAudit`: the caller's own audit entry for this step (a token's redemption), written with the node's in one INSERT.
    */
-  private async enrollIn(tx: Queryable, issuer: X509Issuer, grant: NodeGrant, csr: ReturnType<typeof verifyCsr>, kind: NodeKind, attestationType: string): Promise<IssuedX509Svid> {
+  private async enrollIn(
+    tx: Queryable, issuer: X509Issuer, grant: NodeGrant, csr: ReturnType<typeof verifyCsr>, kind: NodeKind, attestationType: string, alsoAudit?: (svid: IssuedX509Svid) => AuditEvent,
+  ): Promise<IssuedX509Svid> {
     await this.deps.bans.refuseBanned(grant.trustDomain, nodeSubjects(grant.spiffeId, grant.banSubjects), tx);
     const [svid] = await issuer.issue([{ csr, policy: { spiffeId: SpiffeId.parse(grant.spiffeId), dnsNames: [] } }], grant.issuedTo, tx);
     await this.deps.nodes.upsert(tx, {
@@ -230,7 +234,7 @@ export class EnrollmentService {
       event: 'node.attested',
       actor: grant.issuedTo,
       subject: { trustDomain: grant.trustDomain, spiffeId: grant.spiffeId, kind, attestationType, selectors: [...grant.selectors], serial: svid!.serial },
-    }]);
+    }, ...(alsoAudit ? [alsoAudit(svid!)] : [])]);
     return svid!;
   }
 

@@ -58,6 +58,10 @@ describe(`tokens, attestation and the agent API over mTLS (${storeKind()} store)
     const rows = await ca.handle.db.query<Record<string, unknown>>('SELECT * FROM one_time_tokens WHERE id = $1', [created.id]);
     expect(JSON.stringify(rows.rows, (_k, v) => (v instanceof Uint8Array ? Buffer.from(v).toString('base64url') : v))).not.toContain(secret);
     expect(ca.logs()).not.toContain(secret);
+    // on the audit log, committed with the redemption: the SVID, the node, then the token's redemption
+    const audit = await ca.handle.db.query<{ event: string; actor: string }>('SELECT event, actor FROM audit_entries WHERE serial = $1 ORDER BY seq', [svid.serial]);
+    expect(audit.rows.map((r) => r.event)).toEqual(['x509_svid.issued', 'node.attested', 'token.redeemed']);
+    expect(new Set(audit.rows.map((r) => r.actor))).toEqual(new Set([`token:${created.id}`]));
   });
 
   it('unknown, used, expired and malformed tokens all get the same 401', async () => {
