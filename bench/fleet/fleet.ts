@@ -142,7 +142,7 @@ export async function benchFleet(argv: readonly string[]): Promise<void> {
       const joinLag = await lag.stop();
       const added = target - connected;
       connected = target;
-      console.error(`   ${added} agents joined in ${(joinMs / 1000).toFixed(1)} s (attest failures ${formed.attestFailures}); CA /healthz p99 ${joinLag.p99.toFixed(0)} ms while joining`);
+      console.error(`   ${added} agents joined in ${(joinMs / 1000).toFixed(1)} s (attest failures ${formed.attestFailures}; CPU per agent: CAs ${(joinCpuMs / added).toFixed(1)} ms, agents ${(joinAgentCpuMs / added).toFixed(1)} ms); CA /healthz p99 ${joinLag.p99.toFixed(0)} ms while joining`);
       await sleep(2000);
       const idleLag = new LagProbe(replicas.all.map((r) => r.httpUrl));
       idleLag.start(100);
