@@ -178,6 +178,27 @@ describe(`sync for a fleet: a change wakes only the long-polls it concerns (${st
     expect(again.entries.map((e) => e.id)).toEqual([service.id]);
   });
 
+  it("a fleet's requests arriving together are authenticated with a few queries, each against its own node's record", async () => {
+    const nodes = await Promise.all(Array.from({ length: 30 }, () => attest()));
+    const revoked = nodes[7]!;
+    const res = await ca.admin('/v1/x509-svids/revoke', { body: { serial: revoked.svid.serial, reason: 'test' } });
+    expect(res.status, JSON.stringify(await res.clone().json())).toBe(200);
+    await Promise.all(nodes.map((n) => n.call('GET', `${AgentPaths.sync}?revision=0&bundleSequence=0&wait=0`))); // connections open
+    const records = countCalls(ca.core.stores.nodes, ['get', 'getMany']);
+    try {
+      const answers = await Promise.all(nodes.map((n) => n.call<SyncResponse>('GET', `${AgentPaths.sync}?revision=0&bundleSequence=0&wait=0`)));
+      answers.forEach((a, i) => {
+        if (i === 7) expect(a).toMatchObject({ status: 401, body: { code: 'svid_revoked' } });
+        else expect(a.status, JSON.stringify(a.body)).toBe(200);
+        if (i !== 7) expect(a.body.parents[0]).toBe(nodes[i]!.spiffeId);
+      });
+      // 30 before: one read of its node's record per request
+      expect(records.total()).toBeLessThanOrEqual(6);
+    } finally {
+      records.restore();
+    }
+  });
+
   it("a re-attestation wakes that node's long-poll, not the trust domain's", async () => {
     const nodes = await Promise.all(Array.from({ length: 4 }, () => attest()));
     const polls = await holdPolls(nodes);
