@@ -113,6 +113,8 @@ async function* states<K extends StateKind>(core: WorkloadApiCore, ctx: HandlerC
   const unsubscribeShutdown = shutdown.subscribe(onAbort);
   ctx.signal.addEventListener('abort', onAbort);
   let last: Uint8Array | undefined;
+  // JSON is written from a message's fields: the pre-encoded message's fields are unknown, so `{}`
+  const json = /json/i.test(ctx.requestHeader.get('content-type') ?? '');
   try {
     for (;;) {
       if (shutdown.reason) throw shutdown.reason;
@@ -122,7 +124,7 @@ async function* states<K extends StateKind>(core: WorkloadApiCore, ctx: HandlerC
         const state = currentState(core, workload, kind);
         if (state.bytes !== last && (!last || Buffer.compare(state.bytes, last) !== 0)) {
           last = state.bytes;
-          yield state.message;
+          yield json ? state.fields : state.message;
         }
       }
       await new Promise<void>((resolve) => {

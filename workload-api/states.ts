@@ -53,8 +53,10 @@ function bundleMaps(ports: WorkloadApiPorts, snap: WorkloadSnapshot): { x509: X5
 
 /** One state, encoded once and shared by every stream that sends it. */
 export interface Encoded<T> {
-  /** For connect-node's pipeline: a message that serializes to exactly `bytes` (see preEncoded). */
+  /** For connect-node's binary pipeline: a message that serializes to exactly `bytes` (see preEncoded). */
   readonly message: T;
+  /** The message itself, for connect-node's JSON pipeline (it writes JSON from fields, not unknown bytes). */
+  readonly fields: T;
   readonly bytes: Uint8Array;
   /** `bytes` as one gRPC length-prefixed message, for the direct path to write as is. */
   readonly frame: Buffer;
@@ -119,7 +121,7 @@ export class StateCache {
       if (message === undefined) kinds.set(kind, undefined);
       else {
         const bytes = toBinary(schema as DescMessage, message);
-        kinds.set(kind, { message: preEncoded(schema, bytes), bytes, frame: grpcFrame(bytes) });
+        kinds.set(kind, { message: preEncoded(schema, bytes), fields: message, bytes, frame: grpcFrame(bytes) });
       }
     }
     return kinds.get(kind) as Encoded<StateMessages[K]> | undefined;

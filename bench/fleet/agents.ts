@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import type { SyncEntry, SyncResponse } from '../../contract/agent-api.js';
+import { FailureStreak } from '../../lib/backoff.js';
 import { systemClock } from '../../lib/clock.js';
 import { generateKeyAndCsr } from '../../lib/pkcs10.js';
 import { CaClient, chainPemOf } from '../../node-agent/ca-client.js';
@@ -22,6 +23,9 @@ interface SimAgent {
   revision: number;
   bundleSequence: number;
   parents: string[];
+  /** The CRL and foreign-bundle digests held, sent with every sync as the agent does ('' before the first). */
+  crl: string;
+  federated: string;
   readonly entries: Map<string, SyncEntry>;
   synced: boolean;
 }
@@ -78,26 +82,31 @@ function apply(a: SimAgent, res: SyncResponse): void {
     if (e.spiffeId.includes('/probe/')) send({ type: 'got', agent: a.index, spiffeId: e.spiffeId, t, full: res.full });
   }
   if (res.bundle) a.bundleSequence = res.bundle.sequence;
+  if (res.revocation) a.crl = res.revocation.digest;
+  if (res.federated) a.federated = res.federated.digest;
   a.parents = res.parents;
   a.revision = res.revision;
   a.synced = true;
   if (res.full) send({ type: 'full', agent: a.index, parents: res.parents.length, entries: a.entries.size, t });
 }
 
-/** The agent's sync loop (node-agent/agent.ts syncLoop): a full sync, then long-polls of 30 s. */
+/**
+ * The agent's sync loop (node-agent/agent.ts syncLoop): a full sync, then long-polls of 30 s; after a
+ * failure, the agent's backoff (1 s doubling to 30 s, with jitter).
+ */
 async function syncLoop(a: SimAgent, signal: AbortSignal): Promise<void> {
-  let failures = 0;
+  const failures = new FailureStreak({ baseMs: 1000, capMs: 30_000 });
   while (!signal.aborted) {
     const wait = a.synced ? 30 : 0;
     try {
       if (wait) polling++;
       let res: SyncResponse;
       try {
-        res = await a.client.sync(a.revision, a.bundleSequence, wait, signal);
+        res = await a.client.sync(a.revision, a.bundleSequence, wait, signal, a.crl, a.federated);
       } finally {
         if (wait) polling--;
       }
-      failures = 0;
+      failures.succeeded(nowMs());
       answers++;
       if (a.synced && !res.full && res.parents.join() !== a.parents.join()) {
         a.revision = 0; // our aliases changed: take the complete set again
@@ -108,8 +117,7 @@ async function syncLoop(a: SimAgent, signal: AbortSignal): Promise<void> {
       if (signal.aborted) return;
       syncErrors++;
       lastError = (err as Error).message;
-      failures++;
-      await new Promise((r) => setTimeout(r, Math.min(30_000, 500 * 2 ** Math.min(failures, 6))));
+      await new Promise((r) => setTimeout(r, failures.failed(nowMs()).retryInMs));
     }
   }
 }
@@ -139,6 +147,8 @@ async function attestAll(tickets: readonly AgentTicket[], concurrency: number): 
         revision: 0,
         bundleSequence: 0,
         parents: [],
+        crl: '',
+        federated: '',
         entries: new Map(),
         synced: false,
       };

@@ -18,6 +18,7 @@ import { defaultAgentId, invalidToken, isGuess, type TokenRefusal } from '../tok
 import type { DeliveredBundle } from '../federation/service.js';
 import type { FailureLimiter } from './failure-limiter.js';
 import { NodeRefusals } from './refusals.js';
+import { LookupBatcher } from '../../lib/lookup-batcher.js';
 
 export interface EnrollmentDeps {
   readonly clock: Clock;
@@ -74,9 +75,12 @@ export function parentsFrom(node: Pick<AttestedNode, 'spiffeId' | 'selectors'>, 
 export class EnrollmentService {
   private readonly refusals: NodeRefusals;
   private readonly verified = new VerifiedConnections();
+  /** Node records as every mTLS request reads them, joined across requests (a fleet asks at once). */
+  private readonly records: LookupBatcher<string, AttestedNode>;
 
   constructor(private readonly deps: EnrollmentDeps) {
     this.refusals = new NodeRefusals(deps.audit, deps.logger, deps.clock);
+    this.records = new LookupBatcher(async (ids) => new Map((await deps.nodes.getMany(ids)).map((n) => [n.spiffeId, n])), { concurrency: 2, maxKeys: 1000 });
   }
 
   /** A node agent's first SVID, from a join token. */
@@ -247,7 +251,8 @@ export class EnrollmentService {
    * mTLS: the presented chain must verify against the bundle of its own trust domain, belong to a
    * known node of the right kind that is not banned, and carry its current or just-issued serial.
    * With `connection` (the TLS socket) the chain's verification is remembered for that connection
-   * (VerifiedConnections); the node's record and the revocation list are read on every request.
+   * (VerifiedConnections); the node's record and the revocation list are read on every request,
+   * in queries joined with other requests' (LookupBatcher), so a fleet's requests cost a few queries.
    */
   async authenticate(peer: PeerCertificates, kind: NodeKind, connection?: object): Promise<AttestedNode> {
     if (!peer.leaf) throw new CairnError('unauthenticated', 'a client certificate (the node SVID) is required');
@@ -256,7 +261,7 @@ export class EnrollmentService {
     const verified = await this.verified.verify(peer, connection, (td) => this.authoritiesOf(td), this.deps.clock.now());
     const id = verified.svid.spiffeId;
     const serial = verified.serial;
-    const [node, revoked] = await Promise.all([this.deps.nodes.get(id.toString()), this.deps.revocations.isRevoked(serial)]);
+    const [node, revoked] = await Promise.all([this.records.get(id.toString()), this.deps.revocations.isRevoked(serial)]);
     // the chain verified: whoever is refused from here on proved to be this node
     const refuse = (err: CairnError): Promise<CairnError> => this.refusals.refused(err, id.toString(), { spiffeId: id.toString(), trustDomain: id.trustDomain, kind, serial });
     if (!node || node.kind !== kind) throw await refuse(new CairnError('unauthenticated', `${id.toString()} is not an attested ${kind}; attest again`));

@@ -74,6 +74,12 @@ export interface AliasEntry {
   readonly selectors: readonly string[];
 }
 
+export interface AliasDefinitions {
+  readonly aliases: AliasEntry[];
+  /** The newest revision at which an alias was created, changed or removed (0: never). */
+  readonly revision: number;
+}
+
 const UNIQUE = { registration_entries_identity: 'entry_exists', registration_entries_pkey: 'entry_exists' } as const;
 
 export class EntryStore {
@@ -210,15 +216,23 @@ export class EntryStore {
 
   /**
    * Every node alias definition of the trust domain (entries parented to the server), for sync: one
-   * read shared by all the long-polls a change wakes, each matching its own node (`parentsFrom`).
+   * read shared by all the long-polls a change wakes, each matching its own node (`parentsFrom`). With
+   * it, the newest revision at which an alias was created, changed or removed: an agent holding an
+   * older revision may hold parents that are no longer its own.
    */
-  aliasEntries(trustDomain: string, serverId: string): Promise<AliasEntry[]> {
+  aliasEntries(trustDomain: string, serverId: string): Promise<AliasDefinitions> {
     return guard(async () => {
-      const res = await this.db.query<{ spiffe_id: string; selectors: string[] }>(
-        `SELECT spiffe_id, selectors FROM registration_entries WHERE trust_domain = $1 AND parent_id = $2`,
-        [trustDomain, serverId],
-      );
-      return res.rows.map((r) => ({ spiffeId: r.spiffe_id, selectors: r.selectors }));
+      const [defs, removed] = await Promise.all([
+        this.db.query<{ spiffe_id: string; selectors: string[]; revision: string }>(
+          `SELECT spiffe_id, selectors, revision FROM registration_entries WHERE trust_domain = $1 AND parent_id = $2`,
+          [trustDomain, serverId],
+        ),
+        this.db.query<{ revision: string | null }>(`SELECT max(revision) AS revision FROM entry_tombstones WHERE parent_id = $1`, [serverId]),
+      ]);
+      return {
+        aliases: defs.rows.map((r) => ({ spiffeId: r.spiffe_id, selectors: r.selectors })),
+        revision: defs.rows.reduce((n, r) => Math.max(n, Number(r.revision)), Number(removed.rows[0]?.revision ?? 0)),
+      };
     });
   }
 

@@ -74,6 +74,14 @@ export class NodeStore {
     });
   }
 
+  /** The records of the given nodes that exist, in one query. */
+  getMany(spiffeIds: readonly string[]): Promise<AttestedNode[]> {
+    return guard(async () => {
+      const res = await this.db.query<Row>(`SELECT ${COLUMNS} FROM attested_nodes n WHERE n.spiffe_id = ANY ($1::text[])`, [spiffeIds]);
+      return res.rows.map(fromRow);
+    });
+  }
+
   lock(tx: Queryable, spiffeId: string): Promise<AttestedNode | undefined> {
     return guard(async () => {
       const res = await tx.query<Row>(`SELECT ${COLUMNS} FROM attested_nodes n WHERE n.spiffe_id = $1 FOR UPDATE OF n`, [spiffeId]);

@@ -13,6 +13,7 @@ import { notifyTrustDomain } from '../db/changes.js';
 import type { Queryable } from '../db/database.js';
 import type { TrustDomainStore } from '../trust-domains/store.js';
 import type { TrustDomain } from '../trust-domains/model.js';
+import { LookupBatcher } from '../../lib/lookup-batcher.js';
 import { signCrl } from './crl.js';
 import type { CurrentSvid, RevocationStore, RevokedSvid, StoredCrl } from './store.js';
 
@@ -74,12 +75,23 @@ export function crlDigest(crls: readonly StoredCrl[]): string {
  * serials: serials are random (16 bytes), so listing one under a CA that did not issue it names no
  * certificate, and no SVID is missed however the CAs rotated.
  */
+/** At most two queries of a kind at once, of at most 1,000 keys: a few of the pool's ten connections. */
+const LOOKUPS = { concurrency: 2, maxKeys: 1000 } as const;
+
 export class RevocationService {
   /** Decrypted CRL-signing keys per authority id (the same material the issuer caches). */
   /** Opened CA keys by id, kept while their CA is published (a revoked authority's key is not kept). */
   private readonly signingKeys = new Map<string, { readonly trustDomain: string; readonly key: KeyObject }>();
 
-  constructor(private readonly deps: RevocationDeps) {}
+  /** Every node mTLS request asks, and a whole fleet may ask at once: one query for all of them. */
+  private readonly revokedSerials: LookupBatcher<string, true>;
+  /** Every agent asks after a CRL change, all of them together: one query for all of them. */
+  private readonly held: LookupBatcher<string, string[]>;
+
+  constructor(private readonly deps: RevocationDeps) {
+    this.revokedSerials = new LookupBatcher(async (serials) => new Map([...(await deps.store.revokedAmong(serials))].map((s) => [s, true as const])), LOOKUPS);
+    this.held = new LookupBatcher((agents) => deps.store.heldByMany(agents, deps.clock.now()), LOOKUPS);
+  }
 
   async revoke(req: RevokeRequest, actor: string): Promise<RevokeOutcome> {
     const { store, clock } = this.deps;
@@ -118,14 +130,17 @@ export class RevocationService {
     return { trustDomain: outcome.trustDomain, svids: outcome.svids };
   }
 
-  /** One indexed lookup (`q`: the caller's transaction); a store error propagates as store_unavailable (a 503, never a refusal). */
-  isRevoked(serial: string, q?: Queryable): Promise<boolean> {
-    return this.deps.store.isRevoked(serial, q);
+  /**
+   * One indexed lookup in the caller's transaction `q`; without one, joined with the lookups of other
+   * requests (LookupBatcher). A store error propagates as store_unavailable (a 503, never a refusal).
+   */
+  async isRevoked(serial: string, q?: Queryable): Promise<boolean> {
+    return q ? this.deps.store.isRevoked(serial, q) : (await this.revokedSerials.get(serial)) === true;
   }
 
   /** Unexpired revoked serials of the SVIDs issued to one agent (sync tells it which to replace). */
-  heldBy(agentId: string): Promise<string[]> {
-    return this.deps.store.heldBy(agentId, this.deps.clock.now());
+  async heldBy(agentId: string): Promise<string[]> {
+    return (await this.held.get(agentId)) ?? [];
   }
 
   /** The trust domain's revoked serials that have not expired (admin list). */

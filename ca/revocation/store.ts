@@ -107,6 +107,11 @@ export class RevocationStore {
     return guard(async () => (await q.query(`SELECT 1 FROM revoked_x509_svids WHERE serial = $1`, [serial])).rowCount > 0);
   }
 
+  /** Which of the given serials are revoked, in one query. */
+  revokedAmong(serials: readonly string[]): Promise<Set<string>> {
+    return guard(async () => new Set((await this.db.query<{ serial: string }>(`SELECT serial FROM revoked_x509_svids WHERE serial = ANY ($1::text[])`, [serials])).rows.map((r) => r.serial)));
+  }
+
   /** The trust domain's revoked serials that have not expired, oldest revocation first. */
   unexpired(trustDomain: string, now: Date, q: Queryable = this.db): Promise<RevokedSvid[]> {
     return guard(async () => {
@@ -115,11 +120,20 @@ export class RevocationStore {
     });
   }
 
-  /** Unexpired revoked serials of SVIDs issued to one agent. */
-  heldBy(issuedTo: string, now: Date): Promise<string[]> {
+  /** Unexpired revoked serials of SVIDs issued to each of the given agents, sorted; agents holding none are absent. */
+  heldByMany(issuedTo: readonly string[], now: Date): Promise<Map<string, string[]>> {
     return guard(async () => {
-      const res = await this.db.query<{ serial: string }>(`SELECT serial FROM revoked_x509_svids WHERE issued_to = $1 AND not_after > $2 ORDER BY serial`, [issuedTo, now]);
-      return res.rows.map((r) => r.serial);
+      const res = await this.db.query<{ issued_to: string; serial: string }>(
+        `SELECT issued_to, serial FROM revoked_x509_svids WHERE issued_to = ANY ($1::text[]) AND not_after > $2 ORDER BY issued_to, serial`,
+        [issuedTo, now],
+      );
+      const held = new Map<string, string[]>();
+      for (const r of res.rows) {
+        const serials = held.get(r.issued_to);
+        if (serials) serials.push(r.serial);
+        else held.set(r.issued_to, [r.serial]);
+      }
+      return held;
     });
   }
 

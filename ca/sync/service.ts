@@ -111,6 +111,7 @@ export class SyncService {
     let since = req.revision;
     let latest = since;
     let firstParents: string[] | undefined;
+    let aliasesChanged = false;
     let parents: string[] = [];
     let changed: Entry[] = [];
     let removed: string[] = [];
@@ -132,8 +133,12 @@ export class SyncService {
       const waiter = feed.arm(td, node.spiffeId);
       const g = waiter.generation;
       if (woken.all) {
-        parents = parentsFrom(node, await feed.shared(`aliases ${td}`, g, () => this.deps.entries.aliasEntries(td, serverId(td))));
+        const defs = await feed.shared(`aliases ${td}`, g, () => this.deps.entries.aliasEntries(td, serverId(td)));
+        parents = parentsFrom(node, defs.aliases);
         firstParents ??= parents;
+        // An alias changed after the agent's revision: the parents it holds may not be these. Whether
+        // they are, only the agent knows (it compares and resyncs), so it hears at once.
+        if (!full && defs.revision > req.revision) aliasesChanged = true;
       }
       waiter.watch(parents);
       if (woken.all || woken.entries) {
@@ -165,7 +170,7 @@ export class SyncService {
       const bundleChanged = trustDomain.bundleSequence > req.bundleSequence;
       const crlChanged = crls !== undefined && crls.digest !== req.crl;
       const federatedChanged = federated !== undefined && federated.digest !== req.federated;
-      const parentsChanged = parents.join() !== firstParents?.join();
+      const parentsChanged = aliasesChanged || parents.join() !== firstParents?.join();
       const remaining = deadline - clock.now().getTime();
       const templatesChanged = changedTemplates.length > 0 || removedTemplates.length > 0;
       if (full || changed.length > 0 || removed.length > 0 || templatesChanged || bundleChanged || crlChanged || federatedChanged || parentsChanged || remaining <= 0 || signal.aborted) {

@@ -178,6 +178,52 @@ describe(`sync for a fleet: a change wakes only the long-polls it concerns (${st
     expect(again.entries.map((e) => e.id)).toEqual([service.id]);
   });
 
+  it('a poll that starts after an alias changed is answered at once, the parents the agent holds being stale', async () => {
+    const rack = `spiffe://${TD}/racks/r10`;
+    const agent = await attest(['join_token:rack-r10']);
+    const first = await sync(agent, 0, 0);
+    expect(first.parents).toEqual([agent.spiffeId]);
+    // the alias commits while the agent is between polls: its next poll's first read already sees it
+    const alias = await entry({ spiffeId: rack, parentId: SERVER, selectors: ['join_token:rack-r10'] });
+    const started = Date.now();
+    const next = await sync(agent, first.revision, first.bundle!.sequence, 60);
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(next.parents).toEqual([agent.spiffeId, rack]);
+    // at the new revision nothing is stale: the poll waits (ended here by a change of the agent's own)
+    const waiting = sync(agent, next.revision, first.bundle!.sequence, 60);
+    await waitFor('the poll waiting', () => (ca.core.feed.waiting > 0 ? true : undefined));
+    const own = await entry({ spiffeId: `spiffe://${TD}/r10-service`, parentId: agent.spiffeId, selectors: ['unix:uid:3'] });
+    expect((await waiting).entries.map((e) => e.id)).toEqual([own.id]);
+    // and a removed alias, the same
+    const before = await sync(agent, 0, 0);
+    expect((await ca.admin(`/v1/entries/${alias.id}`, { method: 'DELETE' })).status).toBeLessThan(300);
+    const t1 = Date.now();
+    const after = await sync(agent, before.revision, first.bundle!.sequence, 60);
+    expect(Date.now() - t1).toBeLessThan(30_000);
+    expect(after.parents).toEqual([agent.spiffeId]);
+  });
+
+  it("a fleet's requests arriving together are authenticated with a few queries, each against its own node's record", async () => {
+    const nodes = await Promise.all(Array.from({ length: 30 }, () => attest()));
+    const revoked = nodes[7]!;
+    const res = await ca.admin('/v1/x509-svids/revoke', { body: { serial: revoked.svid.serial, reason: 'test' } });
+    expect(res.status, JSON.stringify(await res.clone().json())).toBe(200);
+    await Promise.all(nodes.map((n) => n.call('GET', `${AgentPaths.sync}?revision=0&bundleSequence=0&wait=0`))); // connections open
+    const records = countCalls(ca.core.stores.nodes, ['get', 'getMany']);
+    try {
+      const answers = await Promise.all(nodes.map((n) => n.call<SyncResponse>('GET', `${AgentPaths.sync}?revision=0&bundleSequence=0&wait=0`)));
+      answers.forEach((a, i) => {
+        if (i === 7) expect(a).toMatchObject({ status: 401, body: { code: 'svid_revoked' } });
+        else expect(a.status, JSON.stringify(a.body)).toBe(200);
+        if (i !== 7) expect(a.body.parents[0]).toBe(nodes[i]!.spiffeId);
+      });
+      // 30 before: one read of its node's record per request
+      expect(records.total()).toBeLessThanOrEqual(6);
+    } finally {
+      records.restore();
+    }
+  }, 120_000);
+
   it("a re-attestation wakes that node's long-poll, not the trust domain's", async () => {
     const nodes = await Promise.all(Array.from({ length: 4 }, () => attest()));
     const polls = await holdPolls(nodes);
@@ -215,7 +261,7 @@ describe('node aliases: the shared-read rule and the SQL rule agree', () => {
     }
     // one alias defined twice with different selectors
     expect((await ca.admin('/v1/entries', { body: { spiffeId: `spiffe://${TD}/alias/0`, parentId: SERVER, selectors: ['join_token:c1'] } })).status).toBe(201);
-    const aliases = await ca.core.stores.entries.aliasEntries(TD, serverId(TD));
+    const { aliases } = await ca.core.stores.entries.aliasEntries(TD, serverId(TD));
     for (const selectors of subsets(5)) {
       const node = { spiffeId: `spiffe://${TD}/node/x`, trustDomain: TD, selectors } as unknown as AttestedNode;
       expect(parentsFrom(node, aliases)).toEqual(await ca.core.enrollment.parentsOf(node));

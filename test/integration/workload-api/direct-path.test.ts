@@ -188,6 +188,10 @@ describe('the direct gRPC path of the Workload API', () => {
   it('hands what it does not take (gRPC with JSON, other RPCs) to connect-node', async () => {
     const json = await call({ ':path': X509, 'content-type': 'application/grpc+json' }, Buffer.from([0, 0, 0, 0, 2, 0x7b, 0x7d]), (n, req) => req.close(h2.NGHTTP2_CANCEL));
     expect(json.headers?.['content-type']).toBe('application/grpc+json');
+    // the whole state in JSON, not `{}`: connect-node serializes JSON itself, field by field
+    expect(JSON.parse(json.messages[0]!.toString()).svids).toEqual([expect.objectContaining({ spiffeId: `spiffe://${TD}/w`, x509Svid: Buffer.from('cert-1').toString('base64') })]);
+    const bundlesJson = await call({ ':path': '/SpiffeWorkloadAPI/FetchX509Bundles', 'content-type': 'application/grpc+json' }, Buffer.from([0, 0, 0, 0, 2, 0x7b, 0x7d]), (n, req) => req.close(h2.NGHTTP2_CANCEL));
+    expect(Object.keys(JSON.parse(bundlesJson.messages[0]!.toString()).bundles)).toEqual([`spiffe://${TD}`]);
     const wit = await call({ ':path': '/SpiffeWorkloadAPI/FetchWITSVID' }, EMPTY);
     expect(wit.status).toBe(String(grpc.status.UNIMPLEMENTED));
     const client = grpcWorkloadClient(server.socketPath);

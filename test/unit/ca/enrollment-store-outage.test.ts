@@ -52,7 +52,7 @@ describe('node mTLS authentication during a store outage', () => {
       logger: { info: () => undefined, debug: () => undefined, error: () => undefined },
       audit: { record: async (events: typeof recorded) => void recorded.push(...events) },
       authority: { x509Authorities: async () => [ca.der] },
-      nodes: { get: async () => node },
+      nodes: { getMany: async () => [node] },
       revocations: { isRevoked: () => Promise.reject(down) },
     } as unknown as EnrollmentDeps;
     await expect(new EnrollmentService(deps).authenticate(presentedChain([leaf, ca.der]), 'agent')).rejects.toMatchObject({ code: 'store_unavailable' });
