@@ -125,6 +125,8 @@ export async function benchFleet(argv: readonly string[]): Promise<void> {
     const ctx: Context = { replicas, fleet, db };
     const growth: GrowthStep[] = [];
     let connected = 0;
+    /** Join tokens handed to agents so far (those whose attestation failed included). */
+    let ticketsUsed = 0;
     let round = 0;
     const fanouts: FanoutResult[] = [];
     for (const target of o.steps) {
@@ -134,14 +136,16 @@ export async function benchFleet(argv: readonly string[]): Promise<void> {
       lag.start(100);
       const cpu0 = pids.map((p) => procSample(p).cpuMs);
       const agentCpu0 = (await fleet.status()).cpuMs;
-      await fleet.attest(setup.tickets.slice(connected, target), o.attestConcurrency);
+      await fleet.attest(setup.tickets.slice(ticketsUsed, target), o.attestConcurrency);
+      ticketsUsed = target;
       const formed = await fleet.until(`${target} agents attested and long-polling`, (s) => s.polling + s.attestFailures >= target, 1_800_000);
       const joinMs = performance.now() - t0;
       const joinCpuMs = pids.reduce((n, p, i) => n + procSample(p).cpuMs - cpu0[i]!, 0);
       const joinAgentCpuMs = formed.cpuMs - agentCpu0;
       const joinLag = await lag.stop();
-      const added = target - connected;
-      connected = target;
+      // An agent whose attestation failed is not in the fleet: waiting for it would wait out every timeout.
+      const added = formed.attested - connected;
+      connected = formed.attested;
       console.error(`   ${added} agents joined in ${(joinMs / 1000).toFixed(1)} s (attest failures ${formed.attestFailures}; CPU per agent: CAs ${(joinCpuMs / added).toFixed(1)} ms, agents ${(joinAgentCpuMs / added).toFixed(1)} ms); CA /healthz p99 ${joinLag.p99.toFixed(0)} ms while joining`);
       await sleep(2000);
       const idleLag = new LagProbe(replicas.all.map((r) => r.httpUrl));
