@@ -1,3 +1,4 @@
+import { MAX_ENTRY_BATCH } from '../../contract/admin-api.js';
 import { fmt, machine, median } from '../harness.js';
 import type { FleetOptions } from './fleet.js';
 import type { DbFootprint, Distribution, FanoutResult, FreshAgentResult, OneAgentResult } from './measure.js';
@@ -150,8 +151,8 @@ ${r.fdLimit}; Node's default heap limit here ${n0(r.heapLimitMb)} MB${o.caNodeAr
 | database per entry | 1 row, **${n0(fp.entryBytes / fp.entries)} bytes** (heap ${n0(fp.entryHeapBytes / fp.entries)}, indexes ${n0(fp.entryIndexBytes / fp.entries)}) | the entry as JSON on the wire: ${n0(entryJson)} bytes | ${ratio(fp.entryBytes / fp.entries, entryJson)} | — |
 | database per agent | 1 attested-node row (${n0(fp.nodeBytes / Math.max(1, fp.nodes))} bytes), 1 inventory row per SVID (${n0(fp.svidBytes / Math.max(1, fp.svids))} bytes), the spent token (${n0(fp.tokenBytes / Math.max(1, fp.tokens))} bytes) | — | — | — |
 
-Setup through the admin API: ${n0(o.entries)} entries in ${(r.setup.entriesMs / 1000).toFixed(1)} s (${n0((o.entries * 1000) / r.setup.entriesMs)}/s, ${o.adminConcurrency} requests in flight,
-each its own transaction under the entry write lock), ${n0(N)} join tokens in ${(r.setup.tokensMs / 1000).toFixed(1)} s (${n0((N * 1000) / r.setup.tokensMs)}/s). Agents joined
+Setup through the admin API: ${n0(o.entries)} entries in ${(r.setup.entriesMs / 1000).toFixed(1)} s (${n0((o.entries * 1000) / r.setup.entriesMs)}/s, batches of ${n0(MAX_ENTRY_BATCH)} through \`POST /v1/entries/batch\`,
+${o.adminConcurrency} requests in flight, each batch one transaction under the entry write lock), ${n0(N)} join tokens in ${(r.setup.tokensMs / 1000).toFixed(1)} s (${n0((N * 1000) / r.setup.tokensMs)}/s). Agents joined
 (key, token redemption over TLS, first full sync, then the long-poll) at ${n0(joinRate)}/s, ${o.attestConcurrency} at once per agent process.
 While idle the CAs answered /healthz (no database; a client's view of event-loop lag) at p99 ${ms(r.idle.lag.p99)}.
 Agent processes: ${n0(r.fleetEnd.rssKb / 1024)} MB RSS in all; sync errors seen by agents during the whole run: ${n0(r.fleetEnd.syncErrors)}${r.fleetEnd.lastError ? ` (last: ${r.fleetEnd.lastError.slice(0, 100)})` : ''};
