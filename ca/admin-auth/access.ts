@@ -392,7 +392,7 @@ export class AdminAccess {
 }
 
 /** The trust domain of a SPIFFE ID, or undefined when it is not one (its route rejects it). */
-function safeTrustDomainOf(v: unknown): string | undefined {
+export function safeTrustDomainOf(v: unknown): string | undefined {
   if (typeof v !== 'string') return undefined;
   try {
     return SpiffeId.parse(v).trustDomain;

@@ -16,8 +16,7 @@ import {
 } from '../../contract/admin-api.js';
 import { CairnError } from '../../lib/errors.js';
 import { statusOf } from '../../lib/status.js';
-import { SpiffeId } from '../../spiffe/id.js';
-import { listScope, noteChange, noteItems, type ItemNote } from '../admin-auth/access.js';
+import { listScope, noteChange, noteItems, safeTrustDomainOf, type ItemNote } from '../admin-auth/access.js';
 import { toHttpError } from '../http/errors.js';
 import type { App } from '../http/types.js';
 import type { EntryInput, EntryService } from './service.js';
@@ -62,8 +61,8 @@ export function registerEntryRoutes(app: App, entries: EntryService): void {
   }, async (req) => {
     const failed = malformed.get(req) ?? new Map<number, CairnError>();
     const items = req.body.entries as EntryInput[];
-    const todo = items.map((input, index) => ({ input, index })).filter(({ index }) => !failed.has(index));
-    const outcomes = await entries.createMany(todo.map((t) => t.input), req.actor);
+    const pending = items.map((input, index) => ({ input, index })).filter(({ index }) => !failed.has(index));
+    const outcomes = await entries.createMany(pending.map((t) => t.input), req.actor);
     const results: BatchCreateEntriesResult['results'] = new Array(items.length);
     const notes: ItemNote[] = new Array(items.length);
     const fail = (index: number, err: CairnError): void => {
@@ -72,10 +71,10 @@ export function registerEntryRoutes(app: App, entries: EntryService): void {
       // a malformed item may hold anything where its spiffeId should be: the record names only a string
       const spiffeId: unknown = (items[index] as { spiffeId?: unknown } | null | undefined)?.spiffeId;
       const target = typeof spiffeId === 'string' ? spiffeId : undefined;
-      notes[index] = { note: { target, trustDomain: safeTrustDomain(target) }, status: statusOf(err.code).http, code: err.code };
+      notes[index] = { note: { target, trustDomain: safeTrustDomainOf(target) }, status: statusOf(err.code).http, code: err.code };
     };
     for (const [index, err] of failed) fail(index, err);
-    todo.forEach(({ index }, k) => {
+    pending.forEach(({ index }, k) => {
       const outcome = outcomes[k]!;
       if ('error' in outcome) return fail(index, outcome.error);
       const view = entryView(outcome.entry);
@@ -112,12 +111,3 @@ export function registerEntryRoutes(app: App, entries: EntryService): void {
   });
 }
 
-/** The trust domain an item's spiffeId names, for its record; undefined when it names none. */
-function safeTrustDomain(spiffeId: string | undefined): string | undefined {
-  if (spiffeId === undefined) return undefined;
-  try {
-    return SpiffeId.parse(spiffeId).trustDomain;
-  } catch {
-    return undefined;
-  }
-}
