@@ -25,7 +25,8 @@ export class LookupBatcher<K, V> {
   constructor(
     /** Reads every key it is given; a key missing from the answer has no value. */
     private readonly load: (keys: K[]) => Promise<ReadonlyMap<K, V>>,
-    private readonly options: LookupBatcherOptions,
+    /** By default two loads at once (a few of a pool of ten connections), each of at most 1,000 keys. */
+    private readonly options: LookupBatcherOptions = { concurrency: 2, maxKeys: 1000 },
   ) {}
 
   get(key: K): Promise<V | undefined> {

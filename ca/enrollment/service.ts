@@ -80,7 +80,7 @@ export class EnrollmentService {
 
   constructor(private readonly deps: EnrollmentDeps) {
     this.refusals = new NodeRefusals(deps.audit, deps.logger, deps.clock);
-    this.records = new LookupBatcher(async (ids) => new Map((await deps.nodes.getMany(ids)).map((n) => [n.spiffeId, n])), { concurrency: 2, maxKeys: 1000 });
+    this.records = new LookupBatcher(async (ids) => new Map((await deps.nodes.getMany(ids)).map((n) => [n.spiffeId, n])));
   }
 
   /** A node agent's first SVID, from a join token. */

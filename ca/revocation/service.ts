@@ -75,9 +75,6 @@ export function crlDigest(crls: readonly StoredCrl[]): string {
  * serials: serials are random (16 bytes), so listing one under a CA that did not issue it names no
  * certificate, and no SVID is missed however the CAs rotated.
  */
-/** At most two queries of a kind at once, of at most 1,000 keys: a few of the pool's ten connections. */
-const LOOKUPS = { concurrency: 2, maxKeys: 1000 } as const;
-
 export class RevocationService {
   /** Decrypted CRL-signing keys per authority id (the same material the issuer caches). */
   /** Opened CA keys by id, kept while their CA is published (a revoked authority's key is not kept). */
@@ -89,8 +86,8 @@ export class RevocationService {
   private readonly held: LookupBatcher<string, string[]>;
 
   constructor(private readonly deps: RevocationDeps) {
-    this.revokedSerials = new LookupBatcher(async (serials) => new Map([...(await deps.store.revokedAmong(serials))].map((s) => [s, true as const])), LOOKUPS);
-    this.held = new LookupBatcher((agents) => deps.store.heldByMany(agents, deps.clock.now()), LOOKUPS);
+    this.revokedSerials = new LookupBatcher(async (serials) => new Map([...(await deps.store.revokedAmong(serials))].map((s) => [s, true as const])));
+    this.held = new LookupBatcher((agents) => deps.store.heldByMany(agents, deps.clock.now()));
   }
 
   async revoke(req: RevokeRequest, actor: string): Promise<RevokeOutcome> {
