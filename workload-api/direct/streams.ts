@@ -14,18 +14,34 @@ interface OpenStream {
 }
 
 /**
+ * How many streams one turn of the event loop writes to before it yields. node:http2 hands a
+ * session's writes to its socket only between turns: a rotation written to 10,000 streams in one
+ * turn (~100 ms) reaches no caller before all of it is written, and every other call waits meanwhile.
+ * In slices the first callers read while the rest are written (BENCHMARKS.md, rotation to 10,000 streams).
+ */
+export const STREAMS_PER_TURN = 100;
+
+/**
  * Every open FetchX509SVID / FetchX509Bundles / FetchJWTBundles stream of the direct path, under
  * one change subscription: a burst of changes is handled once (on the next turn of the event loop),
  * and each stream then costs a snapshot lookup and, when its state changed, one write of the
- * shared frame. A stream whose reader stalls gets the latest state when it drains, not a backlog.
+ * shared frame, STREAMS_PER_TURN streams a turn. A change during a pass starts another pass once
+ * it ends (streams not reached yet already get the newest state; the others are compared again).
+ * A stream whose reader stalls gets the latest state when it drains, not a backlog.
  */
 export class StateStreams {
   private readonly open = new Set<OpenStream>();
-  private scheduled = false;
+  /** A pass over the open streams is scheduled or under way. */
+  private passing = false;
+  /** A change arrived during the pass: pass again when it ends. */
+  private again = false;
   /** Held only while a stream is open: the host counts listeners to know nobody is left (and tests do). */
   private unsubscribe: (() => void) | undefined;
 
-  constructor(private readonly core: WorkloadApiCore) {
+  constructor(
+    private readonly core: WorkloadApiCore,
+    private readonly perTurn = STREAMS_PER_TURN,
+  ) {
     core.shutdown.subscribe(() => {
       for (const s of this.open) s.call.fail(core.shutdown.reason);
     });
@@ -49,12 +65,29 @@ export class StateStreams {
   }
 
   private schedule(): void {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      for (const s of this.open) this.push(s);
-    });
+    if (this.passing) {
+      this.again = true;
+      return;
+    }
+    this.passing = true;
+    // A Set's iterator survives additions (visited, or already pushed by add) and deletions (skipped) between turns.
+    const pass = this.open.values();
+    const slice = (): void => {
+      for (let n = 0; n < this.perTurn; n++) {
+        const next = pass.next();
+        if (next.done) return this.passEnded();
+        this.push(next.value);
+      }
+      setImmediate(slice);
+    };
+    setImmediate(slice);
+  }
+
+  private passEnded(): void {
+    this.passing = false;
+    if (!this.again) return;
+    this.again = false;
+    this.schedule();
   }
 
   private push(s: OpenStream): void {
