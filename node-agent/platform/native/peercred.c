@@ -81,7 +81,11 @@ static napi_value PidfdAlive(napi_env env, napi_callback_info info) {
     return NULL;
   }
   struct pollfd p = {.fd = pidfd, .events = POLLIN};
-  int r = poll(&p, 1, 0);
+  // A signal (a CPU profiler's SIGPROF, a child's SIGCHLD) can interrupt even a zero-timeout poll,
+  // and poll is never restarted: EINTR says nothing about the process, so ask again.
+  int r;
+  do r = poll(&p, 1, 0);
+  while (r < 0 && errno == EINTR);
   if (r < 0) return throw_errno(env, "poll(pidfd)", errno);
   napi_value result;
   CHECK(napi_get_boolean(env, r == 0, &result));

@@ -1,9 +1,10 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { packageRoot } from '../../../lib/paths.js';
 import { loadPeerCredentialSource, processStartTime, type PeerCredentials } from '../../../node-agent/platform/peercred.js';
 
 const source = loadPeerCredentialSource();
@@ -83,6 +84,20 @@ describe('kernel peer credentials on a real Unix socket', () => {
     const [major, minor] = release().split('.').map(Number) as [number, number];
     if (major! > 6 || (major === 6 && minor! >= 5)) expect(cred.pidfd).toBeGreaterThanOrEqual(0);
     expect(cred.startTime).toMatch(/^\d+$/);
+  });
+
+  it('is not failed by a signal that interrupts the liveness check (a CPU profiler samples with SIGPROF)', () => {
+    if (seen[0]!.cred.pidfd < 0) return; // no pidfd on this kernel: the check reads /proc instead
+    // A child checks its own connection's pidfd in a loop while V8's profiler signals it every 50 µs:
+    // poll() then fails with EINTR now and again, which used to fail the caller's attestation.
+    const addon = join(packageRoot(), 'build', 'Release', 'cairn_peercred.node');
+    const sock = join(dir, 'self.sock');
+    const script = `const a=require(${JSON.stringify(addon)});const net=require('net');
+const srv=net.createServer((s)=>{const c=a.peerCredentials(s._handle.fd);let n=0;const t=Date.now();
+try{while(Date.now()-t<500){for(let i=0;i<1000;i++)if(!a.pidfdAlive(c.pidfd))throw new Error('dead');n+=1000}console.log('ok '+n)}
+catch(e){console.log('error: '+e.message)}process.exit(0)});srv.listen(${JSON.stringify(sock)},()=>net.connect(${JSON.stringify(sock)}));`;
+    const run = spawnSync(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${join(dir, 'prof')}`, '--cpu-prof-interval', '50', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+    expect(run.stdout.trim()).toMatch(/^ok \d+$/);
   });
 
   it('refuses a non-socket descriptor with a clear error', () => {
