@@ -1,8 +1,7 @@
 import 'reflect-metadata';
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { AgentPaths, type BatchX509Response, type SyncResponse } from '../contract/agent-api.js';

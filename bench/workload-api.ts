@@ -209,16 +209,16 @@ export async function benchWorkloadApi(): Promise<void> {
     await ttfmSamples(rawSocket, 50);
     await ttfmSamples(grpcjsSocket, 50);
     const idleRss = { ours: rssKb(agentPid), raw: rssKb(raw.pid!) };
-    const ttfmTargets = [socket, rawSocket, grpcjsSocket];
+    const targets = [socket, rawSocket, grpcjsSocket];
     const held: Awaited<ReturnType<typeof holdStreams>>[] = [];
     // grpc-js listens with a short backlog (connects beyond it fail with EAGAIN): its 1,000 clients connect 50 at a time
-    for (const target of ttfmTargets) held.push(await holdStreams(target, CLIENTS, 1, target === grpcjsSocket ? 50 : CLIENTS));
+    for (const target of targets) held.push(await holdStreams(target, CLIENTS, 1, target === grpcjsSocket ? 50 : CLIENTS));
     const ttfms: Ttfm[] = held.map((h) => ({ burst: h.ttfm, samples: [], streams: [], rss: 0 }));
     for (let taken = 0; taken < SAMPLES; taken += TURN) {
-      for (const [i, target] of ttfmTargets.entries()) await ttfmSamples(target, TURN, ttfms[i]!.samples);
-      for (const [i, target] of ttfmTargets.entries()) await streamSamples(target, TURN, ttfms[i]!.streams);
+      for (const [i, target] of targets.entries()) await ttfmSamples(target, TURN, ttfms[i]!.samples);
+      for (const [i, target] of targets.entries()) await streamSamples(target, TURN, ttfms[i]!.streams);
     }
-    for (const [i, target] of ttfmTargets.entries()) ttfms[i]!.rss = rssKb(pidOf(target));
+    for (const [i, target] of targets.entries()) ttfms[i]!.rss = rssKb(pidOf(target));
     const [oursTtfm, rawTtfm, grpcjsTtfm] = ttfms as [Ttfm, Ttfm, Ttfm];
     held.forEach((h) => h.sessions.forEach((s) => s.destroy()));
     await sleep(500);
@@ -227,8 +227,7 @@ export async function benchWorkloadApi(): Promise<void> {
     // turns, 500 calls each, six turns: a load change on the shared machine falls on all three alike.
     const JWT_ROUNDS = 6;
     const JWT_PER_ROUND = 500;
-    const jwtTargets = [socket, rawSocket, grpcjsSocket];
-    const jwtSessions = await Promise.all(jwtTargets.map((t) => session(t)));
+    const jwtSessions = await Promise.all(targets.map((t) => session(t)));
     const unary = async (s: ClientHttp2Session, n: number, out: number[] = []): Promise<number[]> => {
       for (let i = 0; i < n; i++) {
         const t0 = performance.now();
