@@ -38,6 +38,7 @@ COPY --from=build /opt/cairn/package.json ./package.json
 COPY --from=build /opt/cairn/migrations ./migrations
 COPY --from=build /opt/cairn/dist ./dist
 COPY --from=build /opt/cairn/build/Release/cairn_peercred.node ./build/Release/cairn_peercred.node
+COPY --from=build /opt/cairn/build/Release/cairn_ecdsa.node ./build/Release/cairn_ecdsa.node
 # the compose services' scripts (bootstrap, first-start secrets)
 COPY --from=build /opt/cairn/deploy/compose ./deploy/compose
 

@@ -1,7 +1,8 @@
 import { verify as cryptoVerify } from 'node:crypto';
 import { children, content, decodeOid, DerError, expect, raw, readWhole, Tag, type Node } from '../../lib/der.js';
 import { CairnError } from '../../lib/errors.js';
-import { publicKeyObject, readSubjectPublicKey, type SubjectPublicKey } from './spki.js';
+import { verifyEcdsa, type EcdsaHash } from './ecdsa.js';
+import { curveOf, publicKeyObject, readSubjectPublicKey, type SubjectPublicKey } from './spki.js';
 
 /**
  * A CSR is only a proof of possession and a public key. Its subject and its requested extensions
@@ -12,7 +13,7 @@ export interface VerifiedCsr {
 }
 
 const MAX_CSR_BYTES = 16 * 1024;
-const SIGNATURE_ALGORITHMS: Record<string, { hash: string; family: 'ec' | 'rsa' }> = {
+const SIGNATURE_ALGORITHMS: Record<string, { hash: EcdsaHash; family: 'ec' | 'rsa' }> = {
   '1.2.840.10045.4.3.2': { hash: 'sha256', family: 'ec' },
   '1.2.840.10045.4.3.3': { hash: 'sha384', family: 'ec' },
   '1.2.840.10045.4.3.4': { hash: 'sha512', family: 'ec' },
@@ -62,7 +63,7 @@ function requestsCa(attributes: Node): boolean {
 /** A CSR whose structure and key passed our rules, but whose signature has not been checked yet. */
 export interface UnverifiedCsr {
   readonly publicKey: SubjectPublicKey;
-  readonly hash: string;
+  readonly hash: EcdsaHash;
   readonly info: Buffer;
   readonly signature: Buffer;
 }
@@ -79,7 +80,10 @@ export function verifyCsr(der: Buffer): VerifiedCsr {
 export function checkCsrSignature(csr: UnverifiedCsr): VerifiedCsr {
   let ok = false;
   try {
-    ok = cryptoVerify(csr.hash, csr.info, publicKeyObject(csr.publicKey), csr.signature);
+    const curve = curveOf(csr.publicKey.keyType);
+    ok = curve
+      ? verifyEcdsa(curve, csr.publicKey.keyBits, csr.hash, csr.info, csr.signature)
+      : cryptoVerify(csr.hash, csr.info, publicKeyObject(csr.publicKey), csr.signature);
   } catch (err) {
     throw badSignature(err);
   }

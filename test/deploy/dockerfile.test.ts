@@ -115,7 +115,7 @@ describe('Dockerfile', () => {
     for (const c of copied) expect(c.from, `COPY ${c.sources.join(' ')} must come from a stage`).toBeDefined();
     expect(copied.filter((c) => c.sources.some((s) => /node_modules/.test(s)))).toEqual([{ from: 'deps', sources: ['/opt/cairn/node_modules'], dest: './node_modules' }]);
     expect(copied.filter((c) => c.from === 'build').flatMap((c) => c.sources).sort()).toEqual([
-      '/opt/cairn/build/Release/cairn_peercred.node', '/opt/cairn/deploy/compose', '/opt/cairn/dist', '/opt/cairn/migrations', '/opt/cairn/package.json',
+      '/opt/cairn/build/Release/cairn_ecdsa.node', '/opt/cairn/build/Release/cairn_peercred.node', '/opt/cairn/deploy/compose', '/opt/cairn/dist', '/opt/cairn/migrations', '/opt/cairn/package.json',
     ]);
     const users = runtime.instructions.filter((i) => i.keyword === 'USER').map((i) => i.args);
     expect(users.at(-1)).toMatch(/^[1-9]\d*:[1-9]\d*$/); // numeric, so Kubernetes' runAsNonRoot can verify it

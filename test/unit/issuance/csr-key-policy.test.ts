@@ -7,7 +7,8 @@ import { bitString, explicit, oid, seq, smallInteger } from '../../../lib/der.js
 import { createCsr } from '../../../lib/pkcs10.js';
 import { rsaKeyWithExponent } from '../../support/rsa-keys.js';
 
-// Every signature check the CSR code makes goes through this counter (a pass-through spy).
+// Every signature check the CSR code makes goes through this counter (pass-through spies on node:crypto,
+// which checks RSA keys, and on the native check for EC keys).
 const verifications = vi.hoisted(() => ({ count: 0 }));
 vi.mock('node:crypto', async (importOriginal) => {
   const original = await importOriginal<typeof crypto>();
@@ -16,6 +17,17 @@ vi.mock('node:crypto', async (importOriginal) => {
     verify: (...args: Parameters<typeof original.verify>) => {
       verifications.count++;
       return (original.verify as (...a: unknown[]) => unknown)(...args);
+    },
+  };
+});
+
+vi.mock('../../../ca/issuance/ecdsa.js', async (importOriginal) => {
+  const original = await importOriginal<typeof import('../../../ca/issuance/ecdsa.js')>();
+  return {
+    ...original,
+    verifyEcdsa: (...args: Parameters<typeof original.verifyEcdsa>) => {
+      verifications.count++;
+      return original.verifyEcdsa(...args);
     },
   };
 });
