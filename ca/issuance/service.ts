@@ -2,7 +2,7 @@ import type { Clock } from '../../lib/clock.js';
 import { addSeconds, minDate } from '../../lib/clock.js';
 import { CairnError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
-import { randomSerial, type Random } from '../../lib/random.js';
+import { randomSerial, randomSerials, type Random } from '../../lib/random.js';
 import type { SpiffeId } from '../../spiffe/id.js';
 import type { ActiveAuthority, AuthorityService } from '../authority/service.js';
 import { NOT_BEFORE_CUSHION_SECONDS } from '../authority/service.js';
@@ -173,7 +173,7 @@ export class IssuanceService {
   }
 
   /** The policy checked against the authority, turned into the certificate's variable fields. */
-  private fieldsFor(authority: ActiveAuthority, policy: X509Policy, now: Date) {
+  private fieldsFor(authority: ActiveAuthority, policy: X509Policy, now: Date, serial: Buffer = randomSerial(this.deps.random)) {
     const { spiffeId, ttlSeconds, dnsNames } = policy;
     if (!spiffeId.memberOf(authority.trustDomain.name)) {
       throw new CairnError('wrong_trust_domain', `${spiffeId.toString()} is not in trust domain ${authority.trustDomain.name}`);
@@ -181,7 +181,7 @@ export class IssuanceService {
     if (spiffeId.isTrustDomainId) throw new CairnError('invalid_spiffe_id', 'an X.509-SVID needs a SPIFFE ID with a path');
     const ttl = ttlSeconds ?? authority.trustDomain.x509SvidTtlSeconds;
     return {
-      serial: randomSerial(this.deps.random),
+      serial,
       // Whole seconds, as the certificate encodes them: the API, the inventory and the DER agree.
       notBefore: wholeSeconds(addSeconds(now, -NOT_BEFORE_CUSHION_SECONDS)),
       notAfter: wholeSeconds(minDate(addSeconds(now, ttl), authority.x509.notAfter)),
@@ -224,9 +224,10 @@ export class IssuanceService {
     const results: BatchIssueResult[] = new Array(requests.length);
     const items: BatchItem[] = [];
     const at: number[] = [];
+    const serials = randomSerials(this.deps.random, requests.length);
     requests.forEach((r, i) => {
       try {
-        const f = this.fieldsFor(authority, r.policy, now);
+        const f = this.fieldsFor(authority, r.policy, now, serials[i]);
         items.push({ der: r.der, serial: f.serial, notBefore: f.notBefore.getTime(), notAfter: f.notAfter.getTime(), spiffeId: f.spiffeId, dnsNames: [...f.dnsNames] });
         at.push(i);
       } catch (err) {
