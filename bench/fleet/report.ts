@@ -173,8 +173,10 @@ few KB (a heap snapshot, \`CAIRN_FLEET_HEAP_SNAPSHOT\`); the rest is TLS state a
 the node's row read), so polls alone would fill two cores near ${n0(cpuCeiling)} agents. *Changes every agent receives*: each costs the
 replicas ${fanCpuPerAgent.toFixed(2)} ms of CPU per agent (${((fanCpuPerAgent * 10000) / 1000).toFixed(1)} s per 10,000), so its last agent waits about the fleet's size
 times that divided by the cores the replicas get; one agent's change arriving meanwhile waits behind it (the growth table's
-one-agent p99). That is what breaks first as the fleet grows on two shared cores: the latency of fleet-wide changes, then of
-everything queued behind them, and it grows linearly with the fleet. A long-poll holds no database connection (above), so the
+one-agent p99). A replica writes those answers 100 per turn of its event loop (\`ca/sync/service.ts\`), so /healthz and
+other requests get in between slices instead of waiting for the whole burst (the growth table's lag during it).
+That is what breaks first as the fleet grows on two shared cores: the latency of fleet-wide changes, then of everything
+queued behind them, and it grows linearly with the fleet. A long-poll holds no database connection (above), so the
 pool (10 per replica) does not bound the fleet. Settings that move the limits: the hard descriptor limit, the replicas' connection
 cap, Node's heap (\`--max-old-space-size\`, only past ~20,000 agents per replica at this rate), and more replicas, since a replica's
 agents cost it alone; keep-alive matters only between an agent's polls, which follow each other at once.`;

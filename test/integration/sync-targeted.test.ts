@@ -101,6 +101,43 @@ describe(`sync for a fleet: a change wakes only the long-polls it concerns (${st
     }
   });
 
+  it('a change that wakes many waiting agents answers them a slice per turn of the event loop, not in one burst', async () => {
+    const pool = `spiffe://${TD}/pool/wide`;
+    await entry({ spiffeId: pool, parentId: SERVER, selectors: ['join_token:pool-wide'] });
+    const nodes = await Promise.all(Array.from({ length: 250 }, () => attest(['join_token:pool-wide'])));
+    // the turn of the event loop each answer leaves the sync service in, counted by a ticker
+    let turn = 0;
+    let ticking = true;
+    const tick = (): void => {
+      turn++;
+      if (ticking) setImmediate(tick);
+    };
+    const answeredIn: number[] = [];
+    const service = ca.core.sync;
+    const original = service.sync;
+    service.sync = async (...args) => {
+      const answer = await original.apply(service, args);
+      answeredIn.push(turn);
+      return answer;
+    };
+    try {
+      const polls = await holdPolls(nodes);
+      answeredIn.length = 0;
+      setImmediate(tick);
+      await entry({ spiffeId: `spiffe://${TD}/wide-daemon`, parentId: pool, selectors: ['unix:uid:1'] });
+      await Promise.all(polls);
+    } finally {
+      ticking = false;
+      service.sync = original;
+    }
+    expect(answeredIn).toHaveLength(250);
+    const perTurn = new Map<number, number>();
+    for (const t of answeredIn) perTurn.set(t, (perTurn.get(t) ?? 0) + 1);
+    // all 250 left in one turn before: the replica answered nothing else until the last was written
+    expect(Math.max(...perTurn.values())).toBeLessThanOrEqual(100);
+    expect(perTurn.size).toBeGreaterThanOrEqual(3);
+  });
+
   it("agents syncing together each get their own entries and nobody else's", async () => {
     const nodes = await Promise.all(Array.from({ length: 6 }, () => attest()));
     const own = await Promise.all(nodes.map(async (n, i) => {
