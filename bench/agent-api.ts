@@ -128,12 +128,13 @@ and CPU from /proc, 2026-11-28):
 - **cryptography is no longer the bottleneck.** A CSR's proof of possession was 5–6 signatures' worth through
   node:crypto, whose every key import runs OpenSSL 3's full key validation (a scalar multiplication that proves
   nothing on P-256); the CA now checks it through Node's own OpenSSL in a small addon
-  (\`ca/issuance/native/ecdsa.c\`, ~85 µs instead of ~215 µs), which moved the ceiling row from ~0.22 to
-  ${(ceiling / rawSigns).toFixed(2)} and halved the CA's CPU per SVID (~1,160 → ~${cpuPerSvid} µs). The issuance workers are now idle about
-  two thirds of the time; of their busy time ~90% is that check and the signature.
+  (\`ca/issuance/native/ecdsa.c\`, ~85 µs instead of ~215 µs). In alternating runs of one session (2026-11-28, two
+  each) the ceiling row went from 0.25–0.33 to 0.39–0.57, the CA's CPU per SVID from 580–700 µs to 410–520 µs and the
+  rate from 2,040–2,300 to 2,250–2,870 SVIDs/s. (The 1,160 µs recorded before came from a busier machine.) The
+  issuance workers are now idle about two thirds of the time; of their busy time ~90% is that check and the signature.
 - **the event loop is idle about half the time too**: each request signs, then writes its inventory and
-  audit rows, then answers; with ${LANES} requests in flight the phases of one wait on the other's, so about a
-  quarter of the two cores stays idle. Its busy half: GC ~15%, socket writes to PostgreSQL and the client ~15%,
+  audit rows, then answers; with ${LANES} requests in flight the phases of one wait on the other's, and with
+  PostgreSQL and the client about a fifth of the two cores stays idle. Its busy half: GC ~15%, socket writes to PostgreSQL and the client ~15%,
   the pg driver's array-literal encoding, canonical JSON and hashing for the audit log, fastify's JSON.
 - **PostgreSQL** spends its share on ~15 B-tree insertions per SVID: the inventory row (primary key and four
   indexes) and the audit entry (inserted, then numbered by integration, which moves it into six partial search
