@@ -22,6 +22,22 @@ describe('Turnstile', () => {
     expect(gate.waiting).toBe(0);
   });
 
+  it('keeps the order and the count when the queue is compacted under steady load', async () => {
+    const gate = new Turnstile(700);
+    const passed: number[] = [];
+    const first = Array.from({ length: 1500 }, (_, i) => gate.pass().then(() => passed.push(i)));
+    await nextTurn();
+    // callers keep arriving while earlier ones are let through, so the queue never empties
+    const more = Array.from({ length: 1500 }, (_, i) => gate.pass().then(() => passed.push(1500 + i)));
+    expect(gate.waiting).toBe(3000 - passed.length);
+    await nextTurn(); // the second slice: past the compaction threshold
+    expect(passed.length).toBe(1400);
+    expect(gate.waiting).toBe(1600);
+    await Promise.all([...first, ...more]);
+    expect(passed).toEqual(Array.from({ length: 3000 }, (_, i) => i));
+    expect(gate.waiting).toBe(0);
+  });
+
   it('starts again after it has emptied, and refuses a slice size that is not a positive integer', async () => {
     const gate = new Turnstile(2);
     await Promise.all([gate.pass(), gate.pass(), gate.pass()]);
