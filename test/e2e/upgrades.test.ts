@@ -155,6 +155,7 @@ describe(`upgrades: cairn migrate, --no-migrate, schema versions (${storeKind()}
       cpSync(join(packageRoot(), 'migrations'), join(root, 'migrations'), { recursive: true });
       cpSync(join(packageRoot(), 'package.json'), join(root, 'package.json'));
       symlinkSync(join(packageRoot(), 'node_modules'), join(root, 'node_modules'));
+      symlinkSync(join(packageRoot(), 'build'), join(root, 'build')); // the native addons, as `npm ci` builds them
       for (const m of extra) writeFileSync(join(root, 'migrations', m.file), m.sql);
       return join(root, 'dist', 'cli', 'main.js');
     }
