@@ -140,7 +140,7 @@ and CPU from /proc, 2026-11-28):
   indexes) and the audit entry (inserted, then numbered by integration, which moves it into six partial search
   indexes, plus two Merkle nodes).
 - **More requests in flight made it worse, not better**: with 4, CPU per SVID rose to about double in both the CA (800–1,300 µs)
-  and PostgreSQL (350–620 µs) and the rate fell to 1,060–1,520/s (2026-11-28, \`CAIRN_BENCH_LANES=4\`); not explained yet.
+  and PostgreSQL (350–620 µs) and the rate fell to 900–1,520/s (2026-11-28, \`CAIRN_BENCH_LANES=4\`); not explained yet.
 
 Removed in issue 17: the bundle base64-encoded per SVID and then dropped, each audit entry turned into a Buffer
 and back into text before its insert, three buffers and a concat per DER node and two OIDs re-encoded per
