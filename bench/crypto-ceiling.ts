@@ -1,7 +1,6 @@
 import { generateKeyPairSync, sign } from 'node:crypto';
-import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { packageRoot } from '../lib/paths.js';
+import { nativeAddonPath } from '../lib/native-addon.js';
 
 /**
  * The ceiling for batch issuance on this machine, measured in the same run: per SVID only the
@@ -35,7 +34,7 @@ export async function cryptoCeiling(threads: number, ms: number, keys = 500): Pr
     const spki = publicKey.export({ format: 'der', type: 'spki' });
     return { point: spki.subarray(spki.length - 65), info, sig: sign('sha256', info, privateKey) };
   });
-  const addon = join(packageRoot(import.meta.url), 'build', 'Release', 'cairn_ecdsa.node');
+  const addon = nativeAddonPath('cairn_ecdsa');
   const caKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'der', type: 'pkcs8' });
   const rates = await Promise.all(
     Array.from(

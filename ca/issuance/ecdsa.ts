@@ -1,6 +1,4 @@
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { packageRoot } from '../../lib/paths.js';
+import { loadNativeAddon } from '../../lib/native-addon.js';
 
 export type EcCurve = 'P-256' | 'P-384';
 export type EcdsaHash = 'sha256' | 'sha384' | 'sha512';
@@ -13,16 +11,7 @@ interface Addon {
  * The native ECDSA check (native/ecdsa.c: why it exists and what it validates). Loaded once per
  * thread when this module is imported, so a missing build fails at start-up, not on the first CSR.
  */
-const addon: Addon = load();
-
-function load(): Addon {
-  const file = join(packageRoot(import.meta.url), 'build', 'Release', 'cairn_ecdsa.node');
-  try {
-    return createRequire(import.meta.url)(file) as Addon;
-  } catch (err) {
-    throw new Error(`cannot load ${file} (built by npm install, see scripts/build-addon.sh): ${(err as Error).message}`);
-  }
-}
+const addon = loadNativeAddon<Addon>('cairn_ecdsa');
 
 /**
  * True when `signature` (DER) is `data`'s ECDSA signature under the encoded point (SEC 1, compressed

@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
 import type { Socket } from 'node:net';
+import { loadNativeAddon } from '../../lib/native-addon.js';
 import { packageRoot } from '../../lib/paths.js';
 
 /** What the kernel says about the process on the other end of a Unix socket, read at accept. */
@@ -22,10 +21,6 @@ interface Addon {
   execve(path: string, argv: readonly string[], env: readonly string[]): never;
 }
 
-function loadAddon(root: string): Addon {
-  return createRequire(import.meta.url)(join(root, 'build', 'Release', 'cairn_peercred.node')) as Addon;
-}
-
 /** The one seam to the native addon (built by `npm install`, see scripts/build-addon.sh). */
 export interface PeerCredentialSource {
   /** The kernel's credentials (getsockopt only: nothing read from /proc, so refusing a connection stays cheap). */
@@ -40,7 +35,7 @@ export interface PeerCredentialSource {
 }
 
 export function loadPeerCredentialSource(root: string = packageRoot(import.meta.url)): PeerCredentialSource {
-  const addon = loadAddon(root);
+  const addon = loadNativeAddon<Addon>('cairn_peercred', root);
   const kernelCredentials = (socket: Socket): PeerCredentials => {
     const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
     if (typeof fd !== 'number' || fd < 0) throw new Error('the socket has no file descriptor (not a Unix socket?)');
@@ -91,7 +86,7 @@ export function reexecWithNodeFlags(flags: readonly string[], root: string = pac
   if (missing.length === 0) return undefined;
   let addon: Addon;
   try {
-    addon = loadAddon(root);
+    addon = loadNativeAddon<Addon>('cairn_peercred', root);
   } catch (err) {
     return `the native addon is not built: ${(err as Error).message}`;
   }

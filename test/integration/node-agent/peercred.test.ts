@@ -4,7 +4,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { packageRoot } from '../../../lib/paths.js';
+import { nativeAddonPath } from '../../../lib/native-addon.js';
 import { loadPeerCredentialSource, processStartTime, type PeerCredentials } from '../../../node-agent/platform/peercred.js';
 
 const source = loadPeerCredentialSource();
@@ -91,7 +91,7 @@ describe('kernel peer credentials on a real Unix socket', () => {
   it.runIf(hasPeerPidfd)('is not failed by a signal that interrupts the liveness check (a CPU profiler samples with SIGPROF)', () => {
     // A child checks its own connection's pidfd in a loop while V8's profiler signals it every 50 µs:
     // poll() then fails with EINTR now and again, which used to fail the caller's attestation.
-    const addon = join(packageRoot(), 'build', 'Release', 'cairn_peercred.node');
+    const addon = nativeAddonPath('cairn_peercred');
     const sock = join(dir, 'self.sock');
     const script = `const a=require(${JSON.stringify(addon)});const net=require('net');
 const srv=net.createServer((s)=>{const c=a.peerCredentials(s._handle.fd);let n=0;const t=Date.now();
