@@ -55,7 +55,24 @@ interface CallerView {
   /** Why templates that apply give no identity. */
   readonly refusals: readonly string[];
   readonly snapshot: WorkloadSnapshot;
+  /** FetchJWTSVID answers given at this version, by request (see NodeAgent.jwtAnswer). */
+  readonly jwtAnswers: Map<string, JwtAnswer>;
 }
+
+interface CachedJwt {
+  readonly token: string;
+  readonly kid: string;
+  readonly renewAt: number;
+}
+
+/** One answer and the cached tokens it is made of: it holds while each is still the one cached, and fresh. */
+interface JwtAnswer {
+  readonly svids: readonly JwtSvidResult[];
+  readonly tokens: readonly (readonly [key: string, jwt: CachedJwt])[];
+}
+
+/** Distinct requests (audience lists) remembered per caller view; more are answered from the token cache. */
+const JWT_ANSWERS_PER_VIEW = 64;
 
 /**
  * The CA refuses this agent's SVID (evicted, expired or superseded while it was away) and the agent
@@ -148,7 +165,7 @@ export function renewalTime(notBefore: number, notAfter: number, jitter: number)
 export class NodeAgent implements WorkloadApiPorts {
   private readonly entries = new Map<string, SyncEntry>();
   private readonly svids = new Map<string, HeldSvid>();
-  private readonly jwtCache = new Map<string, { token: string; kid: string; renewAt: number }>();
+  private readonly jwtCache = new Map<string, CachedJwt>();
   private readonly tainted = new TaintedAuthorities();
   /** Our own SVID was signed by a tainted authority: renew it at the next tick, whatever its age. */
   private ownSvidTainted = false;
@@ -307,20 +324,32 @@ export class NodeAgent implements WorkloadApiPorts {
         return this.view(key, selectors).snapshot;
       },
       jwtSvids: async (audience, spiffeId) => {
-        const out: JwtSvidResult[] = [];
-        const seen = new Set<string>();
         const view = this.view(key, selectors);
+        // JSON: an audience may hold any character, the separator included
+        const request = JSON.stringify([spiffeId ?? null, ...audience]);
+        const known = view.jwtAnswers.get(request);
+        if (known && this.stillCached(known)) return known.svids;
+        const svids: JwtSvidResult[] = [];
+        const tokens: [string, CachedJwt][] = [];
+        const seen = new Set<string>();
+        const add = async (id: string, spiffeId: string, hint: string | null | undefined, mint: () => Promise<JwtSvidMessage>): Promise<void> => {
+          seen.add(spiffeId);
+          const cached = await this.jwtFor(id, audience, mint);
+          tokens.push(cached);
+          svids.push({ spiffeId, token: cached[1].token, hint: hint ?? undefined });
+        };
         for (const e of view.entries) {
           if ((spiffeId && e.spiffeId !== spiffeId) || seen.has(e.spiffeId)) continue;
-          seen.add(e.spiffeId);
-          out.push({ spiffeId: e.spiffeId, token: await this.jwtFor(e.id, audience, () => this.deps.client.mintJwt(e.id, audience)), hint: e.hint ?? undefined });
+          await add(e.id, e.spiffeId, e.hint, () => this.deps.client.mintJwt(e.id, audience));
         }
         for (const t of view.instances) {
           if ((spiffeId && t.spiffeId !== spiffeId) || seen.has(t.spiffeId) || !this.svids.has(t.id)) continue;
-          seen.add(t.spiffeId);
-          out.push({ spiffeId: t.spiffeId, token: await this.jwtFor(t.id, audience, () => this.deps.client.mintJwtByTemplate(t.templateId, t.selectors, audience)), hint: t.hint ?? undefined });
+          await add(t.id, t.spiffeId, t.hint, () => this.deps.client.mintJwtByTemplate(t.templateId, t.selectors, audience));
         }
-        return out;
+        // kept in the view it was computed from: a later version (entries, SVIDs) starts afresh
+        const current = this.view(key, selectors);
+        if (current === view && view.jwtAnswers.size < JWT_ANSWERS_PER_VIEW) view.jwtAnswers.set(request, { svids, tokens });
+        return svids;
       },
     };
     return { workload, key, selectors };
@@ -344,7 +373,7 @@ export class NodeAgent implements WorkloadApiPorts {
       federatedTrustDomains: [...new Set(held.flatMap((e) => e.federatesWith))],
     };
     if (this.views.size >= 4096 && !cached) this.views.clear(); // bounded: many distinct callers just recompute
-    const view: CallerView = { version: this.version, entries, instances: resolved.instances, refusals: resolved.refusals, snapshot };
+    const view: CallerView = { version: this.version, entries, instances: resolved.instances, refusals: resolved.refusals, snapshot, jwtAnswers: new Map() };
     this.views.set(key, view);
     return view;
   }
@@ -367,19 +396,27 @@ export class NodeAgent implements WorkloadApiPorts {
     }
   }
 
-  private async jwtFor(id: string, audience: readonly string[], mint: () => Promise<JwtSvidMessage>): Promise<string> {
-    const key = `${id}\u0000${[...audience].sort().join('\u0000')}`;
+  /** The cached JWT-SVID for this identity and audience (its cache key too), minted when there is none or it is past half-life. */
+  private async jwtFor(id: string, audience: readonly string[], mint: () => Promise<JwtSvidMessage>): Promise<[string, CachedJwt]> {
+    const key = `${id}\u0000${JSON.stringify([...audience].sort())}`;
     const now = this.deps.clock.now().getTime();
     const cached = this.jwtCache.get(key);
-    if (cached && cached.renewAt > now) return cached.token;
+    if (cached && cached.renewAt > now) return [key, cached];
     const minted = await mint();
     const parsed = parseJwtSvidInsecure(minted.token);
     const claims = parsed.claims as { iat?: number; exp: number };
     const iat = (claims.iat ?? now / 1000) * 1000;
     const kid = String((parsed.header as { kid?: unknown }).kid ?? '');
-    this.jwtCache.set(key, { token: minted.token, kid, renewAt: this.tainted.jwtKid(kid) ? 0 : iat + (claims.exp * 1000 - iat) / 2 });
+    const made: CachedJwt = { token: minted.token, kid, renewAt: this.tainted.jwtKid(kid) ? 0 : iat + (claims.exp * 1000 - iat) / 2 };
+    this.jwtCache.set(key, made);
     if (this.jwtCache.size > 10_000) this.jwtCache.delete(this.jwtCache.keys().next().value!);
-    return minted.token;
+    return [key, made];
+  }
+
+  /** Whether every token of an answer is still the cached one (not dropped, tainted or renewed) and before half-life: what jwtFor would return. */
+  private stillCached(answer: JwtAnswer): boolean {
+    const now = this.deps.clock.now().getTime();
+    return answer.tokens.every(([key, jwt]) => jwt.renewAt > now && this.jwtCache.get(key) === jwt);
   }
 
   private changed(): void {

@@ -52,7 +52,10 @@ export class CallerChangedError extends Error {
 export interface Workload {
   /** May throw CallerChangedError (a stream then ends with PermissionDenied). */
   snapshot(): WorkloadSnapshot;
-  /** JWT-SVIDs for the audience (one per entitled identity, or the one asked for). */
+  /**
+   * JWT-SVIDs for the audience (one per entitled identity, or the one asked for). The same request
+   * gets the same array object for as long as its answer holds, so the server encodes it once.
+   */
   jwtSvids(audience: readonly string[], spiffeId: string | undefined): Promise<readonly JwtSvidResult[]>;
 }
 

@@ -5,7 +5,7 @@ import { SpiffeError } from '../spiffe/errors.js';
 import { SpiffeId } from '../spiffe/id.js';
 import { JWTSVIDResponseSchema, SpiffeWorkloadAPI, ValidateJWTSVIDResponseSchema, type JWTSVIDRequest, type JWTSVIDResponse } from './gen/workload_pb.js';
 import { attestationError, kCaller, workloadOf } from './connection.js';
-import type { ConnectionAttestation, Workload, WorkloadApiPorts, WorkloadSnapshot } from './ports.js';
+import type { ConnectionAttestation, JwtSvidResult, Workload, WorkloadApiPorts, WorkloadSnapshot } from './ports.js';
 import { StateCache, type Encoded, type StateKind, type StateMessages } from './states.js';
 
 export const SECURITY_HEADER = 'workload.spiffe.io';
@@ -73,7 +73,8 @@ export function currentState<K extends StateKind>(core: WorkloadApiCore, workloa
   return state;
 }
 
-export async function fetchJwtSvid(core: WorkloadApiCore, req: JWTSVIDRequest, header: string | null | undefined, caller: ConnectionAttestation | undefined): Promise<JWTSVIDResponse> {
+/** FetchJWTSVID's rules and answer, before it is made a message (the direct path encodes each answer once). */
+export async function jwtSvidsFor(core: WorkloadApiCore, req: JWTSVIDRequest, header: string | null | undefined, caller: ConnectionAttestation | undefined): Promise<readonly JwtSvidResult[]> {
   requireSecurityHeader(header);
   const audience = req.audience.filter((a) => a !== '');
   if (audience.length === 0) throw new ConnectError('audience must be specified', Code.InvalidArgument);
@@ -94,7 +95,14 @@ export async function fetchJwtSvid(core: WorkloadApiCore, req: JWTSVIDRequest, h
     throw new ConnectError('could not mint a JWT-SVID', Code.Unavailable, undefined, undefined, err);
   }
   if (svids.length === 0) throw new ConnectError('no identity issued', Code.PermissionDenied);
-  return create(JWTSVIDResponseSchema, { svids: svids.map((s) => ({ spiffeId: s.spiffeId, svid: s.token, hint: s.hint ?? '' })) });
+  return svids;
+}
+
+export const jwtSvidResponse = (svids: readonly JwtSvidResult[]): JWTSVIDResponse =>
+  create(JWTSVIDResponseSchema, { svids: svids.map((s) => ({ spiffeId: s.spiffeId, svid: s.token, hint: s.hint ?? '' })) });
+
+export async function fetchJwtSvid(core: WorkloadApiCore, req: JWTSVIDRequest, header: string | null | undefined, caller: ConnectionAttestation | undefined): Promise<JWTSVIDResponse> {
+  return jwtSvidResponse(await jwtSvidsFor(core, req, header, caller));
 }
 
 /**

@@ -5,7 +5,7 @@ import type { K8sWorkloadAttestor } from './k8s-attestor.js';
 import { parsePodFromCgroup } from './k8s-attestor.js';
 import type { SystemdWorkloadAttestor } from './systemd-attestor.js';
 import { unitFromCgroup } from './systemd-attestor.js';
-import { exeIdentity, processFacts, sameExe, unixSelectors, type ExeIdentity, type ExecutableHashCache } from './unix-attestor.js';
+import { processFacts, stillRunsExe, unixSelectors, type ExecutableHashCache } from './unix-attestor.js';
 
 /**
  * One accepted Workload API connection's caller. Everything that identifies it is read when the
@@ -76,8 +76,7 @@ export class CallerIdentifier {
       },
       recheck() {
         if (!deps.peers.stillSame(pinned)) throw new CallerChangedError('the process that opened this connection has exited');
-        const now: ExeIdentity | undefined = exeIdentity(procRoot, pinned.pid);
-        if (!sameExe(facts.exe, now)) throw new CallerChangedError('the process that opened this connection runs another executable than when it connected (exec)');
+        if (!stillRunsExe(procRoot, pinned.pid, facts.exe)) throw new CallerChangedError('the process that opened this connection runs another executable than when it connected (exec)');
       },
       release() {
         if (released) return;

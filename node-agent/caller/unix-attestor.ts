@@ -42,9 +42,19 @@ export function exeIdentity(procRoot: string, pid: number): ExeIdentity | undefi
   }
 }
 
-export function sameExe(a: ExeIdentity | undefined, b: ExeIdentity | undefined): boolean {
-  if (a === undefined || b === undefined) return a === b;
-  return a.dev === b.dev && a.ino === b.ino && a.path === b.path;
+/**
+ * Whether the process at `pid` still runs the executable `exe` names (same path, device and inode):
+ * exeIdentity compared field by field, without the file key only a hash needs (a check on every call).
+ */
+export function stillRunsExe(procRoot: string, pid: number, exe: ExeIdentity | undefined): boolean {
+  if (exe === undefined) return exeIdentity(procRoot, pid) === undefined;
+  const link = `${procRoot}/${pid}/exe`;
+  try {
+    const st = statSync(link, { bigint: true });
+    return st.dev === exe.dev && st.ino === exe.ino && readlinkSync(link) === exe.path;
+  } catch {
+    return false;
+  }
 }
 
 function supplementaryGroups(procRoot: string, pid: number): number[] {

@@ -5,8 +5,8 @@ import {
   JWTBundlesRequestSchema, JWTSVIDRequestSchema, JWTSVIDResponseSchema, X509BundlesRequestSchema, X509SVIDRequestSchema,
 } from '../gen/workload_pb.js';
 import type { WorkloadApiMetrics } from '../metrics.js';
-import type { ConnectionAttestation } from '../ports.js';
-import { fetchJwtSvid, openStream, SECURITY_HEADER, type WorkloadApiCore } from '../service.js';
+import type { ConnectionAttestation, JwtSvidResult } from '../ports.js';
+import { jwtSvidResponse, jwtSvidsFor, openStream, SECURITY_HEADER, type WorkloadApiCore } from '../service.js';
 import { grpcFrame, type StateKind } from '../states.js';
 import { DirectCall } from './call.js';
 import { StateStreams } from './streams.js';
@@ -44,6 +44,13 @@ function parse<Desc extends DescMessage>(schema: Desc, bytes: Uint8Array): Retur
 
 export function directWorkloadApi(core: WorkloadApiCore, metrics: WorkloadApiMetrics | undefined): DirectWorkloadApi {
   const streams = new StateStreams(core);
+  // an answer the agent hands out again (the same array while it holds) is framed once
+  const jwtFrames = new WeakMap<readonly JwtSvidResult[], Buffer>();
+  const jwtFrame = (svids: readonly JwtSvidResult[]): Buffer => {
+    let frame = jwtFrames.get(svids);
+    if (!frame) jwtFrames.set(svids, (frame = grpcFrame(toBinary(JWTSVIDResponseSchema, jwtSvidResponse(svids)))));
+    return frame;
+  };
   return {
     handle(stream, headers, caller) {
       const path = headers[':path'];
@@ -72,8 +79,8 @@ export function directWorkloadApi(core: WorkloadApiCore, metrics: WorkloadApiMet
         // a unary call whose request cannot be read is not counted (connect-node reads it before its interceptors)
         if (request instanceof ConnectError) return call.fail(request);
         call.observer = metrics?.callStarted('FetchJWTSVID', false);
-        fetchJwtSvid(core, request, header, caller).then(
-          (response) => call.reply(grpcFrame(toBinary(JWTSVIDResponseSchema, response))),
+        jwtSvidsFor(core, request, header, caller).then(
+          (svids) => call.reply(jwtFrame(svids)),
           (err: unknown) => call.fail(err),
         );
       });

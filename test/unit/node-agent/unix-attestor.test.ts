@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AccountNames } from '../../../node-agent/caller/accounts.js';
-import { ExecutableHashCache, exeIdentity, processFacts, sameExe, unixSelectors } from '../../../node-agent/caller/unix-attestor.js';
+import { ExecutableHashCache, exeIdentity, processFacts, stillRunsExe, unixSelectors } from '../../../node-agent/caller/unix-attestor.js';
 
 describe('the unix workload attestor', () => {
   let root: string;
@@ -52,17 +52,20 @@ describe('the unix workload attestor', () => {
     expect(s).toContain(`unix:sha256:${sha('binary v1')}`);
     expect(s).toContain(`unix:path:${join(root, 'app')}`);
     // and the per-call check sees the change
-    expect(sameExe(facts.exe, exeIdentity(procRoot(), 77))).toBe(false);
+    expect(stillRunsExe(procRoot(), 77, facts.exe)).toBe(false);
   });
 
   it('tells the same executable from another by device, inode and path', () => {
     const a = exeIdentity(procRoot(), 77);
     expect(a).toBeDefined();
-    expect(sameExe(a, exeIdentity(procRoot(), 77))).toBe(true);
-    expect(sameExe(a, { ...a!, ino: a!.ino + 1n })).toBe(false);
-    expect(sameExe(a, { ...a!, path: '/usr/bin/other' })).toBe(false);
-    expect(sameExe(a, undefined)).toBe(false);
-    expect(sameExe(undefined, undefined)).toBe(true);
+    expect(stillRunsExe(procRoot(), 77, a)).toBe(true);
+    expect(stillRunsExe(procRoot(), 77, { ...a!, ino: a!.ino + 1n })).toBe(false);
+    expect(stillRunsExe(procRoot(), 77, { ...a!, dev: a!.dev + 1n })).toBe(false);
+    expect(stillRunsExe(procRoot(), 77, { ...a!, path: '/usr/bin/other' })).toBe(false);
+    // unreadable at accept: it must stay unreadable (a process that was gone, or another user's)
+    expect(stillRunsExe(procRoot(), 77, undefined)).toBe(false);
+    expect(stillRunsExe(procRoot(), 99, undefined)).toBe(true);
+    expect(stillRunsExe(procRoot(), 99, a)).toBe(false);
   });
 
   it('hashes an executable once per file identity, and again when the file is replaced', async () => {
