@@ -50,6 +50,10 @@ export async function benchAgentApi(): Promise<void> {
     const ceilings: number[] = [];
     const caCpu = (): number => processCpuMs(ca.child.pid!);
     const cpuSplit: { ca: number; client: number; pg: number | undefined; wall: number }[] = [];
+    // What the CA recorded, to hold the count below to: every SVID it answers with is an inventory row.
+    const counter = new pg.Client({ connectionString: databaseUrl });
+    await counter.connect();
+    const recorded = async (): Promise<number> => Number((await counter.query<{ n: string }>('SELECT count(*) AS n FROM issued_x509_svids')).rows[0]!.n);
     const windowFrom = process.hrtime.bigint() / 1000n;
     console.error('issuance: rounds start');
     for (let round = 0; round < 3; round++) {
@@ -59,18 +63,26 @@ export async function benchAgentApi(): Promise<void> {
       const ca0 = caCpu();
       const pg0 = postgresCpu();
       const client0 = process.cpuUsage();
+      const rows0 = await recorded();
       let issued = 0;
       // several batches in flight, as an agent pipelines its requests
       const lane = async (): Promise<void> => {
-        while (performance.now() - started < 4000) issued += await batch();
+        while (performance.now() - started < 4000) {
+          // not `issued += await batch()`: that reads `issued` before the await, and the lanes overwrite each other's counts
+          const n = await batch();
+          issued += n;
+        }
       };
       await Promise.all(Array.from({ length: LANES }, lane));
       const wall = performance.now() - started;
+      const rows = (await recorded()) - rows0;
+      if (rows !== issued) throw new Error(`the bench counted ${issued} SVIDs in this round, the CA recorded ${rows}`);
       rates.push((issued * 1000) / wall);
       const c = process.cpuUsage(client0);
       const pg1 = postgresCpu();
       cpuSplit.push({ ca: caCpu() - ca0, client: (c.user + c.system) / 1000, pg: pg0 === undefined || pg1 === undefined ? undefined : pg1 - pg0, wall });
     }
+    await counter.end();
     const split = cpuSplit[cpuSplit.length - 1]!;
     const svidsPerSecond = median(rates);
     const rawSigns = median(raws);
@@ -119,34 +131,26 @@ export async function benchAgentApi(): Promise<void> {
     const clientPerSvid = perSvid(split.client);
     const ratio = svidsPerSecond / rawSigns;
     const shortfall = svidsPerSecond >= 5000 && ratio >= 0.15 ? '' : `
-**Below target on this machine.** At the target, ${fmt(Math.round(0.15 * rawSigns))} SVIDs/s on two cores leave ${fmt(Math.round(2e6 / (0.15 * rawSigns)))} µs of CPU per SVID
+**Below target in this run.** At the target, ${fmt(Math.round(0.15 * rawSigns))} SVIDs/s on two cores leave ${fmt(Math.round(2e6 / (0.15 * rawSigns)))} µs of CPU per SVID
 for everything on the machine; in this run's last round the CA process burned ~${cpuPerSvid} µs per SVID, PostgreSQL
-${pgPerSvid === undefined ? 'an unmeasured share' : `~${fmt(pgPerSvid)} µs`} and the client ~${clientPerSvid} µs, and the two cores were not full. (The raw baseline itself moves between
-runs and sessions, 3,000–35,000 signs/s on this machine, with other jobs; the ratio moves with it.) Where it goes
-(issue 17; CPU profiles of every CA thread under this benchmark, \`CAIRN_BENCH_PROFILE=<dir> npm run bench agent-api\`,
-and CPU from /proc, 2026-11-28):
-- **cryptography is no longer the bottleneck.** A CSR's proof of possession was 5–6 signatures' worth through
-  node:crypto, whose every key import runs OpenSSL 3's full key validation (a scalar multiplication that proves
-  nothing on P-256); the CA now checks it through Node's own OpenSSL in a small addon
-  (\`ca/issuance/native/ecdsa.c\`, ~85 µs instead of ~215 µs). In alternating runs of one session (2026-11-28, two
-  each) the ceiling row went from 0.25–0.33 to 0.39–0.57, the CA's CPU per SVID from 580–700 µs to 410–520 µs and the
-  rate from 2,040–2,300 to 2,250–2,870 SVIDs/s. (The 1,160 µs recorded before came from a busier machine.) The
-  issuance workers are now idle about two thirds of the time; of their busy time ~90% is that check and the signature.
-- **the event loop is idle about half the time too**: each request signs, then writes its inventory and
-  audit rows, then answers; with ${LANES} requests in flight the phases of one wait on the other's, and with
-  PostgreSQL and the client about a fifth of the two cores stays idle. Its busy half: GC ~15%, socket writes to PostgreSQL and the client ~15%,
-  the pg driver's array-literal encoding, canonical JSON and hashing for the audit log, fastify's JSON.
-- **PostgreSQL** spends its share on ~15 B-tree insertions per SVID: the inventory row (primary key and four
-  indexes) and the audit entry (inserted, then numbered by integration, which moves it into six partial search
-  indexes, plus two Merkle nodes).
-- **More requests in flight made it worse, not better**: with 4, CPU per SVID rose to about double in both the CA (800–1,300 µs)
-  and PostgreSQL (350–620 µs) and the rate fell to 900–1,520/s (2026-11-28, \`CAIRN_BENCH_LANES=4\`); not explained yet.
-
-Removed in issue 17: the bundle base64-encoded per SVID and then dropped, each audit entry turned into a Buffer
-and back into text before its insert, three buffers and a concat per DER node and two OIDs re-encoded per
-certificate in the leaf template, a random draw per serial (one per batch now), and the OpenSSL key validation
-above. Not done: a binary batch encoding, a cheaper audit integration (or fewer audit indexes), overlapping a
-request's signing with another's database work inside the CA, and anything that would skip a CSR's proof of possession.`;
+${pgPerSvid === undefined ? 'an unmeasured share' : `~${pgPerSvid} µs`} and the client ~${clientPerSvid} µs. (The raw baseline itself moves between
+runs and sessions, 3,000–37,000 signs/s on this machine, with other jobs; the ratio moves with it.)
+`;
+    const history = `
+**How issuance got here (issue 17).** Until 2026-11-28 this benchmark reported about half the SVIDs it
+received: each of its concurrent request lanes ran \`issued += await batch()\`, which reads \`issued\` before the
+await, so the lanes overwrote each other's counts (with 4 lanes, a quarter was reported, which read as "more in
+flight makes it worse"). Each round now holds its count to the inventory rows the CA wrote in it and fails on any
+difference, and a rule in \`test/architecture.test.ts\` refuses \`x += await …\` anywhere. The figures recorded
+before that day are low by the number of lanes, and their CPU per SVID high by as much; comparisons between them
+(one count, one bug) still hold. Removed in issue 17: a CSR's proof of possession is checked through Node's own OpenSSL in a small
+addon (\`ca/issuance/native/ecdsa.c\`, ~85 µs instead of ~215 µs through node:crypto, whose key import runs
+OpenSSL 3's full key validation, a scalar multiplication that proves nothing on P-256); the bundle is no longer
+base64-encoded per SVID and dropped; audit entries go to PostgreSQL as text; the leaf template no longer builds
+three buffers per DER node or re-encodes two OIDs per certificate; a batch draws its serials' randomness once.
+PostgreSQL's share is ~15 B-tree insertions per SVID: the inventory row (primary key and four indexes) and the
+audit entry (inserted, then numbered by integration into six partial search indexes, plus two Merkle nodes).
+`;
     const p50 = percentile(latencies, 50);
     const p99 = percentile(latencies, 99);
     const md = `## Agent API (issue 3)
@@ -161,9 +165,8 @@ the bench process plays the agent over mTLS. Measured ${new Date().toISOString()
 | admin entry change → connected agent holding it (long-poll woken by NOTIFY), 100 changes | p50 **${p50.toFixed(1)} ms**, p99 **${p99.toFixed(1)} ms** | bare NOTIFY→LISTEN p50 ${percentile(rawLatencies, 50).toFixed(2)} ms, p99 ${percentile(rawLatencies, 99).toFixed(2)} ms | p99 ×${(p99 / percentile(rawLatencies, 99)).toFixed(1)} | p99 ≤ 1 s (SPIRE: 5–10 s) |
 
 Rounds for issuance: ${rates.map((r) => fmt(r)).join(', ')} SVIDs/s, ${((100 * svidsPerSecond) / ceiling).toFixed(0)}% of the ceiling measured between them (CA CPU per SVID ${cpuSplit.map((c, k) => fmt(Math.round((c.ca * 1000) / ((rates[k]! * c.wall) / 1000)))).join(', ')} µs). Where the two cores went in the last
-round: CA process ${((100 * split.ca) / split.wall).toFixed(0)}% of one core, the bench client ${((100 * split.client) / split.wall).toFixed(0)}%, ${split.pg === undefined ? 'the rest PostgreSQL and idle' : `PostgreSQL ${((100 * split.pg) / split.wall).toFixed(0)}% (${fmt(Math.round((split.pg * 1000) / ((rates[rates.length - 1]! * split.wall) / 1000)))} µs per SVID), the rest idle`}.
-${shortfall}
-
+round: CA process ${((100 * split.ca) / split.wall).toFixed(0)}% of one core, the bench client ${((100 * split.client) / split.wall).toFixed(0)}%, ${split.pg === undefined ? 'the rest PostgreSQL and idle' : `PostgreSQL ${((100 * split.pg) / split.wall).toFixed(0)}% (${pgPerSvid} µs per SVID), the rest idle`}.
+${shortfall}${history}
 The latency includes the admin
 REST call that makes the change (validation, insert, commit) as well as the push.`;
     writeSection('agent-api', md);

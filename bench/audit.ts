@@ -53,7 +53,10 @@ async function openBenchDb(): Promise<{ db: Database; kind: string; drop: () => 
 async function rate(fn: () => Promise<number>, ms: number): Promise<number> {
   let n = 0;
   const start = performance.now();
-  while (performance.now() - start < ms) n += await fn();
+  while (performance.now() - start < ms) {
+    const done = await fn();
+    n += done;
+  }
   return (n * 1000) / (performance.now() - start);
 }
 

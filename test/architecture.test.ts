@@ -68,4 +68,15 @@ describe('architecture', () => {
       .filter((f) => /Date\.now\(\)|new Date\(\)/.test(readFileSync(f, 'utf8')));
     expect(offenders.map((f) => relative(root, f))).toEqual([]);
   });
+
+  it('accumulates no awaited value in place (`x += await f()` reads x before it awaits)', () => {
+    // Two async paths doing `issued += await batch()` each add to the value read before their await,
+    // so one overwrites the other's count: the agent-api bench reported half the SVIDs it got for a week.
+    const code = (f: string): string => readFileSync(f, 'utf8').split('\n').filter((l) => !/^\s*(\/\/|\*|\/\*)/.test(l)).map((l) => l.replace(/\s\/\/.*$/, '')).join('\n');
+    const offenders = [...Object.keys(ALLOWED), 'bench', 'test']
+      .flatMap((layer) => sourceFiles(join(root, layer)))
+      .filter((f) => relative(root, f) !== 'test/architecture.test.ts') // this rule names the pattern
+      .filter((f) => /[\w\]).]\s*[-+*/]=\s*await\b/.test(code(f)));
+    expect(offenders.map((f) => relative(root, f))).toEqual([]);
+  });
 });
