@@ -55,8 +55,6 @@ interface CallerView {
   /** Why templates that apply give no identity. */
   readonly refusals: readonly string[];
   readonly snapshot: WorkloadSnapshot;
-  /** FetchJWTSVID answers given at this version, by request (see NodeAgent.jwtAnswer). */
-  readonly jwtAnswers: Map<string, JwtAnswer>;
 }
 
 interface CachedJwt {
@@ -65,14 +63,18 @@ interface CachedJwt {
   readonly renewAt: number;
 }
 
-/** One answer and the cached tokens it is made of: it holds while each is still the one cached, and fresh. */
+/**
+ * One FetchJWTSVID answer and what it was made of: it holds at the agent version it was computed at
+ * (entries, SVIDs) while each token is still the one cached, and fresh.
+ */
 interface JwtAnswer {
+  readonly version: number;
   readonly svids: readonly JwtSvidResult[];
   readonly tokens: readonly (readonly [key: string, jwt: CachedJwt])[];
 }
 
-/** Distinct requests (audience lists) remembered per caller view; more are answered from the token cache. */
-const JWT_ANSWERS_PER_VIEW = 64;
+/** As many answers as tokens are cached: a caller asking for ever new audiences cannot grow either past it. */
+const MAX_CACHED_JWTS = 10_000;
 
 /**
  * The CA refuses this agent's SVID (evicted, expired or superseded while it was away) and the agent
@@ -166,6 +168,8 @@ export class NodeAgent implements WorkloadApiPorts {
   private readonly entries = new Map<string, SyncEntry>();
   private readonly svids = new Map<string, HeldSvid>();
   private readonly jwtCache = new Map<string, CachedJwt>();
+  /** FetchJWTSVID answers by caller and request, so the same request gets the same object (see Workload.jwtSvids). */
+  private readonly jwtAnswers = new Map<string, JwtAnswer>();
   private readonly tainted = new TaintedAuthorities();
   /** Our own SVID was signed by a tainted authority: renew it at the next tick, whatever its age. */
   private ownSvidTainted = false;
@@ -324,11 +328,12 @@ export class NodeAgent implements WorkloadApiPorts {
         return this.view(key, selectors).snapshot;
       },
       jwtSvids: async (audience, spiffeId) => {
-        const view = this.view(key, selectors);
+        const version = this.version;
         // JSON: an audience may hold any character, the separator included
-        const request = JSON.stringify([spiffeId ?? null, ...audience]);
-        const known = view.jwtAnswers.get(request);
-        if (known && this.stillCached(known)) return known.svids;
+        const request = JSON.stringify([key, spiffeId ?? null, ...audience]);
+        const known = this.jwtAnswers.get(request);
+        if (known && known.version === version && this.stillCached(known)) return known.svids;
+        const view = this.view(key, selectors);
         const svids: JwtSvidResult[] = [];
         const tokens: [string, CachedJwt][] = [];
         const seen = new Set<string>();
@@ -346,9 +351,12 @@ export class NodeAgent implements WorkloadApiPorts {
           if ((spiffeId && t.spiffeId !== spiffeId) || seen.has(t.spiffeId) || !this.svids.has(t.id)) continue;
           await add(t.id, t.spiffeId, t.hint, () => this.deps.client.mintJwtByTemplate(t.templateId, t.selectors, audience));
         }
-        // kept in the view it was computed from: a later version (entries, SVIDs) starts afresh
-        const current = this.view(key, selectors);
-        if (current === view && view.jwtAnswers.size < JWT_ANSWERS_PER_VIEW) view.jwtAnswers.set(request, { svids, tokens });
+        // not when the version moved while minting: the answer may already be out of date
+        if (this.version === version) {
+          this.jwtAnswers.delete(request);
+          this.jwtAnswers.set(request, { version, svids, tokens });
+          if (this.jwtAnswers.size > MAX_CACHED_JWTS) this.jwtAnswers.delete(this.jwtAnswers.keys().next().value!);
+        }
         return svids;
       },
     };
@@ -373,7 +381,7 @@ export class NodeAgent implements WorkloadApiPorts {
       federatedTrustDomains: [...new Set(held.flatMap((e) => e.federatesWith))],
     };
     if (this.views.size >= 4096 && !cached) this.views.clear(); // bounded: many distinct callers just recompute
-    const view: CallerView = { version: this.version, entries, instances: resolved.instances, refusals: resolved.refusals, snapshot, jwtAnswers: new Map() };
+    const view: CallerView = { version: this.version, entries, instances: resolved.instances, refusals: resolved.refusals, snapshot };
     this.views.set(key, view);
     return view;
   }
@@ -409,7 +417,7 @@ export class NodeAgent implements WorkloadApiPorts {
     const kid = String((parsed.header as { kid?: unknown }).kid ?? '');
     const made: CachedJwt = { token: minted.token, kid, renewAt: this.tainted.jwtKid(kid) ? 0 : iat + (claims.exp * 1000 - iat) / 2 };
     this.jwtCache.set(key, made);
-    if (this.jwtCache.size > 10_000) this.jwtCache.delete(this.jwtCache.keys().next().value!);
+    if (this.jwtCache.size > MAX_CACHED_JWTS) this.jwtCache.delete(this.jwtCache.keys().next().value!);
     return [key, made];
   }
 

@@ -76,6 +76,7 @@ describe('node agent: FetchJWTSVID answers', () => {
     const workload = (): Promise<Workload> => agent.attestConnection({ pid: 1, uid: 1000, gid: 1000 }).workload();
     return {
       workload,
+      remembered: () => (agent as unknown as { jwtAnswers: Map<string, unknown> }).jwtAnswers.size,
       mints: () => mints,
       advance: (ms: number) => void (now += ms),
       push: (e: SyncEntry) => {
@@ -121,4 +122,12 @@ describe('node agent: FetchJWTSVID answers', () => {
     expect(changed[0]!.token).toBe(renewed[0]!.token); // the token is still cached: only the answer is new
     expect(t.mints()).toBe(2);
   });
+
+  it('remembers no more answers than it caches tokens, however many audiences a caller asks for', async () => {
+    const t = await start();
+    const w = await t.workload();
+    for (let i = 0; i < 10_050; i++) await w.jwtSvids([`aud-${i}`], undefined);
+    expect(t.mints()).toBe(10_050);
+    expect(t.remembered()).toBe(10_000);
+  }, 60_000);
 });
