@@ -138,10 +138,10 @@ runs and sessions, 3,000–37,000 signs/s on this machine, with other jobs; the 
 `;
     const history = `
 **How issuance got here (issue 17).** Until 2026-11-28 this benchmark reported about half the SVIDs it
-received: each of its concurrent request lanes ran \`issued += await batch()\`, which reads \`issued\` before the
-await, so the lanes overwrote each other's counts (with 4 lanes, a quarter was reported, which read as "more in
+received: each of its concurrent request lanes added to the shared \`issued\` with \`+= await batch()\`, which reads the
+total before the await, so the lanes overwrote each other's counts (with 4 lanes, a quarter was reported, which read as "more in
 flight makes it worse"). Each round now holds its count to the inventory rows the CA wrote in it and fails on any
-difference, and a rule in \`test/architecture.test.ts\` refuses \`x += await …\` anywhere. The figures recorded
+difference, and a rule in \`test/architecture.test.ts\` refuses \`+= await\` anywhere. The figures recorded
 before that day are low by the number of lanes, and their CPU per SVID high by as much; comparisons between them
 (one count, one bug) still hold. Removed in issue 17: a CSR's proof of possession is checked through Node's own OpenSSL in a small
 addon (\`ca/issuance/native/ecdsa.c\`, ~85 µs instead of ~215 µs through node:crypto, whose key import runs
