@@ -71,7 +71,7 @@ describe('architecture', () => {
 
   it('accumulates no awaited value in place (`x += await f()` reads x before it awaits)', () => {
     // Two async paths doing `issued += await batch()` each add to the value read before their await,
-    // so one overwrites the other's count: the agent-api bench reported half the SVIDs it got for a week.
+    // so one overwrites the other's count: the agent-api bench reported half the SVIDs it got for five days.
     const code = (f: string): string => readFileSync(f, 'utf8').split('\n').filter((l) => !/^\s*(\/\/|\*|\/\*)/.test(l)).map((l) => l.replace(/\s\/\/.*$/, '')).join('\n');
     const offenders = [...Object.keys(ALLOWED), 'bench', 'test']
       .flatMap((layer) => sourceFiles(join(root, layer)))
