@@ -101,10 +101,6 @@ export async function jwtSvidsFor(core: WorkloadApiCore, req: JWTSVIDRequest, he
 export const jwtSvidResponse = (svids: readonly JwtSvidResult[]): JWTSVIDResponse =>
   create(JWTSVIDResponseSchema, { svids: svids.map((s) => ({ spiffeId: s.spiffeId, svid: s.token, hint: s.hint ?? '' })) });
 
-export async function fetchJwtSvid(core: WorkloadApiCore, req: JWTSVIDRequest, header: string | null | undefined, caller: ConnectionAttestation | undefined): Promise<JWTSVIDResponse> {
-  return jwtSvidResponse(await jwtSvidsFor(core, req, header, caller));
-}
-
 /**
  * A stream of complete states for connect-node's pipeline: the first immediately, then one after
  * every change that alters it (duplicates suppressed); the server's shutdown ends it with Unavailable.
@@ -173,7 +169,7 @@ export function workloadApiRoutes(ports: WorkloadApiPorts): WorkloadApiHandlers 
       fetchX509SVID: stream('x509'),
       fetchX509Bundles: stream('x509Bundles'),
       fetchJWTBundles: stream('jwtBundles'),
-      fetchJWTSVID: (req, ctx) => fetchJwtSvid(core, req, header(ctx), ctx.values.get(kCaller)),
+      fetchJWTSVID: async (req, ctx) => jwtSvidResponse(await jwtSvidsFor(core, req, header(ctx), ctx.values.get(kCaller))),
       async validateJWTSVID(req, ctx) {
         requireSecurityHeader(header(ctx));
         if (req.audience === '') throw new ConnectError('audience must be specified', Code.InvalidArgument);
